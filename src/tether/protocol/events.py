@@ -1,0 +1,78 @@
+"""Events the protocol engine emits, as small immutable dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.protocol.close import Close
+from tether.protocol.http11 import Request, Response
+
+__all__ = [
+    "CloseReceived",
+    "Event",
+    "Fragment",
+    "Message",
+    "Ping",
+    "Pong",
+    "RequestReceived",
+    "ResponseReceived",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A whole message: ``str`` for text, ``bytes`` for binary."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A piece of a fragmented message, given when the engine streams messages.
+
+    ``data`` is ``str`` for a text message and ``bytes`` for a binary one;
+    text pieces always end on a character boundary. ``first`` marks the first
+    piece of a message and ``last`` the final one.
+    """
+
+    data: str | bytes
+    first: bool
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A ping arrived; the engine has already queued the pong."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """A pong arrived."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReceived:
+    """The peer sent a close frame; the engine has answered it if it had to."""
+
+    close: Close
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A server engine read the client's opening handshake request."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """A client engine read the server's opening handshake response."""
+
+    response: Response
+
+
+Event = Message | Fragment | Ping | Pong | CloseReceived | RequestReceived | ResponseReceived

@@ -1,0 +1,211 @@
+"""The frame codec of RFC 6455 section 5.
+
+:func:`parse_header` reads a frame header from a buffer and checks every rule
+that can be checked from the header alone; :func:`serialize_frame` builds a
+frame's bytes. :class:`Frame` is the value passed to extensions and used by
+tests and test peers; the engine's hot path works on header tuples instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from tether.exceptions import ProtocolError
+from tether.protocol.masking import apply_mask
+
+__all__ = [
+    "CONTROL_OPCODES",
+    "DATA_OPCODES",
+    "Frame",
+    "FrameHeader",
+    "Opcode",
+    "parse_frame",
+    "parse_header",
+    "serialize_frame",
+]
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (RFC 6455 section 5.2)."""
+
+    CONT = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+DATA_OPCODES = frozenset({Opcode.CONT, Opcode.TEXT, Opcode.BINARY})
+CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+
+MAX_CONTROL_PAYLOAD = 125
+
+FIN = 0x80
+RSV1 = 0x40
+RSV2 = 0x20
+RSV3 = 0x10
+RSV_BITS = RSV1 | RSV2 | RSV3
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One WebSocket frame, unmasked.
+
+    ``rsv1``, ``rsv2`` and ``rsv3`` are the reserved bits that extensions
+    such as permessage-deflate give a meaning to.
+    """
+
+    opcode: Opcode
+    data: bytes
+    fin: bool = True
+    rsv1: bool = False
+    rsv2: bool = False
+    rsv3: bool = False
+
+    @property
+    def rsv(self) -> int:
+        """The three reserved bits as they stand in the first header byte."""
+        return (RSV1 if self.rsv1 else 0) | (RSV2 if self.rsv2 else 0) | (RSV3 if self.rsv3 else 0)
+
+    def serialize(self, *, mask: bool) -> bytes:
+        """Build this frame's bytes, masked with a fresh random key when ``mask``."""
+        return serialize_frame(self.opcode, self.data, fin=self.fin, rsv=self.rsv, mask=mask)
+
+
+class FrameHeader(NamedTuple):
+    """A parsed frame header: everything but the payload."""
+
+    fin: bool
+    rsv: int
+    opcode: int
+    length: int
+    mask: bytes | None
+    size: int
+    """Bytes taken by the header itself, masking key included."""
+
+
+def parse_header(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    expect_mask: bool,
+    allowed_rsv: int = 0,
+) -> FrameHeader | None:
+    """Read the frame header at ``buf[pos:]``, or return ``None`` if it is incomplete.
+
+    Raise :class:`ProtocolError` (close code 1002) for every violation the
+    header shows: an unknown opcode, RSV bits not in ``allowed_rsv``, a
+    fragmented or oversized control frame, a mask where none belongs or no
+    mask where one must be (``expect_mask`` is true at a server), and a 64-bit
+    length with its top bit set. Each rule is checked as soon as the bytes
+    that carry it have arrived.
+    """
+    available = len(buf) - pos
+    if available < 2:
+        return None
+    first = buf[pos]
+    second = buf[pos + 1]
+    opcode = first & 0x0F
+    if opcode not in _KNOWN_OPCODES:
+        raise ProtocolError(f"reserved opcode {opcode:#x}")
+    rsv = first & RSV_BITS
+    if rsv & ~allowed_rsv:
+        raise ProtocolError(f"reserved bits {rsv >> 4:03b} set with no extension to use them")
+    fin = bool(first & FIN)
+    masked = bool(second & 0x80)
+    if masked != expect_mask:
+        raise ProtocolError("incorrect masking" if masked else "unmasked frame from client")
+    length = second & 0x7F
+    if opcode >= Opcode.CLOSE:
+        if not fin:
+            raise ProtocolError("fragmented control frame")
+        if length > MAX_CONTROL_PAYLOAD:
+            raise ProtocolError("control frame payload over 125 bytes")
+    size = 2
+    if length == 126:
+        if available < 4:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        size = 4
+    elif length == 127:
+        if available < 10:
+            return None
+        if buf[pos + 2] & 0x80:
+            raise ProtocolError("64-bit payload length with its most significant bit set")
+        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        size = 10
+    key = None
+    if masked:
+        if available < size + 4:
+            return None
+        key = bytes(buf[pos + size : pos + size + 4])
+        size += 4
+    return FrameHeader(fin, rsv, opcode, length, key, size)
+
+
+def parse_frame(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    expect_mask: bool,
+    allowed_rsv: int = 0,
+) -> tuple[Frame, int] | None:
+    """Read one whole frame at ``buf[pos:]`` and return it with the bytes it took.
+
+    Return ``None`` while the frame is incomplete. The rules checked are those
+    of :func:`parse_header`.
+    """
+    header = parse_header(buf, pos, expect_mask=expect_mask, allowed_rsv=allowed_rsv)
+    if header is None:
+        return None
+    start = pos + header.size
+    end = start + header.length
+    if len(buf) < end:
+        return None
+    payload = bytes(buf[start:end])
+    if header.mask is not None:
+        payload = apply_mask(payload, header.mask)
+    rsv = header.rsv
+    frame = Frame(
+        Opcode(header.opcode),
+        payload,
+        fin=header.fin,
+        rsv1=bool(rsv & RSV1),
+        rsv2=bool(rsv & RSV2),
+        rsv3=bool(rsv & RSV3),
+    )
+    return frame, end - pos
+
+
+def serialize_frame(
+    opcode: int,
+    data: bytes | bytearray | memoryview,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bool,
+) -> bytes:
+    """Build one frame: header and payload in a single ``bytes``.
+
+    ``rsv`` holds the reserved bits as they stand in the first header byte.
+    With ``mask`` the payload is masked with a fresh random 4-byte key, as a
+    client must do for every frame.
+    """
+    length = len(data)
+    first = (FIN if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if mask else 0
+    if length < 126:
+        header = bytes((first, mask_bit | length))
+    elif length < 0x10000:
+        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    if mask:
+        key = os.urandom(4)
+        return header + key + apply_mask(data, key)
+    return header + data
