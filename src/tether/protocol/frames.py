@@ -106,10 +106,9 @@ def parse_header(
     that carry it have arrived.
     """
     available = len(buf) - pos
-    if available < 2:
+    if available < 1:
         return None
     first = buf[pos]
-    second = buf[pos + 1]
     opcode = first & 0x0F
     if opcode not in _KNOWN_OPCODES:
         raise ProtocolError(f"reserved opcode {opcode:#x}")
@@ -117,15 +116,18 @@ def parse_header(
     if rsv & ~allowed_rsv:
         raise ProtocolError(f"reserved bits {rsv >> 4:03b} set with no extension to use them")
     fin = bool(first & FIN)
+    control = opcode >= Opcode.CLOSE
+    if control and not fin:
+        raise ProtocolError("fragmented control frame")
+    if available < 2:
+        return None
+    second = buf[pos + 1]
     masked = bool(second & 0x80)
     if masked != expect_mask:
         raise ProtocolError("incorrect masking" if masked else "unmasked frame from client")
     length = second & 0x7F
-    if opcode >= Opcode.CLOSE:
-        if not fin:
-            raise ProtocolError("fragmented control frame")
-        if length > MAX_CONTROL_PAYLOAD:
-            raise ProtocolError("control frame payload over 125 bytes")
+    if control and length > MAX_CONTROL_PAYLOAD:
+        raise ProtocolError("control frame payload over 125 bytes")
     size = 2
     if length == 126:
         if available < 4:
@@ -133,10 +135,12 @@ def parse_header(
         length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
         size = 4
     elif length == 127:
-        if available < 10:
+        if available < 3:
             return None
         if buf[pos + 2] & 0x80:
             raise ProtocolError("64-bit payload length with its most significant bit set")
+        if available < 10:
+            return None
         length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
         size = 10
     key = None
