@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tether.protocol.close import Close
-from tether.protocol.http11 import Request, Response
+
+if TYPE_CHECKING:
+    from tether.protocol.http11 import Request, Response
 
 __all__ = [
     "CloseReceived",

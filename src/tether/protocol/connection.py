@@ -1,0 +1,569 @@
+"""The protocol engine shared by clients and servers, once the handshake is done.
+
+Bytes go in with :meth:`Connection.receive_data` and
+:meth:`Connection.receive_eof`; events come out of :meth:`Connection.events`;
+bytes to write come out of :meth:`Connection.data_to_send`. When
+:attr:`Connection.close_transport` turns true, the layer above closes TCP.
+The engine does no I/O and keeps no clock: timeouts belong to the layer above.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from tether.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    PayloadTooBig,
+    ProtocolError,
+)
+from tether.extensions.base import Extension
+from tether.protocol.close import MAX_REASON_BYTES, Close, CloseCode
+from tether.protocol.events import (
+    CloseReceived,
+    Event,
+    Fragment,
+    Message,
+    Ping,
+    Pong,
+)
+from tether.protocol.frames import (
+    RSV1,
+    RSV2,
+    RSV3,
+    RSV_BITS,
+    Frame,
+    Opcode,
+    parse_header,
+    serialize_frame,
+)
+from tether.protocol.masking import apply_mask
+from tether.protocol.utf8 import TextDecoder
+
+__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Role", "State"]
+
+DEFAULT_MAX_SIZE = 1 << 20
+
+_OP_CONT = Opcode.CONT.value
+_OP_TEXT = Opcode.TEXT.value
+_OP_BINARY = Opcode.BINARY.value
+_OP_CLOSE = Opcode.CLOSE.value
+_OP_PING = Opcode.PING.value
+_OP_PONG = Opcode.PONG.value
+
+_OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+# Collapse decoded text pieces into one string past this many, so that a
+# message trickling in one byte at a time cannot cost one object per byte.
+_MAX_TEXT_PARTS = 256
+
+
+class Role(enum.Enum):
+    """Which end of the connection an engine plays."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.IntEnum):
+    """The connection's state (RFC 6455 sections 4 to 7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+def default_max_fragments(max_size: int | None) -> int | None:
+    """Derive the fragment cap from ``max_size``: 16-byte fragments of a full-size message pass."""
+    if max_size is None:
+        return None
+    return max(1024, max_size // 16)
+
+
+def _compressed_frame_limit(max_size: int) -> int:
+    """Bound a compressed frame on the wire: deflate may grow incompressible data a little."""
+    return max_size + (max_size >> 10) + 64
+
+
+def truncate_reason(reason: str) -> str:
+    """Cut ``reason`` to fit a close frame, on a character boundary."""
+    encoded = reason.encode()
+    if len(encoded) <= MAX_REASON_BYTES:
+        return reason
+    return encoded[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+class Connection:
+    """A WebSocket connection's protocol engine, for either role.
+
+    ``max_size`` bounds each incoming message, after decompression (``None``
+    for no bound); ``max_fragments`` bounds the frames of one message and is
+    derived from ``max_size`` unless given. With ``streaming`` true, a
+    fragmented message comes out as :class:`Fragment` events as its bytes
+    arrive instead of one :class:`Message` at the end; an unfragmented
+    message is always one :class:`Message`.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        state: State = State.OPEN,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_fragments: int | None = None,
+        streaming: bool = False,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
+        self.role = role
+        self.state = state
+        self.max_size = max_size
+        self.max_fragments = (
+            default_max_fragments(max_size) if max_fragments is None else max_fragments
+        )
+        self.streaming = streaming
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        self.error: ProtocolError | None = None
+        self.eof_received = False
+        self._close_transport = False
+        self._events: list[Event] = []
+        self._output: list[bytes] = []
+        self._buffer = bytearray()
+        self._mask = role is Role.CLIENT
+        self._expect_mask = role is Role.SERVER
+        self._input_done = False
+        # The frame whose payload is arriving in pieces: its opcode, fin flag,
+        # bytes still to come, masking key and the key's offset.
+        self._partial: tuple[int, bool, int, bytes | None, int] | None = None
+        # The incoming message being assembled: None when there is none.
+        self._msg_text: bool | None = None
+        self._msg_transformed = False
+        self._msg_size = 0
+        self._msg_frames = 0
+        self._msg_decoder: TextDecoder | None = None
+        self._msg_text_parts: list[str] = []
+        self._msg_binary = bytearray()
+        self._msg_started = False
+        self._msg_stream = False
+        # The outgoing fragmented message: None, or whether it is compressed.
+        self._send_transformed: bool | None = None
+        self.extensions: list[Extension] = []
+        self._set_extensions(extensions)
+
+    # Extensions
+
+    def _set_extensions(self, extensions: Sequence[Extension]) -> None:
+        self.extensions = list(extensions)
+        masks = [ext.rsv_mask for ext in self.extensions]
+        # An extension that declares no RSV bits may touch any frame: every
+        # frame then goes through the chain and every RSV bit is its business.
+        self._frame_extensions = any(mask is None for mask in masks)
+        self._message_rsv = 0
+        for mask in masks:
+            self._message_rsv |= mask or 0
+        self._allowed_rsv = RSV_BITS if self._frame_extensions else self._message_rsv
+
+    # Output
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and forget the bytes to write, in order."""
+        output, self._output = self._output, []
+        return output
+
+    def events(self) -> list[Event]:
+        """Return and forget the events received so far, in order."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def close_transport(self) -> bool:
+        """Whether this side should now close the TCP connection.
+
+        True once a server has completed the closing handshake, once the
+        connection has failed, or once the peer closed TCP. A client that
+        completed the closing handshake waits for the server to close TCP,
+        and the layer above closes it after a timeout.
+        """
+        return self._close_transport
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1006 when the connection ended without one."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd.code
+        if self.state is State.CLOSED:
+            return CloseCode.ABNORMAL_CLOSURE
+        return None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; empty when the connection ended without one."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd.reason
+        if self.state is State.CLOSED:
+            return ""
+        return None
+
+    def close_exc(self) -> ConnectionClosed:
+        """Build the exception that reports how the connection closed."""
+        rcvd, sent = self.close_rcvd, self.close_sent
+        ok = (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CLOSE_CODES
+            and sent.code in _OK_CLOSE_CODES
+        )
+        exc_type = ConnectionClosedOK if ok else ConnectionClosedError
+        exc = exc_type(rcvd, sent, self.close_rcvd_then_sent)
+        exc.__cause__ = self.error
+        return exc
+
+    # Sending
+
+    def send_text(
+        self, data: str | bytes, *, fin: bool = True, compress: bool | None = None
+    ) -> None:
+        """Send a text message, or the first frame of one when ``fin`` is false.
+
+        ``bytes`` must already be UTF-8. ``compress=False`` sends the message
+        uncompressed on a connection that negotiated compression.
+        """
+        payload = data.encode() if isinstance(data, str) else data
+        self._send_data(_OP_TEXT, payload, fin, compress)
+
+    def send_binary(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        fin: bool = True,
+        compress: bool | None = None,
+    ) -> None:
+        """Send a binary message, or the first frame of one when ``fin`` is false."""
+        self._send_data(_OP_BINARY, data, fin, compress)
+
+    def send_continuation(self, data: str | bytes | bytearray | memoryview, *, fin: bool) -> None:
+        """Send the next frame of the message started with ``fin=False``."""
+        if self._send_transformed is None:
+            raise InvalidState("no fragmented message is being sent")
+        payload = data.encode() if isinstance(data, str) else data
+        self._send_data(_OP_CONT, payload, fin, self._send_transformed)
+
+    def _send_data(
+        self,
+        opcode: int,
+        data: bytes | bytearray | memoryview,
+        fin: bool,
+        compress: bool | None,
+    ) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a data frame while {self.state.name}")
+        if opcode != _OP_CONT and self._send_transformed is not None:
+            raise InvalidState("a fragmented message is still being sent")
+        transform = bool(self.extensions) and compress is not False
+        if transform or self._frame_extensions:
+            frame = Frame(Opcode(opcode), bytes(data), fin=fin)
+            for extension in self.extensions:
+                if transform or extension.rsv_mask is None:
+                    frame = extension.encode(frame)
+            self._output.append(frame.serialize(mask=self._mask))
+        else:
+            self._output.append(serialize_frame(opcode, data, fin=fin, mask=self._mask))
+        self._send_transformed = None if fin else transform
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping; the peer answers with a pong carrying the same data."""
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a ping while {self.state.name}")
+        self._send_control(_OP_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, as a one-way heartbeat."""
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a pong while {self.state.name}")
+        self._send_control(_OP_PONG, data)
+
+    def _send_control(self, opcode: int, data: bytes) -> None:
+        if len(data) > 125:
+            raise ValueError("control frame payload is over 125 bytes")
+        if self._frame_extensions:
+            frame = Frame(Opcode(opcode), bytes(data))
+            for extension in self.extensions:
+                frame = extension.encode(frame)
+            self._output.append(frame.serialize(mask=self._mask))
+        else:
+            self._output.append(serialize_frame(opcode, data, mask=self._mask))
+
+    def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake with ``code`` and ``reason``.
+
+        Code 1005 sends a close frame with no payload.
+        """
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a close frame while {self.state.name}")
+        close = Close(code, reason)
+        payload = close.serialize()
+        self._send_control(_OP_CLOSE, payload)
+        self.close_sent = close
+        self.state = State.CLOSING
+        if self.close_rcvd is not None:
+            self.close_rcvd_then_sent = True
+            self._closing_handshake_done()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection: send a close frame if none went out, and ask to close TCP.
+
+        Incoming bytes are ignored from now on. The layer above uses this for
+        its own reasons, such as a keepalive timeout (1011).
+        """
+        if self.state is State.OPEN:
+            close = Close(code, truncate_reason(reason))
+            self._send_control(_OP_CLOSE, close.serialize())
+            self.close_sent = close
+            if self.close_rcvd is not None:  # pragma: no cover - OPEN means no close received
+                self.close_rcvd_then_sent = True
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSING
+        self._input_done = True
+        self._close_transport = True
+
+    def _fail_with(self, exc: ProtocolError) -> None:
+        self.error = exc
+        self.fail(exc.code, str(exc))
+
+    def _closing_handshake_done(self) -> None:
+        # The server closes TCP first (RFC 6455 section 7.1.1).
+        self._input_done = True
+        if self.role is Role.SERVER:
+            self._close_transport = True
+
+    # Receiving
+
+    def receive_eof(self) -> None:
+        """Tell the engine the peer closed TCP; the connection is now closed."""
+        self.eof_received = True
+        self._input_done = True
+        self._close_transport = True
+        self.state = State.CLOSED
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the network."""
+        if self._input_done or not data:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            source: bytes | bytearray | memoryview = buffer
+        else:
+            source = data
+        try:
+            used = self._parse(source)
+        except ProtocolError as exc:
+            self._fail_with(exc)
+            self._buffer = bytearray()
+            return
+        if source is buffer:
+            del buffer[:used]
+        elif used < len(source):
+            self._buffer = bytearray(source[used:])
+
+    def _parse(self, buf: bytes | bytearray | memoryview) -> int:
+        """Consume as many frames of ``buf`` as are there; return the bytes used."""
+        pos = 0
+        end = len(buf)
+        while pos < end and not self._input_done:
+            partial = self._partial
+            if partial is not None:
+                opcode, fin, remaining, key, offset = partial
+                take = min(remaining, end - pos)
+                chunk = buf[pos : pos + take]
+                pos += take
+                if key is not None:
+                    chunk = apply_mask(chunk, key[offset:] + key[:offset])
+                remaining -= take
+                if remaining:
+                    self._partial = (opcode, fin, remaining, key, (offset + take) & 3)
+                    self._receive_piece(bytes(chunk), last=False)
+                else:
+                    self._partial = None
+                    self._receive_piece(bytes(chunk), last=fin)
+                continue
+            header = parse_header(
+                buf, pos, expect_mask=self._expect_mask, allowed_rsv=self._allowed_rsv
+            )
+            if header is None:
+                break
+            fin, rsv, opcode, length, key, size = header
+            if opcode < _OP_CLOSE:
+                transformed = self._check_data_frame(opcode, rsv, length)
+            else:
+                transformed = self._frame_extensions
+                if rsv & self._message_rsv and not transformed:
+                    raise ProtocolError("extension bit set on a control frame")
+            start = pos + size
+            if end - start < length and (transformed or opcode >= _OP_CLOSE):
+                break
+            if opcode < _OP_CLOSE:
+                self._begin_data_frame(opcode, fin, transformed)
+            if end - start >= length:
+                payload = bytes(buf[start : start + length])
+                pos = start + length
+                if key is not None:
+                    payload = apply_mask(payload, key)
+                if transformed:
+                    self._receive_transformed(Frame(Opcode(opcode), payload, fin, *_rsv_flags(rsv)))
+                elif opcode >= _OP_CLOSE:
+                    self._receive_control(opcode, payload)
+                elif fin and opcode != _OP_CONT:
+                    self._receive_whole(opcode == _OP_TEXT, payload)
+                else:
+                    self._receive_piece(payload, last=fin)
+            else:
+                # An untransformed data frame is consumed as it arrives, so
+                # that invalid UTF-8 fails at once and no payload waits here.
+                self._partial = (opcode, fin, length, key, 0)
+                pos = start
+        return pos
+
+    def _check_data_frame(self, opcode: int, rsv: int, length: int) -> bool:
+        """Check a data frame's header against the message in progress.
+
+        Return whether the frame goes through the extensions. Nothing changes
+        here, so a header read again once more bytes arrive is checked the same.
+        """
+        if opcode == _OP_CONT:
+            if self._msg_text is None:
+                raise ProtocolError("continuation frame with no message to continue")
+            if rsv & self._message_rsv and not self._frame_extensions:
+                raise ProtocolError("extension bit set on a continuation frame")
+            transformed = self._msg_transformed
+            size = self._msg_size
+            frames = self._msg_frames + 1
+        else:
+            if self._msg_text is not None:
+                raise ProtocolError("new data frame in the middle of a fragmented message")
+            transformed = self._frame_extensions or bool(rsv & self._message_rsv)
+            size = 0
+            frames = 1
+        max_fragments = self.max_fragments
+        if max_fragments is not None and frames > max_fragments:
+            raise PayloadTooBig(f"message has more than {max_fragments} fragments")
+        max_size = self.max_size
+        if max_size is not None:
+            if transformed:
+                if length > _compressed_frame_limit(max_size):
+                    raise PayloadTooBig(f"compressed frame of {length} bytes is over the limit")
+            elif size + length > max_size:
+                raise PayloadTooBig(
+                    f"message of {size + length} bytes or more is over "
+                    f"the limit of {max_size} bytes"
+                )
+        return transformed
+
+    def _begin_data_frame(self, opcode: int, fin: bool, transformed: bool) -> None:
+        if opcode != _OP_CONT:
+            self._msg_text = opcode == _OP_TEXT
+            self._msg_transformed = transformed
+            self._msg_size = 0
+            self._msg_frames = 0
+            self._msg_started = False
+            # Only a fragmented message is streamed: one sent whole stays whole.
+            self._msg_stream = self.streaming and not fin
+        self._msg_frames += 1
+
+    def _receive_transformed(self, frame: Frame) -> None:
+        """Run a frame through the extensions, then handle what comes out."""
+        opcode = frame.opcode
+        if opcode >= _OP_CLOSE:
+            for extension in reversed(self.extensions):
+                frame = extension.decode(frame)
+            self._receive_control(opcode, frame.data)
+            return
+        max_size = self.max_size
+        room = None if max_size is None else max_size - self._msg_size
+        for extension in reversed(self.extensions):
+            frame = extension.decode(frame, max_size=room)
+        data = frame.data
+        if room is not None and len(data) > room:
+            raise PayloadTooBig(f"message is over the limit of {max_size} bytes")
+        if frame.fin and opcode != _OP_CONT:
+            self._receive_whole(opcode == _OP_TEXT, data)
+        else:
+            self._receive_piece(data, last=frame.fin)
+
+    def _receive_whole(self, text: bool, payload: bytes) -> None:
+        """Deliver a message that came in a single frame: the fast path."""
+        self._msg_text = None
+        if text:
+            try:
+                self._events.append(Message(payload.decode()))
+            except UnicodeDecodeError as exc:
+                raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
+        else:
+            self._events.append(Message(payload))
+
+    def _receive_piece(self, data: bytes, *, last: bool) -> None:
+        """Add a piece of the message in progress; ``last`` ends the message."""
+        self._msg_size += len(data)
+        first = not self._msg_started
+        self._msg_started = True
+        if self._msg_text:
+            decoder = self._msg_decoder
+            if decoder is None:
+                decoder = self._msg_decoder = TextDecoder()
+            text = decoder.decode(data, final=last)
+            if self._msg_stream:
+                if text or first or last:
+                    self._events.append(Fragment(text, first, last))
+            else:
+                parts = self._msg_text_parts
+                if text:
+                    parts.append(text)
+                    if len(parts) > _MAX_TEXT_PARTS:
+                        parts[:] = ["".join(parts)]
+                if last:
+                    self._events.append(Message("".join(parts)))
+                    parts.clear()
+            if last:
+                self._msg_decoder = None
+        elif self._msg_stream:
+            if data or first or last:
+                self._events.append(Fragment(data, first, last))
+        else:
+            self._msg_binary += data
+            if last:
+                self._events.append(Message(bytes(self._msg_binary)))
+                self._msg_binary = bytearray()
+        if last:
+            self._msg_text = None
+
+    def _receive_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _OP_PING:
+            self._events.append(Ping(payload))
+            # No pong once a close frame arrived (RFC 6455 section 5.5.2);
+            # _input_done already stops input then.
+            self._send_control(_OP_PONG, payload)
+        elif opcode == _OP_PONG:
+            self._events.append(Pong(payload))
+        else:
+            close = Close.parse(payload)
+            self.close_rcvd = close
+            self._events.append(CloseReceived(close))
+            if self.state is State.OPEN:
+                # Echo the code, as RFC 6455 section 5.5.1 suggests.
+                echo = Close(close.code) if close.code != CloseCode.NO_STATUS_RCVD else close
+                self._send_control(_OP_CLOSE, echo.serialize())
+                self.close_sent = echo
+                self.close_rcvd_then_sent = True
+                self.state = State.CLOSING
+            else:
+                self.close_rcvd_then_sent = False
+            self._closing_handshake_done()
+
+
+def _rsv_flags(rsv: int) -> tuple[bool, bool, bool]:
+    return bool(rsv & RSV1), bool(rsv & RSV2), bool(rsv & RSV3)
