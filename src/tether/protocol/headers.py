@@ -1,0 +1,194 @@
+"""HTTP headers as a case-insensitive multi-dict.
+
+:class:`Headers` keeps every field in the order it arrived, duplicates and
+original spelling included, and answers lookups by lower-cased name in
+constant time. It behaves like a ``dict`` while no name repeats; the few
+places where a name may repeat are spelt out in its docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, TypeAlias, cast
+
+from tether.exceptions import WebSocketException
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsKeysAndGetItem
+
+__all__ = ["Headers", "HeadersLike", "MultipleValuesError"]
+
+# RFC 9110 section 5.6.2: tchar.
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# RFC 9110 section 5.5: field-vchar, SP, HTAB and obs-text. Code points stop at
+# U+00FF because values travel as latin-1, which maps each one to one byte.
+_VALUE_CHARS = frozenset(map(chr, [0x09, *range(0x20, 0x7F), *range(0x80, 0x100)]))
+
+
+class MultipleValuesError(WebSocketException, LookupError):
+    """``headers[name]`` found more than one value; use :meth:`Headers.get_all`.
+
+    It is a :class:`LookupError` but not a :class:`KeyError`, so that
+    ``headers.get(name)`` raises it too rather than pretending the header is
+    absent: a repeated ``Sec-WebSocket-Key`` must not go unnoticed.
+    """
+
+    def __init__(self, name: str, count: int) -> None:
+        self.name = name
+        self.count = count
+        super().__init__(f"header {name!r} appears {count} times; expected one value")
+
+
+# Defining __eq__ leaves __hash__ as None, as a mutable mapping should.
+class Headers(MutableMapping[str, str]):  # noqa: PLW1641
+    """HTTP headers: a case-insensitive mapping that keeps order and duplicates.
+
+    Build it from nothing, a mapping, an iterable of ``(name, value)`` pairs,
+    another :class:`Headers` (duplicates kept) and keyword arguments. Names
+    must be RFC 9110 tokens and values may hold only visible ASCII, space,
+    tab and U+0080 to U+00FF, or :class:`ValueError` is raised: a CR or LF in
+    a value would let it forge extra header lines.
+
+    As a mapping it follows these rules:
+
+    - ``headers[name]`` returns the value, raises :class:`KeyError` when the
+      name is absent and :class:`MultipleValuesError` when it repeats;
+      ``get``, ``pop``, ``values()`` and ``items()`` inherit this;
+    - ``headers[name] = value`` *appends* a field and never replaces one;
+      ``update`` appends too; ``del headers[name]`` then setting replaces;
+    - ``del headers[name]`` removes every field of that name;
+    - iteration yields each distinct name once, spelt as first seen, and
+      ``len`` counts distinct names.
+
+    :meth:`get_all` and :meth:`raw_items` reach every field, duplicates
+    included.
+    """
+
+    __slots__ = ("_fields", "_names", "_values")
+
+    def __init__(self, arg: HeadersLike | None = None, /, **kwargs: str) -> None:
+        self._fields: list[tuple[str, str]] = []
+        # Both dicts are keyed by lower-cased name; their order is first-seen.
+        self._names: dict[str, str] = {}
+        self._values: dict[str, list[str]] = {}
+        if arg is not None:
+            self.update(arg)
+        self.update(**kwargs)
+
+    def __getitem__(self, name: str) -> str:
+        values = self._values[name.lower()]
+        if len(values) > 1:
+            raise MultipleValuesError(self._names[name.lower()], len(values))
+        return values[0]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        _check_field(name, value)
+        self._add(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        del self._values[key]
+        del self._names[key]
+        self._fields = [field for field in self._fields if field[0].lower() != key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.values())
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __eq__(self, other: object) -> bool:
+        """Compare values name by name, ignoring case and the order of names.
+
+        The order of values of one name matters. A plain mapping compares
+        equal when it holds the same names and values.
+        """
+        if isinstance(other, Headers):
+            return self._values == other._values
+        if isinstance(other, Mapping):
+            try:
+                return self._values == Headers(other)._values
+            except (TypeError, ValueError):
+                return False
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._fields!r})"
+
+    def _add(self, name: str, value: str) -> None:
+        key = name.lower()
+        self._fields.append((name, value))
+        values = self._values.get(key)
+        if values is None:
+            self._values[key] = [value]
+            self._names[key] = name
+        else:
+            values.append(value)
+
+    def get_all(self, name: str) -> list[str]:
+        """Return every value of ``name`` in order, or an empty list."""
+        return list(self._values.get(name.lower(), ()))
+
+    def raw_items(self) -> Iterator[tuple[str, str]]:
+        """Yield every ``(name, value)`` field in order, as originally spelt."""
+        return iter(self._fields)
+
+    def update(
+        self,
+        arg: SupportsKeysAndGetItem[str, str] | Iterable[tuple[str, str]] = (),
+        /,
+        **kwargs: str,
+    ) -> None:
+        """Append the fields of ``arg`` then those of ``kwargs``; replace nothing.
+
+        ``arg`` is a :data:`HeadersLike`: a :class:`Headers` (every field,
+        duplicates included), a mapping, or an iterable of pairs.
+        """
+        pairs: Iterable[tuple[str, str]]
+        if isinstance(arg, Headers):
+            pairs = arg.raw_items()
+        elif hasattr(arg, "keys"):
+            mapping = cast("SupportsKeysAndGetItem[str, str]", arg)
+            pairs = [(name, mapping[name]) for name in mapping.keys()]  # noqa: SIM118
+        else:
+            pairs = arg
+        for name, value in pairs:
+            self[name] = value
+        for name, value in kwargs.items():
+            self[name] = value
+
+    def copy(self) -> Headers:
+        """Return a shallow copy with the same fields in the same order."""
+        new = Headers()
+        new._fields = self._fields.copy()
+        new._names = self._names.copy()
+        new._values = {key: values.copy() for key, values in self._values.items()}
+        return new
+
+    def clear(self) -> None:
+        """Remove every field."""
+        self._fields.clear()
+        self._names.clear()
+        self._values.clear()
+
+    def serialize(self) -> bytes:
+        """Build the header block: ``Name: value`` lines and the blank line after them."""
+        lines = [f"{name}: {value}\r\n" for name, value in self._fields]
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+
+HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+"""Anything :class:`Headers` can be built from: a ``Headers``, a mapping or pairs."""
+
+
+def _check_field(name: str, value: str) -> None:
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(f"header names and values must be str, got {name!r}: {value!r}")
+    if not name or not _TCHARS.issuperset(name):
+        raise ValueError(f"invalid header name: {name!r}")
+    if not _VALUE_CHARS.issuperset(value):
+        raise ValueError(f"invalid value for header {name}: {value!r}")

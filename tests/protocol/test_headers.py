@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tether.exceptions import WebSocketException
+from tether.protocol.headers import Headers, MultipleValuesError
+
+
+def test_empty() -> None:
+    headers = Headers()
+    assert len(headers) == 0
+    assert list(headers) == []
+    assert headers.serialize() == b"\r\n"
+    assert not headers
+
+
+def test_from_mapping() -> None:
+    headers = Headers({"Host": "example.com", "Origin": "https://example.com"})
+    assert headers["host"] == "example.com"
+    assert headers["ORIGIN"] == "https://example.com"
+    assert list(headers.raw_items()) == [("Host", "example.com"), ("Origin", "https://example.com")]
+
+
+def test_from_pairs_keeps_duplicates_and_order() -> None:
+    headers = Headers([("A", "1"), ("b", "2"), ("a", "3")])
+    assert list(headers.raw_items()) == [("A", "1"), ("b", "2"), ("a", "3")]
+    assert headers.get_all("a") == ["1", "3"]
+    assert list(headers) == ["A", "b"]
+    assert len(headers) == 2
+
+
+def test_from_generator() -> None:
+    def pairs() -> Iterator[tuple[str, str]]:
+        yield "X", "1"
+
+    assert Headers(pairs())["x"] == "1"
+
+
+def test_from_headers_keeps_duplicates() -> None:
+    original = Headers([("A", "1"), ("a", "2")])
+    copy = Headers(original)
+    assert copy.get_all("A") == ["1", "2"]
+    assert copy == original
+
+
+def test_from_keywords() -> None:
+    headers = Headers({"A": "1"}, B="2")
+    assert list(headers.raw_items()) == [("A", "1"), ("B", "2")]
+
+
+def test_getitem_missing() -> None:
+    with pytest.raises(KeyError):
+        Headers()["Origin"]
+
+
+def test_getitem_multiple() -> None:
+    headers = Headers([("Sec-WebSocket-Key", "a"), ("sec-websocket-key", "b")])
+    with pytest.raises(MultipleValuesError) as exc_info:
+        headers["SEC-WEBSOCKET-KEY"]
+    exc = exc_info.value
+    assert isinstance(exc, LookupError)
+    assert isinstance(exc, WebSocketException)
+    assert not isinstance(exc, KeyError)
+    assert exc.name == "Sec-WebSocket-Key"
+    assert exc.count == 2
+    assert str(exc) == "header 'Sec-WebSocket-Key' appears 2 times; expected one value"
+
+
+def test_get_does_not_hide_duplicates() -> None:
+    headers = Headers([("A", "1"), ("A", "2")])
+    assert headers.get("B") is None
+    with pytest.raises(MultipleValuesError):
+        headers.get("A")
+
+
+def test_setitem_appends() -> None:
+    headers = Headers()
+    headers["A"] = "1"
+    headers["a"] = "2"
+    assert headers.get_all("A") == ["1", "2"]
+    assert list(headers) == ["A"]
+
+
+def test_delitem_removes_every_value() -> None:
+    headers = Headers([("A", "1"), ("B", "2"), ("a", "3")])
+    del headers["a"]
+    assert list(headers.raw_items()) == [("B", "2")]
+    assert "A" not in headers
+    assert headers.get_all("a") == []
+    headers["a"] = "4"
+    assert list(headers) == ["B", "a"]
+
+
+def test_delitem_missing() -> None:
+    with pytest.raises(KeyError):
+        del Headers()["A"]
+
+
+def test_contains() -> None:
+    headers = Headers(Upgrade="websocket")
+    assert "upgrade" in headers
+    assert "UPGRADE" in headers
+    assert "Connection" not in headers
+    not_a_name: object = 42
+    assert not_a_name not in headers
+
+
+def test_update_appends() -> None:
+    headers = Headers(A="1")
+    headers.update({"a": "2"}, B="3")
+    headers.update([("b", "4")])
+    headers.update(Headers([("C", "5"), ("c", "6")]))
+    assert headers.get_all("A") == ["1", "2"]
+    assert headers.get_all("B") == ["3", "4"]
+    assert headers.get_all("C") == ["5", "6"]
+
+
+def test_mapping_mixins() -> None:
+    headers = Headers([("A", "1"), ("B", "2")])
+    assert list(headers.keys()) == ["A", "B"]
+    assert list(headers.values()) == ["1", "2"]
+    assert list(headers.items()) == [("A", "1"), ("B", "2")]
+    assert headers.setdefault("C", "3") == "3"
+    assert headers.pop("a") == "1"
+    assert list(headers.raw_items()) == [("B", "2"), ("C", "3")]
+
+
+def test_copy_is_independent() -> None:
+    headers = Headers([("A", "1")])
+    copy = headers.copy()
+    copy["A"] = "2"
+    copy["B"] = "3"
+    assert headers.get_all("A") == ["1"]
+    assert "B" not in headers
+    assert list(copy.raw_items()) == [("A", "1"), ("A", "2"), ("B", "3")]
+
+
+def test_clear() -> None:
+    headers = Headers([("A", "1")])
+    headers.clear()
+    assert headers == Headers()
+    assert list(headers.raw_items()) == []
+
+
+def test_eq() -> None:
+    assert Headers([("A", "1"), ("B", "2")]) == Headers([("b", "2"), ("a", "1")])
+    assert Headers([("A", "1"), ("A", "2")]) != Headers([("A", "2"), ("A", "1")])
+    assert Headers(A="1") != Headers(A="2")
+    assert Headers(A="1") == {"a": "1"}
+    # The reflected comparison goes through Headers.__eq__ too.
+    assert {"a": "1"} == Headers(A="1")  # noqa: SIM300
+    assert Headers(A="1") != {"a": "2"}
+    assert Headers(A="1") != {"a b": "1"}
+    assert Headers(A="1") != {1: "1"}
+    assert Headers(A="1") != [("A", "1")]
+
+
+def test_unhashable() -> None:
+    with pytest.raises(TypeError):
+        hash(Headers())
+
+
+def test_repr() -> None:
+    assert repr(Headers([("A", "1"), ("a", "2")])) == "Headers([('A', '1'), ('a', '2')])"
+
+
+def test_serialize() -> None:
+    headers = Headers([("Host", "example.com"), ("X", "caf\xe9"), ("x", "")])
+    assert headers.serialize() == b"Host: example.com\r\nX: caf\xe9\r\nx: \r\n\r\n"
+
+
+@pytest.mark.parametrize("name", ["", "A B", "A:", "A\r\nB", "Ä", "A\x00"])
+def test_invalid_name(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid header name"):
+        Headers()[name] = "1"
+
+
+@pytest.mark.parametrize("value", ["a\r\nB: c", "a\nb", "a\rb", "\x00", "\x7f", "\u20ac"])
+def test_invalid_value(value: str) -> None:
+    with pytest.raises(ValueError, match="invalid value for header A"):
+        Headers()["A"] = value
+
+
+def test_valid_unusual_values() -> None:
+    headers = Headers([("A", "\t x\xff ")])
+    assert headers["A"] == "\t x\xff "
+
+
+def test_not_str() -> None:
+    with pytest.raises(TypeError):
+        Headers([("A", 1)])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        Headers([(b"A", "1")])  # type: ignore[list-item]
