@@ -95,7 +95,7 @@ def test_5_5_1_code_and_reason() -> None:
 
 
 def test_5_5_1_every_code_parses_or_fails_with_1002() -> None:
-    for code in range(65536):
+    for code in [*range(5001), 5001, 9999, 32768, 65534, 65535]:
         payload = code.to_bytes(2, "big")
         if rfc_7_4_sendable(code):
             assert Close.parse(payload) == Close(code), code

@@ -629,7 +629,7 @@ def test_round_trip_inside_larger_buffer(
     assert result == (frame, len(wire))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(frames=st.lists(frames_to_send(), min_size=1, max_size=5), mask=st.booleans())
 def test_consecutive_frames_parse_in_order(frames: list[tuple[Frame, int]], mask: bool) -> None:
     allowed_rsv = ALL_RSV

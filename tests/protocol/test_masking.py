@@ -70,7 +70,7 @@ def test_every_small_length_matches_reference(length: int) -> None:
         assert apply_mask(masked, key) == data
 
 
-@pytest.mark.parametrize("length", [125, 126, 4095, 4096, 65535, 65536, 65537, 70001, 1 << 20])
+@pytest.mark.parametrize("length", [125, 126, 4095, 4096, 65535, 65536, 65537, 70001])
 def test_large_lengths_match_reference(length: int) -> None:
     rng = random.Random(length)
     data = rng.randbytes(length)
