@@ -1,0 +1,471 @@
+"""The HTTP/1.1 messages of the opening handshake and their incremental parsers.
+
+:class:`Request` and :class:`Response` build the handshake's bytes.
+:class:`RequestParser` (at a server) and :class:`ResponseParser` (at a
+client) read them: feed each received chunk to ``receive_data`` and the end
+of the stream to ``receive_eof``; once ``result`` is set, ``leftover`` holds
+the bytes that came after the message, which belong to the WebSocket stream.
+
+The parsers are strict, bounded and linear. Every line must end with CRLF;
+header names must be tokens and values visible ASCII, space, tab or
+obs-text (bytes 0x80 to 0xFF, decoded as latin-1 so that they survive a
+round trip); obsolete line folding, whitespace before a colon and request
+bodies are refused because each is a known request smuggling vector. Each
+:class:`Limits` bound is enforced as soon as it is passed, not when a line
+ends. Malformed input raises :class:`~tether.exceptions.InvalidMessage`, a
+passed limit :class:`~tether.exceptions.SecurityError`. After either, the
+parser is broken and must be dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Generic, TypeVar
+
+from tether.exceptions import InvalidMessage, InvalidState, SecurityError
+from tether.protocol.headers import Headers
+
+__all__ = [
+    "InvalidMethod",
+    "Limits",
+    "Request",
+    "RequestParser",
+    "Response",
+    "ResponseParser",
+]
+
+_TCHAR_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+_VALUE_CHARS = frozenset(_VALUE_BYTES.decode("latin-1"))
+_TARGET_BYTES = bytes(range(0x21, 0x7F))
+_HEX_BYTES = b"0123456789abcdefABCDEF"
+
+# Status codes whose responses never have a body (RFC 9112 section 6.3).
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class InvalidMethod(InvalidMessage):
+    """The request line is well formed but its method is not ``GET``.
+
+    A server answers this with 405 Method Not Allowed and ``Allow: GET``,
+    where any other :class:`~tether.exceptions.InvalidMessage` calls for
+    400 Bad Request.
+    """
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        super().__init__(f"unsupported HTTP method {method}; a WebSocket handshake uses GET")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on an incoming handshake message, in bytes unless said otherwise.
+
+    ``max_line`` bounds each line without its CRLF; ``max_headers`` the
+    number of header fields (trailer fields of a chunked body included);
+    ``max_size`` the whole head, from the first byte of the start line to the
+    CRLF of the blank line; ``max_body`` the decoded body of a response.
+    """
+
+    max_line: int = 8192
+    max_headers: int = 128
+    max_size: int = 65536
+    max_body: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            if getattr(self, field.name) < 0:
+                raise ValueError(f"{field.name} must be positive or zero")
+
+
+@dataclass(slots=True)
+class Request:
+    """The client's opening handshake: ``GET path HTTP/1.1`` and its headers."""
+
+    path: str
+    """The request target: the path and query of the URI, like ``/chat?room=1``."""
+    headers: Headers
+
+    def serialize(self) -> bytes:
+        """Build the request's bytes; raise :class:`ValueError` for an unusable ``path``."""
+        if not _is_target(self.path):
+            raise ValueError(f"invalid request target: {self.path!r}")
+        return f"GET {self.path} HTTP/1.1\r\n".encode("ascii") + self.headers.serialize()
+
+
+@dataclass(slots=True)
+class Response:
+    """The server's answer to the opening handshake.
+
+    ``body`` is sent as is: whoever sets it also sets ``Content-Length``.
+    """
+
+    status_code: int
+    reason_phrase: str
+    headers: Headers
+    body: bytes = b""
+
+    def serialize(self) -> bytes:
+        """Build the response's bytes.
+
+        Raise :class:`ValueError` for a status code outside 100 to 999 or a
+        reason phrase with characters HTTP does not allow, such as CR or LF.
+        """
+        code = int(self.status_code)
+        if not 100 <= code <= 999:
+            raise ValueError(f"invalid status code: {code}")
+        reason = self.reason_phrase
+        if not _VALUE_CHARS.issuperset(reason):
+            raise ValueError(f"invalid reason phrase: {reason!r}")
+        status_line = f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1")
+        return status_line + self.headers.serialize() + self.body
+
+
+_T = TypeVar("_T")
+
+
+class _Parser(Generic[_T]):
+    """What both parsers share: buffering, lines, the head and the limits.
+
+    The parser is a state machine: ``_state`` consumes what it can from
+    ``_buf`` at ``_pos`` and returns whether the next state should run now,
+    or ``False`` to wait for more data.
+    """
+
+    _kind: str
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = Limits() if limits is None else limits
+        self.result: _T | None = None
+        """The parsed message, once complete; ``None`` until then."""
+        self.leftover = b""
+        """The bytes received after the message, once complete."""
+        self._buf = bytearray()
+        self._pos = 0
+        # The search for the next LF resumes here, so that data arriving a
+        # byte at a time is scanned once rather than once per byte.
+        self._scan = 0
+        self._in_body = False
+        self._eof = False
+        self._fields: list[tuple[str, str]] = []
+        self._state: Callable[[], bool] = self._read_start_line
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> _T | None:
+        """Parse the next bytes received and return the message once it is complete.
+
+        Raise :class:`~tether.exceptions.InvalidState` when the message is
+        already complete or the stream has ended.
+        """
+        if self.result is not None:
+            raise InvalidState(f"the {self._kind} is complete; later bytes are in leftover")
+        if self._eof:
+            raise InvalidState("data received after the end of the stream")
+        if self._in_body and self._pos > len(self._buf) >> 1:
+            # Dropping consumed bytes only once they are half the buffer
+            # keeps the cost of compaction linear in the bytes received.
+            del self._buf[: self._pos]
+            self._scan -= self._pos
+            self._pos = 0
+        self._buf += data
+        while self._state():
+            pass
+        return self.result
+
+    def receive_eof(self) -> None:
+        """Note the end of the stream, which may complete the message.
+
+        Raise :class:`~tether.exceptions.InvalidMessage`, with an
+        :class:`EOFError` as its cause, when the message is incomplete.
+        Do nothing when it is already complete.
+        """
+        if self.result is not None or self._eof:
+            return
+        self._eof = True
+        self._end_of_stream()
+
+    def _end_of_stream(self) -> None:
+        if self._in_body:
+            where = f"in the middle of the {self._kind} body"
+        elif self._buf:
+            where = f"in the middle of the {self._kind} head"
+        else:
+            where = f"before any {self._kind}"
+        raise InvalidMessage(f"connection closed {where}") from EOFError(where)
+
+    def _finish(self, message: _T, end: int) -> bool:
+        self.result = message
+        self.leftover = bytes(self._buf[end:])
+        self._buf = bytearray()
+        return False
+
+    def _read_line(self) -> bytes | None:
+        """Consume and return the next line without its CRLF, or ``None`` if incomplete."""
+        buf = self._buf
+        max_line = self.limits.max_line
+        lf = buf.find(b"\n", self._scan)
+        if lf < 0:
+            self._scan = len(buf)
+            size = len(buf) - self._pos
+            if size and buf[-1] == 0x0D:
+                size -= 1  # The CR may start the CRLF that ends the line.
+            if size > max_line:
+                raise SecurityError(f"line longer than max_line = {max_line} bytes")
+            return None
+        end = lf - 1
+        if end < self._pos or buf[end] != 0x0D:
+            raise InvalidMessage("line ends with a bare LF instead of CRLF")
+        if end - self._pos > max_line:
+            raise SecurityError(f"line longer than max_line = {max_line} bytes")
+        line = bytes(buf[self._pos : end])
+        self._pos = self._scan = lf + 1
+        return line
+
+    def _read_head_line(self) -> bytes | None:
+        line = self._read_line()
+        if line is None:
+            max_size = self.limits.max_size
+            if len(self._buf) > max_size:
+                raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
+        return line
+
+    def _read_start_line(self) -> bool:
+        line = self._read_head_line()
+        if line is None:
+            return False
+        self._parse_start_line(line)
+        self._state = self._read_header_line
+        return True
+
+    def _parse_start_line(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def _read_header_line(self) -> bool:
+        line = self._read_head_line()
+        if line is None:
+            return False
+        if line:
+            self._add_field(line)
+            return True
+        max_size = self.limits.max_size
+        if self._pos > max_size:
+            raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
+        return self._end_of_head(Headers(self._fields))
+
+    def _end_of_head(self, headers: Headers) -> bool:
+        raise NotImplementedError
+
+    def _add_field(self, line: bytes) -> None:
+        if line[0] in b" \t":
+            raise InvalidMessage("obsolete line folding in a header")
+        max_headers = self.limits.max_headers
+        if len(self._fields) >= max_headers:
+            raise SecurityError(f"more than max_headers = {max_headers} headers")
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise InvalidMessage(f"header line without a colon: {_show(line)}")
+        if not _is_token(name):
+            if name and name[-1] in b" \t":
+                raise InvalidMessage(f"whitespace between header name and colon: {_show(name)}")
+            raise InvalidMessage(f"invalid header name: {_show(name)}")
+        value = value.strip(b" \t")
+        if value.translate(None, _VALUE_BYTES):
+            raise InvalidMessage(f"invalid value for header {name.decode()}: {_show(value)}")
+        self._fields.append((name.decode("ascii"), value.decode("latin-1")))
+
+
+class RequestParser(_Parser[Request]):
+    """Reads a client's opening handshake request.
+
+    The request line must be ``GET request-target HTTP/1.1`` with a target in
+    origin form (starting with ``/``, visible ASCII only). A request with
+    ``Transfer-Encoding``, or with ``Content-Length`` other than ``0`` or
+    more than once, is refused: a handshake has no body, and a server that
+    skipped one would read the body as WebSocket frames. A well-formed
+    request with a method other than ``GET`` raises :class:`InvalidMethod`.
+    """
+
+    _kind = "request"
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        super().__init__(limits)
+        self._path = ""
+
+    def _parse_start_line(self, line: bytes) -> None:
+        parts = line.split(b" ")
+        if len(parts) != 3:
+            raise InvalidMessage(f"invalid request line: {_show(line)}")
+        method, target, version = parts
+        if not _is_token(method):
+            raise InvalidMessage(f"invalid method in request line: {_show(line)}")
+        if version != b"HTTP/1.1":
+            raise InvalidMessage(f"unsupported HTTP version {_show(version)}; expected HTTP/1.1")
+        if not target.startswith(b"/") or target.translate(None, _TARGET_BYTES):
+            raise InvalidMessage(f"invalid request target: {_show(target)}")
+        if method != b"GET":
+            raise InvalidMethod(method.decode("ascii"))
+        self._path = target.decode("ascii")
+
+    def _end_of_head(self, headers: Headers) -> bool:
+        if "Transfer-Encoding" in headers:
+            raise InvalidMessage("Transfer-Encoding in a handshake request")
+        lengths = headers.get_all("Content-Length")
+        if len(lengths) > 1:
+            raise InvalidMessage("duplicate Content-Length header")
+        if lengths and lengths[0] != "0":
+            raise InvalidMessage(f"handshake request with a body: Content-Length {lengths[0]}")
+        return self._finish(Request(self._path, headers), self._pos)
+
+
+class ResponseParser(_Parser[Response]):
+    """Reads a server's answer to the opening handshake, body included.
+
+    The status line must be ``HTTP/1.1 3DIGIT reason``; the space before an
+    empty reason may be left out. Responses with status 1xx (101 included),
+    204 and 304 have no body: whatever follows their head is left over. Other
+    responses have a body read per ``Content-Length``, per chunked
+    ``Transfer-Encoding`` (trailer fields are checked, then dropped) or else
+    until the end of the stream, which only :meth:`receive_eof` can tell.
+    Both headers at once, duplicate ``Content-Length`` and any transfer
+    coding but ``chunked`` are refused.
+    """
+
+    _kind = "response"
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        super().__init__(limits)
+        self._status_code = 0
+        self._reason = ""
+        self._headers = Headers()
+        self._body = bytearray()
+        self._remaining = 0
+
+    def _parse_start_line(self, line: bytes) -> None:
+        version, _, rest = line.partition(b" ")
+        if version != b"HTTP/1.1":
+            raise InvalidMessage(f"unsupported HTTP version {_show(version)}; expected HTTP/1.1")
+        code, reason = rest[:3], rest[3:]
+        if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
+            raise InvalidMessage(f"invalid status code in status line: {_show(line)}")
+        if reason:
+            if reason[0] != 0x20:
+                raise InvalidMessage(f"invalid status code in status line: {_show(line)}")
+            reason = reason[1:]
+        if reason.translate(None, _VALUE_BYTES):
+            raise InvalidMessage(f"invalid reason phrase: {_show(reason)}")
+        self._status_code = int(code)
+        self._reason = reason.decode("latin-1")
+
+    def _end_of_head(self, headers: Headers) -> bool:
+        self._headers = headers
+        code = self._status_code
+        if code < 200 or code in _NO_BODY_STATUSES:
+            return self._finish_response(b"", self._pos)
+        self._in_body = True
+        codings = headers.get_all("Transfer-Encoding")
+        lengths = headers.get_all("Content-Length")
+        if codings:
+            if lengths:
+                raise InvalidMessage("both Transfer-Encoding and Content-Length in a response")
+            names = [name.strip(" \t").lower() for name in ",".join(codings).split(",")]
+            if [name for name in names if name] != ["chunked"]:
+                raise InvalidMessage(f"unsupported Transfer-Encoding: {', '.join(codings)}")
+            self._state = self._read_chunk_size
+        elif lengths:
+            if len(lengths) > 1:
+                raise InvalidMessage("duplicate Content-Length header")
+            self._remaining = self._parse_content_length(lengths[0])
+            self._state = self._read_fixed_body
+        else:
+            self._state = self._read_body_until_eof
+        return True
+
+    def _finish_response(self, body: bytes, end: int) -> bool:
+        response = Response(self._status_code, self._reason, self._headers, body)
+        return self._finish(response, end)
+
+    def _check_body_size(self, size: int) -> None:
+        max_body = self.limits.max_body
+        if size > max_body:
+            raise SecurityError(f"response body larger than max_body = {max_body} bytes")
+
+    def _parse_content_length(self, value: str) -> int:
+        if not value.isascii() or not value.isdigit():
+            raise InvalidMessage(f"invalid Content-Length: {value}")
+        digits = value.lstrip("0")
+        # Longer numbers are past any sane max_body; checking the length
+        # first keeps int() from parsing thousands of digits.
+        if len(digits) > 18:
+            self._check_body_size(self.limits.max_body + 1)
+        length = int(digits or "0")
+        self._check_body_size(length)
+        return length
+
+    def _read_fixed_body(self) -> bool:
+        end = self._pos + self._remaining
+        if len(self._buf) < end:
+            return False
+        return self._finish_response(bytes(self._buf[self._pos : end]), end)
+
+    def _read_body_until_eof(self) -> bool:
+        self._check_body_size(len(self._buf) - self._pos)
+        return False
+
+    def _read_chunk_size(self) -> bool:
+        line = self._read_line()
+        if line is None:
+            return False
+        size, semicolon, extension = line.partition(b";")
+        if semicolon:
+            size = size.rstrip(b" \t")
+        if not size or size.translate(None, _HEX_BYTES):
+            raise InvalidMessage(f"invalid chunk size: {_show(line)}")
+        if extension.translate(None, _VALUE_BYTES):
+            raise InvalidMessage(f"invalid chunk extension: {_show(line)}")
+        digits = size.lstrip(b"0")
+        if len(digits) > 15:
+            self._check_body_size(self.limits.max_body + 1)
+        self._remaining = int(digits or b"0", 16)
+        self._check_body_size(len(self._body) + self._remaining)
+        self._state = self._read_chunk_data if self._remaining else self._read_trailer
+        return True
+
+    def _read_chunk_data(self) -> bool:
+        end = self._pos + self._remaining
+        if len(self._buf) < end + 2:
+            return False
+        if self._buf[end : end + 2] != b"\r\n":
+            raise InvalidMessage("chunk data not followed by CRLF")
+        self._body += self._buf[self._pos : end]
+        self._pos = self._scan = end + 2
+        self._state = self._read_chunk_size
+        return True
+
+    def _read_trailer(self) -> bool:
+        line = self._read_line()
+        if line is None:
+            return False
+        if line:
+            self._add_field(line)
+            return True
+        return self._finish_response(bytes(self._body), self._pos)
+
+    def _end_of_stream(self) -> None:
+        if self._state == self._read_body_until_eof:
+            self._finish_response(bytes(self._buf[self._pos :]), len(self._buf))
+            return
+        super()._end_of_stream()
+
+
+def _is_token(data: bytes) -> bool:
+    return bool(data) and not data.translate(None, _TCHAR_BYTES)
+
+
+def _is_target(path: str) -> bool:
+    return path.startswith("/") and path.isascii() and path.isprintable() and " " not in path
+
+
+def _show(data: bytes) -> str:
+    """Render untrusted bytes for an error message, cut short if long."""
+    text = repr(data[:80])
+    return text + "..." if len(data) > 80 else text

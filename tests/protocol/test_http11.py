@@ -1,0 +1,787 @@
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tether.exceptions import InvalidMessage, InvalidState, SecurityError
+from tether.protocol.headers import Headers
+from tether.protocol.http11 import (
+    InvalidMethod,
+    Limits,
+    Request,
+    RequestParser,
+    Response,
+    ResponseParser,
+)
+
+REQUEST = (
+    b"GET /chat?room=1 HTTP/1.1\r\n"
+    b"Host: example.com\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+
+RESPONSE_101 = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    b"\r\n"
+)
+
+CHUNKED = (
+    b"HTTP/1.1 403 Forbidden\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"\r\n"
+    b"5\r\nhello\r\n"
+    b"1;name=value\r\n \r\n"
+    b"6 ; x\r\nworld!\r\n"
+    b"0\r\n"
+    b"Trailer: yes\r\n"
+    b"\r\n"
+)
+
+
+def parse_request(data: bytes, limits: Limits | None = None) -> RequestParser:
+    parser = RequestParser(limits)
+    parser.receive_data(data)
+    return parser
+
+
+def parse_response(data: bytes, limits: Limits | None = None) -> ResponseParser:
+    parser = ResponseParser(limits)
+    parser.receive_data(data)
+    return parser
+
+
+def request_with(line: bytes) -> bytes:
+    """A valid request with one more header line."""
+    return REQUEST[:-2] + line + b"\r\n\r\n"
+
+
+def response_with(head: bytes, rest: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + rest
+
+
+# Serializing
+
+
+def test_request_serialize() -> None:
+    request = Request("/chat?room=1", Headers([("Host", "example.com")]))
+    assert request.serialize() == b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+
+@pytest.mark.parametrize("path", ["", "chat", "/a b", "/a\r\nX: y", "/caf\xe9", "/\x00"])
+def test_request_serialize_invalid_path(path: str) -> None:
+    with pytest.raises(ValueError, match="invalid request target"):
+        Request(path, Headers()).serialize()
+
+
+def test_request_round_trip() -> None:
+    request = parse_request(REQUEST).result
+    assert request is not None
+    assert request.serialize() == REQUEST
+
+
+def test_response_serialize() -> None:
+    response = Response(404, "Not Found", Headers([("Content-Length", "2")]), b"no")
+    assert response.serialize() == b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+
+
+def test_response_serialize_latin1_reason() -> None:
+    response = Response(200, "\tOK caf\xe9", Headers())
+    assert response.serialize() == b"HTTP/1.1 200 \tOK caf\xe9\r\n\r\n"
+
+
+@pytest.mark.parametrize("code", [0, 99, 1000])
+def test_response_serialize_invalid_code(code: int) -> None:
+    with pytest.raises(ValueError, match="invalid status code"):
+        Response(code, "X", Headers()).serialize()
+
+
+@pytest.mark.parametrize("reason", ["a\r\nX: y", "a\nb", "\x7f", "\u20ac"])
+def test_response_serialize_invalid_reason(reason: str) -> None:
+    with pytest.raises(ValueError, match="invalid reason phrase"):
+        Response(200, reason, Headers()).serialize()
+
+
+def test_response_round_trip() -> None:
+    response = parse_response(RESPONSE_101).result
+    assert response is not None
+    assert response.serialize() == RESPONSE_101
+
+
+# Limits
+
+
+def test_limits_defaults() -> None:
+    assert Limits() == Limits(max_line=8192, max_headers=128, max_size=65536, max_body=1 << 20)
+
+
+@pytest.mark.parametrize("name", ["max_line", "max_headers", "max_size", "max_body"])
+def test_limits_negative(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be positive or zero"):
+        Limits(**{name: -1})
+
+
+def test_limits_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Limits().max_line = 1  # type: ignore[misc]
+
+
+# Requests
+
+
+def test_request() -> None:
+    parser = parse_request(REQUEST + b"\x81\x00")
+    request = parser.result
+    assert request is not None
+    assert request.path == "/chat?room=1"
+    assert request.headers["host"] == "example.com"
+    assert request.headers["Sec-WebSocket-Version"] == "13"
+    assert list(request.headers) == [
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+    ]
+    assert parser.leftover == b"\x81\x00"
+
+
+def test_request_returns_result() -> None:
+    parser = RequestParser()
+    assert parser.receive_data(REQUEST[:10]) is None
+    assert parser.result is None
+    assert parser.leftover == b""
+    request = parser.receive_data(memoryview(REQUEST[10:]))
+    assert request is parser.result
+    assert parser.leftover == b""
+
+
+def test_request_byte_by_byte() -> None:
+    parser = RequestParser()
+    for byte in REQUEST:
+        assert parser.result is None
+        parser.receive_data(bytes([byte]))
+    assert parser.result == parse_request(REQUEST).result
+
+
+def test_request_empty_data() -> None:
+    parser = RequestParser()
+    assert parser.receive_data(b"") is None
+
+
+def test_request_no_headers() -> None:
+    request = parse_request(b"GET / HTTP/1.1\r\n\r\n").result
+    assert request == Request("/", Headers())
+
+
+def test_request_header_values() -> None:
+    request = parse_request(
+        request_with(b"X-A:  padded \t\r\nX-B:\r\nX-C: caf\xe9 \x80\xff\r\nX-D:a:b")
+    ).result
+    assert request is not None
+    assert request.headers["X-A"] == "padded"
+    assert request.headers["X-B"] == ""
+    assert request.headers["X-C"] == "caf\xe9 \x80\xff"
+    assert request.headers["X-D"] == "a:b"
+
+
+def test_request_content_length_zero() -> None:
+    assert parse_request(request_with(b"Content-Length: 0")).result is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"GET /", "invalid request line: b'GET /'"),
+        (b"GET  / HTTP/1.1", "invalid request line"),
+        (b"GET / HTTP/1.1 ", "invalid request line"),
+        (b"", "invalid request line: b''"),
+        (b"G\xc9T / HTTP/1.1", "invalid method in request line"),
+        (b"GET / HTTP/1.0", "unsupported HTTP version b'HTTP/1.0'; expected HTTP/1.1"),
+        (b"GET / http/1.1", "unsupported HTTP version"),
+        (b"GET chat HTTP/1.1", "invalid request target: b'chat'"),
+        (b"GET http://example.com/ HTTP/1.1", "invalid request target"),
+        (b"GET /caf\xc3\xa9 HTTP/1.1", "invalid request target"),
+        (b"GET /\x7f HTTP/1.1", "invalid request target"),
+        (b"GET /\r HTTP/1.1", "invalid request target"),
+    ],
+)
+def test_invalid_request_line(line: bytes, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message) as exc_info:
+        parse_request(line + b"\r\n\r\n")
+    assert not isinstance(exc_info.value, InvalidMethod)
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD", "get", "CONNECT"])
+def test_request_invalid_method(method: str) -> None:
+    with pytest.raises(InvalidMethod) as exc_info:
+        parse_request(f"{method} / HTTP/1.1\r\n".encode())
+    assert exc_info.value.method == method
+    assert str(exc_info.value) == (
+        f"unsupported HTTP method {method}; a WebSocket handshake uses GET"
+    )
+
+
+def test_request_invalid_method_checked_after_syntax() -> None:
+    with pytest.raises(InvalidMessage, match="unsupported HTTP version"):
+        parse_request(b"POST / HTTP/1.0\r\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\n",
+        b"GET / HTTP/1.1\r\nHost: x\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+        b"GET / HTTP/1.1\r\n\n",
+    ],
+)
+def test_bare_lf(data: bytes) -> None:
+    with pytest.raises(InvalidMessage, match="line ends with a bare LF instead of CRLF"):
+        parse_request(data)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b" continued", "obsolete line folding in a header"),
+        (b"\tcontinued", "obsolete line folding in a header"),
+        (b"NoColon", "header line without a colon: b'NoColon'"),
+        (b"Host : x", "whitespace between header name and colon: b'Host '"),
+        (b"Host\t: x", "whitespace between header name and colon"),
+        (b": x", "invalid header name: b''"),
+        (b"Ho st: x", "invalid header name: b'Ho st'"),
+        (b"H\xc3\xb4st: x", "invalid header name"),
+        (b"X: a\x00b", "invalid value for header X: b'a\\\\x00b'"),
+        (b"X: a\rb", "invalid value for header X"),
+        (b"X: a\x7f", "invalid value for header X"),
+    ],
+)
+def test_invalid_header_line(line: bytes, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        parse_request(request_with(line))
+
+
+def test_obsolete_line_folding_after_start_line() -> None:
+    with pytest.raises(InvalidMessage, match="obsolete line folding"):
+        parse_request(b"GET / HTTP/1.1\r\n folded\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"Transfer-Encoding: chunked", "Transfer-Encoding in a handshake request"),
+        (b"transfer-encoding: identity", "Transfer-Encoding in a handshake request"),
+        (b"Content-Length: 5", "handshake request with a body: Content-Length 5"),
+        (b"Content-Length: 00", "handshake request with a body"),
+        (b"Content-Length: 0\r\nContent-Length: 0", "duplicate Content-Length header"),
+    ],
+)
+def test_request_smuggling(line: bytes, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        parse_request(request_with(line))
+
+
+def test_long_message_is_shown_short() -> None:
+    with pytest.raises(InvalidMessage) as exc_info:
+        parse_request(b"X" * 200 + b"\r\n")
+    assert str(exc_info.value) == "invalid request line: " + repr(b"X" * 80) + "..."
+
+
+# Limits on the head
+
+
+def test_max_line_exact() -> None:
+    limits = Limits(max_line=40)
+    line = b"X-Long: " + b"a" * 32
+    assert len(line) == 40
+    assert parse_request(b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n", limits).result is not None
+
+
+def test_max_line_exceeded() -> None:
+    limits = Limits(max_line=40)
+    line = b"X-Long: " + b"a" * 33
+    with pytest.raises(SecurityError, match="line longer than max_line = 40 bytes"):
+        parse_request(b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n", limits)
+
+
+def test_max_line_exact_incremental() -> None:
+    limits = Limits(max_line=40)
+    parser = RequestParser(limits)
+    parser.receive_data(b"GET / HTTP/1.1\r\n")
+    parser.receive_data(b"X-Long: " + b"a" * 32)
+    parser.receive_data(b"\r")
+    parser.receive_data(b"\n\r\n")
+    assert parser.result is not None
+
+
+def test_max_line_exceeded_before_line_end() -> None:
+    limits = Limits(max_line=40)
+    parser = RequestParser(limits)
+    parser.receive_data(b"GET / HTTP/1.1\r\n")
+    parser.receive_data(b"X-Long: " + b"a" * 32)
+    with pytest.raises(SecurityError, match="max_line"):
+        parser.receive_data(b"a")
+
+
+def test_megabyte_line_fails_early() -> None:
+    parser = RequestParser()
+    parser.receive_data(b"GET /")
+    received = 5
+    with pytest.raises(SecurityError, match="max_line"):  # noqa: PT012
+        while received < 1 << 20:
+            parser.receive_data(b"a" * 1000)
+            received += 1000
+    # The call that took the line from 8005 to 9005 bytes failed.
+    assert received == 8005
+
+
+def test_max_line_applies_to_start_line() -> None:
+    path = b"/" + b"a" * 100
+    data = b"GET " + path + b" HTTP/1.1\r\n\r\n"
+    assert parse_request(data, Limits(max_line=len(data) - 4)).result is not None
+    with pytest.raises(SecurityError, match="max_line"):
+        parse_request(data, Limits(max_line=len(data) - 5))
+
+
+def test_max_headers_exact() -> None:
+    limits = Limits(max_headers=5)
+    assert parse_request(REQUEST, limits).result is not None
+
+
+def test_max_headers_exceeded() -> None:
+    limits = Limits(max_headers=4)
+    with pytest.raises(SecurityError, match="more than max_headers = 4 headers"):
+        parse_request(REQUEST, limits)
+
+
+def test_max_size_exact() -> None:
+    limits = Limits(max_size=len(REQUEST))
+    assert parse_request(REQUEST + b"after", limits).result is not None
+    parser = RequestParser(limits)
+    for byte in REQUEST:
+        parser.receive_data(bytes([byte]))
+    assert parser.result is not None
+
+
+def test_max_size_exceeded_at_end_of_head() -> None:
+    limits = Limits(max_size=len(REQUEST) - 1)
+    with pytest.raises(SecurityError, match="request head larger than max_size"):
+        parse_request(REQUEST + b"after", limits)
+
+
+def test_max_size_exceeded_byte_by_byte() -> None:
+    limits = Limits(max_size=len(REQUEST) - 1)
+    parser = RequestParser(limits)
+    for byte in REQUEST[:-1]:
+        parser.receive_data(bytes([byte]))
+    with pytest.raises(SecurityError, match="max_size"):
+        parser.receive_data(REQUEST[-1:])
+
+
+def test_max_size_exceeded_before_head_ends() -> None:
+    limits = Limits(max_size=100)
+    parser = RequestParser(limits)
+    parser.receive_data(b"GET / HTTP/1.1\r\n")
+    for _ in range(3):
+        parser.receive_data(b"X-Header: 0123456789\r\n")
+    parser.receive_data(b"X" * 18)
+    with pytest.raises(SecurityError, match="request head larger than max_size = 100 bytes"):
+        parser.receive_data(b"X")
+
+
+# States and end of stream
+
+
+def test_data_after_result() -> None:
+    parser = parse_request(REQUEST)
+    with pytest.raises(InvalidState, match="the request is complete"):
+        parser.receive_data(b"x")
+
+
+def test_data_after_eof() -> None:
+    parser = RequestParser()
+    with pytest.raises(InvalidMessage):
+        parser.receive_eof()
+    with pytest.raises(InvalidState, match="data received after the end of the stream"):
+        parser.receive_data(b"x")
+
+
+def test_eof_before_request() -> None:
+    parser = RequestParser()
+    with pytest.raises(InvalidMessage, match="connection closed before any request") as exc_info:
+        parser.receive_eof()
+    assert isinstance(exc_info.value.__cause__, EOFError)
+    parser.receive_eof()
+
+
+def test_eof_in_request_head() -> None:
+    parser = parse_request(REQUEST[:-1])
+    with pytest.raises(InvalidMessage, match="connection closed in the middle of the request head"):
+        parser.receive_eof()
+
+
+def test_eof_after_request() -> None:
+    parser = parse_request(REQUEST)
+    parser.receive_eof()
+    assert parser.result is not None
+
+
+# Responses
+
+
+def test_response_101() -> None:
+    parser = parse_response(RESPONSE_101 + b"\x81\x05hello")
+    response = parser.result
+    assert response is not None
+    assert response.status_code == 101
+    assert response.reason_phrase == "Switching Protocols"
+    assert response.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert response.body == b""
+    assert parser.leftover == b"\x81\x05hello"
+
+
+def test_response_101_ignores_content_length() -> None:
+    parser = parse_response(b"HTTP/1.1 101 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert parser.result is not None
+    assert parser.result.body == b""
+    assert parser.leftover == b"abc"
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "reason"),
+    [
+        (b"HTTP/1.1 101", 101, ""),
+        (b"HTTP/1.1 101 ", 101, ""),
+        (b"HTTP/1.1 101  spaced ", 101, " spaced "),
+        (b"HTTP/1.1 199 caf\xe9\t\x80", 199, "caf\xe9\t\x80"),
+    ],
+)
+def test_status_line(line: bytes, code: int, reason: str) -> None:
+    response = parse_response(line + b"\r\n\r\n").result
+    assert response == Response(code, reason, Headers())
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"HTTP/1.0 200 OK", "unsupported HTTP version b'HTTP/1.0'"),
+        (b"HTTP/1.1", "invalid status code in status line"),
+        (b"", "unsupported HTTP version b''"),
+        (b"http/1.1 200 OK", "unsupported HTTP version"),
+        (b"HTTP/1.1  200 OK", "invalid status code"),
+        (b"HTTP/1.1 20 OK", "invalid status code"),
+        (b"HTTP/1.1 20", "invalid status code"),
+        (b"HTTP/1.1 099 OK", "invalid status code"),
+        (b"HTTP/1.1 2x0 OK", "invalid status code"),
+        (b"HTTP/1.1 2000 OK", "invalid status code"),
+        (b"HTTP/1.1 200\tOK", "invalid status code"),
+        (b"HTTP/1.1 200 O\rK", "invalid reason phrase: b'O\\\\rK'"),
+        (b"HTTP/1.1 200 O\x00K", "invalid reason phrase"),
+    ],
+)
+def test_invalid_status_line(line: bytes, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        parse_response(line + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("code", [100, 102, 199, 204, 304])
+def test_response_without_body(code: int) -> None:
+    parser = parse_response(f"HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nab".encode())
+    assert parser.result == Response(code, "X", Headers({"Content-Length": "2"}))
+    assert parser.leftover == b"ab"
+
+
+def test_response_content_length() -> None:
+    parser = parse_response(response_with(b"Content-Length: 5\r\n", b"helloextra"))
+    assert parser.result is not None
+    assert parser.result.body == b"hello"
+    assert parser.leftover == b"extra"
+
+
+@pytest.mark.parametrize(("value", "body"), [(b"0", b""), (b"00", b""), (b"0003", b"abc")])
+def test_response_content_length_leading_zeros(value: bytes, body: bytes) -> None:
+    parser = parse_response(response_with(b"Content-Length: " + value + b"\r\n", b"abc"))
+    assert parser.result is not None
+    assert parser.result.body == body
+
+
+def test_response_content_length_incremental() -> None:
+    parser = ResponseParser()
+    parser.receive_data(response_with(b"Content-Length: 10\r\n", b"abc"))
+    assert parser.result is None
+    # This call drops the consumed head from the buffer first.
+    parser.receive_data(b"defg")
+    assert parser.result is None
+    parser.receive_data(b"hij")
+    assert parser.result is not None
+    assert parser.result.body == b"abcdefghij"
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"+1", b"1.0", b"1, 1", b"\xb2"])
+def test_response_invalid_content_length(value: bytes) -> None:
+    with pytest.raises(InvalidMessage, match="invalid Content-Length"):
+        parse_response(response_with(b"Content-Length: " + value + b"\r\n"))
+
+
+def test_response_duplicate_content_length() -> None:
+    with pytest.raises(InvalidMessage, match="duplicate Content-Length header"):
+        parse_response(response_with(b"Content-Length: 1\r\nContent-Length: 1\r\n", b"a"))
+
+
+def test_response_max_body_content_length() -> None:
+    limits = Limits(max_body=5)
+    parser = parse_response(response_with(b"Content-Length: 5\r\n", b"hello"), limits)
+    assert parser.result is not None
+    with pytest.raises(SecurityError, match="response body larger than max_body = 5 bytes"):
+        parse_response(response_with(b"Content-Length: 6\r\n"), limits)
+
+
+@pytest.mark.parametrize("digits", [19, 20, 5000])
+def test_response_huge_content_length(digits: int) -> None:
+    with pytest.raises(SecurityError, match="max_body"):
+        parse_response(response_with(b"Content-Length: " + b"9" * digits + b"\r\n"))
+
+
+def test_response_long_zero_padded_content_length() -> None:
+    value = b"0" * 5000 + b"2"
+    parser = parse_response(response_with(b"Content-Length: " + value + b"\r\n", b"ok"))
+    assert parser.result is not None
+    assert parser.result.body == b"ok"
+
+
+def test_response_body_until_eof() -> None:
+    parser = parse_response(response_with(b"", b"some"))
+    parser.receive_data(b" body")
+    assert parser.result is None
+    parser.receive_eof()
+    assert parser.result == Response(200, "OK", Headers(), b"some body")
+    assert parser.leftover == b""
+
+
+def test_response_empty_body_until_eof() -> None:
+    parser = parse_response(response_with(b""))
+    parser.receive_eof()
+    assert parser.result == Response(200, "OK", Headers(), b"")
+
+
+def test_response_max_body_until_eof() -> None:
+    limits = Limits(max_body=5)
+    parser = parse_response(response_with(b"", b"hel"), limits)
+    parser.receive_data(b"lo")
+    parser.receive_eof()
+    assert parser.result is not None
+    parser = parse_response(response_with(b"", b"hel"), limits)
+    with pytest.raises(SecurityError, match="response body larger than max_body = 5 bytes"):
+        parser.receive_data(b"lo!")
+
+
+def test_eof_in_response_head() -> None:
+    parser = parse_response(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(InvalidMessage, match="in the middle of the response head"):
+        parser.receive_eof()
+
+
+def test_eof_before_response() -> None:
+    with pytest.raises(InvalidMessage, match="connection closed before any response"):
+        ResponseParser().receive_eof()
+
+
+def test_eof_in_content_length_body() -> None:
+    parser = parse_response(response_with(b"Content-Length: 5\r\n", b"hel"))
+    with pytest.raises(InvalidMessage, match="in the middle of the response body") as exc_info:
+        parser.receive_eof()
+    assert isinstance(exc_info.value.__cause__, EOFError)
+
+
+def test_response_chunked() -> None:
+    parser = parse_response(CHUNKED + b"extra")
+    assert parser.result is not None
+    assert parser.result.status_code == 403
+    assert parser.result.body == b"hello world!"
+    assert "Trailer" not in parser.result.headers
+    assert parser.leftover == b"extra"
+
+
+def test_response_chunked_byte_by_byte() -> None:
+    parser = ResponseParser()
+    for byte in CHUNKED:
+        assert parser.result is None
+        parser.receive_data(bytes([byte]))
+    assert parser.result == parse_response(CHUNKED).result
+
+
+@pytest.mark.parametrize("value", [b"chunked", b"Chunked", b", chunked ,", b"CHUNKED,"])
+def test_response_chunked_spelling(value: bytes) -> None:
+    data = response_with(b"Transfer-Encoding: " + value + b"\r\n", b"0\r\n\r\n")
+    assert parse_response(data).result is not None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Transfer-Encoding: gzip\r\n",
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding: \r\n",
+    ],
+)
+def test_response_unsupported_transfer_encoding(head: bytes) -> None:
+    with pytest.raises(InvalidMessage, match="unsupported Transfer-Encoding"):
+        parse_response(response_with(head))
+
+
+def test_response_both_transfer_encoding_and_content_length() -> None:
+    head = b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"
+    with pytest.raises(InvalidMessage, match="both Transfer-Encoding and Content-Length"):
+        parse_response(response_with(head))
+
+
+def chunked(body: bytes) -> bytes:
+    return response_with(b"Transfer-Encoding: chunked\r\n", body)
+
+
+def test_response_chunk_size_leading_zeros() -> None:
+    parser = parse_response(chunked(b"0" * 100 + b"2\r\nok\r\n00\r\n\r\n"))
+    assert parser.result is not None
+    assert parser.result.body == b"ok"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\r\n", "invalid chunk size: b''"),
+        (b"x\r\n", "invalid chunk size: b'x'"),
+        (b" 5\r\n", "invalid chunk size"),
+        (b"5 \r\n", "invalid chunk size"),
+        (b";x\r\n", "invalid chunk size"),
+        (b"-5\r\n", "invalid chunk size"),
+        (b"5;\x00\r\n", "invalid chunk extension"),
+        (b"5\r\nhelloX\r\n", "chunk data not followed by CRLF"),
+        (b"5\r\nhello\n\r\n", "chunk data not followed by CRLF"),
+        (b"5\r\nhello\r\n0\r\nBad Trailer: x\r\n\r\n", "invalid header name"),
+        (b"0\r\n\n", "bare LF"),
+    ],
+)
+def test_response_invalid_chunked(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        parse_response(chunked(body))
+
+
+def test_response_max_body_chunked() -> None:
+    limits = Limits(max_body=5)
+    data = chunked(b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n")
+    parser = parse_response(data, limits)
+    assert parser.result is not None
+    assert parser.result.body == b"hello"
+    with pytest.raises(SecurityError, match="response body larger than max_body = 5 bytes"):
+        parse_response(chunked(b"2\r\nhe\r\n4\r\n"), limits)
+
+
+@pytest.mark.parametrize("digits", [16, 17, 5000])
+def test_response_huge_chunk_size(digits: int) -> None:
+    with pytest.raises(SecurityError, match="max_body"):
+        parse_response(chunked(b"f" * digits + b"\r\n"))
+
+
+def test_response_chunked_trailers_count_as_headers() -> None:
+    body = b"0\r\nA: 1\r\nB: 2\r\n\r\n"
+    head = b"Transfer-Encoding: chunked\r\n"
+    assert parse_response(response_with(head, body), Limits(max_headers=3)).result is not None
+    with pytest.raises(SecurityError, match="max_headers"):
+        parse_response(response_with(head, body), Limits(max_headers=2))
+
+
+def test_response_chunk_line_max_line() -> None:
+    body = b"1;" + b"x" * 38 + b"\r\na\r\n0\r\n\r\n"
+    assert parse_response(chunked(body), Limits(max_line=40)).result is not None
+    with pytest.raises(SecurityError, match="max_line"):
+        parse_response(chunked(body), Limits(max_line=39))
+
+
+def test_eof_in_chunked_body() -> None:
+    parser = parse_response(chunked(b"5\r\nhel"))
+    with pytest.raises(InvalidMessage, match="in the middle of the response body"):
+        parser.receive_eof()
+
+
+def test_response_many_chunks_compacts_buffer() -> None:
+    parser = ResponseParser()
+    parser.receive_data(chunked(b""))
+    for _ in range(1000):
+        parser.receive_data(b"1\r\na\r\n")
+        # Consumed chunks are dropped, so the buffer stays small.
+        assert len(parser._buf) < 200
+    parser.receive_data(b"0\r\n\r\n")
+    assert parser.result is not None
+    assert parser.result.body == b"a" * 1000
+
+
+def test_response_max_size() -> None:
+    limits = Limits(max_size=len(RESPONSE_101))
+    assert parse_response(RESPONSE_101, limits).result is not None
+    with pytest.raises(SecurityError, match="response head larger than max_size"):
+        parse_response(RESPONSE_101, Limits(max_size=len(RESPONSE_101) - 1))
+
+
+def test_response_data_after_result() -> None:
+    parser = parse_response(RESPONSE_101)
+    with pytest.raises(InvalidState, match="the response is complete"):
+        parser.receive_data(b"x")
+
+
+# Incremental parsing gives the same result however the bytes are split.
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({cut % (len(data) + 1) for cut in cuts})
+    bounds = [0, *points, len(data)]
+    return [data[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+@given(cuts=st.lists(st.integers(min_value=0), max_size=20))
+def test_request_any_split(cuts: list[int]) -> None:
+    data = REQUEST + b"\x81\x00"
+    parser = RequestParser()
+    for piece in split(data, cuts):
+        if parser.result is None:
+            parser.receive_data(piece)
+        else:
+            parser.leftover += piece
+    expected = parse_request(data)
+    assert parser.result == expected.result
+    assert parser.leftover == expected.leftover
+
+
+RESPONSES = [
+    RESPONSE_101 + b"\x81\x00",
+    CHUNKED + b"more",
+    response_with(b"Content-Length: 5\r\n", b"hello world"),
+    response_with(b"Server: x\r\n", b"until the end"),
+]
+
+
+@given(index=st.integers(min_value=0, max_value=len(RESPONSES) - 1), cuts=st.lists(st.integers()))
+def test_response_any_split(index: int, cuts: list[int]) -> None:
+    data = RESPONSES[index]
+    parser = ResponseParser()
+    for piece in split(data, cuts):
+        if parser.result is None:
+            parser.receive_data(piece)
+        else:
+            parser.leftover += piece
+    parser.receive_eof()
+    expected = parse_response(data)
+    expected.receive_eof()
+    assert parser.result == expected.result
+    assert parser.leftover == expected.leftover
