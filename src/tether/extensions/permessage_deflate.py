@@ -108,17 +108,19 @@ def _check_compress_settings(settings: Mapping[str, int] | None) -> dict[str, in
         return {}
     checked = dict(settings)
     for key, value in checked.items():
-        if key == "level":
-            valid = -1 <= value <= 9
-        elif key == "memLevel":
-            valid = 1 <= value <= 9
-        elif key == "strategy":
-            valid = value in _STRATEGIES
-        else:
+        if key not in {"level", "memLevel", "strategy"}:
             # wbits is negotiated, never configured here; method and zdict
             # would produce data the peer cannot decompress.
             raise ValueError(f"compress_settings accepts level, memLevel and strategy, not {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int) or not valid:
+        if isinstance(value, bool) or not isinstance(value, int):
+            valid = False
+        elif key == "level":
+            valid = -1 <= value <= 9
+        elif key == "memLevel":
+            valid = 1 <= value <= 9
+        else:
+            valid = value in _STRATEGIES
+        if not valid:
             raise ValueError(f"invalid compress_settings[{key!r}]: {value!r}")
     return checked
 
