@@ -185,6 +185,19 @@ def test_empty_payload_with_rsv1_is_an_empty_message() -> None:
     ext = pmd()
     assert ext.decode(Frame(TEXT, b"", rsv1=True)) == Frame(TEXT, b"")
     assert ext.decode(compressed("f248cdc9c90700")).data == b"Hello"
+    # Again with a stream in progress: the context survives.
+    assert ext.decode(Frame(TEXT, b"", rsv1=True)) == Frame(TEXT, b"")
+    empty = [Frame(BINARY, b"", fin=False, rsv1=True), Frame(CONT, b"")]
+    assert decode_message(ext, *empty) == b""
+    assert ext.decode(compressed("f200110000")).data == b"Hello"
+
+
+def test_empty_final_fragment_closes_the_message_data() -> None:
+    # The compressed payload cut anywhere, even right at its end, is the same message.
+    ext = pmd()
+    frames = [compressed("f248cdc9c90700", fin=False), Frame(CONT, b"")]
+    assert decode_message(ext, *frames) == b"Hello"
+    assert ext.decode(compressed("f200110000")).data == b"Hello"
 
 
 def test_empty_fragments() -> None:

@@ -172,6 +172,7 @@ class PerMessageDeflate(Extension):
         self._encoder: zlib._Compress | None = None
         self._decoder: zlib._Decompress | None = None
         self._decoding = False
+        self._message_empty = True
 
     def __repr__(self) -> str:
         return (
@@ -207,6 +208,7 @@ class PerMessageDeflate(Extension):
             return frame
         if opcode != Opcode.CONT:
             self._decoding = frame.rsv1
+            self._message_empty = True
         if not self._decoding:
             return frame
         data = self._decompress(frame.data, frame.fin, max_size)
@@ -218,14 +220,20 @@ class PerMessageDeflate(Extension):
 
     def _decompress(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         outputs: list[bytes] = []
-        remaining = self._inflate(data, max_size, outputs)
-        # RFC 7692 section 7.2.2: the final frame is followed by the 4 octets
-        # the sender stripped, fed separately to avoid copying the payload.
-        # Without a decompressor, the data ended with a block with BFINAL set
-        # and nothing after it (section 7.2.3.4 without its trailing empty
-        # block), or there was no data at all: no block is open for the tail
-        # to close, and a fresh decompressor would misread it.
-        if fin and self._decoder is not None:
+        remaining = max_size
+        if data:
+            self._message_empty = False
+            remaining = self._inflate(data, remaining, outputs)
+        # RFC 7692 section 7.2.2: the message's data is followed by the 4
+        # octets the sender stripped, fed separately to avoid a copy. They
+        # close the empty stored block whose header ends the data, so they
+        # are left out when there is none: the message had no data at all
+        # (section 7.2.3.6 asks for 0x00, but nothing is unambiguous), or it
+        # ended with a block with BFINAL set and nothing after it (section
+        # 7.2.3.4 without its trailing 0x00), which leaves no decompressor.
+        # Fed anyway, they would open a bogus stored block and corrupt what
+        # follows.
+        if fin and not self._message_empty and self._decoder is not None:
             self._inflate(_TAIL, remaining, outputs)
         return b"".join(outputs)
 
@@ -284,8 +292,8 @@ class PerMessageDeflate(Extension):
         if data:
             output = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
         else:
-            # With nothing new to flush zlib emits nothing, not even an empty
-            # block: an empty fragment stays empty.
+            # Right after a flush, zlib has nothing to emit, not even an
+            # empty block, and an empty fragment stays empty.
             output = encoder.flush(zlib.Z_SYNC_FLUSH)
         if frame.fin:
             if output.endswith(_TAIL):
