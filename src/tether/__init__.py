@@ -1,0 +1,63 @@
+"""tether: a fast, correct WebSocket library with a Sans-I/O core.
+
+The exceptions are importable from here; the protocol engine lives in
+:mod:`tether.protocol`.
+"""
+
+import logging
+
+from tether.exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    DuplicateParameter,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderFormat,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidParameterName,
+    InvalidParameterValue,
+    InvalidState,
+    InvalidStatus,
+    InvalidUpgrade,
+    InvalidURI,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    SecurityError,
+    WebSocketException,
+)
+from tether.version import __version__
+
+# The library logs under "tether" and never prints; applications decide where
+# records go.
+logging.getLogger("tether").addHandler(logging.NullHandler())
+
+__all__ = [
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "DuplicateParameter",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidHeaderFormat",
+    "InvalidHeaderValue",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidParameterName",
+    "InvalidParameterValue",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "SecurityError",
+    "WebSocketException",
+    "__version__",
+]

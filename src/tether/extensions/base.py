@@ -9,9 +9,11 @@ answers it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from tether.protocol.frames import Frame
+if TYPE_CHECKING:
+    # Only for annotations: tether.protocol imports this module at start-up.
+    from tether.protocol.frames import Frame
 
 __all__ = ["ClientExtensionFactory", "Extension", "ExtensionParameter", "ServerExtensionFactory"]
 

@@ -1,0 +1,202 @@
+"""The client's protocol engine: the opening handshake, then :class:`Connection`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tether.exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderValue,
+    InvalidState,
+    InvalidStatus,
+    NegotiationError,
+)
+from tether.extensions.base import ClientExtensionFactory, Extension
+from tether.protocol.connection import DEFAULT_MAX_SIZE, Connection, Role, State
+from tether.protocol.events import ResponseReceived
+from tether.protocol.handshake import (
+    USER_AGENT,
+    accept_key,
+    check_upgrade,
+    generate_key,
+    single_header,
+)
+from tether.protocol.header_values import (
+    build_authorization_basic,
+    build_extensions,
+    build_subprotocols,
+    parse_extensions,
+    parse_subprotocols,
+)
+from tether.protocol.headers import Headers, HeadersLike
+from tether.protocol.http11 import Limits, Request, Response, ResponseParser
+from tether.protocol.uri import WebSocketURI, parse_uri
+
+__all__ = ["ClientProtocol"]
+
+
+class ClientProtocol(Connection):
+    """The client side of a WebSocket connection, handshake included.
+
+    Call :meth:`connect` for the handshake request, adjust it if you like, and
+    pass it to :meth:`send_request`. The server's response comes back as a
+    :class:`~tether.protocol.events.ResponseReceived` event; the connection
+    is then OPEN, or closed with :attr:`handshake_exc` saying why.
+    """
+
+    def __init__(
+        self,
+        uri: WebSocketURI | str,
+        *,
+        origin: str | None = None,
+        extensions: Sequence[ClientExtensionFactory] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = USER_AGENT,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_fragments: int | None = None,
+        streaming: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(
+            Role.CLIENT,
+            state=State.CONNECTING,
+            max_size=max_size,
+            max_fragments=max_fragments,
+            streaming=streaming,
+        )
+        self.uri = parse_uri(uri) if isinstance(uri, str) else uri
+        self.origin = origin
+        self.available_extensions = list(extensions or ())
+        self.available_subprotocols = list(subprotocols or ())
+        self.additional_headers = additional_headers
+        self.user_agent_header = user_agent_header
+        self.key = generate_key()
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.handshake_exc: InvalidHandshake | None = None
+        self._parser = ResponseParser(limits or Limits())
+
+    def connect(self) -> Request:
+        """Build the handshake request (RFC 6455 section 4.1)."""
+        headers = Headers()
+        headers["Host"] = self.uri.host_header
+        if self.uri.user_info is not None:
+            headers["Authorization"] = build_authorization_basic(*self.uri.user_info)
+        headers["Upgrade"] = "websocket"
+        headers["Connection"] = "Upgrade"
+        headers["Sec-WebSocket-Key"] = self.key
+        headers["Sec-WebSocket-Version"] = "13"
+        if self.origin is not None:
+            headers["Origin"] = self.origin
+        if self.available_extensions:
+            headers["Sec-WebSocket-Extensions"] = build_extensions(
+                [
+                    (factory.name, factory.get_request_params())
+                    for factory in self.available_extensions
+                ]
+            )
+        if self.available_subprotocols:
+            headers["Sec-WebSocket-Protocol"] = build_subprotocols(self.available_subprotocols)
+        if self.additional_headers is not None:
+            headers.update(self.additional_headers)
+        if self.user_agent_header is not None and "User-Agent" not in headers:
+            headers["User-Agent"] = self.user_agent_header
+        return Request(self.uri.resource_name, headers)
+
+    def send_request(self, request: Request) -> None:
+        """Queue the handshake request for sending."""
+        if self.state is not State.CONNECTING or self.request is not None:
+            raise InvalidState("the handshake request was already sent")
+        self.request = request
+        self._output.append(request.serialize())
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the network."""
+        if self.state is not State.CONNECTING:
+            super().receive_data(data)
+            return
+        if self._input_done or not data:
+            return
+        try:
+            self._parser.receive_data(bytes(data))
+        except InvalidHandshake as exc:
+            self._handshake_failed(exc)
+            return
+        self._after_parse()
+
+    def receive_eof(self) -> None:
+        """Tell the engine the server closed TCP."""
+        if self.state is State.CONNECTING and not self._input_done:
+            try:
+                self._parser.receive_eof()
+            except InvalidHandshake as exc:
+                self._handshake_failed(exc)
+            else:
+                self._after_parse()
+        super().receive_eof()
+
+    def _after_parse(self) -> None:
+        response = self._parser.result
+        if response is None:
+            return
+        self.response = response
+        self._events.append(ResponseReceived(response))
+        try:
+            self._process_response(response)
+        except InvalidHandshake as exc:
+            self._handshake_failed(exc)
+            return
+        self.state = State.OPEN
+        leftover = self._parser.leftover
+        if leftover:
+            super().receive_data(leftover)
+
+    def _handshake_failed(self, exc: InvalidHandshake) -> None:
+        self.handshake_exc = exc
+        self._input_done = True
+        self._close_transport = True
+        self.state = State.CLOSED
+
+    def _process_response(self, response: Response) -> None:
+        """Check the server's answer (RFC 6455 section 4.2.2 and 4.1, steps 1 to 6)."""
+        if response.status_code != 101:
+            raise InvalidStatus(response)
+        headers = response.headers
+        check_upgrade(headers)
+        accept = single_header(headers, "Sec-WebSocket-Accept")
+        if accept != accept_key(self.key):
+            raise InvalidHeaderValue("Sec-WebSocket-Accept", accept)
+        self._set_extensions(self._negotiate_extensions(headers))
+        self.subprotocol = self._negotiate_subprotocol(headers)
+
+    def _negotiate_extensions(self, headers: Headers) -> list[Extension]:
+        accepted: list[Extension] = []
+        for value in headers.get_all("Sec-WebSocket-Extensions"):
+            for name, params in parse_extensions(value):
+                for factory in self.available_extensions:
+                    if factory.name != name:
+                        continue
+                    try:
+                        extension = factory.process_response_params(params, accepted)
+                    except NegotiationError:
+                        continue
+                    accepted.append(extension)
+                    break
+                else:
+                    raise NegotiationError(f"unsupported extension in response: {name}")
+        return accepted
+
+    def _negotiate_subprotocol(self, headers: Headers) -> str | None:
+        values = headers.get_all("Sec-WebSocket-Protocol")
+        if not values:
+            return None
+        protocols = [protocol for value in values for protocol in parse_subprotocols(value)]
+        if len(protocols) != 1:
+            raise InvalidHeader("Sec-WebSocket-Protocol", ", ".join(protocols))
+        protocol = protocols[0]
+        if protocol not in self.available_subprotocols:
+            raise NegotiationError(f"unsupported subprotocol: {protocol}")
+        return protocol

@@ -1,0 +1,96 @@
+"""Pieces of the opening handshake (RFC 6455 section 4) shared by both roles."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import http
+import os
+import sys
+
+from tether.exceptions import InvalidHeader, InvalidHeaderValue, InvalidUpgrade
+from tether.protocol.header_values import parse_connection, parse_upgrade
+from tether.protocol.headers import Headers, MultipleValuesError
+from tether.protocol.http11 import Response
+from tether.version import __version__
+
+__all__ = [
+    "USER_AGENT",
+    "accept_key",
+    "check_key",
+    "check_upgrade",
+    "error_response",
+    "generate_key",
+    "single_header",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} tether/{__version__}"
+"""The default ``User-Agent`` and ``Server`` header value."""
+
+
+def generate_key() -> str:
+    """Return a fresh ``Sec-WebSocket-Key``: 16 random bytes in base64."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def accept_key(key: str) -> str:
+    """Compute ``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 section 4.2.2)."""
+    digest = hashlib.sha1((key + GUID).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def single_header(headers: Headers, name: str) -> str:
+    """Return the one value of header ``name``; :class:`InvalidHeader` if absent or repeated."""
+    try:
+        return headers[name]
+    except KeyError:
+        raise InvalidHeader(name) from None
+    except MultipleValuesError:
+        raise InvalidHeader(name, "multiple values") from None
+
+
+def check_key(key: str) -> None:
+    """Check that a ``Sec-WebSocket-Key`` is 16 bytes in base64 (RFC 6455 section 4.1)."""
+    try:
+        raw = base64.b64decode(key.encode(), validate=True)
+    except binascii.Error:
+        raise InvalidHeaderValue("Sec-WebSocket-Key", key) from None
+    if len(raw) != 16:
+        raise InvalidHeaderValue("Sec-WebSocket-Key", key)
+
+
+def check_upgrade(headers: Headers) -> None:
+    """Check ``Connection: Upgrade`` and ``Upgrade: websocket``, as both roles must."""
+    connection = [
+        token for value in headers.get_all("Connection") for token in parse_connection(value)
+    ]
+    if not any(token.lower() == "upgrade" for token in connection):
+        raise InvalidUpgrade("Connection", ", ".join(connection))
+    upgrade = [token for value in headers.get_all("Upgrade") for token in parse_upgrade(value)]
+    # RFC 6455 asks for exactly the websocket protocol; a list that only
+    # contains it somewhere would be an upgrade to something else as well.
+    if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
+        raise InvalidUpgrade("Upgrade", ", ".join(upgrade))
+
+
+def error_response(
+    status: int, text: str, *, headers: Headers | None = None, server: str | None = None
+) -> Response:
+    """Build an HTTP error response with a short plain-text body."""
+    body = text.encode()
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    response_headers = Headers()
+    response_headers["Date"] = email.utils.formatdate(usegmt=True)
+    if server is not None:
+        response_headers["Server"] = server
+    response_headers["Connection"] = "close"
+    response_headers["Content-Type"] = "text/plain; charset=utf-8"
+    response_headers["Content-Length"] = str(len(body))
+    if headers is not None:
+        response_headers.update(headers)
+    return Response(status, http.HTTPStatus(status).phrase, response_headers, body)

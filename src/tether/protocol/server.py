@@ -1,0 +1,276 @@
+"""The server's protocol engine: the opening handshake, then :class:`Connection`."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Callable, Sequence
+
+from tether.exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidState,
+    InvalidUpgrade,
+    NegotiationError,
+    SecurityError,
+)
+from tether.extensions.base import Extension, ExtensionParameter, ServerExtensionFactory
+from tether.protocol.connection import DEFAULT_MAX_SIZE, Connection, Role, State
+from tether.protocol.events import RequestReceived
+from tether.protocol.handshake import (
+    USER_AGENT,
+    accept_key,
+    check_key,
+    check_upgrade,
+    error_response,
+    single_header,
+)
+from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
+from tether.protocol.headers import Headers
+from tether.protocol.http11 import InvalidMethod, Limits, Request, RequestParser, Response
+
+__all__ = ["Origin", "ServerProtocol", "SubprotocolSelector"]
+
+Origin = str | re.Pattern[str] | None
+"""An allowed ``Origin``: an exact value, a pattern matching it whole, or ``None`` for none."""
+
+SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], str | None]
+"""A hook that picks a subprotocol among those the client offered, or ``None``."""
+
+
+class ServerProtocol(Connection):
+    """The server side of a WebSocket connection, handshake included.
+
+    The client's request comes out as a
+    :class:`~tether.protocol.events.RequestReceived` event. Answer it with
+    :meth:`accept` (or :meth:`reject`), adjust the response if you like, and
+    pass it to :meth:`send_response`. A request too malformed to read is
+    answered by the engine itself with a 4xx response.
+    """
+
+    def __init__(
+        self,
+        *,
+        origins: Sequence[Origin] | None = None,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SubprotocolSelector | None = None,
+        server_header: str | None = USER_AGENT,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_fragments: int | None = None,
+        streaming: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(
+            Role.SERVER,
+            state=State.CONNECTING,
+            max_size=max_size,
+            max_fragments=max_fragments,
+            streaming=streaming,
+        )
+        self.origins = None if origins is None else list(origins)
+        self.available_extensions = list(extensions or ())
+        self.available_subprotocols = list(subprotocols or ())
+        self.select_subprotocol = select_subprotocol
+        self.server_header = server_header
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.handshake_exc: InvalidHandshake | None = None
+        self._parser = RequestParser(limits or Limits())
+        self._pending_extensions: list[Extension] = []
+
+    # Reading the request
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the network."""
+        if self.state is not State.CONNECTING:
+            super().receive_data(data)
+            return
+        if self._input_done or not data:
+            return
+        if self.request is not None:
+            # Bytes after the request, before the response: keep them for later.
+            self._buffer += data
+            return
+        try:
+            self._parser.receive_data(bytes(data))
+        except InvalidHandshake as exc:
+            self._refuse_unreadable(exc)
+            return
+        request = self._parser.result
+        if request is not None:
+            self.request = request
+            self._buffer += self._parser.leftover
+            self._events.append(RequestReceived(request))
+
+    def receive_eof(self) -> None:
+        """Tell the engine the client closed TCP."""
+        if self.state is State.CONNECTING and self.request is None and not self._input_done:
+            self.handshake_exc = InvalidMessage("connection closed during the handshake request")
+        super().receive_eof()
+
+    def _refuse_unreadable(self, exc: InvalidHandshake) -> None:
+        if isinstance(exc, SecurityError):
+            status = 431
+        elif isinstance(exc, InvalidMethod):
+            status = 405
+        else:
+            status = 400
+        extra = Headers({"Allow": "GET"}) if status == 405 else None
+        text = f"Failed to open a WebSocket connection: {exc}."
+        response = error_response(status, text, headers=extra, server=self.server_header)
+        self.handshake_exc = exc
+        self.send_response(response)
+
+    # Answering it
+
+    def accept(self, request: Request) -> Response:
+        """Check ``request`` and build the response: 101, or an error.
+
+        On an error the response explains it in plain text, and
+        :attr:`handshake_exc` holds the exception.
+        """
+        try:
+            key, extensions_header, protocol = self._process_request(request)
+        except InvalidOrigin as exc:
+            return self._refuse(exc, 403, f"Failed to open a WebSocket connection: {exc}.")
+        except InvalidUpgrade as exc:
+            return self._refuse(
+                exc,
+                426,
+                "Failed to open a WebSocket connection: "
+                f"{exc}.\n\nYou cannot access a WebSocket server directly with a browser. "
+                "You need a WebSocket client.",
+                Headers([("Upgrade", "websocket"), ("Connection", "Upgrade")]),
+            )
+        except _UnsupportedVersion as exc:
+            return self._refuse(
+                exc,
+                426,
+                f"Failed to open a WebSocket connection: {exc}.",
+                Headers({"Sec-WebSocket-Version": "13"}),
+            )
+        except InvalidHandshake as exc:
+            return self._refuse(exc, 400, f"Failed to open a WebSocket connection: {exc}.")
+
+        headers = Headers()
+        headers["Date"] = email.utils.formatdate(usegmt=True)
+        headers["Upgrade"] = "websocket"
+        headers["Connection"] = "Upgrade"
+        headers["Sec-WebSocket-Accept"] = accept_key(key)
+        if extensions_header is not None:
+            headers["Sec-WebSocket-Extensions"] = extensions_header
+        if protocol is not None:
+            headers["Sec-WebSocket-Protocol"] = protocol
+        if self.server_header is not None:
+            headers["Server"] = self.server_header
+        self.subprotocol = protocol
+        return Response(101, "Switching Protocols", headers)
+
+    def reject(self, status: int, text: str) -> Response:
+        """Build a response that refuses the connection with ``status`` and a plain-text body."""
+        return error_response(status, text, server=self.server_header)
+
+    def _refuse(
+        self, exc: InvalidHandshake, status: int, text: str, headers: Headers | None = None
+    ) -> Response:
+        self.handshake_exc = exc
+        return error_response(status, text, headers=headers, server=self.server_header)
+
+    def send_response(self, response: Response) -> None:
+        """Send the handshake response; a 101 opens the connection, anything else ends it."""
+        if self.state is not State.CONNECTING or self.response is not None:
+            raise InvalidState("the handshake response was already sent")
+        self.response = response
+        self._output.append(response.serialize())
+        if response.status_code == 101:
+            self._set_extensions(self._pending_extensions)
+            self.state = State.OPEN
+            buffered = bytes(self._buffer)
+            self._buffer = bytearray()
+            if buffered:
+                super().receive_data(buffered)
+        else:
+            if self.handshake_exc is None:
+                self.handshake_exc = InvalidHandshake(
+                    f"connection refused with HTTP {response.status_code}"
+                )
+            self._input_done = True
+            self._close_transport = True
+            self.state = State.CLOSED
+
+    def _process_request(self, request: Request) -> tuple[str, str | None, str | None]:
+        """Check the request (RFC 6455 section 4.2.1); return the key and negotiated values."""
+        headers = request.headers
+        single_header(headers, "Host")
+        check_upgrade(headers)
+        key = single_header(headers, "Sec-WebSocket-Key")
+        check_key(key)
+        version = single_header(headers, "Sec-WebSocket-Version")
+        if version != "13":
+            raise _UnsupportedVersion("Sec-WebSocket-Version", version)
+        self._check_origin(headers)
+        extensions_header = self._negotiate_extensions(headers)
+        protocol = self._negotiate_subprotocol(headers)
+        return key, extensions_header, protocol
+
+    def _check_origin(self, headers: Headers) -> None:
+        if self.origins is None:
+            return
+        values = headers.get_all("Origin")
+        if len(values) > 1:
+            raise InvalidHeader("Origin", "multiple values")
+        origin = values[0] if values else None
+        for allowed in self.origins:
+            if allowed is None or isinstance(allowed, str):
+                if origin == allowed:
+                    return
+            elif origin is not None and allowed.fullmatch(origin):
+                return
+        raise InvalidOrigin(origin)
+
+    def _negotiate_extensions(self, headers: Headers) -> str | None:
+        accepted: list[Extension] = []
+        answer: list[tuple[str, list[ExtensionParameter]]] = []
+        offers = [
+            offer
+            for value in headers.get_all("Sec-WebSocket-Extensions")
+            for offer in parse_extensions(value)
+        ]
+        for name, params in offers:
+            for factory in self.available_extensions:
+                if factory.name != name:
+                    continue
+                try:
+                    response_params, extension = factory.process_request_params(params, accepted)
+                except NegotiationError:
+                    continue
+                accepted.append(extension)
+                answer.append((name, response_params))
+                break
+        self._pending_extensions = accepted
+        return build_extensions(answer) if answer else None
+
+    def _negotiate_subprotocol(self, headers: Headers) -> str | None:
+        offered = [
+            protocol
+            for value in headers.get_all("Sec-WebSocket-Protocol")
+            for protocol in parse_subprotocols(value)
+        ]
+        if self.select_subprotocol is not None:
+            chosen = self.select_subprotocol(self, offered)
+            if chosen is not None and chosen not in offered:
+                raise NegotiationError(f"selected subprotocol {chosen} was not offered")
+            return chosen
+        for protocol in self.available_subprotocols:
+            if protocol in offered:
+                return protocol
+        return None
+
+
+class _UnsupportedVersion(InvalidHeaderValue):
+    """The client asked for a WebSocket version other than 13."""
