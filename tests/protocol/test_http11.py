@@ -785,3 +785,12 @@ def test_response_any_split(index: int, cuts: list[int]) -> None:
     expected.receive_eof()
     assert parser.result == expected.result
     assert parser.leftover == expected.leftover
+
+
+def test_max_size_exceeded_mid_chunk() -> None:
+    # The head passes max_size within one chunk, long before its end.
+    limits = Limits(max_size=100, max_headers=1000)
+    parser = RequestParser(limits)
+    with pytest.raises(SecurityError, match="max_size"):
+        parser.receive_data(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 900)
+    assert parser._pos < 110

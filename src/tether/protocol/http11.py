@@ -223,10 +223,12 @@ class _Parser(Generic[_T]):
 
     def _read_head_line(self) -> bytes | None:
         line = self._read_line()
-        if line is None:
-            max_size = self.limits.max_size
-            if len(self._buf) > max_size:
-                raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
+        # Until the head ends, every byte buffered belongs to it; after a
+        # line, only those up to the line's end are known to.
+        size = len(self._buf) if line is None else self._pos
+        max_size = self.limits.max_size
+        if size > max_size:
+            raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
         return line
 
     def _read_start_line(self) -> bool:
@@ -247,9 +249,6 @@ class _Parser(Generic[_T]):
         if line:
             self._add_field(line)
             return True
-        max_size = self.limits.max_size
-        if self._pos > max_size:
-            raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
         return self._end_of_head(Headers(self._fields))
 
     def _end_of_head(self, headers: Headers) -> bool:
