@@ -4,8 +4,6 @@ The exceptions are importable from here; the protocol engine lives in
 :mod:`tether.protocol`.
 """
 
-import logging
-
 from tether.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -31,10 +29,6 @@ from tether.exceptions import (
     WebSocketException,
 )
 from tether.version import __version__
-
-# The library logs under "tether" and never prints; applications decide where
-# records go.
-logging.getLogger("tether").addHandler(logging.NullHandler())
 
 __all__ = [
     "ConcurrencyError",

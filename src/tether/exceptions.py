@@ -144,9 +144,7 @@ class InvalidStatus(InvalidHandshake):
 
     def __init__(self, response: Response) -> None:
         self.response = response
-        super().__init__(
-            f"server rejected WebSocket connection: HTTP {response.status_code}"
-        )
+        super().__init__(f"server rejected WebSocket connection: HTTP {response.status_code}")
 
 
 class InvalidHeader(InvalidHandshake):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import tether.extensions
@@ -28,3 +30,15 @@ def test_core_imports_no_io_module() -> None:
     assert len(files) > 5
     for path in files:
         assert not (_imported_modules(path) & FORBIDDEN), path
+
+
+def test_importing_the_core_loads_no_io_module() -> None:
+    code = (
+        "import sys\n"
+        "import tether.protocol, tether.extensions.permessage_deflate\n"
+        f"print(sorted(set({sorted(FORBIDDEN)!r}) & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
 import http
 import os
 import sys
+import time
 
 from tether.exceptions import InvalidHeader, InvalidHeaderValue, InvalidUpgrade
 from tether.protocol.header_values import parse_connection, parse_upgrade
@@ -23,6 +23,7 @@ __all__ = [
     "check_upgrade",
     "error_response",
     "generate_key",
+    "http_date",
     "single_header",
 ]
 
@@ -30,6 +31,19 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} tether/{__version__}"
 """The default ``User-Agent`` and ``Server`` header value."""
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(timestamp: float | None = None) -> str:
+    """Format a ``Date`` header value (RFC 9110 section 5.6.7), in English whatever the locale."""
+    t = time.gmtime(timestamp)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
 
 
 def generate_key() -> str:
@@ -85,7 +99,7 @@ def error_response(
     if not body.endswith(b"\n"):
         body += b"\n"
     response_headers = Headers()
-    response_headers["Date"] = email.utils.formatdate(usegmt=True)
+    response_headers["Date"] = http_date()
     if server is not None:
         response_headers["Server"] = server
     response_headers["Connection"] = "close"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import re
 from collections.abc import Callable, Sequence
 
@@ -26,6 +25,7 @@ from tether.protocol.handshake import (
     check_key,
     check_upgrade,
     error_response,
+    http_date,
     single_header,
 )
 from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
@@ -158,7 +158,7 @@ class ServerProtocol(Connection):
             return self._refuse(exc, 400, f"Failed to open a WebSocket connection: {exc}.")
 
         headers = Headers()
-        headers["Date"] = email.utils.formatdate(usegmt=True)
+        headers["Date"] = http_date()
         headers["Upgrade"] = "websocket"
         headers["Connection"] = "Upgrade"
         headers["Sec-WebSocket-Accept"] = accept_key(key)
