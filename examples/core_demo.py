@@ -16,22 +16,35 @@ from tether.protocol import (
     Message,
     Ping,
     RequestReceived,
+    Role,
     ServerProtocol,
 )
+from tether.protocol.frames import RSV_BITS, parse_frame
 
 
-def show(label: str, chunks: list[bytes]) -> None:
-    """Print the bytes one side sends, shortened when long."""
-    for chunk in chunks:
-        text = chunk if len(chunk) <= 60 else chunk[:57] + b"..."
-        print(f"  {label} {len(chunk):5d} bytes  {text!r}")
+def describe(chunk: bytes, *, masked: bool) -> str:
+    """Describe bytes on the wire: an HTTP head, or the frames they hold."""
+    if chunk.startswith((b"GET ", b"HTTP/")):
+        head = chunk.decode("latin-1").split("\r\n\r\n")[0]
+        return "\n".join(f"    {line}" for line in head.split("\r\n"))
+    lines = []
+    pos = 0
+    while pos < len(chunk):
+        parsed = parse_frame(chunk, pos, expect_mask=masked, allowed_rsv=RSV_BITS)
+        assert parsed is not None
+        frame, size = parsed
+        flags = ("FIN " if frame.fin else "") + ("RSV1 " if frame.rsv1 else "")
+        data = frame.data if len(frame.data) <= 40 else frame.data[:37] + b"..."
+        note = " (masked on the wire; shown unmasked)" if masked else ""
+        lines.append(f"    {frame.opcode.name:<6} {flags:<9} {size:3d} bytes {data!r}{note}")
+        pos += size
+    return "\n".join(lines)
 
 
 def pump(sender: Connection, receiver: Connection, label: str) -> None:
     """Move the sender's pending bytes to the receiver and print them."""
-    chunks = sender.data_to_send()
-    show(label, chunks)
-    for chunk in chunks:
+    for chunk in sender.data_to_send():
+        print(f"  {label}\n{describe(chunk, masked=sender.role is Role.CLIENT)}")
         receiver.receive_data(chunk)
 
 
