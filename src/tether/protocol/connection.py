@@ -398,35 +398,42 @@ class Connection:
             if header is None:
                 break
             fin, rsv, opcode, length, key, size = header
+            start = pos + size
+            stop = start + length
             if opcode < _OP_CLOSE:
                 transformed = self._check_data_frame(opcode, rsv, length)
+                if stop <= end:
+                    if fin and opcode != _OP_CONT and not transformed:
+                        # The common case: a whole message in one plain frame.
+                        payload = buf[start:stop]
+                        pos = stop
+                        payload = bytes(payload) if key is None else apply_mask(payload, key)
+                        self._receive_whole(opcode == _OP_TEXT, payload)
+                        continue
+                elif transformed:
+                    break
+                self._begin_data_frame(opcode, fin, transformed)
+                if stop > end:
+                    # A plain data frame is consumed as it arrives, so that
+                    # invalid UTF-8 fails at once and no payload waits here.
+                    self._partial = (opcode, fin, length, key, 0)
+                    pos = start
+                    continue
             else:
                 transformed = self._frame_extensions
                 if rsv & self._message_rsv and not transformed:
                     raise ProtocolError("extension bit set on a control frame")
-            start = pos + size
-            if end - start < length and (transformed or opcode >= _OP_CLOSE):
-                break
-            if opcode < _OP_CLOSE:
-                self._begin_data_frame(opcode, fin, transformed)
-            if end - start >= length:
-                payload = bytes(buf[start : start + length])
-                pos = start + length
-                if key is not None:
-                    payload = apply_mask(payload, key)
-                if transformed:
-                    self._receive_transformed(Frame(Opcode(opcode), payload, fin, *_rsv_flags(rsv)))
-                elif opcode >= _OP_CLOSE:
-                    self._receive_control(opcode, payload)
-                elif fin and opcode != _OP_CONT:
-                    self._receive_whole(opcode == _OP_TEXT, payload)
-                else:
-                    self._receive_piece(payload, last=fin)
+                if stop > end:
+                    break
+            payload = buf[start:stop]
+            pos = stop
+            payload = bytes(payload) if key is None else apply_mask(payload, key)
+            if transformed:
+                self._receive_transformed(Frame(Opcode(opcode), payload, fin, *_rsv_flags(rsv)))
+            elif opcode >= _OP_CLOSE:
+                self._receive_control(opcode, payload)
             else:
-                # An untransformed data frame is consumed as it arrives, so
-                # that invalid UTF-8 fails at once and no payload waits here.
-                self._partial = (opcode, fin, length, key, 0)
-                pos = start
+                self._receive_piece(payload, last=fin)
         return pos
 
     def _check_data_frame(self, opcode: int, rsv: int, length: int) -> bool:

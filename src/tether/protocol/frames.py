@@ -89,6 +89,9 @@ class FrameHeader(NamedTuple):
     """Bytes taken by the header itself, masking key included."""
 
 
+_new_tuple = tuple.__new__
+
+
 def parse_header(
     buf: bytes | bytearray | memoryview,
     pos: int = 0,
@@ -149,7 +152,8 @@ def parse_header(
             return None
         key = bytes(buf[pos + size : pos + size + 4])
         size += 4
-    return FrameHeader(fin, rsv, opcode, length, key, size)
+    # tuple.__new__ skips the Python-level __new__ of NamedTuple: this runs per frame.
+    return _new_tuple(FrameHeader, (fin, rsv, opcode, length, key, size))
 
 
 def parse_frame(
