@@ -22,14 +22,25 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+def _shorten(data: str | bytes) -> str:
+    """Show a payload in a repr without printing megabytes into a log."""
+    if len(data) <= 64:
+        return repr(data)
+    unit = "characters" if isinstance(data, str) else "bytes"
+    return f"{data[:48]!r}... ({len(data)} {unit})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Message:
     """A whole message: ``str`` for text, ``bytes`` for binary."""
 
     data: str | bytes
 
+    def __repr__(self) -> str:
+        return f"Message(data={_shorten(self.data)})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Fragment:
     """A piece of a fragmented message, given when the engine streams messages.
 
@@ -41,6 +52,9 @@ class Fragment:
     data: str | bytes
     first: bool
     last: bool
+
+    def __repr__(self) -> str:
+        return f"Fragment(data={_shorten(self.data)}, first={self.first}, last={self.last})"
 
 
 @dataclass(frozen=True, slots=True)
