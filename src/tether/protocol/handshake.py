@@ -82,13 +82,14 @@ def check_upgrade(headers: Headers) -> None:
     connection = [
         token for value in headers.get_all("Connection") for token in parse_connection(value)
     ]
+    # An absent header reads "missing ... header" rather than "empty ... header".
     if not any(token.lower() == "upgrade" for token in connection):
-        raise InvalidUpgrade("Connection", ", ".join(connection))
+        raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     upgrade = [token for value in headers.get_all("Upgrade") for token in parse_upgrade(value)]
     # RFC 6455 asks for exactly the websocket protocol; a list that only
     # contains it somewhere would be an upgrade to something else as well.
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
-        raise InvalidUpgrade("Upgrade", ", ".join(upgrade))
+        raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
 
 
 def error_response(
@@ -107,4 +108,8 @@ def error_response(
     response_headers["Content-Length"] = str(len(body))
     if headers is not None:
         response_headers.update(headers)
-    return Response(status, http.HTTPStatus(status).phrase, response_headers, body)
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:  # An unregistered status, such as 499, has no standard phrase.
+        reason = ""
+    return Response(status, reason, response_headers, body)
