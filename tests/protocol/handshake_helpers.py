@@ -17,6 +17,7 @@ from tether.extensions.base import (
     ExtensionParameter,
     ServerExtensionFactory,
 )
+from tether.protocol.connection import Connection, State
 from tether.protocol.frames import Frame
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import (
@@ -77,6 +78,11 @@ def response_bytes(
     return Response(status, reason, Headers(pairs), body).serialize()
 
 
+def state_of(engine: Connection) -> State:
+    """``engine.state``, read through a call so that type checkers don't narrow it."""
+    return engine.state
+
+
 def parse_request(chunks: Sequence[bytes]) -> Request:
     """Read back the request an engine wrote; nothing may follow it."""
     parser = RequestParser()
@@ -115,12 +121,16 @@ REFUSE: ExtensionParameter = ("refuse", None)
 
 
 class XTestClientFactory(ClientExtensionFactory):
-    """Offers ``x-test`` with ``params`` and accepts any answer without :data:`REFUSE`."""
+    """Offers ``x-test`` with ``params``; accepts answers without :data:`REFUSE`.
+
+    With ``refuse``, it refuses every answer.
+    """
 
     name: ClassVar[str] = "x-test"
 
-    def __init__(self, *params: ExtensionParameter) -> None:
+    def __init__(self, *params: ExtensionParameter, refuse: bool = False) -> None:
         self.params = list(params)
+        self.refuse = refuse
         self.seen: list[list[ExtensionParameter]] = []
 
     def get_request_params(self) -> list[ExtensionParameter]:
@@ -132,7 +142,7 @@ class XTestClientFactory(ClientExtensionFactory):
         accepted_extensions: Sequence[Extension],
     ) -> Extension:
         self.seen.append(list(params))
-        if REFUSE in params:
+        if self.refuse or REFUSE in params:
             raise NegotiationError("x-test answer refused")
         return XTestExtension(params)
 
