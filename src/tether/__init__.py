@@ -1,8 +1,12 @@
 """tether: a fast, correct WebSocket library with a Sans-I/O core.
 
-The exceptions are importable from here; the protocol engine lives in
-:mod:`tether.protocol`.
+The asyncio API (:func:`connect`, :func:`serve`) and the exceptions are
+importable from here; the protocol engine lives in :mod:`tether.protocol`.
+The asyncio names load on first use, so that importing the engine alone
+loads no event loop.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from tether.exceptions import (
     ConcurrencyError,
@@ -30,7 +34,32 @@ from tether.exceptions import (
 )
 from tether.version import __version__
 
+if TYPE_CHECKING:
+    from tether.asyncio.client import ClientConnection, connect
+    from tether.asyncio.server import Server, ServerConnection, serve
+
+_LAZY = {
+    "ClientConnection": "tether.asyncio.client",
+    "connect": "tether.asyncio.client",
+    "Server": "tether.asyncio.server",
+    "ServerConnection": "tether.asyncio.server",
+    "serve": "tether.asyncio.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tether' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "ClientConnection",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -52,6 +81,10 @@ __all__ = [
     "PayloadTooBig",
     "ProtocolError",
     "SecurityError",
+    "Server",
+    "ServerConnection",
     "WebSocketException",
     "__version__",
+    "connect",
+    "serve",
 ]

@@ -1,0 +1,537 @@
+"""The asyncio connection shared by clients and servers: an :class:`asyncio.Protocol`.
+
+The transport feeds the protocol engine; the engine's events fill the message
+queue and its bytes go back to the transport. Waiting happens only where a
+coroutine has nothing to do: no future is created for a message that is
+already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from types import TracebackType
+from typing import Any
+
+from tether.exceptions import ConcurrencyError, ConnectionClosed, InvalidState
+from tether.log import ConnectionLogger, LoggerLike, connection_logger
+from tether.messages import MessageQueue, convert
+from tether.protocol.client import ClientProtocol
+from tether.protocol.close import CloseCode
+from tether.protocol.connection import State
+from tether.protocol.events import CloseReceived, Event, Fragment, Message, Pong
+from tether.protocol.headers import Headers
+from tether.protocol.http11 import Request, Response
+from tether.protocol.server import ServerProtocol
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes | bytearray | memoryview
+"""What :meth:`Connection.send` takes for one message or one fragment."""
+
+DEFAULT_WRITE_LIMIT = 32 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """An open WebSocket connection, on the client or the server side.
+
+    It is made by :func:`tether.connect` or given to a handler by
+    :func:`tether.serve`; applications do not create it themselves.
+    """
+
+    default_logger = "tether"
+    """The name of the logger used when the ``logger`` option is not given."""
+
+    def __init__(
+        self,
+        protocol: ClientProtocol | ServerProtocol,
+        *,
+        logger: LoggerLike | str | None = None,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_queue: int | None = 16,
+        write_limit: int = DEFAULT_WRITE_LIMIT,
+    ) -> None:
+        self.protocol = protocol
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.write_limit = write_limit
+        self.id = uuid.uuid4()
+        """A unique identifier of the connection, for logs."""
+        self.logger: ConnectionLogger = connection_logger(
+            logger, self.default_logger, str(self.id)[:8], self
+        )
+        """The logger of this connection: records name it."""
+        self.latency = 0.0
+        """The round-trip time of the last ping answered, in seconds."""
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._messages = MessageQueue(max_queue)
+        self._reader: asyncio.Future[None] | None = None
+        self._reading = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._send_lock = asyncio.Lock()
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._keepalive: asyncio.Task[None] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # Attributes
+
+    @property
+    def state(self) -> State:
+        """The connection's state: CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self.protocol.state
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request."""
+        return self.protocol.request
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return self.protocol.response
+
+    @property
+    def request_headers(self) -> Headers:
+        """The headers of the opening handshake request."""
+        assert self.protocol.request is not None, "no request yet"
+        return self.protocol.request.headers
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the opening handshake response."""
+        assert self.protocol.response is not None, "no response yet"
+        return self.protocol.response.headers
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the handshake agreed on, if any."""
+        return self.protocol.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1006 when the connection closed without one; else ``None``."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received, once the connection is closed."""
+        return self.protocol.close_reason
+
+    @property
+    def local_address(self) -> Any:
+        """The local address of the socket, as the socket module gives it."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self) -> Any:
+        """The remote address of the socket, as the socket module gives it."""
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    # Receiving
+
+    async def recv(self, decode: bool | None = None, timeout: float | None = None) -> str | bytes:
+        """Return the next message: ``str`` for text and ``bytes`` for binary.
+
+        ``decode=True`` returns binary messages decoded as UTF-8 too, and
+        ``decode=False`` returns text messages as UTF-8 bytes. With a
+        ``timeout``, :class:`TimeoutError` is raised when no message arrived in
+        time; no message is lost then, the next call returns it. Raise
+        :class:`~tether.exceptions.ConnectionClosed` once the connection is
+        closed and every message received before was read.
+        """
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving from this connection")
+        self._reading = True
+        try:
+            messages = self._messages
+            if not len(messages):
+                async with asyncio.timeout(timeout):
+                    while not len(messages):
+                        await self._wait_for_input()
+            message = messages.get(decode)
+            self._maybe_resume_reading()
+            return message
+        finally:
+            self._reading = False
+
+    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
+        """Yield the next message piece by piece, as its frames arrive."""
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving from this connection")
+        self._reading = True
+        try:
+            while True:
+                piece = self._messages.get_fragment()
+                if piece is None:
+                    await self._wait_for_input()
+                    continue
+                data, last = piece
+                yield convert(data, decode)
+                if last:
+                    self._maybe_resume_reading()
+                    return
+        finally:
+            self._reading = False
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Iterate over messages until the connection closes.
+
+        The iteration ends quietly on a normal closure (1000 or 1001) and
+        raises :class:`~tether.exceptions.ConnectionClosedError` otherwise.
+        """
+        from tether.exceptions import ConnectionClosedOK  # noqa: PLC0415
+
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def _wait_for_input(self) -> None:
+        """Wait until something arrives; raise ConnectionClosed if nothing ever will."""
+        if self._lost.done():
+            raise self.protocol.close_exc()
+        reader = self._loop.create_future()
+        self._reader = reader
+        try:
+            await reader
+        finally:
+            self._reader = None
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def _maybe_resume_reading(self) -> None:
+        if self._reading_paused and not self._messages.full and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # Sending
+
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+        text: bool | None = None,
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` or bytes-like pieces sends
+        one fragmented message, a frame per piece. ``text`` forces the
+        opcode: ``True`` sends bytes (which must be UTF-8) as text, ``False``
+        sends ``str`` as binary. Wait while the write buffer is over
+        ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
+        once the connection is closing.
+        """
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            if self._send_lock.locked():
+                async with self._send_lock:
+                    self._send_data(message, text)
+            else:
+                self._send_data(message, text)
+        elif isinstance(message, AsyncIterable):
+            async with self._send_lock:
+                await self._send_fragments_async(message, text)
+        elif isinstance(message, Iterable):
+            async with self._send_lock:
+                await self._send_fragments(message, text)
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+        if self._writing_paused:
+            await self._drain()
+
+    def _send_data(self, data: Data, text: bool | None, *, fin: bool = True) -> None:
+        protocol = self.protocol
+        try:
+            if text is None:
+                text = isinstance(data, str)
+            if text:
+                protocol.send_text(data if isinstance(data, str) else bytes(data), fin=fin)
+            else:
+                protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
+        except InvalidState:
+            raise protocol.close_exc() from None
+        self._flush()
+
+    def _send_piece(self, piece: Data, first: bool, text: bool | None, kind: type) -> None:
+        if not isinstance(piece, kind):
+            raise TypeError("all pieces of a fragmented message must be str, or all bytes-like")
+        if first:
+            self._send_data(piece, text, fin=False)
+            return
+        try:
+            self.protocol.send_continuation(piece, fin=False)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
+        self._flush()
+
+    async def _send_fragments(self, pieces: Iterable[Data], text: bool | None) -> None:
+        kind: type = object
+        try:
+            for index, piece in enumerate(pieces):
+                if index == 0:
+                    kind = str if isinstance(piece, str) else (bytes, bytearray, memoryview)  # type: ignore[assignment]
+                self._send_piece(piece, index == 0, text, kind)
+                if self._writing_paused:
+                    await self._drain()
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except Exception:
+            # A message cut in the middle cannot be finished: fail the connection.
+            if kind is not object:
+                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+            raise
+        if kind is not object:
+            self._end_fragments()
+
+    async def _send_fragments_async(self, pieces: AsyncIterable[Data], text: bool | None) -> None:
+        kind: type = object
+        try:
+            first = True
+            async for piece in pieces:
+                if first:
+                    kind = str if isinstance(piece, str) else (bytes, bytearray, memoryview)  # type: ignore[assignment]
+                self._send_piece(piece, first, text, kind)
+                first = False
+                if self._writing_paused:
+                    await self._drain()
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except Exception:
+            if kind is not object:
+                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+            raise
+        if kind is not object:
+            self._end_fragments()
+
+    def _end_fragments(self) -> None:
+        try:
+            self.protocol.send_continuation(b"", fin=True)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
+        self._flush()
+
+    async def _drain(self) -> None:
+        while self._writing_paused and not self._lost.done():
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    async def ping(self, data: Data | None = None) -> Awaitable[float]:
+        """Send a ping; return an awaitable that gives the round-trip time when the pong comes.
+
+        Without ``data``, four random bytes make the ping unique. Raise
+        :class:`~tether.exceptions.ConcurrencyError` if a ping with the same
+        data is still waiting for its pong.
+        """
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:  # pragma: no cover - 1 in 2**32
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+            if payload in self._pings:
+                raise ConcurrencyError("a ping with the same data is waiting for its pong")
+        try:
+            self.protocol.send_ping(payload)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        self._pings[payload] = (waiter, self._loop.time())
+        self._flush()
+        return waiter
+
+    async def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong, as a one-way heartbeat."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        try:
+            self.protocol.send_pong(payload)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
+        self._flush()
+
+    def _pong_received(self, data: bytes) -> None:
+        if data not in self._pings:
+            return
+        # A pong answers its ping and every ping sent before it (RFC 6455 5.5.3).
+        now = self._loop.time()
+        for payload in list(self._pings):
+            waiter, sent = self._pings.pop(payload)
+            self.latency = now - sent
+            if not waiter.done():
+                waiter.set_result(self.latency)
+            if payload == data:
+                break
+
+    # Closing
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake and wait until the connection is closed.
+
+        The wait lasts at most ``close_timeout`` after the handshake starts;
+        then TCP is dropped. Closing a closed connection does nothing.
+        """
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+        await asyncio.shield(self._lost)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await asyncio.shield(self._lost)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: send a close frame if possible and drop TCP."""
+        self.logger.info("failing connection with code %d: %s", code, reason)
+        self.protocol.fail(code, reason)
+        self._flush()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # Keepalive
+
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None:
+            self._keepalive = self._loop.create_task(self._keepalive_loop())
+
+    async def _keepalive_loop(self) -> None:
+        assert self.ping_interval is not None
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                waiter = await self.ping()
+            except ConnectionClosed:
+                return
+            if self.ping_timeout is None:
+                continue
+            try:
+                async with asyncio.timeout(self.ping_timeout):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                self.logger.warning("no pong within %s seconds", self.ping_timeout)
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                return
+            except ConnectionClosed:
+                return
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport (asyncio calls this)."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(self.write_limit)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes to the engine (asyncio calls this)."""
+        self.protocol.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        """Note that the peer closed its side (asyncio calls this)."""
+        self.protocol.receive_eof()
+        self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Wrap up once the transport is closed (asyncio calls this)."""
+        if self.protocol.state is not State.CLOSED:
+            self.protocol.receive_eof()
+            self._process()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        closed = self.protocol.close_exc()
+        for waiter, _ in self._pings.values():
+            if not waiter.done():
+                waiter.set_exception(closed)
+                waiter.exception()  # Nobody may await it: do not log it as lost.
+        self._pings.clear()
+        for drain in self._drain_waiters:
+            if not drain.done():
+                drain.set_result(None)
+        self._drain_waiters.clear()
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._wake_reader()
+        self.logger.debug("connection closed: %s", closed)
+
+    def pause_writing(self) -> None:
+        """Stop sending while the write buffer is over ``write_limit`` (asyncio calls this)."""
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        """Resume sending (asyncio calls this)."""
+        self._writing_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    # Plumbing
+
+    def _process(self) -> None:
+        """Handle the engine's events, then send what it has to send."""
+        for event in self.protocol.events():
+            self._handle_event(event)
+        self._flush()
+
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, (Message, Fragment)):
+            messages = self._messages
+            messages.put(event)
+            if messages.full and not self._reading_paused and self.transport is not None:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            self._wake_reader()
+        elif isinstance(event, Pong):
+            self._pong_received(event.data)
+        elif isinstance(event, CloseReceived):
+            self.logger.debug("received close frame: %s", event.close)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        data = self.protocol.data_to_send()
+        if data and not transport.is_closing():
+            if len(data) == 1:
+                transport.write(data[0])
+            else:
+                transport.writelines(data)
+        state = self.protocol.state
+        if state is State.CLOSING or state is State.CLOSED:
+            if self.protocol.close_transport and not transport.is_closing():
+                transport.close()
+            self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        """Drop TCP if the closing handshake or the TCP close takes over ``close_timeout``."""
+        if self._close_timer is not None or self.close_timeout is None or self._lost.done():
+            return
+        self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        if self.transport is not None and not self._lost.done():
+            self.logger.debug("closing timed out after %s seconds", self.close_timeout)
+            self.transport.abort()

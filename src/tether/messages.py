@@ -1,0 +1,100 @@
+"""Received messages waiting to be read, shared by the asyncio and threading APIs.
+
+The engine hands over whole messages as :class:`Message` events and pieces of
+fragmented ones as :class:`Fragment` events. :class:`MessageQueue` keeps them
+in order, tells when a whole message is ready, and counts whole messages so
+that reading can pause while too many wait. It does no I/O and no locking;
+each API wraps it in its own way of waiting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from tether.protocol.events import Fragment, Message
+
+__all__ = ["MessageQueue", "convert"]
+
+
+def convert(data: str | bytes, decode: bool | None) -> str | bytes:
+    """Apply ``recv``'s ``decode`` argument: ``True`` gives ``str``, ``False`` gives ``bytes``.
+
+    ``None`` keeps text as ``str`` and binary as ``bytes``. Decoding a binary
+    message that is not UTF-8 raises :class:`UnicodeDecodeError`.
+    """
+    if decode is None:
+        return data
+    if decode:
+        return data if isinstance(data, str) else data.decode()
+    return data.encode() if isinstance(data, str) else data
+
+
+class MessageQueue:
+    """Messages received and not read yet, in arrival order.
+
+    ``max_queue`` is the number of whole messages that may wait before the
+    reader should stop reading from the network; ``None`` means no bound.
+    Pieces of a message still arriving do not count: the engine bounds them
+    by ``max_size``.
+    """
+
+    __slots__ = ("_items", "_ready", "max_queue")
+
+    def __init__(self, max_queue: int | None = 16) -> None:
+        self.max_queue = max_queue
+        self._items: deque[Message | Fragment] = deque()
+        self._ready = 0
+
+    def __len__(self) -> int:
+        """The number of whole messages ready to be read."""
+        return self._ready
+
+    def put(self, event: Message | Fragment) -> None:
+        """Add a message or a piece of one."""
+        self._items.append(event)
+        if isinstance(event, Message) or event.last:
+            self._ready += 1
+
+    @property
+    def full(self) -> bool:
+        """Whether ``max_queue`` whole messages are waiting."""
+        return self.max_queue is not None and self._ready >= self.max_queue
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything, whole or partial, is waiting."""
+        return bool(self._items)
+
+    def get(self, decode: bool | None = None) -> str | bytes:
+        """Remove and return the first whole message; only call when ``len(self)`` is not 0."""
+        items = self._items
+        first = items.popleft()
+        self._ready -= 1
+        if isinstance(first, Message):
+            return convert(first.data, decode)
+        parts = [first.data]
+        while not first.last:
+            first = items.popleft()
+            # A message arrives whole before the next one starts.
+            assert isinstance(first, Fragment)
+            parts.append(first.data)
+        if isinstance(parts[0], str):
+            data: str | bytes = "".join(parts)  # type: ignore[arg-type]
+        else:
+            data = b"".join(parts)  # type: ignore[arg-type]
+        return convert(data, decode)
+
+    def get_fragment(self) -> tuple[str | bytes, bool] | None:
+        """Remove and return the next piece and whether it ends its message, if one is here.
+
+        A whole message comes as a single piece that ends it.
+        """
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if isinstance(item, Message):
+            self._ready -= 1
+            return item.data, True
+        if item.last:
+            self._ready -= 1
+        return item.data, item.last
