@@ -23,6 +23,8 @@ from tether.protocol.connection import Connection, Role, State, truncate_reason
 from tether.protocol.events import CloseReceived, Message, Ping, Pong
 from tether.protocol.frames import Frame, Opcode
 
+Buffer = Callable[[bytes], bytes | bytearray | memoryview]
+
 
 @pytest.fixture(params=[Role.CLIENT, Role.SERVER], ids=["client", "server"])
 def role(request: pytest.FixtureRequest) -> Role:
@@ -64,7 +66,7 @@ def test_send_text_bytes_already_encoded(conn: Connection) -> None:
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
-def test_send_binary(conn: Connection, kind: type[bytes]) -> None:
+def test_send_binary(conn: Connection, kind: Buffer) -> None:
     conn.send_binary(kind(b"\x00\x01\xff"))
     conn.send_binary(kind(b""))
     assert sent_frames(conn) == [Frame(Opcode.BINARY, b"\x00\x01\xff"), Frame(Opcode.BINARY, b"")]

@@ -140,7 +140,7 @@ def received(side: Side) -> tuple[list[Event], list[Event]]:
 close_codes = st.sampled_from([1000, 1001, 1005, 1002, 1011, 3000, 4999])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     actions=actions,
     client_streams=st.booleans(),
@@ -338,7 +338,7 @@ roles_and_inputs = roles.flatmap(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     role_and_data=roles_and_inputs,
     max_size=max_sizes,

@@ -212,7 +212,9 @@ def test_surrogate_prefix_with_final_fails() -> None:
 
 
 def test_every_two_byte_string() -> None:
-    for first, second in itertools.product(range(256), repeat=2):
+    # Past ASCII: an ASCII first byte is the one-byte case twice over.
+    firsts = [0x00, 0x41, 0x7F, *range(0x80, 0x100)]
+    for first, second in itertools.product(firsts, range(256)):
         data = bytes((first, second))
         assert failure_byte_by_byte(data) == expected_failure(data), data.hex()
 
@@ -244,7 +246,7 @@ def _mutate(data: bytes, position: int, byte: int) -> bytes:
     return data[:position] + bytes([byte]) + data[position + 1 :]
 
 
-@settings(max_examples=500)
+@settings(max_examples=300)
 @given(utf8ish)
 def test_random_bytes_byte_by_byte(data: bytes) -> None:
     failure = failure_byte_by_byte(data)
