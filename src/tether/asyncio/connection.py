@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from tether.exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
@@ -437,9 +437,9 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Take the transport (asyncio calls this)."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(self.write_limit)
+        # uvloop's transports do not inherit from asyncio.Transport: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(self.write_limit)
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes to the engine (asyncio calls this)."""
