@@ -108,8 +108,10 @@ class ClientProtocol(Connection):
 
     def send_request(self, request: Request) -> None:
         """Queue the handshake request for sending."""
-        if self.state is not State.CONNECTING or self.request is not None:
+        if self.request is not None:
             raise InvalidState("the handshake request was already sent")
+        if self.state is not State.CONNECTING:
+            raise InvalidState(f"cannot send the handshake request while {self.state.name}")
         self.request = request
         self._output.append(request.serialize())
 
@@ -176,17 +178,22 @@ class ClientProtocol(Connection):
         accepted: list[Extension] = []
         for value in headers.get_all("Sec-WebSocket-Extensions"):
             for name, params in parse_extensions(value):
+                refusal: NegotiationError | None = None
                 for factory in self.available_extensions:
                     if factory.name != name:
                         continue
                     try:
                         extension = factory.process_response_params(params, accepted)
-                    except NegotiationError:
+                    except NegotiationError as exc:
+                        refusal = exc
                         continue
                     accepted.append(extension)
                     break
                 else:
-                    raise NegotiationError(f"unsupported extension in response: {name}")
+                    # Chained so that a factory's reason for refusing isn't lost.
+                    raise NegotiationError(
+                        f"unsupported extension in response: {name}"
+                    ) from refusal
         return accepted
 
     def _negotiate_subprotocol(self, headers: Headers) -> str | None:

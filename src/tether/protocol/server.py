@@ -148,11 +148,18 @@ class ServerProtocol(Connection):
                 Headers([("Upgrade", "websocket"), ("Connection", "Upgrade")]),
             )
         except _UnsupportedVersion as exc:
+            # RFC 9110 section 15.5.22: a 426 must say what to upgrade to.
             return self._refuse(
                 exc,
                 426,
                 f"Failed to open a WebSocket connection: {exc}.",
-                Headers({"Sec-WebSocket-Version": "13"}),
+                Headers(
+                    [
+                        ("Upgrade", "websocket"),
+                        ("Connection", "Upgrade"),
+                        ("Sec-WebSocket-Version", "13"),
+                    ]
+                ),
             )
         except InvalidHandshake as exc:
             return self._refuse(exc, 400, f"Failed to open a WebSocket connection: {exc}.")
@@ -183,8 +190,10 @@ class ServerProtocol(Connection):
 
     def send_response(self, response: Response) -> None:
         """Send the handshake response; a 101 opens the connection, anything else ends it."""
-        if self.state is not State.CONNECTING or self.response is not None:
+        if self.response is not None:
             raise InvalidState("the handshake response was already sent")
+        if self.state is not State.CONNECTING:
+            raise InvalidState(f"cannot send the handshake response while {self.state.name}")
         self.response = response
         self._output.append(response.serialize())
         if response.status_code == 101:
