@@ -287,7 +287,7 @@ def test_request_can_be_adjusted_before_sending() -> None:
 def test_send_request_twice() -> None:
     client = ClientProtocol("ws://example.com/")
     client.send_request(client.connect())
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidState, match="already sent"):
         client.send_request(client.connect())
     assert len(client.data_to_send()) == 1
 
@@ -303,8 +303,9 @@ def test_send_request_after_the_handshake() -> None:
 def test_send_request_after_eof() -> None:
     client = ClientProtocol("ws://example.com/")
     client.receive_eof()
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidState, match="while CLOSED"):
         client.send_request(client.connect())
+    assert client.request is None
 
 
 def test_no_data_frames_before_the_handshake() -> None:
@@ -415,6 +416,14 @@ def test_4_1_extension_refused_by_every_factory() -> None:
     assert first.seen == second.seen == [[REFUSE]]
     exc = assert_failed(client, NegotiationError)
     assert "x-test" in str(exc)
+    assert str(exc.__cause__) == "x-test answer refused"
+
+
+def test_4_1_extension_not_offered_has_no_cause() -> None:
+    client = started(extensions=[XTestClientFactory()])
+    client.receive_data(ok_response(client, ("Sec-WebSocket-Extensions", "x-other")))
+    exc = assert_failed(client, NegotiationError)
+    assert exc.__cause__ is None
 
 
 def test_4_1_permessage_deflate_second_offer_accepted() -> None:
@@ -700,7 +709,10 @@ def test_4_1_extension_refused_by_the_factory() -> None:
     client = started(extensions=[ClientPerMessageDeflateFactory(server_max_window_bits=10)])
     answer = ("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=12")
     client.receive_data(ok_response(client, answer))
-    assert_failed(client, NegotiationError)
+    exc = assert_failed(client, NegotiationError)
+    # The factory's own reason is kept as the cause.
+    assert isinstance(exc.__cause__, NegotiationError)
+    assert "server_max_window_bits=12" in str(exc.__cause__)
 
 
 def test_4_1_extension_accepted_twice() -> None:

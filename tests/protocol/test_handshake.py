@@ -46,6 +46,7 @@ from tether.protocol.handshake import (
     check_upgrade,
     error_response,
     generate_key,
+    http_date,
     single_header,
 )
 from tether.protocol.headers import Headers
@@ -287,6 +288,29 @@ def test_check_upgrade_malformed_values(pairs: list[tuple[str, str]], name: str)
     with pytest.raises(InvalidHeaderFormat) as exc_info:
         check_upgrade(Headers(pairs))
     assert exc_info.value.name == name
+
+
+# http_date
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "date"),
+    [
+        (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (784111777, "Sun, 06 Nov 1994 08:49:37 GMT"),  # RFC 9110 section 5.6.7
+        (951782400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+        (1700000000.9, "Tue, 14 Nov 2023 22:13:20 GMT"),
+    ],
+)
+def test_http_date(timestamp: float, date: str) -> None:
+    assert http_date(timestamp) == date
+
+
+def test_http_date_now_matches_email_utils() -> None:
+    for timestamp in range(0, 2_000_000_000, 86_400 * 37 + 3_601):
+        assert http_date(timestamp) == email.utils.formatdate(timestamp, usegmt=True)
+    date = email.utils.parsedate_to_datetime(http_date())
+    assert date.tzinfo is not None
 
 
 # error_response

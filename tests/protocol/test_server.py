@@ -379,7 +379,9 @@ def test_4_2_2_server_rejects_other_versions_426(version: str) -> None:
     assert exc.name == "Sec-WebSocket-Version"
     assert exc.value == version
     assert response.headers["Sec-WebSocket-Version"] == "13"
-    assert "Upgrade" not in response.headers
+    # RFC 9110 section 15.5.22: a 426 says which protocol to upgrade to.
+    assert response.headers["Upgrade"] == "websocket"
+    assert response.headers.get_all("Connection") == ["close", "Upgrade"]
 
 
 def test_4_2_1_server_rejects_missing_version_400() -> None:
@@ -607,7 +609,7 @@ def test_eof_before_request(data: bytes) -> None:
     assert server.eof_received
     assert server.events() == []
     assert server.data_to_send() == []
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidState, match="while CLOSED"):
         server.send_response(server.reject(400, "Too late."))
 
 
@@ -618,9 +620,10 @@ def test_eof_after_request_before_response() -> None:
     # The request was fine; the client left before the answer.
     assert server.handshake_exc is None
     assert server.state is State.CLOSED
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidState, match="while CLOSED"):
         server.send_response(server.accept(request))
     assert server.data_to_send() == []
+    assert server.response is None
 
 
 def test_eof_after_refusal_keeps_the_reason() -> None:
@@ -700,9 +703,9 @@ def test_buffered_protocol_error_fails_after_the_101() -> None:
 def test_send_response_twice() -> None:
     server, response = answer(request_headers())
     server.send_response(response)
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidState, match="already sent"):
         server.send_response(response)
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidState, match="already sent"):
         server.send_response(server.reject(500, "Oops."))
     assert len(server.data_to_send()) == 1
 
