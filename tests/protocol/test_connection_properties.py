@@ -37,7 +37,7 @@ class SendMessage:
     cuts: tuple[int, ...]
     """Byte offsets where the message is split into frames."""
     pings: tuple[bytes, ...]
-    """Pings sent after each frame but the last while they last, then after the message."""
+    """Pings sent one after each frame, while they last."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,8 @@ def test_engines_exchange_messages_and_close(
         else:
             # An echo: the code without the reason.
             assert conn.close_rcvd == Close(sent[id(side)].code)
+        # The side that did not start the closing handshake echoed the code.
+        assert conn.close_sent == sent.get(id(side), Close(conn.close_rcvd.code))
         assert conn.close_rcvd_then_sent is (id(side) not in sent)
         assert conn.events() == [CloseReceived(conn.close_rcvd)]
         assert conn.close_transport is (conn.role is Role.SERVER)
