@@ -40,6 +40,11 @@ Origin = str | re.Pattern[str] | None
 SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], str | None]
 """A hook that picks a subprotocol among those the client offered, or ``None``."""
 
+# A client must wait for the response before sending more (RFC 6455 section
+# 4.1). Bytes it sends early are kept for after a 101, but not without bound:
+# the server may take its time to answer.
+_MAX_EARLY_DATA = 1 << 16
+
 
 class ServerProtocol(Connection):
     """The server side of a WebSocket connection, handshake included.
@@ -94,7 +99,7 @@ class ServerProtocol(Connection):
             return
         if self.request is not None:
             # Bytes after the request, before the response: keep them for later.
-            self._buffer += data
+            self._keep_early_data(data)
             return
         try:
             self._parser.receive_data(bytes(data))
@@ -104,8 +109,20 @@ class ServerProtocol(Connection):
         request = self._parser.result
         if request is not None:
             self.request = request
-            self._buffer += self._parser.leftover
             self._events.append(RequestReceived(request))
+            self._keep_early_data(self._parser.leftover)
+
+    def _keep_early_data(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        if len(self._buffer) > _MAX_EARLY_DATA:
+            # Give up on the client as if it had gone away: no response.
+            self._buffer = bytearray()
+            self.handshake_exc = SecurityError(
+                f"more than {_MAX_EARLY_DATA} bytes sent before the handshake response"
+            )
+            self._input_done = True
+            self._close_transport = True
+            self.state = State.CLOSED
 
     def receive_eof(self) -> None:
         """Tell the engine the client closed TCP."""
