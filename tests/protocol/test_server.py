@@ -700,6 +700,48 @@ def test_buffered_protocol_error_fails_after_the_101() -> None:
     assert server.events() == []
 
 
+def test_early_data_kept_up_to_64_kib() -> None:
+    server = ServerProtocol()
+    payload = bytes(65536 - 8)  # with its 8-byte header, exactly 64 KiB
+    frame = serialize_frame(Opcode.BINARY, payload, mask=True)
+    assert len(frame) == 65536
+    request = received(server, request_bytes(request_headers()) + frame[:1000])
+    server.receive_data(frame[1000:])
+    assert server.state is State.CONNECTING
+    server.send_response(server.accept(request))
+    assert server.events() == [Message(payload)]
+
+
+def test_early_data_over_64_kib_in_a_later_chunk() -> None:
+    # RFC 6455 section 4.1: the client waits for the response before sending
+    # more. A client that floods the server meanwhile is dropped.
+    server = ServerProtocol()
+    request = received(server, request_bytes(request_headers()))
+    server.receive_data(bytes(65536))
+    assert server.state is State.CONNECTING
+    server.receive_data(b"!")
+    assert isinstance(server.handshake_exc, SecurityError)
+    assert state_of(server) is State.CLOSED
+    assert server.close_transport
+    assert server.data_to_send() == []
+    server.receive_data(b"more")
+    server.receive_eof()
+    assert isinstance(server.handshake_exc, SecurityError)
+    with pytest.raises(InvalidState, match="while CLOSED"):
+        server.send_response(server.accept(request))
+    assert server.events() == []
+
+
+def test_early_data_over_64_kib_with_the_request() -> None:
+    server = ServerProtocol()
+    server.receive_data(request_bytes(request_headers()) + bytes(65537))
+    (event,) = server.events()
+    assert isinstance(event, RequestReceived)
+    assert isinstance(server.handshake_exc, SecurityError)
+    assert server.state is State.CLOSED
+    assert server.close_transport
+
+
 def test_send_response_twice() -> None:
     server, response = answer(request_headers())
     server.send_response(response)
