@@ -309,10 +309,9 @@ class Connection:
         payload = close.serialize()
         self._send_control(_OP_CLOSE, payload)
         self.close_sent = close
+        # OPEN means no close frame arrived yet: the peer's answer completes
+        # the closing handshake in _receive_control.
         self.state = State.CLOSING
-        if self.close_rcvd is not None:
-            self.close_rcvd_then_sent = True
-            self._closing_handshake_done()
 
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection: send a close frame if none went out, and ask to close TCP.
@@ -324,10 +323,10 @@ class Connection:
             close = Close(code, truncate_reason(reason))
             self._send_control(_OP_CLOSE, close.serialize())
             self.close_sent = close
-            if self.close_rcvd is not None:  # pragma: no cover - OPEN means no close received
-                self.close_rcvd_then_sent = True
-        if self.state is not State.CLOSED:
             self.state = State.CLOSING
+        elif self.state is State.CONNECTING:
+            # No WebSocket yet, so no close frame: the connection just ends.
+            self.state = State.CLOSED
         self._input_done = True
         self._close_transport = True
 
