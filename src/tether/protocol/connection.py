@@ -275,6 +275,34 @@ class Connection:
             self._output.append(serialize_frame(opcode, data, fin=fin, mask=self._mask))
         self._send_transformed = None if fin else transform
 
+    @property
+    def shares_frames(self) -> bool:
+        """Whether :meth:`send_prepared` may take a frame built once for many connections.
+
+        True for a server, whose frames are not masked, unless an extension
+        claims every frame (declares no RSV bits). permessage-deflate does
+        not stand in the way: a message may go uncompressed (RFC 7692
+        section 6), so one plain frame suits every connection.
+        """
+        return not self._mask and not self._frame_extensions
+
+    def send_prepared(self, frame: bytes) -> None:
+        """Send a whole, unfragmented data frame built by the caller, such as a broadcast.
+
+        ``frame`` must be one complete text or binary frame with FIN set, no
+        RSV bit and no mask, as :func:`~tether.protocol.frames.serialize_frame`
+        builds it with ``mask=False``. Raise :class:`InvalidState` unless the
+        connection is open, no fragmented message is being sent and
+        :attr:`shares_frames` is true.
+        """
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a data frame while {self.state.name}")
+        if self._send_transformed is not None:
+            raise InvalidState("a fragmented message is still being sent")
+        if not self.shares_frames:
+            raise InvalidState("this connection cannot send a frame built for another")
+        self._output.append(frame)
+
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping; the peer answers with a pong carrying the same data."""
         if self.state is not State.OPEN:
