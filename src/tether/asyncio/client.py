@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Sequence
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -21,7 +22,13 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import WebSocketURI, parse_uri
 
-__all__ = ["ClientConnection", "connect"]
+__all__ = [
+    "ClientConnection",
+    "connect",
+    "parse_unix_uri",
+    "process_exception",
+    "unix_connect",
+]
 
 
 class ClientConnection(Connection):
@@ -67,29 +74,173 @@ class ClientConnection(Connection):
             self._handshake.set_exception(handshake_exc)
 
 
-def _retryable(exc: Exception) -> bool:
-    """Tell whether reconnecting may heal ``exc``."""
+def process_exception(exc: Exception) -> Exception | None:
+    """Tell whether ``async for ... in connect(...)`` should try again after ``exc``.
+
+    Return ``None`` to retry after a backoff delay, or the exception to raise.
+    Retried: network errors (:class:`OSError`, :class:`TimeoutError`), a
+    server that closed TCP before its handshake response was complete
+    (:class:`~tether.exceptions.InvalidMessage` caused by :class:`EOFError`
+    or :class:`OSError`), and the statuses that say "later": 5xx and 429.
+    Raised: everything else, among which a TLS certificate that fails
+    verification (:class:`ssl.SSLCertVerificationError`, although an
+    :class:`OSError`), an :class:`~tether.exceptions.InvalidURI`, a 4xx other
+    than 429, and a peer that is not a WebSocket server.
+
+    Give your own function as ``connect``'s ``process_exception`` option to
+    decide otherwise; it may also return another exception, which is raised
+    chained to ``exc``.
+    """
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        return status >= 500 or status == 429
+        return None if 500 <= status <= 599 or status == 429 else exc
     if isinstance(exc, InvalidMessage):
         # The server went away mid-handshake, as a restarting server does.
-        return isinstance(exc.__cause__, (EOFError, OSError))
-    return isinstance(exc, (OSError, TimeoutError))
+        return None if isinstance(exc.__cause__, (EOFError, OSError)) else exc
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        # Trying again presents the same certificate to the same checks.
+        return exc
+    if isinstance(exc, (OSError, TimeoutError)):
+        return None
+    return exc
+
+
+_UNIX_SCHEMES = {"ws+unix": False, "wss+unix": True}
+
+
+def parse_unix_uri(uri: str) -> tuple[WebSocketURI, str | None]:
+    """Split a ``ws+unix://`` or ``wss+unix://`` URI into the WebSocket URI and the socket path.
+
+    The authority is the path of the socket, percent-encoded, and what follows
+    it is the request target: ``ws+unix://%2Frun%2Fapp.sock/chat?room=1``
+    connects to the socket ``/run/app.sock`` and asks for ``/chat?room=1``.
+    The ``Host`` header is ``localhost``. An empty authority
+    (``ws+unix:///chat``) leaves the socket path to ``connect``'s ``path``
+    option, and gives ``None`` here. Raise :class:`~tether.exceptions.InvalidURI`
+    for another scheme, or a socket path that decodes to control characters.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() not in _UNIX_SCHEMES:
+        raise InvalidURI(uri, "scheme isn't ws+unix or wss+unix")
+    secure = _UNIX_SCHEMES[scheme.lower()]
+    end = len(rest)
+    for stop in "/?#":
+        index = rest.find(stop)
+        if index != -1:
+            end = min(end, index)
+    authority, target = rest[:end], rest[end:]
+    socket_path = urllib.parse.unquote(authority, errors="strict") if authority else None
+    if socket_path is not None and not socket_path.isprintable():
+        raise InvalidURI(uri, "control characters aren't allowed in the socket path")
+    try:
+        # The target gets every check and normalization of a ws:// URI's target.
+        parsed = parse_uri(f"{'wss' if secure else 'ws'}://localhost{target}")
+    except InvalidURI as exc:
+        raise InvalidURI(uri, exc.msg) from None
+    return parsed, socket_path
+
+
+def _parse_target(uri: str, unix: bool, path: str | None) -> tuple[WebSocketURI, bool, str | None]:
+    """Find what to connect to: the URI's parts, whether over a Unix socket, and its path."""
+    scheme = uri.partition("://")[0].lower()
+    if scheme not in _UNIX_SCHEMES:
+        return parse_uri(uri), unix, path
+    parsed, socket_path = parse_unix_uri(uri)
+    if socket_path is not None and path is not None:
+        raise ValueError("give the socket path in the URI or as path=, not both")
+    if socket_path is None:
+        if path is None:
+            raise InvalidURI(uri, "no socket path: put it in the authority or give path=")
+        socket_path = path
+    return parsed, True, socket_path
 
 
 class connect:
     """Open a WebSocket connection to ``uri``.
 
-    Await it for a :class:`ClientConnection`, use it with ``async with`` to
-    close the connection on exit, or iterate over it with ``async for`` to
-    reconnect each time the connection drops or cannot be opened.
+    Await it for a :class:`ClientConnection` (then close it yourself), use it
+    with ``async with`` to close the connection on exit, or iterate over it
+    with ``async for`` to connect again each time the connection drops or
+    cannot be opened::
 
-    Every keyword that is not an option of tether goes to
-    :meth:`asyncio.loop.create_connection`: ``host`` and ``port`` to reach
-    another address while ``Host`` keeps the URI's name, ``sock``,
-    ``local_addr``, ``server_hostname``, ``family``, ``happy_eyeballs_delay``
-    and the others. ``unix=True`` with ``path=`` connects to a Unix socket.
+        async for websocket in connect(uri):
+            try:
+                async for message in websocket:
+                    ...
+            except ConnectionClosed:
+                continue
+
+    The iteration waits between failed attempts with exponential backoff and
+    jitter, and stops with the exception when ``process_exception`` calls it
+    fatal. After a connection that was open drops, it reconnects at once.
+
+    ``uri`` is a ``ws://`` or ``wss://`` URI, or a ``ws+unix://`` (or
+    ``wss+unix://``) URI whose authority is the percent-encoded path of a
+    Unix socket: ``ws+unix://%2Frun%2Fapp.sock/chat`` connects to
+    ``/run/app.sock`` and requests ``/chat`` with ``Host: localhost`` (see
+    :func:`parse_unix_uri`). An invalid URI raises
+    :class:`~tether.exceptions.InvalidURI` at once.
+
+    Options of the handshake:
+
+    * ``origin``: the ``Origin`` header; none by default.
+    * ``extensions``: the extension factories to offer, in order of preference.
+    * ``subprotocols``: the subprotocols to offer, in order of preference;
+      :attr:`ClientConnection.subprotocol` gives the one the server picked.
+    * ``compression``: ``"deflate"`` (the default) offers permessage-deflate
+      on top of ``extensions``; ``None`` does not.
+    * ``additional_headers``: more request headers (a mapping, a
+      :class:`~tether.protocol.headers.Headers` or name-value pairs), such as
+      ``Authorization``; ``extra_headers`` is another name for it.
+    * ``user_agent_header``: the ``User-Agent`` header; ``None`` sends none.
+    * ``open_timeout``: seconds allowed for TCP, TLS and the handshake
+      together before :class:`TimeoutError`; ``None`` waits forever.
+
+    Options of the connection:
+
+    * ``ping_interval``: seconds between keepalive pings; ``None`` disables them.
+    * ``ping_timeout``: seconds to wait for a pong before failing the
+      connection with 1011; ``None`` waits forever.
+    * ``close_timeout``: seconds the closing handshake may take before TCP
+      is dropped; ``None`` waits forever.
+    * ``max_size``: the largest incoming message, in bytes; a larger one
+      fails the connection with 1009. ``None`` means no limit.
+    * ``max_queue``: how many received messages may wait to be read before
+      reading from the network pauses; ``None`` means no limit.
+    * ``write_limit``: the write buffer size in bytes above which
+      :meth:`~ClientConnection.send` waits for it to drain.
+    * ``logger``: a :class:`logging.Logger`, a :class:`logging.LoggerAdapter`
+      or a logger name; ``"tether.client"`` by default.
+
+    Options of the transport:
+
+    * ``ssl``: the :class:`ssl.SSLContext` of a ``wss://`` connection. By
+      default (``None`` or ``True``) the context of
+      :func:`ssl.create_default_context` verifies the certificate and the
+      host name; pass a context with ``check_hostname = False`` and
+      ``verify_mode = ssl.CERT_NONE`` to skip verification. A certificate that
+      fails verification raises :class:`ssl.SSLCertVerificationError`, not
+      wrapped. ``ssl`` with a ``ws://`` URI, and ``ssl=False`` with a
+      ``wss://`` URI, raise :class:`ValueError`.
+    * ``unix`` and ``path``: ``unix=True`` connects to the Unix socket at
+      ``path``; the URI then gives only the ``Host`` header and the request
+      target.
+    * Every other keyword goes to :meth:`asyncio.loop.create_connection` (or
+      :meth:`~asyncio.loop.create_unix_connection`): ``host`` and ``port``
+      to reach another address while ``Host`` keeps the URI's name, ``sock``,
+      ``local_addr``, ``family``, ``server_hostname`` (by default the URI's
+      host), ``happy_eyeballs_delay`` and the others. An event loop that
+      lacks one of them, as uvloop lacks ``happy_eyeballs_delay``, raises
+      :class:`TypeError`.
+
+    Options of ``async for``:
+
+    * ``process_exception``: decides whether a failed attempt is retried;
+      see :func:`process_exception`, the default.
+    * ``backoff_initial_delay``, ``backoff_factor``, ``backoff_max_delay``:
+      the n-th consecutive failure waits a random time between half and all
+      of ``min(backoff_max_delay, backoff_initial_delay * backoff_factor**n)``
+      seconds, n counting from 0.
     """
 
     def __init__(
@@ -114,6 +265,7 @@ class connect:
         ssl: ssl_module.SSLContext | bool | None = None,
         unix: bool = False,
         path: str | None = None,
+        process_exception: Callable[[Exception], Exception | None] = process_exception,
         backoff_initial_delay: float = 1.0,
         backoff_factor: float = 1.618,
         backoff_max_delay: float = 60.0,
@@ -126,6 +278,12 @@ class connect:
         elif compression is not None:
             raise ValueError(f"unsupported compression: {compression}")
         self.uri = uri
+        self.ws_uri, self.unix, self.path = _parse_target(uri, unix, path)
+        if self.ws_uri.secure:
+            if ssl is False:
+                raise ValueError("a wss:// URI needs TLS: ssl=False isn't allowed")
+        elif ssl is not None and ssl is not False:
+            raise ValueError("ssl is only for wss:// URIs")
         self.origin = origin
         self.extensions = extensions
         self.subprotocols = subprotocols
@@ -140,19 +298,15 @@ class connect:
         self.write_limit = write_limit
         self.logger = logger
         self.ssl = ssl
-        self.unix = unix
-        self.path = path
+        self.process_exception = process_exception
         self.backoff_initial_delay = backoff_initial_delay
         self.backoff_factor = backoff_factor
         self.backoff_max_delay = backoff_max_delay
         self.create_connection_kwargs = kwargs
         self.connection: ClientConnection | None = None
 
-    def _parse_uri(self) -> WebSocketURI:
-        return parse_uri(self.uri)
-
     async def _create(self) -> ClientConnection:
-        uri = self._parse_uri()
+        uri = self.ws_uri
         engine = ClientProtocol(
             uri,
             origin=self.origin,
@@ -176,28 +330,28 @@ class connect:
             )
 
         kwargs = dict(self.create_connection_kwargs)
-        context = self.ssl
+        context: ssl_module.SSLContext | None = None
         if uri.secure:
-            if context is None or context is True:
-                context = ssl_module.create_default_context()
+            ssl = self.ssl
+            context = (
+                ssl
+                if isinstance(ssl, ssl_module.SSLContext)
+                else ssl_module.create_default_context()
+            )
             kwargs.setdefault("server_hostname", uri.host)
-        elif context:
-            raise ValueError("ssl is only for wss:// URIs")
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.open_timeout):
             if self.unix:
                 transport, connection = await loop.create_unix_connection(
-                    factory, self.path, ssl=context or None, **kwargs
+                    factory, self.path, ssl=context, **kwargs
                 )
             elif "sock" in kwargs:
-                transport, connection = await loop.create_connection(
-                    factory, ssl=context or None, **kwargs
-                )
+                transport, connection = await loop.create_connection(factory, ssl=context, **kwargs)
             else:
                 host = kwargs.pop("host", uri.host)
                 port = kwargs.pop("port", uri.port)
                 transport, connection = await loop.create_connection(
-                    factory, host, port, ssl=context or None, **kwargs
+                    factory, host, port, ssl=context, **kwargs
                 )
             try:
                 await connection._handshake
@@ -222,30 +376,52 @@ class connect:
         assert self.connection is not None
         await self.connection.close()
 
+    def _backoff(self, attempt: int) -> float:
+        """The delay before the next attempt, after ``attempt + 1`` failures in a row."""
+        try:
+            delay = self.backoff_initial_delay * self.backoff_factor**attempt
+        except OverflowError:
+            delay = self.backoff_max_delay
+        delay = min(self.backoff_max_delay, delay)
+        # Equal jitter: clients dropped together do not come back together,
+        # and none comes back sooner than half the delay.
+        return delay / 2 + random.uniform(0, delay / 2)
+
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""
-        attempts = 0
+        logger = connection_logger(self.logger, "tether.client", "reconnect", None)
+        attempt = 0
         while True:
             try:
                 connection = await self._create()
-            except (InvalidURI, ValueError, TypeError):
-                raise
             except Exception as exc:
-                if not _retryable(exc):
+                try:
+                    fatal = self.process_exception(exc)
+                except Exception as raised:
+                    fatal = raised
+                if fatal is exc:
                     raise
-                delay = min(
-                    self.backoff_max_delay,
-                    self.backoff_initial_delay * self.backoff_factor**attempts,
-                )
-                attempts += 1
-                # Equal jitter: clients dropped together do not come back together.
-                delay = delay / 2 + random.uniform(0, delay / 2)
-                logger = connection_logger(self.logger, "tether.client", "reconnect", None)
-                logger.info("connection failed (%s); retrying in %.1f seconds", exc, delay)
+                if fatal is not None:
+                    raise fatal from exc
+                delay = self._backoff(attempt)
+                attempt += 1
+                logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            attempts = 0
+            attempt = 0
             try:
                 yield connection
             finally:
                 await connection.close()
+
+
+def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any) -> connect:
+    """Connect to a WebSocket server listening on the Unix socket at ``path``.
+
+    ``uri`` gives the ``Host`` header and the request target; it defaults to
+    ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given. Every
+    other option is :func:`connect`'s.
+    """
+    if uri is None:
+        uri = "ws://localhost/" if kwargs.get("ssl") in (None, False) else "wss://localhost/"
+    return connect(uri, unix=True, path=path, **kwargs)
