@@ -1,0 +1,66 @@
+"""Pings waiting for their pong, shared by the asyncio and threading APIs."""
+
+from __future__ import annotations
+
+import os
+from typing import Generic, TypeVar
+
+from tether.exceptions import ConcurrencyError
+
+__all__ = ["PingTracker", "ping_payload"]
+
+W = TypeVar("W")
+
+
+def ping_payload(data: str | bytes | bytearray | memoryview | None) -> bytes:
+    """Turn the ``data`` given to ``ping()`` into the payload; ``None`` gives 4 random bytes."""
+    if data is None:
+        return os.urandom(4)
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+class PingTracker(Generic[W]):
+    """The pings sent and not answered yet, each with its waiter and the time it left.
+
+    ``W`` is whatever each API waits on: a future or an event.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: dict[bytes, tuple[W, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, payload: bytes) -> bool:
+        return payload in self._pending
+
+    def add(self, payload: bytes, waiter: W, sent_at: float) -> None:
+        """Record a ping; raise :class:`ConcurrencyError` if one with that payload is pending."""
+        if payload in self._pending:
+            raise ConcurrencyError("a ping with the same data is waiting for its pong")
+        self._pending[payload] = (waiter, sent_at)
+
+    def answer(self, payload: bytes, now: float) -> list[tuple[W, float]]:
+        """Take a pong; return the waiters it answers with their round-trip times.
+
+        A pong answers its own ping and every ping sent before it (RFC 6455
+        section 5.5.3 lets an endpoint answer only the latest ping). A pong
+        that matches no ping answers nothing.
+        """
+        if payload not in self._pending:
+            return []
+        answered = []
+        for key in list(self._pending):
+            waiter, sent_at = self._pending.pop(key)
+            answered.append((waiter, now - sent_at))
+            if key == payload:
+                break
+        return answered
+
+    def drain(self) -> list[W]:
+        """Forget every pending ping and return their waiters, when the connection ends."""
+        waiters = [waiter for waiter, _ in self._pending.values()]
+        self._pending.clear()
+        return waiters

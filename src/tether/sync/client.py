@@ -1,0 +1,180 @@
+"""The threading client: :func:`connect`, and :func:`reconnect` for a connection that comes back."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl as ssl_module
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+from tether.exceptions import InvalidMessage
+from tether.extensions.base import ClientExtensionFactory
+from tether.extensions.permessage_deflate import enable_client_permessage_deflate
+from tether.log import LoggerLike
+from tether.protocol.client import ClientProtocol
+from tether.protocol.connection import DEFAULT_MAX_SIZE, State
+from tether.protocol.handshake import USER_AGENT
+from tether.protocol.headers import HeadersLike
+from tether.protocol.uri import parse_uri
+from tether.reconnecting import backoff_delay, retryable
+from tether.sync.connection import READ_SIZE, Connection
+
+__all__ = ["ClientConnection", "connect", "reconnect"]
+
+
+class ClientConnection(Connection):
+    """The client side of a connection; :func:`connect` makes it."""
+
+    protocol: ClientProtocol
+    default_logger = "tether.client"
+
+    def _handshake(self, deadline: float | None) -> None:
+        """Send the request and read the response; raise if the server refuses."""
+        protocol = self.protocol
+        protocol.send_request(protocol.connect())
+        self.socket.sendall(b"".join(protocol.data_to_send()))
+        while protocol.state is State.CONNECTING:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("timed out during the opening handshake")
+                self.socket.settimeout(remaining)
+            data = self.socket.recv(READ_SIZE)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+        self.socket.settimeout(None)
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+        if protocol.state is not State.OPEN:  # pragma: no cover - the engine sets handshake_exc
+            raise InvalidMessage("connection closed during the opening handshake")
+        self.logger.info("connected: %s", protocol.response and protocol.response.status_code)
+        # Frames that came with the response are already in the engine.
+        with self._mutex:
+            self._process()
+        self._start()
+
+
+def connect(
+    uri: str,
+    *,
+    origin: str | None = None,
+    extensions: Sequence[ClientExtensionFactory] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    compression: Literal["deflate"] | None = "deflate",
+    additional_headers: HeadersLike | None = None,
+    extra_headers: HeadersLike | None = None,
+    user_agent_header: str | None = USER_AGENT,
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int | None = 16,
+    logger: LoggerLike | str | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    sock: socket.socket | None = None,
+    unix: bool = False,
+    path: str | None = None,
+    **kwargs: Any,
+) -> ClientConnection:
+    """Open a WebSocket connection to ``uri`` and return it once the handshake succeeded.
+
+    Use the connection directly, or with ``with`` to close it on exit. Other
+    keywords go to :func:`socket.create_connection` (``source_address``);
+    ``sock`` gives a connected socket; ``unix=True`` with ``path`` connects to
+    a Unix socket.
+    """
+    if additional_headers is not None and extra_headers is not None:
+        raise TypeError("give additional_headers or extra_headers, not both")
+    if compression == "deflate":
+        extensions = enable_client_permessage_deflate(extensions)
+    elif compression is not None:
+        raise ValueError(f"unsupported compression: {compression}")
+    parsed = parse_uri(uri)
+    if ssl is not None and not parsed.secure:
+        raise ValueError("ssl is only for wss:// URIs")
+    deadline = None if open_timeout is None else time.monotonic() + open_timeout
+    if sock is None:
+        if unix:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(open_timeout)
+            sock.connect(path or "")
+        else:
+            host = kwargs.pop("host", parsed.host)
+            port = kwargs.pop("port", parsed.port)
+            sock = socket.create_connection((host, port), timeout=open_timeout, **kwargs)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # Frames are written whole; Nagle's algorithm would only delay them.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if parsed.secure:
+            context = ssl or ssl_module.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
+        engine = ClientProtocol(
+            parsed,
+            origin=origin,
+            extensions=extensions,
+            subprotocols=subprotocols,
+            additional_headers=additional_headers if extra_headers is None else extra_headers,
+            user_agent_header=user_agent_header,
+            max_size=max_size,
+            streaming=True,
+        )
+        connection = ClientConnection(
+            sock,
+            engine,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_queue=max_queue,
+            logger=logger,
+        )
+        connection._handshake(deadline)
+    except BaseException:
+        sock.close()
+        raise
+    return connection
+
+
+def reconnect(
+    uri: str,
+    *,
+    backoff_initial_delay: float = 1.0,
+    backoff_factor: float = 1.618,
+    backoff_max_delay: float = 60.0,
+    **options: Any,
+) -> Iterator[ClientConnection]:
+    """Yield a connection to ``uri``, and a new one each time the last one ends.
+
+    ``for ws in reconnect(uri): ...`` is the threading twin of the asyncio
+    client's ``async for ws in connect(uri)``: failures that retrying may heal
+    (network errors, timeouts, 5xx and 429 answers) are retried with
+    exponential backoff and jitter; other errors are raised. Each connection
+    is closed when the loop moves on. ``options`` are those of :func:`connect`.
+    """
+    attempts = 0
+    while True:
+        try:
+            connection = connect(uri, **options)
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            delay = backoff_delay(
+                attempts, backoff_initial_delay, backoff_factor, backoff_max_delay
+            )
+            attempts += 1
+            logging.getLogger("tether.client").info(
+                "connection failed (%s); retrying in %.1f seconds", exc, delay
+            )
+            time.sleep(delay)
+            continue
+        attempts = 0
+        try:
+            yield connection
+        finally:
+            connection.close()

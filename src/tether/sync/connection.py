@@ -1,0 +1,415 @@
+"""The threading connection shared by clients and servers.
+
+One background thread per connection reads the socket and feeds the engine,
+so pings are answered even when the application does not call ``recv``. A
+mutex guards the engine and the writes to the socket; a condition on it wakes
+readers when messages arrive and the reader thread when the queue drains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
+from tether.log import ConnectionLogger, LoggerLike, connection_logger
+from tether.messages import MessageQueue, convert
+from tether.pings import PingTracker, ping_payload
+from tether.protocol.client import ClientProtocol
+from tether.protocol.close import CloseCode
+from tether.protocol.connection import State
+from tether.protocol.events import Event, Fragment, Message, Pong
+from tether.protocol.headers import Headers
+from tether.protocol.http11 import Request, Response
+from tether.protocol.server import ServerProtocol
+from tether.sending import BYTES_LIKE, Data, end_fragments, send_data, send_piece
+
+__all__ = ["Connection"]
+
+READ_SIZE = 65536
+
+
+class Connection:
+    """An open WebSocket connection with blocking methods, on either side.
+
+    It is made by :func:`tether.sync.connect` or given to a handler by
+    :func:`tether.sync.serve`. ``send`` is safe to call from several threads
+    at once; ``recv`` is for one thread at a time.
+    """
+
+    default_logger = "tether"
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: ClientProtocol | ServerProtocol,
+        *,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_queue: int | None = 16,
+        logger: LoggerLike | str | None = None,
+    ) -> None:
+        self.socket = sock
+        self.protocol = protocol
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.id = uuid.uuid4()
+        """A unique identifier of the connection, for logs."""
+        self.logger: ConnectionLogger = connection_logger(
+            logger, self.default_logger, str(self.id)[:8], self
+        )
+        """The logger of this connection: records name it."""
+        self.latency = 0.0
+        """The round-trip time of the last ping answered, in seconds."""
+        self._mutex = threading.Lock()
+        self._changed = threading.Condition(self._mutex)
+        self._send_mutex = threading.Lock()
+        self._messages = MessageQueue(max_queue)
+        self._reading = False
+        self._pings: PingTracker[threading.Event] = PingTracker()
+        self._closed = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._keepalive: threading.Thread | None = None
+
+    def _start(self, leftover: bytes = b"") -> None:
+        """Start the reader thread (and keepalive) once the handshake succeeded."""
+        if leftover:
+            with self._mutex:
+                self._receive(leftover)
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
+        )
+        self._reader.start()
+        if self.ping_interval is not None:
+            self._keepalive = threading.Thread(
+                target=self._keepalive_loop,
+                name=f"tether-keepalive-{str(self.id)[:8]}",
+                daemon=True,
+            )
+            self._keepalive.start()
+
+    # Attributes
+
+    @property
+    def state(self) -> State:
+        """The connection's state: CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self.protocol.state
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request."""
+        return self.protocol.request
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return self.protocol.response
+
+    @property
+    def request_headers(self) -> Headers:
+        """The headers of the opening handshake request."""
+        assert self.protocol.request is not None, "no request yet"
+        return self.protocol.request.headers
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the opening handshake response."""
+        assert self.protocol.response is not None, "no response yet"
+        return self.protocol.response.headers
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the handshake agreed on, if any."""
+        return self.protocol.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1006 when the connection closed without one; else ``None``."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received, once the connection is closed."""
+        return self.protocol.close_reason
+
+    @property
+    def local_address(self) -> Any:
+        """The local address of the socket."""
+        return self.socket.getsockname()
+
+    @property
+    def remote_address(self) -> Any:
+        """The remote address of the socket."""
+        return self.socket.getpeername()
+
+    # Receiving
+
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> str | bytes:
+        """Return the next message: ``str`` for text and ``bytes`` for binary.
+
+        ``decode`` works as in the asyncio API. With a ``timeout``,
+        :class:`TimeoutError` is raised when no message arrived in time; no
+        message is lost then. Raise
+        :class:`~tether.exceptions.ConnectionClosed` once the connection is
+        closed and every message received before was read.
+        """
+        with self._changed:
+            if self._reading:
+                raise ConcurrencyError("another thread is already receiving from this connection")
+            self._reading = True
+            try:
+                messages = self._messages
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not len(messages):
+                    if self._closed.is_set():
+                        raise self.protocol.close_exc()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("no message received in time")
+                    self._changed.wait(remaining)
+                was_full = messages.full
+                message = messages.get(decode)
+                if was_full:
+                    self._changed.notify_all()
+                return message
+            finally:
+                self._reading = False
+
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[str | bytes]:
+        """Yield the next message piece by piece, as its frames arrive."""
+        with self._changed:
+            if self._reading:
+                raise ConcurrencyError("another thread is already receiving from this connection")
+            self._reading = True
+        try:
+            while True:
+                with self._changed:
+                    piece = self._messages.get_fragment()
+                    while piece is None:
+                        if self._closed.is_set():
+                            raise self.protocol.close_exc()
+                        self._changed.wait()
+                        piece = self._messages.get_fragment()
+                    self._changed.notify_all()
+                data, last = piece
+                yield convert(data, decode)
+                if last:
+                    return
+        finally:
+            with self._changed:
+                self._reading = False
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        """Iterate over messages; end quietly on 1000 or 1001, raise on other closures."""
+        try:
+            while True:
+                yield self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # Sending
+
+    def send(self, message: Data | Iterable[Data], text: bool | None = None) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary, an iterable as fragments.
+
+        ``text`` forces the opcode as in the asyncio API. Safe to call from
+        several threads: the messages do not interleave.
+        """
+        if isinstance(message, (str, *BYTES_LIKE)):
+            with self._send_mutex, self._mutex:
+                send_data(self.protocol, message, text)
+                self._write()
+            return
+        if not isinstance(message, Iterable):
+            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+        with self._send_mutex:
+            first: Data | None = None
+            try:
+                for index, piece in enumerate(message):
+                    if first is None:
+                        first = piece
+                    with self._mutex:
+                        send_piece(self.protocol, piece, first, index, text)
+                        self._write()
+            except ConnectionClosed:
+                raise
+            except Exception:
+                if first is not None:
+                    self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                raise
+            if first is not None:
+                with self._mutex:
+                    end_fragments(self.protocol)
+                    self._write()
+
+    def ping(self, data: Data | None = None) -> threading.Event:
+        """Send a ping; return an event that is set when the pong arrives.
+
+        ``latency`` then holds the round-trip time.
+        """
+        payload = ping_payload(data)
+        event = threading.Event()
+        with self._mutex:
+            self._pings.add(payload, event, time.monotonic())
+            try:
+                self.protocol.send_ping(payload)
+            except InvalidState:
+                self._pings.answer(payload, time.monotonic())
+                raise self.protocol.close_exc() from None
+            self._write()
+        return event
+
+    def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong, as a one-way heartbeat."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        with self._mutex:
+            try:
+                self.protocol.send_pong(payload)
+            except InvalidState:
+                raise self.protocol.close_exc() from None
+            self._write()
+
+    # Closing
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake and wait until the connection is closed.
+
+        The wait lasts at most ``close_timeout``; then the socket is shut down.
+        """
+        with self._mutex:
+            if self.protocol.state is State.OPEN:
+                self.protocol.send_close(code, reason)
+                self._write()
+        if not self._closed.wait(self.close_timeout):
+            self.logger.debug("closing timed out after %s seconds", self.close_timeout)
+            self._shutdown()
+            self._closed.wait()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the connection is closed; return whether it is."""
+        return self._closed.wait(timeout)
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        self.logger.info("failing connection with code %d: %s", code, reason)
+        with self._mutex:
+            self.protocol.fail(code, reason)
+            self._write()
+
+    def _shutdown(self) -> None:
+        """Shut the socket down, which wakes the reader thread."""
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+
+    # Background threads
+
+    def _read_loop(self) -> None:
+        sock = self.socket
+        try:
+            while True:
+                with self._changed:
+                    while self._messages.full and not self._closed.is_set():
+                        # Stop reading: TCP flow control then slows the peer down.
+                        self._changed.wait()
+                try:
+                    data = sock.recv(READ_SIZE)
+                except OSError:
+                    data = b""
+                with self._changed:
+                    if data:
+                        self._receive(data)
+                    else:
+                        self.protocol.receive_eof()
+                        self._process()
+                    if self.protocol.state is State.CLOSED:
+                        break
+        finally:
+            self._wrap_up()
+
+    def _receive(self, data: bytes) -> None:
+        """Feed bytes to the engine and handle the result; hold the mutex."""
+        self.protocol.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        for event in self.protocol.events():
+            self._handle_event(event)
+        self._write()
+        if self.protocol.close_transport:
+            self._shutdown()
+        elif self.protocol.state is State.CLOSING and self.close_timeout is not None:
+            self._arm_close_timer()
+
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, (Message, Fragment)):
+            self._messages.put(event)
+            self._changed.notify_all()
+        elif isinstance(event, Pong):
+            for waiter, latency in self._pings.answer(event.data, time.monotonic()):
+                self.latency = latency
+                waiter.set()
+
+    _close_timer: threading.Timer | None = None
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None:
+            self._close_timer = threading.Timer(self.close_timeout or 0, self._shutdown)
+            self._close_timer.daemon = True
+            self._close_timer.start()
+
+    def _write(self) -> None:
+        """Write the engine's pending bytes; hold the mutex."""
+        data = self.protocol.data_to_send()
+        if not data:
+            return
+        try:
+            self.socket.sendall(data[0] if len(data) == 1 else b"".join(data))
+        except OSError:
+            # The reader thread sees the broken connection and wraps up.
+            self._shutdown()
+
+    def _wrap_up(self) -> None:
+        with self._changed:
+            if self.protocol.state is not State.CLOSED:
+                self.protocol.receive_eof()
+            self._closed.set()
+            for waiter in self._pings.drain():
+                waiter.set()
+            self._changed.notify_all()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        with contextlib.suppress(OSError):
+            self.socket.close()
+        self.logger.debug("connection closed: %s", self.protocol.close_exc())
+
+    def _keepalive_loop(self) -> None:
+        assert self.ping_interval is not None
+        while not self._closed.wait(self.ping_interval):
+            try:
+                pong = self.ping()
+            except ConnectionClosed:
+                return
+            if self.ping_timeout is not None and not pong.wait(self.ping_timeout):
+                if self._closed.is_set():
+                    return
+                self.logger.warning("no pong within %s seconds", self.ping_timeout)
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                return

@@ -1,0 +1,304 @@
+"""The threading server: :func:`serve`, with a thread per connection."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from tether.extensions.base import ServerExtensionFactory
+from tether.extensions.permessage_deflate import enable_server_permessage_deflate
+from tether.log import LoggerLike, connection_logger
+from tether.protocol.close import CloseCode
+from tether.protocol.connection import DEFAULT_MAX_SIZE, State
+from tether.protocol.events import RequestReceived
+from tether.protocol.handshake import USER_AGENT
+from tether.protocol.http11 import Request, Response
+from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector
+from tether.sync.connection import READ_SIZE, Connection
+
+__all__ = ["Server", "ServerConnection", "serve"]
+
+Handler = Callable[["ServerConnection"], None]
+"""A connection handler: a function taking the connection."""
+
+ProcessRequest = Callable[["ServerConnection", Request], Response | None]
+"""A hook that inspects the request and may answer it with an HTTP response instead."""
+
+ProcessResponse = Callable[["ServerConnection", Request, Response], Response | None]
+"""A hook that may alter or replace the handshake response."""
+
+
+class ServerConnection(Connection):
+    """The server side of a connection, given to the handler by :func:`serve`."""
+
+    protocol: ServerProtocol
+    default_logger = "tether.server"
+
+    def __init__(
+        self, sock: socket.socket, protocol: ServerProtocol, server: Server, **kwargs: Any
+    ) -> None:
+        super().__init__(sock, protocol, **kwargs)
+        self.server = server
+
+    def respond(self, status: int, text: str) -> Response:
+        """Build an HTTP response with a plain-text body, for ``process_request`` to return."""
+        return self.protocol.reject(status, text)
+
+    def _read_request(self, deadline: float | None) -> Request | None:
+        protocol = self.protocol
+        while True:
+            for event in protocol.events():
+                if isinstance(event, RequestReceived):
+                    return event.request
+            if protocol.state is not State.CONNECTING:
+                # The engine refused an unreadable request by itself.
+                self.socket.sendall(b"".join(protocol.data_to_send()))
+                return None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("timed out during the opening handshake")
+                self.socket.settimeout(remaining)
+            data = self.socket.recv(READ_SIZE)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+
+    def _handshake(self, deadline: float | None) -> bool:
+        """Read the request, answer it, and tell whether the connection is open."""
+        request = self._read_request(deadline)
+        if request is None:
+            return False
+        server = self.server
+        try:
+            response = None
+            if server.process_request is not None:
+                response = server.process_request(self, request)
+            if response is None:
+                response = self.protocol.accept(request)
+            if server.process_response is not None:
+                replaced = server.process_response(self, request, response)
+                if replaced is not None:
+                    response = replaced
+        except Exception:
+            self.logger.exception("error in the opening handshake")
+            response = self.protocol.reject(500, "Failed to open a WebSocket connection.")
+        self.protocol.send_response(response)
+        self.socket.sendall(b"".join(self.protocol.data_to_send()))
+        self.socket.settimeout(None)
+        if response.status_code != 101:
+            self.logger.info("refused connection: HTTP %d", response.status_code)
+            return False
+        self.logger.info("connection open: %s", request.path)
+        with self._mutex:
+            self._process()
+        self._start()
+        return True
+
+
+class Server:
+    """A running threading WebSocket server, as :func:`serve` gives it."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        *,
+        ssl: ssl_module.SSLContext | None,
+        process_request: ProcessRequest | None,
+        process_response: ProcessResponse | None,
+        open_timeout: float | None,
+        engine_options: dict[str, Any],
+        connection_options: dict[str, Any],
+        logger: LoggerLike | str | None,
+    ) -> None:
+        self.socket = sock
+        self.handler = handler
+        self.ssl = ssl
+        self.process_request = process_request
+        self.process_response = process_response
+        self.open_timeout = open_timeout
+        self.engine_options = engine_options
+        self.connection_options = connection_options
+        self.logger = connection_logger(logger, "tether.server", "server", self)
+        self._connections: set[ServerConnection] = set()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopped = threading.Event()
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The open connections."""
+        with self._lock:
+            return {conn for conn in self._connections if conn.state is State.OPEN}
+
+    def fileno(self) -> int:
+        """The listening socket's file descriptor."""
+        return self.socket.fileno()
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown`, each in its own thread."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopped.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    try:
+                        sock, _ = self.socket.accept()
+                    except OSError:  # pragma: no cover - the listener closed under us
+                        return
+                    thread = threading.Thread(target=self._serve_one, args=(sock,), daemon=True)
+                    thread.start()
+
+    def _serve_one(self, sock: socket.socket) -> None:
+        deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl is not None:
+                sock.settimeout(self.open_timeout)
+                sock = self.ssl.wrap_socket(sock, server_side=True)
+            connection = ServerConnection(
+                sock, ServerProtocol(**self.engine_options), self, **self.connection_options
+            )
+            opened = connection._handshake(deadline)
+        except Exception as exc:
+            self.logger.info("opening handshake failed: %s", exc)
+            sock.close()
+            return
+        if not opened:
+            sock.close()
+            return
+        with self._lock:
+            self._connections.add(connection)
+        try:
+            self.handler(connection)
+        except Exception:
+            connection.logger.exception("connection handler failed")
+            connection.close(CloseCode.INTERNAL_ERROR)
+        else:
+            connection.close()
+        finally:
+            with self._lock:
+                self._connections.discard(connection)
+
+    def shutdown(self, close_connections: bool = True) -> None:
+        """Stop accepting connections and close open ones with 1001, unless told not to."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._wake_w.send(b"x")
+        self.socket.close()
+        if close_connections:
+            with self._lock:
+                connections = list(self._connections)
+            closers = [
+                threading.Thread(target=conn.close, args=(CloseCode.GOING_AWAY,), daemon=True)
+                for conn in connections
+            ]
+            for closer in closers:
+                closer.start()
+            for closer in closers:
+                closer.join()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    unix: bool = False,
+    path: str | None = None,
+    origins: Sequence[Origin] | None = None,
+    extensions: Sequence[ServerExtensionFactory] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    select_subprotocol: SubprotocolSelector | None = None,
+    compression: Literal["deflate"] | None = "deflate",
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    server_header: str | None = USER_AGENT,
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int | None = 16,
+    logger: LoggerLike | str | None = None,
+    reuse_port: bool = False,
+    backlog: int = 100,
+) -> Server:
+    """Listen for WebSocket connections; call :meth:`Server.serve_forever` to accept them.
+
+    With ``host=None`` the server listens on every interface, IPv4 and IPv6.
+    ``sock`` gives a listening socket; ``unix=True`` with ``path`` listens on
+    a Unix socket.
+    """
+    if compression == "deflate":
+        extensions = enable_server_permessage_deflate(extensions)
+    elif compression is not None:
+        raise ValueError(f"unsupported compression: {compression}")
+    if sock is None:
+        if unix:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path or "")
+            sock.listen(backlog)
+        else:
+            dual = host is None and socket.has_dualstack_ipv6()
+            sock = socket.create_server(
+                (host or "", port or 0),
+                family=socket.AF_INET6 if dual else socket.AF_INET,
+                backlog=backlog,
+                reuse_port=reuse_port,
+                dualstack_ipv6=dual,
+            )
+    engine_options = {
+        "origins": origins,
+        "extensions": extensions,
+        "subprotocols": subprotocols,
+        "select_subprotocol": select_subprotocol,
+        "server_header": server_header,
+        "max_size": max_size,
+        "streaming": True,
+    }
+    connection_options = {
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "close_timeout": close_timeout,
+        "max_queue": max_queue,
+        "logger": logger,
+    }
+    return Server(
+        sock,
+        handler,
+        ssl=ssl,
+        process_request=process_request,
+        process_response=process_response,
+        open_timeout=open_timeout,
+        engine_options=engine_options,
+        connection_options=connection_options,
+        logger=logger,
+    )
