@@ -20,15 +20,31 @@ class ConnectionLogger(logging.LoggerAdapter[Any]):
     """
 
     def __init__(self, logger: LoggerLike, label: str, websocket: object) -> None:
+        # A user's adapter would replace the record's extra with its own, and
+        # drop ``websocket``, so log to the logger beneath the adapters and
+        # apply their process() here instead.
+        self.adapters: list[logging.LoggerAdapter[Any]] = []
+        while isinstance(logger, logging.LoggerAdapter):
+            self.adapters.append(logger)
+            logger = logger.logger
         super().__init__(logger, {"websocket": websocket})
         self.label = label
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        """Add the connection's label to the message and the connection to the record."""
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
-        return f"[{self.label}] {msg}", kwargs
+        """Add the connection's label to the message and the connection to the record.
+
+        The user's adapters, if the ``logger`` option was one, process the
+        message too; their extra goes into the record beside ``websocket``.
+        """
+        extra = {**(self.extra or {}), **kwargs.get("extra", {})}
+        msg = f"[{self.label}] {msg}"
+        for adapter in self.adapters:
+            msg, kwargs = adapter.process(msg, kwargs)
+            extra = {**(kwargs.get("extra") or {}), **extra}
+        kwargs["extra"] = extra
+        return msg, kwargs
 
 
 def connection_logger(
