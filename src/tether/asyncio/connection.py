@@ -9,6 +9,7 @@ already there.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
@@ -168,6 +169,8 @@ class Connection(asyncio.Protocol):
         if self._reading:
             raise ConcurrencyError("another coroutine is already receiving from this connection")
         self._reading = True
+        # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
+        decoder = codecs.getincrementaldecoder("utf-8")() if decode else None
         try:
             while True:
                 piece = self._messages.get_fragment()
@@ -175,7 +178,10 @@ class Connection(asyncio.Protocol):
                     await self._wait_for_input()
                     continue
                 data, last = piece
-                yield convert(data, decode)
+                if decoder is not None and isinstance(data, bytes):
+                    yield decoder.decode(data, final=last)
+                else:
+                    yield convert(data, decode)
                 if last:
                     self._maybe_resume_reading()
                     return
