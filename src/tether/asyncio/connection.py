@@ -12,7 +12,7 @@ import asyncio
 import codecs
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
@@ -245,6 +245,9 @@ class Connection(asyncio.Protocol):
                     self._send_data(message, text)
             else:
                 self._send_data(message, text)
+        elif isinstance(message, Mapping):
+            # A dict is iterable: without this its keys would go out as fragments.
+            raise TypeError("cannot send a dict: expected str or bytes-like")
         elif isinstance(message, AsyncIterable):
             async with self._send_lock:
                 await self._send_fragments_async(message, text)
