@@ -35,6 +35,16 @@ Data = str | bytes | bytearray | memoryview
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
 
+def _kind_of(piece: object) -> type | tuple[type, ...]:
+    """The type every piece of a fragmented message must share, from its first piece."""
+    if isinstance(piece, str):
+        return str
+    if isinstance(piece, (bytes, bytearray, memoryview)):
+        return (bytes, bytearray, memoryview)
+    # Raised before anything is sent: the connection stays usable.
+    raise TypeError(f"cannot send {type(piece).__name__} in a fragmented message")
+
+
 class Connection(asyncio.Protocol):
     """An open WebSocket connection, on the client or the server side.
 
@@ -272,7 +282,9 @@ class Connection(asyncio.Protocol):
             raise protocol.close_exc() from None
         self._flush()
 
-    def _send_piece(self, piece: Data, first: bool, text: bool | None, kind: type) -> None:
+    def _send_piece(
+        self, piece: Data, first: bool, text: bool | None, kind: type | tuple[type, ...]
+    ) -> None:
         if not isinstance(piece, kind):
             raise TypeError("all pieces of a fragmented message must be str, or all bytes-like")
         if first:
@@ -285,11 +297,11 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     async def _send_fragments(self, pieces: Iterable[Data], text: bool | None) -> None:
-        kind: type = object
+        kind: type | tuple[type, ...] = object
         try:
             for index, piece in enumerate(pieces):
                 if index == 0:
-                    kind = str if isinstance(piece, str) else (bytes, bytearray, memoryview)  # type: ignore[assignment]
+                    kind = _kind_of(piece)
                 self._send_piece(piece, index == 0, text, kind)
                 if self._writing_paused:
                     await self._drain()
@@ -304,12 +316,12 @@ class Connection(asyncio.Protocol):
             self._end_fragments()
 
     async def _send_fragments_async(self, pieces: AsyncIterable[Data], text: bool | None) -> None:
-        kind: type = object
+        kind: type | tuple[type, ...] = object
         try:
             first = True
             async for piece in pieces:
                 if first:
-                    kind = str if isinstance(piece, str) else (bytes, bytearray, memoryview)  # type: ignore[assignment]
+                    kind = _kind_of(piece)
                 self._send_piece(piece, first, text, kind)
                 first = False
                 if self._writing_paused:
