@@ -1,0 +1,183 @@
+"""A hand-driven WebSocket peer for tests: it does only what the test tells it.
+
+The opening handshake is written and checked by hand; frames are encoded and
+decoded with a bare protocol engine, whose automatic answers (pongs, the echo
+of a close frame) are never written unless the test calls :meth:`flush`. So
+the peer can stay silent, never answer a ping or a close, or send a message
+fragment by fragment with pauses in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+from tether.protocol.connection import Connection, Role
+from tether.protocol.events import Event
+from tether.protocol.handshake import accept_key
+
+__all__ = ["RawPeer", "raw_client", "raw_server"]
+
+READ_TIMEOUT = 5.0
+"""How long the peer waits for bytes before the test is declared stuck."""
+
+
+class RawPeer:
+    """One end of a WebSocket connection driven by the test, after the handshake."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        role: Role,
+        leftover: bytes = b"",
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.engine = Connection(role, streaming=True, max_size=None)
+        """Encodes what the test sends and decodes what the peer receives."""
+        self._pending: list[Event] = []
+        if leftover:
+            self._feed(leftover)
+
+    def _feed(self, data: bytes) -> None:
+        self.engine.receive_data(data)
+        self._pending.extend(self.engine.events())
+        # Whatever the engine wants to answer stays unsent: the peer is silent.
+        self.engine.data_to_send()
+
+    async def flush(self) -> None:
+        """Write the frames the test put into the engine with its send methods."""
+        self.writer.writelines(self.engine.data_to_send())
+        await self.writer.drain()
+
+    async def write(self, data: bytes) -> None:
+        """Write raw bytes."""
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def next_event(self, timeout: float = READ_TIMEOUT) -> Event:
+        """Return the next event decoded from what the other side sent.
+
+        Raise :class:`TimeoutError` if nothing comes within ``timeout`` and
+        :class:`EOFError` if the other side closes TCP first.
+        """
+        async with asyncio.timeout(timeout):
+            while not self._pending:
+                data = await self.reader.read(65536)
+                if not data:
+                    raise EOFError("the other side closed the connection")
+                self._feed(data)
+        return self._pending.pop(0)
+
+    async def wait_eof(self, timeout: float = READ_TIMEOUT) -> bytes:
+        """Read until the other side closes TCP; return the bytes read meanwhile."""
+        chunks = []
+        async with asyncio.timeout(timeout):
+            while data := await self.reader.read(65536):
+                chunks.append(data)
+        return b"".join(chunks)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
+        transport = self.writer.transport
+        transport.abort()
+
+    async def close(self) -> None:
+        """Close TCP, ignoring an already broken connection."""
+        self.writer.close()
+        with suppress(OSError):
+            await self.writer.wait_closed()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[list[str], bytes]:
+    """Read an HTTP head; return its lines and the bytes that came after it."""
+    buffer = b""
+    async with asyncio.timeout(READ_TIMEOUT):
+        while b"\r\n\r\n" not in buffer:
+            data = await reader.read(4096)
+            if not data:
+                raise EOFError("connection closed during the handshake")
+            buffer += data
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    return head.decode("latin-1").split("\r\n"), rest
+
+
+def _header(lines: list[str], name: str) -> str:
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    raise KeyError(name)
+
+
+async def raw_client(host: str, port: int, path: str = "/") -> RawPeer:
+    """Open a connection to a WebSocket server and do the client's handshake by hand."""
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    lines, rest = await _read_head(reader)
+    assert lines[0].startswith("HTTP/1.1 101 "), lines[0]
+    assert _header(lines, "Sec-WebSocket-Accept") == accept_key(key)
+    return RawPeer(reader, writer, Role.CLIENT, rest)
+
+
+@asynccontextmanager
+async def raw_server(
+    on_request: Callable[[list[str]], None] | None = None,
+) -> AsyncIterator[tuple[str, asyncio.Queue[RawPeer]]]:
+    """Listen on loopback and accept WebSocket handshakes by hand.
+
+    Yield the ``ws://`` URI and a queue that gets a :class:`RawPeer` for each
+    client once its handshake is done. Connections stay open until the block
+    ends, whatever the peers do.
+    """
+    peers: asyncio.Queue[RawPeer] = asyncio.Queue()
+    accepted: list[RawPeer] = []
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines, rest = await _read_head(reader)
+        if on_request is not None:
+            on_request(lines)
+        key = _header(lines, "Sec-WebSocket-Key")
+        writer.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+                "\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        peer = RawPeer(reader, writer, Role.SERVER, rest)
+        accepted.append(peer)
+        await peers.put(peer)
+        # Returning would leave the stream to the garbage collector: hold it.
+        await done.wait()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    try:
+        yield f"ws://{host}:{port}/", peers
+    finally:
+        done.set()
+        for peer in accepted:
+            peer.abort()
+        server.close()
+        await server.wait_closed()
