@@ -37,7 +37,7 @@ from tether.protocol.frames import (
     RSV_BITS,
     Frame,
     Opcode,
-    parse_header,
+    read_header,
     serialize_frame,
 )
 from tether.protocol.masking import apply_mask
@@ -419,9 +419,7 @@ class Connection:
                     self._partial = None
                     self._receive_piece(bytes(chunk), last=fin)
                 continue
-            header = parse_header(
-                buf, pos, expect_mask=self._expect_mask, allowed_rsv=self._allowed_rsv
-            )
+            header = read_header(buf, pos, self._expect_mask, self._allowed_rsv)
             if header is None:
                 break
             fin, rsv, opcode, length, key, size = header

@@ -9,12 +9,15 @@ tests and test peers; the engine's hot path works on header tuples instead.
 from __future__ import annotations
 
 import enum
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from tether.exceptions import ProtocolError
 from tether.protocol.masking import apply_mask
+from tether.protocol.speedups import speedups
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -24,6 +27,8 @@ __all__ = [
     "Opcode",
     "parse_frame",
     "parse_header",
+    "read_header",
+    "read_header_python",
     "serialize_frame",
 ]
 
@@ -92,12 +97,11 @@ class FrameHeader(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-def parse_header(
+def read_header_python(
     buf: bytes | bytearray | memoryview,
-    pos: int = 0,
-    *,
+    pos: int,
     expect_mask: bool,
-    allowed_rsv: int = 0,
+    allowed_rsv: int,
 ) -> FrameHeader | None:
     """Read the frame header at ``buf[pos:]``, or return ``None`` if it is incomplete.
 
@@ -156,6 +160,30 @@ def parse_header(
     return _new_tuple(FrameHeader, (fin, rsv, opcode, length, key, size))
 
 
+Reader = Callable[[bytes | bytearray | memoryview, int, bool, int], FrameHeader | None]
+
+read_header: Reader = (
+    read_header_python
+    if speedups is None
+    else functools.partial(speedups.parse_header, FrameHeader)
+)
+""":func:`parse_header` with positional arguments, in C when the accelerator is built."""
+
+
+def parse_header(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    expect_mask: bool,
+    allowed_rsv: int = 0,
+) -> FrameHeader | None:
+    """Read the frame header at ``buf[pos:]``, or return ``None`` if it is incomplete.
+
+    See :func:`read_header_python` for the rules checked.
+    """
+    return read_header(buf, pos, expect_mask, allowed_rsv)
+
+
 def parse_frame(
     buf: bytes | bytearray | memoryview,
     pos: int = 0,
@@ -168,7 +196,7 @@ def parse_frame(
     Return ``None`` while the frame is incomplete. The rules checked are those
     of :func:`parse_header`.
     """
-    header = parse_header(buf, pos, expect_mask=expect_mask, allowed_rsv=allowed_rsv)
+    header = read_header(buf, pos, expect_mask, allowed_rsv)
     if header is None:
         return None
     start = pos + header.size

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["apply_mask"]
+from collections.abc import Callable
+
+from tether.protocol.speedups import speedups
+
+__all__ = ["apply_mask", "apply_mask_python"]
 
 # Large payloads are XORed in blocks of this size: wide integers of a few
 # kilobytes stay in cache, where one integer of a megabyte does not.
@@ -17,7 +21,7 @@ def _xor(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return value.to_bytes(size, "little")
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated; masking and unmasking are the same.
 
     The payload is XORed as wide integers, which keeps the work in C rather
@@ -36,3 +40,9 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     # The block size is a multiple of 4, so the tail starts on a key boundary.
     out[end:] = _xor(view[end:], mask)
     return bytes(out)
+
+
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = (
+    apply_mask_python if speedups is None else speedups.apply_mask
+)
+"""XOR ``data`` with the 4-byte ``mask`` repeated: the C version when it is built."""
