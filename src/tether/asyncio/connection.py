@@ -405,6 +405,11 @@ class Connection(asyncio.Protocol):
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
+            # The peer's close frame may wait behind messages nobody reads:
+            # read on, or the handshake could only end by close_timeout.
+            if self._reading_paused and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
         await asyncio.shield(self._lost)
 
     async def wait_closed(self) -> None:
@@ -521,7 +526,12 @@ class Connection(asyncio.Protocol):
         if isinstance(event, (Message, Fragment)):
             messages = self._messages
             messages.put(event)
-            if messages.full and not self._reading_paused and self.transport is not None:
+            if (
+                messages.full
+                and not self._reading_paused
+                and self.transport is not None
+                and self.protocol.state is State.OPEN
+            ):
                 self._reading_paused = True
                 self.transport.pause_reading()
             self._wake_reader()
