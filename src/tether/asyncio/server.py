@@ -1,4 +1,4 @@
-"""The asyncio server: :func:`serve`."""
+"""The asyncio server: :func:`serve` and :func:`unix_serve`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
+from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import enable_server_permessage_deflate
 from tether.log import LoggerLike, connection_logger
@@ -19,7 +20,7 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
 from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector
 
-__all__ = ["Server", "ServerConnection", "serve"]
+__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 """A connection handler: a coroutine function taking the connection."""
@@ -44,12 +45,18 @@ class ServerConnection(Connection):
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.server = server
+        """The :class:`Server` that accepted this connection."""
+        self.username: str | None = None
+        """The user that :func:`~tether.asyncio.auth.basic_auth` let in, if any."""
         self._handshake_task: asyncio.Task[None] | None = None
-        self._handler_task: asyncio.Task[None] | None = None
         self._open_timer: asyncio.TimerHandle | None = None
 
     def respond(self, status: int, text: str) -> Response:
-        """Build an HTTP response with a plain-text body, for ``process_request`` to return."""
+        """Build an HTTP response with a plain-text body, for ``process_request`` to return.
+
+        Add headers to the response's ``headers`` before returning it, if
+        needed.
+        """
         return self.protocol.reject(status, text)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,35 +84,56 @@ class ServerConnection(Connection):
             response = None
             if server.process_request is not None:
                 response = await _maybe_await(server.process_request(self, request))
+                _check_response(response, "process_request")
             if response is None:
-                response = self.protocol.accept(request)
+                if server.is_serving():
+                    response = self.protocol.accept(request)
+                else:
+                    response = self.respond(503, "Server is shutting down.")
             if server.process_response is not None:
                 replaced = await _maybe_await(server.process_response(self, request, response))
+                _check_response(replaced, "process_response")
                 if replaced is not None:
                     response = replaced
         except Exception:
-            self.logger.exception("error in the opening handshake")
-            response = self.protocol.reject(500, "Failed to open a WebSocket connection.")
+            self.logger.error("opening handshake failed", exc_info=True)
+            response = self.respond(500, "Failed to open a WebSocket connection.")
         if self.protocol.state is not State.CONNECTING:
             return  # The client went away meanwhile.
-        self.protocol.send_response(response)
-        self._flush()
+        if response.status_code == 101 and not server.is_serving():
+            response = self.respond(503, "Server is shutting down.")
         if self._open_timer is not None:
             self._open_timer.cancel()
+        try:
+            self.protocol.send_response(response)
+        except ValueError:
+            # A hook built a response that cannot go on the wire.
+            self.logger.error("cannot send the handshake response", exc_info=True)
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        self._flush()
         if response.status_code != 101:
             self.logger.info("refused connection: HTTP %d", response.status_code)
             return
         self.logger.info("connection open: %s", request.path)
         self._start_keepalive()
-        self._handler_task = self._loop.create_task(self._run_handler())
+        server._start_handler(self)
 
     async def _run_handler(self) -> None:
         try:
             await self.server.handler(self)
-        except Exception:
-            self.logger.exception("connection handler failed")
+        except ConnectionClosed as exc:
             if self.protocol.state is State.OPEN:
+                # Another connection closed: this one is still fine, the handler is not.
+                self.logger.error("connection handler failed", exc_info=True)
                 await self.close(CloseCode.INTERNAL_ERROR)
+            else:
+                # The client left while the handler was talking to it: that is no bug.
+                self.logger.debug("connection handler ended by the closure: %s", exc)
+        except Exception:
+            self.logger.error("connection handler failed", exc_info=True)
+            await self.close(CloseCode.INTERNAL_ERROR)
         else:
             await self.close()
 
@@ -114,7 +142,16 @@ class ServerConnection(Connection):
         super().connection_lost(exc)
         if self._open_timer is not None:
             self._open_timer.cancel()
+        task = self._handshake_task
+        if task is not None and not task.done():
+            # A hook still waiting has nobody to answer anymore.
+            task.cancel()
         self.server._unregister(self)
+
+
+def _check_response(response: object, hook: str) -> None:
+    if response is not None and not isinstance(response, Response):
+        raise TypeError(f"{hook} must return a Response or None, not {type(response).__name__}")
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -131,18 +168,21 @@ class Server:
         process_request: ProcessRequest | None,
         process_response: ProcessResponse | None,
         open_timeout: float | None,
-        close_timeout: float | None,
         logger: LoggerLike | str | None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
         self.process_response = process_response
         self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
         self.logger = connection_logger(logger, "tether.server", "server", self)
         self.server: asyncio.Server | None = None
+        """The :class:`asyncio.Server` listening underneath."""
+        self._loop = asyncio.get_running_loop()
+        # Every connection from connection_made to connection_lost.
         self._connections: set[ServerConnection] = set()
-        self._closed = asyncio.get_running_loop().create_future()
+        self._handlers: dict[ServerConnection, asyncio.Task[None]] = {}
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = self._loop.create_future()
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -154,58 +194,85 @@ class Server:
         """The listening sockets."""
         return () if self.server is None else self.server.sockets
 
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server runs on."""
+        return self._loop
+
+    def is_serving(self) -> bool:
+        """Whether the server accepts new connections."""
+        return self.server is not None and self._closing is None and self.server.is_serving()
+
+    async def start_serving(self) -> None:
+        """Start accepting connections, if :func:`serve` was given ``start_serving=False``."""
+        assert self.server is not None
+        await self.server.start_serving()
+
     def _register(self, connection: ServerConnection) -> None:
         self._connections.add(connection)
 
     def _unregister(self, connection: ServerConnection) -> None:
         self._connections.discard(connection)
 
+    def _start_handler(self, connection: ServerConnection) -> None:
+        task = self._loop.create_task(connection._run_handler())
+        self._handlers[connection] = task
+        task.add_done_callback(lambda _: self._handlers.pop(connection, None))
+
     def close(self, close_connections: bool = True) -> None:
         """Stop listening, and close open connections with 1001 unless told not to.
 
-        Connections still in their handshake are dropped. Use
-        :meth:`wait_closed` to wait until everything is closed.
+        Each connection gets ``close_timeout`` to finish the closing
+        handshake before TCP is dropped. Connections whose handshake has not
+        begun are dropped; those in the middle of it are refused with 503.
+        With ``close_connections=False`` open connections stay open until
+        their handlers return. Use :meth:`wait_closed` to wait until
+        everything is over. Closing again does nothing.
         """
-        if self._closed.done():
+        if self._closing is not None:
             return
         self.logger.info("server closing")
-        if self.server is not None:
-            self.server.close()
-        task = asyncio.get_running_loop().create_task(self._close_connections(close_connections))
-        task.add_done_callback(self._mark_closed)
+        self._closing = self._loop.create_task(self._close(close_connections))
 
-    def _mark_closed(self, task: asyncio.Task[None]) -> None:
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    async def _close_connections(self, close_connections: bool) -> None:
-        if not close_connections:
-            return
-        closing = []
-        for connection in list(self._connections):
-            if connection.protocol.state is State.CONNECTING:
-                if connection.transport is not None:
-                    connection.transport.abort()
-            else:
-                closing.append(connection.close(CloseCode.GOING_AWAY))
-        if closing:
-            await asyncio.gather(*closing, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
+    async def _close(self, close_connections: bool) -> None:
+        try:
+            if self.server is not None:
+                self.server.close()
+            # Let connections accepted just before close() reach connection_made.
+            await asyncio.sleep(0)
+            closing = []
+            for connection in list(self._connections):
+                if connection.protocol.state is State.CONNECTING:
+                    if connection._handshake_task is None and connection.transport is not None:
+                        connection.transport.abort()
+                elif close_connections:
+                    closing.append(connection.close(CloseCode.GOING_AWAY))
+            if closing:
+                await asyncio.gather(*closing, return_exceptions=True)
+            # Handlers end on their own once their connection is closed.
+            if self._handlers:
+                await asyncio.wait(list(self._handlers.values()))
+            lost = [connection.wait_closed() for connection in list(self._connections)]
+            if lost:
+                await asyncio.gather(*lost)
+            self.logger.info("server closed")
+        finally:
+            if not self._closed.done():
+                self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
-        """Wait until the server is closed and, unless kept open, its connections too."""
+        """Wait until the server is closed: no more listening, connections and handlers.
+
+        It waits for :meth:`close` to be called first.
+        """
         await asyncio.shield(self._closed)
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled or closed."""
-        assert self.server is not None
+        """Serve until :meth:`close` is called, or until cancelled; then close the server."""
         try:
-            await self.server.serve_forever()
+            await self.wait_closed()
         except asyncio.CancelledError:
-            if not self._closed.done():
-                self.close()
-                await self.wait_closed()
+            self.close()
+            await self.wait_closed()
             raise
 
     async def __aenter__(self) -> Server:
@@ -224,11 +291,37 @@ class Server:
 class serve:
     """Start a WebSocket server; each connection is passed to ``handler``.
 
-    Await it for a :class:`Server`, or use it with ``async with``. With
-    ``host=None`` the server listens on every interface, IPv4 and IPv6.
-    ``unix=True`` with ``path=`` listens on a Unix socket. Every keyword that
-    is not an option of tether goes to :meth:`asyncio.loop.create_server`:
-    ``sock``, ``ssl``, ``reuse_port``, ``backlog`` and the others.
+    Await it for a :class:`Server`, or use it with ``async with`` to close the
+    server on exit. With ``host=None`` the server listens on every interface,
+    IPv4 and IPv6; a sequence of hosts listens on each. ``unix=True`` with
+    ``path=`` listens on a Unix socket (see :func:`unix_serve`).
+
+    ``handler`` gets each connection once its handshake succeeded. When it
+    returns the connection closes with 1000; when it raises, the exception is
+    logged at ERROR on the ``tether.server`` logger and the connection closes
+    with 1011. A :class:`~tether.exceptions.ConnectionClosed` that the
+    handler lets out after its own connection closed is no error: it is
+    logged at DEBUG only.
+
+    The hooks of the opening handshake may be plain or coroutine functions:
+
+    - ``process_request(connection, request)`` may return a
+      :class:`~tether.protocol.http11.Response` (see
+      :meth:`ServerConnection.respond`) to answer the request itself,
+      refusing the WebSocket: an error, a health check, a redirect;
+    - ``process_response(connection, request, response)`` may alter the
+      response in place or return another one.
+
+    A hook that raises gets the client a 500, and the exception is logged.
+    ``origins`` lists the ``Origin`` values allowed: strings, compiled
+    patterns that must match the whole value, ``None`` for requests without
+    one; others are refused with 403. ``server_header=None`` sends no
+    ``Server`` header. ``open_timeout`` bounds the opening handshake, from
+    TCP accept to the response.
+
+    Every keyword that is not an option of tether goes to
+    :meth:`asyncio.loop.create_server`: ``sock``, ``ssl``, ``reuse_port``,
+    ``backlog``, ``start_serving`` and the others.
     """
 
     def __init__(
@@ -287,7 +380,6 @@ class serve:
             "process_request": process_request,
             "process_response": process_response,
             "open_timeout": open_timeout,
-            "close_timeout": close_timeout,
             "logger": logger,
         }
         self.create_server_kwargs = kwargs
@@ -295,11 +387,11 @@ class serve:
 
     async def _create(self) -> Server:
         server = Server(self.handler, **self.server_options)
+        engine_options = self.engine_options
+        connection_options = self.connection_options
 
         def factory() -> ServerConnection:
-            return ServerConnection(
-                ServerProtocol(**self.engine_options), server, **self.connection_options
-            )
+            return ServerConnection(ServerProtocol(**engine_options), server, **connection_options)
 
         loop = asyncio.get_running_loop()
         if self.unix:
@@ -329,3 +421,8 @@ class serve:
         assert self.server is not None
         self.server.close()
         await self.server.wait_closed()
+
+
+def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serve:
+    """Start a WebSocket server on the Unix socket at ``path``; see :func:`serve`."""
+    return serve(handler, unix=True, path=path, **kwargs)

@@ -1,0 +1,455 @@
+"""The asyncio server: lifecycle, listening options and handler semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+import tether
+from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
+from tether.exceptions import ConnectionClosed, InvalidStatus
+from tether.protocol.frames import Opcode, parse_frame
+from tether.protocol.handshake import generate_key
+
+from .conftest import ServerFactory, echo, uri_of
+
+TIMEOUT = 5  # Bounds every wait, so that a bug fails a test instead of hanging it.
+
+
+def ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def port_of(server: Server, family: socket.AddressFamily = socket.AF_INET) -> int:
+    for sock in server.sockets:
+        if sock.family == family:
+            port: int = sock.getsockname()[1]
+            return port
+    raise AssertionError(f"no {family.name} socket")
+
+
+async def wait_until_empty(server: Server) -> None:
+    """Wait until the server has no open connection (the client's close reaches it)."""
+    async with asyncio.timeout(TIMEOUT):
+        while server.connections:
+            await asyncio.sleep(0.01)
+
+
+async def raw_handshake(
+    port: int, path: str = "/"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Open a WebSocket by hand; return the streams and the response head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {generate_key()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    async with asyncio.timeout(TIMEOUT):
+        head = await reader.readuntil(b"\r\n\r\n")
+    return reader, writer, head
+
+
+# Lifecycle
+
+
+async def test_async_with_and_serve_forever_cancelled() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        task = asyncio.create_task(server.serve_forever())
+        async with tether.connect(uri_of(server)) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with asyncio.timeout(TIMEOUT):
+                await ws.wait_closed()
+        assert ws.close_code == 1001
+        assert not server.is_serving()
+
+
+async def test_serve_forever_returns_when_closed() -> None:
+    server = await serve(echo, "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve_forever())
+    await asyncio.sleep(0)
+    assert not task.done()
+    server.close()
+    async with asyncio.timeout(TIMEOUT):
+        await task
+    assert task.result() is None
+
+
+async def test_await_serve() -> None:
+    server = await serve(echo, "127.0.0.1", 0)
+    try:
+        assert server.is_serving()
+        assert server.get_loop() is asyncio.get_running_loop()
+        assert len(list(server.sockets)) == 1
+        async with tether.connect(uri_of(server)) as ws:
+            await ws.send(b"bytes")
+            assert await ws.recv() == b"bytes"
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not server.is_serving()
+    # Closing twice is harmless.
+    server.close()
+    await server.wait_closed()
+
+
+async def test_server_as_context_manager() -> None:
+    server = await serve(echo, "127.0.0.1", 0)
+    async with server as same:
+        assert same is server
+        assert server.is_serving()
+    assert not server.is_serving()
+
+
+async def test_start_serving_later() -> None:
+    server = await serve(echo, "127.0.0.1", 0, start_serving=False)
+    try:
+        assert not server.is_serving()
+        await server.start_serving()
+        assert server.is_serving()
+        async with tether.connect(uri_of(server)) as ws:
+            await ws.send("late")
+            assert await ws.recv() == "late"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_connections_lists_open_connections(start_server: ServerFactory) -> None:
+    seen: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        seen.append(ws)
+        await echo(ws)
+
+    server = await start_server(handler)
+    assert server.connections == set()
+    async with tether.connect(uri_of(server)) as one, tether.connect(uri_of(server)) as two:
+        await one.send("a")
+        await two.send("b")
+        assert await one.recv() == "a"
+        assert await two.recv() == "b"
+        assert server.connections == set(seen)
+        assert len(seen) == 2
+        assert all(conn.server is server for conn in seen)
+    await wait_until_empty(server)
+
+
+async def test_refused_connection_is_never_listed(start_server: ServerFactory) -> None:
+    server = await start_server(origins=["https://ok"])
+    with pytest.raises(InvalidStatus):
+        await tether.connect(uri_of(server), origin="https://bad")
+    assert server.connections == set()
+
+
+async def test_close_closes_connections_with_1001(start_server: ServerFactory) -> None:
+    server = await start_server()
+    uri = uri_of(server)
+    clients = [await tether.connect(uri) for _ in range(3)]
+    for ws in clients:
+        await ws.send("x")
+        assert await ws.recv() == "x"
+    server.close()
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+        for ws in clients:
+            await ws.wait_closed()
+    assert [ws.close_code for ws in clients] == [1001, 1001, 1001]
+    assert server.connections == set()
+    with pytest.raises(ConnectionRefusedError):
+        await tether.connect(uri, open_timeout=TIMEOUT)
+
+
+async def test_close_waits_at_most_close_timeout(start_server: ServerFactory) -> None:
+    # A client that never answers the close frame is dropped after close_timeout.
+    server = await start_server(close_timeout=0.05)
+    reader, writer, head = await raw_handshake(port_of(server))
+    assert head.startswith(b"HTTP/1.1 101 ")
+    server.close()
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+        data = await reader.read()  # Up to EOF: the server dropped TCP.
+    parsed = parse_frame(data, 0, expect_mask=False)
+    assert parsed is not None
+    frame, _ = parsed
+    assert frame.opcode is Opcode.CLOSE
+    assert frame.data[:2] == (1001).to_bytes(2, "big")
+    writer.close()
+
+
+async def test_close_keeps_connections_open_when_asked(start_server: ServerFactory) -> None:
+    server = await start_server()
+    uri = uri_of(server)
+    ws = await tether.connect(uri)
+    server.close(close_connections=False)
+    await asyncio.sleep(0)
+    with pytest.raises(ConnectionRefusedError):
+        await tether.connect(uri, open_timeout=TIMEOUT)
+    await ws.send("still here")
+    assert await ws.recv() == "still here"
+    waiter = asyncio.create_task(server.wait_closed())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # The connection's handler is still running.
+    await ws.close()
+    async with asyncio.timeout(TIMEOUT):
+        await waiter
+    assert ws.close_code == 1000
+
+
+async def test_close_drops_connection_before_its_request(start_server: ServerFactory) -> None:
+    server = await start_server()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+    async with asyncio.timeout(TIMEOUT):
+        while not server._connections:  # Accepted, but no request sent yet.
+            await asyncio.sleep(0.01)
+    server.close()
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+        assert await reader.read() == b""
+    writer.close()
+
+
+async def test_close_refuses_handshake_in_progress_with_503(start_server: ServerFactory) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(connection: ServerConnection, request: object) -> None:
+        entered.set()
+        await release.wait()
+
+    server = await start_server(process_request=slow)
+
+    async def connect() -> None:
+        await tether.connect(uri_of(server))
+
+    client = asyncio.create_task(connect())
+    async with asyncio.timeout(TIMEOUT):
+        await entered.wait()
+    server.close()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(InvalidStatus) as caught:
+        async with asyncio.timeout(TIMEOUT):
+            await client
+    assert caught.value.response.status_code == 503
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+
+
+async def test_wait_closed_waits_for_handlers(start_server: ServerFactory) -> None:
+    finished: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            await ws.recv()
+        except ConnectionClosed:
+            await asyncio.sleep(0.01)  # Clean up after the connection closed.
+            finished.append("cleaned")
+
+    server = await start_server(handler)
+    ws = await tether.connect(uri_of(server))
+    server.close()
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+    assert finished == ["cleaned"]
+    assert ws.close_code == 1001
+
+
+# Listening
+
+
+async def test_host_none_listens_on_ipv4_and_ipv6() -> None:
+    async with serve(echo, None, 0) as server:
+        families = {sock.family for sock in server.sockets}
+        assert socket.AF_INET in families
+        targets = [("127.0.0.1", port_of(server, socket.AF_INET))]
+        if ipv6_loopback():
+            assert socket.AF_INET6 in families
+            targets.append(("[::1]", port_of(server, socket.AF_INET6)))
+        for host, port in targets:
+            async with tether.connect(f"ws://{host}:{port}/") as ws:
+                await ws.send(host)
+                assert await ws.recv() == host
+
+
+async def test_list_of_hosts() -> None:
+    hosts = ["127.0.0.1", "::1"] if ipv6_loopback() else ["127.0.0.1"]
+    async with serve(echo, hosts, 0) as server:
+        assert len(list(server.sockets)) == len(hosts)
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            async with tether.connect(f"ws://{shown}:{port}/") as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+
+
+async def test_given_socket() -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    async with serve(echo, sock=sock) as server:
+        assert [s.getsockname() for s in server.sockets] == [sock.getsockname()]
+        async with tether.connect(uri_of(server)) as ws:
+            await ws.send("sock")
+            assert await ws.recv() == "sock"
+
+
+@pytest.fixture
+def unix_path() -> Iterator[str]:
+    # A short directory: Unix socket paths are limited to about 100 bytes.
+    directory = tempfile.mkdtemp(prefix="tether-")
+    path = os.path.join(directory, "ws.sock")
+    yield path
+    if os.path.exists(path):
+        os.unlink(path)
+    os.rmdir(directory)
+
+
+async def test_unix_socket(unix_path: str) -> None:
+    async with serve(echo, unix=True, path=unix_path) as server:
+        assert next(iter(server.sockets)).family == socket.AF_UNIX
+        async with tether.connect("ws://localhost/", unix=True, path=unix_path) as ws:
+            await ws.send("unix")
+            assert await ws.recv() == "unix"
+
+
+async def test_unix_serve(unix_path: str) -> None:
+    async with (
+        unix_serve(echo, unix_path),
+        tether.connect("ws://localhost/", unix=True, path=unix_path) as ws,
+    ):
+        await ws.send("unix_serve")
+        assert await ws.recv() == "unix_serve"
+
+
+async def test_reuse_port() -> None:
+    async with serve(echo, "127.0.0.1", 0, reuse_port=True) as first:
+        port = port_of(first)
+        async with serve(echo, "127.0.0.1", port, reuse_port=True) as second:
+            assert port_of(second) == port
+            for _ in range(4):
+                async with tether.connect(f"ws://127.0.0.1:{port}/") as ws:
+                    await ws.send("shared")
+                    assert await ws.recv() == "shared"
+
+
+async def test_tls() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+        uri = uri_of(server).replace("ws://", "wss://")
+        async with tether.connect(uri, ssl=client_context) as ws:
+            await ws.send("secret")
+            assert await ws.recv() == "secret"
+            assert ws.transport is not None
+            assert ws.transport.get_extra_info("ssl_object") is not None
+
+
+# Handler semantics
+
+
+async def test_handler_return_closes_with_1000(start_server: ServerFactory) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("bye")
+
+    server = await start_server(handler)
+    async with tether.connect(uri_of(server)) as ws:
+        assert await ws.recv() == "bye"
+        async with asyncio.timeout(TIMEOUT):
+            await ws.wait_closed()
+    assert ws.close_code == 1000
+
+
+async def test_handler_error_closes_with_1011_and_is_logged(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        message = await ws.recv()
+        if message == "boom":
+            raise RuntimeError("handler exploded")
+        await echo(ws)
+
+    server = await start_server(handler)
+    caplog.set_level(logging.ERROR, logger="tether.server")
+    async with tether.connect(uri_of(server)) as good, tether.connect(uri_of(server)) as bad:
+        await bad.send("boom")
+        await good.send("fine")
+        async with asyncio.timeout(TIMEOUT):
+            await bad.wait_closed()
+        assert bad.close_code == 1011
+        await good.send("still")
+        assert await good.recv() == "still"
+    assert good.close_code == 1000
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].name == "tether.server"
+    assert "connection handler failed" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    assert isinstance(errors[0].exc_info[1], RuntimeError)
+
+
+async def test_connection_closed_in_handler_is_no_error(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    done = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            await ws.recv()
+            await ws.recv()  # The client closed: this raises ConnectionClosedOK.
+        finally:
+            done.set()
+
+    server = await start_server(handler)
+    caplog.set_level(logging.DEBUG, logger="tether.server")
+    async with tether.connect(uri_of(server)) as ws:
+        await ws.send("one")
+    async with asyncio.timeout(TIMEOUT):
+        await done.wait()
+        await wait_until_empty(server)
+        while server._handlers:
+            await asyncio.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("ended by the closure" in r.getMessage() for r in caplog.records)
+
+
+async def test_other_connection_closed_in_handler_is_an_error(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = await start_server(lambda ws: ws.close())
+    peer = await tether.connect(uri_of(other))
+    async with asyncio.timeout(TIMEOUT):
+        await peer.wait_closed()
+
+    async def relay(ws: ServerConnection) -> None:
+        await peer.send("to a closed peer")  # Raises ConnectionClosed about *peer*.
+
+    server = await start_server(relay)
+    caplog.set_level(logging.ERROR, logger="tether.server")
+    async with tether.connect(uri_of(server)) as ws:
+        async with asyncio.timeout(TIMEOUT):
+            await ws.wait_closed()
+    assert ws.close_code == 1011
+    assert any("connection handler failed" in r.getMessage() for r in caplog.records)
