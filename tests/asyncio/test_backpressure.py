@@ -1,0 +1,232 @@
+"""Flow control of the asyncio connection, both ways and for both roles.
+
+Sending: ``send()`` waits while the transport's write buffer is over
+``write_limit``. Receiving: once ``max_queue`` messages wait to be read, the
+connection stops reading from the socket, and the kernel's buffers then push
+back on the peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tether.asyncio.connection import Connection
+from tether.protocol.connection import State
+from tether.protocol.events import Message, Pong
+
+from .conftest import ServerFactory
+from .pairs import SIDES, Pair, Side, open_pair, open_raw_pair, until
+
+CHUNK = 32 * 1024
+"""Message size for the flooding tests; no compression, so it is the frame size too."""
+
+MAX_READ = 256 * 1024
+"""The most either event loop reads from a socket at once."""
+
+MAX_MESSAGES = 2000
+"""Upper bound on messages a test sends before the buffers must push back."""
+
+
+@pytest.fixture(params=SIDES)
+def side(request: pytest.FixtureRequest) -> Side:
+    """Which end of the connection is under test."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def numbered(index: int, size: int = CHUNK) -> bytes:
+    return index.to_bytes(4, "big") + bytes(size - 4)
+
+
+async def blocks(task: asyncio.Task[None]) -> bool:
+    """Whether ``task`` is still waiting after the loop had a moment to run it."""
+    done, _ = await asyncio.wait({task}, timeout=0.05)
+    return not done
+
+
+async def send_until_blocked(ws: Connection) -> tuple[int, asyncio.Task[None]]:
+    """Send numbered messages until one send() waits; return the count and that send."""
+    for index in range(MAX_MESSAGES):
+        sending = asyncio.create_task(ws.send(numbered(index)))
+        if await blocks(sending):
+            return index + 1, sending
+    raise AssertionError(f"{MAX_MESSAGES} sends of {CHUNK} bytes never waited")
+
+
+@pytest.fixture
+async def stalled(start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
+    """A pair whose ``theirs`` reads nothing beyond one waiting message."""
+    async with open_pair(
+        start_server,
+        side,
+        both={"compression": None},
+        ours={"write_limit": 16 * 1024},
+        theirs={"max_queue": 1},
+    ) as pair:
+        yield pair
+
+
+async def test_send_waits_while_the_peer_does_not_read(stalled: Pair) -> None:
+    ours, theirs = stalled.ours, stalled.theirs
+    count, sending = await send_until_blocked(ours)
+    assert ours.transport is not None
+    buffered = ours.transport.get_write_buffer_size()
+    # Bounded by the limit plus the one message written before send() waited,
+    # not by the number of messages sent.
+    assert buffered <= ours.write_limit + CHUNK + 16
+    # It stays blocked, and the buffer does not grow, while nobody reads.
+    assert await blocks(sending)
+    assert ours.transport.get_write_buffer_size() == buffered
+    for index in range(count):
+        assert await theirs.recv() == numbered(index)
+    await sending
+    assert ours.state is State.OPEN
+
+
+async def test_waiting_send_ends_when_the_connection_drops(stalled: Pair) -> None:
+    _, sending = await send_until_blocked(stalled.ours)
+    assert stalled.theirs.transport is not None
+    stalled.theirs.transport.abort()
+    async with asyncio.timeout(5):
+        await stalled.ours.wait_closed()
+        # Whatever send() raises, it must not wait forever.
+        await asyncio.gather(sending, return_exceptions=True)
+
+
+async def test_fragmented_send_waits_between_fragments(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_pair(
+        start_server,
+        side,
+        both={"compression": None},
+        ours={"write_limit": 16 * 1024},
+        theirs={"max_queue": 1, "max_size": None},
+    ) as pair:
+        await check_fragmented_send_waits(pair.ours, pair.theirs)
+
+
+async def check_fragmented_send_waits(ours: Connection, theirs: Connection) -> None:
+    # Pieces of a message in progress do not count toward max_queue: one
+    # whole message waiting makes the peer stop reading.
+    await ours.send("plug")
+    await until(lambda: not theirs.transport.is_reading())  # type: ignore[union-attr]
+    produced = 0
+
+    def fragments() -> Iterator[bytes]:
+        nonlocal produced
+        for index in range(MAX_MESSAGES):
+            produced += 1
+            yield numbered(index)
+
+    sending = asyncio.create_task(ours.send(fragments()))
+    assert await blocks(sending)
+    # The iterable is not consumed ahead of what the network takes.
+    assert produced < MAX_MESSAGES
+    assert ours.transport is not None
+    assert ours.transport.get_write_buffer_size() <= ours.write_limit + CHUNK + 16
+    assert await theirs.recv() == "plug"
+    received = bytearray()
+    async for piece in theirs.recv_streaming():
+        assert isinstance(piece, bytes)
+        received += piece
+    # Pieces follow the bytes as they arrive, not the frames: compare the whole.
+    assert received == b"".join(numbered(index) for index in range(MAX_MESSAGES))
+    await sending
+
+
+@pytest.mark.parametrize("max_queue", [1, 3])
+async def test_reading_pauses_at_max_queue_and_resumes(
+    start_server: ServerFactory, side: Side, max_queue: int
+) -> None:
+    async with open_pair(start_server, side, ours={"max_queue": max_queue}) as pair:
+        ours, theirs = pair.ours, pair.theirs
+        assert ours.transport is not None
+        assert ours.transport.is_reading()
+        sent = [str(index) for index in range(20)]
+        for message in sent[:max_queue]:
+            await theirs.send(message)
+        await until(lambda: len(ours._messages) == max_queue)
+        assert not ours.transport.is_reading()
+        # More messages stay in the socket, not in the queue.
+        for message in sent[max_queue:]:
+            await theirs.send(message)
+        await theirs.ping()
+        assert len(ours._messages) == max_queue
+        assert not ours.transport.is_reading()
+        # Reading one makes room for one: reading resumes.
+        assert await ours.recv() == "0"
+        assert ours.transport.is_reading()
+        assert [await ours.recv() for _ in sent[1:]] == sent[1:]
+        await until(ours.transport.is_reading)
+
+
+async def test_recv_streaming_resumes_reading(start_server: ServerFactory, side: Side) -> None:
+    async with open_pair(start_server, side, ours={"max_queue": 1}) as pair:
+        ours, theirs = pair.ours, pair.theirs
+        assert ours.transport is not None
+        await theirs.send(["a", "b"])
+        await theirs.send("c")
+        await until(lambda: not ours.transport.is_reading())  # type: ignore[union-attr]
+        assert [piece async for piece in ours.recv_streaming()] == ["a", "b", ""]
+        assert await ours.recv() == "c"
+        await until(ours.transport.is_reading)
+
+
+async def test_flood_to_a_handler_that_never_reads(start_server: ServerFactory) -> None:
+    max_queue = 4
+    async with open_pair(
+        start_server, "client", both={"compression": None}, theirs={"max_queue": max_queue}
+    ) as pair:
+        client, server_side = pair.client, pair.server_side
+        count, sending = await send_until_blocked(client)
+        assert count > max_queue
+        waiting = len(server_side._messages)
+        # At most max_queue, plus what one read from the socket held.
+        assert max_queue <= waiting <= max_queue + MAX_READ // CHUNK + 1
+        assert server_side.transport is not None
+        assert not server_side.transport.is_reading()
+        for index in range(count):
+            assert await server_side.recv() == numbered(index)
+        await sending
+
+
+async def test_pings_are_answered_while_the_send_buffer_is_full(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None, write_limit=16 * 1024) as (
+        ours,
+        peer,
+    ):
+        # The peer reads nothing while ours fills the send buffer.
+        count, sending = await send_until_blocked(ours)
+        assert ours.transport is not None
+        before = ours.transport.get_write_buffer_size()
+        peer.engine.send_ping(b"still there?")
+        await peer.flush()
+        # The pong goes into the full buffer all the same.
+        await until(lambda: ours.transport.get_write_buffer_size() > before)  # type: ignore[union-attr]
+        for index in range(count):
+            event = await peer.next_event()
+            assert event == Message(numbered(index))
+        assert await peer.next_event() == Pong(b"still there?")
+        await sending
+
+
+async def test_close_while_reading_is_paused(start_server: ServerFactory, side: Side) -> None:
+    # With reading paused, the peer's answer to our close frame would sit
+    # unread in the socket until close_timeout dropped the connection.
+    async with open_pair(start_server, side, ours={"max_queue": 1, "close_timeout": 2}) as pair:
+        ours, theirs = pair.ours, pair.theirs
+        for index in range(5):
+            await theirs.send(str(index))
+        assert ours.transport is not None
+        await until(lambda: not ours.transport.is_reading())  # type: ignore[union-attr]
+        await ours.close()
+        assert ours.close_code == 1000
+        await theirs.wait_closed()
+        assert theirs.close_code == 1000
+        # Messages received before the close are still there to read.
+        assert await ours.recv() == "0"
