@@ -35,8 +35,11 @@ from tether.exceptions import (
 from tether.version import __version__
 
 if TYPE_CHECKING:
+    from tether.asyncio.auth import basic_auth
+    from tether.asyncio.broadcast import broadcast
     from tether.asyncio.client import ClientConnection, connect
-    from tether.asyncio.server import Server, ServerConnection, serve
+    from tether.asyncio.router import Router, route
+    from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
 
 _LAZY = {
     "ClientConnection": "tether.asyncio.client",
@@ -44,6 +47,11 @@ _LAZY = {
     "Server": "tether.asyncio.server",
     "ServerConnection": "tether.asyncio.server",
     "serve": "tether.asyncio.server",
+    "unix_serve": "tether.asyncio.server",
+    "basic_auth": "tether.asyncio.auth",
+    "broadcast": "tether.asyncio.broadcast",
+    "Router": "tether.asyncio.router",
+    "route": "tether.asyncio.router",
 }
 
 
@@ -80,11 +88,16 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "Router",
     "SecurityError",
     "Server",
     "ServerConnection",
     "WebSocketException",
     "__version__",
+    "basic_auth",
+    "broadcast",
     "connect",
+    "route",
     "serve",
+    "unix_serve",
 ]
