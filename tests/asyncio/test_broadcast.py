@@ -167,9 +167,11 @@ async def test_client_connections_mask_their_own_frames(
     clients = await open_clients(server, 3)
     try:
         assert broadcast(clients, "from clients") == 3
+        assert broadcast(clients, b"binary too") == 3
         async with asyncio.timeout(TIMEOUT):
             for ws in clients:
                 assert await ws.recv() == "from clients"
+                assert await ws.recv() == b"binary too"
         assert encodings == []  # Each client built its own masked frame.
     finally:
         await close_all(clients)
@@ -188,6 +190,31 @@ async def test_closed_connections_are_skipped_silently(start_server: ServerFacto
     async with asyncio.timeout(TIMEOUT):
         assert await clients[1].recv() == "left"
     await clients[1].close()
+
+
+async def test_write_error_is_reported(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(hold)
+    clients = await open_clients(server, 2)
+    broken, working = sorted(server.connections, key=lambda conn: conn.id)
+
+    def fail() -> None:
+        raise OSError("write failed")
+
+    monkeypatch.setattr(broken, "_flush", fail)
+    caplog.set_level(logging.WARNING, logger="tether.server")
+    try:
+        assert broadcast([broken, working], "one") == 1
+        assert any("write failed" in r.getMessage() for r in caplog.records)
+        with pytest.raises(ExceptionGroup) as caught:
+            broadcast([broken, working], "two", raise_exceptions=True)
+        (error,) = caught.value.exceptions
+        assert isinstance(error, OSError)
+        assert error.__notes__ == [f"connection {broken.id}"]
+    finally:
+        monkeypatch.undo()
+        await close_all(clients)
 
 
 async def test_nothing_to_send_to() -> None:

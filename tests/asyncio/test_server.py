@@ -256,6 +256,35 @@ async def test_close_refuses_handshake_in_progress_with_503(start_server: Server
         await server.wait_closed()
 
 
+async def test_close_during_process_response_refuses_with_503(
+    start_server: ServerFactory,
+) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(connection: ServerConnection, request: object, response: object) -> None:
+        entered.set()
+        await release.wait()
+
+    server = await start_server(process_response=slow)
+
+    async def connect() -> None:
+        await tether.connect(uri_of(server))
+
+    client = asyncio.create_task(connect())
+    async with asyncio.timeout(TIMEOUT):
+        await entered.wait()
+    server.close()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(InvalidStatus) as caught:
+        async with asyncio.timeout(TIMEOUT):
+            await client
+    assert caught.value.response.status_code == 503
+    async with asyncio.timeout(TIMEOUT):
+        await server.wait_closed()
+
+
 async def test_wait_closed_waits_for_handlers(start_server: ServerFactory) -> None:
     finished: list[str] = []
 
