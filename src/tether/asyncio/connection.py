@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import os
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
 from types import TracebackType
@@ -368,7 +369,9 @@ class Connection(asyncio.Protocol):
         except InvalidState:
             raise self.protocol.close_exc() from None
         waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = (waiter, self._loop.time())
+        # Not loop.time(): uvloop's clock ticks in milliseconds, and a pong on
+        # a fast link would often measure 0.
+        self._pings[payload] = (waiter, time.monotonic())
         self._flush()
         return waiter
 
@@ -385,7 +388,7 @@ class Connection(asyncio.Protocol):
         if data not in self._pings:
             return
         # A pong answers its ping and every ping sent before it (RFC 6455 5.5.3).
-        now = self._loop.time()
+        now = time.monotonic()
         for payload in list(self._pings):
             waiter, sent = self._pings.pop(payload)
             self.latency = now - sent
