@@ -498,6 +498,13 @@ async def test_ping_gives_latency(pair: Pair) -> None:
     assert pair.ours.latency == latency
 
 
+async def test_ping_latency_is_measured_below_a_millisecond(pair: Pair) -> None:
+    # uvloop's loop.time() ticks in milliseconds: a loopback pong measured
+    # with it would often come out as exactly 0.
+    latencies = [await (await pair.ours.ping()) for _ in range(5)]
+    assert all(latency > 0 for latency in latencies), latencies
+
+
 async def test_ping_with_str_and_bytes_data(pair: Pair) -> None:
     datas: list[str | bytes | bytearray | memoryview] = [
         "héllo",
