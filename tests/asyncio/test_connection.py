@@ -468,6 +468,28 @@ async def test_send_after_peer_failed_raises_error(pair: Pair) -> None:
     assert raised.value.code == 1011
 
 
+@pytest.mark.parametrize("more", [True, False])
+async def test_fragmented_send_interrupted_by_the_close(pair: Pair, more: bool) -> None:
+    gate = asyncio.Event()
+
+    async def pieces() -> AsyncIterator[str]:
+        yield "a"
+        await gate.wait()
+        if more:
+            yield "b"
+
+    sending = asyncio.create_task(pair.ours.send(pieces()))
+    streaming = pair.theirs.recv_streaming()
+    assert await anext(streaming) == "a"
+    await pair.theirs.close(1001)
+    gate.set()
+    # Whether another piece or only the end of the message was left to send.
+    with pytest.raises(ConnectionClosedOK):
+        await sending
+    with pytest.raises(ConnectionClosedOK):
+        await anext(streaming)
+
+
 @pytest.mark.parametrize("other", ["text", b"bytes", ["x", "y"]])
 async def test_send_waits_for_a_fragmented_message_in_progress(pair: Pair, other: Any) -> None:
     gate = asyncio.Event()

@@ -7,6 +7,7 @@ answers every ping, shows that keepalive keeps the connection up.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -106,3 +107,22 @@ async def test_keepalive_stops_when_the_connection_closes(
         async with asyncio.timeout(5):
             await asyncio.gather(keepalive, return_exceptions=True)
         assert keepalive.done()
+
+
+async def test_drop_while_waiting_for_a_pong_is_not_a_timeout(
+    start_server: ServerFactory, side: Side, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tether")
+    async with open_raw_pair(start_server, side, ping_interval=INTERVAL, ping_timeout=10) as (
+        ours,
+        peer,
+    ):
+        assert isinstance(await peer.next_event(), Ping)
+        peer.abort()
+        await ours.wait_closed()
+        keepalive = ours._keepalive
+        assert keepalive is not None
+        async with asyncio.timeout(5):
+            await asyncio.gather(keepalive, return_exceptions=True)
+    assert ours.close_code == 1006
+    assert not [r for r in caplog.records if "no pong" in r.getMessage()]
