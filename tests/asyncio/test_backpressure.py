@@ -78,7 +78,7 @@ async def test_send_waits_while_the_peer_does_not_read(stalled: Pair) -> None:
     assert buffered <= ours.write_limit + CHUNK + 16
     # It stays blocked, and the buffer does not grow, while nobody reads.
     assert await blocks(sending)
-    assert ours.transport.get_write_buffer_size() == buffered
+    assert ours.transport.get_write_buffer_size() <= buffered
     for index in range(count):
         assert await theirs.recv() == numbered(index)
     await sending
@@ -203,11 +203,10 @@ async def test_pings_are_answered_while_the_send_buffer_is_full(
         # The peer reads nothing while ours fills the send buffer.
         count, sending = await send_until_blocked(ours)
         assert ours.transport is not None
-        before = ours.transport.get_write_buffer_size()
+        assert ours._writing_paused
         peer.engine.send_ping(b"still there?")
         await peer.flush()
-        # The pong goes into the full buffer all the same.
-        await until(lambda: ours.transport.get_write_buffer_size() > before)  # type: ignore[union-attr]
+        # The pong is written behind the data that fills the buffer, not held back.
         for index in range(count):
             event = await peer.next_event()
             assert event == Message(numbered(index))
