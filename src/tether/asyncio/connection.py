@@ -348,6 +348,9 @@ class Connection(asyncio.Protocol):
             waiter = self._loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
+        if self._lost.done():
+            # What waited in the buffer may never have reached the peer.
+            raise self.protocol.close_exc()
 
     async def ping(self, data: Data | None = None) -> Awaitable[float]:
         """Send a ping; return an awaitable that gives the round-trip time when the pong comes.
