@@ -53,8 +53,6 @@ class ClientConnection(Connection):
             raise InvalidMessage("connection closed during the opening handshake")
         self.logger.info("connected: %s", protocol.response and protocol.response.status_code)
         # Frames that came with the response are already in the engine.
-        with self._mutex:
-            self._process()
         self._start()
 
 

@@ -2,8 +2,16 @@
 
 One background thread per connection reads the socket and feeds the engine,
 so pings are answered even when the application does not call ``recv``. A
-mutex guards the engine and the writes to the socket; a condition on it wakes
-readers when messages arrive and the reader thread when the queue drains.
+mutex guards the engine; a condition on it wakes readers when messages arrive
+and the reader thread when the queue drains.
+
+Writing to the socket happens outside that mutex, under a separate write lock:
+a ``sendall`` that blocks because the peer does not read must not stop this
+side from reading, or two peers sending large messages to each other would
+wait on each other forever. Whoever holds the write lock writes everything the
+engine has to send, in the engine's order, and lets it go only when nothing is
+left; the reader thread never waits for the write lock, so it keeps reading
+while another thread writes its pongs for it.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -71,7 +79,13 @@ class Connection:
         """The round-trip time of the last ping answered, in seconds."""
         self._mutex = threading.Lock()
         self._changed = threading.Condition(self._mutex)
+        # Keeps the frames of one message together when threads send at once.
         self._send_mutex = threading.Lock()
+        # Held while writing to the socket; never taken by a thread holding
+        # _mutex except with blocking=False.
+        self._write_lock = threading.Lock()
+        self._shut_down = False
+        self._close_timer: threading.Timer | None = None
         self._messages = MessageQueue(max_queue)
         self._reading = False
         self._pings: PingTracker[threading.Event] = PingTracker()
@@ -79,11 +93,11 @@ class Connection:
         self._reader: threading.Thread | None = None
         self._keepalive: threading.Thread | None = None
 
-    def _start(self, leftover: bytes = b"") -> None:
-        """Start the reader thread (and keepalive) once the handshake succeeded."""
-        if leftover:
-            with self._mutex:
-                self._receive(leftover)
+    def _start(self) -> None:
+        """Handle frames that came with the handshake, then start the background threads."""
+        with self._mutex:
+            self._process()
+        self._flush(block=False)
         self._reader = threading.Thread(
             target=self._read_loop, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
         )
@@ -224,11 +238,12 @@ class Connection:
         several threads: the messages do not interleave.
         """
         if isinstance(message, (str, *BYTES_LIKE)):
-            with self._send_mutex, self._mutex:
-                send_data(self.protocol, message, text)
-                self._write()
+            with self._send_mutex:
+                with self._mutex:
+                    send_data(self.protocol, message, text)
+                self._flush()
             return
-        if not isinstance(message, Iterable):
+        if isinstance(message, Mapping) or not isinstance(message, Iterable):
             raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
         with self._send_mutex:
             first: Data | None = None
@@ -238,7 +253,7 @@ class Connection:
                         first = piece
                     with self._mutex:
                         send_piece(self.protocol, piece, first, index, text)
-                        self._write()
+                    self._flush()
             except ConnectionClosed:
                 raise
             except Exception:
@@ -248,13 +263,17 @@ class Connection:
             if first is not None:
                 with self._mutex:
                     end_fragments(self.protocol)
-                    self._write()
+                self._flush()
 
     def ping(self, data: Data | None = None) -> threading.Event:
         """Send a ping; return an event that is set when the pong arrives.
 
-        ``latency`` then holds the round-trip time.
+        ``latency`` then holds the round-trip time. The event is also set
+        when the connection closes, so that nobody waits for a pong forever.
         """
+        return self._ping(data, block=True)
+
+    def _ping(self, data: Data | None, block: bool) -> threading.Event:
         payload = ping_payload(data)
         event = threading.Event()
         with self._mutex:
@@ -264,7 +283,7 @@ class Connection:
             except InvalidState:
                 self._pings.answer(payload, time.monotonic())
                 raise self.protocol.close_exc() from None
-            self._write()
+        self._flush(block)
         return event
 
     def pong(self, data: Data = b"") -> None:
@@ -275,23 +294,26 @@ class Connection:
                 self.protocol.send_pong(payload)
             except InvalidState:
                 raise self.protocol.close_exc() from None
-            self._write()
+        self._flush()
 
     # Closing
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake and wait until the connection is closed.
 
-        The wait lasts at most ``close_timeout``; then the socket is shut down.
+        The wait lasts at most ``close_timeout``, even when the peer reads
+        nothing any more; then the socket is shut down.
         """
-        with self._mutex:
+        with self._changed:
             if self.protocol.state is State.OPEN:
                 self.protocol.send_close(code, reason)
-                self._write()
-        if not self._closed.wait(self.close_timeout):
-            self.logger.debug("closing timed out after %s seconds", self.close_timeout)
-            self._shutdown()
-            self._closed.wait()
+                # A reader paused by a full queue must read the peer's answer.
+                self._changed.notify_all()
+            if self.protocol.state is not State.CLOSED:
+                # Also bounds a write stuck because the peer stopped reading.
+                self._arm_close_timer()
+        self._flush(quiet=True)
+        self._closed.wait()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the connection is closed; return whether it is."""
@@ -308,14 +330,26 @@ class Connection:
     ) -> None:
         self.close()
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str, block: bool = True) -> None:
+        """Fail the connection: send a close frame if possible, then shut the socket down.
+
+        With ``block`` false, a write stuck because the peer stopped reading
+        does not hold this up: the socket is shut down at once.
+        """
         self.logger.info("failing connection with code %d: %s", code, reason)
-        with self._mutex:
+        with self._changed:
             self.protocol.fail(code, reason)
-            self._write()
+            self._changed.notify_all()
+            # Bounds writing the close frame to a peer that reads no more.
+            self._arm_close_timer()
+        if not self._flush(block, quiet=True):
+            self._shutdown()
 
     def _shutdown(self) -> None:
-        """Shut the socket down, which wakes the reader thread."""
+        """Shut the socket down: the reader thread wakes up and a stuck write fails."""
+        with self._changed:
+            self._shut_down = True
+            self._changed.notify_all()
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
@@ -326,7 +360,11 @@ class Connection:
         try:
             while True:
                 with self._changed:
-                    while self._messages.full and not self._closed.is_set():
+                    while (
+                        self._messages.full
+                        and self.protocol.state is State.OPEN
+                        and not self._shut_down
+                    ):
                         # Stop reading: TCP flow control then slows the peer down.
                         self._changed.wait()
                 try:
@@ -335,27 +373,26 @@ class Connection:
                     data = b""
                 with self._changed:
                     if data:
-                        self._receive(data)
+                        self.protocol.receive_data(data)
                     else:
                         self.protocol.receive_eof()
-                        self._process()
-                    if self.protocol.state is State.CLOSED:
-                        break
+                    self._process()
+                    closed = self.protocol.state is State.CLOSED
+                # Never wait for the write lock here: its holder may be stuck
+                # until the peer reads, and the peer may be waiting for us to.
+                self._flush(block=False)
+                if closed:
+                    break
         finally:
             self._wrap_up()
 
-    def _receive(self, data: bytes) -> None:
-        """Feed bytes to the engine and handle the result; hold the mutex."""
-        self.protocol.receive_data(data)
-        self._process()
-
     def _process(self) -> None:
+        """Handle the engine's events; hold the mutex, and call :meth:`_flush` after."""
         for event in self.protocol.events():
             self._handle_event(event)
-        self._write()
-        if self.protocol.close_transport:
-            self._shutdown()
-        elif self.protocol.state is State.CLOSING and self.close_timeout is not None:
+        if self.protocol.state is State.CLOSING and not self.protocol.close_transport:
+            # A client waits for the server to close TCP, a server for the
+            # client's close frame: not forever.
             self._arm_close_timer()
 
     def _handle_event(self, event: Event) -> None:
@@ -367,24 +404,58 @@ class Connection:
                 self.latency = latency
                 waiter.set()
 
-    _close_timer: threading.Timer | None = None
-
     def _arm_close_timer(self) -> None:
-        if self._close_timer is None:
-            self._close_timer = threading.Timer(self.close_timeout or 0, self._shutdown)
+        """Shut the socket down ``close_timeout`` from now unless closed by then; hold the mutex."""
+        if self._close_timer is None and self.close_timeout is not None:
+            self._close_timer = threading.Timer(self.close_timeout, self._close_timed_out)
             self._close_timer.daemon = True
             self._close_timer.start()
 
-    def _write(self) -> None:
-        """Write the engine's pending bytes; hold the mutex."""
-        data = self.protocol.data_to_send()
-        if not data:
-            return
-        try:
-            self.socket.sendall(data[0] if len(data) == 1 else b"".join(data))
-        except OSError:
-            # The reader thread sees the broken connection and wraps up.
+    def _close_timed_out(self) -> None:
+        if not self._closed.is_set():
+            self.logger.debug("closing timed out after %s seconds", self.close_timeout)
             self._shutdown()
+
+    def _flush(self, block: bool = True, *, quiet: bool = False) -> bool:
+        """Write what the engine has to send, in order; don't hold the mutex.
+
+        Return ``False`` if ``block`` is false and another thread holds the
+        write lock: that thread writes these bytes too before letting it go.
+        Once the engine asks to close TCP and everything is written, shut the
+        socket down. When writing fails, wait until the connection is closed
+        and raise the :class:`~tether.exceptions.ConnectionClosed` that says
+        how, unless ``quiet`` or not ``block``.
+        """
+        if not self._write_lock.acquire(blocking=block):
+            return False
+        shutdown = False
+        error: OSError | None = None
+        while True:
+            with self._mutex:
+                data = self.protocol.data_to_send()
+                if not data:
+                    shutdown = self.protocol.close_transport
+                    # Let go under the mutex: bytes the engine makes from now
+                    # on are written by whoever takes the write lock next.
+                    self._write_lock.release()
+                    break
+            try:
+                self.socket.sendall(data[0] if len(data) == 1 else b"".join(data))
+            except OSError as exc:
+                # The connection is broken: drop the rest; the reader thread
+                # sees the shut-down socket and wraps up.
+                with self._mutex:
+                    self.protocol.data_to_send()
+                    self._write_lock.release()
+                shutdown = True
+                error = exc
+                break
+        if shutdown:
+            self._shutdown()
+        if error is not None and block and not quiet:
+            self._closed.wait()
+            raise self.protocol.close_exc() from error
+        return True
 
     def _wrap_up(self) -> None:
         with self._changed:
@@ -396,7 +467,11 @@ class Connection:
             self._changed.notify_all()
         if self._close_timer is not None:
             self._close_timer.cancel()
+        # A thread may still be writing: wake it, and let it finish before
+        # the file descriptor goes away and its number can be reused.
         with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        with self._write_lock, contextlib.suppress(OSError):
             self.socket.close()
         self.logger.debug("connection closed: %s", self.protocol.close_exc())
 
@@ -404,12 +479,14 @@ class Connection:
         assert self.ping_interval is not None
         while not self._closed.wait(self.ping_interval):
             try:
-                pong = self.ping()
+                # A write stuck behind a peer that stopped reading must not
+                # keep this loop from noticing the missing pong.
+                pong = self._ping(None, block=False)
             except ConnectionClosed:
                 return
             if self.ping_timeout is not None and not pong.wait(self.ping_timeout):
                 if self._closed.is_set():
                     return
                 self.logger.warning("no pong within %s seconds", self.ping_timeout)
-                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", block=False)
                 return

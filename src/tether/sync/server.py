@@ -97,8 +97,6 @@ class ServerConnection(Connection):
             self.logger.info("refused connection: HTTP %d", response.status_code)
             return False
         self.logger.info("connection open: %s", request.path)
-        with self._mutex:
-            self._process()
         self._start()
         return True
 
