@@ -31,7 +31,15 @@ types: $(STAMP_DEV)
 
 # The whole suite runs with the C accelerator; the protocol tests run again on
 # the pure-Python fallback, and coverage adds up both runs.
-pytest: $(STAMP_DEV)
+# Node's ws, a peer of the interop tests: installed again when its package files change.
+NODE_PEER := tests/interop/node
+STAMP_NODE := $(NODE_PEER)/node_modules/.installed
+
+$(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
+	cd $(NODE_PEER) && npm ci --no-audit --no-fund
+	touch $@
+
+pytest: $(STAMP_DEV) $(STAMP_NODE)
 	$(BIN)/python -m pytest --cov --cov-report=
 	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol --cov --cov-append --cov-report=
 	$(BIN)/python -m coverage report
@@ -45,3 +53,4 @@ bench: $(STAMP_RUN)
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build src/*.egg-info
 	rm -f src/tether/*.so
+	rm -rf $(NODE_PEER)/node_modules
