@@ -29,8 +29,6 @@ lint: $(STAMP_DEV)
 types: $(STAMP_DEV)
 	$(BIN)/mypy
 
-# The whole suite runs with the C accelerator; the protocol tests run again on
-# the pure-Python fallback, and coverage adds up both runs.
 # Node's ws, a peer of the interop tests: installed again when its package files change.
 NODE_PEER := tests/interop/node
 STAMP_NODE := $(NODE_PEER)/node_modules/.installed
@@ -39,6 +37,8 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 	cd $(NODE_PEER) && npm ci --no-audit --no-fund
 	touch $@
 
+# The whole suite runs with the C accelerator; the protocol tests run again on
+# the pure-Python fallback, and coverage adds up both runs.
 pytest: $(STAMP_DEV) $(STAMP_NODE)
 	$(BIN)/python -m pytest --cov --cov-report=
 	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol --cov --cov-append --cov-report=
