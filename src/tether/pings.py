@@ -51,12 +51,12 @@ class PingTracker(Generic[W]):
         """
         if payload not in self._pending:
             return []
+        keys = list(self._pending)
         answered = []
-        for key in list(self._pending):
+        # Insertion order is sending order: the pings up to this one.
+        for key in keys[: keys.index(payload) + 1]:
             waiter, sent_at = self._pending.pop(key)
             answered.append((waiter, now - sent_at))
-            if key == payload:
-                break
         return answered
 
     def drain(self) -> list[W]:

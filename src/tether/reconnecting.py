@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 
 from tether.exceptions import InvalidMessage, InvalidStatus
 
@@ -14,14 +15,18 @@ def retryable(exc: Exception) -> bool:
 
     Network errors, timeouts, 5xx and 429 answers, and a server that went
     away in the middle of the handshake are worth retrying. Anything else,
-    such as an invalid URI, another 4xx answer or a peer that is not a
-    WebSocket server, would fail the same way again.
+    such as an invalid URI, another 4xx answer, a TLS certificate that fails
+    verification (although an :class:`OSError`) or a peer that is not a
+    WebSocket server, would fail the same way again. These are the rules of
+    the asyncio client's default ``process_exception``.
     """
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        return status >= 500 or status == 429
+        return 500 <= status <= 599 or status == 429
     if isinstance(exc, InvalidMessage):
         return isinstance(exc.__cause__, (EOFError, OSError))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False
     return isinstance(exc, (OSError, TimeoutError))
 
 
@@ -29,7 +34,12 @@ def backoff_delay(attempts: int, initial: float, factor: float, maximum: float) 
     """The wait before attempt ``attempts + 1``: exponential, capped, with equal jitter.
 
     Equal jitter (half fixed, half random) keeps clients that lost their
-    server together from all coming back at the same instant.
+    server together from all coming back at the same instant. The result lies
+    between half and all of ``min(maximum, initial * factor**attempts)``.
     """
-    delay = min(maximum, initial * factor**attempts)
+    try:
+        delay = min(maximum, initial * factor**attempts)
+    except OverflowError:
+        # After a few thousand attempts the power exceeds a float.
+        delay = maximum
     return delay / 2 + random.uniform(0, delay / 2)
