@@ -6,7 +6,7 @@ import logging
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any, Literal
 
 from tether.exceptions import InvalidMessage
@@ -112,6 +112,9 @@ def connect(
     try:
         if parsed.secure:
             context = ssl or ssl_module.create_default_context()
+            if deadline is not None:
+                # The TLS handshake counts toward open_timeout too.
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
             sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
         engine = ClientProtocol(
             parsed,
@@ -146,7 +149,7 @@ def reconnect(
     backoff_factor: float = 1.618,
     backoff_max_delay: float = 60.0,
     **options: Any,
-) -> Iterator[ClientConnection]:
+) -> Generator[ClientConnection, None, None]:
     """Yield a connection to ``uri``, and a new one each time the last one ends.
 
     ``for ws in reconnect(uri): ...`` is the threading twin of the asyncio

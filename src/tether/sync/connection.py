@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
@@ -319,7 +319,7 @@ class Connection:
         """Wait until the connection is closed; return whether it is."""
         return self._closed.wait(timeout)
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

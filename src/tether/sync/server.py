@@ -130,6 +130,7 @@ class Server:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopped = threading.Event()
+        self._serving = threading.Lock()
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -143,7 +144,9 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`, each in its own thread."""
-        with selectors.DefaultSelector() as selector:
+        with self._serving, selectors.DefaultSelector() as selector:
+            if self._stopped.is_set():
+                return
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._stopped.is_set():
@@ -177,7 +180,13 @@ class Server:
             sock.close()
             return
         with self._lock:
-            self._connections.add(connection)
+            # shutdown() closes the connections it knows, so it must know this one.
+            stopping = self._stopped.is_set()
+            if not stopping:
+                self._connections.add(connection)
+        if stopping:
+            connection.close(CloseCode.GOING_AWAY)
+            return
         try:
             self.handler(connection)
         except Exception:
@@ -190,12 +199,21 @@ class Server:
                 self._connections.discard(connection)
 
     def shutdown(self, close_connections: bool = True) -> None:
-        """Stop accepting connections and close open ones with 1001, unless told not to."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
+        """Stop accepting connections and close open ones with 1001, unless told not to.
+
+        Return once :meth:`serve_forever` returned and the connections are
+        closed.
+        """
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
         self._wake_w.send(b"x")
-        self.socket.close()
+        # Wait for serve_forever to let go of the sockets before closing them.
+        with self._serving:
+            self.socket.close()
+            self._wake_r.close()
+            self._wake_w.close()
         if close_connections:
             with self._lock:
                 connections = list(self._connections)
@@ -218,8 +236,6 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown()
-        self._wake_r.close()
-        self._wake_w.close()
 
 
 def serve(
