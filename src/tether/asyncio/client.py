@@ -117,19 +117,25 @@ def parse_unix_uri(uri: str) -> tuple[WebSocketURI, str | None]:
     The ``Host`` header is ``localhost``. An empty authority
     (``ws+unix:///chat``) leaves the socket path to ``connect``'s ``path``
     option, and gives ``None`` here. Raise :class:`~tether.exceptions.InvalidURI`
-    for another scheme, or a socket path that decodes to control characters.
+    for another scheme, whitespace or control characters, and a socket path
+    that does not decode to printable UTF-8.
     """
     scheme, sep, rest = uri.partition("://")
     if not sep or scheme.lower() not in _UNIX_SCHEMES:
         raise InvalidURI(uri, "scheme isn't ws+unix or wss+unix")
     secure = _UNIX_SCHEMES[scheme.lower()]
+    if not uri.isprintable() or " " in uri:
+        raise InvalidURI(uri, "whitespace or control characters aren't allowed")
     end = len(rest)
     for stop in "/?#":
         index = rest.find(stop)
         if index != -1:
             end = min(end, index)
     authority, target = rest[:end], rest[end:]
-    socket_path = urllib.parse.unquote(authority, errors="strict") if authority else None
+    try:
+        socket_path = urllib.parse.unquote(authority, errors="strict") if authority else None
+    except UnicodeDecodeError:
+        raise InvalidURI(uri, "the socket path isn't percent-encoded UTF-8") from None
     if socket_path is not None and not socket_path.isprintable():
         raise InvalidURI(uri, "control characters aren't allowed in the socket path")
     try:
