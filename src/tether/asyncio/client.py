@@ -179,6 +179,9 @@ class connect:
     The iteration waits between failed attempts with exponential backoff and
     jitter, and stops with the exception when ``process_exception`` calls it
     fatal. After a connection that was open drops, it reconnects at once.
+    Leaving the loop (``break``, or an exception) closes the current
+    connection only when the abandoned iterator is finalized, a moment later;
+    ``await websocket.close()`` first to close it at once.
 
     ``uri`` is a ``ws://`` or ``wss://`` URI, or a ``ws+unix://`` (or
     ``wss+unix://``) URI whose authority is the percent-encoded path of a
