@@ -1,0 +1,216 @@
+"""The threading server: serve_forever, shutdown, handshake hooks, handlers, timeouts."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+
+import pytest
+
+from tether.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+from tether.protocol.handshake import USER_AGENT
+from tether.protocol.headers import Headers
+from tether.protocol.http11 import Request, Response
+from tether.sync import ServerConnection, connect, serve
+
+from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
+
+
+def test_shutdown_closes_connections_with_1001(start_server: ServerFactory) -> None:
+    server = start_server()
+    uri = uri_of(server)
+    ws = connect(uri, close_timeout=TIMEOUT)
+    ws.send("hello")
+    assert ws.recv(timeout=TIMEOUT) == "hello"
+    assert len(bounded(lambda: server.connections)) == 1
+    bounded(server.shutdown)
+    with pytest.raises(ConnectionClosedOK):
+        ws.recv(timeout=TIMEOUT)
+    assert ws.close_code == 1001
+    # A second shutdown does nothing; nobody can connect any more.
+    bounded(server.shutdown)
+    with pytest.raises(ConnectionRefusedError):
+        connect(uri, open_timeout=TIMEOUT)
+
+
+def test_serve_forever_and_context_manager() -> None:
+    with serve(lambda ws: ws.send("hi"), "127.0.0.1", 0) as server:
+        thread = run_server(server)
+        with connect(uri_of(server)) as ws:
+            assert ws.recv(timeout=TIMEOUT) == "hi"
+        assert server.fileno() == server.socket.fileno()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_shutdown_before_serve_forever() -> None:
+    server = serve(lambda ws: None, "127.0.0.1", 0)
+    bounded(server.shutdown)
+    bounded(server.serve_forever)
+
+
+def test_origins(start_server: ServerFactory) -> None:
+    server = start_server(
+        origins=["https://a.example", re.compile(r"https://.*\.b\.example"), None]
+    )
+    for origin in ("https://a.example", "https://x.b.example", None):
+        with connect(uri_of(server), origin=origin) as ws:
+            ws.send("ok")
+            assert ws.recv(timeout=TIMEOUT) == "ok"
+    with pytest.raises(InvalidStatus) as info:
+        connect(uri_of(server), origin="https://evil.example")
+    assert info.value.response.status_code == 403
+    strict = start_server(origins=["https://a.example"])
+    with pytest.raises(InvalidStatus):
+        connect(uri_of(strict))
+
+
+def test_select_subprotocol(start_server: ServerFactory) -> None:
+    def select(ws: ServerConnection, offered: list[str]) -> str | None:
+        return offered[-1] if offered else None
+
+    server = start_server(select_subprotocol=select)
+    with connect(uri_of(server), subprotocols=["a", "b"]) as ws:
+        assert ws.subprotocol == "b"
+    with connect(uri_of(server)) as ws:
+        assert ws.subprotocol is None
+
+
+def test_process_request_health_check(start_server: ServerFactory) -> None:
+    def health(ws: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/healthz":
+            return ws.respond(200, "OK\n")
+        return None
+
+    server = start_server(process_request=health)
+    with socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\nOK\n")
+    with connect(uri_of(server, "/ws")) as ws:
+        ws.send("still a WebSocket server")
+        assert ws.recv(timeout=TIMEOUT) == "still a WebSocket server"
+
+
+def test_process_response_adds_header(start_server: ServerFactory) -> None:
+    def add(ws: ServerConnection, request: Request, response: Response) -> Response | None:
+        response.headers["X-Added"] = "yes"
+        return None
+
+    def replace(ws: ServerConnection, request: Request, response: Response) -> Response | None:
+        return Response(418, "I'm a teapot", Headers([("Content-Length", "0")]))
+
+    with connect(uri_of(start_server(process_response=add))) as ws:
+        assert ws.response_headers["X-Added"] == "yes"
+    with pytest.raises(InvalidStatus) as info:
+        connect(uri_of(start_server(process_response=replace)))
+    assert info.value.response.status_code == 418
+
+
+def test_hook_error_answers_500(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(ws: ServerConnection, request: Request) -> Response | None:
+        raise RuntimeError("hook bug")
+
+    server = start_server(process_request=broken)
+    with (
+        caplog.at_level(logging.ERROR, logger="tether.server"),
+        pytest.raises(InvalidStatus) as info,
+    ):
+        connect(uri_of(server))
+    assert info.value.response.status_code == 500
+    assert any("hook bug" in str(r.exc_info and r.exc_info[1]) for r in caplog.records)
+
+
+def test_server_header(start_server: ServerFactory) -> None:
+    with connect(uri_of(start_server())) as ws:
+        assert ws.response_headers["Server"] == USER_AGENT
+    with connect(uri_of(start_server(server_header="custom/2"))) as ws:
+        assert ws.response_headers["Server"] == "custom/2"
+    with connect(uri_of(start_server(server_header=None))) as ws:
+        assert "Server" not in ws.response_headers
+
+
+def test_handler_return_closes_1000(start_server: ServerFactory) -> None:
+    server = start_server(lambda ws: ws.send("bye"))
+    with connect(uri_of(server)) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "bye"
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.close_code == 1000
+
+
+def test_handler_raise_closes_1011_and_logs(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(ws: ServerConnection) -> None:
+        raise ValueError("handler bug")
+
+    server = start_server(broken)
+    with caplog.at_level(logging.ERROR, logger="tether.server"), connect(uri_of(server)) as ws:
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.close_code == 1011
+    records = [r for r in caplog.records if r.name == "tether.server" and r.exc_info]
+    assert records
+    assert isinstance(records[0].exc_info and records[0].exc_info[1], ValueError)
+
+
+def test_open_timeout_drops_silent_client(start_server: ServerFactory) -> None:
+    server = start_server(open_timeout=0.05)
+    with socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT) as sock:
+        # The server closes the connection without an answer.
+        assert sock.recv(4096) == b""
+
+
+def test_dual_stack(start_server: ServerFactory) -> None:
+    server = start_server(host=None, port=0)
+    port = server.socket.getsockname()[1]
+    with connect(f"ws://127.0.0.1:{port}/") as ws:
+        ws.send("v4")
+        assert ws.recv(timeout=TIMEOUT) == "v4"
+    if socket.has_dualstack_ipv6():
+        assert server.socket.family == socket.AF_INET6
+        try:
+            ws6 = connect(f"ws://[::1]:{port}/", open_timeout=TIMEOUT)
+        except OSError:
+            return  # Loopback IPv6 is not configured on this machine.
+        with ws6:
+            ws6.send("v6")
+            assert ws6.recv(timeout=TIMEOUT) == "v6"
+    else:
+        assert server.socket.family == socket.AF_INET
+
+
+def test_listening_socket_given(start_server: ServerFactory) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = start_server(sock=listener)
+    assert server.socket is listener
+    with connect(uri_of(server)) as ws:
+        ws.send("given")
+        assert ws.recv(timeout=TIMEOUT) == "given"
+
+
+def test_shutdown_from_handler() -> None:
+    server = serve(lambda ws: None, "127.0.0.1", 0)
+    stopped = threading.Event()
+
+    def stop(ws: ServerConnection) -> None:
+        server.shutdown(close_connections=False)
+        stopped.set()
+
+    server.handler = stop
+    thread = run_server(server)
+    try:
+        with connect(uri_of(server)) as ws:
+            assert stopped.wait(TIMEOUT)
+            with pytest.raises(ConnectionClosedOK):
+                ws.recv(timeout=TIMEOUT)
+    finally:
+        stop_server(server, thread)
