@@ -10,7 +10,7 @@ import pytest
 from tether.exceptions import InvalidHeader, InvalidMessage, InvalidStatus, InvalidURI
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Response
-from tether.reconnecting import backoff_delay, retryable
+from tether.reconnecting import backoff_delay, process_exception
 
 
 def status(code: int) -> InvalidStatus:
@@ -51,7 +51,7 @@ def message_caused_by(cause: BaseException | None) -> InvalidMessage:
     ],
 )
 def test_retryable(exc: Exception, expected: bool) -> None:
-    assert retryable(exc) is expected
+    assert (process_exception(exc) is None) is expected
 
 
 def test_backoff_grows_exponentially_within_jitter() -> None:

@@ -4,30 +4,58 @@ from __future__ import annotations
 
 import random
 import ssl
+from collections.abc import Callable
 
 from tether.exceptions import InvalidMessage, InvalidStatus
 
-__all__ = ["backoff_delay", "retryable"]
+__all__ = ["backoff_delay", "process_exception", "raise_unless_retried"]
 
 
-def retryable(exc: Exception) -> bool:
-    """Tell whether connecting again may heal ``exc``.
+def process_exception(exc: Exception) -> Exception | None:
+    """Tell whether a client should connect again after ``exc``: the default rules.
 
-    Network errors, timeouts, 5xx and 429 answers, and a server that went
-    away in the middle of the handshake are worth retrying. Anything else,
-    such as an invalid URI, another 4xx answer, a TLS certificate that fails
-    verification (although an :class:`OSError`) or a peer that is not a
-    WebSocket server, would fail the same way again. These are the rules of
-    the asyncio client's default ``process_exception``.
+    Return ``None`` to retry after a backoff delay, or the exception to raise.
+    Retried: network errors (:class:`OSError`, :class:`TimeoutError`), a
+    server that closed TCP before its handshake response was complete
+    (:class:`~tether.exceptions.InvalidMessage` caused by :class:`EOFError`
+    or :class:`OSError`), and the statuses that say "later": 5xx and 429.
+    Raised: everything else, among which a TLS certificate that fails
+    verification (:class:`ssl.SSLCertVerificationError`, although an
+    :class:`OSError`), an :class:`~tether.exceptions.InvalidURI`, a 4xx other
+    than 429, and a peer that is not a WebSocket server.
+
+    Both clients take a function of this shape as their ``process_exception``
+    option; it may also return another exception, raised chained to ``exc``.
     """
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
-        return 500 <= status <= 599 or status == 429
+        return None if 500 <= status <= 599 or status == 429 else exc
     if isinstance(exc, InvalidMessage):
-        return isinstance(exc.__cause__, (EOFError, OSError))
+        # The server went away mid-handshake, as a restarting server does.
+        return None if isinstance(exc.__cause__, (EOFError, OSError)) else exc
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return False
-    return isinstance(exc, (OSError, TimeoutError))
+        # Trying again presents the same certificate to the same checks.
+        return exc
+    if isinstance(exc, (OSError, TimeoutError)):
+        return None
+    return exc
+
+
+def raise_unless_retried(
+    process_exception: Callable[[Exception], Exception | None], exc: Exception
+) -> None:
+    """Apply a ``process_exception`` hook: return to retry, raise to stop.
+
+    A hook that raises stops the loop with what it raised.
+    """
+    try:
+        fatal = process_exception(exc)
+    except Exception as raised:
+        fatal = raised
+    if fatal is exc:
+        raise exc
+    if fatal is not None:
+        raise fatal from exc
 
 
 def backoff_delay(attempts: int, initial: float, factor: float, maximum: float) -> float:

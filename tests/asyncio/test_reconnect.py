@@ -408,7 +408,7 @@ async def test_backoff_jitter_extremes(
     def uniform(low: float, high: float) -> float:
         return low if extreme == "low" else high
 
-    monkeypatch.setattr("tether.asyncio.client.random.uniform", uniform)
+    monkeypatch.setattr("tether.reconnecting.random.uniform", uniform)
     await refuse_until_stopped(**BACKOFF)
     bases = expected_delays(0.01, 2.0, 0.05, 8)
     wanted = [base / 2 for base in bases] if extreme == "low" else bases
@@ -416,7 +416,7 @@ async def test_backoff_jitter_extremes(
 
 
 async def test_backoff_defaults(sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tether.asyncio.client.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("tether.reconnecting.random.uniform", lambda low, high: high)
     await refuse_until_stopped()
     assert sleeps == pytest.approx(expected_delays(1.0, 1.618, 60.0, 8))
 
@@ -424,7 +424,7 @@ async def test_backoff_defaults(sleeps: list[float], monkeypatch: pytest.MonkeyP
 async def test_backoff_resets_after_a_connection(
     start_server: ServerFactory, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tether.asyncio.client.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("tether.reconnecting.random.uniform", lambda low, high: high)
     attempts = 0
 
     # Attempts 1-3 busy, 4 opens and drops, 5-6 busy, 7 opens and echoes.
@@ -448,7 +448,7 @@ async def test_backoff_resets_after_a_connection(
 async def test_backoff_survives_huge_exponents(
     sleeps: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tether.asyncio.client.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("tether.reconnecting.random.uniform", lambda low, high: high)
     await refuse_until_stopped(
         backoff_initial_delay=0.01, backoff_factor=1e200, backoff_max_delay=0.03
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import ssl as ssl_module
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
@@ -11,7 +10,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
-from tether.exceptions import InvalidMessage, InvalidStatus, InvalidURI
+from tether.exceptions import InvalidMessage, InvalidURI
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import enable_client_permessage_deflate
 from tether.log import LoggerLike, connection_logger
@@ -21,6 +20,7 @@ from tether.protocol.events import Event, ResponseReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import WebSocketURI, parse_uri
+from tether.reconnecting import backoff_delay, process_exception, raise_unless_retried
 
 __all__ = [
     "ClientConnection",
@@ -72,37 +72,6 @@ class ClientConnection(Connection):
                 if exc is not None:
                     handshake_exc.__cause__ = exc
             self._handshake.set_exception(handshake_exc)
-
-
-def process_exception(exc: Exception) -> Exception | None:
-    """Tell whether ``async for ... in connect(...)`` should try again after ``exc``.
-
-    Return ``None`` to retry after a backoff delay, or the exception to raise.
-    Retried: network errors (:class:`OSError`, :class:`TimeoutError`), a
-    server that closed TCP before its handshake response was complete
-    (:class:`~tether.exceptions.InvalidMessage` caused by :class:`EOFError`
-    or :class:`OSError`), and the statuses that say "later": 5xx and 429.
-    Raised: everything else, among which a TLS certificate that fails
-    verification (:class:`ssl.SSLCertVerificationError`, although an
-    :class:`OSError`), an :class:`~tether.exceptions.InvalidURI`, a 4xx other
-    than 429, and a peer that is not a WebSocket server.
-
-    Give your own function as ``connect``'s ``process_exception`` option to
-    decide otherwise; it may also return another exception, which is raised
-    chained to ``exc``.
-    """
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        return None if 500 <= status <= 599 or status == 429 else exc
-    if isinstance(exc, InvalidMessage):
-        # The server went away mid-handshake, as a restarting server does.
-        return None if isinstance(exc.__cause__, (EOFError, OSError)) else exc
-    if isinstance(exc, ssl_module.SSLCertVerificationError):
-        # Trying again presents the same certificate to the same checks.
-        return exc
-    if isinstance(exc, (OSError, TimeoutError)):
-        return None
-    return exc
 
 
 _UNIX_SCHEMES = {"ws+unix": False, "wss+unix": True}
@@ -385,17 +354,6 @@ class connect:
         assert self.connection is not None
         await self.connection.close()
 
-    def _backoff(self, attempt: int) -> float:
-        """The delay before the next attempt, after ``attempt + 1`` failures in a row."""
-        try:
-            delay = self.backoff_initial_delay * self.backoff_factor**attempt
-        except OverflowError:
-            delay = self.backoff_max_delay
-        delay = min(self.backoff_max_delay, delay)
-        # Equal jitter: clients dropped together do not come back together,
-        # and none comes back sooner than half the delay.
-        return delay / 2 + random.uniform(0, delay / 2)
-
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""
         logger = connection_logger(self.logger, "tether.client", "reconnect", None)
@@ -404,15 +362,10 @@ class connect:
             try:
                 connection = await self._create()
             except Exception as exc:
-                try:
-                    fatal = self.process_exception(exc)
-                except Exception as raised:
-                    fatal = raised
-                if fatal is exc:
-                    raise
-                if fatal is not None:
-                    raise fatal from exc
-                delay = self._backoff(attempt)
+                raise_unless_retried(self.process_exception, exc)
+                delay = backoff_delay(
+                    attempt, self.backoff_initial_delay, self.backoff_factor, self.backoff_max_delay
+                )
                 attempt += 1
                 logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
                 await asyncio.sleep(delay)

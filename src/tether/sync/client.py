@@ -6,7 +6,7 @@ import logging
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal
 
 from tether.exceptions import InvalidMessage
@@ -18,7 +18,7 @@ from tether.protocol.connection import DEFAULT_MAX_SIZE, State
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import parse_uri
-from tether.reconnecting import backoff_delay, retryable
+from tether.reconnecting import backoff_delay, process_exception, raise_unless_retried
 from tether.sync.connection import READ_SIZE, Connection
 
 __all__ = ["ClientConnection", "connect", "reconnect"]
@@ -148,6 +148,7 @@ def reconnect(
     backoff_initial_delay: float = 1.0,
     backoff_factor: float = 1.618,
     backoff_max_delay: float = 60.0,
+    process_exception: Callable[[Exception], Exception | None] = process_exception,
     **options: Any,
 ) -> Generator[ClientConnection, None, None]:
     """Yield a connection to ``uri``, and a new one each time the last one ends.
@@ -155,7 +156,9 @@ def reconnect(
     ``for ws in reconnect(uri): ...`` is the threading twin of the asyncio
     client's ``async for ws in connect(uri)``: failures that retrying may heal
     (network errors, timeouts, 5xx and 429 answers) are retried with
-    exponential backoff and jitter; other errors are raised. Each connection
+    exponential backoff and jitter; other errors are raised. A
+    ``process_exception`` function changes that choice, as in the asyncio
+    client. Each connection
     is closed when the loop moves on. ``options`` are those of :func:`connect`.
     """
     attempts = 0
@@ -163,8 +166,7 @@ def reconnect(
         try:
             connection = connect(uri, **options)
         except Exception as exc:
-            if not retryable(exc):
-                raise
+            raise_unless_retried(process_exception, exc)
             delay = backoff_delay(
                 attempts, backoff_initial_delay, backoff_factor, backoff_max_delay
             )
