@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from tether.exceptions import ConnectionClosedError, ConnectionClosedOK
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import Connection, Role
 from tether.protocol.events import Fragment, Message
-from tether.sending import Data, check_piece, end_fragments, send_data, send_piece
+from tether.sending import Data, Fragments, is_single, send_data
 
 
 def pair() -> tuple[Connection, Connection]:
@@ -42,12 +44,17 @@ def test_send_data(data: str | bytes, text: bool | None, expected: Message) -> N
     assert deliver(client, server) == [expected]
 
 
+def send_all(client: Connection, pieces: list[Data], text: bool | None) -> Fragments:
+    fragments = Fragments(client, text)
+    for piece in pieces:
+        fragments.send(piece)
+    fragments.end()
+    return fragments
+
+
 def test_fragmented_text() -> None:
     client, server = pair()
-    pieces = ["a", "b", "c"]
-    for index, piece in enumerate(pieces):
-        send_piece(client, piece, pieces[0], index, None)
-    end_fragments(client)
+    assert send_all(client, ["a", "b", "c"], None).started
     assert deliver(client, server) == [
         Fragment("a", first=True, last=False),
         Fragment("b", first=False, last=False),
@@ -58,31 +65,56 @@ def test_fragmented_text() -> None:
 
 def test_fragmented_binary_as_text() -> None:
     client, server = pair()
-    pieces: list[Data] = [b"x", bytearray(b"y"), memoryview(b"z")]
-    for index, piece in enumerate(pieces):
-        send_piece(client, piece, pieces[0], index, True)
-    end_fragments(client)
+    send_all(client, [b"x", bytearray(b"y"), memoryview(b"z")], True)
     events = deliver(client, server)
     assert "".join(event.data for event in events) == "xyz"  # type: ignore[attr-defined]
 
 
-def test_check_piece() -> None:
-    check_piece("b", "a")
-    check_piece(b"b", b"a")
-    check_piece(memoryview(b"b"), bytearray(b"a"))
-    with pytest.raises(TypeError):
-        check_piece(b"b", "a")
-    with pytest.raises(TypeError):
-        check_piece("b", b"a")
-    with pytest.raises(TypeError):
-        check_piece(1, 2)
+def test_empty_iterable_sends_nothing() -> None:
+    client, server = pair()
+    assert not send_all(client, [], None).started
+    assert deliver(client, server) == []
 
 
-def test_send_piece_checks_kind() -> None:
+@pytest.mark.parametrize(
+    ("message", "single"),
+    [("a", True), (b"a", True), (bytearray(), True), (memoryview(b""), True), (["a"], False)],
+)
+def test_is_single(message: object, single: bool) -> None:
+    assert is_single(message) is single
+
+
+async def _pieces() -> AsyncIterator[str]:
+    yield "a"
+
+
+def test_is_single_takes_async_iterables() -> None:
+    assert is_single(_pieces()) is False
+
+
+@pytest.mark.parametrize("message", [{"a": 1}, 42, None, object()])
+def test_is_single_refuses_other_types(message: object) -> None:
+    with pytest.raises(TypeError):
+        is_single(message)
+
+
+def test_first_piece_of_wrong_type_sends_nothing() -> None:
     client, _ = pair()
-    send_piece(client, "first", "first", 0, None)
+    fragments = Fragments(client, None)
     with pytest.raises(TypeError):
-        send_piece(client, b"second", "first", 1, None)
+        fragments.send(1)  # type: ignore[arg-type]
+    assert not fragments.started
+    assert client.data_to_send() == []
+
+
+@pytest.mark.parametrize(("first", "second"), [("a", b"b"), (b"a", "b"), (b"a", 2)])
+def test_pieces_must_share_a_kind(first: Data, second: Data) -> None:
+    client, _ = pair()
+    fragments = Fragments(client, None)
+    fragments.send(first)
+    with pytest.raises(TypeError):
+        fragments.send(second)
+    assert fragments.started
 
 
 def test_send_after_close_raises_closure() -> None:
@@ -99,14 +131,15 @@ def test_send_after_close_raises_closure() -> None:
     with pytest.raises(ConnectionClosedOK):
         send_data(client, b"late", None)
     with pytest.raises(ConnectionClosedOK):
-        send_piece(client, b"late", b"late", 0, None)
+        Fragments(client, None).send(b"late")
 
 
 def test_continuation_after_close_raises_closure() -> None:
     client, _ = pair()
-    send_piece(client, "first", "first", 0, None)
+    fragments = Fragments(client, None)
+    fragments.send("first")
     client.fail(CloseCode.INTERNAL_ERROR, "broken")
     with pytest.raises(ConnectionClosedError):
-        send_piece(client, "second", "first", 1, None)
+        fragments.send("second")
     with pytest.raises(ConnectionClosedError):
-        end_fragments(client)
+        fragments.end()

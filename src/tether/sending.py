@@ -7,27 +7,17 @@ bytes its own way. A send on a closing connection raises the
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import AsyncIterable, Iterable, Mapping
 
 from tether.exceptions import InvalidState
 from tether.protocol.connection import Connection
 
-__all__ = ["BYTES_LIKE", "Data", "check_piece", "end_fragments", "send_data", "send_piece"]
+__all__ = ["BYTES_LIKE", "Data", "Fragments", "is_single", "send_data"]
 
 Data = str | bytes | bytearray | memoryview
 """One message, or one piece of a fragmented message."""
 
 BYTES_LIKE = (bytes, bytearray, memoryview)
-
-T = TypeVar("T")
-
-
-def _guarded(protocol: Connection, call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except InvalidState:
-        raise protocol.close_exc() from None
 
 
 def send_data(protocol: Connection, data: Data, text: bool | None, *, fin: bool = True) -> None:
@@ -48,26 +38,64 @@ def send_data(protocol: Connection, data: Data, text: bool | None, *, fin: bool 
         raise protocol.close_exc() from None
 
 
-def check_piece(piece: object, first: object) -> None:
-    """Check that a piece of a fragmented message has the kind of the first piece."""
-    if isinstance(first, str):
-        if not isinstance(piece, str):
+def is_single(message: object) -> bool:
+    """Tell a single message (``True``) from an iterable of pieces (``False``).
+
+    Raise :class:`TypeError` for anything else, dicts included: a dict is
+    iterable, but sending its keys as fragments is never what was meant.
+    """
+    if isinstance(message, (str, *BYTES_LIKE)):
+        return True
+    if isinstance(message, Mapping) or not isinstance(message, (Iterable, AsyncIterable)):
+        raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+    return False
+
+
+class Fragments:
+    """One fragmented message on its way out, a frame per piece.
+
+    ``started`` tells whether a frame went out: once one has, a failure
+    cannot be undone and the caller fails the connection (1011).
+    """
+
+    __slots__ = ("_first", "protocol", "text")
+
+    def __init__(self, protocol: Connection, text: bool | None) -> None:
+        self.protocol = protocol
+        self.text = text
+        self._first: Data | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the first frame was sent."""
+        return self._first is not None
+
+    def send(self, piece: Data) -> None:
+        """Send the next piece; it must be of the kind of the first (``str`` or bytes-like)."""
+        first = self._first
+        if first is None:
+            if not isinstance(piece, (str, *BYTES_LIKE)):
+                raise TypeError(
+                    f"cannot send {type(piece).__name__} in a fragmented message: "
+                    "expected str or bytes-like"
+                )
+            send_data(self.protocol, piece, self.text, fin=False)
+            self._first = piece
+            return
+        if isinstance(first, str) != isinstance(piece, str) or not isinstance(
+            piece, (str, *BYTES_LIKE)
+        ):
             raise TypeError("all pieces of a fragmented message must be str, or all bytes-like")
-    elif not isinstance(piece, BYTES_LIKE):
-        raise TypeError("all pieces of a fragmented message must be str, or all bytes-like")
+        try:
+            self.protocol.send_continuation(piece, fin=False)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
 
-
-def send_piece(
-    protocol: Connection, piece: Data, first: Data, index: int, text: bool | None
-) -> None:
-    """Send piece number ``index`` of a fragmented message whose first piece is ``first``."""
-    check_piece(piece, first)
-    if index == 0:
-        send_data(protocol, piece, text, fin=False)
-    else:
-        _guarded(protocol, lambda: protocol.send_continuation(piece, fin=False))
-
-
-def end_fragments(protocol: Connection) -> None:
-    """End a fragmented message with an empty final frame."""
-    _guarded(protocol, lambda: protocol.send_continuation(b"", fin=True))
+    def end(self) -> None:
+        """End the message with an empty final frame, if it was started."""
+        if self._first is None:
+            return
+        try:
+            self.protocol.send_continuation(b"", fin=True)
+        except InvalidState:
+            raise self.protocol.close_exc() from None

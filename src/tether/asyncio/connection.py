@@ -13,7 +13,7 @@ import codecs
 import os
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, cast
 
@@ -27,23 +27,11 @@ from tether.protocol.events import CloseReceived, Event, Fragment, Message, Pong
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Request, Response
 from tether.protocol.server import ServerProtocol
+from tether.sending import Data, Fragments, is_single, send_data
 
 __all__ = ["Connection", "Data"]
 
-Data = str | bytes | bytearray | memoryview
-"""What :meth:`Connection.send` takes for one message or one fragment."""
-
 DEFAULT_WRITE_LIMIT = 32 * 1024
-
-
-def _kind_of(piece: object) -> type | tuple[type, ...]:
-    """The type every piece of a fragmented message must share, from its first piece."""
-    if isinstance(piece, str):
-        return str
-    if isinstance(piece, (bytes, bytearray, memoryview)):
-        return (bytes, bytearray, memoryview)
-    # Raised before anything is sent: the connection stays usable.
-    raise TypeError(f"cannot send {type(piece).__name__} in a fragmented message")
 
 
 class Connection(asyncio.Protocol):
@@ -250,97 +238,44 @@ class Connection(asyncio.Protocol):
         ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
         once the connection is closing.
         """
-        if isinstance(message, (str, bytes, bytearray, memoryview)):
+        if is_single(message):
             if self._send_lock.locked():
                 async with self._send_lock:
-                    self._send_data(message, text)
+                    send_data(self.protocol, message, text)  # type: ignore[arg-type]
             else:
-                self._send_data(message, text)
-        elif isinstance(message, Mapping):
-            # A dict is iterable: without this its keys would go out as fragments.
-            raise TypeError("cannot send a dict: expected str or bytes-like")
-        elif isinstance(message, AsyncIterable):
-            async with self._send_lock:
-                await self._send_fragments_async(message, text)
-        elif isinstance(message, Iterable):
-            async with self._send_lock:
-                await self._send_fragments(message, text)
+                send_data(self.protocol, message, text)  # type: ignore[arg-type]
+            self._flush()
         else:
-            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+            async with self._send_lock:
+                await self._send_fragments(message, text)  # type: ignore[arg-type]
         if self._writing_paused:
             await self._drain()
 
-    def _send_data(self, data: Data, text: bool | None, *, fin: bool = True) -> None:
-        protocol = self.protocol
-        try:
-            if text is None:
-                text = isinstance(data, str)
-            if text:
-                protocol.send_text(data if isinstance(data, str) else bytes(data), fin=fin)
-            else:
-                protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
-        except InvalidState:
-            raise protocol.close_exc() from None
-        self._flush()
-
-    def _send_piece(
-        self, piece: Data, first: bool, text: bool | None, kind: type | tuple[type, ...]
+    async def _send_fragments(
+        self, pieces: Iterable[Data] | AsyncIterable[Data], text: bool | None
     ) -> None:
-        if not isinstance(piece, kind):
-            raise TypeError("all pieces of a fragmented message must be str, or all bytes-like")
-        if first:
-            self._send_data(piece, text, fin=False)
-            return
+        fragments = Fragments(self.protocol, text)
         try:
-            self.protocol.send_continuation(piece, fin=False)
-        except InvalidState:
-            raise self.protocol.close_exc() from None
-        self._flush()
-
-    async def _send_fragments(self, pieces: Iterable[Data], text: bool | None) -> None:
-        kind: type | tuple[type, ...] = object
-        try:
-            for index, piece in enumerate(pieces):
-                if index == 0:
-                    kind = _kind_of(piece)
-                self._send_piece(piece, index == 0, text, kind)
-                if self._writing_paused:
-                    await self._drain()
+            if isinstance(pieces, AsyncIterable):
+                async for piece in pieces:
+                    fragments.send(piece)
+                    self._flush()
+                    if self._writing_paused:
+                        await self._drain()
+            else:
+                for piece in pieces:
+                    fragments.send(piece)
+                    self._flush()
+                    if self._writing_paused:
+                        await self._drain()
         except (ConnectionClosed, asyncio.CancelledError):
             raise
         except Exception:
             # A message cut in the middle cannot be finished: fail the connection.
-            if kind is not object:
+            if fragments.started:
                 self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
             raise
-        if kind is not object:
-            self._end_fragments()
-
-    async def _send_fragments_async(self, pieces: AsyncIterable[Data], text: bool | None) -> None:
-        kind: type | tuple[type, ...] = object
-        try:
-            first = True
-            async for piece in pieces:
-                if first:
-                    kind = _kind_of(piece)
-                self._send_piece(piece, first, text, kind)
-                first = False
-                if self._writing_paused:
-                    await self._drain()
-        except (ConnectionClosed, asyncio.CancelledError):
-            raise
-        except Exception:
-            if kind is not object:
-                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
-            raise
-        if kind is not object:
-            self._end_fragments()
-
-    def _end_fragments(self) -> None:
-        try:
-            self.protocol.send_continuation(b"", fin=True)
-        except InvalidState:
-            raise self.protocol.close_exc() from None
+        fragments.end()
         self._flush()
 
     async def _drain(self) -> None:

@@ -21,9 +21,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
@@ -36,7 +36,7 @@ from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Request, Response
 from tether.protocol.server import ServerProtocol
-from tether.sending import BYTES_LIKE, Data, end_fragments, send_data, send_piece
+from tether.sending import Data, Fragments, is_single, send_data
 
 __all__ = ["Connection"]
 
@@ -237,33 +237,31 @@ class Connection:
         ``text`` forces the opcode as in the asyncio API. Safe to call from
         several threads: the messages do not interleave.
         """
-        if isinstance(message, (str, *BYTES_LIKE)):
+        if is_single(message):
             with self._send_mutex:
                 with self._mutex:
-                    send_data(self.protocol, message, text)
+                    send_data(self.protocol, message, text)  # type: ignore[arg-type]
                 self._flush()
             return
-        if isinstance(message, Mapping) or not isinstance(message, Iterable):
-            raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
+        if not isinstance(message, Iterable):
+            raise TypeError("cannot send an async iterable with the threading API")
+        pieces = cast(Iterable[Data], message)
         with self._send_mutex:
-            first: Data | None = None
+            fragments = Fragments(self.protocol, text)
             try:
-                for index, piece in enumerate(message):
-                    if first is None:
-                        first = piece
+                for piece in pieces:
                     with self._mutex:
-                        send_piece(self.protocol, piece, first, index, text)
+                        fragments.send(piece)
                     self._flush()
             except ConnectionClosed:
                 raise
             except Exception:
-                if first is not None:
+                if fragments.started:
                     self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
                 raise
-            if first is not None:
-                with self._mutex:
-                    end_fragments(self.protocol)
-                self._flush()
+            with self._mutex:
+                fragments.end()
+            self._flush()
 
     def ping(self, data: Data | None = None) -> threading.Event:
         """Send a ping; return an event that is set when the pong arrives.
