@@ -37,13 +37,14 @@ from tether.version import __version__
 if TYPE_CHECKING:
     from tether.asyncio.auth import basic_auth
     from tether.asyncio.broadcast import broadcast
-    from tether.asyncio.client import ClientConnection, connect
+    from tether.asyncio.client import ClientConnection, connect, unix_connect
     from tether.asyncio.router import Router, route
     from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
 
 _LAZY = {
     "ClientConnection": "tether.asyncio.client",
     "connect": "tether.asyncio.client",
+    "unix_connect": "tether.asyncio.client",
     "Server": "tether.asyncio.server",
     "ServerConnection": "tether.asyncio.server",
     "serve": "tether.asyncio.server",
@@ -99,5 +100,6 @@ __all__ = [
     "connect",
     "route",
     "serve",
+    "unix_connect",
     "unix_serve",
 ]

@@ -1,7 +1,20 @@
-"""The asyncio API: :func:`connect`, :func:`serve` and their connections."""
+"""The asyncio API: :func:`connect`, :func:`serve` and their connections.
 
-from tether.asyncio.client import ClientConnection, connect
+``broadcast``, ``route`` and ``basic_auth`` live in the modules of those
+names and are importable from :mod:`tether`.
+"""
+
+from tether.asyncio.client import ClientConnection, connect, unix_connect
 from tether.asyncio.connection import Connection
-from tether.asyncio.server import Server, ServerConnection, serve
+from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
 
-__all__ = ["ClientConnection", "Connection", "Server", "ServerConnection", "connect", "serve"]
+__all__ = [
+    "ClientConnection",
+    "Connection",
+    "Server",
+    "ServerConnection",
+    "connect",
+    "serve",
+    "unix_connect",
+    "unix_serve",
+]
