@@ -482,13 +482,17 @@ class Peer:
         fragment: int | None = None,
         compress: bool = False,
         cuts: Sequence[int] | None = None,
+        text: bool | None = None,
     ) -> list[bytes]:
         """Encode a message as frames: whole, in pieces of ``fragment`` bytes or cut at ``cuts``.
 
         With ``compress`` the message is compressed first and the compressed
-        bytes are cut; RSV1 is on the first frame only.
+        bytes are cut; RSV1 is on the first frame only. ``text`` overrides
+        the opcode that the type of ``message`` implies, to send any bytes
+        as text.
         """
-        text = isinstance(message, str)
+        if text is None:
+            text = isinstance(message, str)
         data = message.encode() if isinstance(message, str) else message
         if compress:
             assert self.deflate is not None
@@ -517,9 +521,12 @@ class Peer:
         fragment: int | None = None,
         compress: bool = False,
         cuts: Sequence[int] | None = None,
+        text: bool | None = None,
     ) -> None:
         """Send a message in one write; see :meth:`message_frames`."""
-        frames = self.message_frames(message, fragment=fragment, compress=compress, cuts=cuts)
+        frames = self.message_frames(
+            message, fragment=fragment, compress=compress, cuts=cuts, text=text
+        )
         await self.write(b"".join(frames))
 
     async def send_close(self, code: int | None = 1000, reason: str = "") -> None:
