@@ -81,6 +81,7 @@ class Connection(asyncio.Protocol):
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._keepalive: asyncio.Task[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._eof_written = False
 
     # Attributes
 
@@ -494,8 +495,31 @@ class Connection(asyncio.Protocol):
         state = self.protocol.state
         if state is State.CLOSING or state is State.CLOSED:
             if self.protocol.close_transport and not transport.is_closing():
-                transport.close()
+                if state is State.CLOSING and self.protocol.error is not None:
+                    self._linger(transport)
+                else:
+                    transport.close()
             self._arm_close_timer()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close after failing on the peer's data; read and drop until it closes TCP.
+
+        The peer is likely still sending. Closing the socket with its bytes
+        unread makes the kernel answer with a RST, and the peer's kernel may
+        then discard our close frame before the peer reads it: the peer would
+        see an abnormal closure instead of, say, 1009. The engine ignores the
+        input; EOF from the peer or ``close_timeout`` ends the connection.
+        """
+        if self._eof_written:
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self._eof_written = True
+        transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
 
     def _arm_close_timer(self) -> None:
         """Drop TCP if the closing handshake or the TCP close takes over ``close_timeout``."""
