@@ -116,8 +116,8 @@ class Peer:
         self.messages: list[tuple[bool, int]] = []
         """(binary, length in bytes) of every message received, in order."""
         self.pongs: list[bytes] = []
-        self.close_seen: tuple[int, str] | None = None
-        """The code and reason of the close frame received."""
+        self.close_seen: tuple[int, str | None] | None = None
+        """The code and reason of the close frame received; ``None`` for a reason not shown."""
         self.errors: list[str] = []
         """Errors the library reported, where it reports them."""
         self._changed = asyncio.Event()
@@ -134,7 +134,7 @@ class Peer:
         self.pongs.append(data)
         self._changed.set()
 
-    def _note_close(self, code: int, reason: str) -> None:
+    def _note_close(self, code: int, reason: str | None) -> None:
         if self.close_seen is None:
             self.close_seen = (code, reason)
         self._changed.set()
@@ -158,7 +158,7 @@ class Peer:
         await self._send_ping(data)
         await self._until(lambda: data in self.pongs)
 
-    async def seen_close(self) -> tuple[int, str]:
+    async def seen_close(self) -> tuple[int, str | None]:
         """Wait for the close frame from tether; return its code and reason."""
         await self._until(lambda: self.close_seen is not None)
         assert self.close_seen is not None
@@ -312,11 +312,11 @@ class AiohttpPeer(Peer):
         """Close, and note the code of the reply.
 
         aiohttp's close() reads the reply itself and keeps its code, not its
-        reason: the reason noted is empty.
+        reason: the reason noted is ``None``.
         """
         await self.ws.close(code=code, message=reason.encode())
         if self.reads_close_reply and self.ws.close_code is not None:
-            self._note_close(self.ws.close_code, "")
+            self._note_close(self.ws.close_code, None)
 
     async def aclose(self) -> None:
         """Close the connection and wait for the echo task."""
@@ -355,6 +355,9 @@ class WebsocketClientPeer(Peer):
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
                     (code,) = struct.unpack("!H", data[:2])
                     self._from_thread(self._note_close, code, data[2:].decode())
+                    # websocket-client answered the close frame but keeps the
+                    # socket open; an application would drop it now.
+                    ws.shutdown()  # type: ignore[no-untyped-call]
                     return
         except (websocket.WebSocketException, OSError):
             return
@@ -474,6 +477,8 @@ class NodePeer(Peer):
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+        if self._opened.done():
+            self._opened.exception()  # Seen here if nobody waited for the opening.
 
 
 def _loopback_port(sockets: Any) -> int:
@@ -482,7 +487,7 @@ def _loopback_port(sockets: Any) -> int:
 
 
 async def _tether_server(
-    compression: bool,
+    compression: bool, max_size: int
 ) -> tuple[Server, asyncio.Future[ServerConnection], str]:
     """Start tether's server; give it, the future of its first connection and its URI."""
     accepted: asyncio.Future[ServerConnection] = asyncio.get_running_loop().create_future()
@@ -499,19 +504,19 @@ async def _tether_server(
         0,
         compression="deflate" if compression else None,
         subprotocols=SERVER_SUBPROTOCOLS,
-        max_size=MAX_SIZE,
+        max_size=max_size,
         ping_interval=None,
         close_timeout=TIMEOUT,
     )
     return server, accepted, f"ws://127.0.0.1:{_loopback_port(server.sockets)}/"
 
 
-async def _tether_client(uri: str, compression: bool) -> Connection:
+async def _tether_client(uri: str, compression: bool, max_size: int) -> Connection:
     return await tether.connect(
         uri,
         compression="deflate" if compression else None,
         subprotocols=CLIENT_SUBPROTOCOLS,
-        max_size=MAX_SIZE,
+        max_size=max_size,
         ping_interval=None,
         close_timeout=TIMEOUT,
         open_timeout=TIMEOUT,
@@ -525,20 +530,23 @@ async def _accepted(future: asyncio.Future[ServerConnection]) -> ServerConnectio
 
 @contextlib.asynccontextmanager
 async def open_pair(
-    library: str, peer_role: str, compression: bool
+    library: str, peer_role: str, compression: bool, max_size: int = MAX_SIZE
 ) -> AsyncIterator[tuple[Connection, Peer]]:
-    """Connect tether and ``library``, the latter as ``peer_role``; yield (tether's end, peer)."""
+    """Connect tether and ``library``, the latter as ``peer_role``; yield (tether's end, peer).
+
+    ``max_size`` limits the messages tether accepts; the peer takes up to :data:`MAX_SIZE`.
+    """
     cleanup = contextlib.AsyncExitStack()
     async with cleanup:
         if peer_role == "client":
-            server, accepted, uri = await _tether_server(compression)
+            server, accepted, uri = await _tether_server(compression, max_size)
             cleanup.push_async_callback(server.wait_closed)
             cleanup.callback(server.close)
             peer = await _connect_peer(library, uri, compression, cleanup)
             ws: Connection = await _accepted(accepted)
         else:
             peer_uri, peer_future = await _serve_peer(library, compression, cleanup)
-            ws = await _tether_client(peer_uri, compression)
+            ws = await _tether_client(peer_uri, compression, max_size)
             cleanup.push_async_callback(ws.close)
             peer = await peer_future()
         cleanup.push_async_callback(peer.aclose)

@@ -117,6 +117,26 @@ async def test_close(library: str, role: str, closer: str, code: int, reason: st
         assert (raised.value.code, raised.value.reason) == (code, reason)
         await ws.wait_closed()
         assert (ws.close_code, ws.close_reason) == (code, reason)
-        # tether answers with the same code and no reason (RFC 6455 5.5.1 asks no more).
+        # tether answers with the same code; the peer reads the reply as sent.
+        sent = ws.protocol.close_sent
+        assert sent is not None
+        assert sent.code == code
         if peer.reads_close_reply:
-            assert await peer.seen_close() == (code, "")
+            seen_code, seen_reason = await peer.seen_close()
+            assert seen_code == sent.code
+            # None: the library does not show the reason of a reply to its own close.
+            assert seen_reason in (None, sent.reason)
+
+
+@pytest.mark.parametrize("compression", [True, False], ids=["deflate", "plain"])
+@pytest.mark.parametrize(("library", "role"), PAIRS, ids=PAIR_IDS)
+async def test_message_too_big(library: str, role: str, compression: bool) -> None:
+    limit = 64 * 1024
+    async with open_pair(library, role, compression, max_size=limit) as (ws, peer):
+        # tether may send what it may not receive: the peer's echo is over the limit.
+        await ws.send(blob(limit + 1))
+        with pytest.raises(ConnectionClosedError) as raised:
+            await ws.recv(timeout=TIMEOUT)
+        assert raised.value.sent is not None
+        assert raised.value.sent.code == 1009
+        assert (await peer.seen_close())[0] == 1009

@@ -1,15 +1,15 @@
 'use strict';
-// Usage: node client.js --url=ws://... --deflate=true|false --protocols=a,b
+// Usage: node client.js --url=ws://... --deflate=true|false|{...} --protocols=a,b
 // Connects, then drives the connection with session.js.
 
 const WebSocket = require('ws');
-const { drive, parseOptions, report } = require('./session');
+const { deflateOption, drive, parseOptions, report } = require('./session');
 
 const options = parseOptions(process.argv.slice(2));
 const protocols = options.protocols ? options.protocols.split(',') : [];
 
 const ws = new WebSocket(options.url, protocols, {
-  perMessageDeflate: options.deflate === 'true',
+  perMessageDeflate: deflateOption(options.deflate),
   maxPayload: 64 * 1024 * 1024,
 });
 let opened = false;

@@ -58,4 +58,11 @@ function drive(ws) {
   commands.on('close', () => process.exit(0));
 }
 
-module.exports = { drive, parseOptions, report };
+// --deflate is "true", "false" or a JSON object of ws's perMessageDeflate options.
+function deflateOption(value) {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  return JSON.parse(value);
+}
+
+module.exports = { deflateOption, drive, parseOptions, report };
