@@ -68,13 +68,14 @@ class Harness:
     async def open(
         self,
         *,
-        deflate: DeflateParams | None = None,
+        deflate: DeflateParams | str | None = None,
         **options: Any,
     ) -> Peer:
         """Connect the peer and tether; return the peer once the handshake is done.
 
         ``deflate`` negotiates permessage-deflate: the peer offers it to
-        tether's server, or answers tether's client with it. Other keywords
+        tether's server, or answers tether's client with it; a string is
+        the raw header value, to send invalid ones. Other keywords
         are options of :func:`tether.serve` or :func:`tether.connect`.
         """
         options = {**TETHER_OPTIONS, **options}
@@ -94,14 +95,14 @@ class Harness:
             server = await tether.serve(handler, "127.0.0.1", 0, **options)
             self._servers.append(server)
             host, port = next(iter(server.sockets)).getsockname()[:2]
-            offer = None if deflate is None else deflate.header()
+            offer = deflate if deflate is None or isinstance(deflate, str) else deflate.header()
             peer, head = await connect_peer(host, port, extensions=offer)
             assert peer is not None, head
         else:
             if deflate is not None:
                 options["compression"] = "deflate"
                 options.setdefault("extensions", [ClientPerMessageDeflateFactory()])
-            answer = None if deflate is None else deflate.header()
+            answer = deflate if deflate is None or isinstance(deflate, str) else deflate.header()
             peer_server = PeerServer(accept_response(answer))
             self._peer_servers.append(peer_server)
             uri = await peer_server.start()

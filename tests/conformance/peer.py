@@ -122,27 +122,39 @@ class DeflateParams:
 
     @classmethod
     def parse(cls, value: str) -> DeflateParams:
-        """Read a response's ``Sec-WebSocket-Extensions`` value, strictly."""
+        """Read a ``Sec-WebSocket-Extensions`` value; :class:`ValueError` if it is no valid one."""
         name, *params = [part.strip() for part in value.split(";")]
-        assert name == "permessage-deflate", value
+        if name != "permessage-deflate":
+            raise ValueError(value)
         found: dict[str, str | None] = {}
         for param in params:
             key, sep, bits = param.partition("=")
-            assert key not in found, value
+            if key in found:
+                raise ValueError(value)
             found[key] = bits if sep else None
-        assert set(found) <= {
-            "server_no_context_takeover",
-            "client_no_context_takeover",
-            "server_max_window_bits",
-            "client_max_window_bits",
-        }, value
-        smwb = found.get("server_max_window_bits")
-        cmwb = found.get("client_max_window_bits")
+        flags = {"server_no_context_takeover", "client_no_context_takeover"}
+        windows = {"server_max_window_bits", "client_max_window_bits"}
+        if not set(found) <= flags | windows:
+            raise ValueError(value)
+        if any(found[key] is not None for key in flags & set(found)):
+            raise ValueError(value)
+        bits_values: dict[str, int | bool] = {}
+        for key in windows & set(found):
+            raw = found[key]
+            if raw is None:
+                bits_values[key] = True
+            elif raw in {str(bits) for bits in range(8, 16)}:
+                bits_values[key] = int(raw)
+            else:
+                raise ValueError(value)
+        smwb = bits_values.get("server_max_window_bits")
+        if smwb is True or smwb is False:
+            raise ValueError(value)
         return cls(
             "server_no_context_takeover" in found,
             "client_no_context_takeover" in found,
-            None if smwb is None else int(smwb),
-            None if cmwb is None else int(cmwb),
+            smwb,
+            bits_values.get("client_max_window_bits"),
         )
 
 
@@ -178,7 +190,15 @@ class _Deflate:
         if self._decompressor is None:
             # The remote window exactly: a larger one used by tether fails here.
             self._decompressor = zlib.decompressobj(-self.remote_bits)
-        out = self._decompressor.decompress(data + TAIL)
+        decompressor = self._decompressor
+        # zlib only checks distances against the window for output already
+        # handed out: inflating a few bytes at a time makes it check them all.
+        pieces = []
+        pending = data + TAIL
+        while pending:
+            pieces.append(decompressor.decompress(pending, 16))
+            pending = decompressor.unconsumed_tail
+        out = b"".join(pieces)
         if self.remote_reset:
             self._decompressor = None
         return out
@@ -645,7 +665,10 @@ class PeerServer:
             for key, value in _response_headers(response)
             if key.lower() == "sec-websocket-extensions"
         ]
-        deflate = DeflateParams.parse(answer[0]) if answer else None
+        try:
+            deflate = DeflateParams.parse(answer[0]) if answer else None
+        except ValueError:
+            deflate = None  # An invalid answer, which tether's client must refuse.
         peer = Peer(
             reader, writer, client=False, leftover=request.rest, deflate=deflate, head=request
         )
