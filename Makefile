@@ -19,8 +19,9 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
+# The demo server: a chat page for a browser, /chat and /echo for `tether ws://...`.
 run: $(STAMP_RUN)
-	$(BIN)/python examples/core_demo.py
+	$(BIN)/tether serve
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
@@ -37,9 +38,19 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 	cd $(NODE_PEER) && npm ci --no-audit --no-fund
 	touch $@
 
+# Headless Chromium opens the demo's chat page in tests/cli: Debian's package,
+# installed once per machine (a file target: nothing runs once it is there).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser test (once per machine)..."
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
 # The whole suite runs with the C accelerator; the protocol tests run again on
 # the pure-Python fallback, and coverage adds up both runs.
-pytest: $(STAMP_DEV) $(STAMP_NODE)
+pytest: $(STAMP_DEV) $(STAMP_NODE) $(CHROMIUM)
 	$(BIN)/python -m pytest --cov --cov-report=
 	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol --cov --cov-append --cov-report=
 	$(BIN)/python -m coverage report

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
+
+import trustme
 
 import tether
 from tests.cli.conftest import TETHER, WAIT, DemoServer
@@ -166,3 +169,24 @@ def test_help_mentions_both_commands() -> None:
     assert "tether [options] URI" in usage
     assert "tether serve" in usage
     assert "--insecure" in usage
+
+
+async def test_wss_with_and_without_insecure() -> None:
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def hello(ws: ServerConnection) -> None:
+        await ws.send("over TLS")
+
+    async with tether.serve(hello, "127.0.0.1", 0, ssl=context) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        uri = f"wss://127.0.0.1:{port}/"
+        # The test's authority is unknown to the client: verification fails.
+        status, out, err = await run_async(uri)
+        assert status == 1
+        assert out == b""
+        assert err.decode().startswith("tether: TLS certificate verification failed: ")
+        assert err.decode().endswith("(--insecure skips it)\n")
+        status, out, err = await run_async("--insecure", uri)
+        assert (status, out, err) == (0, b"over TLS\n", b"")
