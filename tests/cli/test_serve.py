@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import signal
+import socket
+import subprocess
 
 import pytest
 
 import tether
-from tests.cli.conftest import WAIT, DemoServer, start_demo_server, stop_demo_server
+from tests.cli.conftest import TETHER, WAIT, DemoServer, start_demo_server, stop_demo_server
 
 
 def test_banner_gives_the_page_and_the_terminal_commands(demo_server: DemoServer) -> None:
@@ -76,3 +78,21 @@ async def test_signal_stops_the_server_cleanly(signum: int) -> None:
     assert rest == "Server stopped.\n"
     await asyncio.wait_for(ws.wait_closed(), WAIT)
     assert ws.close_code == 1001
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = subprocess.run(
+            [*TETHER, "serve", "--port", str(port)],
+            capture_output=True,
+            timeout=WAIT,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode() == (
+        f"tether: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import ssl
@@ -118,7 +119,13 @@ def connect_error(uri: str, exc: BaseException, timeout: float) -> str | None:
 
 def run_client(options: ClientOptions, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Connect, then run interactively on a terminal or in batch mode; return the exit status."""
-    interactive = not options.batch and stdin.isatty() and stdout.isatty()
+    # The line editor needs termios: elsewhere (Windows), batch mode is what works.
+    interactive = (
+        not options.batch
+        and stdin.isatty()
+        and stdout.isatty()
+        and importlib.util.find_spec("termios") is not None
+    )
     try:
         return asyncio.run(_client(options, interactive, stdin, stdout, stderr))
     except KeyboardInterrupt:

@@ -90,9 +90,14 @@ def _command() -> str:
 
 def run_server(host: str, port: int, stdout: TextIO) -> int:
     """Run the demo server until Ctrl-C or SIGTERM; return the exit status."""
-    # Without signal handlers (on Windows), Ctrl-C ends the loop with KeyboardInterrupt.
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(_serve(host, port, stdout))
+    except KeyboardInterrupt:
+        pass  # Without signal handlers (on Windows), Ctrl-C ends the loop this way.
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"tether: cannot listen on {_url_host(host)}:{port}: {reason}", file=sys.stderr)
+        return 1
     print("Server stopped.", file=stdout, flush=True)
     return 0
 
