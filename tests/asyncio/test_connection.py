@@ -157,8 +157,8 @@ async def test_recv_after_close_reads_every_message_then_raises(
             await pair.ours.recv()
         assert type(raised.value) is exc_type
         assert raised.value.rcvd == Close(code, "bye")
-        # The engine echoes the code without the reason.
-        assert raised.value.sent == Close(code, "")
+        # The engine echoes the close whole: code and reason.
+        assert raised.value.sent == Close(code, "bye")
         assert raised.value.rcvd_then_sent is True
         assert (raised.value.code, raised.value.reason) == (code, "bye")
 
@@ -635,8 +635,8 @@ async def test_close_code_and_reason_on_both_sides(pair: Pair) -> None:
     await pair.ours.close(4321, "see you")
     await pair.theirs.wait_closed()
     assert (pair.theirs.close_code, pair.theirs.close_reason) == (4321, "see you")
-    # The peer echoed the code (without the reason).
-    assert (pair.ours.close_code, pair.ours.close_reason) == (4321, "")
+    # The peer echoed the close whole, so our own reason comes back.
+    assert (pair.ours.close_code, pair.ours.close_reason) == (4321, "see you")
     assert pair.ours.state is State.CLOSED
     assert pair.theirs.state is State.CLOSED
 

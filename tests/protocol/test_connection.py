@@ -382,10 +382,9 @@ def test_5_5_1_close_is_echoed(
 ) -> None:
     feed(conn, peer.close(code, reason), chunking)
     assert conn.events() == [CloseReceived(Close(code, reason))]
-    # The echo carries the code only.
-    assert sent_frames(conn) == [close_frame(code)]
-    assert conn.close_rcvd == Close(code, reason)
-    assert conn.close_sent == Close(code)
+    # The echo carries the code and the reason, byte for byte.
+    assert sent_frames(conn) == [close_frame(code, reason)]
+    assert conn.close_rcvd == conn.close_sent == Close(code, reason)
     assert conn.close_rcvd_then_sent is True
     assert conn.state is State.CLOSING
     assert conn.close_code == code
@@ -603,7 +602,7 @@ def test_7_4_invalid_close_codes_fail_1002(role: Role) -> None:
         conn.receive_data(peer.close_raw(code.to_bytes(2, "big") + b"why"))
         if code in VALID_CLOSE_CODES:
             assert conn.events() == [CloseReceived(Close(code, "why"))], code
-            assert sent_frames(conn) == [close_frame(code)], code
+            assert sent_frames(conn) == [close_frame(code, "why")], code
             assert conn.error is None
         else:
             assert conn.events() == [], code

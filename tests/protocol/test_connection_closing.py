@@ -350,9 +350,10 @@ def test_they_close_first(role: Role, code: int) -> None:
     conn.receive_data(peer.close(None if code == 1005 else code, reason))
     received = Close(code, reason)
     assert conn.events() == [CloseReceived(received)]
-    assert sent_frames(conn) == [Frame(Opcode.CLOSE, Close(code).serialize())]
+    # The echo is the received close frame: code and reason.
+    assert sent_frames(conn) == [Frame(Opcode.CLOSE, received.serialize())]
     assert conn.close_rcvd == received
-    assert conn.close_sent == Close(code)
+    assert conn.close_sent == received
     assert conn.close_rcvd_then_sent is True
     assert conn.close_reason == received.reason
     exc = conn.close_exc()
@@ -390,8 +391,12 @@ def test_closing_handshake_between_two_engines(role: Role) -> None:
     conn.send_close(1001, "going away")
     transfer(conn, remote)
     assert remote.events() == [Message("last words"), CloseReceived(Close(1001, "going away"))]
+    assert remote.close_sent == Close(1001, "going away")
     transfer(remote, conn)
-    assert conn.events() == [CloseReceived(Close(1001))]
+    # The echo carries our own reason back.
+    assert conn.events() == [CloseReceived(Close(1001, "going away"))]
+    assert conn.close_rcvd == conn.close_sent == Close(1001, "going away")
+    assert conn.close_reason == "going away"
     assert conn.close_rcvd_then_sent is False
     assert remote.close_rcvd_then_sent is True
     server, client = (conn, remote) if role is Role.SERVER else (remote, conn)

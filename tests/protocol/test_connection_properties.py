@@ -191,10 +191,10 @@ def test_engines_exchange_messages_and_close(
         if id(other) in sent:
             assert conn.close_rcvd == sent[id(other)]
         else:
-            # An echo: the code without the reason.
-            assert conn.close_rcvd == Close(sent[id(side)].code)
-        # The side that did not start the closing handshake echoed the code.
-        assert conn.close_sent == sent.get(id(side), Close(conn.close_rcvd.code))
+            # An echo: our own close, code and reason.
+            assert conn.close_rcvd == sent[id(side)]
+        # The side that did not start the closing handshake echoed the whole close.
+        assert conn.close_sent == sent.get(id(side), conn.close_rcvd)
         assert conn.close_rcvd_then_sent is (id(side) not in sent)
         assert conn.events() == [CloseReceived(conn.close_rcvd)]
         assert conn.close_transport is (conn.role is Role.SERVER)

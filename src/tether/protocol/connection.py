@@ -586,10 +586,10 @@ class Connection:
             self.close_rcvd = close
             self._events.append(CloseReceived(close))
             if self.state is State.OPEN:
-                # Echo the code, as RFC 6455 section 5.5.1 suggests.
-                echo = Close(close.code) if close.code != CloseCode.NO_STATUS_RCVD else close
-                self._send_control(_OP_CLOSE, echo.serialize())
-                self.close_sent = echo
+                # Echo the close frame, code and reason, as RFC 6455 section
+                # 5.5.1 suggests and as peers such as websockets do.
+                self._send_control(_OP_CLOSE, payload)
+                self.close_sent = close
                 self.close_rcvd_then_sent = True
                 self.state = State.CLOSING
             else:
