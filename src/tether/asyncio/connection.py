@@ -75,6 +75,10 @@ class Connection(asyncio.Protocol):
         self._reading = False
         self._reading_paused = False
         self._writing_paused = False
+        # Replies the engine wrote on its own (pongs) while the write buffer
+        # was full, and whether reading stopped because of them.
+        self._replies = 0
+        self._replies_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
@@ -221,7 +225,8 @@ class Connection(asyncio.Protocol):
     def _maybe_resume_reading(self) -> None:
         if self._reading_paused and not self._messages.full and self.transport is not None:
             self._reading_paused = False
-            self.transport.resume_reading()
+            if not self._replies_paused:
+                self.transport.resume_reading()
 
     # Sending
 
@@ -351,7 +356,8 @@ class Connection(asyncio.Protocol):
             # read on, or the handshake could only end by close_timeout.
             if self._reading_paused and self.transport is not None:
                 self._reading_paused = False
-                self.transport.resume_reading()
+                if not self._replies_paused:
+                    self.transport.resume_reading()
         await asyncio.shield(self._lost)
 
     async def wait_closed(self) -> None:
@@ -412,7 +418,25 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Feed bytes to the engine (asyncio calls this)."""
         self.protocol.receive_data(data)
-        self._process()
+        written = self._process()
+        if written and self._writing_paused:
+            self._limit_replies(written)
+
+    def _limit_replies(self, written: int) -> None:
+        """Stop reading while a peer that does not read makes the engine answer it.
+
+        Each ping gets a pong whether or not the peer reads them: a peer that
+        floods pings and never reads would grow the write buffer without
+        bound. Once such replies pass ``write_limit`` while writing is
+        paused, reading waits until the buffer drains. Messages and the
+        application's own sends never count, so two peers streaming to each
+        other cannot block each other this way.
+        """
+        self._replies += written
+        if self._replies > self.write_limit and not self._replies_paused:
+            self._replies_paused = True
+            if not self._reading_paused and self.transport is not None:
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         """Note that the peer closed its side (asyncio calls this)."""
@@ -451,6 +475,11 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         """Resume sending (asyncio calls this)."""
         self._writing_paused = False
+        self._replies = 0
+        if self._replies_paused:
+            self._replies_paused = False
+            if not self._reading_paused and self.transport is not None:
+                self.transport.resume_reading()
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -458,11 +487,11 @@ class Connection(asyncio.Protocol):
 
     # Plumbing
 
-    def _process(self) -> None:
-        """Handle the engine's events, then send what it has to send."""
+    def _process(self) -> int:
+        """Handle the engine's events, then send what it has to send; return its size."""
         for event in self.protocol.events():
             self._handle_event(event)
-        self._flush()
+        return self._flush()
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, (Message, Fragment)):
@@ -482,15 +511,19 @@ class Connection(asyncio.Protocol):
         elif isinstance(event, CloseReceived):
             self.logger.debug("received close frame: %s", event.close)
 
-    def _flush(self) -> None:
+    def _flush(self) -> int:
+        """Write what the engine has to send; return how many bytes that was."""
         transport = self.transport
         if transport is None:
-            return
+            return 0
         data = self.protocol.data_to_send()
+        written = 0
         if data and not transport.is_closing():
             if len(data) == 1:
+                written = len(data[0])
                 transport.write(data[0])
             else:
+                written = sum(map(len, data))
                 transport.writelines(data)
         state = self.protocol.state
         if state is State.CLOSING or state is State.CLOSED:
@@ -500,6 +533,7 @@ class Connection(asyncio.Protocol):
                 else:
                     transport.close()
             self._arm_close_timer()
+        return written
 
     def _linger(self, transport: asyncio.Transport) -> None:
         """Half-close after failing on the peer's data; read and drop until it closes TCP.
@@ -517,8 +551,10 @@ class Connection(asyncio.Protocol):
             return
         self._eof_written = True
         transport.write_eof()
-        if self._reading_paused:
+        # The engine ignores input now: reading makes no more replies.
+        if self._reading_paused or self._replies_paused:
             self._reading_paused = False
+            self._replies_paused = False
             transport.resume_reading()
 
     def _arm_close_timer(self) -> None:
