@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types pytest bench clean
+.PHONY: run test lint types pytest bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
+
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@ $(STAMP_DEV) $(STAMP_RUN)
 
 # The demo server: a chat page for a browser, /chat and /echo for `tether ws://...`.
 run: $(STAMP_RUN)
@@ -58,8 +63,15 @@ pytest: $(STAMP_DEV) $(STAMP_NODE) $(CHROMIUM)
 
 test: lint types pytest
 
-bench: $(STAMP_RUN)
+# The core microbenchmark, then every workload against every peer, five
+# repetitions (long: run it by hand). The table also goes to bench/results/latest.json.
+bench: $(STAMP_BENCH)
 	$(BIN)/python bench/core.py
+	$(BIN)/python -m bench.run --full
+
+# A subset of the workloads, three repetitions, in about two minutes.
+bench-quick: $(STAMP_BENCH)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build src/*.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks of tether against its peers; ``python -m bench.run`` runs the suite."""

@@ -1,0 +1,141 @@
+"""A benchmark process: one library's server or client, driven by the runner.
+
+``python -m bench.child server NAME CORE`` starts NAME's echo server, prints
+``{"port": N}`` and then answers ``stats`` (its CPU time and resident memory)
+until ``quit``. ``python -m bench.child client NAME CORE`` runs the
+workloads it reads, one JSON object a line (the workload and the server's
+URL), and prints each result; at the
+checkpoints of a workload it prints ``{"checkpoint": true}`` and waits for
+``go``, so the runner can sample the server in between. Both pin themselves
+to CPU ``CORE``. With ``BENCH_PROFILE=path`` a server runs under cProfile and
+writes its statistics to ``path`` when told to quit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+from typing import Any
+
+from bench.peers import ASYNC_CLIENTS, LIBRARIES, SYNC_CLIENTS, run_loop, serve
+from bench.workloads import (
+    ASYNC_WORKLOADS,
+    SYNC_WORKLOADS,
+    AsyncConnect,
+    BenchError,
+    Result,
+    Workload,
+    cpu_seconds,
+)
+
+_output_lock = threading.Lock()
+
+
+def emit(message: dict[str, Any]) -> None:
+    """Send one JSON line to the runner."""
+    with _output_lock:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+
+def prepare(core: int) -> None:
+    """Pin to ``core`` (when the machine has it) and allow as many files as the hard limit."""
+    if core < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {core})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_bytes() -> int:
+    """Current resident memory of this process (not the peak)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_server(name: str) -> None:
+    """Serve until the runner says ``quit`` or goes away."""
+    profile_path = os.environ.get("BENCH_PROFILE")
+
+    def control() -> None:
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                emit({"cpu": cpu_seconds(), "rss": rss_bytes()})
+            elif line.strip() == "quit":
+                break
+        if profile_path:
+            # The main thread stops its loop on SIGINT and writes the profile.
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            os._exit(0)
+
+    threading.Thread(target=control, daemon=True).start()
+    if not profile_path:
+        serve(name, lambda port: emit({"port": port}))
+        return
+    import cProfile  # noqa: PLC0415  (only when profiling)
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        serve(name, lambda port: emit({"port": port}))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
+    os._exit(0)
+
+
+def checkpoint() -> None:
+    """Let the runner sample the server, and wait until it has."""
+    emit({"checkpoint": True})
+    if sys.stdin.readline().strip() != "go":
+        raise BenchError("the runner went away")
+
+
+def run_job(name: str, url: str, workload: Workload) -> Result:
+    """Run one workload with client library ``name``."""
+    if name in SYNC_CLIENTS:
+        if workload.kind not in SYNC_WORKLOADS:
+            raise BenchError(f"{name} does not run {workload.kind}")
+        return SYNC_WORKLOADS[workload.kind](workload, SYNC_CLIENTS[name](url), checkpoint)
+    client = ASYNC_CLIENTS[name.removesuffix("-uvloop")]
+
+    async def main() -> Result:
+        async with client(url) as connect:
+            typed: AsyncConnect = connect
+            return await ASYNC_WORKLOADS[workload.kind](workload, typed, checkpoint)
+
+    return run_loop(main(), LIBRARIES[name].flavor == "uvloop")
+
+
+def run_client(name: str) -> None:
+    """Run workloads until the runner says ``quit`` or goes away."""
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "job" not in request:
+            break
+        try:
+            workload = Workload.from_json(request["job"])
+            emit({"result": run_job(name, request["url"], workload)})
+        except Exception as exc:
+            emit({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def main(argv: list[str]) -> None:
+    """Parse the command line and run the server or the client."""
+    role, name, core = argv[1], argv[2], int(argv[3])
+    prepare(core)
+    if role == "server":
+        run_server(name)
+    else:
+        run_client(name)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

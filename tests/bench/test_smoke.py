@@ -1,0 +1,30 @@
+"""The benchmark suite still runs: one tiny workload, tether against itself.
+
+No timing is asserted; this only keeps the runner, the child processes and
+the adapters from rotting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.run import Plan, measure, render, rows
+from bench.workloads import Workload
+
+
+def test_echo_runs_and_reports(tmp_path: Path) -> None:
+    workload = Workload("echo 16 B", "echo", size=16, count=200, seconds=5)
+    with open(tmp_path / "peers.log", "w") as log:
+        (measurement,) = measure("tether", "tether", [workload], reps=1, log=log)
+    assert measurement.error == ""
+    (rep,) = measurement.reps
+    assert rep["count"] == 200
+    assert rep["server_cpu"] > 0
+    figures = measurement.figures()
+    assert figures["rate"] > 0
+    assert figures["client_us"] > 0
+    table = list(
+        rows([Plan(workload, ("self",))], {("echo 16 B", "tether", "tether"): measurement})
+    )
+    assert [row["library"] for row in table] == ["tether"]
+    assert "tether" in render([Plan(workload, ("self",))], table)
