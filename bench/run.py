@@ -69,7 +69,7 @@ class Plan:
 
 def plans(full: bool) -> list[Plan]:
     """The workloads of the quick or the full suite."""
-    s = 1.0 if full else 0.3
+    s = 1.0 if full else 0.25
 
     def echo(name: str, size: int, count: int, **kw: Any) -> Workload:
         return Workload(name, "echo", size=size, count=count, seconds=s, **kw)
