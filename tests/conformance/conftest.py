@@ -6,18 +6,19 @@ tether connects to the peer, which answers the handshake by hand, and runs
 an echo loop. Either way the case sees a :class:`~tests.conformance.peer.Peer`
 and the tether connection behind it.
 
-The cases run on the default event loop only: the engine's reactions do not
-depend on the loop, which tests/asyncio and tests/interop cover on uvloop.
+Like tests/asyncio, every case runs on the default event loop and on uvloop:
+pausing, half-closing and aborting transports differ between the two.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
 
 import pytest
+import uvloop
 
 import tether
 from tests.conformance.peer import (
@@ -34,6 +35,12 @@ from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
+
+
+def pytest_asyncio_loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run each case once per event loop implementation."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
 
 TETHER_OPTIONS: dict[str, Any] = {
     # Keepalive pings would be frames the cases do not expect.

@@ -196,7 +196,7 @@ class _Deflate:
         pieces = []
         pending = data + TAIL
         while pending:
-            pieces.append(decompressor.decompress(pending, 16))
+            pieces.append(decompressor.decompress(pending, 64))
             pending = decompressor.unconsumed_tail
         out = b"".join(pieces)
         if self.remote_reset:

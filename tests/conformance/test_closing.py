@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.conformance.conftest import Harness
-from tether.protocol.frames import Opcode
+from tether.protocol.frames import Opcode, parse_frame
 
 VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014]
 VALID_CODES += [3000, 3999, 4000, 4999]
@@ -231,3 +231,50 @@ async def test_peer_drops_tcp_mid_frame_header(harness: Harness) -> None:
     async with asyncio.timeout(5):
         await ws.wait_closed()
     assert ws.close_code == 1006
+
+
+async def test_message_while_tether_closes_is_not_echoed(harness: Harness) -> None:
+    # The echo handler gets the message, but no data frame may follow a
+    # close frame (section 5.5.1): its send fails and nothing goes out.
+    peer = await harness.open()
+    ws = await harness.connection()
+    closing = asyncio.create_task(ws.close())
+    await peer.expect_close(1000)
+    await peer.send_message("late")
+    await peer.send_close(1000)
+    if harness.tether_is_server:
+        await peer.expect_eof()
+    else:
+        await peer.expect_no_eof()
+        peer.check_quiet()
+        peer.close_tcp()
+    async with asyncio.timeout(5):
+        await closing
+    assert ws.close_code == 1000
+
+
+async def test_ping_while_tether_waits_for_close_answer(harness: Harness) -> None:
+    # Section 5.5.2: a ping gets a pong unless a close frame was received;
+    # tether sent one but has not received one yet, so the pong follows it.
+    peer = await harness.open()
+    ws = await harness.connection()
+    closing = asyncio.create_task(ws.close())
+    await peer.expect_close(1000)
+    await peer.send(Opcode.PING, b"still there?")
+    # The peer's parser stops at the close frame: read the pong from what follows.
+    async with asyncio.timeout(5):
+        while (parsed := parse_frame(peer.after_close, expect_mask=not peer.client)) is None:
+            await asyncio.sleep(0.01)
+    assert parsed[0].opcode == Opcode.PONG
+    assert parsed[0].data == b"still there?"
+    peer.after_close.clear()
+    await peer.send_close(1000)
+    if harness.tether_is_server:
+        await peer.expect_eof()
+    else:
+        await peer.expect_no_eof()
+        peer.check_quiet()
+        peer.close_tcp()
+    async with asyncio.timeout(5):
+        await closing
+    assert ws.close_code == 1000
