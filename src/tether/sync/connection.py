@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -85,6 +86,9 @@ class Connection:
         # _mutex except with blocking=False.
         self._write_lock = threading.Lock()
         self._shut_down = False
+        # Set once a write fails: bytes queued by one thread may be written
+        # by another, so every later writer must learn of the failure.
+        self._write_error: OSError | None = None
         self._close_timer: threading.Timer | None = None
         self._messages = MessageQueue(max_queue)
         self._reading = False
@@ -351,6 +355,23 @@ class Connection:
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
+    def _half_close(self) -> None:
+        """Send EOF after the close frame, and keep reading until the peer closes.
+
+        After failing on the peer's data, the rest of what it sent may still be
+        coming: closing with input unread makes the kernel reset the
+        connection, and the peer may lose the close frame just sent. The
+        reader thread reads and drops the rest instead, for ``close_timeout``
+        at most. TLS cannot half-close, so a TLS socket is shut down whole.
+        """
+        if isinstance(self.socket, ssl.SSLSocket):
+            self._shutdown()
+            return
+        with self._changed:
+            self._arm_close_timer()
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_WR)
+
     # Background threads
 
     def _read_loop(self) -> None:
@@ -433,6 +454,9 @@ class Connection:
                 data = self.protocol.data_to_send()
                 if not data:
                     shutdown = self.protocol.close_transport
+                    # Our bytes may have gone out with another thread's write
+                    # that failed: report it as if it were ours.
+                    error = self._write_error
                     # Let go under the mutex: bytes the engine makes from now
                     # on are written by whoever takes the write lock next.
                     self._write_lock.release()
@@ -444,12 +468,16 @@ class Connection:
                 # sees the shut-down socket and wraps up.
                 with self._mutex:
                     self.protocol.data_to_send()
+                    self._write_error = exc
                     self._write_lock.release()
                 shutdown = True
                 error = exc
                 break
         if shutdown:
-            self._shutdown()
+            if error is None and self.protocol.error is not None:
+                self._half_close()
+            else:
+                self._shutdown()
         if error is not None and block and not quiet:
             self._closed.wait()
             raise self.protocol.close_exc() from error
