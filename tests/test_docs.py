@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 import runpy
 import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tether.sync import ServerConnection, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,3 +47,44 @@ def test_core_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "permessage-deflate" in out
     assert "server got Message(data='fragmented')" in out
     assert "ConnectionClosedOK" in out
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    """A threading echo server for the docs' examples, on a free port."""
+
+    def echo(websocket: ServerConnection) -> None:
+        for message in websocket:
+            websocket.send(message)
+
+    server = serve(echo, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.socket.getsockname()[1]
+    server.shutdown()
+    thread.join(10)
+
+
+def test_client_faq_examples_run(echo_port: int) -> None:
+    blocks = _python_blocks(ROOT / "docs" / "client-faq.md")
+    assert len(blocks) >= 9
+    outputs = []
+    for block in blocks:
+        # Each example runs alone, as a user would run it: signals stay in it.
+        result = subprocess.run(
+            [sys.executable, "-c", block.replace("8765", str(echo_port))],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == "some work\n"
+    assert outputs[1] == "13\nwebsocket\n"
+    assert outputs[2] == outputs[3] == "Bearer 0123456789\n"
+    assert outputs[4] == "example.invalid:" + str(echo_port) + "\n"
+    assert outputs[5] == "1000\n"
+    assert outputs[6] == "hello\n"
+    assert outputs[7] == "hello\n1000\n"
+    assert outputs[8] == f"{int(ssl.CERT_NONE)}\n"
