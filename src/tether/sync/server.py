@@ -45,6 +45,8 @@ class ServerConnection(Connection):
     ) -> None:
         super().__init__(sock, protocol, **kwargs)
         self.server = server
+        self.username: str | None = None
+        """The user that :func:`~tether.sync.auth.basic_auth` let in, if any."""
 
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with a plain-text body, for ``process_request`` to return."""
