@@ -631,3 +631,13 @@ def test_truncate_reason(reason: str, expected: str) -> None:
     assert result == expected
     assert len(result.encode()) <= MAX_REASON_BYTES
     assert reason.startswith(result)
+
+
+def test_pending_output_counts_unsent_bytes() -> None:
+    server = Connection(Role.SERVER)
+    assert server.pending_output == 0
+    server.send_binary(b"x" * 10)
+    server.send_ping(b"abc")
+    assert server.pending_output == (2 + 10) + (2 + 3)
+    server.data_to_send()
+    assert server.pending_output == 0

@@ -175,6 +175,15 @@ class Connection:
         output, self._output = self._output, []
         return output
 
+    @property
+    def pending_output(self) -> int:
+        """How many bytes wait in :meth:`data_to_send`.
+
+        The engine answers pings on its own: a layer above that cannot write
+        for now reads this to stop reading before the answers pile up.
+        """
+        return sum(map(len, self._output))
+
     def events(self) -> list[Event]:
         """Return and forget the events received so far, in order."""
         events, self._events = self._events, []

@@ -43,6 +43,9 @@ __all__ = ["Connection"]
 
 READ_SIZE = 65536
 
+REPLY_LIMIT = 65536
+"""Bytes of answers (pongs) that may wait while another thread's write is stuck."""
+
 
 class Connection:
     """An open WebSocket connection with blocking methods, on either side.
@@ -397,9 +400,13 @@ class Connection:
                         self.protocol.receive_eof()
                     self._process()
                     closed = self.protocol.state is State.CLOSED
-                # Never wait for the write lock here: its holder may be stuck
+                # Don't wait for the write lock here: its holder may be stuck
                 # until the peer reads, and the peer may be waiting for us to.
-                self._flush(block=False)
+                # Unless the engine's own answers (pongs) pile up: a peer that
+                # floods pings and never reads must not grow memory without
+                # bound, so reading waits for the write then.
+                if not self._flush(block=False) and self.protocol.pending_output > REPLY_LIMIT:
+                    self._flush(quiet=True)
                 if closed:
                     break
         finally:
