@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, cast
 
+from tether.attributes import ConnectionAttributes
 from tether.exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
 from tether.messages import MessageQueue, convert
@@ -24,8 +25,6 @@ from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import State
 from tether.protocol.events import CloseReceived, Event, Fragment, Message, Pong
-from tether.protocol.headers import Headers
-from tether.protocol.http11 import Request, Response
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, send_data
 
@@ -34,7 +33,7 @@ __all__ = ["Connection", "Data"]
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
 
-class Connection(asyncio.Protocol):
+class Connection(ConnectionAttributes, asyncio.Protocol):
     """An open WebSocket connection, on the client or the server side.
 
     It is made by :func:`tether.connect` or given to a handler by
@@ -88,48 +87,6 @@ class Connection(asyncio.Protocol):
         self._eof_written = False
 
     # Attributes
-
-    @property
-    def state(self) -> State:
-        """The connection's state: CONNECTING, OPEN, CLOSING or CLOSED."""
-        return self.protocol.state
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake request."""
-        return self.protocol.request
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake response."""
-        return self.protocol.response
-
-    @property
-    def request_headers(self) -> Headers:
-        """The headers of the opening handshake request."""
-        assert self.protocol.request is not None, "no request yet"
-        return self.protocol.request.headers
-
-    @property
-    def response_headers(self) -> Headers:
-        """The headers of the opening handshake response."""
-        assert self.protocol.response is not None, "no response yet"
-        return self.protocol.response.headers
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol the handshake agreed on, if any."""
-        return self.protocol.subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received; 1006 when the connection closed without one; else ``None``."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason received, once the connection is closed."""
-        return self.protocol.close_reason
 
     @property
     def local_address(self) -> Any:

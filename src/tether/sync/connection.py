@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self, cast
 
+from tether.attributes import ConnectionAttributes
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
 from tether.messages import MessageQueue, convert
@@ -34,8 +35,6 @@ from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import State
 from tether.protocol.events import Event, Fragment, Message, Pong
-from tether.protocol.headers import Headers
-from tether.protocol.http11 import Request, Response
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, send_data
 
@@ -47,7 +46,7 @@ REPLY_LIMIT = 65536
 """Bytes of answers (pongs) that may wait while another thread's write is stuck."""
 
 
-class Connection:
+class Connection(ConnectionAttributes):
     """An open WebSocket connection with blocking methods, on either side.
 
     It is made by :func:`tether.sync.connect` or given to a handler by
@@ -118,48 +117,6 @@ class Connection:
             self._keepalive.start()
 
     # Attributes
-
-    @property
-    def state(self) -> State:
-        """The connection's state: CONNECTING, OPEN, CLOSING or CLOSED."""
-        return self.protocol.state
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake request."""
-        return self.protocol.request
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake response."""
-        return self.protocol.response
-
-    @property
-    def request_headers(self) -> Headers:
-        """The headers of the opening handshake request."""
-        assert self.protocol.request is not None, "no request yet"
-        return self.protocol.request.headers
-
-    @property
-    def response_headers(self) -> Headers:
-        """The headers of the opening handshake response."""
-        assert self.protocol.response is not None, "no response yet"
-        return self.protocol.response.headers
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol the handshake agreed on, if any."""
-        return self.protocol.subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received; 1006 when the connection closed without one; else ``None``."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason received, once the connection is closed."""
-        return self.protocol.close_reason
 
     @property
     def local_address(self) -> Any:
