@@ -12,7 +12,7 @@ from typing import Any, Literal
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
 from tether.exceptions import InvalidMessage, InvalidURI
 from tether.extensions.base import ClientExtensionFactory
-from tether.extensions.permessage_deflate import enable_client_permessage_deflate
+from tether.extensions.permessage_deflate import client_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import DEFAULT_MAX_SIZE
@@ -251,10 +251,7 @@ class connect:
     ) -> None:
         if additional_headers is not None and extra_headers is not None:
             raise TypeError("give additional_headers or extra_headers, not both")
-        if compression == "deflate":
-            extensions = enable_client_permessage_deflate(extensions)
-        elif compression is not None:
-            raise ValueError(f"unsupported compression: {compression}")
+        extensions = client_extensions(compression, extensions)
         self.uri = uri
         self.ws_uri, self.unix, self.path = _parse_target(uri, unix, path)
         if self.ws_uri.secure:

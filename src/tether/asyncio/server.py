@@ -11,7 +11,7 @@ from typing import Any, Literal
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
 from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
-from tether.extensions.permessage_deflate import enable_server_permessage_deflate
+from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import DEFAULT_MAX_SIZE, State
@@ -350,10 +350,7 @@ class serve:
         path: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if compression == "deflate":
-            extensions = enable_server_permessage_deflate(extensions)
-        elif compression is not None:
-            raise ValueError(f"unsupported compression: {compression}")
+        extensions = server_extensions(compression, extensions)
         self.handler = handler
         self.host = host
         self.port = port

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Final, NamedTuple
+from typing import ClassVar, Final, Literal, NamedTuple
 
 from tether.exceptions import (
     DuplicateParameter,
@@ -656,3 +656,33 @@ def enable_server_permessage_deflate(
             )
         )
     return factories
+
+
+Compression = Literal["deflate"] | None
+"""The ``compression`` option of clients and servers."""
+
+
+def _check_compression(compression: object) -> bool:
+    if compression == "deflate":
+        return True
+    if compression is None:
+        return False
+    raise ValueError(f"unsupported compression: {compression!r}")
+
+
+def client_extensions(
+    compression: Compression, extensions: Sequence[ClientExtensionFactory] | None
+) -> list[ClientExtensionFactory]:
+    """Apply a client's ``compression`` option: ``"deflate"`` adds permessage-deflate."""
+    if _check_compression(compression):
+        return enable_client_permessage_deflate(extensions)
+    return list(extensions or ())
+
+
+def server_extensions(
+    compression: Compression, extensions: Sequence[ServerExtensionFactory] | None
+) -> list[ServerExtensionFactory]:
+    """Apply a server's ``compression`` option: ``"deflate"`` adds permessage-deflate."""
+    if _check_compression(compression):
+        return enable_server_permessage_deflate(extensions)
+    return list(extensions or ())

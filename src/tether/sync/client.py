@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from tether.exceptions import InvalidMessage
 from tether.extensions.base import ClientExtensionFactory
-from tether.extensions.permessage_deflate import enable_client_permessage_deflate
+from tether.extensions.permessage_deflate import client_extensions
 from tether.log import LoggerLike
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import DEFAULT_MAX_SIZE, State
@@ -89,10 +89,7 @@ def connect(
     """
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("give additional_headers or extra_headers, not both")
-    if compression == "deflate":
-        extensions = enable_client_permessage_deflate(extensions)
-    elif compression is not None:
-        raise ValueError(f"unsupported compression: {compression}")
+    extensions = client_extensions(compression, extensions)
     parsed = parse_uri(uri)
     if ssl is not None and not parsed.secure:
         raise ValueError("ssl is only for wss:// URIs")

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from tether.extensions.base import ServerExtensionFactory
-from tether.extensions.permessage_deflate import enable_server_permessage_deflate
+from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import DEFAULT_MAX_SIZE, State
@@ -273,10 +273,7 @@ def serve(
     ``sock`` gives a listening socket; ``unix=True`` with ``path`` listens on
     a Unix socket.
     """
-    if compression == "deflate":
-        extensions = enable_server_permessage_deflate(extensions)
-    elif compression is not None:
-        raise ValueError(f"unsupported compression: {compression}")
+    extensions = server_extensions(compression, extensions)
     if sock is None:
         if unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
