@@ -197,7 +197,9 @@ async def serve_picows(ready: Ready) -> None:
                     if self.sink is None:
                         transport.send(binary, frame.get_payload_as_memoryview())
                     else:
-                        self.sink.feed(frame.get_payload_as_memoryview())
+                        # A memoryview compares with bytes item by item, 15x slower than
+                        # copying first: the copy keeps the sink's cost in line with the others'.
+                        self.sink.feed(frame.get_payload_as_bytes())
                     return
                 if kind == text:
                     self.on_text(transport, frame.get_payload_as_utf8_text())
