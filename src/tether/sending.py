@@ -18,6 +18,7 @@ Data = str | bytes | bytearray | memoryview
 """One message, or one piece of a fragmented message."""
 
 BYTES_LIKE = (bytes, bytearray, memoryview)
+DATA_TYPES = (str, *BYTES_LIKE)
 
 
 def send_data(protocol: Connection, data: Data, text: bool | None, *, fin: bool = True) -> None:
@@ -44,7 +45,7 @@ def is_single(message: object) -> bool:
     Raise :class:`TypeError` for anything else, dicts included: a dict is
     iterable, but sending its keys as fragments is never what was meant.
     """
-    if isinstance(message, (str, *BYTES_LIKE)):
+    if isinstance(message, DATA_TYPES):
         return True
     if isinstance(message, Mapping) or not isinstance(message, (Iterable, AsyncIterable)):
         raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes-like")
@@ -74,7 +75,7 @@ class Fragments:
         """Send the next piece; it must be of the kind of the first (``str`` or bytes-like)."""
         first = self._first
         if first is None:
-            if not isinstance(piece, (str, *BYTES_LIKE)):
+            if not isinstance(piece, DATA_TYPES):
                 raise TypeError(
                     f"cannot send {type(piece).__name__} in a fragmented message: "
                     "expected str or bytes-like"
@@ -82,9 +83,7 @@ class Fragments:
             send_data(self.protocol, piece, self.text, fin=False)
             self._first = piece
             return
-        if isinstance(first, str) != isinstance(piece, str) or not isinstance(
-            piece, (str, *BYTES_LIKE)
-        ):
+        if isinstance(first, str) != isinstance(piece, str) or not isinstance(piece, DATA_TYPES):
             raise TypeError("all pieces of a fragmented message must be str, or all bytes-like")
         try:
             self.protocol.send_continuation(piece, fin=False)

@@ -116,9 +116,14 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         try:
             messages = self._messages
             if not len(messages):
-                async with asyncio.timeout(timeout):
+                if timeout is None:
+                    # Entering a timeout context costs microseconds per message.
                     while not len(messages):
                         await self._wait_for_input()
+                else:
+                    async with asyncio.timeout(timeout):
+                        while not len(messages):
+                            await self._wait_for_input()
             message = messages.get(decode)
             self._maybe_resume_reading()
             return message
