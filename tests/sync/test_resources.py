@@ -29,7 +29,7 @@ def test_no_thread_or_socket_left_behind() -> None:
     server = serve(echo, "127.0.0.1", 0)
     thread = run_server(server)
     uri = uri_of(server)
-    for i in range(200):
+    for i in range(500):
         # Keepalive threads too, on every other connection.
         with connect(uri, ping_interval=None if i % 2 else 20) as ws:
             ws.send(str(i))
