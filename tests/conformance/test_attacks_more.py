@@ -1,0 +1,169 @@
+"""More hostile peers: many small decompression bombs, and a peer that vanishes without a FIN.
+
+As in test_attacks_handshake, a bystander client connects to the same server
+before the attack and exchanges a message after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import tether
+from tests.conformance.conftest import Harness
+from tests.conformance.peer import DeflateParams, Peer, connect_peer
+from tether.asyncio.connection import Connection
+from tether.asyncio.server import Server, ServerConnection
+from tether.exceptions import ConnectionClosed, ConnectionClosedError
+from tether.protocol.frames import RSV1, Opcode
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+DEADLINE = 10.0
+
+
+@asynccontextmanager
+async def server_with_bystander(handler: Any, **options: Any) -> AsyncIterator[tuple[Server, int]]:
+    """Run ``handler`` on loopback; a bystander echoes through it before and after the case."""
+
+    async def dispatch(ws: ServerConnection) -> None:
+        if ws.request is not None and ws.request.path == "/bystander":
+            with suppress(ConnectionClosed):
+                async for message in ws:
+                    await ws.send(message)
+        else:
+            await handler(ws)
+
+    options = {"ping_interval": None, **options}
+    server = await tether.serve(dispatch, "127.0.0.1", 0, **options)
+    port = next(iter(server.sockets)).getsockname()[1]
+    try:
+        uri = f"ws://127.0.0.1:{port}/bystander"
+        async with tether.connect(uri, ping_interval=None) as bystander:
+            await bystander.send("before")
+            async with asyncio.timeout(DEADLINE):
+                assert await bystander.recv() == "before"
+            yield server, port
+            await bystander.send("after")
+            async with asyncio.timeout(DEADLINE):
+                assert await bystander.recv() == "after"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def open_peer(port: int, extensions: str | None = None) -> Peer:
+    """Connect the raw peer to the server; check that it got in."""
+    peer, head = await connect_peer("127.0.0.1", port, extensions=extensions)
+    assert peer is not None, head
+    return peer
+
+
+def check_keepalive_failure(ws: Connection) -> None:
+    """Check that keepalive failed ``ws``: 1011 sent, nothing received."""
+    closed = ws.protocol.close_exc()
+    assert isinstance(closed, ConnectionClosedError), closed
+    assert closed.sent is not None, closed
+    assert closed.sent.code == 1011, closed
+    assert closed.rcvd is None, closed
+    assert ws.close_code == 1006
+
+
+async def test_many_small_decompression_bombs() -> None:
+    # Each message is 60,000 zero bytes compressed to about 60: under
+    # max_size, so each one is legal, but the stream inflates to 360 MB. The
+    # handler reads nothing at first: the queue fills, tether stops reading,
+    # and the rest waits, compressed, in the kernel.
+    max_size = 64 * KiB
+    max_queue = 4
+    size = 60_000
+    burst = 3000
+    count = 2 * burst
+    release = asyncio.Event()
+    received: list[int] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async with asyncio.timeout(DEADLINE):
+            await release.wait()
+        with suppress(ConnectionClosed):
+            async for message in ws:
+                assert message == bytes(size)
+                received.append(len(message))
+
+    options = {"compression": "deflate", "max_size": max_size, "max_queue": max_queue}
+    async with server_with_bystander(handler, **options) as (_, port):
+        offer = DeflateParams(client_no_context_takeover=True).header()
+        peer = await open_peer(port, offer)
+        assert peer.deflate is not None
+        assert peer.deflate.local_reset
+        # Without context takeover every message compresses the same.
+        payload = peer.deflate.compress(bytes(size))
+        assert len(payload) * 500 < size, len(payload)
+        bombs = b"".join(peer.frame(Opcode.BINARY, payload, rsv=RSV1) for _ in range(burst))
+        tracemalloc.start()
+        try:
+            sent = 0
+            while sent < count:
+                # The whole burst goes to the transport before the wait.
+                sent += burst
+                try:
+                    await asyncio.wait_for(peer.write(bombs), 0.5)
+                except TimeoutError:
+                    break  # tether stopped reading: the kernel buffers are full.
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # tether inflates whatever one read from the socket holds before the
+        # full queue pauses reading: up to about 1000 times the read size
+        # (48 MB measured), never the whole stream.
+        assert peak < 96 * MiB, peak
+        assert peak * 3 < count * size, peak
+        # Every message is delivered, unchanged, once the handler reads.
+        release.set()
+        async with asyncio.timeout(DEADLINE):
+            await peer.writer.drain()
+        await peer.send_close(1000)
+        await peer.expect_close(1000)
+        assert len(received) == sent
+
+
+async def test_half_open_connection_closed_by_keepalive() -> None:
+    # The peer vanishes without a FIN: it reads nothing and answers no ping.
+    # The server's keepalive notices and fails the connection with 1011;
+    # the peer never answers the close either, so close_timeout ends TCP.
+    connections: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        connections.append(ws)
+        with suppress(ConnectionClosed):
+            async for message in ws:
+                await ws.send(message)
+
+    options = {"ping_interval": 0.1, "ping_timeout": 0.1, "close_timeout": 0.2}
+    async with server_with_bystander(handler, **options) as (server, port):
+        peer = await open_peer(port)
+        peer.stop_reading()
+        async with asyncio.timeout(DEADLINE):
+            while not connections:
+                await asyncio.sleep(0.01)
+            ws = connections[0]
+            await ws.wait_closed()
+        check_keepalive_failure(ws)
+        assert ws not in server.connections
+        # The bystander answered every ping meanwhile: it is still open.
+        assert len(server.connections) == 1
+        peer.abort()
+
+
+async def test_half_open_server_closed_by_client_keepalive(harness: Harness) -> None:
+    # The same against tether in both roles, through the shared harness.
+    peer = await harness.open(ping_interval=0.1, ping_timeout=0.1, close_timeout=0.2)
+    peer.stop_reading()
+    ws = await harness.connection()
+    async with asyncio.timeout(DEADLINE):
+        await ws.wait_closed()
+    check_keepalive_failure(ws)
