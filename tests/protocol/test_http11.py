@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tether.exceptions import InvalidMessage, InvalidState, SecurityError
+from tether.exceptions import InvalidHandshake, InvalidMessage, InvalidState, SecurityError
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import (
     InvalidMethod,
@@ -794,3 +794,30 @@ def test_max_size_exceeded_mid_chunk() -> None:
     with pytest.raises(SecurityError, match="max_size"):
         parser.receive_data(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 900)
     assert parser._pos < 110
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "message"),
+    [
+        # Found by fuzz/handshake.py: whole, these raised "bare LF" where
+        # byte by byte they raised a limit first.
+        (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 40 + b"\n", Limits(max_line=40), "max_line"),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 20 + b"\n", Limits(max_size=30), "max_size"),
+        (b"GET / HTTP/1.1\r\nX: a\n", Limits(max_size=30), "bare LF"),
+    ],
+)
+def test_bare_lf_after_a_limit_same_error_whole_or_byte_by_byte(
+    data: bytes, limits: Limits, message: str
+) -> None:
+    whole = RequestParser(limits)
+    with pytest.raises(InvalidHandshake, match=message) as whole_error:
+        whole.receive_data(data)
+    trickle = RequestParser(limits)
+
+    def feed_byte_by_byte() -> None:
+        for byte in data:
+            trickle.receive_data(bytes([byte]))
+
+    with pytest.raises(InvalidHandshake, match=message) as trickle_error:
+        feed_byte_by_byte()
+    assert type(whole_error.value) is type(trickle_error.value)

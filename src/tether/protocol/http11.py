@@ -199,8 +199,11 @@ class _Parser(Generic[_T]):
         self._buf = bytearray()
         return False
 
-    def _read_line(self) -> bytes | None:
-        """Consume and return the next line without its CRLF, or ``None`` if incomplete."""
+    def _read_line(self, head: bool = False) -> bytes | None:
+        """Consume and return the next line without its CRLF, or ``None`` if incomplete.
+
+        ``head`` says the line belongs to the head, bound by ``max_size``.
+        """
         buf = self._buf
         max_line = self.limits.max_line
         lf = buf.find(b"\n", self._scan)
@@ -214,6 +217,12 @@ class _Parser(Generic[_T]):
             return None
         end = lf - 1
         if end < self._pos or buf[end] != 0x0D:
+            # Bytes that came one at a time met the limits before the LF:
+            # check those first, so that how the bytes came can't change the error.
+            if lf - self._pos > max_line:
+                raise SecurityError(f"line longer than max_line = {max_line} bytes")
+            if head:
+                self._check_head_size(lf)
             raise InvalidMessage("line ends with a bare LF instead of CRLF")
         if end - self._pos > max_line:
             raise SecurityError(f"line longer than max_line = {max_line} bytes")
@@ -222,14 +231,16 @@ class _Parser(Generic[_T]):
         return line
 
     def _read_head_line(self) -> bytes | None:
-        line = self._read_line()
+        line = self._read_line(head=True)
         # Until the head ends, every byte buffered belongs to it; after a
         # line, only those up to the line's end are known to.
-        size = len(self._buf) if line is None else self._pos
+        self._check_head_size(len(self._buf) if line is None else self._pos)
+        return line
+
+    def _check_head_size(self, size: int) -> None:
         max_size = self.limits.max_size
         if size > max_size:
             raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
-        return line
 
     def _read_start_line(self) -> bool:
         line = self._read_head_line()
