@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types pytest bench bench-quick clean
+.PHONY: run test lint types pytest bench bench-quick fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,22 @@ bench: $(STAMP_BENCH)
 # A subset of the workloads, three repetitions, in about two minutes.
 bench-quick: $(STAMP_BENCH)
 	$(BIN)/python -m bench.run
+
+# Each coverage-guided fuzz target for FUZZ_TIME seconds. The committed
+# corpus seeds the run; new finds go to build/fuzz/<target>, crashes to
+# build/fuzz/crash-*. `make test` replays the corpus without atheris.
+FUZZ_TIME ?= 60
+FUZZ_TARGETS := frames handshake header_values deflate speedups
+
+fuzz: $(STAMP_DEV)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzzing $$target for $(FUZZ_TIME) s"; \
+		mkdir -p build/fuzz/$$target; \
+		$(BIN)/python -m fuzz.$$target build/fuzz/$$target fuzz/corpus/$$target \
+			-max_total_time=$(FUZZ_TIME) -artifact_prefix=build/fuzz/ -print_final_stats=1 \
+			|| exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build src/*.egg-info

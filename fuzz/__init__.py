@@ -1,0 +1,10 @@
+"""Coverage-guided fuzz targets for tether, one module per target.
+
+Each module exposes ``TestOneInput(data: bytes) -> None``, the entry point
+atheris calls with each generated input, and runs under atheris when
+executed: ``python -m fuzz.frames fuzz/corpus/frames -max_total_time=60``
+(``make fuzz`` does this for every target). ``TestOneInput`` raises
+:class:`AssertionError`, or lets an undocumented exception escape, when it
+finds a bug; the tests in ``tests/fuzz`` replay the corpus through it
+without atheris.
+"""
