@@ -19,7 +19,7 @@ from tether.extensions.permessage_deflate import (
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import State
 from tether.protocol.events import RequestReceived, ResponseReceived
-from tether.protocol.http11 import Limits, Request, RequestParser, Response, ResponseParser
+from tether.protocol.http11 import Limits, Request, RequestParser, ResponseParser
 from tether.protocol.server import ServerProtocol
 
 __all__ = ["CLIENT_KEY", "TestOneInput"]
