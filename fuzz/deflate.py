@@ -124,7 +124,11 @@ def _decompress(source: Input) -> None:
     if whole[0] == "ok":
         assert max_size is None or len(whole[1]) <= max_size  # type: ignore[arg-type]
     pieces = [payload[i : i + cut] for i in range(0, len(payload), cut)] or [b""]
-    assert _decode(make(), pieces, max_size) == whole
+    split = _decode(make(), pieces, max_size)
+    if whole[0] == "ok" or split[0] == "ok":
+        assert split == whole
+    # Otherwise both failed, but not always alike: on corrupt data, zlib may
+    # stop at the error or at the size limit first depending on the cuts.
 
     # What the extension compresses, it decompresses, the first message and the next.
     extension = make()
