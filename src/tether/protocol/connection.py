@@ -130,6 +130,14 @@ class Connection:
         self.close_rcvd_then_sent: bool | None = None
         self.error: ProtocolError | None = None
         self.eof_received = False
+        self.message_budget: int | None = None
+        """How many more whole messages the engine may parse before it holds input back.
+
+        ``None`` means no bound. A layer above that queues messages sets it
+        to its free room before feeding bytes, and calls
+        :meth:`resume_parsing` when it has room again: then one read of
+        compressed data cannot inflate into more messages than it can hold.
+        """
         self._close_transport = False
         self._events: list[Event] = []
         self._output: list[bytes] = []
@@ -380,22 +388,43 @@ class Connection:
     # Receiving
 
     def receive_eof(self) -> None:
-        """Tell the engine the peer closed TCP; the connection is now closed."""
+        """Tell the engine the peer closed TCP; the connection is now closed.
+
+        Bytes held back by :attr:`message_budget` are still parsed first: the
+        connection closes once :meth:`resume_parsing` has read them.
+        """
         self.eof_received = True
+        if not self.held_back:
+            self._end_of_input()
+
+    def _end_of_input(self) -> None:
         self._input_done = True
         self._close_transport = True
         self.state = State.CLOSED
 
+    @property
+    def held_back(self) -> bool:
+        """Whether received bytes wait, unparsed, for :meth:`resume_parsing`."""
+        return self.message_budget == 0 and bool(self._buffer) and not self._input_done
+
+    def resume_parsing(self) -> None:
+        """Parse the bytes held back once :attr:`message_budget` allows more messages."""
+        self.receive_data(b"")
+        if self.eof_received and self.state is not State.CLOSED and not self.held_back:
+            self._end_of_input()
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes read from the network."""
-        if self._input_done or not data:
+        if self._input_done:
             return
         buffer = self._buffer
         if buffer:
             buffer += data
             source: bytes | bytearray | memoryview = buffer
-        else:
+        elif data:
             source = data
+        else:
+            return
         try:
             used = self._parse(source)
         except ProtocolError as exc:
@@ -432,6 +461,9 @@ class Connection:
             if header is None:
                 break
             fin, rsv, opcode, length, key, size = header
+            if opcode < _OP_CLOSE and self.message_budget == 0:
+                # Data waits for room; control frames, small by rule, go on.
+                break
             start = pos + size
             stop = start + length
             if opcode < _OP_CLOSE:
@@ -539,6 +571,8 @@ class Connection:
     def _receive_whole(self, text: bool, payload: bytes) -> None:
         """Deliver a message that came in a single frame: the fast path."""
         self._msg_text = None
+        if self.message_budget is not None:
+            self.message_budget -= 1
         if text:
             try:
                 self._events.append(Message(payload.decode()))
@@ -581,6 +615,8 @@ class Connection:
                 self._msg_binary = bytearray()
         if last:
             self._msg_text = None
+            if self.message_budget is not None:
+                self.message_budget -= 1
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _OP_PING:
