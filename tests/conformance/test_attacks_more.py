@@ -117,11 +117,11 @@ async def test_many_small_decompression_bombs() -> None:
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        # tether inflates whatever one read from the socket holds before the
-        # full queue pauses reading: up to about 1000 times the read size
-        # (48 MB measured), never the whole stream.
-        assert peak < 96 * MiB, peak
-        assert peak * 3 < count * size, peak
+        # tether inflates no more messages than its queue holds: the rest of
+        # a read waits compressed in the engine (the message budget), then in
+        # the kernel. The queue's max_queue * max_size is 256 KiB; what else
+        # is traced is the peer's own buffers, about 1 MiB.
+        assert peak < 4 * MiB, peak
         # Every message is delivered, unchanged, once the handler reads.
         release.set()
         async with asyncio.timeout(DEADLINE):

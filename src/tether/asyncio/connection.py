@@ -184,7 +184,25 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         if reader is not None and not reader.done():
             reader.set_result(None)
 
+    def _budget(self) -> int | None:
+        """How many more messages the engine may parse: the queue's free room while open.
+
+        Once closing, everything is parsed, so that the peer's close frame is
+        not stuck behind messages nobody reads.
+        """
+        max_queue = self._messages.max_queue
+        if max_queue is None or self.protocol.state is not State.OPEN:
+            return None
+        return max(0, max_queue - len(self._messages))
+
     def _maybe_resume_reading(self) -> None:
+        protocol = self.protocol
+        if protocol.held_back:
+            # Messages were read: parse what the engine held back for want of room.
+            protocol.message_budget = self._budget()
+            if protocol.message_budget != 0:
+                protocol.resume_parsing()
+                self._process()
         if self._reading_paused and not self._messages.full and self.transport is not None:
             self._reading_paused = False
             if not self._replies_paused:
@@ -316,6 +334,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             self._flush()
             # The peer's close frame may wait behind messages nobody reads:
             # read on, or the handshake could only end by close_timeout.
+            if self.protocol.held_back:
+                self.protocol.message_budget = None
+                self.protocol.resume_parsing()
+                self._process()
             if self._reading_paused and self.transport is not None:
                 self._reading_paused = False
                 if not self._replies_paused:
@@ -379,6 +401,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes to the engine (asyncio calls this)."""
+        # One read of compressed data must not inflate into more messages
+        # than the queue holds: the engine keeps the rest, compressed.
+        self.protocol.message_budget = self._budget()
         self.protocol.receive_data(data)
         written = self._process()
         if written and self._writing_paused:
