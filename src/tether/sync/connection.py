@@ -334,6 +334,17 @@ class Connection(ConnectionAttributes):
 
     # Background threads
 
+    def _budget(self) -> int | None:
+        """How many more messages the engine may parse: the queue's free room while open.
+
+        Once closing or shutting down, everything is parsed, so that the
+        peer's close frame is not stuck behind messages nobody reads.
+        """
+        max_queue = self._messages.max_queue
+        if max_queue is None or self.protocol.state is not State.OPEN or self._shut_down:
+            return None
+        return max(0, max_queue - len(self._messages))
+
     def _read_loop(self) -> None:
         sock = self.socket
         try:
@@ -346,17 +357,28 @@ class Connection(ConnectionAttributes):
                     ):
                         # Stop reading: TCP flow control then slows the peer down.
                         self._changed.wait()
-                try:
-                    data = sock.recv(READ_SIZE)
-                except OSError:
-                    data = b""
-                with self._changed:
-                    if data:
-                        self.protocol.receive_data(data)
-                    else:
-                        self.protocol.receive_eof()
-                    self._process()
-                    closed = self.protocol.state is State.CLOSED
+                    held_back = self.protocol.held_back
+                    if held_back:
+                        # Messages were read: parse what the engine held back.
+                        self.protocol.message_budget = self._budget()
+                        self.protocol.resume_parsing()
+                        self._process()
+                        closed = self.protocol.state is State.CLOSED
+                if not held_back:
+                    try:
+                        data = sock.recv(READ_SIZE)
+                    except OSError:
+                        data = b""
+                    with self._changed:
+                        # One read of compressed data must not inflate into more
+                        # messages than the queue holds: the engine keeps the rest.
+                        self.protocol.message_budget = self._budget()
+                        if data:
+                            self.protocol.receive_data(data)
+                        else:
+                            self.protocol.receive_eof()
+                        self._process()
+                        closed = self.protocol.state is State.CLOSED
                 # Don't wait for the write lock here: its holder may be stuck
                 # until the peer reads, and the peer may be waiting for us to.
                 # Unless the engine's own answers (pongs) pile up: a peer that
