@@ -132,3 +132,14 @@ def test_no_bound() -> None:
         queue.put(Message(b""))
     assert len(queue) == 1000
     assert not queue.full
+
+
+def test_low_is_half_of_max_queue_or_less() -> None:
+    queue = MessageQueue(4)
+    assert queue.low
+    for data in ("a", "b", "c"):
+        queue.put(Message(data))
+    assert not queue.low
+    queue.get()
+    assert queue.low  # 2 of 4
+    assert MessageQueue(None).low

@@ -61,6 +61,11 @@ class MessageQueue:
         return self.max_queue is not None and self._ready >= self.max_queue
 
     @property
+    def low(self) -> bool:
+        """Whether at most half of ``max_queue`` whole messages wait: time to take more."""
+        return self.max_queue is None or self._ready <= self.max_queue // 2
+
+    @property
     def pending(self) -> bool:
         """Whether anything, whole or partial, is waiting."""
         return bool(self._items)

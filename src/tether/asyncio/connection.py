@@ -191,19 +191,31 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         not stuck behind messages nobody reads.
         """
         max_queue = self._messages.max_queue
-        if max_queue is None or self.protocol.state is not State.OPEN:
+        # Without an extension, a read holds no more payload than its own
+        # size: only inflating extensions need the budget, and it has a cost.
+        if (
+            max_queue is None
+            or not self.protocol.extensions
+            or self.protocol.state is not State.OPEN
+        ):
             return None
         return max(0, max_queue - len(self._messages))
 
     def _maybe_resume_reading(self) -> None:
         protocol = self.protocol
-        if protocol.held_back:
-            # Messages were read: parse what the engine held back for want of room.
+        if protocol.held_back and self._messages.low:
+            # Messages were read: parse what the engine held back for want of
+            # room. Waiting for the queue to be half empty parses in batches.
             protocol.message_budget = self._budget()
-            if protocol.message_budget != 0:
-                protocol.resume_parsing()
-                self._process()
-        if self._reading_paused and not self._messages.full and self.transport is not None:
+            protocol.resume_parsing()
+            self._process()
+        if (
+            self._reading_paused
+            and not self._messages.full
+            and not protocol.held_back
+            and self.transport is not None
+        ):
+            # Reading waits while the engine holds bytes back: they come first.
             self._reading_paused = False
             if not self._replies_paused:
                 self.transport.resume_reading()

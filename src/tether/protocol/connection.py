@@ -142,6 +142,8 @@ class Connection:
         self._events: list[Event] = []
         self._output: list[bytes] = []
         self._buffer = bytearray()
+        # Where the unparsed bytes start in _buffer.
+        self._start = 0
         self._mask = role is Role.CLIENT
         self._expect_mask = role is Role.SERVER
         self._input_done = False
@@ -421,24 +423,35 @@ class Connection:
         if buffer:
             buffer += data
             source: bytes | bytearray | memoryview = buffer
+            start = self._start
         elif data:
             source = data
+            start = 0
         else:
             return
         try:
-            used = self._parse(source)
+            used = self._parse(source, start)
         except ProtocolError as exc:
             self._fail_with(exc)
             self._buffer = bytearray()
+            self._start = 0
             return
         if source is buffer:
-            del buffer[:used]
+            if used == len(buffer):
+                self._buffer = bytearray()
+                used = 0
+            elif used > len(buffer) >> 1:
+                # Drop what was parsed only once it is half the buffer: parsing
+                # held-back messages a few at a time stays linear.
+                del buffer[:used]
+                used = 0
+            self._start = used
         elif used < len(source):
             self._buffer = bytearray(source[used:])
+            self._start = 0
 
-    def _parse(self, buf: bytes | bytearray | memoryview) -> int:
-        """Consume as many frames of ``buf`` as are there; return the bytes used."""
-        pos = 0
+    def _parse(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
+        """Consume as many frames of ``buf[pos:]`` as are there; return where parsing stopped."""
         end = len(buf)
         while pos < end and not self._input_done:
             partial = self._partial

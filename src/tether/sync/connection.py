@@ -155,7 +155,9 @@ class Connection(ConnectionAttributes):
                     self._changed.wait(remaining)
                 was_full = messages.full
                 message = messages.get(decode)
-                if was_full:
+                if was_full or (messages.low and self.protocol.held_back):
+                    # The reader thread waits for room, or for the queue to be
+                    # half empty to parse what the engine held back.
                     self._changed.notify_all()
                 return message
             finally:
@@ -341,7 +343,14 @@ class Connection(ConnectionAttributes):
         peer's close frame is not stuck behind messages nobody reads.
         """
         max_queue = self._messages.max_queue
-        if max_queue is None or self.protocol.state is not State.OPEN or self._shut_down:
+        # Without an extension, a read holds no more payload than its own
+        # size: only inflating extensions need the budget, and it has a cost.
+        if (
+            max_queue is None
+            or not self.protocol.extensions
+            or self.protocol.state is not State.OPEN
+            or self._shut_down
+        ):
             return None
         return max(0, max_queue - len(self._messages))
 
@@ -351,13 +360,18 @@ class Connection(ConnectionAttributes):
             while True:
                 with self._changed:
                     while (
-                        self._messages.full
+                        (self._messages.full or self.protocol.held_back)
+                        and not self._messages.low
                         and self.protocol.state is State.OPEN
                         and not self._shut_down
                     ):
                         # Stop reading: TCP flow control then slows the peer down.
                         self._changed.wait()
-                    held_back = self.protocol.held_back
+                    # Parse what the engine held back once the queue is half
+                    # empty: in batches, not one message per recv.
+                    held_back = self.protocol.held_back and (
+                        self._messages.low or self._budget() is None
+                    )
                     if held_back:
                         # Messages were read: parse what the engine held back.
                         self.protocol.message_budget = self._budget()
