@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal
 
-from tether.exceptions import InvalidMessage
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.log import LoggerLike
@@ -49,8 +48,9 @@ class ClientConnection(Connection):
         self.socket.settimeout(None)
         if protocol.handshake_exc is not None:
             raise protocol.handshake_exc
-        if protocol.state is not State.OPEN:  # pragma: no cover - the engine sets handshake_exc
-            raise InvalidMessage("connection closed during the opening handshake")
+        # The handshake succeeded. The state may already be CLOSING: a server
+        # that sends a message and closes at once can have its close frame
+        # arrive with the 101, and the reader thread takes it from there.
         self.logger.info("connected: %s", protocol.response and protocol.response.status_code)
         # Frames that came with the response are already in the engine.
         self._start()
