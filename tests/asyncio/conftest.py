@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -59,3 +60,33 @@ async def start_server() -> AsyncIterator[ServerFactory]:
     for server in servers:
         server.close()
         await server.wait_closed()
+
+
+@asynccontextmanager
+async def raw_tcp_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A plain TCP server on loopback; yield its port.
+
+    On exit, wait for the handlers to finish: one still running when the loop
+    closes would leave its stream behind.
+    """
+    handlers: list[asyncio.Task[None]] = []
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        try:
+            await handle(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+        async with asyncio.timeout(10):
+            await asyncio.gather(*handlers, return_exceptions=True)

@@ -6,8 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +21,7 @@ from tether.asyncio.server import Server, ServerConnection
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Request, Response
 
-from .conftest import ServerFactory, uri_of
+from .conftest import ServerFactory, raw_tcp_server, uri_of
 
 BOUND = 5.0
 """Seconds after which a test that waits for something is declared stuck."""
@@ -44,36 +43,6 @@ async def deaf(ws: ServerConnection) -> None:
     assert ws.transport is not None
     ws.transport.pause_reading()
     await ws.wait_closed()
-
-
-@asynccontextmanager
-async def raw_tcp_server(
-    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[int]:
-    """A plain TCP server on loopback; yield its port.
-
-    On exit, wait for the handlers to finish: one still running when the loop
-    closes would leave its stream behind.
-    """
-    handlers: list[asyncio.Task[None]] = []
-
-    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.append(task)
-        try:
-            await handle(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(*handlers, return_exceptions=True)
 
 
 # compression, extensions, subprotocols

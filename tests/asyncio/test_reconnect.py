@@ -6,8 +6,6 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from tether.asyncio.server import ServerConnection
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Request, Response
 
-from .conftest import ServerFactory, echo, uri_of
+from .conftest import ServerFactory, echo, raw_tcp_server, uri_of
 
 BOUND = 10.0
 """Seconds after which a reconnecting test is declared stuck."""
@@ -54,36 +52,6 @@ async def first_reply(uri: str, max_attempts: int = 20, **options: Any) -> tuple
             await websocket.close()
             return opened, reply
     raise AssertionError("the iteration ended")
-
-
-@asynccontextmanager
-async def raw_tcp_server(
-    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[int]:
-    """A plain TCP server on loopback; yield its port.
-
-    On exit, wait for the handlers to finish: one still running when the loop
-    closes would leave its stream behind.
-    """
-    handlers: list[asyncio.Task[None]] = []
-
-    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.append(task)
-        try:
-            await handle(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(*handlers, return_exceptions=True)
 
 
 # Reconnecting after the connection drops
