@@ -151,16 +151,24 @@ class Harness:
         # Reasons are echoed too, or not at all: RFC 6455 leaves it open.
         assert peer.close is not None
         assert peer.close.reason in ("", reason), peer.close
+        await self.end_tcp(peer)
+        ws = await self.connection()
+        async with asyncio.timeout(5):
+            await ws.wait_closed()
+        assert ws.close_code == code
+
+    async def end_tcp(self, peer: Peer) -> None:
+        """After the closing handshake, check who closes TCP, and close it if it's the peer.
+
+        A tether server closes TCP first (RFC 6455 section 7.1.1); a tether
+        client waits for the server, sending nothing more meanwhile.
+        """
         if self.tether_is_server:
             await peer.expect_eof()
         else:
             await peer.expect_no_eof()
             peer.check_quiet()
             peer.close_tcp()
-        ws = await self.connection()
-        async with asyncio.timeout(5):
-            await ws.wait_closed()
-        assert ws.close_code == code
 
     async def close(self) -> None:
         """Tear everything down."""

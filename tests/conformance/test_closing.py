@@ -104,12 +104,7 @@ async def test_frames_after_close_echo_ignored(harness: Harness) -> None:
     # Written once tether has answered: a server may be gone already.
     await peer.send_message("too late")
     await peer.send(Opcode.PING, b"too late")
-    if harness.tether_is_server:
-        await peer.expect_eof()
-    else:
-        await peer.expect_no_eof()
-        peer.check_quiet()
-        peer.close_tcp()
+    await harness.end_tcp(peer)
     ws = await harness.connection()
     await ws.wait_closed()
     assert ws.close_code == 1000
@@ -131,13 +126,7 @@ async def test_tether_closes_and_peer_answers(harness: Harness) -> None:
     closing = asyncio.create_task(ws.close(4000, "done"))
     await peer.expect_close(4000, reason="done")
     await peer.send_close(4000, "done")
-    if harness.tether_is_server:
-        await peer.expect_eof()
-    else:
-        # The server closes TCP first (section 7.1.1): tether waits for it.
-        await peer.expect_no_eof()
-        peer.check_quiet()
-        peer.close_tcp()
+    await harness.end_tcp(peer)
     async with asyncio.timeout(5):
         await closing
     assert ws.close_code == 4000
@@ -242,12 +231,7 @@ async def test_message_while_tether_closes_is_not_echoed(harness: Harness) -> No
     await peer.expect_close(1000)
     await peer.send_message("late")
     await peer.send_close(1000)
-    if harness.tether_is_server:
-        await peer.expect_eof()
-    else:
-        await peer.expect_no_eof()
-        peer.check_quiet()
-        peer.close_tcp()
+    await harness.end_tcp(peer)
     async with asyncio.timeout(5):
         await closing
     assert ws.close_code == 1000
@@ -269,12 +253,7 @@ async def test_ping_while_tether_waits_for_close_answer(harness: Harness) -> Non
     assert parsed[0].data == b"still there?"
     peer.after_close.clear()
     await peer.send_close(1000)
-    if harness.tether_is_server:
-        await peer.expect_eof()
-    else:
-        await peer.expect_no_eof()
-        peer.check_quiet()
-        peer.close_tcp()
+    await harness.end_tcp(peer)
     async with asyncio.timeout(5):
         await closing
     assert ws.close_code == 1000
