@@ -1,6 +1,6 @@
 /*
- * The hot path of tether's protocol core, in C: unmasking payloads and
- * reading frame headers. tether/protocol/masking.py and frames.py hold the
+ * The hot path of tether's protocol core, in C: unmasking payloads,
+ * reading frame headers and building frames. tether/protocol/masking.py and frames.py hold the
  * pure-Python versions, which give the same results and are used when this
  * module is missing or TETHER_NO_SPEEDUPS=1 is set.
  */
@@ -216,8 +216,80 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(build_frame_doc,
+"build_frame(first, data, key) -> bytes\n\n"
+"One frame in one allocation: the first header byte `first` (FIN, RSV bits and\n"
+"opcode), the length, then `key` and the payload masked with it when `key` is\n"
+"4 bytes, or the payload as is when `key` is None.");
+
+static PyObject *
+build_frame(PyObject *self, PyObject *args)
+{
+    int first;
+    Py_buffer data;
+    PyObject *key;
+    PyObject *result = NULL;
+
+    if (!PyArg_ParseTuple(args, "iy*O:build_frame", &first, &data, &key)) {
+        return NULL;
+    }
+    int masked = key != Py_None;
+    if (masked && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 4)) {
+        PyErr_SetString(PyExc_ValueError, "key must be 4 bytes or None");
+        goto done;
+    }
+    if (first < 0 || first > 0xFF) {
+        PyErr_SetString(PyExc_ValueError, "first header byte out of range");
+        goto done;
+    }
+    Py_ssize_t length = data.len;
+    Py_ssize_t size = length < 126 ? 2 : (length < 0x10000 ? 4 : 10);
+    if (masked) {
+        size += 4;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size + length);
+    if (result == NULL) {
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    unsigned char mask_bit = masked ? 0x80 : 0;
+    out[0] = (unsigned char)first;
+    Py_ssize_t at;
+    if (length < 126) {
+        out[1] = mask_bit | (unsigned char)length;
+        at = 2;
+    }
+    else if (length < 0x10000) {
+        out[1] = mask_bit | 126;
+        out[2] = (unsigned char)(length >> 8);
+        out[3] = (unsigned char)length;
+        at = 4;
+    }
+    else {
+        unsigned long long wide = (unsigned long long)length;
+        out[1] = mask_bit | 127;
+        for (int k = 9; k >= 2; k--) {
+            out[k] = (unsigned char)wide;
+            wide >>= 8;
+        }
+        at = 10;
+    }
+    if (masked) {
+        const unsigned char *key_bytes = (const unsigned char *)PyBytes_AS_STRING(key);
+        memcpy(out + at, key_bytes, 4);
+        xor_mask((const unsigned char *)data.buf, out + at + 4, length, key_bytes);
+    }
+    else {
+        memcpy(out + at, data.buf, length);
+    }
+done:
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
+    {"build_frame", build_frame, METH_VARARGS, build_frame_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -242,7 +314,7 @@ static PyModuleDef_Slot speedups_slots[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "tether._speedups",
-    "C versions of tether's hot paths: masking and frame headers.",
+    "C versions of tether's hot paths: masking, frame headers and frame building.",
     0,
     speedups_methods,
     speedups_slots,

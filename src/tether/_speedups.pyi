@@ -1,6 +1,7 @@
 from typing import Any
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
+def build_frame(first: int, data: bytes | bytearray | memoryview, key: bytes | None) -> bytes: ...
 def parse_header(
     header_type: type[Any],
     buf: bytes | bytearray | memoryview,

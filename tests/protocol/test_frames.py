@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import random
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -27,6 +29,7 @@ from tether.protocol.masking import apply_mask
 RFC_KEY = bytes.fromhex("37fa213d")
 
 # What the codec calls for masking keys, patched to control or observe them.
+KEYS = "tether.protocol.frames.masking_key"
 URANDOM = "tether.protocol.frames.os.urandom"
 
 RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
@@ -67,19 +70,32 @@ def protocol_error(
 
 
 class FixedKeys:
-    """A stand-in for ``os.urandom`` that hands out known keys and records each call."""
+    """A stand-in for ``masking_key`` that hands out known keys and counts the calls."""
 
     def __init__(self, *keys: bytes) -> None:
         self.keys = list(keys)
-        self.calls: list[int] = []
+        self.calls = 0
 
-    def __call__(self, size: int) -> bytes:
-        self.calls.append(size)
+    def __call__(self) -> bytes:
+        self.calls += 1
         return self.keys.pop(0)
 
 
+class RecordingKeys:
+    """Wraps the real ``masking_key`` and records what it returned."""
+
+    def __init__(self, real: Callable[[], bytes]) -> None:
+        self.real = real
+        self.results: list[bytes] = []
+
+    def __call__(self) -> bytes:
+        result = self.real()
+        self.results.append(result)
+        return result
+
+
 class RecordingUrandom:
-    """Wraps the real ``os.urandom`` and records what it returned."""
+    """Wraps ``os.urandom`` and records what it returned."""
 
     def __init__(self, real: Callable[[int], bytes]) -> None:
         self.real = real
@@ -135,10 +151,10 @@ def test_5_7_example_parses(wire: bytes, frame: Frame, masked: bool, header_size
 def test_5_7_example_serializes(
     wire: bytes, frame: Frame, masked: bool, header_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    urandom = FixedKeys(RFC_KEY)
-    monkeypatch.setattr(URANDOM, urandom)
+    keys = FixedKeys(RFC_KEY)
+    monkeypatch.setattr(KEYS, keys)
     assert frame.serialize(mask=masked) == wire
-    assert urandom.calls == ([4] if masked else [])
+    assert keys.calls == (1 if masked else 0)
 
 
 @pytest.mark.parametrize(("wire", "frame", "masked", "header_size"), RFC_EXAMPLES)
@@ -317,13 +333,13 @@ def test_5_2_serialize_accepts_any_buffer(data_type: Callable[[bytes], Buffer], 
 
 
 def test_5_3_client_masks_with_fresh_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    urandom = RecordingUrandom(os.urandom)
-    monkeypatch.setattr(URANDOM, urandom)
+    urandom = RecordingKeys(frames.masking_key)
+    monkeypatch.setattr(KEYS, urandom)
     data = b"the same frame, twice"
     first = serialize_frame(Opcode.TEXT, data, mask=True)
     second = Frame(Opcode.TEXT, data).serialize(mask=True)
     keys = [first[2:6], second[2:6]]
-    # Each key is a fresh 4-byte draw from os.urandom.
+    # Each key is a fresh 4-byte draw.
     assert keys == urandom.results
     assert all(len(key) == 4 for key in keys)
     assert keys[0] != keys[1]
@@ -335,11 +351,11 @@ def test_5_3_client_masks_with_fresh_key(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_5_3_key_from_urandom_masks_payload(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [bytes.fromhex("01020304"), bytes.fromhex("a0b0c0d0")]
     urandom = FixedKeys(*keys)
-    monkeypatch.setattr(URANDOM, urandom)
+    monkeypatch.setattr(KEYS, urandom)
     data = b"\x00" * 9
     first = serialize_frame(Opcode.BINARY, data, mask=True)
     second = serialize_frame(Opcode.BINARY, data, mask=True)
-    assert urandom.calls == [4, 4]
+    assert urandom.calls == 2
     # Masking zeros reveals the key, repeated.
     assert first == b"\x82\x89" + keys[0] + (keys[0] * 3)[:9]
     assert second == b"\x82\x89" + keys[1] + (keys[1] * 3)[:9]
@@ -347,9 +363,39 @@ def test_5_3_key_from_urandom_masks_payload(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_5_3_unmasked_serialization_draws_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     urandom = FixedKeys()
-    monkeypatch.setattr(URANDOM, urandom)
+    monkeypatch.setattr(KEYS, urandom)
     serialize_frame(Opcode.BINARY, b"data", mask=False)
-    assert urandom.calls == []
+    assert urandom.calls == 0
+
+
+def test_5_3_masking_keys_are_drawn_from_urandom_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    urandom = RecordingUrandom(os.urandom)
+    monkeypatch.setattr(URANDOM, urandom)
+    monkeypatch.setattr("tether.protocol.frames._keys", iter(()))
+    batch = frames._KEY_BATCH
+    keys = [frames.masking_key() for _ in range(2 * batch + 1)]
+    # Every key is the next 4 bytes of os.urandom's output: none is made up,
+    # none is used twice, and a new batch starts where the last one ended.
+    assert b"".join(keys) == b"".join(urandom.results)[: 4 * len(keys)]
+    assert [len(result) for result in urandom.results] == [4 * batch] * 3
+
+
+def test_5_3_threads_masking_at_once_never_share_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    urandom = RecordingUrandom(os.urandom)
+    monkeypatch.setattr(URANDOM, urandom)
+    monkeypatch.setattr("tether.protocol.frames._keys", iter(()))
+    batch = frames._KEY_BATCH
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        runs = list(pool.map(lambda _: [frames.masking_key() for _ in range(batch)], range(8)))
+    drawn = Counter(
+        result[i : i + 4] for result in urandom.results for i in range(0, len(result), 4)
+    )
+    used = Counter(key for run in runs for key in run)
+    # Each 4-byte draw of os.urandom masks at most one frame.
+    assert not used - drawn
+    assert used.total() == 8 * batch
 
 
 def test_5_3_masking_key_is_reported_in_header() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 import tether._speedups as speedups
 from tether.exceptions import ProtocolError
-from tether.protocol.frames import FrameHeader, read_header_python
+from tether.protocol.frames import FrameHeader, build_frame_python, read_header_python
 from tether.protocol.masking import apply_mask_python
 
 # The module is imported directly: these tests compare it with the fallback
@@ -58,6 +59,45 @@ def test_apply_mask_large_and_odd_sizes() -> None:
 def test_apply_mask_rejects_bad_key() -> None:
     with pytest.raises(ValueError, match="4 bytes"):
         speedups.apply_mask(b"abc", b"abc")
+
+
+@given(
+    first=st.integers(min_value=0, max_value=0xFF),
+    data=st.binary(max_size=300),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+)
+@settings(max_examples=500)
+def test_build_frame_matches(first: int, data: bytes, key: bytes | None) -> None:
+    assert speedups.build_frame(first, data, key) == build_frame_python(first, data, key)
+    assert speedups.build_frame(first, memoryview(data), key) == build_frame_python(
+        first, bytearray(data), key
+    )
+
+
+def test_build_frame_at_every_length_encoding() -> None:
+    for size in (0, 125, 126, 127, 0xFFFF, 0x10000, 0x10001, 1 << 20):
+        data = os.urandom(size)
+        for key in (None, b"\x01\x02\x03\x04"):
+            assert speedups.build_frame(0x82, data, key) == build_frame_python(0x82, data, key)
+
+
+def test_build_frame_counts_bytes_of_wide_items() -> None:
+    # A memoryview of 16-bit items has 3 items but 6 bytes: the header says 6.
+    data = memoryview(array.array("H", [1, 2, 3]))
+    for build in (speedups.build_frame, build_frame_python):
+        frame = build(0x82, data, None)
+        assert frame == b"\x82\x06" + data.tobytes()
+
+
+def test_build_frame_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.build_frame(0x82, b"abc", b"abc")
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.build_frame(0x82, b"abc", "abcd")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="range"):
+        speedups.build_frame(0x100, b"abc", None)
+    with pytest.raises(ValueError, match="range"):
+        speedups.build_frame(-1, b"abc", None)
 
 
 @given(

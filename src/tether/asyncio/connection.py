@@ -26,11 +26,13 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import State
 from tether.protocol.events import CloseReceived, Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
-from tether.sending import Data, Fragments, is_single, send_data
+from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
 
 __all__ = ["Connection", "Data"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
+
+_OPEN = State.OPEN
 
 
 class Connection(ConnectionAttributes, asyncio.Protocol):
@@ -125,7 +127,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                         while not len(messages):
                             await self._wait_for_input()
             message = messages.get(decode)
-            self._maybe_resume_reading()
+            if self._reading_paused or self.protocol.message_budget is not None:
+                self._maybe_resume_reading()
             return message
         finally:
             self._reading = False
@@ -236,7 +239,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
         once the connection is closing.
         """
-        if is_single(message):
+        if isinstance(message, DATA_TYPES) or is_single(message):
             if self._send_lock.locked():
                 async with self._send_lock:
                     send_data(self.protocol, message, text)  # type: ignore[arg-type]
@@ -245,7 +248,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             self._flush()
         else:
             async with self._send_lock:
-                await self._send_fragments(message, text)  # type: ignore[arg-type]
+                await self._send_fragments(message, text)
         if self._writing_paused:
             await self._drain()
 
@@ -413,10 +416,12 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes to the engine (asyncio calls this)."""
-        # One read of compressed data must not inflate into more messages
-        # than the queue holds: the engine keeps the rest, compressed.
-        self.protocol.message_budget = self._budget()
-        self.protocol.receive_data(data)
+        protocol = self.protocol
+        if protocol.extensions:
+            # One read of compressed data must not inflate into more messages
+            # than the queue holds: the engine keeps the rest, compressed.
+            protocol.message_budget = self._budget()
+        protocol.receive_data(data)
         written = self._process()
         if written and self._writing_paused:
             self._limit_replies(written)
@@ -489,22 +494,31 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     def _process(self) -> int:
         """Handle the engine's events, then send what it has to send; return its size."""
         for event in self.protocol.events():
-            self._handle_event(event)
+            if type(event) is Message:
+                self._queue(event)
+            else:
+                self._handle_event(event)
         return self._flush()
+
+    def _queue(self, event: Message | Fragment) -> None:
+        """Queue a message or a piece of one; stop reading once ``max_queue`` messages wait."""
+        messages = self._messages
+        messages.put(event)
+        if (
+            messages.full
+            and not self._reading_paused
+            and self.transport is not None
+            and self.protocol.state is State.OPEN
+        ):
+            self._reading_paused = True
+            self.transport.pause_reading()
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, (Message, Fragment)):
-            messages = self._messages
-            messages.put(event)
-            if (
-                messages.full
-                and not self._reading_paused
-                and self.transport is not None
-                and self.protocol.state is State.OPEN
-            ):
-                self._reading_paused = True
-                self.transport.pause_reading()
-            self._wake_reader()
+            self._queue(event)
         elif isinstance(event, Pong):
             self._pong_received(event.data)
         elif isinstance(event, CloseReceived):
@@ -515,7 +529,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return 0
-        data = self.protocol.data_to_send()
+        protocol = self.protocol
+        data = protocol.data_to_send()
         written = 0
         if data and not transport.is_closing():
             if len(data) == 1:
@@ -524,7 +539,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             else:
                 written = sum(map(len, data))
                 transport.writelines(data)
-        state = self.protocol.state
+        state = protocol.state
+        if state is _OPEN:
+            return written
         if state is State.CLOSING or state is State.CLOSED:
             if self.protocol.close_transport and not transport.is_closing():
                 if state is State.CLOSING and self.protocol.error is not None:

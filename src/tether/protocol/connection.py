@@ -31,12 +31,15 @@ from tether.protocol.events import (
     Pong,
 )
 from tether.protocol.frames import (
+    FIN,
     RSV1,
     RSV2,
     RSV3,
     RSV_BITS,
     Frame,
     Opcode,
+    build_frame,
+    masking_key,
     read_header,
     serialize_frame,
 )
@@ -291,7 +294,8 @@ class Connection:
                     frame = extension.encode(frame)
             self._output.append(frame.serialize(mask=self._mask))
         else:
-            self._output.append(serialize_frame(opcode, data, fin=fin, mask=self._mask))
+            first = FIN | opcode if fin else opcode
+            self._output.append(build_frame(first, data, masking_key() if self._mask else None))
         self._send_transformed = None if fin else transform
 
     @property

@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import functools
 import os
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -25,6 +26,9 @@ __all__ = [
     "Frame",
     "FrameHeader",
     "Opcode",
+    "build_frame",
+    "build_frame_python",
+    "masking_key",
     "parse_frame",
     "parse_header",
     "read_header",
@@ -218,6 +222,55 @@ def parse_frame(
     return frame, end - pos
 
 
+def build_frame_python(
+    first: int, data: bytes | bytearray | memoryview, key: bytes | None
+) -> bytes:
+    """Build a frame from its first header byte, its payload and its masking key or ``None``.
+
+    The pure-Python twin of the C accelerator's ``build_frame``.
+    """
+    length = memoryview(data).nbytes
+    mask_bit = 0x80 if key is not None else 0
+    if length < 126:
+        header = bytes((first, mask_bit | length))
+    elif length < 0x10000:
+        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    if key is not None:
+        return header + key + apply_mask(data, key)
+    return header + data
+
+
+build_frame: Callable[[int, bytes | bytearray | memoryview, bytes | None], bytes] = (
+    build_frame_python if speedups is None else speedups.build_frame
+)
+""":func:`build_frame_python`, in C when the accelerator is built: one allocation, one pass."""
+
+
+# Masking keys come from os.urandom, 1,024 at a time: a system call per frame
+# cost more than building the frame. next() on the C iterator is atomic, so
+# threads sending at once never share a key.
+_KEY_BATCH = 1024
+
+
+def _key_batch() -> Iterator[tuple[bytes]]:
+    return struct.iter_unpack("4s", os.urandom(4 * _KEY_BATCH))
+
+
+_keys = _key_batch()
+
+
+def masking_key() -> bytes:
+    """Return a fresh random 4-byte masking key (RFC 6455 section 5.3)."""
+    global _keys  # noqa: PLW0603
+    try:
+        return next(_keys)[0]
+    except StopIteration:
+        _keys = _key_batch()
+        return next(_keys)[0]
+
+
 def serialize_frame(
     opcode: int,
     data: bytes | bytearray | memoryview,
@@ -232,16 +285,5 @@ def serialize_frame(
     With ``mask`` the payload is masked with a fresh random 4-byte key, as a
     client must do for every frame.
     """
-    length = len(data)
     first = (FIN if fin else 0) | rsv | opcode
-    mask_bit = 0x80 if mask else 0
-    if length < 126:
-        header = bytes((first, mask_bit | length))
-    elif length < 0x10000:
-        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
-    if mask:
-        key = os.urandom(4)
-        return header + key + apply_mask(data, key)
-    return header + data
+    return build_frame(first, data, masking_key() if mask else None)
