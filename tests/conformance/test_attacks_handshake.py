@@ -1,124 +1,39 @@
 """Hostile opening handshakes against tether's servers: the right status, quickly, never a hang.
 
-Each case runs an echo server, connects a well-behaved tether client to it
-before the attack (a bystander) and exchanges a message on it afterwards:
-an attack on one connection must not stall the others.
+Each case runs an echo server with a bystander (see
+:mod:`tests.conformance.servers`): an attack on one connection must not stall
+the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
-from typing import Any
+from contextlib import suppress
 
 import pytest
 
 import tether
 import tether.sync
-from tests.conformance.peer import ReadHead, read_head
-from tether.asyncio.connection import Connection
-from tether.asyncio.server import Server
-from tether.exceptions import ConnectionClosed
+from tests.conformance.peer import read_head
+from tests.conformance.servers import (
+    DEADLINE,
+    echo_server,
+    exchange,
+    expect_refused,
+    request,
+    request_lines,
+    status_of,
+    sync_echo_server,
+    sync_exchange,
+)
 from tether.protocol.header_values import parse_extensions, parse_subprotocols
 from tether.protocol.http11 import Limits, Request
 
 KiB = 1 << 10
 
-# Bounds every wait of a case: far above what any of them needs.
-DEADLINE = 10.0
-
 # The server's HTTP limits: serve() keeps the defaults.
 LIMITS = Limits()
-
-
-async def _echo(ws: Connection) -> None:
-    with suppress(ConnectionClosed):
-        async for message in ws:
-            await ws.send(message)
-
-
-@asynccontextmanager
-async def echo_server(**options: Any) -> AsyncIterator[tuple[Server, int]]:
-    """An asyncio echo server on loopback, and a bystander that must keep working.
-
-    The bystander connects before the case runs and exchanges a message after
-    it, with the attack's connections possibly still open.
-    """
-    options = {"ping_interval": None, "compression": None, **options}
-    server = await tether.serve(_echo, "127.0.0.1", 0, **options)
-    port = next(iter(server.sockets)).getsockname()[1]
-    try:
-        async with tether.connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as bystander:
-            await bystander.send("before")
-            async with asyncio.timeout(DEADLINE):
-                assert await bystander.recv() == "before"
-            yield server, port
-            await bystander.send("after")
-            async with asyncio.timeout(DEADLINE):
-                assert await bystander.recv() == "after"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def request_lines(port: int) -> list[bytes]:
-    """The lines of a valid handshake request, without the final empty line."""
-    key = base64.b64encode(os.urandom(16))
-    return [
-        b"GET / HTTP/1.1",
-        b"Host: 127.0.0.1:%d" % port,
-        b"Upgrade: websocket",
-        b"Connection: Upgrade",
-        b"Sec-WebSocket-Key: " + key,
-        b"Sec-WebSocket-Version: 13",
-    ]
-
-
-def request(port: int, *extra: bytes) -> bytes:
-    """A handshake request with ``extra`` header lines added at the end."""
-    return b"\r\n".join([*request_lines(port), *extra]) + b"\r\n\r\n"
-
-
-async def exchange(port: int, data: bytes) -> tuple[ReadHead, bool]:
-    """Send ``data`` as the request; return the response and whether TCP closed after it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        with suppress(ConnectionError):
-            await writer.drain()
-        head = await read_head(reader)
-        status = int(head.start_line.split(" ")[1])
-        closed = False
-        if status != 101:
-            async with asyncio.timeout(DEADLINE):
-                (length,) = head.get("Content-Length")
-                body = head.rest
-                while len(body) < int(length):
-                    chunk = await reader.read(4096)
-                    assert chunk, "TCP closed before the end of the body"
-                    body += chunk
-                closed = await reader.read(1) == b""
-        return head, closed
-    finally:
-        writer.transport.abort()
-
-
-def status_of(head: ReadHead) -> int:
-    """The status code of a response head."""
-    return int(head.start_line.split(" ")[1])
-
-
-async def expect_refused(port: int, data: bytes, status: int) -> ReadHead:
-    """Check that tether answers ``data`` with ``status`` and closes TCP."""
-    head, closed = await exchange(port, data)
-    assert status_of(head) == status, head
-    assert closed, "tether kept TCP open after refusing the handshake"
-    return head
 
 
 async def expect_dropped(reader: asyncio.StreamReader) -> None:
@@ -437,48 +352,6 @@ async def test_two_requests_in_one_write() -> None:
 # The threading server
 
 
-@contextmanager
-def sync_echo_server(**options: Any) -> Iterator[tuple[tether.sync.Server, int]]:
-    """A threading echo server on loopback, with a bystander client as in :func:`echo_server`."""
-
-    def echo(ws: tether.sync.ServerConnection) -> None:
-        with suppress(ConnectionClosed):
-            for message in ws:
-                ws.send(message)
-
-    options = {"ping_interval": None, "compression": None, **options}
-    server = tether.sync.serve(echo, "127.0.0.1", 0, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.socket.getsockname()[1]
-    try:
-        with tether.sync.connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as bystander:
-            bystander.send("before")
-            assert bystander.recv(timeout=DEADLINE) == "before"
-            yield server, port
-            bystander.send("after")
-            assert bystander.recv(timeout=DEADLINE) == "after"
-    finally:
-        server.shutdown()
-        thread.join(DEADLINE)
-
-
-def _sync_exchange(port: int, data: bytes) -> bytes:
-    """Send ``data``; return all tether sends until it closes TCP."""
-    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
-        sock.sendall(data)
-        received = b""
-        for _ in range(1000):
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            received += chunk
-        return received
-
-
 @pytest.mark.parametrize(
     ("extra", "status"),
     [
@@ -496,13 +369,13 @@ def _sync_exchange(port: int, data: bytes) -> bytes:
 )
 def test_sync_refused(extra: list[bytes], status: int) -> None:
     with sync_echo_server(compression="deflate") as (_, port):
-        answer = _sync_exchange(port, request(port, *extra))
+        answer = sync_exchange(port, request(port, *extra))
         assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
 
 
 def test_sync_handshake_that_never_completes() -> None:
     with sync_echo_server(open_timeout=0.3) as (_, port):
-        answer = _sync_exchange(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webso")
+        answer = sync_exchange(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webso")
         assert answer == b""
 
 

@@ -1,59 +1,26 @@
 """More hostile peers: many small decompression bombs, and a peer that vanishes without a FIN.
 
 As in test_attacks_handshake, a bystander client connects to the same server
-before the attack and exchanges a message after it.
+before the attack and exchanges a message after it (see
+:mod:`tests.conformance.servers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import tracemalloc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Any
+from contextlib import suppress
 
-import tether
 from tests.conformance.conftest import Harness
 from tests.conformance.peer import DeflateParams, Peer, connect_peer
+from tests.conformance.servers import DEADLINE, server_with_bystander
 from tether.asyncio.connection import Connection
-from tether.asyncio.server import Server, ServerConnection
+from tether.asyncio.server import ServerConnection
 from tether.exceptions import ConnectionClosed, ConnectionClosedError
 from tether.protocol.frames import RSV1, Opcode
 
 KiB = 1 << 10
 MiB = 1 << 20
-
-DEADLINE = 10.0
-
-
-@asynccontextmanager
-async def server_with_bystander(handler: Any, **options: Any) -> AsyncIterator[tuple[Server, int]]:
-    """Run ``handler`` on loopback; a bystander echoes through it before and after the case."""
-
-    async def dispatch(ws: ServerConnection) -> None:
-        if ws.request is not None and ws.request.path == "/bystander":
-            with suppress(ConnectionClosed):
-                async for message in ws:
-                    await ws.send(message)
-        else:
-            await handler(ws)
-
-    options = {"ping_interval": None, **options}
-    server = await tether.serve(dispatch, "127.0.0.1", 0, **options)
-    port = next(iter(server.sockets)).getsockname()[1]
-    try:
-        uri = f"ws://127.0.0.1:{port}/bystander"
-        async with tether.connect(uri, ping_interval=None) as bystander:
-            await bystander.send("before")
-            async with asyncio.timeout(DEADLINE):
-                assert await bystander.recv() == "before"
-            yield server, port
-            await bystander.send("after")
-            async with asyncio.timeout(DEADLINE):
-                assert await bystander.recv() == "after"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def open_peer(port: int, extensions: str | None = None) -> Peer:
