@@ -281,6 +281,14 @@ def test_cannot_send_while_connecting(role: Role) -> None:
         conn.send_close()
 
 
+def test_bare_engine_cannot_read_a_handshake(role: Role) -> None:
+    # Only the client and server engines know their side of the handshake.
+    conn = Connection(role, state=State.CONNECTING)
+    with pytest.raises(InvalidState, match="no opening handshake"):
+        conn.receive_data(b"GET / HTTP/1.1\r\n")
+    assert conn.events() == []
+
+
 def test_cannot_send_after_sending_close(conn: Connection) -> None:
     conn.send_close(1000)
     conn.data_to_send()

@@ -115,12 +115,8 @@ class ClientProtocol(Connection):
         self.request = request
         self._output.append(request.serialize())
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes read from the network."""
-        if self.state is not State.CONNECTING:
-            super().receive_data(data)
-            return
-        if self._input_done or not data:
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
             return
         try:
             self._parser.receive_data(bytes(data))
@@ -154,7 +150,7 @@ class ClientProtocol(Connection):
         self.state = State.OPEN
         leftover = self._parser.leftover
         if leftover:
-            super().receive_data(leftover)
+            self.receive_data(leftover)
 
     def _handshake_failed(self, exc: InvalidHandshake) -> None:
         self.handshake_exc = exc

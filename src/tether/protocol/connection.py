@@ -423,6 +423,9 @@ class Connection:
         """Feed bytes read from the network."""
         if self._input_done:
             return
+        if self.state is State.CONNECTING:
+            self._receive_handshake(data)
+            return
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -453,6 +456,10 @@ class Connection:
         elif used < len(source):
             self._buffer = bytearray(source[used:])
             self._start = 0
+
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
+        """Take bytes of the opening handshake: the client and server engines read it."""
+        raise InvalidState("this engine has no opening handshake to read")
 
     def _parse(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
         """Consume as many frames of ``buf[pos:]`` as are there; return where parsing stopped."""

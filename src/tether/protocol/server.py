@@ -90,12 +90,8 @@ class ServerProtocol(Connection):
 
     # Reading the request
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes read from the network."""
-        if self.state is not State.CONNECTING:
-            super().receive_data(data)
-            return
-        if self._input_done or not data:
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
             return
         if self.request is not None:
             # Bytes after the request, before the response: keep them for later.
@@ -219,7 +215,7 @@ class ServerProtocol(Connection):
             buffered = bytes(self._buffer)
             self._buffer = bytearray()
             if buffered:
-                super().receive_data(buffered)
+                self.receive_data(buffered)
         else:
             if self.handshake_exc is None:
                 self.handshake_exc = InvalidHandshake(
