@@ -38,32 +38,33 @@ class MessageQueue:
     by ``max_size``.
     """
 
-    __slots__ = ("_items", "_ready", "max_queue")
+    __slots__ = ("_items", "max_queue", "ready")
 
     def __init__(self, max_queue: int | None = 16) -> None:
         self.max_queue = max_queue
         self._items: deque[Message | Fragment] = deque()
-        self._ready = 0
+        self.ready = 0
+        """The number of whole messages ready to be read (also ``len(queue)``)."""
 
     def __len__(self) -> int:
         """The number of whole messages ready to be read."""
-        return self._ready
+        return self.ready
 
     def put(self, event: Message | Fragment) -> None:
         """Add a message or a piece of one."""
         self._items.append(event)
         if isinstance(event, Message) or event.last:
-            self._ready += 1
+            self.ready += 1
 
     @property
     def full(self) -> bool:
         """Whether ``max_queue`` whole messages are waiting."""
-        return self.max_queue is not None and self._ready >= self.max_queue
+        return self.max_queue is not None and self.ready >= self.max_queue
 
     @property
     def low(self) -> bool:
         """Whether at most half of ``max_queue`` whole messages wait: time to take more."""
-        return self.max_queue is None or self._ready <= self.max_queue // 2
+        return self.max_queue is None or self.ready <= self.max_queue // 2
 
     @property
     def pending(self) -> bool:
@@ -74,9 +75,10 @@ class MessageQueue:
         """Remove and return the first whole message; only call when ``len(self)`` is not 0."""
         items = self._items
         first = items.popleft()
-        self._ready -= 1
-        if isinstance(first, Message):
-            return convert(first.data, decode)
+        self.ready -= 1
+        if type(first) is Message:
+            return first.data if decode is None else convert(first.data, decode)
+        assert isinstance(first, Fragment)
         parts = [first.data]
         while not first.last:
             first = items.popleft()
@@ -98,8 +100,8 @@ class MessageQueue:
             return None
         item = self._items.popleft()
         if isinstance(item, Message):
-            self._ready -= 1
+            self.ready -= 1
             return item.data, True
         if item.last:
-            self._ready -= 1
+            self.ready -= 1
         return item.data, item.last

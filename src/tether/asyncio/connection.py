@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from tether.attributes import ConnectionAttributes
-from tether.exceptions import ConcurrencyError, ConnectionClosed, InvalidState
+from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
 from tether.messages import MessageQueue, convert
 from tether.protocol.client import ClientProtocol
@@ -117,14 +117,14 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._reading = True
         try:
             messages = self._messages
-            if not len(messages):
+            if not messages.ready:
                 if timeout is None:
                     # Entering a timeout context costs microseconds per message.
-                    while not len(messages):
+                    while not messages.ready:
                         await self._wait_for_input()
                 else:
                     async with asyncio.timeout(timeout):
-                        while not len(messages):
+                        while not messages.ready:
                             await self._wait_for_input()
             message = messages.get(decode)
             if self._reading_paused or self.protocol.message_budget is not None:
@@ -157,19 +157,13 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         finally:
             self._reading = False
 
-    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages until the connection closes.
 
         The iteration ends quietly on a normal closure (1000 or 1001) and
         raises :class:`~tether.exceptions.ConnectionClosedError` otherwise.
         """
-        from tether.exceptions import ConnectionClosedOK  # noqa: PLC0415
-
-        try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+        return _Messages(self)
 
     async def _wait_for_input(self) -> None:
         """Wait until something arrives; raise ConnectionClosed if nothing ever will."""
@@ -583,3 +577,25 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         if self.transport is not None and not self._lost.done():
             self.logger.debug("closing timed out after %s seconds", self.close_timeout)
             self.transport.abort()
+
+
+class _Messages:
+    """The iterator of ``async for message in connection``.
+
+    A class rather than an async generator: resuming a generator frame around
+    each ``recv`` costs more than calling it.
+    """
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self._connection.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
