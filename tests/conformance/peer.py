@@ -571,11 +571,18 @@ class Peer:
         self.writer.transport.close()
 
     async def stop(self) -> None:
-        """Drop the connection and the reading task; for teardown."""
+        """Drop the connection and the reading task; for teardown.
+
+        Return once the socket is closed: a threading server in the same
+        process may be waiting for it while the caller blocks the loop.
+        """
         self.abort()
         self._pump.cancel()
         with suppress(asyncio.CancelledError):
             await self._pump
+        with suppress(Exception):
+            async with asyncio.timeout(READ_TIMEOUT):
+                await self.writer.wait_closed()
 
 
 def _request(host: str, port: int, key: str, extensions: str | None) -> bytes:

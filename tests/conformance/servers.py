@@ -17,6 +17,7 @@ import base64
 import os
 import socket
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
@@ -29,16 +30,20 @@ from typing import Any
 
 import tether
 import tether.sync
-from tests.conformance.peer import ReadHead, read_head
+from tests.conformance.peer import Peer, ReadHead, connect_peer, read_head
 from tether.asyncio.connection import Connection
 from tether.asyncio.server import Server, ServerConnection
-from tether.exceptions import ConnectionClosed
+from tether.attributes import ConnectionAttributes
+from tether.exceptions import ConnectionClosed, ConnectionClosedError
 
 __all__ = [
     "DEADLINE",
+    "Tracing",
+    "check_keepalive_failure",
     "echo_server",
     "exchange",
     "expect_refused",
+    "open_peer",
     "request",
     "request_lines",
     "server_with_bystander",
@@ -150,6 +155,41 @@ def sync_server_with_bystander(
 def sync_echo_server(**options: Any) -> AbstractContextManager[tuple[tether.sync.Server, int]]:
     """A threading echo server with a bystander; no compression unless asked."""
     return sync_server_with_bystander(sync_echo, **{"compression": None, **options})
+
+
+# Attacks after the handshake
+
+
+async def open_peer(port: int, extensions: str | None = None) -> Peer:
+    """Connect the raw peer to the server on ``port``; check that it got in."""
+    peer, head = await connect_peer("127.0.0.1", port, extensions=extensions)
+    assert peer is not None, head
+    return peer
+
+
+def check_keepalive_failure(ws: ConnectionAttributes) -> None:
+    """Check that keepalive failed ``ws``, asyncio or threading: 1011 sent, nothing received."""
+    closed = ws.protocol.close_exc()
+    assert isinstance(closed, ConnectionClosedError), closed
+    assert closed.sent is not None, closed
+    assert closed.sent.code == 1011, closed
+    assert closed.rcvd is None, closed
+    assert ws.close_code == 1006
+
+
+class Tracing:
+    """tracemalloc's peak over a block, of every thread; stopped however the block ends."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def __enter__(self) -> Tracing:
+        tracemalloc.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
 
 
 # Raw handshake requests
