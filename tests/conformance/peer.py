@@ -36,8 +36,12 @@ __all__ = [
     "Peer",
     "PeerServer",
     "ReadHead",
+    "Responder",
+    "accept_lines",
+    "accept_response",
     "connect_peer",
     "encode_frame",
+    "peer_server",
     "read_head",
 ]
 
@@ -631,20 +635,28 @@ Responder = Callable[[ReadHead], bytes]
 """Builds the peer server's handshake response from tether's request."""
 
 
+def accept_lines(request: ReadHead) -> list[bytes]:
+    """The lines of a 101 answer to ``request`` as RFC 6455 section 4.2.2 says, for cases to edit.
+
+    The blank line that ends the head is not among them.
+    """
+    (key,) = request.get("Sec-WebSocket-Key")
+    return [
+        b"HTTP/1.1 101 Switching Protocols",
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode(),
+    ]
+
+
 def accept_response(extensions: str | None = None) -> Responder:
     """A responder that answers 101 as RFC 6455 section 4.2.2 says, with ``extensions``."""
 
     def respond(request: ReadHead) -> bytes:
-        (key,) = request.get("Sec-WebSocket-Key")
-        lines = [
-            "HTTP/1.1 101 Switching Protocols",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {accept_key(key)}",
-        ]
+        lines = accept_lines(request)
         if extensions is not None:
-            lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+            lines.append(b"Sec-WebSocket-Extensions: " + extensions.encode())
+        return b"\r\n".join(lines) + b"\r\n\r\n"
 
     return respond
 

@@ -1,0 +1,497 @@
+"""Hostile servers against tether's clients: a corrupted opening handshake response fails cleanly.
+
+A handshake corruption table: each case takes the valid 101 answer of the
+peer server (:func:`tests.conformance.peer.accept_lines`) and corrupts one
+thing in it, or answers slowly, partly or never. Against both
+:func:`tether.connect` and :func:`tether.sync.connect`, each case checks
+the exact exception the client raises, and that the client then closes TCP
+without sending anything: RFC 6455 section 4.1 says the client MUST "fail
+the WebSocket Connection" when the response breaks any of its rules, and
+a failed handshake has no frames to send. Timeouts are short here on
+purpose: ``open_timeout`` is what these cases test.
+
+A few responses are odd but valid, and must open the connection: they come
+last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import tether
+import tether.sync
+from tests.conformance.peer import (
+    Peer,
+    ReadHead,
+    Responder,
+    accept_lines,
+    encode_frame,
+    peer_server,
+)
+from tests.conformance.servers import DEADLINE
+from tether.exceptions import (
+    DuplicateParameter,
+    InvalidHeader,
+    InvalidHeaderFormat,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidParameterName,
+    InvalidParameterValue,
+    InvalidStatus,
+    InvalidUpgrade,
+    NegotiationError,
+    SecurityError,
+)
+from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from tether.protocol.frames import Opcode
+from tether.protocol.handshake import accept_key
+from tether.protocol.http11 import Limits
+
+LIMITS = Limits()
+"""The clients' HTTP limits: connect() keeps the defaults."""
+
+OPEN_TIMEOUT = 0.5
+"""The clients' open_timeout in the cases that wait for it."""
+
+Edit = Callable[[list[bytes]], list[bytes]]
+"""Corrupts the lines of a valid 101 answer."""
+
+Action = Callable[[Peer], Awaitable[None]]
+"""What the peer server does after writing its answer, while the client waits."""
+
+
+def status(line: bytes) -> Edit:
+    """Replace the status line."""
+    return lambda lines: [line, *lines[1:]]
+
+
+def drop(name: bytes) -> Edit:
+    """Remove the header lines named ``name``."""
+    prefix = name.lower() + b":"
+    return lambda lines: [line for line in lines if not line.lower().startswith(prefix)]
+
+
+def add(*extra: bytes) -> Edit:
+    """Add header lines at the end."""
+    return lambda lines: [*lines, *extra]
+
+
+def accept_of(lines: list[bytes]) -> bytes:
+    """The ``Sec-WebSocket-Accept`` line of a valid answer."""
+    (line,) = [line for line in lines if line.startswith(b"Sec-WebSocket-Accept:")]
+    return line
+
+
+def both(*edits: Edit) -> Edit:
+    """Apply ``edits`` in order."""
+
+    def edit(lines: list[bytes]) -> list[bytes]:
+        for one in edits:
+            lines = one(lines)
+        return lines
+
+    return edit
+
+
+def respond_with(edit: Edit, *, eol: bytes = b"\r\n", tail: bytes = b"") -> Responder:
+    """Answer with the valid 101's lines as ``edit`` leaves them, then ``tail``."""
+
+    def respond(request: ReadHead) -> bytes:
+        return eol.join(edit(accept_lines(request))) + eol + eol + tail
+
+    return respond
+
+
+def no_answer(request: ReadHead) -> bytes:
+    return b""
+
+
+async def half_close(peer: Peer) -> None:
+    """Send EOF and keep reading, to see the client close TCP in turn."""
+    peer.writer.write_eof()
+
+
+def slowly(edit: Edit) -> Action:
+    """Write the answer one byte every 50 ms: the whole of it takes seconds."""
+
+    async def action(peer: Peer) -> None:
+        assert peer.head is not None
+        data = respond_with(edit)(peer.head)
+        await peer.write(data, split=range(1, len(data)), pause=0.05)
+
+    return action
+
+
+def lower_name(line: bytes) -> bytes:
+    """A header line with its name in lower case."""
+    name, colon, value = line.partition(b":")
+    return name.lower() + colon + value
+
+
+def pmd(params: str) -> Edit:
+    """Answer permessage-deflate with ``params``."""
+    return add(b"Sec-WebSocket-Extensions: permessage-deflate" + params.encode())
+
+
+@dataclass(frozen=True)
+class Case:
+    """One corrupted answer and what the client must raise."""
+
+    id: str
+    respond: Responder
+    error: type[Exception]
+    then: Action | None = None
+    """Run while the client waits: half-close, or write the answer slowly."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The client's options: what it offers."""
+    name: str | None = None
+    """The header an InvalidHeader is about."""
+    cause: type[BaseException] | None = None
+    """The refusal of the extension factory, or the EOFError, behind the error."""
+    status_code: int | None = None
+
+
+def invalid(
+    id: str, edit: Edit, error: type[Exception], *, eol: bytes = b"\r\n", **kwargs: Any
+) -> Case:
+    return Case(id, respond_with(edit, eol=eol), error, **kwargs)
+
+
+WITHOUT_CLIENT_WINDOW = {
+    "extensions": [ClientPerMessageDeflateFactory(client_max_window_bits=None)],
+}
+
+CASES = [
+    # RFC 6455 section 4.1, step 1: the status code must be 101.
+    invalid(
+        "status-200",
+        both(status(b"HTTP/1.1 200 OK"), add(b"Content-Length: 0")),
+        InvalidStatus,
+        status_code=200,
+    ),
+    invalid(
+        "status-301-location",
+        both(
+            status(b"HTTP/1.1 301 Moved Permanently"),
+            add(b"Location: ws://127.0.0.1:1/elsewhere", b"Content-Length: 0"),
+        ),
+        InvalidStatus,
+        status_code=301,
+    ),
+    Case(
+        "status-400",
+        respond_with(
+            both(status(b"HTTP/1.1 400 Bad Request"), add(b"Content-Length: 4")), tail=b"nope"
+        ),
+        InvalidStatus,
+        status_code=400,
+    ),
+    Case(
+        "status-500-body-until-eof",
+        respond_with(status(b"HTTP/1.1 500 Internal Server Error"), tail=b"oops"),
+        InvalidStatus,
+        then=half_close,
+        status_code=500,
+    ),
+    # Steps 2 and 3: Upgrade: websocket and Connection: Upgrade.
+    invalid("upgrade-missing", drop(b"Upgrade"), InvalidUpgrade, name="Upgrade"),
+    invalid(
+        "upgrade-h2c",
+        both(drop(b"Upgrade"), add(b"Upgrade: h2c")),
+        InvalidUpgrade,
+        name="Upgrade",
+    ),
+    invalid(
+        "upgrade-two-protocols",
+        both(drop(b"Upgrade"), add(b"Upgrade: websocket, h2c")),
+        InvalidUpgrade,
+        name="Upgrade",
+    ),
+    invalid("connection-missing", drop(b"Connection"), InvalidUpgrade, name="Connection"),
+    invalid(
+        "connection-keep-alive",
+        both(drop(b"Connection"), add(b"Connection: keep-alive")),
+        InvalidUpgrade,
+        name="Connection",
+    ),
+    # Step 4: Sec-WebSocket-Accept.
+    invalid(
+        "accept-wrong",
+        both(
+            drop(b"Sec-WebSocket-Accept"),
+            add(b"Sec-WebSocket-Accept: " + accept_key("another key").encode()),
+        ),
+        InvalidHeaderValue,
+        name="Sec-WebSocket-Accept",
+    ),
+    invalid(
+        "accept-missing",
+        drop(b"Sec-WebSocket-Accept"),
+        InvalidHeader,
+        name="Sec-WebSocket-Accept",
+    ),
+    invalid(
+        "accept-duplicate",
+        lambda lines: [*lines, accept_of(lines)],
+        InvalidHeader,
+        name="Sec-WebSocket-Accept",
+    ),
+    # Step 5: extensions the client did not offer, or answered wrongly
+    # (RFC 7692 section 7.1).
+    invalid(
+        "extension-not-offered",
+        pmd(""),
+        NegotiationError,
+        options={"compression": None},
+    ),
+    invalid("unknown-extension", add(b"Sec-WebSocket-Extensions: x-unknown"), NegotiationError),
+    invalid("deflate-twice", pmd(", permessage-deflate"), NegotiationError, cause=NegotiationError),
+    invalid(
+        "server-window-over-offer",
+        pmd("; server_max_window_bits=10"),
+        NegotiationError,
+        cause=NegotiationError,
+        options={"extensions": [ClientPerMessageDeflateFactory(server_max_window_bits=9)]},
+    ),
+    invalid(
+        "server-window-16",
+        pmd("; server_max_window_bits=16"),
+        NegotiationError,
+        cause=InvalidParameterValue,
+    ),
+    invalid(
+        "server-window-7",
+        pmd("; server_max_window_bits=7"),
+        NegotiationError,
+        cause=InvalidParameterValue,
+    ),
+    invalid(
+        "server-window-abc",
+        pmd("; server_max_window_bits=abc"),
+        NegotiationError,
+        cause=InvalidParameterValue,
+    ),
+    invalid(
+        "server-window-bare",
+        pmd("; server_max_window_bits"),
+        NegotiationError,
+        cause=InvalidParameterValue,
+    ),
+    invalid(
+        "client-window-not-offered",
+        pmd("; client_max_window_bits=10"),
+        NegotiationError,
+        cause=NegotiationError,
+        options=WITHOUT_CLIENT_WINDOW,
+    ),
+    invalid(
+        "client-window-bare",
+        pmd("; client_max_window_bits"),
+        NegotiationError,
+        cause=InvalidParameterValue,
+    ),
+    invalid(
+        "duplicate-param",
+        pmd("; server_no_context_takeover; server_no_context_takeover"),
+        NegotiationError,
+        cause=DuplicateParameter,
+    ),
+    invalid(
+        "duplicate-window",
+        pmd("; server_max_window_bits=10; server_max_window_bits=10"),
+        NegotiationError,
+        cause=DuplicateParameter,
+    ),
+    invalid("unknown-param", pmd("; mystery=1"), NegotiationError, cause=InvalidParameterName),
+    invalid(
+        "flag-with-value",
+        pmd("; server_no_context_takeover=1"),
+        NegotiationError,
+        cause=InvalidParameterValue,
+    ),
+    invalid("extensions-malformed", pmd(";"), InvalidHeaderFormat, name="Sec-WebSocket-Extensions"),
+    # Step 6: subprotocols the client did not offer.
+    invalid(
+        "subprotocol-not-offered",
+        add(b"Sec-WebSocket-Protocol: superchat"),
+        NegotiationError,
+        options={"subprotocols": ["chat"]},
+    ),
+    invalid(
+        "subprotocol-none-offered",
+        add(b"Sec-WebSocket-Protocol: chat"),
+        NegotiationError,
+    ),
+    invalid(
+        "two-subprotocols",
+        add(b"Sec-WebSocket-Protocol: chat, superchat"),
+        InvalidHeader,
+        name="Sec-WebSocket-Protocol",
+        options={"subprotocols": ["chat", "superchat"]},
+    ),
+    invalid(
+        "two-subprotocol-fields",
+        add(b"Sec-WebSocket-Protocol: chat", b"Sec-WebSocket-Protocol: chat"),
+        InvalidHeader,
+        name="Sec-WebSocket-Protocol",
+        options={"subprotocols": ["chat"]},
+    ),
+    # The head's limits: a header flood.
+    invalid(
+        "too-many-headers",
+        add(*[b"X-Flood-%d: v" % index for index in range(LIMITS.max_headers)]),
+        SecurityError,
+    ),
+    invalid("line-too-long", add(b"X-Long: " + b"a" * LIMITS.max_line), SecurityError),
+    invalid(
+        "head-too-large",
+        add(*[b"X-Big-%d: " % index + b"b" * 1000 for index in range(LIMITS.max_size // 1000)]),
+        SecurityError,
+    ),
+    # HTTP syntax.
+    invalid("http-1.0", status(b"HTTP/1.0 101 Switching Protocols"), InvalidMessage),
+    invalid("http-2", status(b"HTTP/2 101"), InvalidMessage),
+    invalid("not-http", status(b"SSH-2.0-OpenSSH_9.6"), InvalidMessage),
+    invalid("status-not-digits", status(b"HTTP/1.1 1O1 Switching Protocols"), InvalidMessage),
+    invalid("bare-lf", lambda lines: lines, InvalidMessage, eol=b"\n"),
+    invalid("non-ascii-name-utf8", add(b"X-Caf\xc3\xa9: ok"), InvalidMessage),
+    invalid("non-ascii-name-byte", add(b"\xff: ok"), InvalidMessage),
+    invalid("nul-in-value", add(b"X-Name: a\x00b"), InvalidMessage),
+    invalid("space-before-colon", add(b"X-Name : v"), InvalidMessage),
+    invalid("obs-fold", add(b"X-Name: a", b" folded"), InvalidMessage),
+    invalid("no-colon", add(b"X-Name"), InvalidMessage),
+    # Cut short, slow, silent.
+    Case(
+        "eof-mid-head",
+        lambda request: b"\r\n".join(accept_lines(request)[:2]) + b"\r\n",
+        InvalidMessage,
+        then=half_close,
+        cause=EOFError,
+    ),
+    Case("eof-before-answer", no_answer, InvalidMessage, then=half_close, cause=EOFError),
+    Case(
+        "never-answers",
+        no_answer,
+        TimeoutError,
+        options={"open_timeout": OPEN_TIMEOUT},
+    ),
+    Case(
+        "slowloris",
+        no_answer,
+        TimeoutError,
+        then=slowly(lambda lines: lines),
+        options={"open_timeout": OPEN_TIMEOUT},
+    ),
+]
+
+OPTIONS: dict[str, Any] = {"ping_interval": None, "open_timeout": DEADLINE / 2}
+
+Attempt = Callable[..., Awaitable[Exception | None]]
+"""Opens a connection with one of the clients; returns what it raised, or ``None``."""
+
+
+async def asyncio_attempt(uri: str, **options: Any) -> Exception | None:
+    try:
+        ws = await tether.connect(uri, **options)
+    except Exception as exc:
+        return exc
+    await ws.close()
+    return None
+
+
+async def sync_attempt(uri: str, **options: Any) -> Exception | None:
+    def attempt() -> Exception | None:
+        try:
+            ws = tether.sync.connect(uri, **options)
+        except Exception as exc:
+            return exc
+        ws.close()
+        return None
+
+    return await asyncio.to_thread(attempt)
+
+
+async def check_refused(case: Case, attempt: Attempt) -> None:
+    """Play ``case`` against a client; check the exception and that TCP closes."""
+    async with peer_server(case.respond) as server:
+        outcome = asyncio.ensure_future(attempt(server.uri, **{**OPTIONS, **case.options}))
+        action: asyncio.Future[None] | None = None
+        try:
+            async with asyncio.timeout(DEADLINE):
+                peer = await server.peers.get()
+                if case.then is not None:
+                    action = asyncio.ensure_future(case.then(peer))
+                exc = await outcome
+        finally:
+            outcome.cancel()
+            if action is not None:
+                action.cancel()
+        assert type(exc) is case.error, repr(exc)
+        if case.name is not None:
+            assert isinstance(exc, InvalidHeader)
+            assert exc.name == case.name, exc
+        if case.cause is not None:
+            assert type(exc.__cause__) is case.cause, repr(exc.__cause__)
+        if case.status_code is not None:
+            assert isinstance(exc, InvalidStatus)
+            assert exc.response.status_code == case.status_code
+        # The client drops TCP at once, and sends no frame before that.
+        await peer.expect_eof()
+        assert peer.frames == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_asyncio_client_refuses(case: Case) -> None:
+    await check_refused(case, asyncio_attempt)
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_sync_client_refuses(case: Case) -> None:
+    await check_refused(case, sync_attempt)
+
+
+# Odd but valid answers: the connection opens, and the bytes right after the
+# head are the WebSocket stream.
+
+HELLO = encode_frame(Opcode.TEXT, b"hello", mask=False)
+
+ACCEPTED = {
+    # RFC 9112 section 6.3: a 1xx response ends with its head, whatever
+    # Content-Length or Transfer-Encoding say (RFC 9110 section 8.6 and RFC
+    # 9112 section 6.1 forbid the server to send them). Reading a body would
+    # eat the first frame.
+    "content-length-on-101": add(b"Content-Length: 5"),
+    "transfer-encoding-on-101": add(b"Transfer-Encoding: chunked"),
+    # RFC 7692 section 7.1.2.1: 8 to 15.
+    "server-window-8": pmd("; server_max_window_bits=8"),
+    "names-in-any-case": lambda lines: [lines[0], *map(lower_name, lines[1:])],
+    "connection-list": both(drop(b"Connection"), add(b"Connection: keep-alive, Upgrade")),
+    "empty-reason": status(b"HTTP/1.1 101"),
+    "unknown-headers": add(b"X-Custom: yes", b"Set-Cookie: a=b"),
+}
+
+
+@pytest.mark.parametrize("edit", ACCEPTED.values(), ids=ACCEPTED.keys())
+async def test_asyncio_client_accepts(edit: Edit) -> None:
+    async with peer_server(respond_with(edit, tail=HELLO)) as server:
+        async with asyncio.timeout(DEADLINE):
+            async with tether.connect(server.uri, close_timeout=0.1, **OPTIONS) as ws:
+                assert await ws.recv() == "hello"
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+@pytest.mark.parametrize("edit", ACCEPTED.values(), ids=ACCEPTED.keys())
+async def test_sync_client_accepts(edit: Edit) -> None:
+    def run(uri: str) -> str | bytes:
+        with tether.sync.connect(uri, close_timeout=0.1, **OPTIONS) as ws:
+            return ws.recv(timeout=DEADLINE)
+
+    async with peer_server(respond_with(edit, tail=HELLO)) as server:
+        async with asyncio.timeout(DEADLINE):
+            assert await asyncio.to_thread(run, server.uri) == "hello"
