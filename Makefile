@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types pytest bench bench-quick fuzz clean
+.PHONY: run test lint types pytest bench bench-quick soak fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,18 @@ bench: $(STAMP_BENCH)
 # A subset of the workloads, three repetitions, in about two minutes.
 bench-quick: $(STAMP_BENCH)
 	$(BIN)/python -m bench.run
+
+# The load tests of tests/load at soak size: SOAK_CONNECTIONS at once to the
+# asyncio server, in rounds of connect, exchange and close repeated for
+# SOAK_SECONDS on each event loop, memory checked after every round; then a
+# larger shutdown under load and more threads. Long: run it by hand. `make
+# test` runs the same tests at a size that takes seconds.
+SOAK_CONNECTIONS ?= 5000
+SOAK_SECONDS ?= 300
+
+soak: $(STAMP_DEV)
+	$(BIN)/python -m pytest tests/load --soak --soak-connections=$(SOAK_CONNECTIONS) \
+		--soak-seconds=$(SOAK_SECONDS) --log-cli-level=INFO
 
 # Each coverage-guided fuzz target for FUZZ_TIME seconds. The committed
 # corpus seeds the run; new finds go to build/fuzz/<target>, crashes to

@@ -1,0 +1,1 @@
+"""Load and soak tests: thousands of connections, exactly-once delivery, no leaks, shutdown."""

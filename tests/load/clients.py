@@ -1,0 +1,155 @@
+"""The asyncio clients of the load tests, and the checks that nothing outlives them.
+
+Clients run in the test's own event loop, beside the asyncio server or
+against the threading server in another thread. Opening is done in bounded
+batches so that the listen backlog never overflows; every phase runs in a
+task group, so that one failing client cancels the others instead of leaving
+them behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import tether
+from tether.asyncio.client import ClientConnection
+from tether.asyncio.connection import Connection as AsyncioConnection
+from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from tether.sync.connection import Connection as SyncConnection
+
+from .traffic import message, pieces
+
+logger = logging.getLogger("tests.load")
+
+HANDSHAKES = 128
+"""How many opening handshakes may be under way at once."""
+
+BACKLOG = 1024
+"""The listen backlog of the servers: room for every handshake under way, and more."""
+
+MIB = 1024 * 1024
+
+
+def compressed(client: int) -> bool:
+    """Whether the client negotiates permessage-deflate: every other one does."""
+    return client % 2 == 1
+
+
+def client_options(client: int) -> dict[str, Any]:
+    """Connection options for a client: no compression, the default one, or a tight one."""
+    if client % 4 == 1:
+        return {"compression": "deflate"}
+    if client % 4 == 3:
+        # Small windows and no context takeover: the other code path of the extension.
+        tight = ClientPerMessageDeflateFactory(
+            server_no_context_takeover=True,
+            client_no_context_takeover=True,
+            server_max_window_bits=10,
+            client_max_window_bits=10,
+        )
+        return {"compression": None, "extensions": [tight]}
+    return {"compression": None}
+
+
+async def open_clients(
+    uri: str, clients: Iterable[int], **options: Any
+) -> dict[int, ClientConnection]:
+    """Open a connection per client to ``uri`` + its number, ``HANDSHAKES`` at a time."""
+    gate = asyncio.Semaphore(HANDSHAKES)
+    opened: dict[int, ClientConnection] = {}
+
+    async def open_one(client: int) -> None:
+        async with gate:
+            ws = await tether.connect(f"{uri}{client}", **client_options(client), **options)
+        opened[client] = ws
+        negotiated = bool(ws.protocol.extensions)
+        assert negotiated == compressed(client), f"client {client}: compression {negotiated}"
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for client in clients:
+                group.create_task(open_one(client))
+    except BaseException:
+        # Leave no connection open behind a failure.
+        for ws in opened.values():
+            if ws.transport is not None:
+                ws.transport.abort()
+        raise
+    return opened
+
+
+async def exchange(ws: ClientConnection, client: int, count: int) -> None:
+    """Send ``count`` messages, and check that each echo is the message sent."""
+
+    async def receive() -> None:
+        for seq in range(count):
+            echo = await ws.recv()
+            expected = message(client, seq)
+            assert echo == expected, f"client {client}: echo {seq} is not the message sent"
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(receive())
+        for seq in range(count):
+            await ws.send(pieces(client, seq))
+
+
+async def exchange_all(connections: dict[int, ClientConnection], count: int) -> None:
+    """Every client exchanges its messages at the same time."""
+    async with asyncio.TaskGroup() as group:
+        for client, ws in connections.items():
+            group.create_task(exchange(ws, client, count))
+
+
+async def close_all(connections: dict[int, ClientConnection]) -> None:
+    """Close every connection and check that each closed normally."""
+    async with asyncio.TaskGroup() as group:
+        for ws in connections.values():
+            group.create_task(ws.close())
+    for client, ws in connections.items():
+        assert ws.close_code == 1000, f"client {client}: close code {ws.close_code}"
+
+
+async def settle(condition: Callable[[], bool], timeout: float) -> bool:
+    """Wait, bounded, until ``condition()`` holds; return whether it does."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the process holds at one moment, after a full garbage collection."""
+
+    connections: int
+    """Live tether connections, asyncio or threading, client or server."""
+    tasks: int
+    """Tasks of the running event loop that are not done."""
+    futures: int
+    """Live futures, tasks included."""
+    traced: int
+    """Bytes allocated by Python code and still held, as tracemalloc counts them."""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.connections} connections, {self.tasks} tasks, {self.futures} futures, "
+            f"{self.traced / MIB:.2f} MiB traced"
+        )
+
+
+def usage() -> Usage:
+    """Collect garbage, then count what is left."""
+    gc.collect()
+    objects = gc.get_objects()
+    connections = sum(isinstance(o, (AsyncioConnection, SyncConnection)) for o in objects)
+    futures = sum(isinstance(o, asyncio.Future) for o in objects)
+    del objects
+    traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+    return Usage(connections, len(asyncio.all_tasks()), futures, traced)

@@ -1,0 +1,148 @@
+"""The asyncio server shuts down gracefully while hundreds of clients stream to it.
+
+Each client keeps a few messages in flight, without end, and checks each
+echo. Once every client has had a few echoes, the server closes. Every
+message a client saw echoed must have reached the handler exactly once and
+in order (the handler checks each message against the one expected at its
+place, so a repeat or a gap fails there), every client must see the close
+code 1001 (going away), and nothing may hang: every wait is bounded. Nothing
+of the connections may remain afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import tether
+from tether.asyncio.client import ClientConnection
+from tether.asyncio.server import ServerConnection
+from tether.exceptions import ConnectionClosed, ConnectionClosedOK
+
+from .clients import BACKLOG, open_clients, settle, usage
+from .conftest import Scale
+from .traffic import Ledger, client_of, message, pieces
+
+logger = logging.getLogger("tests.load")
+
+WINDOW = 4
+"""Messages a client may have sent and not seen echoed yet."""
+
+ECHOES_BEFORE_SHUTDOWN = 3
+"""Echoes every client must have had before the server shuts down."""
+
+MAX_MESSAGES = 1_000_000
+"""A bound on what one client sends, far beyond what it can send before the shutdown."""
+
+
+async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_message(
+    scale: Scale,
+) -> None:
+    ledger = Ledger()
+
+    async def handler(ws: ServerConnection) -> None:
+        ledger.connections.add(ws)
+        assert ws.request is not None
+        client = client_of(ws.request.path)
+        async for data in ws:
+            if not ledger.check(client, data):
+                return
+            await ws.send(data)
+
+    clients = range(scale.shutdown_clients)
+    sent = dict.fromkeys(clients, 0)
+    acked = dict.fromkeys(clients, 0)
+    # How each client's recv ended: whether it was ConnectionClosedOK, and
+    # the code received. Not the exception: its traceback holds the connection.
+    closings: dict[int, tuple[bool, int | None]] = {}
+    waiting = len(clients)
+    streaming = asyncio.Event()
+
+    async def stream(client: int, ws: ClientConnection) -> None:
+        window = asyncio.Semaphore(WINDOW)
+        done = False
+
+        async def receive() -> None:
+            nonlocal waiting, done
+            try:
+                while True:
+                    echo = await ws.recv()
+                    seq = acked[client]
+                    assert echo == message(client, seq), f"client {client}: echo {seq} is wrong"
+                    acked[client] = seq + 1
+                    window.release()
+                    if seq + 1 == ECHOES_BEFORE_SHUTDOWN:
+                        waiting -= 1
+                        if not waiting:
+                            streaming.set()
+            except ConnectionClosed as exc:
+                closings[client] = (
+                    isinstance(exc, ConnectionClosedOK),
+                    None if exc.rcvd is None else exc.rcvd.code,
+                )
+            finally:
+                # Let the sender see that it is over.
+                done = True
+                window.release()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(receive())
+            for seq in range(MAX_MESSAGES):
+                await window.acquire()
+                if done:
+                    break
+                # Counted before sending: the handler may get it even if send raises.
+                sent[client] = seq + 1
+                try:
+                    await ws.send(pieces(client, seq))
+                except ConnectionClosed:
+                    break
+
+    baseline = usage()
+    server = await tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG)
+    try:
+        host, port = next(iter(server.sockets)).getsockname()[:2]
+        async with asyncio.timeout(scale.round_timeout):
+            connections = await open_clients(f"ws://{host}:{port}/", clients)
+            assert len(server.connections) == len(clients)
+            async with asyncio.TaskGroup() as group:
+                for client, ws in connections.items():
+                    group.create_task(stream(client, ws))
+                await streaming.wait()
+                closing = time.monotonic()
+                server.close()
+                await server.wait_closed()
+                closed = time.monotonic() - closing
+    finally:
+        # Whatever failed above, the server must not outlive the test.
+        server.close()
+        async with asyncio.timeout(30):
+            await server.wait_closed()
+
+    assert not ledger.errors, ledger.errors[:5]
+    for client, ws in connections.items():
+        # Every message the client saw echoed reached the handler once, in order.
+        assert ledger.delivered[client] >= acked[client] >= ECHOES_BEFORE_SHUTDOWN, client
+        assert sent[client] >= ledger.delivered[client], client
+        assert ws.close_code == 1001, f"client {client}: close code {ws.close_code}"
+        assert closings[client] == (True, 1001), f"client {client}: {closings[client]}"
+    # The server closed while messages were on their way, not between them.
+    assert sum(sent.values()) > sum(acked.values())
+    logger.info(
+        "shutdown under %d streaming clients in %.2f s: %d messages sent, "
+        "%d delivered to handlers, %d echoed back",
+        len(clients),
+        closed,
+        sum(sent.values()),
+        sum(ledger.delivered.values()),
+        sum(acked.values()),
+    )
+
+    drained = await settle(lambda: not server._connections and not server._handlers, 10)
+    assert drained, (len(server._connections), len(server._handlers))
+    del connections, ws
+    after = usage()
+    assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
+    assert after.connections == baseline.connections, f"{baseline} -> {after}"
+    assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
