@@ -25,6 +25,7 @@ import pytest
 
 import tether
 import tether.sync
+from tests.conformance.edits import Edit, add, both, drop, lower_name, start_line
 from tests.conformance.peer import (
     Peer,
     ReadHead,
@@ -58,44 +59,14 @@ LIMITS = Limits()
 OPEN_TIMEOUT = 0.5
 """The clients' open_timeout in the cases that wait for it."""
 
-Edit = Callable[[list[bytes]], list[bytes]]
-"""Corrupts the lines of a valid 101 answer."""
-
 Action = Callable[[Peer], Awaitable[None]]
 """What the peer server does after writing its answer, while the client waits."""
-
-
-def status(line: bytes) -> Edit:
-    """Replace the status line."""
-    return lambda lines: [line, *lines[1:]]
-
-
-def drop(name: bytes) -> Edit:
-    """Remove the header lines named ``name``."""
-    prefix = name.lower() + b":"
-    return lambda lines: [line for line in lines if not line.lower().startswith(prefix)]
-
-
-def add(*extra: bytes) -> Edit:
-    """Add header lines at the end."""
-    return lambda lines: [*lines, *extra]
 
 
 def accept_of(lines: list[bytes]) -> bytes:
     """The ``Sec-WebSocket-Accept`` line of a valid answer."""
     (line,) = [line for line in lines if line.startswith(b"Sec-WebSocket-Accept:")]
     return line
-
-
-def both(*edits: Edit) -> Edit:
-    """Apply ``edits`` in order."""
-
-    def edit(lines: list[bytes]) -> list[bytes]:
-        for one in edits:
-            lines = one(lines)
-        return lines
-
-    return edit
 
 
 def respond_with(edit: Edit, *, eol: bytes = b"\r\n", tail: bytes = b"") -> Responder:
@@ -108,6 +79,7 @@ def respond_with(edit: Edit, *, eol: bytes = b"\r\n", tail: bytes = b"") -> Resp
 
 
 def no_answer(request: ReadHead) -> bytes:
+    """Answer nothing, for now."""
     return b""
 
 
@@ -116,21 +88,11 @@ async def half_close(peer: Peer) -> None:
     peer.writer.write_eof()
 
 
-def slowly(edit: Edit) -> Action:
-    """Write the answer one byte every 50 ms: the whole of it takes seconds."""
-
-    async def action(peer: Peer) -> None:
-        assert peer.head is not None
-        data = respond_with(edit)(peer.head)
-        await peer.write(data, split=range(1, len(data)), pause=0.05)
-
-    return action
-
-
-def lower_name(line: bytes) -> bytes:
-    """A header line with its name in lower case."""
-    name, colon, value = line.partition(b":")
-    return name.lower() + colon + value
+async def slowly(peer: Peer) -> None:
+    """Write the valid answer one byte every 50 ms: the whole of it takes seconds."""
+    assert peer.head is not None
+    data = respond_with(lambda lines: lines)(peer.head)
+    await peer.write(data, split=range(1, len(data)), pause=0.05)
 
 
 def pmd(params: str) -> Edit:
@@ -170,14 +132,14 @@ CASES = [
     # RFC 6455 section 4.1, step 1: the status code must be 101.
     invalid(
         "status-200",
-        both(status(b"HTTP/1.1 200 OK"), add(b"Content-Length: 0")),
+        both(start_line(b"HTTP/1.1 200 OK"), add(b"Content-Length: 0")),
         InvalidStatus,
         status_code=200,
     ),
     invalid(
         "status-301-location",
         both(
-            status(b"HTTP/1.1 301 Moved Permanently"),
+            start_line(b"HTTP/1.1 301 Moved Permanently"),
             add(b"Location: ws://127.0.0.1:1/elsewhere", b"Content-Length: 0"),
         ),
         InvalidStatus,
@@ -186,14 +148,14 @@ CASES = [
     Case(
         "status-400",
         respond_with(
-            both(status(b"HTTP/1.1 400 Bad Request"), add(b"Content-Length: 4")), tail=b"nope"
+            both(start_line(b"HTTP/1.1 400 Bad Request"), add(b"Content-Length: 4")), tail=b"nope"
         ),
         InvalidStatus,
         status_code=400,
     ),
     Case(
         "status-500-body-until-eof",
-        respond_with(status(b"HTTP/1.1 500 Internal Server Error"), tail=b"oops"),
+        respond_with(start_line(b"HTTP/1.1 500 Internal Server Error"), tail=b"oops"),
         InvalidStatus,
         then=half_close,
         status_code=500,
@@ -354,10 +316,10 @@ CASES = [
         SecurityError,
     ),
     # HTTP syntax.
-    invalid("http-1.0", status(b"HTTP/1.0 101 Switching Protocols"), InvalidMessage),
-    invalid("http-2", status(b"HTTP/2 101"), InvalidMessage),
-    invalid("not-http", status(b"SSH-2.0-OpenSSH_9.6"), InvalidMessage),
-    invalid("status-not-digits", status(b"HTTP/1.1 1O1 Switching Protocols"), InvalidMessage),
+    invalid("http-1.0", start_line(b"HTTP/1.0 101 Switching Protocols"), InvalidMessage),
+    invalid("http-2", start_line(b"HTTP/2 101"), InvalidMessage),
+    invalid("not-http", start_line(b"SSH-2.0-OpenSSH_9.6"), InvalidMessage),
+    invalid("status-not-digits", start_line(b"HTTP/1.1 1O1 Switching Protocols"), InvalidMessage),
     invalid("bare-lf", lambda lines: lines, InvalidMessage, eol=b"\n"),
     invalid("non-ascii-name-utf8", add(b"X-Caf\xc3\xa9: ok"), InvalidMessage),
     invalid("non-ascii-name-byte", add(b"\xff: ok"), InvalidMessage),
@@ -384,7 +346,7 @@ CASES = [
         "slowloris",
         no_answer,
         TimeoutError,
-        then=slowly(lambda lines: lines),
+        then=slowly,
         options={"open_timeout": OPEN_TIMEOUT},
     ),
 ]
@@ -472,7 +434,7 @@ ACCEPTED = {
     "server-window-8": pmd("; server_max_window_bits=8"),
     "names-in-any-case": lambda lines: [lines[0], *map(lower_name, lines[1:])],
     "connection-list": both(drop(b"Connection"), add(b"Connection: keep-alive, Upgrade")),
-    "empty-reason": status(b"HTTP/1.1 101"),
+    "empty-reason": start_line(b"HTTP/1.1 101"),
     "unknown-headers": add(b"X-Custom: yes", b"Set-Cookie: a=b"),
 }
 

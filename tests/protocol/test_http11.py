@@ -210,7 +210,12 @@ def test_request_content_length_zero() -> None:
         (b"GET / HTTP/1.0", "unsupported HTTP version b'HTTP/1.0'; expected HTTP/1.1"),
         (b"GET / http/1.1", "unsupported HTTP version"),
         (b"GET chat HTTP/1.1", "invalid request target: b'chat'"),
-        (b"GET http://example.com/ HTTP/1.1", "invalid request target"),
+        (b"GET ws://example.com/ HTTP/1.1", "invalid request target"),
+        (b"GET http:example.com/ HTTP/1.1", "invalid request target"),
+        (b"GET http:///chat HTTP/1.1", "invalid request target"),
+        (b"GET http://user@example.com/ HTTP/1.1", "invalid request target"),
+        (b"GET http://example.com#top HTTP/1.1", "invalid request target"),
+        (b"GET http://caf\xc3\xa9.example/ HTTP/1.1", "invalid request target"),
         (b"GET /caf\xc3\xa9 HTTP/1.1", "invalid request target"),
         (b"GET /\x7f HTTP/1.1", "invalid request target"),
         (b"GET /\r HTTP/1.1", "invalid request target"),
@@ -220,6 +225,24 @@ def test_invalid_request_line(line: bytes, message: str) -> None:
     with pytest.raises(InvalidMessage, match=message) as exc_info:
         parse_request(line + b"\r\n\r\n")
     assert not isinstance(exc_info.value, InvalidMethod)
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"http://example.com/chat?room=1", "/chat?room=1"),
+        (b"HTTPS://example.com:443/a/b", "/a/b"),
+        (b"http://example.com", "/"),
+        (b"http://example.com?x=1", "/?x=1"),
+        (b"http://[::1]:8080/", "/"),
+    ],
+)
+def test_request_absolute_form_target(target: bytes, path: str) -> None:
+    # RFC 6455 section 4.2.1 allows an absolute http or https URI as the
+    # target; the resource name is its path and query.
+    request = parse_request(b"GET " + target + b" HTTP/1.1\r\n\r\n").result
+    assert request is not None
+    assert request.path == path
 
 
 @pytest.mark.parametrize("method", ["POST", "HEAD", "get", "CONNECT"])

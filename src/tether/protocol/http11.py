@@ -288,7 +288,10 @@ class RequestParser(_Parser[Request]):
     """Reads a client's opening handshake request.
 
     The request line must be ``GET request-target HTTP/1.1`` with a target in
-    origin form (starting with ``/``, visible ASCII only). A request with
+    origin form (starting with ``/``, visible ASCII only), or an absolute
+    ``http`` or ``https`` URI, which RFC 6455 section 4.2.1 allows and RFC
+    9112 section 3.2.2 requires servers to accept: its path and query become
+    the request's ``path``, and its authority is dropped. A request with
     ``Transfer-Encoding``, or with ``Content-Length`` other than ``0`` or
     more than once, is refused: a handshake has no body, and a server that
     skipped one would read the body as WebSocket frames. A well-formed
@@ -310,8 +313,10 @@ class RequestParser(_Parser[Request]):
             raise InvalidMessage(f"invalid method in request line: {_show(line)}")
         if version != b"HTTP/1.1":
             raise InvalidMessage(f"unsupported HTTP version {_show(version)}; expected HTTP/1.1")
-        if not target.startswith(b"/") or target.translate(None, _TARGET_BYTES):
+        if target.translate(None, _TARGET_BYTES):
             raise InvalidMessage(f"invalid request target: {_show(target)}")
+        if not target.startswith(b"/"):
+            target = _origin_form(target)
         if method != b"GET":
             raise InvalidMethod(method.decode("ascii"))
         self._path = target.decode("ascii")
@@ -469,6 +474,30 @@ class ResponseParser(_Parser[Response]):
 
 def _is_token(data: bytes) -> bool:
     return bool(data) and not data.translate(None, _TCHAR_BYTES)
+
+
+def _origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute ``http`` or ``https`` target, ``/`` for none.
+
+    Raise :class:`~tether.exceptions.InvalidMessage` for any other target,
+    an empty host or user info (RFC 9110 sections 4.2.1 and 4.2.4).
+    """
+    scheme, separator, rest = target.partition(b"://")
+    end = len(rest)
+    for stop in b"/?":
+        index = rest.find(stop)
+        if index != -1:
+            end = min(end, index)
+    authority, path = rest[:end], rest[end:]
+    if (
+        not separator
+        or scheme.lower() not in (b"http", b"https")
+        or not authority
+        or b"@" in authority
+        or b"#" in authority
+    ):
+        raise InvalidMessage(f"invalid request target: {_show(target)}")
+    return path if path.startswith(b"/") else b"/" + path
 
 
 def _is_target(path: str) -> bool:
