@@ -8,6 +8,7 @@ engine is a server).
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from collections.abc import Callable
 
@@ -135,6 +136,31 @@ def test_receive_large_messages(conn: Connection, peer: Peer, chunks: Chunking) 
     text, binary = "z€" * 30000, b"\x80" * 70000
     feed(conn, peer.text(text) + peer.binary(binary), chunks)
     assert conn.events() == [Message(text), Message(binary)]
+    assert_quiet(conn)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [4096],
+        [70000],
+        [10, 5000, 3, 4096, 4095, 70000, 1],
+        [5000, 5000, 0],
+        [1, 2, 3],
+    ],
+)
+@pytest.mark.parametrize("chunks", ["whole", "random"])
+def test_receive_fragmented_binary_of_large_and_small_pieces(
+    conn: Connection, peer: Peer, sizes: list[int], chunks: Chunking
+) -> None:
+    # Pieces of 4 KiB and more are kept apart and joined at the end; smaller
+    # ones are gathered as they come: the message is the same either way.
+    pieces = [os.urandom(size) for size in sizes]
+    wire = peer.binary(pieces[0], fin=len(pieces) == 1)
+    for index, piece in enumerate(pieces[1:], 2):
+        wire += peer.cont(piece, fin=index == len(pieces))
+    feed(conn, wire + wire, chunks)
+    assert conn.events() == [Message(b"".join(pieces))] * 2
     assert_quiet(conn)
 
 

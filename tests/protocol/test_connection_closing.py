@@ -6,11 +6,18 @@ masks every frame and a server never does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
 
-from tests.protocol.connection_helpers import Peer, close_frame, header_size, sent_frames
+from tests.protocol.connection_helpers import (
+    Peer,
+    close_frame,
+    header_size,
+    parse_all,
+    sent_frames,
+)
 from tether.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -79,6 +86,31 @@ def test_send_each_frame_is_one_chunk(conn: Connection) -> None:
     output = conn.data_to_send()
     assert len(output) == 3
     assert all(isinstance(chunk, bytes) for chunk in output)
+
+
+@pytest.mark.parametrize("size", [65535, 65536, 1 << 20])
+def test_send_large_bytes(conn: Connection, size: int) -> None:
+    data = os.urandom(size)
+    conn.send_binary(data)
+    output = conn.data_to_send()
+    assert parse_all(b"".join(output), expect_mask=conn.role is Role.CLIENT) == [
+        Frame(Opcode.BINARY, data)
+    ]
+    if conn.role is Role.SERVER and size >= 65536:
+        # The header, then the payload itself: nothing was copied.
+        assert len(output) == 2
+        assert output[1] is data
+    else:
+        assert len(output) == 1
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_send_large_mutable_buffer_is_copied(conn: Connection, view: bool) -> None:
+    source = bytearray(100_000)
+    conn.send_binary(memoryview(source) if view else source)
+    # The caller may reuse its buffer as soon as send returns.
+    source[:] = b"\xff" * len(source)
+    assert sent_frames(conn) == [Frame(Opcode.BINARY, bytes(100_000))]
 
 
 def test_send_fragmented_text(conn: Connection) -> None:

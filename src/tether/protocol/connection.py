@@ -39,6 +39,7 @@ from tether.protocol.frames import (
     Frame,
     Opcode,
     build_frame,
+    frame_header,
     masking_key,
     read_header,
     serialize_frame,
@@ -62,6 +63,14 @@ _OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
 # Collapse decoded text pieces into one string past this many, so that a
 # message trickling in one byte at a time cannot cost one object per byte.
 _MAX_TEXT_PARTS = 256
+
+# Pieces of a binary message from this size on are joined at the end rather
+# than appended to a growing buffer.
+_LARGE_PIECE = 4096
+
+# Unmasked payloads from this size on are sent after their header instead of
+# being copied into one frame.
+_LARGE_SEND = 65536
 
 
 class Role(enum.Enum):
@@ -160,7 +169,10 @@ class Connection:
         self._msg_frames = 0
         self._msg_decoder: TextDecoder | None = None
         self._msg_text_parts: list[str] = []
+        # A binary message: small pieces gather in _msg_binary, large ones
+        # wait in _msg_parts as they are, to be joined once at the end.
         self._msg_binary = bytearray()
+        self._msg_parts: list[bytes] = []
         self._msg_started = False
         self._msg_stream = False
         # The outgoing fragmented message: None, or whether it is compressed.
@@ -295,7 +307,14 @@ class Connection:
             self._output.append(frame.serialize(mask=self._mask))
         else:
             first = FIN | opcode if fin else opcode
-            self._output.append(build_frame(first, data, masking_key() if self._mask else None))
+            if self._mask:
+                self._output.append(build_frame(first, data, masking_key()))
+            elif type(data) is bytes and len(data) >= _LARGE_SEND:
+                # The payload goes out as it is, after its header: no copy.
+                # Only bytes, which no one can change before it is written.
+                self._output += (frame_header(first, len(data)), data)
+            else:
+                self._output.append(build_frame(first, data, None))
         self._send_transformed = None if fin else transform
 
     @property
@@ -469,17 +488,18 @@ class Connection:
             if partial is not None:
                 opcode, fin, remaining, key, offset = partial
                 take = min(remaining, end - pos)
-                chunk = buf[pos : pos + take]
+                # A view, not a slice: a large frame's pieces are copied once.
+                chunk: bytes | memoryview = memoryview(buf)[pos : pos + take]
                 pos += take
                 if key is not None:
                     chunk = apply_mask(chunk, key[offset:] + key[:offset])
                 remaining -= take
                 if remaining:
                     self._partial = (opcode, fin, remaining, key, (offset + take) & 3)
-                    self._receive_piece(bytes(chunk), last=False)
+                    self._receive_piece(chunk, last=False)
                 else:
                     self._partial = None
-                    self._receive_piece(bytes(chunk), last=fin)
+                    self._receive_piece(chunk, last=fin)
                 continue
             header = read_header(buf, pos, self._expect_mask, self._allowed_rsv)
             if header is None:
@@ -605,7 +625,7 @@ class Connection:
         else:
             self._events.append(Message(payload))
 
-    def _receive_piece(self, data: bytes, *, last: bool) -> None:
+    def _receive_piece(self, data: bytes | memoryview, *, last: bool) -> None:
         """Add a piece of the message in progress; ``last`` ends the message."""
         self._msg_size += len(data)
         first = not self._msg_started
@@ -631,16 +651,43 @@ class Connection:
                 self._msg_decoder = None
         elif self._msg_stream:
             if data or first or last:
-                self._events.append(Fragment(data, first, last))
+                self._events.append(Fragment(bytes(data), first, last))
         else:
-            self._msg_binary += data
-            if last:
-                self._events.append(Message(bytes(self._msg_binary)))
-                self._msg_binary = bytearray()
+            self._gather_binary(data, last)
         if last:
             self._msg_text = None
             if self.message_budget is not None:
                 self.message_budget -= 1
+
+    def _gather_binary(self, data: bytes | memoryview, last: bool) -> None:
+        """Add a piece of a binary message, copying each byte once before the final join.
+
+        Growing one bytearray would copy a large message again each time the
+        array grows, and once more to make it bytes; large pieces are kept as
+        they are and joined at the end instead.
+        """
+        binary = self._msg_binary
+        parts = self._msg_parts
+        if len(data) >= _LARGE_PIECE:
+            if binary:
+                parts.append(bytes(binary))
+                binary.clear()
+            # A view of the read buffer is copied: keeping it would keep the
+            # whole read alive, with whatever else came in it.
+            parts.append(data if type(data) is bytes else bytes(data))
+        else:
+            binary += data
+        if last:
+            if parts:
+                if binary:
+                    parts.append(bytes(binary))
+                # One part is returned as is by join: no copy at all.
+                message = b"".join(parts)
+                parts.clear()
+            else:
+                message = bytes(binary)
+            self._msg_binary = bytearray()
+            self._events.append(Message(message))
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _OP_PING:

@@ -28,6 +28,7 @@ __all__ = [
     "Opcode",
     "build_frame",
     "build_frame_python",
+    "frame_header",
     "masking_key",
     "parse_frame",
     "parse_header",
@@ -222,6 +223,15 @@ def parse_frame(
     return frame, end - pos
 
 
+def frame_header(first: int, length: int) -> bytes:
+    """Build the header of an unmasked frame from its first byte and its payload length."""
+    if length < 126:
+        return bytes((first, length))
+    if length < 0x10000:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
 def build_frame_python(
     first: int, data: bytes | bytearray | memoryview, key: bytes | None
 ) -> bytes:
@@ -229,16 +239,10 @@ def build_frame_python(
 
     The pure-Python twin of the C accelerator's ``build_frame``.
     """
-    length = memoryview(data).nbytes
-    mask_bit = 0x80 if key is not None else 0
-    if length < 126:
-        header = bytes((first, mask_bit | length))
-    elif length < 0x10000:
-        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    header = frame_header(first, memoryview(data).nbytes)
     if key is not None:
-        return header + key + apply_mask(data, key)
+        # The mask bit is the top bit of the second byte.
+        return bytes((header[0], header[1] | 0x80)) + header[2:] + key + apply_mask(data, key)
     return header + data
 
 

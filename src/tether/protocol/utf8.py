@@ -25,7 +25,7 @@ class TextDecoder:
     def __init__(self) -> None:
         self._decoder = _utf8_decoder()
 
-    def decode(self, data: bytes, *, final: bool = False) -> str:
+    def decode(self, data: bytes | bytearray | memoryview, *, final: bool = False) -> str:
         """Decode the next piece; ``final`` marks the end of the message."""
         try:
             text = self._decoder.decode(data, final)
