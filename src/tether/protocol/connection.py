@@ -515,9 +515,14 @@ class Connection:
                 if stop <= end:
                     if fin and opcode != _OP_CONT and not transformed:
                         # The common case: a whole message in one plain frame.
-                        payload = buf[start:stop]
                         pos = stop
-                        payload = bytes(payload) if key is None else apply_mask(payload, key)
+                        if key is None:
+                            payload = bytes(buf[start:stop])
+                        elif length < _LARGE_PIECE:
+                            payload = apply_mask(buf[start:stop], key)
+                        else:
+                            # Unmasked straight from the read: one copy, not two.
+                            payload = apply_mask(memoryview(buf)[start:stop], key)
                         self._receive_whole(opcode == _OP_TEXT, payload)
                         continue
                 elif transformed:
@@ -535,9 +540,9 @@ class Connection:
                     raise ProtocolError("extension bit set on a control frame")
                 if stop > end:
                     break
-            payload = buf[start:stop]
             pos = stop
-            payload = bytes(payload) if key is None else apply_mask(payload, key)
+            chunk = buf[start:stop]
+            payload = bytes(chunk) if key is None else apply_mask(chunk, key)
             if transformed:
                 self._receive_transformed(Frame(Opcode(opcode), payload, fin, *_rsv_flags(rsv)))
             elif opcode >= _OP_CLOSE:
