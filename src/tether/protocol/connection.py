@@ -541,8 +541,8 @@ class Connection:
                 if stop > end:
                     break
             pos = stop
-            chunk = buf[start:stop]
-            payload = bytes(chunk) if key is None else apply_mask(chunk, key)
+            raw = buf[start:stop]
+            payload = bytes(raw) if key is None else apply_mask(raw, key)
             if transformed:
                 self._receive_transformed(Frame(Opcode(opcode), payload, fin, *_rsv_flags(rsv)))
             elif opcode >= _OP_CLOSE:
