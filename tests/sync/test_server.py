@@ -6,6 +6,7 @@ import logging
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -160,6 +161,49 @@ def test_handler_raise_closes_1011_and_logs(
     records = [r for r in caplog.records if r.name == "tether.server" and r.exc_info]
     assert records
     assert isinstance(records[0].exc_info and records[0].exc_info[1], ValueError)
+
+
+def test_client_leaving_during_the_handler_is_no_error(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As with the asyncio server: a peer that vanishes is no bug of the handler.
+    def echo(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    server = start_server(echo)
+    caplog.set_level(logging.DEBUG, logger="tether.server")
+    ws = connect(uri_of(server))
+    ws.send("one")
+    assert ws.recv(timeout=TIMEOUT) == "one"
+    # Drop TCP without a close frame: the handler's iteration raises ConnectionClosedError.
+    ws.socket.shutdown(socket.SHUT_RDWR)
+    bounded(ws.close)
+    deadline = time.monotonic() + TIMEOUT
+    while server._connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not server._connections
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("ended by the closure" in r.getMessage() for r in caplog.records)
+
+
+def test_other_connection_closed_in_handler_is_an_error(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = start_server(lambda ws: None)
+    peer = connect(uri_of(other))
+    with pytest.raises(ConnectionClosedOK):
+        peer.recv(timeout=TIMEOUT)
+
+    def relay(ws: ServerConnection) -> None:
+        peer.send("to a closed peer")  # Raises ConnectionClosed about *peer*.
+
+    server = start_server(relay)
+    with caplog.at_level(logging.ERROR, logger="tether.server"), connect(uri_of(server)) as ws:
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.close_code == 1011
+    assert any("connection handler failed" in r.getMessage() for r in caplog.records)
 
 
 def test_open_timeout_drops_silent_client(start_server: ServerFactory) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
+from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
@@ -191,6 +192,16 @@ class Server:
             return
         try:
             self.handler(connection)
+        except ConnectionClosed as exc:
+            if connection.state is State.OPEN:
+                # Another connection closed: this one is still fine, the handler is not.
+                connection.logger.exception("connection handler failed")
+                connection.close(CloseCode.INTERNAL_ERROR)
+            else:
+                # The client left while the handler was talking to it: that is no bug.
+                connection.logger.debug("connection handler ended by the closure: %s", exc)
+                # Still wait, bounded by close_timeout, for the closing handshake to end.
+                connection.close()
         except Exception:
             connection.logger.exception("connection handler failed")
             connection.close(CloseCode.INTERNAL_ERROR)
