@@ -76,7 +76,7 @@ async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> N
             # One client of each kind first: what stays after it (caches,
             # lazily built tables) is part of the baseline, not a leak.
             await run_round(server, uri, ledger, range(4), scale)
-            baseline = usage()
+            baseline = await usage()
             limit = baseline.traced + TOLERANCE + HIGH_WATER * scale.connections
             logger.info("baseline: %s", baseline)
             started = time.monotonic()
@@ -88,7 +88,7 @@ async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> N
                 first = 4 + rounds * scale.connections
                 await run_round(server, uri, ledger, range(first, first + scale.connections), scale)
                 rounds += 1
-                after = usage()
+                after = await usage()
                 logger.info(
                     "round %d: %d connections, %d messages each way, %.1f s; %s",
                     rounds,

@@ -18,9 +18,14 @@ import time
 import tether
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import ServerConnection
-from tether.exceptions import ConnectionClosed, ConnectionClosedOK
+from tether.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidMessage,
+    InvalidStatus,
+)
 
-from .clients import BACKLOG, open_clients, settle, usage
+from .clients import BACKLOG, open_clients, usage
 from .conftest import Scale
 from .traffic import Ledger, client_of, message, pieces
 
@@ -31,6 +36,21 @@ WINDOW = 4
 
 ECHOES_BEFORE_SHUTDOWN = 3
 """Echoes every client must have had before the server shuts down."""
+
+LATE_CLIENTS = 50
+"""Clients that start connecting just before the server closes."""
+
+LATE_TIMEOUT = 10.0
+"""The bound on a late client's handshake, and on its wait for the close."""
+
+LATE_OUTCOMES = (
+    "refused with HTTP 503",
+    "closed during the handshake",
+    "refused by TCP",
+    "opened, then closed with 1001",
+)
+"""How a client that arrives during the shutdown may end: never hanging, never
+left open, never with an abnormal closure."""
 
 MAX_MESSAGES = 1_000_000
 """A bound on what one client sends, far beyond what it can send before the shutdown."""
@@ -99,21 +119,39 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
                 except ConnectionClosed:
                     break
 
-    baseline = usage()
+    # How each late client ended; the keys are the allowed outcomes.
+    late: dict[str, int] = dict.fromkeys(LATE_OUTCOMES, 0)
+
+    async def connect_late(client: int) -> None:
+        """Connect as the server shuts down; count how it ended."""
+        outcome = await try_late(uri, client)
+        late[outcome] = late.get(outcome, 0) + 1
+
+    baseline = await usage()
     server = await tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG)
     try:
         host, port = next(iter(server.sockets)).getsockname()[:2]
+        uri = f"ws://{host}:{port}/"
         async with asyncio.timeout(scale.round_timeout):
-            connections = await open_clients(f"ws://{host}:{port}/", clients)
+            connections = await open_clients(uri, clients)
             assert len(server.connections) == len(clients)
             async with asyncio.TaskGroup() as group:
                 for client, ws in connections.items():
                     group.create_task(stream(client, ws))
                 await streaming.wait()
+                # Clients still arriving: some reach the server before it
+                # closes, some in the middle of their handshake, some after.
+                for client in range(len(clients), len(clients) + LATE_CLIENTS):
+                    group.create_task(connect_late(client))
+                for _ in range(3):
+                    await asyncio.sleep(0)
                 closing = time.monotonic()
                 server.close()
                 await server.wait_closed()
                 closed = time.monotonic() - closing
+                # wait_closed waits for every connection and every handler.
+                assert not server._connections, f"{len(server._connections)} connections"
+                assert not server._handlers, f"{len(server._handlers)} handlers"
     finally:
         # Whatever failed above, the server must not outlive the test.
         server.close()
@@ -131,18 +169,48 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
     assert sum(sent.values()) > sum(acked.values())
     logger.info(
         "shutdown under %d streaming clients in %.2f s: %d messages sent, "
-        "%d delivered to handlers, %d echoed back",
+        "%d delivered to handlers, %d echoed back; late clients: %s",
         len(clients),
         closed,
         sum(sent.values()),
         sum(ledger.delivered.values()),
         sum(acked.values()),
+        late,
     )
+    assert set(late) == set(LATE_OUTCOMES), late
+    assert sum(late.values()) == LATE_CLIENTS
 
-    drained = await settle(lambda: not server._connections and not server._handlers, 10)
-    assert drained, (len(server._connections), len(server._handlers))
-    del connections, ws
-    after = usage()
+    # The server's own futures (closing, closed) go with it.
+    del connections, ws, server
+    after = await usage()
     assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
     assert after.connections == baseline.connections, f"{baseline} -> {after}"
     assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
+    assert after.futures == baseline.futures, f"{baseline} -> {after}"
+
+
+async def try_late(uri: str, client: int) -> str:
+    """Connect and wait for the end; tell how it went, in the words of LATE_OUTCOMES."""
+    try:
+        ws = await tether.connect(f"{uri}{client}", open_timeout=LATE_TIMEOUT)
+    except TimeoutError:
+        # Before OSError, which it is a kind of.
+        return "the handshake timed out"
+    except InvalidStatus as exc:
+        return f"refused with HTTP {exc.response.status_code}"
+    except InvalidMessage:
+        return "closed during the handshake"
+    except OSError:
+        return "refused by TCP"
+    try:
+        async with asyncio.timeout(LATE_TIMEOUT):
+            await ws.recv()
+    except TimeoutError:
+        await ws.close()
+        return "left open"
+    except ConnectionClosedOK as exc:
+        return f"opened, then closed with {exc.code}"
+    except ConnectionClosed as exc:
+        return f"opened, then failed with {exc.code}"
+    await ws.close()
+    return "received a message"

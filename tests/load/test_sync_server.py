@@ -49,7 +49,7 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
             ws.send(data)
 
     started = time.monotonic()
-    baseline = usage()
+    baseline = await usage()
     threads = threading.active_count()
     fds = open_fds()
     server = tether.sync.serve(handler, "127.0.0.1", 0, backlog=BACKLOG)
@@ -82,7 +82,7 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
     await settle(lambda: threading.active_count() <= threads, TIMEOUT)
     assert threading.active_count() <= threads
     assert not server.connections
-    after = usage()
+    after = await usage()
     logger.info(
         "threading server: %d connections, %d messages each way, %.1f s; %d threads, "
         "%d file descriptors left (%d, %d before); %s",
@@ -97,4 +97,6 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
     )
     assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
     assert after.connections == baseline.connections, f"{baseline} -> {after}"
+    assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
+    assert after.futures == baseline.futures, f"{baseline} -> {after}"
     assert open_fds() <= fds
