@@ -242,6 +242,10 @@ async def exchange(port: int, data: bytes) -> tuple[ReadHead, bool]:
         return head, closed
     finally:
         writer.transport.abort()
+        # Let the loop close the socket now: a threading server's shutdown
+        # may block the loop next, and wait for this connection to end.
+        with suppress(Exception):
+            await writer.wait_closed()
 
 
 async def expect_refused(port: int, data: bytes, status: int) -> ReadHead:

@@ -277,6 +277,12 @@ CASES = [
         cause=InvalidParameterValue,
     ),
     invalid("extensions-malformed", pmd(";"), InvalidHeaderFormat, name="Sec-WebSocket-Extensions"),
+    invalid(
+        "extensions-empty",
+        add(b"Sec-WebSocket-Extensions: "),
+        InvalidHeaderFormat,
+        name="Sec-WebSocket-Extensions",
+    ),
     # Step 6: subprotocols the client did not offer.
     invalid(
         "subprotocol-not-offered",
@@ -288,6 +294,13 @@ CASES = [
         "subprotocol-none-offered",
         add(b"Sec-WebSocket-Protocol: chat"),
         NegotiationError,
+    ),
+    invalid(
+        "subprotocol-empty",
+        add(b"Sec-WebSocket-Protocol: "),
+        InvalidHeaderFormat,
+        name="Sec-WebSocket-Protocol",
+        options={"subprotocols": ["chat"]},
     ),
     invalid(
         "two-subprotocols",

@@ -70,6 +70,14 @@ UPGRADE = (("Upgrade", "websocket"),)
 REFUSALS = [
     Refusal("host-missing", drop(b"Host"), 400),
     Refusal("host-duplicate", add(b"Host: 127.0.0.1"), 400),
+    # RFC 9112 section 3.2: 400 for "a Host header field with an invalid
+    # field value" too.
+    Refusal("host-with-space", replace(b"Host", b"127.0.0.1 evil"), 400),
+    Refusal("host-with-path", replace(b"Host", b"127.0.0.1/chat"), 400),
+    Refusal("host-with-user-info", replace(b"Host", b"user@127.0.0.1"), 400),
+    Refusal("host-port-not-digits", replace(b"Host", b"127.0.0.1:http"), 400),
+    Refusal("host-non-ascii", replace(b"Host", b"caf\xc3\xa9.example"), 400),
+    Refusal("host-ipv6-unbracketed", replace(b"Host", b"::1"), 400),
     Refusal("key-missing", drop(b"Sec-WebSocket-Key"), 400),
     Refusal("key-duplicate", add(b"Sec-WebSocket-Key: " + key_of(16)), 400),
     Refusal("key-empty", replace(b"Sec-WebSocket-Key", b""), 400),
@@ -148,6 +156,11 @@ ACCEPTED = {
     "target-absolute-no-path": (start_line(b"GET http://127.0.0.1 HTTP/1.1"), "/"),
     "target-absolute-query-only": (start_line(b"GET http://127.0.0.1?x=1 HTTP/1.1"), "/?x=1"),
     "names-in-any-case": (lambda lines: [lines[0], *map(lower_name, lines[1:])], "/"),
+    "host-name": (replace(b"Host", b"ws.example.com"), "/"),
+    "host-ipv6": (replace(b"Host", b"[::1]:8080"), "/"),
+    "host-reg-name-characters": (replace(b"Host", b"a-b_c~d.%41!$&'()*+,;=:80"), "/"),
+    # RFC 9112 section 3.2: empty when the target URI has no authority.
+    "host-empty": (replace(b"Host", b""), "/"),
     "upgrade-any-case": (replace(b"Upgrade", b"WebSocket"), "/"),
     "connection-list": (replace(b"Connection", b"keep-alive, Upgrade"), "/"),
     "content-length-zero": (add(b"Content-Length: 0"), "/"),

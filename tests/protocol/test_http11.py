@@ -245,6 +245,42 @@ def test_request_absolute_form_target(target: bytes, path: str) -> None:
     assert request.path == path
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"example.com",
+        b"example.com:8080",
+        b"127.0.0.1",
+        b"[::1]:80",
+        b"[fe80::1%25eth0]",
+        b"",
+        b"a_b~c.%41",
+        b"example.com:",
+        b"!$&'()*+,;=",
+    ],
+)
+def test_request_valid_host(host: bytes) -> None:
+    request = parse_request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").result
+    assert request is not None
+    assert request.headers["Host"] == host.decode()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"a b", b"a/b", b"user@a", b"a:http", b"caf\xc3\xa9", b"::1", b"[::1", b"a%zz", b"a\tb"],
+)
+def test_request_invalid_host(host: bytes) -> None:
+    # RFC 9112 section 3.2: a server answers 400 to an invalid Host value.
+    with pytest.raises(InvalidMessage, match="invalid Host header"):
+        parse_request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+
+
+def test_request_every_host_is_checked() -> None:
+    # Two Host fields are the handshake's to refuse, whatever their syntax.
+    with pytest.raises(InvalidMessage, match="invalid Host header"):
+        parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a b\r\n\r\n")
+
+
 @pytest.mark.parametrize("method", ["POST", "HEAD", "get", "CONNECT"])
 def test_request_invalid_method(method: str) -> None:
     with pytest.raises(InvalidMethod) as exc_info:

@@ -19,6 +19,7 @@ parser is broken and must be dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Generic, TypeVar
@@ -40,6 +41,13 @@ _VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _VALUE_CHARS = frozenset(_VALUE_BYTES.decode("latin-1"))
 _TARGET_BYTES = bytes(range(0x21, 0x7F))
 _HEX_BYTES = b"0123456789abcdefABCDEF"
+
+# Host = uri-host [ ":" port ] (RFC 9112 section 3.2, RFC 3986 section 3.2.2):
+# an IP literal in brackets, or a reg-name (an IPv4 address is one too).
+_HOST = re.compile(
+    r"(?:\[[0-9A-Za-z._~!$&'()*+,;=:%-]+\]|(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)"
+    r"(?::[0-9]*)?"
+)
 
 # Status codes whose responses never have a body (RFC 9112 section 6.3).
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -291,7 +299,8 @@ class RequestParser(_Parser[Request]):
     origin form (starting with ``/``, visible ASCII only), or an absolute
     ``http`` or ``https`` URI, which RFC 6455 section 4.2.1 allows and RFC
     9112 section 3.2.2 requires servers to accept: its path and query become
-    the request's ``path``, and its authority is dropped. A request with
+    the request's ``path``, and its authority is dropped. A ``Host`` value must
+    be a host and an optional port (RFC 9112 section 3.2). A request with
     ``Transfer-Encoding``, or with ``Content-Length`` other than ``0`` or
     more than once, is refused: a handshake has no body, and a server that
     skipped one would read the body as WebSocket frames. A well-formed
@@ -329,6 +338,11 @@ class RequestParser(_Parser[Request]):
             raise InvalidMessage("duplicate Content-Length header")
         if lengths and lengths[0] != "0":
             raise InvalidMessage(f"handshake request with a body: Content-Length {lengths[0]}")
+        # A missing or repeated Host is the handshake's to refuse; its syntax
+        # is HTTP's (RFC 9112 section 3.2).
+        for host in headers.get_all("Host"):
+            if not _HOST.fullmatch(host):
+                raise InvalidMessage(f"invalid Host header: {_show(host.encode('latin-1'))}")
         return self._finish(Request(self._path, headers), self._pos)
 
 
