@@ -21,10 +21,11 @@ from typing import Any
 import tether
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.connection import Connection as AsyncioConnection
+from tether.exceptions import ConnectionClosed, ConnectionClosedOK
 from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from tether.sync.connection import Connection as SyncConnection
 
-from .traffic import message, pieces
+from .traffic import Ledger, message, pieces
 
 logger = logging.getLogger("tests.load")
 
@@ -172,3 +173,94 @@ async def usage() -> Usage:
     del objects
     traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
     return Usage(connections, len(asyncio.all_tasks()), futures, traced)
+
+
+class Streams:
+    """Clients that stream messages without end, a few in flight each, checking every echo.
+
+    ``streaming`` is set once every client has had ``echoes`` echoes: the
+    moment to shut the server down. Each client stops when its connection
+    closes; :meth:`check` then compares what each client sent and saw echoed
+    with what the server's handlers received.
+    """
+
+    WINDOW = 4
+    """Messages a client may have sent and not seen echoed yet."""
+
+    MAX_MESSAGES = 1_000_000
+    """A bound on what one client sends, far beyond what it sends before a shutdown."""
+
+    def __init__(self, connections: dict[int, ClientConnection], echoes: int) -> None:
+        self.connections = connections
+        self.echoes = echoes
+        self.sent = dict.fromkeys(connections, 0)
+        """Messages each client sent or began to send."""
+        self.acked = dict.fromkeys(connections, 0)
+        """Messages each client saw echoed, each checked."""
+        # How each client's recv ended: whether it was ConnectionClosedOK, and
+        # the code received. Not the exception: its traceback holds the connection.
+        self.closings: dict[int, tuple[bool, int | None]] = {}
+        self.streaming = asyncio.Event()
+        self._waiting = len(connections)
+
+    async def run(self) -> None:
+        """Stream on every connection until each one closes."""
+        async with asyncio.TaskGroup() as group:
+            for client, ws in self.connections.items():
+                group.create_task(self._stream(client, ws))
+
+    async def _stream(self, client: int, ws: ClientConnection) -> None:
+        window = asyncio.Semaphore(self.WINDOW)
+        done = False
+
+        async def receive() -> None:
+            nonlocal done
+            try:
+                while True:
+                    echo = await ws.recv()
+                    seq = self.acked[client]
+                    assert echo == message(client, seq), f"client {client}: echo {seq} is wrong"
+                    self.acked[client] = seq + 1
+                    window.release()
+                    if seq + 1 == self.echoes:
+                        self._waiting -= 1
+                        if not self._waiting:
+                            self.streaming.set()
+            except ConnectionClosed as exc:
+                self.closings[client] = (
+                    isinstance(exc, ConnectionClosedOK),
+                    None if exc.rcvd is None else exc.rcvd.code,
+                )
+            finally:
+                # Let the sender see that it is over.
+                done = True
+                window.release()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(receive())
+            for seq in range(self.MAX_MESSAGES):
+                await window.acquire()
+                if done:
+                    break
+                # Counted before sending: the handler may get it even if send raises.
+                self.sent[client] = seq + 1
+                try:
+                    await ws.send(pieces(client, seq))
+                except ConnectionClosed:
+                    break
+
+    def check(self, ledger: Ledger, code: int) -> None:
+        """Every echoed message reached the handler once, in order; every client saw ``code``."""
+        assert not ledger.errors, ledger.errors[:5]
+        for client, ws in self.connections.items():
+            delivered = ledger.delivered.get(client, 0)
+            # The ledger checked each message at its place: no repeat, no gap.
+            assert delivered >= self.acked[client] >= self.echoes, client
+            assert self.sent[client] >= delivered, client
+            assert ws.close_code == code, f"client {client}: close code {ws.close_code}"
+            assert self.closings[client] == (True, code), f"client {client}"
+        # The server closed while messages were on their way, not between them.
+        assert sum(self.sent.values()) > sum(self.acked.values())
+
+    def __str__(self) -> str:
+        return f"{sum(self.sent.values())} messages sent, {sum(self.acked.values())} echoed back"

@@ -16,23 +16,14 @@ import logging
 import time
 
 import tether
-from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import ServerConnection
-from tether.exceptions import (
-    ConnectionClosed,
-    ConnectionClosedOK,
-    InvalidMessage,
-    InvalidStatus,
-)
+from tether.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidMessage, InvalidStatus
 
-from .clients import BACKLOG, open_clients, usage
+from .clients import BACKLOG, Streams, open_clients, usage
 from .conftest import Scale
-from .traffic import Ledger, client_of, message, pieces
+from .traffic import Ledger, client_of
 
 logger = logging.getLogger("tests.load")
-
-WINDOW = 4
-"""Messages a client may have sent and not seen echoed yet."""
 
 ECHOES_BEFORE_SHUTDOWN = 3
 """Echoes every client must have had before the server shuts down."""
@@ -52,9 +43,6 @@ LATE_OUTCOMES = (
 """How a client that arrives during the shutdown may end: never hanging, never
 left open, never with an abnormal closure."""
 
-MAX_MESSAGES = 1_000_000
-"""A bound on what one client sends, far beyond what it can send before the shutdown."""
-
 
 async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_message(
     scale: Scale,
@@ -71,53 +59,6 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
             await ws.send(data)
 
     clients = range(scale.shutdown_clients)
-    sent = dict.fromkeys(clients, 0)
-    acked = dict.fromkeys(clients, 0)
-    # How each client's recv ended: whether it was ConnectionClosedOK, and
-    # the code received. Not the exception: its traceback holds the connection.
-    closings: dict[int, tuple[bool, int | None]] = {}
-    waiting = len(clients)
-    streaming = asyncio.Event()
-
-    async def stream(client: int, ws: ClientConnection) -> None:
-        window = asyncio.Semaphore(WINDOW)
-        done = False
-
-        async def receive() -> None:
-            nonlocal waiting, done
-            try:
-                while True:
-                    echo = await ws.recv()
-                    seq = acked[client]
-                    assert echo == message(client, seq), f"client {client}: echo {seq} is wrong"
-                    acked[client] = seq + 1
-                    window.release()
-                    if seq + 1 == ECHOES_BEFORE_SHUTDOWN:
-                        waiting -= 1
-                        if not waiting:
-                            streaming.set()
-            except ConnectionClosed as exc:
-                closings[client] = (
-                    isinstance(exc, ConnectionClosedOK),
-                    None if exc.rcvd is None else exc.rcvd.code,
-                )
-            finally:
-                # Let the sender see that it is over.
-                done = True
-                window.release()
-
-        async with asyncio.TaskGroup() as group:
-            group.create_task(receive())
-            for seq in range(MAX_MESSAGES):
-                await window.acquire()
-                if done:
-                    break
-                # Counted before sending: the handler may get it even if send raises.
-                sent[client] = seq + 1
-                try:
-                    await ws.send(pieces(client, seq))
-                except ConnectionClosed:
-                    break
 
     # How each late client ended; the keys are the allowed outcomes.
     late: dict[str, int] = dict.fromkeys(LATE_OUTCOMES, 0)
@@ -135,10 +76,10 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
         async with asyncio.timeout(scale.round_timeout):
             connections = await open_clients(uri, clients)
             assert len(server.connections) == len(clients)
+            streams = Streams(connections, ECHOES_BEFORE_SHUTDOWN)
             async with asyncio.TaskGroup() as group:
-                for client, ws in connections.items():
-                    group.create_task(stream(client, ws))
-                await streaming.wait()
+                group.create_task(streams.run())
+                await streams.streaming.wait()
                 # Clients still arriving: some reach the server before it
                 # closes, some in the middle of their handshake, some after.
                 for client in range(len(clients), len(clients) + LATE_CLIENTS):
@@ -158,30 +99,21 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
         async with asyncio.timeout(30):
             await server.wait_closed()
 
-    assert not ledger.errors, ledger.errors[:5]
-    for client, ws in connections.items():
-        # Every message the client saw echoed reached the handler once, in order.
-        assert ledger.delivered[client] >= acked[client] >= ECHOES_BEFORE_SHUTDOWN, client
-        assert sent[client] >= ledger.delivered[client], client
-        assert ws.close_code == 1001, f"client {client}: close code {ws.close_code}"
-        assert closings[client] == (True, 1001), f"client {client}: {closings[client]}"
-    # The server closed while messages were on their way, not between them.
-    assert sum(sent.values()) > sum(acked.values())
+    streams.check(ledger, 1001)
     logger.info(
-        "shutdown under %d streaming clients in %.2f s: %d messages sent, "
-        "%d delivered to handlers, %d echoed back; late clients: %s",
+        "asyncio server shut down under %d streaming clients in %.2f s: %s, "
+        "%d delivered to handlers; late clients: %s",
         len(clients),
         closed,
-        sum(sent.values()),
+        str(streams),  # Not streams: the record would keep its connections alive.
         sum(ledger.delivered.values()),
-        sum(acked.values()),
         late,
     )
     assert set(late) == set(LATE_OUTCOMES), late
     assert sum(late.values()) == LATE_CLIENTS
 
     # The server's own futures (closing, closed) go with it.
-    del connections, ws, server
+    del connections, streams, server
     after = await usage()
     assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
     assert after.connections == baseline.connections, f"{baseline} -> {after}"

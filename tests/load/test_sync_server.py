@@ -2,9 +2,11 @@
 
 The same exchange as against the asyncio server, with fewer connections:
 the threading server spends a thread per connection, and one more to read
-each. The clients are asyncio clients in the test's loop; the server runs in
-threads beside it. Afterwards no thread, no socket and no connection object
-may remain.
+each. Then the same shutdown under load: every message a client saw echoed
+reached the handler once and in order, and every client sees 1001. The
+clients are asyncio clients in the test's loop; the server runs in threads
+beside it. Afterwards no thread, no socket and no connection object may
+remain.
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ import logging
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
 import tether.sync
-from tether.sync.server import ServerConnection
+from tether.sync.server import Server, ServerConnection
 
-from .clients import BACKLOG, close_all, exchange_all, open_clients, settle, usage
+from .clients import BACKLOG, Streams, close_all, exchange_all, open_clients, settle, usage
 from .conftest import Scale
 from .traffic import Ledger, client_of
+
+# The clients' loop matters little to a threading server: the default one only.
+pytestmark = pytest.mark.asyncio(loop_factories=["asyncio"])
 
 logger = logging.getLogger("tests.load")
 
@@ -34,10 +41,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-# The clients' loop matters little to a threading server: the default one only.
-@pytest.mark.asyncio(loop_factories=["asyncio"])
-async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> None:
-    ledger = Ledger()
+@asynccontextmanager
+async def threading_server(ledger: Ledger) -> AsyncIterator[tuple[Server, str]]:
+    """Run an echo server that checks every message; yield it and its URI.
+
+    On exit, shut it down (bounded) and check that its threads, sockets and
+    connections are gone.
+    """
 
     def handler(ws: ServerConnection) -> None:
         ledger.connections.add(ws)
@@ -48,29 +58,15 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
                 return
             ws.send(data)
 
-    started = time.monotonic()
     baseline = await usage()
     threads = threading.active_count()
     fds = open_fds()
     server = tether.sync.serve(handler, "127.0.0.1", 0, backlog=BACKLOG)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
-    clients = range(scale.sync_connections)
     try:
         host, port = server.socket.getsockname()[:2]
-        async with asyncio.timeout(scale.round_timeout):
-            connections = await open_clients(f"ws://{host}:{port}/", clients)
-            # A handler thread registers its connection just after the 101 goes out.
-            all_open = await settle(lambda: len(server.connections) == len(clients), TIMEOUT)
-            assert all_open, f"{len(server.connections)} open of {len(clients)}"
-            try:
-                await exchange_all(connections, scale.messages)
-            finally:
-                assert not ledger.errors, ledger.errors[:5]
-            await close_all(connections)
-        del connections
-        for client in clients:
-            assert ledger.delivered[client] == scale.messages, client
+        yield server, f"ws://{host}:{port}/"
     finally:
         # Not asyncio.to_thread: its worker thread would outlive the test.
         stopping = threading.Thread(target=server.shutdown, daemon=True)
@@ -82,13 +78,10 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
     await settle(lambda: threading.active_count() <= threads, TIMEOUT)
     assert threading.active_count() <= threads
     assert not server.connections
+    del server
     after = await usage()
     logger.info(
-        "threading server: %d connections, %d messages each way, %.1f s; %d threads, "
-        "%d file descriptors left (%d, %d before); %s",
-        len(clients),
-        len(clients) * scale.messages,
-        time.monotonic() - started,
+        "threading server gone: %d threads, %d file descriptors left (%d, %d before); %s",
         threading.active_count(),
         open_fds(),
         threads,
@@ -100,3 +93,60 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
     assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
     assert after.futures == baseline.futures, f"{baseline} -> {after}"
     assert open_fds() <= fds
+
+
+async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> None:
+    ledger = Ledger()
+    clients = range(scale.sync_connections)
+    started = time.monotonic()
+    async with threading_server(ledger) as (server, uri):
+        async with asyncio.timeout(scale.round_timeout):
+            connections = await open_clients(uri, clients)
+            # A handler thread registers its connection just after the 101 goes out.
+            all_open = await settle(lambda: len(server.connections) == len(clients), TIMEOUT)
+            assert all_open, f"{len(server.connections)} open of {len(clients)}"
+            try:
+                await exchange_all(connections, scale.messages)
+            finally:
+                assert not ledger.errors, ledger.errors[:5]
+            await close_all(connections)
+        del connections
+    for client in clients:
+        assert ledger.delivered[client] == scale.messages, client
+    logger.info(
+        "threading server: %d connections, %d messages each way, %.1f s",
+        len(clients),
+        len(clients) * scale.messages,
+        time.monotonic() - started,
+    )
+
+
+async def test_threading_server_shutdown_under_load(scale: Scale) -> None:
+    ledger = Ledger()
+    clients = range(scale.sync_connections)
+    async with threading_server(ledger) as (server, uri):
+        async with asyncio.timeout(scale.round_timeout):
+            connections = await open_clients(uri, clients)
+            streams = Streams(connections, echoes=3)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(streams.run())
+                await streams.streaming.wait()
+                closing = time.monotonic()
+                stopping = threading.Thread(target=server.shutdown, daemon=True)
+                stopping.start()
+                # shutdown returns once every connection is closed; the
+                # streams end as their connections close.
+                await settle(lambda: not stopping.is_alive(), TIMEOUT)
+                assert not stopping.is_alive(), "shutdown did not return"
+                closed = time.monotonic() - closing
+        streams.check(ledger, 1001)
+        logger.info(
+            "threading server shut down under %d streaming clients in %.2f s: %s, "
+            "%d delivered to handlers",
+            len(clients),
+            closed,
+            str(streams),  # Not streams: the record would keep its connections alive.
+            sum(ledger.delivered.values()),
+        )
+        # The server's checks on exit count the connections left: none of ours.
+        del connections, streams
