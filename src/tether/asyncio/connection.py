@@ -84,7 +84,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._send_lock = asyncio.Lock()
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._keepalive: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._eof_written = False
 
@@ -289,6 +289,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         :class:`~tether.exceptions.ConcurrencyError` if a ping with the same
         data is still waiting for its pong.
         """
+        return self._send_ping(data)
+
+    def _send_ping(self, data: Data | None) -> asyncio.Future[float]:
         if data is None:
             payload = os.urandom(4)
             while payload in self._pings:  # pragma: no cover - 1 in 2**32
@@ -376,29 +379,40 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     # Keepalive
 
-    def _start_keepalive(self) -> None:
-        if self.ping_interval is not None:
-            self._keepalive = self._loop.create_task(self._keepalive_loop())
+    # Timers rather than a task: an idle connection then costs a timer handle,
+    # not a task, a coroutine frame and a sleeping future.
 
-    async def _keepalive_loop(self) -> None:
-        assert self.ping_interval is not None
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            try:
-                waiter = await self.ping()
-            except ConnectionClosed:
-                return
-            if self.ping_timeout is None:
-                continue
-            try:
-                async with asyncio.timeout(self.ping_timeout):
-                    await asyncio.shield(waiter)
-            except TimeoutError:
-                self.logger.warning("no pong within %s seconds", self.ping_timeout)
-                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                return
-            except ConnectionClosed:
-                return
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None and not self._lost.done():
+            self._keepalive = self._loop.call_later(self.ping_interval, self._keepalive_ping)
+
+    def _keepalive_ping(self) -> None:
+        self._keepalive = None
+        try:
+            waiter = self._send_ping(None)
+        except ConnectionClosed:
+            return
+        if self.ping_timeout is None:
+            self._start_keepalive()
+            return
+        self._keepalive = self._loop.call_later(
+            self.ping_timeout, self._keepalive_timed_out, waiter
+        )
+        waiter.add_done_callback(self._keepalive_answered)
+
+    def _keepalive_answered(self, waiter: asyncio.Future[float]) -> None:
+        if waiter.exception() is not None:
+            return  # The connection closed; nothing more to do.
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        self._start_keepalive()
+
+    def _keepalive_timed_out(self, waiter: asyncio.Future[float]) -> None:
+        self._keepalive = None
+        if waiter.done():
+            return  # The pong came in the same loop iteration.
+        self.logger.warning("no pong within %s seconds", self.ping_timeout)
+        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     # asyncio.Protocol
 
@@ -451,6 +465,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             self._close_timer.cancel()
         if self._keepalive is not None:
             self._keepalive.cancel()
+            self._keepalive = None
         closed = self.protocol.close_exc()
         for waiter, _ in self._pings.values():
             if not waiter.done():

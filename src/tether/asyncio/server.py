@@ -104,6 +104,9 @@ class ServerConnection(Connection):
             response = self.respond(503, "Server is shutting down.")
         if self._open_timer is not None:
             self._open_timer.cancel()
+            self._open_timer = None
+        # Done with the handshake: an idle connection keeps neither the task nor the timer.
+        self._handshake_task = None
         try:
             self.protocol.send_response(response)
         except ValueError:

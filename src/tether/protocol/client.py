@@ -45,6 +45,21 @@ class ClientProtocol(Connection):
     is then OPEN, or closed with :attr:`handshake_exc` saying why.
     """
 
+    __slots__ = (
+        "_parser",
+        "additional_headers",
+        "available_extensions",
+        "available_subprotocols",
+        "handshake_exc",
+        "key",
+        "origin",
+        "request",
+        "response",
+        "subprotocol",
+        "uri",
+        "user_agent_header",
+    )
+
     def __init__(
         self,
         uri: WebSocketURI | str,

@@ -56,6 +56,20 @@ class ServerProtocol(Connection):
     answered by the engine itself with a 4xx response.
     """
 
+    __slots__ = (
+        "_parser",
+        "_pending_extensions",
+        "available_extensions",
+        "available_subprotocols",
+        "handshake_exc",
+        "origins",
+        "request",
+        "response",
+        "select_subprotocol",
+        "server_header",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         *,
@@ -85,7 +99,8 @@ class ServerProtocol(Connection):
         self.response: Response | None = None
         self.subprotocol: str | None = None
         self.handshake_exc: InvalidHandshake | None = None
-        self._parser = RequestParser(limits or Limits())
+        # Dropped once the request is read: an open connection need not keep it.
+        self._parser: RequestParser | None = RequestParser(limits or Limits())
         self._pending_extensions: list[Extension] = []
 
     # Reading the request
@@ -93,20 +108,22 @@ class ServerProtocol(Connection):
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        if self.request is not None:
+        parser = self._parser
+        if parser is None:
             # Bytes after the request, before the response: keep them for later.
             self._keep_early_data(data)
             return
         try:
-            self._parser.receive_data(bytes(data))
+            parser.receive_data(bytes(data))
         except InvalidHandshake as exc:
             self._refuse_unreadable(exc)
             return
-        request = self._parser.result
+        request = parser.result
         if request is not None:
             self.request = request
+            self._parser = None
             self._events.append(RequestReceived(request))
-            self._keep_early_data(self._parser.leftover)
+            self._keep_early_data(parser.leftover)
 
     def _keep_early_data(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
