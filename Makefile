@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types pytest bench bench-quick soak fuzz clean
+.PHONY: run test lint types pytest bench bench-quick soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,10 +53,18 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
+# Whether atheris has a wheel for this Python: the marker of atheris in the
+# dev extra of pyproject.toml. Where it has none, the brief fuzzing runs of
+# tests/fuzz/test_atheris.py are left out, with a note; where it has one, a
+# missing atheris fails them.
+ATHERIS_WHEEL = $(shell $(BIN)/python -c 'import platform, sys; print(int(sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info < (3, 15)))')
+NO_ATHERIS = $(filter 0,$(ATHERIS_WHEEL))
+
 # The whole suite runs with the C accelerator; the protocol tests run again on
 # the pure-Python fallback, and coverage adds up both runs.
 pytest: $(STAMP_DEV) $(STAMP_NODE) $(CHROMIUM)
-	$(BIN)/python -m pytest --cov --cov-report=
+	$(if $(NO_ATHERIS),@echo "note: atheris has no wheel for this Python or platform: tests/fuzz/test_atheris.py (brief fuzzing runs) is left out")
+	$(BIN)/python -m pytest --cov --cov-report= $(if $(NO_ATHERIS),--ignore=tests/fuzz/test_atheris.py)
 	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol --cov --cov-append --cov-report=
 	$(BIN)/python -m coverage report
 	$(BIN)/python -m coverage report --include='src/tether/protocol/*' --fail-under=100
@@ -87,7 +95,8 @@ soak: $(STAMP_DEV)
 
 # Each coverage-guided fuzz target for FUZZ_TIME seconds. The committed
 # corpus seeds the run; new finds go to build/fuzz/<target>, crashes to
-# build/fuzz/crash-*. `make test` replays the corpus without atheris.
+# build/fuzz/crash-*. `make test` replays the corpus and runs each target
+# for a few seconds (tests/fuzz).
 FUZZ_TIME ?= 60
 FUZZ_TARGETS := frames handshake header_values deflate speedups
 
@@ -100,6 +109,42 @@ fuzz: $(STAMP_DEV)
 			-max_total_time=$(FUZZ_TIME) -artifact_prefix=build/fuzz/ -print_final_stats=1 \
 			|| exit 1; \
 	done
+
+# Add to the committed corpus what `make fuzz` found that reaches code the
+# corpus does not: libFuzzer's merge, counting edges only (-use_counters=0),
+# not how often each runs, keeps the additions few and small.
+fuzz-merge: $(STAMP_DEV)
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/$$target; \
+		$(BIN)/python -m fuzz.$$target fuzz/corpus/$$target build/fuzz/$$target \
+			-merge=1 -use_counters=0 > build/fuzz/merge-$$target.log 2>&1 \
+			|| { cat build/fuzz/merge-$$target.log; exit 1; }; \
+		echo "$$target: $$(grep 'MERGE-OUTER: .* new files' build/fuzz/merge-$$target.log)"; \
+	done
+
+# The C accelerator fuzzed with coverage of its own C code, under
+# AddressSanitizer and UndefinedBehaviorSanitizer: fuzz/native.sh builds it
+# with clang into build/fuzz-native (the installed one is left alone), then the
+# speedups target runs on it for FUZZ_TIME seconds with the sanitizer runtime
+# preloaded. Python's own allocator would hide overflows of its objects from
+# ASan, hence PYTHONMALLOC=malloc; the interpreter's leaks at exit are not ours.
+# Debian's clang is installed once per machine. Not part of `make test`.
+CLANG := /usr/bin/clang
+NATIVE := build/fuzz-native
+
+$(CLANG):
+	@echo "Installing Debian's clang and its sanitizer runtimes for make fuzz-native (once per machine)..."
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang libclang-rt-dev >/dev/null
+
+fuzz-native: $(STAMP_DEV) $(CLANG)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	fuzz/native.sh $(BIN)/python $(NATIVE)
+	mkdir -p $(NATIVE)/corpus
+	PYTHONPATH=$(NATIVE) LD_PRELOAD=$(NATIVE)/asan_with_fuzzer.so PYTHONMALLOC=malloc \
+		ASAN_OPTIONS=detect_leaks=0 \
+		$(BIN)/python -m fuzz.speedups $(NATIVE)/corpus fuzz/corpus/speedups \
+		-max_total_time=$(FUZZ_TIME) -artifact_prefix=$(NATIVE)/ -print_final_stats=1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build src/*.egg-info

@@ -6,5 +6,7 @@ executed: ``python -m fuzz.frames fuzz/corpus/frames -max_total_time=60``
 (``make fuzz`` does this for every target). ``TestOneInput`` raises
 :class:`AssertionError`, or lets an undocumented exception escape, when it
 finds a bug; the tests in ``tests/fuzz`` replay the corpus through it
-without atheris.
+without atheris, then run each target under atheris for a few seconds.
+``make fuzz-native`` runs the ``speedups`` target on a build of the C
+accelerator instrumented for coverage and sanitizers (``fuzz/native.sh``).
 """

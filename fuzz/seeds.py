@@ -134,9 +134,17 @@ SEEDS: dict[str, list[bytes]] = {
         b"\x00\x00\x01\x00\x02" + bytes.fromhex("ffffffff0000"),
     ],
     "speedups": [
-        # Odd first byte: masking; even: a header at a position.
+        # Odd first byte: masking (0x02: stretched past the 16 KiB blocks);
+        # 0x04: building a frame (0x08: masked, 0x10: stretched to 64 KiB);
+        # otherwise a header at a position.
         b"\x01\x37\xfa\x21\x3d" + bytes.fromhex("7f9f4d5158"),
         b"\x81\x01\x02\x03\x04" + bytes(range(64)),
+        b"\x43\x01\x02\x03\x04\x40\x01" + bytes(range(7)),
+        b"\x04\x81Hello",
+        b"\x0c\x82\x37\xfa\x21\x3d" + bytes(range(200)),
+        b"\xdc\x02\x37\xfa\x21\x3d\x03abc",
+        b"\x14\x82\x04abc",
+        b"\x04\x09" + b"x" * 126,
         b"\x02\x00" + bytes.fromhex("818537fa213d"),
         b"\x40\x00" + bytes.fromhex("827f0000000000010000"),
         b"\xf0\x02\x00\x00" + bytes.fromhex("c17e0100"),

@@ -1,11 +1,22 @@
 """Fuzz the C accelerator against the pure-Python code it replaces.
 
-:func:`tether._speedups.apply_mask` must equal
-:func:`~tether.protocol.masking.apply_mask_python`, and
-:func:`tether._speedups.parse_header` must equal
-:func:`~tether.protocol.frames.read_header_python`: the same header, the
-same ``None`` or the same :class:`~tether.exceptions.ProtocolError`, for
-every buffer type, position and setting.
+``tether._speedups`` has three functions, and each must give what its
+pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
+``memoryview``, a ``memoryview`` that starts inside a larger buffer):
+
+- ``apply_mask`` equals :func:`~tether.protocol.masking.apply_mask_python`,
+  also past the 16 KiB blocks the Python version works in;
+- ``parse_header`` equals :func:`~tether.protocol.frames.read_header_python`:
+  the same header, the same ``None`` or the same
+  :class:`~tether.exceptions.ProtocolError`, at every position and setting,
+  and on every prefix of the buffer, as the engine sees a header that
+  arrives a byte at a time;
+- ``build_frame`` equals :func:`~tether.protocol.frames.build_frame_python`
+  with and without a masking key, across the 126 and 65,536 byte length
+  boundaries, and what it builds reads back as the frame it was given.
+
+UTF-8 validation has no C version to compare: text messages go through
+CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
 """
 
 from __future__ import annotations
@@ -13,10 +24,16 @@ from __future__ import annotations
 from fuzz._common import Input, run
 from tether import _speedups
 from tether.exceptions import ProtocolError
-from tether.protocol.frames import FrameHeader, read_header_python
+from tether.protocol.frames import RSV_BITS, FrameHeader, build_frame_python, read_header_python
 from tether.protocol.masking import apply_mask_python
 
 __all__ = ["TestOneInput"]
+
+# The largest frame header: 2 bytes, an 8-byte length and a masking key.
+_MAX_HEADER = 14
+# The block size of apply_mask_python, whose last block and tail are the
+# Python version's edge cases.
+_MASK_BLOCK = 1 << 14
 
 
 def _read(c: bool, buf: bytes | bytearray | memoryview, pos: int, mask: bool, rsv: int) -> object:
@@ -40,30 +57,89 @@ def _views(data: bytes, kind: int) -> bytes | bytearray | memoryview:
     return data
 
 
-def TestOneInput(data: bytes) -> None:
-    """Check one input; raise on a bug."""
-    source = Input(data)
-    flags = source.byte()
-    rest_kind = flags >> 6
-    if flags & 1:
-        mask = source.take(4).ljust(4, b"\x00")
-        payload = _views(source.rest(), rest_kind)
-        expected = apply_mask_python(payload, mask)
-        assert len(expected) == len(payload)
-        assert _speedups.apply_mask(payload, mask) == expected
-        assert apply_mask_python(expected, mask) == bytes(payload)
-        return
+def _stretch(data: bytes, size: int) -> bytes:
+    """``data`` repeated to ``size`` bytes: long inputs from a short one."""
+    if not data:
+        return b""
+    return (data * (size // len(data) + 1))[:size]
+
+
+def _check_mask(source: Input, flags: int) -> None:
+    mask = source.take(4).ljust(4, b"\x00")
+    # Flag 0x02 stretches the payload past one or two whole blocks.
+    size = _MASK_BLOCK + source.uint16() % (2 * _MASK_BLOCK) if flags & 0x02 else 0
+    data = source.rest()
+    payload = _views(_stretch(data, size) if size else data, flags >> 6)
+    expected = apply_mask_python(payload, mask)
+    assert len(expected) == len(payload)
+    assert _speedups.apply_mask(payload, mask) == expected
+    assert apply_mask_python(expected, mask) == bytes(payload)
+
+
+def _check_header(source: Input, flags: int) -> None:
     pos = source.byte() % 16
-    buf = _views(source.rest(), rest_kind)
+    buf = _views(source.rest(), flags >> 6)
     pos = min(pos, len(buf))
-    expect_mask = bool(flags & 2)
-    allowed_rsv = flags & 0x70
+    expect_mask = bool(flags & 0x02)
+    allowed_rsv = flags & RSV_BITS
     python = _read(False, buf, pos, expect_mask, allowed_rsv)
     c = _read(True, buf, pos, expect_mask, allowed_rsv)
     assert python == c, (python, c)
     if isinstance(python, FrameHeader):
         assert isinstance(c, FrameHeader)
         assert python.size <= len(buf) - pos
+    # Every prefix, as a header that arrives a byte at a time: both agree,
+    # and once a prefix gives a header or an error, every longer one does too.
+    settled: object = None
+    for end in range(pos, min(len(buf), pos + _MAX_HEADER) + 1):
+        piece = buf[:end]
+        python_piece = _read(False, piece, pos, expect_mask, allowed_rsv)
+        assert _read(True, piece, pos, expect_mask, allowed_rsv) == python_piece
+        if settled is not None:
+            assert python_piece == settled
+        elif python_piece is not None:
+            settled = python_piece
+    assert settled == python
+
+
+def _check_build(source: Input, flags: int) -> None:
+    first = source.byte()
+    key = source.take(4).ljust(4, b"\x00") if flags & 0x08 else None
+    # Flag 0x10 stretches the payload to just around the 64 KiB length boundary.
+    size = 0xFFFC + source.byte() % 8 if flags & 0x10 else 0
+    data = source.rest()
+    payload = _views(_stretch(data, size) if size else data, flags >> 6)
+    expected = build_frame_python(first, payload, key)
+    assert _speedups.build_frame(first, payload, key) == expected
+    try:
+        header = read_header_python(expected, 0, key is not None, RSV_BITS)
+    except ProtocolError:
+        # A first byte with a reserved opcode, or a control frame that is
+        # fragmented or too long: the frame is built as asked, but no
+        # reader accepts it.
+        return
+    assert header is not None
+    assert header.fin == bool(first & 0x80)
+    assert header.rsv == first & RSV_BITS
+    assert header.opcode == first & 0x0F
+    assert header.length == len(payload)
+    assert header.mask == key
+    assert header.size + header.length == len(expected)
+    body = expected[header.size :]
+    assert (body if key is None else apply_mask_python(body, key)) == bytes(payload)
+
+
+def TestOneInput(data: bytes) -> None:
+    """Check one input; raise on a bug."""
+    source = Input(data)
+    flags = source.byte()
+    # Odd: masking; 0x04 set: building a frame; otherwise a header at a position.
+    if flags & 0x01:
+        _check_mask(source, flags)
+    elif flags & 0x04:
+        _check_build(source, flags)
+    else:
+        _check_header(source, flags)
 
 
 if __name__ == "__main__":
