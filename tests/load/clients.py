@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -27,13 +26,18 @@ from tether.sync.connection import Connection as SyncConnection
 
 from .traffic import Ledger, message, pieces
 
-logger = logging.getLogger("tests.load")
-
 HANDSHAKES = 128
 """How many opening handshakes may be under way at once."""
 
 BACKLOG = 1024
 """The listen backlog of the servers: room for every handshake under way, and more."""
+
+KEEPALIVE: dict[str, Any] = {"ping_timeout": None}
+"""Keepalive options of every server and client here: pings every 20 seconds
+(the default), and no deadline for the pong. One process runs both ends of
+thousands of connections, and under tracemalloc or coverage a busy round
+can delay a pong past any deadline fit for a real network; a connection
+failed for that would test the machine, not tether."""
 
 MIB = 1024 * 1024
 
@@ -59,16 +63,14 @@ def client_options(client: int) -> dict[str, Any]:
     return {"compression": None}
 
 
-async def open_clients(
-    uri: str, clients: Iterable[int], **options: Any
-) -> dict[int, ClientConnection]:
+async def open_clients(uri: str, clients: Iterable[int]) -> dict[int, ClientConnection]:
     """Open a connection per client to ``uri`` + its number, ``HANDSHAKES`` at a time."""
     gate = asyncio.Semaphore(HANDSHAKES)
     opened: dict[int, ClientConnection] = {}
 
     async def open_one(client: int) -> None:
         async with gate:
-            ws = await tether.connect(f"{uri}{client}", **client_options(client), **options)
+            ws = await tether.connect(f"{uri}{client}", **client_options(client), **KEEPALIVE)
         opened[client] = ws
         negotiated = bool(ws.protocol.extensions)
         assert negotiated == compressed(client), f"client {client}: compression {negotiated}"
@@ -86,18 +88,31 @@ async def open_clients(
     return opened
 
 
+WINDOW = 4
+"""Messages a client may have sent and not seen echoed yet.
+
+A ping waits in TCP behind the messages sent before it, and the server
+reads them no faster than its handler takes them: with every message of a
+soak round sent at once, a pong would come back only once the round is
+nearly over. A few in flight keep the streams full and the pings prompt.
+"""
+
+
 async def exchange(ws: ClientConnection, client: int, count: int) -> None:
     """Send ``count`` messages, and check that each echo is the message sent."""
+    window = asyncio.Semaphore(WINDOW)
 
     async def receive() -> None:
         for seq in range(count):
             echo = await ws.recv()
             expected = message(client, seq)
             assert echo == expected, f"client {client}: echo {seq} is not the message sent"
+            window.release()
 
     async with asyncio.TaskGroup() as group:
         group.create_task(receive())
         for seq in range(count):
+            await window.acquire()
             await ws.send(pieces(client, seq))
 
 
@@ -184,9 +199,6 @@ class Streams:
     with what the server's handlers received.
     """
 
-    WINDOW = 4
-    """Messages a client may have sent and not seen echoed yet."""
-
     MAX_MESSAGES = 1_000_000
     """A bound on what one client sends, far beyond what it sends before a shutdown."""
 
@@ -210,7 +222,7 @@ class Streams:
                 group.create_task(self._stream(client, ws))
 
     async def _stream(self, client: int, ws: ClientConnection) -> None:
-        window = asyncio.Semaphore(self.WINDOW)
+        window = asyncio.Semaphore(WINDOW)
         done = False
 
         async def receive() -> None:

@@ -28,6 +28,7 @@ from tether.asyncio.server import Server, ServerConnection
 
 from .clients import (
     BACKLOG,
+    KEEPALIVE,
     MIB,
     close_all,
     exchange_all,
@@ -70,7 +71,7 @@ async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> N
     if traced:
         tracemalloc.start()
     try:
-        async with tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG) as server:
+        async with tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG, **KEEPALIVE) as server:
             host, port = next(iter(server.sockets)).getsockname()[:2]
             uri = f"ws://{host}:{port}/"
             # One client of each kind first: what stays after it (caches,
@@ -86,15 +87,19 @@ async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> N
                 # Client numbers are never reused: a stray message from an
                 # earlier round could not pass for one of this round.
                 first = 4 + rounds * scale.connections
-                await run_round(server, uri, ledger, range(first, first + scale.connections), scale)
+                latency = await run_round(
+                    server, uri, ledger, range(first, first + scale.connections), scale
+                )
                 rounds += 1
                 after = await usage()
                 logger.info(
-                    "round %d: %d connections, %d messages each way, %.1f s; %s",
+                    "round %d: %d connections, %d messages each way, %.1f s, "
+                    "slowest keepalive pong %.2f s; %s",
                     rounds,
                     scale.connections,
                     scale.connections * scale.messages,
                     time.monotonic() - round_started,
+                    latency,
                     after,
                 )
                 assert not ledger.connections, f"{len(ledger.connections)} connections alive"
@@ -111,8 +116,14 @@ async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> N
         tracemalloc.stop()
 
 
-async def run_round(server: Server, uri: str, ledger: Ledger, clients: range, scale: Scale) -> None:
-    """Open every client at once, exchange, close; check the handler saw every message."""
+async def run_round(
+    server: Server, uri: str, ledger: Ledger, clients: range, scale: Scale
+) -> float:
+    """Open every client at once, exchange, close; check the handler saw every message.
+
+    Return the longest keepalive round trip the clients measured last (0
+    when no ping was sent: rounds shorter than the ping interval).
+    """
     async with asyncio.timeout(scale.round_timeout):
         connections = await open_clients(uri, clients)
         assert len(server.connections) == len(clients)
@@ -121,6 +132,7 @@ async def run_round(server: Server, uri: str, ledger: Ledger, clients: range, sc
         finally:
             # A message the handler found wrong explains what the clients saw next.
             assert not ledger.errors, ledger.errors[:5]
+        latency = max(ws.latency for ws in connections.values())
         await close_all(connections)
     del connections
     for client in clients:
@@ -128,3 +140,4 @@ async def run_round(server: Server, uri: str, ledger: Ledger, clients: range, sc
     # The server learns that TCP closed a moment after the client does.
     drained = await settle(lambda: not server._connections and not server._handlers, 10)
     assert drained, f"{len(server._connections)} connections, {len(server._handlers)} handlers"
+    return latency

@@ -19,7 +19,7 @@ import tether
 from tether.asyncio.server import ServerConnection
 from tether.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidMessage, InvalidStatus
 
-from .clients import BACKLOG, Streams, open_clients, usage
+from .clients import BACKLOG, KEEPALIVE, Streams, open_clients, usage
 from .conftest import Scale
 from .traffic import Ledger, client_of
 
@@ -69,7 +69,7 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
         late[outcome] = late.get(outcome, 0) + 1
 
     baseline = await usage()
-    server = await tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG)
+    server = await tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG, **KEEPALIVE)
     try:
         host, port = next(iter(server.sockets)).getsockname()[:2]
         uri = f"ws://{host}:{port}/"

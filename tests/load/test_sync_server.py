@@ -24,7 +24,16 @@ import pytest
 import tether.sync
 from tether.sync.server import Server, ServerConnection
 
-from .clients import BACKLOG, Streams, close_all, exchange_all, open_clients, settle, usage
+from .clients import (
+    BACKLOG,
+    KEEPALIVE,
+    Streams,
+    close_all,
+    exchange_all,
+    open_clients,
+    settle,
+    usage,
+)
 from .conftest import Scale
 from .traffic import Ledger, client_of
 
@@ -61,7 +70,7 @@ async def threading_server(ledger: Ledger) -> AsyncIterator[tuple[Server, str]]:
     baseline = await usage()
     threads = threading.active_count()
     fds = open_fds()
-    server = tether.sync.serve(handler, "127.0.0.1", 0, backlog=BACKLOG)
+    server = tether.sync.serve(handler, "127.0.0.1", 0, backlog=BACKLOG, **KEEPALIVE)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:
