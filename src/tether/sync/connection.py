@@ -1,22 +1,34 @@
 """The threading connection shared by clients and servers.
 
-One background thread per connection reads the socket and feeds the engine,
-so pings are answered even when the application does not call ``recv``. A
-mutex guards the engine; a condition on it wakes readers when messages arrive
-and the reader thread when the queue drains.
+Reading the socket. A thread that calls ``recv`` and finds no message waiting
+reads the socket itself, so a request/response exchange never hands a message
+from one thread to another (a wake-up and two context switches each). One
+background thread per connection reads when no application thread does, so
+pings are answered, closing handshakes finish and pongs are seen even while
+the application does not call ``recv``. Whoever reads holds the read token
+(``_reading``); the background thread never holds it while it blocks: it
+waits for the socket to become readable without it, then takes it, so that a
+``recv`` can always take over. While an application thread is reading, or
+read less than :data:`READER_GRACE` ago, the background thread sleeps instead
+of polling the socket: otherwise each incoming message would wake both.
+
+A mutex guards the engine and the message queue; ``recv`` waits on one
+condition of it (for a message read by the background thread) and the
+background thread sleeps on another.
 
 Writing to the socket happens outside that mutex, under a separate write lock:
 a ``sendall`` that blocks because the peer does not read must not stop this
 side from reading, or two peers sending large messages to each other would
 wait on each other forever. Whoever holds the write lock writes everything the
 engine has to send, in the engine's order, and lets it go only when nothing is
-left; the reader thread never waits for the write lock, so it keeps reading
+left; a reading thread never waits for the write lock, so it keeps reading
 while another thread writes its pongs for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -44,6 +56,19 @@ READ_SIZE = 65536
 
 REPLY_LIMIT = 65536
 """Bytes of answers (pongs) that may wait while another thread's write is stuck."""
+
+READER_GRACE = 0.05
+"""Seconds without a read by an application thread before the background thread reads.
+
+Pings and closes don't wait for it: the background thread reads at once while
+a ping of ours waits for its pong or the connection is closing.
+"""
+
+JOIN_LIMIT = 16384
+"""Up to this many bytes, pieces written together are joined; beyond, sent as a vector."""
+
+IOV_MAX = 512
+"""Buffers per ``sendmsg`` call, under every system's limit."""
 
 
 class Connection(ConnectionAttributes):
@@ -81,7 +106,10 @@ class Connection(ConnectionAttributes):
         self.latency = 0.0
         """The round-trip time of the last ping answered, in seconds."""
         self._mutex = threading.Lock()
+        # The receiving thread waits on this one for the background thread.
         self._changed = threading.Condition(self._mutex)
+        # The background thread sleeps on this one.
+        self._wake_reader = threading.Condition(self._mutex)
         # Keeps the frames of one message together when threads send at once.
         self._send_mutex = threading.Lock()
         # Held while writing to the socket; never taken by a thread holding
@@ -93,7 +121,22 @@ class Connection(ConnectionAttributes):
         self._write_error: OSError | None = None
         self._close_timer: threading.Timer | None = None
         self._messages = MessageQueue(max_queue)
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        # An application thread is in recv or recv_streaming (one at a time).
+        self._receiving = False
+        # An application thread is inside a wait for data, free to read.
+        self._in_recv = False
+        # It waits on _changed for the background thread to read.
+        self._recv_waiting = False
+        # It asks the background thread to read for it (TLS with a timeout).
+        self._delegated = False
+        # The read token: a thread reads the socket and feeds the engine.
         self._reading = False
+        # Socket reads by application threads: tells the background thread
+        # that the application reads, and that its poll result is stale.
+        self._app_reads = 0
+        # The background thread sleeps until the receiving thread leaves.
+        self._reader_parked = False
         self._pings: PingTracker[threading.Event] = PingTracker()
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
@@ -105,7 +148,7 @@ class Connection(ConnectionAttributes):
             self._process()
         self._flush(block=False)
         self._reader = threading.Thread(
-            target=self._read_loop, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
+            target=self._background_read, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
         )
         self._reader.start()
         if self.ping_interval is not None:
@@ -139,53 +182,48 @@ class Connection(ConnectionAttributes):
         :class:`~tether.exceptions.ConnectionClosed` once the connection is
         closed and every message received before was read.
         """
-        with self._changed:
-            if self._reading:
+        with self._mutex:
+            if self._receiving:
                 raise ConcurrencyError("another thread is already receiving from this connection")
-            self._reading = True
-            try:
-                messages = self._messages
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not len(messages):
-                    if self._closed.is_set():
-                        raise self.protocol.close_exc()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError("no message received in time")
-                    self._changed.wait(remaining)
-                was_full = messages.full
-                message = messages.get(decode)
-                if was_full or (messages.low and self.protocol.held_back):
-                    # The reader thread waits for room, or for the queue to be
-                    # half empty to parse what the engine held back.
-                    self._changed.notify_all()
-                return message
-            finally:
-                self._reading = False
+            messages = self._messages
+            if not messages.ready:
+                self._receiving = True
+                try:
+                    self._wait_for_data(timeout, whole=True)
+                finally:
+                    self._receiving = False
+            was_full = messages.full
+            message = messages.get(decode)
+            if was_full or (self.protocol.held_back and messages.low):
+                # The background thread waits for room, or for the queue to
+                # be half empty to parse what the engine held back.
+                self._wake_reader.notify()
+            return message
 
     def recv_streaming(self, decode: bool | None = None) -> Iterator[str | bytes]:
         """Yield the next message piece by piece, as its frames arrive."""
-        with self._changed:
-            if self._reading:
+        with self._mutex:
+            if self._receiving:
                 raise ConcurrencyError("another thread is already receiving from this connection")
-            self._reading = True
+            self._receiving = True
         try:
             while True:
-                with self._changed:
-                    piece = self._messages.get_fragment()
-                    while piece is None:
-                        if self._closed.is_set():
-                            raise self.protocol.close_exc()
-                        self._changed.wait()
-                        piece = self._messages.get_fragment()
-                    self._changed.notify_all()
+                with self._mutex:
+                    messages = self._messages
+                    if not messages.pending:
+                        self._wait_for_data(None, whole=False)
+                    was_full = messages.full
+                    piece = messages.get_fragment()
+                    assert piece is not None
+                    if was_full or (self.protocol.held_back and messages.low):
+                        self._wake_reader.notify()
                 data, last = piece
                 yield convert(data, decode)
                 if last:
                     return
         finally:
-            with self._changed:
-                self._reading = False
+            with self._mutex:
+                self._receiving = False
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Iterate over messages; end quietly on 1000 or 1001, raise on other closures."""
@@ -194,6 +232,125 @@ class Connection(ConnectionAttributes):
                 yield self.recv()
         except ConnectionClosedOK:
             return
+
+    def _wait_for_data(self, timeout: float | None, *, whole: bool) -> None:
+        """Return once a whole message (or, unless ``whole``, a piece) waits; hold the mutex.
+
+        Read the socket on this thread when no other thread reads it. Raise
+        :class:`TimeoutError` after ``timeout`` seconds, and the
+        :class:`~tether.exceptions.ConnectionClosed` that says how once the
+        connection is closed.
+        """
+        messages = self._messages
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._in_recv = True
+        tried = False
+        try:
+            while not (messages.ready if whole else messages.pending):
+                if self._closed.is_set():
+                    raise self.protocol.close_exc()
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    # Data may wait unread in the socket: look once, even
+                    # with no time left, before giving up.
+                    if remaining <= 0 and (tried or self._tls):
+                        raise TimeoutError("no message received in time")
+                    remaining = max(0.0, remaining)
+                if not self._reading and (remaining is None or not self._tls):
+                    tried = True
+                    self._app_reads += 1
+                    self._read_once(remaining)
+                    continue
+                if remaining is not None and self._tls and not self._delegated:
+                    # A TLS read may block on a partial record whatever poll
+                    # said: the background thread takes that risk.
+                    self._delegated = True
+                    self._wake_reader.notify()
+                self._recv_waiting = True
+                try:
+                    # With no time left on a plain socket, the background
+                    # thread is reading data that is there: wait for it.
+                    self._changed.wait(remaining or None)
+                finally:
+                    self._recv_waiting = False
+        finally:
+            self._in_recv = False
+            self._delegated = False
+            if self._reader_parked:
+                # The background thread sleeps until this thread leaves.
+                self._reader_parked = False
+                self._wake_reader.notify()
+
+    def _read_once(self, timeout: float | None) -> None:
+        """Read from the socket once and handle what came; hold the mutex, and the token is free.
+
+        The mutex is let go while reading and while writing answers. With a
+        ``timeout`` (plain sockets only), wait that long at most for data. The
+        thread that finds the connection closed keeps the token and wraps up.
+        """
+        protocol = self.protocol
+        mutex = self._mutex
+        self._reading = True
+        closed = False
+        try:
+            if protocol.held_back:
+                # Messages were read: parse what the engine held back.
+                protocol.message_budget = self._budget()
+                protocol.resume_parsing()
+            else:
+                data: bytes | None
+                mutex.release()
+                try:
+                    if timeout is not None and not self._readable(timeout):
+                        data = None
+                    else:
+                        data = self.socket.recv(READ_SIZE)
+                except OSError:
+                    data = b""
+                finally:
+                    mutex.acquire()
+                if data is None:
+                    return
+                # One read of compressed data must not inflate into more
+                # messages than the queue holds: the engine keeps the rest.
+                protocol.message_budget = self._budget()
+                if data:
+                    protocol.receive_data(data)
+                else:
+                    protocol.receive_eof()
+            self._process()
+            closed = protocol.state is State.CLOSED
+            flush = closed or protocol.close_transport or protocol.pending_output
+            if self._recv_waiting:
+                self._changed.notify()
+        finally:
+            if not closed:
+                self._reading = False
+        if flush or closed:
+            mutex.release()
+            try:
+                # Don't wait for the write lock here: its holder may be stuck
+                # until the peer reads, and the peer may be waiting for us to.
+                # Unless the engine's own answers (pongs) pile up: a peer that
+                # floods pings and never reads must not grow memory without
+                # bound, so reading waits for the write then.
+                if not self._flush(block=False) and protocol.pending_output > REPLY_LIMIT:
+                    self._flush(quiet=True)
+                if closed:
+                    self._wrap_up()
+            finally:
+                mutex.acquire()
+
+    def _readable(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the socket to have data or EOF."""
+        poller = select.poll()
+        try:
+            poller.register(self.socket, select.POLLIN)
+        except (OSError, ValueError):
+            # The socket is closed: reading it fails at once.
+            return True
+        return bool(poller.poll(timeout * 1000))
 
     # Sending
 
@@ -207,7 +364,13 @@ class Connection(ConnectionAttributes):
             with self._send_mutex:
                 with self._mutex:
                     send_data(self.protocol, message, text)  # type: ignore[arg-type]
-                self._flush()
+                    # Most of the time nobody else writes: take the bytes now
+                    # rather than in a second turn of the mutex.
+                    if not self._write_lock.acquire(blocking=False):
+                        data = None
+                    else:
+                        data = self.protocol.data_to_send()
+                self._flush(data=data)
             return
         if not isinstance(message, Iterable):
             raise TypeError("cannot send an async iterable with the threading API")
@@ -247,6 +410,9 @@ class Connection(ConnectionAttributes):
             except InvalidState:
                 self._pings.answer(payload, time.monotonic())
                 raise self.protocol.close_exc() from None
+            # The pong is read at once, not after the grace period, so that
+            # latency measures the network, not the application.
+            self._wake_reader.notify()
         self._flush(block)
         return event
 
@@ -268,11 +434,12 @@ class Connection(ConnectionAttributes):
         The wait lasts at most ``close_timeout``, even when the peer reads
         nothing any more; then the socket is shut down.
         """
-        with self._changed:
+        with self._mutex:
             if self.protocol.state is State.OPEN:
                 self.protocol.send_close(code, reason)
-                # A reader paused by a full queue must read the peer's answer.
-                self._changed.notify_all()
+                # The background thread must read the peer's answer, even if
+                # the queue is full or the application read a moment ago.
+                self._wake_reader.notify()
             if self.protocol.state is not State.CLOSED:
                 # Also bounds a write stuck because the peer stopped reading.
                 self._arm_close_timer()
@@ -301,19 +468,19 @@ class Connection(ConnectionAttributes):
         does not hold this up: the socket is shut down at once.
         """
         self.logger.info("failing connection with code %d: %s", code, reason)
-        with self._changed:
+        with self._mutex:
             self.protocol.fail(code, reason)
-            self._changed.notify_all()
+            self._wake_reader.notify()
             # Bounds writing the close frame to a peer that reads no more.
             self._arm_close_timer()
         if not self._flush(block, quiet=True):
             self._shutdown()
 
     def _shutdown(self) -> None:
-        """Shut the socket down: the reader thread wakes up and a stuck write fails."""
-        with self._changed:
+        """Shut the socket down: a blocked read ends with EOF and a stuck write fails."""
+        with self._mutex:
             self._shut_down = True
-            self._changed.notify_all()
+            self._wake_reader.notify()
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
@@ -322,14 +489,14 @@ class Connection(ConnectionAttributes):
 
         After failing on the peer's data, the rest of what it sent may still be
         coming: closing with input unread makes the kernel reset the
-        connection, and the peer may lose the close frame just sent. The
-        reader thread reads and drops the rest instead, for ``close_timeout``
-        at most. TLS cannot half-close, so a TLS socket is shut down whole.
+        connection, and the peer may lose the close frame just sent. Reading
+        goes on, dropping the rest, for ``close_timeout`` at most. TLS cannot
+        half-close, so a TLS socket is shut down whole.
         """
-        if isinstance(self.socket, ssl.SSLSocket):
+        if self._tls:
             self._shutdown()
             return
-        with self._changed:
+        with self._mutex:
             self._arm_close_timer()
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_WR)
@@ -354,56 +521,63 @@ class Connection(ConnectionAttributes):
             return None
         return max(0, max_queue - len(self._messages))
 
-    def _read_loop(self) -> None:
+    def _background_read(self) -> None:
+        """Read when no application thread does; close the socket at the end."""
         sock = self.socket
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        mutex = self._mutex
+        # The application's reads seen when this thread last looked, and when
+        # its last poll found data: a read since makes that result stale.
+        seen = self._app_reads
+        readable_at = -1
         try:
             while True:
-                with self._changed:
-                    while (
-                        (self._messages.full or self.protocol.held_back)
-                        and not self._messages.low
-                        and self.protocol.state is State.OPEN
-                        and not self._shut_down
-                    ):
+                with mutex:
+                    if self._closed.is_set():
+                        return
+                    protocol = self.protocol
+                    messages = self._messages
+                    open_ = protocol.state is State.OPEN and not self._shut_down
+                    if self._reading or (self._in_recv and not self._delegated):
+                        # An application thread reads, or may at any time:
+                        # polling too would wake two threads per message.
+                        self._reader_parked = True
+                        self._wake_reader.wait()
+                        self._reader_parked = False
+                        continue
+                    if open_ and (messages.full or protocol.held_back) and not messages.low:
                         # Stop reading: TCP flow control then slows the peer down.
-                        self._changed.wait()
-                    # Parse what the engine held back once the queue is half
-                    # empty: in batches, not one message per recv.
-                    held_back = self.protocol.held_back and (
-                        self._messages.low or self._budget() is None
-                    )
-                    if held_back:
-                        # Messages were read: parse what the engine held back.
-                        self.protocol.message_budget = self._budget()
-                        self.protocol.resume_parsing()
-                        self._process()
-                        closed = self.protocol.state is State.CLOSED
-                if not held_back:
-                    try:
-                        data = sock.recv(READ_SIZE)
-                    except OSError:
-                        data = b""
-                    with self._changed:
-                        # One read of compressed data must not inflate into more
-                        # messages than the queue holds: the engine keeps the rest.
-                        self.protocol.message_budget = self._budget()
-                        if data:
-                            self.protocol.receive_data(data)
-                        else:
-                            self.protocol.receive_eof()
-                        self._process()
-                        closed = self.protocol.state is State.CLOSED
-                # Don't wait for the write lock here: its holder may be stuck
-                # until the peer reads, and the peer may be waiting for us to.
-                # Unless the engine's own answers (pongs) pile up: a peer that
-                # floods pings and never reads must not grow memory without
-                # bound, so reading waits for the write then.
-                if not self._flush(block=False) and self.protocol.pending_output > REPLY_LIMIT:
-                    self._flush(quiet=True)
-                if closed:
-                    break
+                        self._wake_reader.wait()
+                        continue
+                    if protocol.held_back and (messages.low or self._budget() is None):
+                        # Parse what the engine held back once the queue is
+                        # half empty: in batches, not one message per recv.
+                        self._read_once(None)
+                        continue
+                    urgent = not open_ or len(self._pings) or self._delegated
+                    if not urgent and self._app_reads != seen:
+                        # The application read a moment ago and likely reads
+                        # again soon: let it, and look again later.
+                        seen = self._app_reads
+                        self._wake_reader.wait(READER_GRACE)
+                        continue
+                    if readable_at == self._app_reads:
+                        readable_at = -1
+                        self._read_once(None)
+                        continue
+                    mark = self._app_reads
+                # Wait for data without the token, so that a recv can take
+                # over; a shutdown of the socket ends the wait too.
+                if (self._tls and cast(ssl.SSLSocket, sock).pending()) or poller.poll():
+                    readable_at = mark
         finally:
             self._wrap_up()
+            # A thread may still be writing: let it finish before the file
+            # descriptor goes away and its number can be reused. This thread
+            # closes the socket because it may be polling it.
+            with self._write_lock, contextlib.suppress(OSError):
+                sock.close()
 
     def _process(self) -> None:
         """Handle the engine's events; hold the mutex, and call :meth:`_flush` after."""
@@ -417,7 +591,6 @@ class Connection(ConnectionAttributes):
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, (Message, Fragment)):
             self._messages.put(event)
-            self._changed.notify_all()
         elif isinstance(event, Pong):
             for waiter, latency in self._pings.answer(event.data, time.monotonic()):
                 self.latency = latency
@@ -435,36 +608,41 @@ class Connection(ConnectionAttributes):
             self.logger.debug("closing timed out after %s seconds", self.close_timeout)
             self._shutdown()
 
-    def _flush(self, block: bool = True, *, quiet: bool = False) -> bool:
+    def _flush(
+        self, block: bool = True, *, quiet: bool = False, data: list[bytes] | None = None
+    ) -> bool:
         """Write what the engine has to send, in order; don't hold the mutex.
 
         Return ``False`` if ``block`` is false and another thread holds the
         write lock: that thread writes these bytes too before letting it go.
-        Once the engine asks to close TCP and everything is written, shut the
-        socket down. When writing fails, wait until the connection is closed
-        and raise the :class:`~tether.exceptions.ConnectionClosed` that says
-        how, unless ``quiet`` or not ``block``.
+        ``data`` given means the caller took the write lock and these bytes
+        from the engine already. Once the engine asks to close TCP and
+        everything is written, shut the socket down. When writing fails, wait
+        until the connection is closed and raise the
+        :class:`~tether.exceptions.ConnectionClosed` that says how, unless
+        ``quiet`` or not ``block``.
         """
-        if not self._write_lock.acquire(blocking=block):
+        if data is None and not self._write_lock.acquire(blocking=block):
             return False
         shutdown = False
         error: OSError | None = None
         while True:
-            with self._mutex:
-                data = self.protocol.data_to_send()
-                if not data:
-                    shutdown = self.protocol.close_transport
-                    # Our bytes may have gone out with another thread's write
-                    # that failed: report it as if it were ours.
-                    error = self._write_error
-                    # Let go under the mutex: bytes the engine makes from now
-                    # on are written by whoever takes the write lock next.
-                    self._write_lock.release()
-                    break
+            if not data:
+                with self._mutex:
+                    data = self.protocol.data_to_send()
+                    if not data:
+                        shutdown = self.protocol.close_transport
+                        # Our bytes may have gone out with another thread's
+                        # write that failed: report it as if it were ours.
+                        error = self._write_error
+                        # Let go under the mutex: bytes the engine makes from
+                        # now on are written by whoever takes the write lock next.
+                        self._write_lock.release()
+                        break
             try:
-                self.socket.sendall(data[0] if len(data) == 1 else b"".join(data))
+                self._write(data)
             except OSError as exc:
-                # The connection is broken: drop the rest; the reader thread
+                # The connection is broken: drop the rest; the reading thread
                 # sees the shut-down socket and wraps up.
                 with self._mutex:
                     self.protocol.data_to_send()
@@ -473,6 +651,7 @@ class Connection(ConnectionAttributes):
                 shutdown = True
                 error = exc
                 break
+            data = None
         if shutdown:
             if error is None and self.protocol.error is not None:
                 self._half_close()
@@ -483,22 +662,47 @@ class Connection(ConnectionAttributes):
             raise self.protocol.close_exc() from error
         return True
 
+    def _write(self, data: list[bytes]) -> None:
+        """Write frames with one system call when possible, without copying large payloads."""
+        sock = self.socket
+        if len(data) == 1:
+            sock.sendall(data[0])
+            return
+        if self._tls or sum(map(len, data)) <= JOIN_LIMIT:
+            if self._tls:
+                # No vectored write over TLS: one record per frame.
+                for chunk in data:
+                    sock.sendall(chunk)
+            else:
+                sock.sendall(b"".join(data))
+            return
+        views = [memoryview(chunk) for chunk in data if chunk]
+        while views:
+            sent = sock.sendmsg(views[:IOV_MAX])
+            # A blocking socket sends everything unless a signal interrupts.
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if sent:
+                views[0] = views[0][sent:]
+
     def _wrap_up(self) -> None:
-        with self._changed:
+        """Mark the connection closed and wake everyone; once, by whoever saw it end."""
+        with self._mutex:
+            if self._closed.is_set():
+                return
             if self.protocol.state is not State.CLOSED:
                 self.protocol.receive_eof()
             self._closed.set()
             for waiter in self._pings.drain():
                 waiter.set()
             self._changed.notify_all()
+            self._wake_reader.notify_all()
         if self._close_timer is not None:
             self._close_timer.cancel()
-        # A thread may still be writing: wake it, and let it finish before
-        # the file descriptor goes away and its number can be reused.
+        # Wake a thread that writes, or that polls the socket.
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
-        with self._write_lock, contextlib.suppress(OSError):
-            self.socket.close()
         self.logger.debug("connection closed: %s", self.protocol.close_exc())
 
     def _keepalive_loop(self) -> None:
