@@ -102,11 +102,10 @@ async def test_keepalive_stops_when_the_connection_closes(
     options = {"ping_interval": INTERVAL, "ping_timeout": INTERVAL}
     async with open_pair(start_server, side, both=options) as pair:
         await asyncio.sleep(INTERVAL * 2)
-        keepalive = pair.ours._keepalive
-        assert keepalive is not None
+        assert pair.ours._keepalive is not None
         await pair.ours.close()
-        # The pending timer is cancelled, and no new one is set.
-        assert keepalive.cancelled()
+        # The pending timer is cancelled (or fired and found the connection
+        # closing), and no new one is set.
         assert pair.ours._keepalive is None
         await asyncio.sleep(INTERVAL * 2)
         assert pair.ours._keepalive is None
