@@ -314,7 +314,8 @@ class Connection(ConnectionAttributes):
                     return
                 # One read of compressed data must not inflate into more
                 # messages than the queue holds: the engine keeps the rest.
-                protocol.message_budget = self._budget()
+                if protocol.extensions:
+                    protocol.message_budget = self._budget()
                 if data:
                     protocol.receive_data(data)
                 else:
@@ -581,8 +582,12 @@ class Connection(ConnectionAttributes):
 
     def _process(self) -> None:
         """Handle the engine's events; hold the mutex, and call :meth:`_flush` after."""
+        put = self._messages.put
         for event in self.protocol.events():
-            self._handle_event(event)
+            if type(event) is Message:
+                put(event)
+            else:
+                self._handle_event(event)
         if self.protocol.state is State.CLOSING and not self.protocol.close_transport:
             # A client waits for the server to close TCP, a server for the
             # client's close frame: not forever.
@@ -640,7 +645,10 @@ class Connection(ConnectionAttributes):
                         self._write_lock.release()
                         break
             try:
-                self._write(data)
+                if len(data) == 1:
+                    self.socket.sendall(data[0])
+                else:
+                    self._write(data)
             except OSError as exc:
                 # The connection is broken: drop the rest; the reading thread
                 # sees the shut-down socket and wraps up.
