@@ -123,6 +123,9 @@ class ServerConnection(Connection):
         self._start_keepalive()
         server._start_handler(self)
 
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        self.server._handlers.pop(self, None)
+
     async def _run_handler(self) -> None:
         try:
             await self.server.handler(self)
@@ -219,7 +222,7 @@ class Server:
     def _start_handler(self, connection: ServerConnection) -> None:
         task = self._loop.create_task(connection._run_handler())
         self._handlers[connection] = task
-        task.add_done_callback(lambda _: self._handlers.pop(connection, None))
+        task.add_done_callback(connection._handler_done)
 
     def close(self, close_connections: bool = True) -> None:
         """Stop listening, and close open connections with 1001 unless told not to.

@@ -1,9 +1,9 @@
 """HTTP headers as a case-insensitive multi-dict.
 
 :class:`Headers` keeps every field in the order it arrived, duplicates and
-original spelling included, and answers lookups by lower-cased name in
-constant time. It behaves like a ``dict`` while no name repeats; the few
-places where a name may repeat are spelt out in its docstring.
+original spelling included, and answers lookups by name, ignoring case. It
+behaves like a ``dict`` while no name repeats; the few places where a name
+may repeat are spelt out in its docstring.
 """
 
 from __future__ import annotations
@@ -64,41 +64,74 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
     included.
     """
 
-    __slots__ = ("_fields", "_names", "_values")
+    # Only the fields are kept, and lookups scan them: a handshake has a
+    # dozen headers (max_headers bounds a hostile one), and an idle
+    # connection keeps its request and response, so an index per Headers
+    # would cost more memory than the scans cost time.
+    __slots__ = ("_fields",)
 
     def __init__(self, arg: HeadersLike | None = None, /, **kwargs: str) -> None:
         self._fields: list[tuple[str, str]] = []
-        # Both dicts are keyed by lower-cased name; their order is first-seen.
-        self._names: dict[str, str] = {}
-        self._values: dict[str, list[str]] = {}
         if arg is not None:
             self.update(arg)
         self.update(**kwargs)
 
+    def _matching(self, name: str) -> Iterator[tuple[str, str]]:
+        """Yield the fields whose name is ``name``, ignoring case."""
+        key = name.lower()
+        size = len(key)
+        for field in self._fields:
+            # Comparing lengths first skips most lower() calls.
+            if len(field[0]) == size and field[0].lower() == key:
+                yield field
+
     def __getitem__(self, name: str) -> str:
-        values = self._values[name.lower()]
-        if len(values) > 1:
-            raise MultipleValuesError(self._names[name.lower()], len(values))
-        return values[0]
+        found = None
+        count = 0
+        for field in self._matching(name):
+            if found is None:
+                found = field
+            count += 1
+        if found is None:
+            raise KeyError(name)
+        if count > 1:
+            raise MultipleValuesError(found[0], count)
+        return found[1]
 
     def __setitem__(self, name: str, value: str) -> None:
         _check_field(name, value)
-        self._add(name, value)
+        self._fields.append((name, value))
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        del self._values[key]
-        del self._names[key]
-        self._fields = [field for field in self._fields if field[0].lower() != key]
+        kept = [field for field in self._fields if field[0].lower() != key]
+        if len(kept) == len(self._fields):
+            raise KeyError(name)
+        self._fields = kept
+
+    def _first_spellings(self) -> dict[str, str]:
+        """Map each distinct lower-cased name to its first spelling, in first-seen order."""
+        names: dict[str, str] = {}
+        for name, _ in self._fields:
+            names.setdefault(name.lower(), name)
+        return names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names.values())
+        return iter(list(self._first_spellings().values()))
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self._first_spellings())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
+        if not isinstance(name, str):
+            return False
+        return next(self._matching(name), None) is not None
+
+    def _grouped(self) -> dict[str, list[str]]:
+        values: dict[str, list[str]] = {}
+        for name, value in self._fields:
+            values.setdefault(name.lower(), []).append(value)
+        return values
 
     def __eq__(self, other: object) -> bool:
         """Compare values name by name, ignoring case and the order of names.
@@ -107,10 +140,10 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         equal when it holds the same names and values.
         """
         if isinstance(other, Headers):
-            return self._values == other._values
+            return self._grouped() == other._grouped()
         if isinstance(other, Mapping):
             try:
-                return self._values == Headers(other)._values
+                return self._grouped() == Headers(other)._grouped()
             except (TypeError, ValueError):
                 return False
         return NotImplemented
@@ -118,19 +151,9 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._fields!r})"
 
-    def _add(self, name: str, value: str) -> None:
-        key = name.lower()
-        self._fields.append((name, value))
-        values = self._values.get(key)
-        if values is None:
-            self._values[key] = [value]
-            self._names[key] = name
-        else:
-            values.append(value)
-
     def get_all(self, name: str) -> list[str]:
         """Return every value of ``name`` in order, or an empty list."""
-        return list(self._values.get(name.lower(), ()))
+        return [value for _, value in self._matching(name)]
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Yield every ``(name, value)`` field in order, as originally spelt."""
@@ -164,15 +187,11 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         """Return a shallow copy with the same fields in the same order."""
         new = Headers()
         new._fields = self._fields.copy()
-        new._names = self._names.copy()
-        new._values = {key: values.copy() for key, values in self._values.items()}
         return new
 
     def clear(self) -> None:
         """Remove every field."""
         self._fields.clear()
-        self._names.clear()
-        self._values.clear()
 
     def serialize(self) -> bytes:
         """Build the header block: ``Name: value`` lines and the blank line after them."""
