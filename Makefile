@@ -60,12 +60,13 @@ $(CHROMIUM):
 ATHERIS_WHEEL = $(shell $(BIN)/python -c 'import platform, sys; print(int(sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info < (3, 15)))')
 NO_ATHERIS = $(filter 0,$(ATHERIS_WHEEL))
 
-# The whole suite runs with the C accelerator; the protocol tests run again on
-# the pure-Python fallback, and coverage adds up both runs.
+# The whole suite runs with the C accelerator; the protocol and conformance
+# tests (the frame path, in memory and on the network) run again on the
+# pure-Python fallback, and coverage adds up both runs.
 pytest: $(STAMP_DEV) $(STAMP_NODE) $(CHROMIUM)
 	$(if $(NO_ATHERIS),@echo "note: atheris has no wheel for this Python or platform: tests/fuzz/test_atheris.py (brief fuzzing runs) is left out")
 	$(BIN)/python -m pytest --cov --cov-report= $(if $(NO_ATHERIS),--ignore=tests/fuzz/test_atheris.py)
-	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol --cov --cov-append --cov-report=
+	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol tests/conformance --cov --cov-append --cov-report=
 	$(BIN)/python -m coverage report
 	$(BIN)/python -m coverage report --include='src/tether/protocol/*' --fail-under=100
 
