@@ -50,7 +50,7 @@ class ClientConnection(Connection):
             raise protocol.handshake_exc
         # The handshake succeeded. The state may already be CLOSING: a server
         # that sends a message and closes at once can have its close frame
-        # arrive with the 101, and the reader thread takes it from there.
+        # arrive with the 101, and whichever thread reads next takes it from there.
         self.logger.info("connected: %s", protocol.response and protocol.response.status_code)
         # Frames that came with the response are already in the engine.
         self._start()
