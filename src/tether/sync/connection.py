@@ -70,6 +70,12 @@ JOIN_LIMIT = 16384
 IOV_MAX = 512
 """Buffers per ``sendmsg`` call, under every system's limit."""
 
+# What the application thread in recv does, if there is one (one at a time).
+RECV_NONE = 0  # no thread waits for data
+RECV_READY = 1  # one does, and reads the socket whenever nobody else does
+RECV_WAITING = 2  # it waits for the background thread, which is reading
+RECV_DELEGATED = 3  # it waits for the background thread to read for it (TLS with a timeout)
+
 
 class Connection(ConnectionAttributes):
     """An open WebSocket connection with blocking methods, on either side.
@@ -121,15 +127,11 @@ class Connection(ConnectionAttributes):
         self._write_error: OSError | None = None
         self._close_timer: threading.Timer | None = None
         self._messages = MessageQueue(max_queue)
-        self._tls = isinstance(sock, ssl.SSLSocket)
         # An application thread is in recv or recv_streaming (one at a time).
         self._receiving = False
-        # An application thread is inside a wait for data, free to read.
-        self._in_recv = False
-        # It waits on _changed for the background thread to read.
-        self._recv_waiting = False
-        # It asks the background thread to read for it (TLS with a timeout).
-        self._delegated = False
+        # What it does while it waits for data: a RECV_* value. Few
+        # attributes keep the instance dictionary small (shared keys).
+        self._recv_state = RECV_NONE
         # The read token: a thread reads the socket and feeds the engine.
         self._reading = False
         # Socket reads by application threads: tells the background thread
@@ -242,8 +244,12 @@ class Connection(ConnectionAttributes):
         connection is closed.
         """
         messages = self._messages
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._in_recv = True
+        deadline = None
+        tls = False
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+            tls = isinstance(self.socket, ssl.SSLSocket)
+        self._recv_state = RECV_READY
         tried = False
         try:
             while not (messages.ready if whole else messages.pending):
@@ -254,29 +260,29 @@ class Connection(ConnectionAttributes):
                     remaining = deadline - time.monotonic()
                     # Data may wait unread in the socket: look once, even
                     # with no time left, before giving up.
-                    if remaining <= 0 and (tried or self._tls):
+                    if remaining <= 0 and (tried or tls):
                         raise TimeoutError("no message received in time")
                     remaining = max(0.0, remaining)
-                if not self._reading and (remaining is None or not self._tls):
+                if not self._reading and not tls:
                     tried = True
                     self._app_reads += 1
                     self._read_once(remaining)
                     continue
-                if remaining is not None and self._tls and not self._delegated:
+                if tls:
                     # A TLS read may block on a partial record whatever poll
                     # said: the background thread takes that risk.
-                    self._delegated = True
+                    self._recv_state = RECV_DELEGATED
                     self._wake_reader.notify()
-                self._recv_waiting = True
+                else:
+                    self._recv_state = RECV_WAITING
                 try:
                     # With no time left on a plain socket, the background
                     # thread is reading data that is there: wait for it.
                     self._changed.wait(remaining or None)
                 finally:
-                    self._recv_waiting = False
+                    self._recv_state = RECV_READY
         finally:
-            self._in_recv = False
-            self._delegated = False
+            self._recv_state = RECV_NONE
             if self._reader_parked:
                 # The background thread sleeps until this thread leaves.
                 self._reader_parked = False
@@ -323,7 +329,7 @@ class Connection(ConnectionAttributes):
             self._process()
             closed = protocol.state is State.CLOSED
             flush = closed or protocol.close_transport or protocol.pending_output
-            if self._recv_waiting:
+            if self._recv_state >= RECV_WAITING:
                 self._changed.notify()
         finally:
             if not closed:
@@ -494,7 +500,7 @@ class Connection(ConnectionAttributes):
         goes on, dropping the rest, for ``close_timeout`` at most. TLS cannot
         half-close, so a TLS socket is shut down whole.
         """
-        if self._tls:
+        if isinstance(self.socket, ssl.SSLSocket):
             self._shutdown()
             return
         with self._mutex:
@@ -525,6 +531,7 @@ class Connection(ConnectionAttributes):
     def _background_read(self) -> None:
         """Read when no application thread does; close the socket at the end."""
         sock = self.socket
+        tls = isinstance(sock, ssl.SSLSocket)
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         mutex = self._mutex
@@ -540,7 +547,8 @@ class Connection(ConnectionAttributes):
                     protocol = self.protocol
                     messages = self._messages
                     open_ = protocol.state is State.OPEN and not self._shut_down
-                    if self._reading or (self._in_recv and not self._delegated):
+                    recv_state = self._recv_state
+                    if self._reading or RECV_READY <= recv_state <= RECV_WAITING:
                         # An application thread reads, or may at any time:
                         # polling too would wake two threads per message.
                         self._reader_parked = True
@@ -556,7 +564,7 @@ class Connection(ConnectionAttributes):
                         # half empty: in batches, not one message per recv.
                         self._read_once(None)
                         continue
-                    urgent = not open_ or len(self._pings) or self._delegated
+                    urgent = not open_ or len(self._pings) or recv_state == RECV_DELEGATED
                     if not urgent and self._app_reads != seen:
                         # The application read a moment ago and likely reads
                         # again soon: let it, and look again later.
@@ -570,7 +578,7 @@ class Connection(ConnectionAttributes):
                     mark = self._app_reads
                 # Wait for data without the token, so that a recv can take
                 # over; a shutdown of the socket ends the wait too.
-                if (self._tls and cast(ssl.SSLSocket, sock).pending()) or poller.poll():
+                if (tls and cast(ssl.SSLSocket, sock).pending()) or poller.poll():
                     readable_at = mark
         finally:
             self._wrap_up()
@@ -676,8 +684,9 @@ class Connection(ConnectionAttributes):
         if len(data) == 1:
             sock.sendall(data[0])
             return
-        if self._tls or sum(map(len, data)) <= JOIN_LIMIT:
-            if self._tls:
+        tls = isinstance(sock, ssl.SSLSocket)
+        if tls or sum(map(len, data)) <= JOIN_LIMIT:
+            if tls:
                 # No vectored write over TLS: one record per frame.
                 for chunk in data:
                     sock.sendall(chunk)
