@@ -26,7 +26,8 @@ from contextlib import (
     contextmanager,
     suppress,
 )
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import tether
 import tether.sync
@@ -38,8 +39,12 @@ from tether.exceptions import ConnectionClosed, ConnectionClosedError
 
 __all__ = [
     "DEADLINE",
+    "ServerKind",
+    "Target",
     "Tracing",
-    "check_keepalive_failure",
+    "attack",
+    "check_unanswered_close",
+    "echo_attack",
     "echo_server",
     "exchange",
     "expect_refused",
@@ -48,6 +53,7 @@ __all__ = [
     "request_lines",
     "server_with_bystander",
     "status_of",
+    "sync_attack",
     "sync_echo",
     "sync_echo_server",
     "sync_exchange",
@@ -159,6 +165,9 @@ def sync_echo_server(**options: Any) -> AbstractContextManager[tuple[tether.sync
 
 # Attacks after the handshake
 
+ServerKind = Literal["asyncio", "threading"]
+"""Which of tether's servers a case plays against."""
+
 
 async def open_peer(port: int, extensions: str | None = None) -> Peer:
     """Connect the raw peer to the server on ``port``; check that it got in."""
@@ -167,12 +176,111 @@ async def open_peer(port: int, extensions: str | None = None) -> Peer:
     return peer
 
 
-def check_keepalive_failure(ws: ConnectionAttributes) -> None:
-    """Check that keepalive failed ``ws``, asyncio or threading: 1011 sent, nothing received."""
+@asynccontextmanager
+async def connected_peer(port: int, extensions: str | None = None) -> AsyncIterator[Peer]:
+    """:func:`open_peer`, stopped on exit.
+
+    The server drops TCP only once the peer answers its close, or after
+    close_timeout: stopping the peer spares the case that wait, and lets a
+    threading server's shutdown proceed.
+    """
+    peer = await open_peer(port, extensions)
+    try:
+        yield peer
+    finally:
+        await peer.stop()
+
+
+@asynccontextmanager
+async def attack(
+    handler: Callable[[ServerConnection], Awaitable[None]],
+    *,
+    extensions: str | None = None,
+    **options: Any,
+) -> AsyncIterator[tuple[Server, Peer]]:
+    """Run ``handler`` on an asyncio server with a bystander; connect the raw peer to it."""
+    async with (
+        server_with_bystander(handler, **options) as (server, port),
+        connected_peer(port, extensions) as peer,
+    ):
+        yield server, peer
+
+
+@asynccontextmanager
+async def sync_attack(
+    handler: Callable[[tether.sync.ServerConnection], None],
+    *,
+    extensions: str | None = None,
+    **options: Any,
+) -> AsyncIterator[tuple[tether.sync.Server, Peer]]:
+    """The threading twin of :func:`attack`; the peer is stopped before the server shuts down."""
+    with sync_server_with_bystander(handler, **options) as (server, port):
+        async with connected_peer(port, extensions) as peer:
+            yield server, peer
+
+
+@dataclass
+class Target:
+    """An echo server of either kind under attack, as a case sees it."""
+
+    server: Server | tether.sync.Server
+    peer: Peer
+    """The raw peer, connected."""
+    connections: list[ConnectionAttributes] = field(default_factory=list)
+    """The peer's connections on the server's side, as their handlers got them."""
+
+    async def connection(self) -> ConnectionAttributes:
+        """The peer's connection on the server's side, once its handler has it."""
+        async with asyncio.timeout(DEADLINE):
+            while not self.connections:
+                await asyncio.sleep(0.01)
+        (ws,) = self.connections
+        return ws
+
+    async def wait_closed(self, ws: ConnectionAttributes) -> None:
+        """Wait until the server's side ``ws`` is closed; fail after :data:`DEADLINE`."""
+        if isinstance(ws, Connection):
+            async with asyncio.timeout(DEADLINE):
+                await ws.wait_closed()
+        else:
+            assert isinstance(ws, tether.sync.ServerConnection), ws
+            # In a worker thread: the loop must go on answering the bystander.
+            assert await asyncio.to_thread(ws.wait_closed, DEADLINE), "still open"
+
+
+@asynccontextmanager
+async def echo_attack(
+    kind: ServerKind, *, extensions: str | None = None, **options: Any
+) -> AsyncIterator[Target]:
+    """An echo server of ``kind`` with a bystander, and the raw peer connected to it."""
+    connections: list[ConnectionAttributes] = []
+    if kind == "asyncio":
+
+        async def handler(ws: ServerConnection) -> None:
+            connections.append(ws)
+            await echo(ws)
+
+        async with attack(handler, extensions=extensions, **options) as (server, peer):
+            yield Target(server, peer, connections)
+    else:
+
+        def sync_handler(ws: tether.sync.ServerConnection) -> None:
+            connections.append(ws)
+            sync_echo(ws)
+
+        async with sync_attack(sync_handler, extensions=extensions, **options) as (
+            sync_server,
+            peer,
+        ):
+            yield Target(sync_server, peer, connections)
+
+
+def check_unanswered_close(ws: ConnectionAttributes, code: int) -> None:
+    """Check that ``ws``, asyncio or threading, sent a close with ``code`` and got none back."""
     closed = ws.protocol.close_exc()
     assert isinstance(closed, ConnectionClosedError), closed
     assert closed.sent is not None, closed
-    assert closed.sent.code == 1011, closed
+    assert closed.sent.code == code, closed
     assert closed.rcvd is None, closed
     assert ws.close_code == 1006
 
