@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["Edit", "add", "both", "drop", "lower_name", "start_line"]
+__all__ = ["Edit", "add", "both", "drop", "lower_name", "replace", "start_line"]
 
 Edit = Callable[[list[bytes]], list[bytes]]
 """Changes the lines of a head."""
@@ -29,6 +29,11 @@ def drop(name: bytes) -> Edit:
 def add(*extra: bytes) -> Edit:
     """Add header lines at the end."""
     return lambda lines: [*lines, *extra]
+
+
+def replace(name: bytes, *values: bytes) -> Edit:
+    """Replace the header ``name`` with one line per value, at the end: none removes it."""
+    return both(drop(name), add(*(name + b": " + value for value in values)))
 
 
 def both(*edits: Edit) -> Edit:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pytest
 
 import tether.sync
-from tests.conformance.edits import Edit, add, both, drop, lower_name, start_line
+from tests.conformance.edits import Edit, add, drop, lower_name, replace, start_line
 from tests.conformance.servers import (
     DEADLINE,
     echo,
@@ -53,11 +53,6 @@ class Refusal:
     edit: Edit
     status: int
     headers: tuple[tuple[str, str], ...] = ()
-
-
-def replace(name: bytes, *values: bytes) -> Edit:
-    """Replace the header ``name`` with one line per value: none removes it."""
-    return both(drop(name), add(*(name + b": " + value for value in values)))
 
 
 def key_of(size: int) -> bytes:
