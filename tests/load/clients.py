@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -39,7 +40,12 @@ thousands of connections, and under tracemalloc or coverage a busy round
 can delay a pong past any deadline fit for a real network; a connection
 failed for that would test the machine, not tether."""
 
+SERVER_OPTIONS: dict[str, Any] = {"backlog": BACKLOG, **KEEPALIVE}
+"""Options of both servers here."""
+
 MIB = 1024 * 1024
+
+logger = logging.getLogger("tests.load")
 
 
 def compressed(client: int) -> bool:
@@ -147,6 +153,29 @@ async def close_all(connections: dict[int, ClientConnection]) -> None:
         assert ws.close_code == expected, f"client {client}: close code {ws.close_code}"
 
 
+async def exchange_and_close(
+    connections: dict[int, ClientConnection], ledger: Ledger, count: int
+) -> float:
+    """Exchange ``count`` messages on every connection, then close them all.
+
+    Check that the handlers received each message once, in order; forget
+    these clients in the ledger. Return the longest keepalive round trip the
+    clients measured last (0 when no ping was sent: rounds shorter than the
+    ping interval).
+    """
+    try:
+        await exchange_all(connections, count)
+    finally:
+        # A message the handler found wrong explains what the clients saw next.
+        assert not ledger.errors, ledger.errors[:5]
+    latency = max(ws.latency for ws in connections.values())
+    await close_all(connections)
+    # Every message was echoed, so it went through the handler's check first.
+    for client in connections:
+        assert ledger.delivered.pop(client) == count, client
+    return latency
+
+
 async def settle(condition: Callable[[], bool], timeout: float) -> bool:
     """Wait, bounded, until ``condition()`` holds; return whether it does."""
     deadline = time.monotonic() + timeout
@@ -188,6 +217,14 @@ async def usage() -> Usage:
     del objects
     traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
     return Usage(connections, len(asyncio.all_tasks()), futures, traced)
+
+
+def check_released(ledger: Ledger, baseline: Usage, after: Usage) -> None:
+    """Check that no server connection is alive and the counts are back at ``baseline``."""
+    assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
+    assert after.connections == baseline.connections, f"{baseline} -> {after}"
+    assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
+    assert after.futures == baseline.futures, f"{baseline} -> {after}"
 
 
 class Streams:
@@ -273,6 +310,19 @@ class Streams:
             assert self.closings[client] == (True, code), f"client {client}"
         # The server closed while messages were on their way, not between them.
         assert sum(self.sent.values()) > sum(self.acked.values())
+
+    def report(self, server: str, seconds: float, ledger: Ledger, more: str = "") -> None:
+        """Log how the shutdown of the ``server`` server went, ``more`` at the end."""
+        logger.info(
+            "%s server shut down under %d streaming clients in %.2f s: %s, "
+            "%d delivered to handlers%s",
+            server,
+            len(self.connections),
+            seconds,
+            str(self),  # Not self: the record would keep the connections alive.
+            sum(ledger.delivered.values()),
+            more,
+        )
 
     def __str__(self) -> str:
         return f"{sum(self.sent.values())} messages sent, {sum(self.acked.values())} echoed back"

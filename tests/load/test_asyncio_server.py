@@ -24,20 +24,19 @@ import tracemalloc
 import uvloop
 
 import tether
-from tether.asyncio.server import Server, ServerConnection
+from tether.asyncio.server import Server
 
 from .clients import (
-    BACKLOG,
-    KEEPALIVE,
     MIB,
-    close_all,
-    exchange_all,
+    SERVER_OPTIONS,
+    check_released,
+    exchange_and_close,
     open_clients,
     settle,
     usage,
 )
 from .conftest import Scale
-from .traffic import Ledger, client_of
+from .traffic import Ledger
 
 logger = logging.getLogger("tests.load")
 
@@ -55,23 +54,13 @@ the same size must not grow them further."""
 
 async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> None:
     ledger = Ledger()
-
-    async def handler(ws: ServerConnection) -> None:
-        ledger.connections.add(ws)
-        assert ws.request is not None
-        client = client_of(ws.request.path)
-        async for data in ws:
-            if not ledger.check(client, data):
-                return
-            await ws.send(data)
-
     # Tracing doubles the time of a round. uvloop's own memory is C that
     # tracemalloc does not see anyway: there, the object counts stand alone.
     traced = not isinstance(asyncio.get_running_loop(), uvloop.Loop)
     if traced:
         tracemalloc.start()
     try:
-        async with tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG, **KEEPALIVE) as server:
+        async with tether.serve(ledger.echo, "127.0.0.1", 0, **SERVER_OPTIONS) as server:
             host, port = next(iter(server.sockets)).getsockname()[:2]
             uri = f"ws://{host}:{port}/"
             # One client of each kind first: what stays after it (caches,
@@ -102,10 +91,7 @@ async def test_many_connections_exactly_once_and_nothing_left(scale: Scale) -> N
                     latency,
                     after,
                 )
-                assert not ledger.connections, f"{len(ledger.connections)} connections alive"
-                assert after.connections == baseline.connections, f"{baseline} -> {after}"
-                assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
-                assert after.futures == baseline.futures, f"{baseline} -> {after}"
+                check_released(ledger, baseline, after)
                 assert after.traced <= limit, f"{baseline} -> {after}"
                 if rounds == 1:
                     # From now on the tables are as large as they get.
@@ -121,22 +107,13 @@ async def run_round(
 ) -> float:
     """Open every client at once, exchange, close; check the handler saw every message.
 
-    Return the longest keepalive round trip the clients measured last (0
-    when no ping was sent: rounds shorter than the ping interval).
+    Return the slowest keepalive round trip: see :func:`exchange_and_close`.
     """
     async with asyncio.timeout(scale.round_timeout):
         connections = await open_clients(uri, clients)
         assert len(server.connections) == len(clients)
-        try:
-            await exchange_all(connections, scale.messages)
-        finally:
-            # A message the handler found wrong explains what the clients saw next.
-            assert not ledger.errors, ledger.errors[:5]
-        latency = max(ws.latency for ws in connections.values())
-        await close_all(connections)
+        latency = await exchange_and_close(connections, ledger, scale.messages)
     del connections
-    for client in clients:
-        assert ledger.delivered.pop(client) == scale.messages, client
     # The server learns that TCP closed a moment after the client does.
     drained = await settle(lambda: not server._connections and not server._handlers, 10)
     assert drained, f"{len(server._connections)} connections, {len(server._handlers)} handlers"

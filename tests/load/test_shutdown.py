@@ -12,18 +12,14 @@ of the connections may remain afterwards.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import tether
-from tether.asyncio.server import ServerConnection
 from tether.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidMessage, InvalidStatus
 
-from .clients import BACKLOG, KEEPALIVE, Streams, open_clients, usage
+from .clients import SERVER_OPTIONS, Streams, check_released, open_clients, usage
 from .conftest import Scale
-from .traffic import Ledger, client_of
-
-logger = logging.getLogger("tests.load")
+from .traffic import Ledger
 
 ECHOES_BEFORE_SHUTDOWN = 3
 """Echoes every client must have had before the server shuts down."""
@@ -48,16 +44,6 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
     scale: Scale,
 ) -> None:
     ledger = Ledger()
-
-    async def handler(ws: ServerConnection) -> None:
-        ledger.connections.add(ws)
-        assert ws.request is not None
-        client = client_of(ws.request.path)
-        async for data in ws:
-            if not ledger.check(client, data):
-                return
-            await ws.send(data)
-
     clients = range(scale.shutdown_clients)
 
     # How each late client ended; the keys are the allowed outcomes.
@@ -69,7 +55,7 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
         late[outcome] = late.get(outcome, 0) + 1
 
     baseline = await usage()
-    server = await tether.serve(handler, "127.0.0.1", 0, backlog=BACKLOG, **KEEPALIVE)
+    server = await tether.serve(ledger.echo, "127.0.0.1", 0, **SERVER_OPTIONS)
     try:
         host, port = next(iter(server.sockets)).getsockname()[:2]
         uri = f"ws://{host}:{port}/"
@@ -100,25 +86,13 @@ async def test_shutdown_under_load_closes_with_1001_and_loses_no_acknowledged_me
             await server.wait_closed()
 
     streams.check(ledger, 1001)
-    logger.info(
-        "asyncio server shut down under %d streaming clients in %.2f s: %s, "
-        "%d delivered to handlers; late clients: %s",
-        len(clients),
-        closed,
-        str(streams),  # Not streams: the record would keep its connections alive.
-        sum(ledger.delivered.values()),
-        late,
-    )
+    streams.report("asyncio", closed, ledger, f"; late clients: {late}")
     assert set(late) == set(LATE_OUTCOMES), late
     assert sum(late.values()) == LATE_CLIENTS
 
     # The server's own futures (closing, closed) go with it.
     del connections, streams, server
-    after = await usage()
-    assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
-    assert after.connections == baseline.connections, f"{baseline} -> {after}"
-    assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
-    assert after.futures == baseline.futures, f"{baseline} -> {after}"
+    check_released(ledger, baseline, await usage())
 
 
 async def try_late(uri: str, client: int) -> str:

@@ -22,20 +22,19 @@ from contextlib import asynccontextmanager
 import pytest
 
 import tether.sync
-from tether.sync.server import Server, ServerConnection
+from tether.sync.server import Server
 
 from .clients import (
-    BACKLOG,
-    KEEPALIVE,
+    SERVER_OPTIONS,
     Streams,
-    close_all,
-    exchange_all,
+    check_released,
+    exchange_and_close,
     open_clients,
     settle,
     usage,
 )
 from .conftest import Scale
-from .traffic import Ledger, client_of
+from .traffic import Ledger
 
 # The clients' loop matters little to a threading server: the default one only.
 pytestmark = pytest.mark.asyncio(loop_factories=["asyncio"])
@@ -57,20 +56,10 @@ async def threading_server(ledger: Ledger) -> AsyncIterator[tuple[Server, str]]:
     On exit, shut it down (bounded) and check that its threads, sockets and
     connections are gone.
     """
-
-    def handler(ws: ServerConnection) -> None:
-        ledger.connections.add(ws)
-        assert ws.request is not None
-        client = client_of(ws.request.path)
-        for data in ws:
-            if not ledger.check(client, data):
-                return
-            ws.send(data)
-
     baseline = await usage()
     threads = threading.active_count()
     fds = open_fds()
-    server = tether.sync.serve(handler, "127.0.0.1", 0, backlog=BACKLOG, **KEEPALIVE)
+    server = tether.sync.serve(ledger.sync_echo, "127.0.0.1", 0, **SERVER_OPTIONS)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:
@@ -97,10 +86,7 @@ async def threading_server(ledger: Ledger) -> AsyncIterator[tuple[Server, str]]:
         fds,
         after,
     )
-    assert not ledger.connections, f"{len(ledger.connections)} server connections alive"
-    assert after.connections == baseline.connections, f"{baseline} -> {after}"
-    assert after.tasks == baseline.tasks, f"{baseline} -> {after}"
-    assert after.futures == baseline.futures, f"{baseline} -> {after}"
+    check_released(ledger, baseline, after)
     assert open_fds() <= fds
 
 
@@ -114,14 +100,8 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
             # A handler thread registers its connection just after the 101 goes out.
             all_open = await settle(lambda: len(server.connections) == len(clients), TIMEOUT)
             assert all_open, f"{len(server.connections)} open of {len(clients)}"
-            try:
-                await exchange_all(connections, scale.messages)
-            finally:
-                assert not ledger.errors, ledger.errors[:5]
-            await close_all(connections)
+            await exchange_and_close(connections, ledger, scale.messages)
         del connections
-    for client in clients:
-        assert ledger.delivered[client] == scale.messages, client
     logger.info(
         "threading server: %d connections, %d messages each way, %.1f s",
         len(clients),
@@ -149,13 +129,6 @@ async def test_threading_server_shutdown_under_load(scale: Scale) -> None:
                 assert not stopping.is_alive(), "shutdown did not return"
                 closed = time.monotonic() - closing
         streams.check(ledger, 1001)
-        logger.info(
-            "threading server shut down under %d streaming clients in %.2f s: %s, "
-            "%d delivered to handlers",
-            len(clients),
-            closed,
-            str(streams),  # Not streams: the record would keep its connections alive.
-            sum(ledger.delivered.values()),
-        )
+        streams.report("threading", closed, ledger)
         # The server's checks on exit count the connections left: none of ours.
         del connections, streams

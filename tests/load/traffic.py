@@ -17,6 +17,9 @@ from __future__ import annotations
 import random
 import weakref
 
+from tether.asyncio.server import ServerConnection
+from tether.sync.server import ServerConnection as SyncServerConnection
+
 KIB = 1024
 
 _POOL_SIZE = 96 * KIB
@@ -89,7 +92,8 @@ class Ledger:
     handler, each equal to the one expected at its place; the first one that
     is not ends the count and is described in ``errors``. ``connections``
     holds every connection that reached a handler, weakly: once the
-    connections are closed and collected it must be empty.
+    connections are closed and collected it must be empty. :meth:`echo` and
+    :meth:`sync_echo` are the handlers, of the asyncio and threading servers.
     """
 
     def __init__(self) -> None:
@@ -109,3 +113,23 @@ class Ledger:
             return False
         self.delivered[client] = seq + 1
         return True
+
+    async def echo(self, ws: ServerConnection) -> None:
+        """Check each message of the connection's client and send it back; stop at a wrong one."""
+        self.connections.add(ws)
+        assert ws.request is not None
+        client = client_of(ws.request.path)
+        async for data in ws:
+            if not self.check(client, data):
+                return
+            await ws.send(data)
+
+    def sync_echo(self, ws: SyncServerConnection) -> None:
+        """The threading twin of :meth:`echo`."""
+        self.connections.add(ws)
+        assert ws.request is not None
+        client = client_of(ws.request.path)
+        for data in ws:
+            if not self.check(client, data):
+                return
+            ws.send(data)
