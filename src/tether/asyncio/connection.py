@@ -521,9 +521,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         ):
             self._reading_paused = True
             self.transport.pause_reading()
-        reader = self._reader
-        if reader is not None and not reader.done():
-            reader.set_result(None)
+        self._wake_reader()
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, (Message, Fragment)):

@@ -223,13 +223,14 @@ def parse_frame(
     return frame, end - pos
 
 
-def frame_header(first: int, length: int) -> bytes:
-    """Build the header of an unmasked frame from its first byte and its payload length."""
+def frame_header(first: int, length: int, *, masked: bool = False) -> bytes:
+    """Build a frame header, without its masking key, from its first byte and payload length."""
+    second = 0x80 if masked else 0
     if length < 126:
-        return bytes((first, length))
+        return bytes((first, second | length))
     if length < 0x10000:
-        return bytes((first, 126)) + length.to_bytes(2, "big")
-    return bytes((first, 127)) + length.to_bytes(8, "big")
+        return bytes((first, second | 126)) + length.to_bytes(2, "big")
+    return bytes((first, second | 127)) + length.to_bytes(8, "big")
 
 
 def build_frame_python(
@@ -239,11 +240,10 @@ def build_frame_python(
 
     The pure-Python twin of the C accelerator's ``build_frame``.
     """
-    header = frame_header(first, memoryview(data).nbytes)
+    length = memoryview(data).nbytes
     if key is not None:
-        # The mask bit is the top bit of the second byte.
-        return bytes((header[0], header[1] | 0x80)) + header[2:] + key + apply_mask(data, key)
-    return header + data
+        return frame_header(first, length, masked=True) + key + apply_mask(data, key)
+    return frame_header(first, length) + data
 
 
 build_frame: Callable[[int, bytes | bytearray | memoryview, bytes | None], bytes] = (
