@@ -121,8 +121,9 @@ def test_single_header_repeated() -> None:
         single_header(headers, "HOST")
     assert exc_info.value.name == "HOST"
     assert exc_info.value.value == "multiple values"
+    # No lookup error shows through in the traceback.
     assert exc_info.value.__cause__ is None
-    assert exc_info.value.__suppress_context__
+    assert exc_info.value.__context__ is None or exc_info.value.__suppress_context__
 
 
 def test_single_header_empty_value_is_a_value() -> None:
@@ -311,6 +312,16 @@ def test_http_date_now_matches_email_utils() -> None:
         assert http_date(timestamp) == email.utils.formatdate(timestamp, usegmt=True)
     date = email.utils.parsedate_to_datetime(http_date())
     assert date.tzinfo is not None
+
+
+def test_http_date_now_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The current date is formatted once per second: it must still change
+    # when the second does, and never run ahead of or behind the clock.
+    clock = [1_700_000_000.25]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    for step in (0.0, 0.5, 0.3, 1.0, 86_400.0, 0.1):
+        clock[0] += step
+        assert http_date() == email.utils.formatdate(int(clock[0]), usegmt=True)
 
 
 # error_response

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tether.exceptions import InvalidHeader, InvalidHeaderFormat, InvalidHeaderValue
+from tether.protocol import header_values
 from tether.protocol.header_values import (
     ExtensionHeader,
     build_authorization_basic,
@@ -384,3 +385,46 @@ def test_parse_authorization_basic_name() -> None:
 def test_authorization_basic_round_trip(username: str, password: str) -> None:
     value = build_authorization_basic(username, password)
     assert parse_authorization_basic(value) == (username, password)
+
+
+# Parsed lists are remembered per value; callers still own what they get.
+
+
+def test_parsed_lists_are_fresh_copies() -> None:
+    value = "permessage-deflate; client_max_window_bits, x-other"
+    first = parse_extensions(value)
+    first[0][1].append(("injected", None))
+    first.append(("injected", []))
+    assert parse_extensions(value) == [
+        ("permessage-deflate", [("client_max_window_bits", None)]),
+        ("x-other", []),
+    ]
+    tokens = parse_connection("keep-alive, Upgrade")
+    tokens.clear()
+    assert parse_connection("keep-alive, Upgrade") == ["keep-alive", "Upgrade"]
+
+
+def test_errors_are_raised_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(InvalidHeaderFormat, match="expected token"):
+            parse_upgrade("websocket, /1")
+
+
+def _outcome(parse: Callable[..., object], *args: object) -> object:
+    try:
+        return parse(*args)
+    except InvalidHeaderFormat as exc:
+        return str(exc)
+
+
+@given(values=st.lists(st.text(alphabet=TCHARS + ", ;=", max_size=30), max_size=600))
+def test_remembered_results_match_a_fresh_parse(values: list[str]) -> None:
+    # More distinct values than the memory holds, long ones included.
+    name = "Sec-WebSocket-Extensions"
+    for value in [*values, "x" * 300 + ", y"]:
+        remembered = _outcome(parse_extensions, value)
+        fresh = _outcome(header_values._scan_list, value, name, header_values._parse_extension)
+        if isinstance(fresh, tuple):
+            fresh = [(extension, list(params)) for extension, params in fresh]
+        assert remembered == fresh
+    assert len(header_values._parsed) <= header_values._CACHE_SIZE

@@ -880,3 +880,75 @@ def test_bare_lf_after_a_limit_same_error_whole_or_byte_by_byte(
     with pytest.raises(InvalidHandshake, match=message) as trickle_error:
         feed_byte_by_byte()
     assert type(whole_error.value) is type(trickle_error.value)
+
+
+# A head that arrives whole is read at once; one that arrives in pieces, line
+# by line. Both must give the same message or the same error.
+
+_START_LINES = [b"GET / HTTP/1.1", b"GET /a?b HTTP/1.1", b"POST / HTTP/1.1", b"GET / HTTP/1.0"]
+_HEADER_LINES = [
+    b"Host: example.com",
+    b"Upgrade: websocket",
+    b"Connection:  keep-alive, Upgrade \t",
+    b"X-Empty:",
+    b"X-Latin: caf\xe9",
+    b" folded",
+    b"Bad Name: x",
+    b"Name : x",
+    b"NoColon",
+    b"X: a\rb",
+    b"X: a\x00b",
+    b"X: a\nb",
+    b"Content-Length: 0",
+    b"Content-Length: 1",
+    b"Transfer-Encoding: chunked",
+    b"Host: bad host",
+    b"X-Long: " + b"v" * 60,
+]
+
+
+def _outcome(limits: Limits, chunks: list[bytes]) -> object:
+    parser = RequestParser(limits)
+    try:
+        for index, chunk in enumerate(chunks):
+            parser.receive_data(chunk)
+            if parser.result is not None:
+                return parser.result, parser.leftover + b"".join(chunks[index + 1 :])
+    except SecurityError as exc:
+        # Which limit breaks first may depend on how the bytes came.
+        return type(exc)
+    except InvalidHandshake as exc:
+        return type(exc), str(exc)
+    return None
+
+
+@given(
+    start=st.sampled_from(_START_LINES),
+    lines=st.lists(st.sampled_from(_HEADER_LINES), max_size=8),
+    max_line=st.sampled_from([20, 70, 8192]),
+    max_headers=st.sampled_from([2, 5, 128]),
+    max_size=st.sampled_from([60, 200, 65536]),
+)
+def test_whole_head_same_outcome_as_line_by_line(
+    start: bytes, lines: list[bytes], max_line: int, max_headers: int, max_size: int
+) -> None:
+    data = b"\r\n".join([start, *lines]) + b"\r\n\r\n\x81\x00"
+    limits = Limits(max_line=max_line, max_headers=max_headers, max_size=max_size)
+    whole = _outcome(limits, [data])
+    trickled = _outcome(limits, [data[i : i + 1] for i in range(len(data))])
+    assert whole == trickled
+
+
+def test_whole_head_shares_common_strings() -> None:
+    # Idle connections keep their request: common names and values are one
+    # string each, not a copy per connection.
+    first = parse_request(REQUEST).result
+    second = parse_request(REQUEST).result
+    assert first is not None
+    assert second is not None
+    for (name_a, value_a), (name_b, value_b) in zip(
+        first.headers.raw_items(), second.headers.raw_items(), strict=True
+    ):
+        assert name_a is name_b
+        if value_a in ("websocket", "Upgrade", "13"):
+            assert value_a is value_b

@@ -12,7 +12,7 @@ import time
 
 from tether.exceptions import InvalidHeader, InvalidHeaderValue, InvalidUpgrade
 from tether.protocol.header_values import parse_connection, parse_upgrade
-from tether.protocol.headers import Headers, MultipleValuesError
+from tether.protocol.headers import Headers
 from tether.protocol.http11 import Response
 from tether.version import __version__
 
@@ -21,10 +21,12 @@ __all__ = [
     "accept_key",
     "check_key",
     "check_upgrade",
+    "check_upgrade_values",
     "error_response",
     "generate_key",
     "http_date",
     "single_header",
+    "single_value",
 ]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -38,12 +40,31 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 def http_date(timestamp: float | None = None) -> str:
-    """Format a ``Date`` header value (RFC 9110 section 5.6.7), in English whatever the locale."""
+    """Format a ``Date`` header value (RFC 9110 section 5.6.7), in English whatever the locale.
+
+    Without ``timestamp``, the current time: formatted once per second, since
+    a busy server answers many handshakes in the same second.
+    """
+    if timestamp is not None:
+        return _format_date(timestamp)
+    now = int(time.time())
+    second, text = _last_date[0]
+    if second != now:
+        text = _format_date(now)
+        _last_date[0] = (now, text)
+    return text
+
+
+def _format_date(timestamp: float) -> str:
     t = time.gmtime(timestamp)
     return (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     )
+
+
+# The second last formatted and its text, in a list to update it in place.
+_last_date = [(-1, "")]
 
 
 def generate_key() -> str:
@@ -59,12 +80,14 @@ def accept_key(key: str) -> str:
 
 def single_header(headers: Headers, name: str) -> str:
     """Return the one value of header ``name``; :class:`InvalidHeader` if absent or repeated."""
-    try:
-        return headers[name]
-    except KeyError:
-        raise InvalidHeader(name) from None
-    except MultipleValuesError:
-        raise InvalidHeader(name, "multiple values") from None
+    return single_value(headers.get_all(name), name)
+
+
+def single_value(values: list[str], name: str) -> str:
+    """Return the one value in ``values`` of header ``name``; :class:`InvalidHeader` if not one."""
+    if len(values) == 1:
+        return values[0]
+    raise InvalidHeader(name, "multiple values" if values else None)
 
 
 def check_key(key: str) -> None:
@@ -79,13 +102,16 @@ def check_key(key: str) -> None:
 
 def check_upgrade(headers: Headers) -> None:
     """Check ``Connection: Upgrade`` and ``Upgrade: websocket``, as both roles must."""
-    connection = [
-        token for value in headers.get_all("Connection") for token in parse_connection(value)
-    ]
+    check_upgrade_values(headers.get_all("Connection"), headers.get_all("Upgrade"))
+
+
+def check_upgrade_values(connection_values: list[str], upgrade_values: list[str]) -> None:
+    """Check the values of ``Connection`` and ``Upgrade``, as :func:`check_upgrade` does."""
+    connection = [token for value in connection_values for token in parse_connection(value)]
     # An absent header reads "missing ... header" rather than "empty ... header".
     if not any(token.lower() == "upgrade" for token in connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
-    upgrade = [token for value in headers.get_all("Upgrade") for token in parse_upgrade(value)]
+    upgrade = [token for value in upgrade_values for token in parse_upgrade(value)]
     # RFC 6455 asks for exactly the websocket protocol; a list that only
     # contains it somewhere would be an upgrade to something else as well.
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):

@@ -22,7 +22,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Sequence
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from tether.exceptions import InvalidHeaderFormat, InvalidHeaderValue
 
@@ -83,8 +83,29 @@ def _skip_commas(value: str, pos: int) -> int:
         pos += 1
 
 
-def _parse_list(value: str, name: str, parse_item: _ItemParser[_T]) -> list[_T]:
-    """Parse a ``1#item`` list, tolerating empty elements."""
+# Peers send the same few values over and over, so lists are parsed once per
+# distinct short value. Only results are kept, never errors, and long
+# values are parsed every time: what a hostile peer can pin is bounded.
+_CACHED_LENGTH = 200
+_CACHE_SIZE = 256
+_parsed: dict[tuple[str, _ItemParser[Any]], tuple[Any, ...]] = {}
+
+
+def _parse_list(value: str, name: str, parse_item: _ItemParser[_T]) -> tuple[_T, ...]:
+    """Parse a ``1#item`` list, tolerating empty elements; items must be immutable."""
+    if len(value) > _CACHED_LENGTH:
+        return _scan_list(value, name, parse_item)
+    key = (value, parse_item)
+    items = _parsed.get(key)
+    if items is None:
+        items = _scan_list(value, name, parse_item)
+        if len(_parsed) >= _CACHE_SIZE:
+            _parsed.clear()
+        _parsed[key] = items
+    return items
+
+
+def _scan_list(value: str, name: str, parse_item: _ItemParser[_T]) -> tuple[_T, ...]:
     items: list[_T] = []
     pos = _skip_commas(value, 0)
     while True:
@@ -92,17 +113,17 @@ def _parse_list(value: str, name: str, parse_item: _ItemParser[_T]) -> list[_T]:
         items.append(item)
         pos = _skip_ows(value, pos)
         if pos == len(value):
-            return items
+            return tuple(items)
         if value[pos] != ",":
             raise InvalidHeaderFormat(name, "expected comma", value, pos)
         pos = _skip_commas(value, pos + 1)
         if pos == len(value):
-            return items
+            return tuple(items)
 
 
 def parse_token_list(value: str, name: str) -> list[str]:
     """Parse a comma-separated list of one or more tokens, as written."""
-    return _parse_list(value, name, _parse_token)
+    return list(_parse_list(value, name, _parse_token))
 
 
 def parse_connection(value: str, name: str = "Connection") -> list[str]:
@@ -126,7 +147,7 @@ def parse_upgrade(value: str, name: str = "Upgrade") -> list[str]:
 
     Protocols are returned as written; compare them without regard to case.
     """
-    return _parse_list(value, name, _parse_protocol)
+    return list(_parse_list(value, name, _parse_protocol))
 
 
 def parse_subprotocols(value: str, name: str = "Sec-WebSocket-Protocol") -> list[str]:
@@ -183,14 +204,16 @@ def _parse_parameter(value: str, pos: int, name: str) -> tuple[ExtensionParamete
     return (param, param_value), pos
 
 
-def _parse_extension(value: str, pos: int, name: str) -> tuple[ExtensionHeader, int]:
+def _parse_extension(
+    value: str, pos: int, name: str
+) -> tuple[tuple[str, tuple[ExtensionParameter, ...]], int]:
     extension, pos = _parse_token(value, pos, name)
     params: list[ExtensionParameter] = []
     while True:
         after = pos
         pos = _skip_ows(value, pos)
         if pos == len(value) or value[pos] != ";":
-            return (extension, params), after
+            return (extension, tuple(params)), after
         param, pos = _parse_parameter(value, _skip_ows(value, pos + 1), name)
         params.append(param)
 
@@ -203,7 +226,10 @@ def parse_extensions(value: str, name: str = "Sec-WebSocket-Extensions") -> list
     parameter value given as a quoted string is returned unescaped; it must
     still be a token. Parameter names may repeat: negotiation judges that.
     """
-    return _parse_list(value, name, _parse_extension)
+    return [
+        (extension, list(params))
+        for extension, params in _parse_list(value, name, _parse_extension)
+    ]
 
 
 def build_extensions(extensions: Sequence[tuple[str, Sequence[ExtensionParameter]]]) -> str:

@@ -16,7 +16,7 @@ from tether.exceptions import WebSocketException
 if TYPE_CHECKING:
     from _typeshed import SupportsKeysAndGetItem
 
-__all__ = ["Headers", "HeadersLike", "MultipleValuesError"]
+__all__ = ["Headers", "HeadersLike", "MultipleValuesError", "check_header"]
 
 # RFC 9110 section 5.6.2: tchar.
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -76,27 +76,20 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
             self.update(arg)
         self.update(**kwargs)
 
-    def _matching(self, name: str) -> Iterator[tuple[str, str]]:
-        """Yield the fields whose name is ``name``, ignoring case."""
-        key = name.lower()
-        size = len(key)
-        for field in self._fields:
-            # Comparing lengths first skips most lower() calls.
-            if len(field[0]) == size and field[0].lower() == key:
-                yield field
+    @classmethod
+    def _adopt(cls, fields: list[tuple[str, str]]) -> Headers:
+        """Wrap ``fields`` as they are: for callers that checked every name and value already."""
+        headers = cls.__new__(cls)
+        headers._fields = fields
+        return headers
 
     def __getitem__(self, name: str) -> str:
-        found = None
-        count = 0
-        for field in self._matching(name):
-            if found is None:
-                found = field
-            count += 1
-        if found is None:
+        values = self.get_all(name)
+        if not values:
             raise KeyError(name)
-        if count > 1:
-            raise MultipleValuesError(found[0], count)
-        return found[1]
+        if len(values) > 1:
+            raise MultipleValuesError(self._first_spellings()[name.lower()], len(values))
+        return values[0]
 
     def __setitem__(self, name: str, value: str) -> None:
         _check_field(name, value)
@@ -123,9 +116,7 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         return len(self._first_spellings())
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        return next(self._matching(name), None) is not None
+        return isinstance(name, str) and bool(self.get_all(name))
 
     def _grouped(self) -> dict[str, list[str]]:
         values: dict[str, list[str]] = {}
@@ -153,7 +144,15 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
 
     def get_all(self, name: str) -> list[str]:
         """Return every value of ``name`` in order, or an empty list."""
-        return [value for _, value in self._matching(name)]
+        key = name.lower()
+        size = len(key)
+        # Most peers spell names as the RFCs do: an exact match skips lower(),
+        # and comparing lengths first skips most of the other lower() calls.
+        return [
+            value
+            for field, value in self._fields
+            if field == name or (len(field) == size and field.lower() == key)
+        ]
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Yield every ``(name, value)`` field in order, as originally spelt."""
@@ -185,9 +184,7 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
 
     def copy(self) -> Headers:
         """Return a shallow copy with the same fields in the same order."""
-        new = Headers()
-        new._fields = self._fields.copy()
-        return new
+        return Headers._adopt(self._fields.copy())
 
     def clear(self) -> None:
         """Remove every field."""
@@ -202,6 +199,11 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
 
 HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 """Anything :class:`Headers` can be built from: a ``Headers``, a mapping or pairs."""
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise :class:`ValueError` (or :class:`TypeError`) for a field HTTP does not allow."""
+    _check_field(name, value)
 
 
 def _check_field(name: str, value: str) -> None:

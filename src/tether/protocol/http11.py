@@ -49,6 +49,42 @@ _HOST = re.compile(
     r"(?::[0-9]*)?"
 )
 
+# The header lines of a head, each with its CRLF, when every one is valid:
+# a token, a colon, then field bytes. No two parts can match the same byte,
+# so the match never backtracks.
+_FIELD_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# Names and values most handshakes carry: connections share these strings
+# rather than keeping a copy each.
+_COMMON = {
+    text: text
+    for text in (
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Origin",
+        "User-Agent",
+        "Server",
+        "Date",
+        "Content-Length",
+        "Content-Type",
+        "Cache-Control",
+        "Pragma",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Accept",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+        "websocket",
+        "13",
+        "keep-alive, Upgrade",
+        "no-cache",
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; client_max_window_bits=12; server_max_window_bits=12",
+    )
+}
 # Status codes whose responses never have a body (RFC 9112 section 6.3).
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -251,12 +287,49 @@ class _Parser(Generic[_T]):
             raise SecurityError(f"{self._kind} head larger than max_size = {max_size} bytes")
 
     def _read_start_line(self) -> bool:
+        if self._scan == 0:
+            fields = self._read_whole_head()
+            if fields is not None:
+                return self._end_of_head(Headers._adopt(fields))
         line = self._read_head_line()
         if line is None:
             return False
         self._parse_start_line(line)
         self._state = self._read_header_line
         return True
+
+    def _read_whole_head(self) -> list[tuple[str, str]] | None:
+        """Read the head at once when the first bytes received hold all of it.
+
+        That is the usual case, and reading it line by line costs several
+        times more. Return the header fields, or ``None``, having consumed
+        nothing, when the head is incomplete, breaks a limit or has an invalid
+        header line: the line-by-line path then reads it and raises the same
+        errors it always would.
+        """
+        buf = self._buf
+        limits = self.limits
+        end = buf.find(b"\r\n\r\n", 0, limits.max_size)
+        if end < 0 or end + 4 > limits.max_size:
+            return None
+        first = buf.find(b"\r\n", 0, end + 2)
+        if first > limits.max_line or buf.find(b"\n", 0, first) >= 0:
+            return None
+        block = buf[first + 2 : end + 2]
+        if not _FIELD_LINES.fullmatch(block):
+            return None
+        lines = block.decode("latin-1").split("\r\n")
+        lines.pop()  # What follows the last CRLF: nothing.
+        if len(lines) > limits.max_headers or max(map(len, lines), default=0) > limits.max_line:
+            return None
+        self._parse_start_line(bytes(buf[:first]))
+        self._pos = self._scan = end + 4
+        fields = self._fields
+        for line in lines:
+            name, _, value = line.partition(":")
+            value = value.strip(" \t")
+            fields.append((_COMMON.get(name, name), _COMMON.get(value, value)))
+        return fields.copy()
 
     def _parse_start_line(self, line: bytes) -> None:
         raise NotImplementedError
@@ -268,7 +341,9 @@ class _Parser(Generic[_T]):
         if line:
             self._add_field(line)
             return True
-        return self._end_of_head(Headers(self._fields))
+        # The fields were checked as they were read; trailer fields of a
+        # response go on counting in _fields, but not into its headers.
+        return self._end_of_head(Headers._adopt(self._fields.copy()))
 
     def _end_of_head(self, headers: Headers) -> bool:
         raise NotImplementedError
@@ -289,7 +364,8 @@ class _Parser(Generic[_T]):
         value = value.strip(b" \t")
         if value.translate(None, _VALUE_BYTES):
             raise InvalidMessage(f"invalid value for header {name.decode()}: {_show(value)}")
-        self._fields.append((name.decode("ascii"), value.decode("latin-1")))
+        text = value.decode("latin-1")
+        self._fields.append((name.decode("ascii"), _COMMON.get(text, text)))
 
 
 class RequestParser(_Parser[Request]):
@@ -331,16 +407,23 @@ class RequestParser(_Parser[Request]):
         self._path = target.decode("ascii")
 
     def _end_of_head(self, headers: Headers) -> bool:
-        if "Transfer-Encoding" in headers:
-            raise InvalidMessage("Transfer-Encoding in a handshake request")
-        lengths = headers.get_all("Content-Length")
+        hosts = []
+        lengths = []
+        for name, value in headers.raw_items():
+            key = name.lower()
+            if key == "host":
+                hosts.append(value)
+            elif key == "content-length":
+                lengths.append(value)
+            elif key == "transfer-encoding":
+                raise InvalidMessage("Transfer-Encoding in a handshake request")
         if len(lengths) > 1:
             raise InvalidMessage("duplicate Content-Length header")
         if lengths and lengths[0] != "0":
             raise InvalidMessage(f"handshake request with a body: Content-Length {lengths[0]}")
         # A missing or repeated Host is the handshake's to refuse; its syntax
         # is HTTP's (RFC 9112 section 3.2).
-        for host in headers.get_all("Host"):
+        for host in hosts:
             if not _HOST.fullmatch(host):
                 raise InvalidMessage(f"invalid Host header: {_show(host.encode('latin-1'))}")
         return self._finish(Request(self._path, headers), self._pos)

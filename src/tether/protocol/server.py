@@ -23,13 +23,13 @@ from tether.protocol.handshake import (
     USER_AGENT,
     accept_key,
     check_key,
-    check_upgrade,
+    check_upgrade_values,
     error_response,
     http_date,
-    single_header,
+    single_value,
 )
 from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
-from tether.protocol.headers import Headers
+from tether.protocol.headers import Headers, check_header
 from tether.protocol.http11 import InvalidMethod, Limits, Request, RequestParser, Response
 
 __all__ = ["Origin", "ServerProtocol", "SubprotocolSelector"]
@@ -39,6 +39,8 @@ Origin = str | re.Pattern[str] | None
 
 SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], str | None]
 """A hook that picks a subprotocol among those the client offered, or ``None``."""
+
+_LIMITS = Limits()
 
 # A client must wait for the response before sending more (RFC 6455 section
 # 4.1). Bytes it sends early are kept for after a 101, but not without bound:
@@ -100,7 +102,7 @@ class ServerProtocol(Connection):
         self.subprotocol: str | None = None
         self.handshake_exc: InvalidHandshake | None = None
         # Dropped once the request is read: an open connection need not keep it.
-        self._parser: RequestParser | None = RequestParser(limits or Limits())
+        self._parser: RequestParser | None = RequestParser(limits or _LIMITS)
         self._pending_extensions: list[Extension] = []
 
     # Reading the request
@@ -194,17 +196,22 @@ class ServerProtocol(Connection):
         except InvalidHandshake as exc:
             return self._refuse(exc, 400, f"Failed to open a WebSocket connection: {exc}.")
 
-        headers = Headers()
-        headers["Date"] = http_date()
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Accept"] = accept_key(key)
+        fields = [
+            ("Date", http_date()),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ]
+        # The negotiated values come from parsed tokens and build_extensions,
+        # which check them: only the server header is the user's to get wrong.
         if extensions_header is not None:
-            headers["Sec-WebSocket-Extensions"] = extensions_header
+            fields.append(("Sec-WebSocket-Extensions", extensions_header))
         if protocol is not None:
-            headers["Sec-WebSocket-Protocol"] = protocol
+            fields.append(("Sec-WebSocket-Protocol", protocol))
         if self.server_header is not None:
-            headers["Server"] = self.server_header
+            check_header("Server", self.server_header)
+            fields.append(("Server", self.server_header))
+        headers = Headers._adopt(fields)
         self.subprotocol = protocol
         return Response(101, "Switching Protocols", headers)
 
@@ -244,23 +251,23 @@ class ServerProtocol(Connection):
 
     def _process_request(self, request: Request) -> tuple[str, str | None, str | None]:
         """Check the request (RFC 6455 section 4.2.1); return the key and negotiated values."""
-        headers = request.headers
-        single_header(headers, "Host")
-        check_upgrade(headers)
-        key = single_header(headers, "Sec-WebSocket-Key")
+        # One pass over the fields, rather than a scan per header looked up.
+        values = request.headers._grouped()
+        single_value(values.get("host", []), "Host")
+        check_upgrade_values(values.get("connection", []), values.get("upgrade", []))
+        key = single_value(values.get("sec-websocket-key", []), "Sec-WebSocket-Key")
         check_key(key)
-        version = single_header(headers, "Sec-WebSocket-Version")
+        version = single_value(values.get("sec-websocket-version", []), "Sec-WebSocket-Version")
         if version != "13":
             raise _UnsupportedVersion("Sec-WebSocket-Version", version)
-        self._check_origin(headers)
-        extensions_header = self._negotiate_extensions(headers)
-        protocol = self._negotiate_subprotocol(headers)
+        self._check_origin(values.get("origin", []))
+        extensions_header = self._negotiate_extensions(values.get("sec-websocket-extensions", []))
+        protocol = self._negotiate_subprotocol(values.get("sec-websocket-protocol", []))
         return key, extensions_header, protocol
 
-    def _check_origin(self, headers: Headers) -> None:
+    def _check_origin(self, values: list[str]) -> None:
         if self.origins is None:
             return
-        values = headers.get_all("Origin")
         if len(values) > 1:
             raise InvalidHeader("Origin", "multiple values")
         origin = values[0] if values else None
@@ -272,14 +279,10 @@ class ServerProtocol(Connection):
                 return
         raise InvalidOrigin(origin)
 
-    def _negotiate_extensions(self, headers: Headers) -> str | None:
+    def _negotiate_extensions(self, values: list[str]) -> str | None:
         accepted: list[Extension] = []
         answer: list[tuple[str, list[ExtensionParameter]]] = []
-        offers = [
-            offer
-            for value in headers.get_all("Sec-WebSocket-Extensions")
-            for offer in parse_extensions(value)
-        ]
+        offers = [offer for value in values for offer in parse_extensions(value)]
         for name, params in offers:
             for factory in self.available_extensions:
                 if factory.name != name:
@@ -294,12 +297,8 @@ class ServerProtocol(Connection):
         self._pending_extensions = accepted
         return build_extensions(answer) if answer else None
 
-    def _negotiate_subprotocol(self, headers: Headers) -> str | None:
-        offered = [
-            protocol
-            for value in headers.get_all("Sec-WebSocket-Protocol")
-            for protocol in parse_subprotocols(value)
-        ]
+    def _negotiate_subprotocol(self, values: list[str]) -> str | None:
+        offered = [protocol for value in values for protocol in parse_subprotocols(value)]
         if self.select_subprotocol is not None:
             chosen = self.select_subprotocol(self, offered)
             if chosen is not None and chosen not in offered:
