@@ -9,6 +9,7 @@ import socket
 import ssl
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trustme
@@ -283,6 +284,37 @@ async def test_close_during_process_response_refuses_with_503(
     assert caught.value.response.status_code == 503
     async with asyncio.timeout(TIMEOUT):
         await server.wait_closed()
+
+
+async def _no_change(connection: ServerConnection, request: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize("hooks", [{}, {"process_request": _no_change}])
+async def test_frames_sent_with_the_request_are_handled(
+    start_server: ServerFactory, hooks: dict[str, Any]
+) -> None:
+    # A client should wait for the response, but one that sends a message in
+    # the same packet as its request must not wait for more bytes to get it
+    # handled. Without hooks the server answers at once, with them in a task.
+    async def reply(connection: ServerConnection) -> None:
+        await connection.send("got " + str(await connection.recv()))
+
+    server = await start_server(reply, **hooks)
+    port = port_of(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {generate_key()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        + bytes([0x81, 0x82, 0, 0, 0, 0])
+        + b"hi"
+    )
+    async with asyncio.timeout(TIMEOUT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert await reader.readexactly(8) == b"\x81\x06got hi"
+    writer.close()
 
 
 async def test_wait_closed_waits_for_handlers(start_server: ServerFactory) -> None:

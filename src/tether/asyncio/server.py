@@ -74,9 +74,23 @@ class ServerConnection(Connection):
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
-            self._handshake_task = self._loop.create_task(self._handshake(event.request))
+            server = self.server
+            if server.process_request is None and server.process_response is None:
+                # Nothing to wait for: answer at once rather than in a task.
+                self._answer(event.request, self._default_response(event.request))
+            else:
+                self._handshake_task = self._loop.create_task(self._handshake(event.request))
             return
         super()._handle_event(event)
+
+    def _default_response(self, request: Request) -> Response:
+        try:
+            if self.server.is_serving():
+                return self.protocol.accept(request)
+            return self.respond(503, "Server is shutting down.")
+        except Exception:
+            self.logger.error("opening handshake failed", exc_info=True)
+            return self.respond(500, "Failed to open a WebSocket connection.")
 
     async def _handshake(self, request: Request) -> None:
         server = self.server
@@ -86,10 +100,7 @@ class ServerConnection(Connection):
                 response = await _maybe_await(server.process_request(self, request))
                 _check_response(response, "process_request")
             if response is None:
-                if server.is_serving():
-                    response = self.protocol.accept(request)
-                else:
-                    response = self.respond(503, "Server is shutting down.")
+                response = self._default_response(request)
             if server.process_response is not None:
                 replaced = await _maybe_await(server.process_response(self, request, response))
                 _check_response(replaced, "process_response")
@@ -98,6 +109,13 @@ class ServerConnection(Connection):
         except Exception:
             self.logger.error("opening handshake failed", exc_info=True)
             response = self.respond(500, "Failed to open a WebSocket connection.")
+        # Done with the handshake: an idle connection does not keep the task.
+        self._handshake_task = None
+        self._answer(request, response)
+
+    def _answer(self, request: Request, response: Response) -> None:
+        """Send the handshake response; on a 101, start keepalive and the handler."""
+        server = self.server
         if self.protocol.state is not State.CONNECTING:
             return  # The client went away meanwhile.
         if response.status_code == 101 and not server.is_serving():
@@ -105,8 +123,6 @@ class ServerConnection(Connection):
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
-        # Done with the handshake: an idle connection keeps neither the task nor the timer.
-        self._handshake_task = None
         try:
             self.protocol.send_response(response)
         except ValueError:
@@ -115,7 +131,9 @@ class ServerConnection(Connection):
             assert self.transport is not None
             self.transport.abort()
             return
-        self._flush()
+        # Frames the client sent right after its request are parsed by now:
+        # handle them, or they would wait for the client's next bytes.
+        self._process()
         if response.status_code != 101:
             self.logger.info("refused connection: HTTP %d", response.status_code)
             return
