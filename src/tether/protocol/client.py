@@ -18,9 +18,9 @@ from tether.protocol.events import ResponseReceived
 from tether.protocol.handshake import (
     USER_AGENT,
     accept_key,
-    check_upgrade,
+    check_upgrade_values,
     generate_key,
-    single_header,
+    single_value,
 )
 from tether.protocol.header_values import (
     build_authorization_basic,
@@ -29,7 +29,7 @@ from tether.protocol.header_values import (
     parse_extensions,
     parse_subprotocols,
 )
-from tether.protocol.headers import Headers, HeadersLike
+from tether.protocol.headers import Headers, HeadersLike, check_header
 from tether.protocol.http11 import Limits, Request, Response, ResponseParser
 from tether.protocol.uri import WebSocketURI, parse_uri
 
@@ -92,29 +92,36 @@ class ClientProtocol(Connection):
         self.response: Response | None = None
         self.subprotocol: str | None = None
         self.handshake_exc: InvalidHandshake | None = None
-        self._parser = ResponseParser(limits or Limits())
+        self._parser = ResponseParser(limits)
 
     def connect(self) -> Request:
         """Build the handshake request (RFC 6455 section 4.1)."""
-        headers = Headers()
-        headers["Host"] = self.uri.host_header
+        # A WebSocketURI may be built by hand rather than parsed: check its host.
+        check_header("Host", self.uri.host_header)
+        fields = [("Host", self.uri.host_header)]
         if self.uri.user_info is not None:
-            headers["Authorization"] = build_authorization_basic(*self.uri.user_info)
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Key"] = self.key
-        headers["Sec-WebSocket-Version"] = "13"
+            fields.append(("Authorization", build_authorization_basic(*self.uri.user_info)))
+        fields += [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", self.key),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        # The key and the builders check what they make: only the options
+        # given as plain strings are checked here.
         if self.origin is not None:
-            headers["Origin"] = self.origin
+            check_header("Origin", self.origin)
+            fields.append(("Origin", self.origin))
         if self.available_extensions:
-            headers["Sec-WebSocket-Extensions"] = build_extensions(
-                [
-                    (factory.name, factory.get_request_params())
-                    for factory in self.available_extensions
-                ]
-            )
+            offers = [
+                (factory.name, factory.get_request_params())
+                for factory in self.available_extensions
+            ]
+            fields.append(("Sec-WebSocket-Extensions", build_extensions(offers)))
         if self.available_subprotocols:
-            headers["Sec-WebSocket-Protocol"] = build_subprotocols(self.available_subprotocols)
+            protocols = build_subprotocols(self.available_subprotocols)
+            fields.append(("Sec-WebSocket-Protocol", protocols))
+        headers = Headers._adopt(fields)
         if self.additional_headers is not None:
             headers.update(self.additional_headers)
         if self.user_agent_header is not None and "User-Agent" not in headers:
@@ -177,17 +184,18 @@ class ClientProtocol(Connection):
         """Check the server's answer (RFC 6455 section 4.2.2 and 4.1, steps 1 to 6)."""
         if response.status_code != 101:
             raise InvalidStatus(response)
-        headers = response.headers
-        check_upgrade(headers)
-        accept = single_header(headers, "Sec-WebSocket-Accept")
+        # One pass over the fields, rather than a scan per header looked up.
+        values = response.headers._grouped()
+        check_upgrade_values(values.get("connection", []), values.get("upgrade", []))
+        accept = single_value(values.get("sec-websocket-accept", []), "Sec-WebSocket-Accept")
         if accept != accept_key(self.key):
             raise InvalidHeaderValue("Sec-WebSocket-Accept", accept)
-        self._set_extensions(self._negotiate_extensions(headers))
-        self.subprotocol = self._negotiate_subprotocol(headers)
+        self._set_extensions(self._negotiate_extensions(values.get("sec-websocket-extensions", [])))
+        self.subprotocol = self._negotiate_subprotocol(values.get("sec-websocket-protocol", []))
 
-    def _negotiate_extensions(self, headers: Headers) -> list[Extension]:
+    def _negotiate_extensions(self, values: list[str]) -> list[Extension]:
         accepted: list[Extension] = []
-        for value in headers.get_all("Sec-WebSocket-Extensions"):
+        for value in values:
             for name, params in parse_extensions(value):
                 refusal: NegotiationError | None = None
                 for factory in self.available_extensions:
@@ -207,8 +215,7 @@ class ClientProtocol(Connection):
                     ) from refusal
         return accepted
 
-    def _negotiate_subprotocol(self, headers: Headers) -> str | None:
-        values = headers.get_all("Sec-WebSocket-Protocol")
+    def _negotiate_subprotocol(self, values: list[str]) -> str | None:
         if not values:
             return None
         protocols = [protocol for value in values for protocol in parse_subprotocols(value)]

@@ -166,6 +166,8 @@ class Response:
         return status_line + self.headers.serialize() + self.body
 
 
+_DEFAULT_LIMITS = Limits()
+
 _T = TypeVar("_T")
 
 
@@ -180,7 +182,7 @@ class _Parser(Generic[_T]):
     _kind: str
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = Limits() if limits is None else limits
+        self.limits = _DEFAULT_LIMITS if limits is None else limits
         self.result: _T | None = None
         """The parsed message, once complete; ``None`` until then."""
         self.leftover = b""

@@ -40,8 +40,6 @@ Origin = str | re.Pattern[str] | None
 SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], str | None]
 """A hook that picks a subprotocol among those the client offered, or ``None``."""
 
-_LIMITS = Limits()
-
 # A client must wait for the response before sending more (RFC 6455 section
 # 4.1). Bytes it sends early are kept for after a 101, but not without bound:
 # the server may take its time to answer.
@@ -102,7 +100,7 @@ class ServerProtocol(Connection):
         self.subprotocol: str | None = None
         self.handshake_exc: InvalidHandshake | None = None
         # Dropped once the request is read: an open connection need not keep it.
-        self._parser: RequestParser | None = RequestParser(limits or _LIMITS)
+        self._parser: RequestParser | None = RequestParser(limits)
         self._pending_extensions: list[Extension] = []
 
     # Reading the request
