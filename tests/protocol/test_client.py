@@ -512,7 +512,6 @@ def test_4_1_protocol_error_in_leftover_fails_the_open_connection() -> None:
             302, "Found", [("Location", "/elsewhere"), ("Content-Length", "0")], b"", b"", id="302"
         ),
         pytest.param(200, "OK", [("Content-Length", "2")], b"ok", b"ok", id="200"),
-        pytest.param(100, "Continue", [], b"", b"", id="100"),
         pytest.param(204, "No Content", [], b"", b"", id="204"),
     ],
 )
@@ -530,6 +529,20 @@ def test_4_1_non_101_status_fails(
     assert exc.response.reason_phrase == reason
     assert exc.response.body == body
     assert f"HTTP {status}" in str(exc)
+
+
+def test_4_1_interim_responses_before_the_101_are_skipped() -> None:
+    # RFC 9110 section 15.2: a client must read past 1xx responses it did
+    # not ask for; only the final response answers the handshake.
+    client = started()
+    client.receive_data(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert client.events() == []
+    assert client.response is None
+    client.receive_data(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok_response(client))
+    (event,) = client.events()
+    assert isinstance(event, ResponseReceived)
+    assert event.response.status_code == 101
+    assert client.state is State.OPEN
 
 
 def test_4_1_non_101_with_body_until_eof() -> None:

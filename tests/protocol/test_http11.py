@@ -523,7 +523,7 @@ def test_response_101_ignores_content_length() -> None:
         (b"HTTP/1.1 101", 101, ""),
         (b"HTTP/1.1 101 ", 101, ""),
         (b"HTTP/1.1 101  spaced ", 101, " spaced "),
-        (b"HTTP/1.1 199 caf\xe9\t\x80", 199, "caf\xe9\t\x80"),
+        (b"HTTP/1.1 304 caf\xe9\t\x80", 304, "caf\xe9\t\x80"),
     ],
 )
 def test_status_line(line: bytes, code: int, reason: str) -> None:
@@ -554,7 +554,48 @@ def test_invalid_status_line(line: bytes, message: str) -> None:
         parse_response(line + b"\r\n\r\n")
 
 
-@pytest.mark.parametrize("code", [100, 102, 199, 204, 304])
+def test_interim_responses_are_dropped() -> None:
+    # RFC 9110 section 15.2: a client reads past any 1xx but 101 to the
+    # final response, whether it expected them or not.
+    interim = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 199\r\n\r\n"
+    )
+    whole = parse_response(interim + RESPONSE_101 + b"\x81\x00")
+    assert whole.result == parse_response(RESPONSE_101).result
+    assert whole.leftover == b"\x81\x00"
+    trickled = ResponseParser()
+    for byte in interim + RESPONSE_101:
+        assert trickled.result is None
+        trickled.receive_data(bytes([byte]))
+    assert trickled.result == whole.result
+
+
+def test_interim_responses_alone_are_not_an_answer() -> None:
+    parser = parse_response(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert parser.result is None
+    with pytest.raises(InvalidMessage, match="in the middle of the response head"):
+        parser.receive_eof()
+
+
+def test_interim_responses_count_towards_max_size() -> None:
+    # A server sending 1xx forever is stopped by the head's size limit.
+    parser = ResponseParser(Limits(max_size=1000))
+    with pytest.raises(SecurityError, match="max_size"):
+        parser.receive_data(b"HTTP/1.1 100 Continue\r\n\r\n" * 100)
+
+
+def test_interim_response_fields_count_separately() -> None:
+    limits = Limits(max_headers=2)
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: a\r\nLink: b\r\n\r\n"
+    final = b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    parser = parse_response(interim + final, limits)
+    assert parser.result is not None
+    assert parser.result.headers.get_all("Link") == []
+
+
+@pytest.mark.parametrize("code", [101, 204, 304])
 def test_response_without_body(code: int) -> None:
     parser = parse_response(f"HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nab".encode())
     assert parser.result == Response(code, "X", Headers({"Content-Length": "2"}))

@@ -435,8 +435,9 @@ class ResponseParser(_Parser[Response]):
     """Reads a server's answer to the opening handshake, body included.
 
     The status line must be ``HTTP/1.1 3DIGIT reason``; the space before an
-    empty reason may be left out. Responses with status 1xx (101 included),
-    204 and 304 have no body: whatever follows their head is left over. Other
+    empty reason may be left out. Interim responses (1xx but 101) are read
+    and dropped, their heads counted in ``max_size``. A 101, 204 or 304 has
+    no body: whatever follows its head is left over. Other
     responses have a body read per ``Content-Length``, per chunked
     ``Transfer-Encoding`` (trailer fields are checked, then dropped) or else
     until the end of the stream, which only :meth:`receive_eof` can tell.
@@ -471,8 +472,15 @@ class ResponseParser(_Parser[Response]):
         self._reason = reason.decode("latin-1")
 
     def _end_of_head(self, headers: Headers) -> bool:
-        self._headers = headers
         code = self._status_code
+        if code < 200 and code != 101:
+            # An interim response, such as 100 Continue or 103 Early Hints:
+            # RFC 9110 section 15.2 has clients read past it to the final
+            # one. Its bytes count towards max_size, which bounds how many.
+            self._fields = []
+            self._state = self._read_start_line
+            return True
+        self._headers = headers
         if code < 200 or code in _NO_BODY_STATUSES:
             return self._finish_response(b"", self._pos)
         self._in_body = True
