@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,6 +34,8 @@ from tether.exceptions import (
     WebSocketException,
 )
 from tether.protocol.close import Close, CloseCode
+from tether.protocol.headers import Headers, MultipleValuesError
+from tether.protocol.http11 import InvalidMethod, Response
 
 NORMAL = Close(CloseCode.NORMAL_CLOSURE, "done")
 AWAY = Close(CloseCode.GOING_AWAY, "")
@@ -349,3 +352,50 @@ def test_concurrency_error() -> None:
     assert str(exc) == "two readers"
     with pytest.raises(RuntimeError):
         raise exc
+
+
+# --- Pickling --------------------------------------------------------------------------------
+
+# One instance of every exception, built as tether builds it: whatever their
+# __init__ takes, they must cross process boundaries intact.
+PICKLED: list[WebSocketException] = [
+    WebSocketException("base"),
+    ConnectionClosed(NORMAL, AWAY, True),
+    ConnectionClosedOK(NORMAL, NORMAL, False),
+    ConnectionClosedError(None, None),
+    InvalidURI("ws://", "no host"),
+    InvalidHandshake("handshake"),
+    SecurityError("too big"),
+    InvalidMessage("bad request"),
+    InvalidStatus(Response(404, "Not Found", Headers({"X": "y"}), b"gone\n")),
+    InvalidHeader("Host"),
+    InvalidHeaderFormat("Upgrade", "expected token", "web socket", 3),
+    InvalidHeaderValue("Sec-WebSocket-Version", "12"),
+    InvalidOrigin("https://evil.example"),
+    InvalidUpgrade("Connection", "close"),
+    NegotiationError("no deflate"),
+    DuplicateParameter("server_no_context_takeover"),
+    InvalidParameterName("bogus"),
+    InvalidParameterValue("client_max_window_bits", "99"),
+    ProtocolError("bad frame"),
+    PayloadTooBig(2_000_000, 1_048_576),
+    InvalidState("closed"),
+    ConcurrencyError("two readers"),
+    MultipleValuesError("Host", 2),
+    InvalidMethod("POST"),
+]
+
+
+def test_every_exception_has_a_pickling_sample() -> None:
+    pickled = {type(exc) for exc in PICKLED}
+    for name in tether.exceptions.__all__:
+        assert getattr(tether.exceptions, name) in pickled, name
+
+
+@pytest.mark.parametrize("exc", PICKLED, ids=lambda exc: type(exc).__name__)
+def test_pickle_round_trip(exc: WebSocketException) -> None:
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc)
+    assert str(back) == str(exc)
+    assert back.args == exc.args
+    assert back.__dict__ == exc.__dict__

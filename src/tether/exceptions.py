@@ -30,7 +30,7 @@ This module does no I/O: the Sans-I/O core raises these too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether.protocol.close import Close
@@ -63,7 +63,26 @@ __all__ = [
 
 
 class WebSocketException(Exception):
-    """Base class of every exception tether raises."""
+    """Base class of every exception tether raises.
+
+    Every one survives :mod:`pickle`, so it can cross to another process, as
+    from a :mod:`multiprocessing` worker, with its message and attributes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds an exception by calling its class with
+        # ``args``, which rarely match the arguments of a subclass's
+        # __init__: restore the attributes instead.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(
+    cls: type[WebSocketException], args: tuple[Any, ...], state: dict[str, Any]
+) -> WebSocketException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class ConnectionClosed(WebSocketException):
