@@ -378,7 +378,7 @@ PICKLED: list[WebSocketException] = [
     InvalidParameterName("bogus"),
     InvalidParameterValue("client_max_window_bits", "99"),
     ProtocolError("bad frame"),
-    PayloadTooBig(2_000_000, 1_048_576),
+    PayloadTooBig("message of 2000000 bytes is over the limit"),
     InvalidState("closed"),
     ConcurrencyError("two readers"),
     MultipleValuesError("Host", 2),
