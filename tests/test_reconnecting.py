@@ -10,7 +10,7 @@ import pytest
 from tether.exceptions import InvalidHeader, InvalidMessage, InvalidStatus, InvalidURI
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Response
-from tether.reconnecting import backoff_delay, process_exception
+from tether.reconnecting import backoff_delay, process_exception, reconnect_delay, retry_after
 
 
 def status(code: int) -> InvalidStatus:
@@ -80,3 +80,44 @@ def test_backoff_capped_after_overflow() -> None:
     # 1.618 ** 5000 does not fit a float: the cap still applies.
     delay = backoff_delay(5000, 1.0, 1.618, 60.0)
     assert 30.0 <= delay <= 60.0
+
+
+# Retry-After
+
+
+def refused(code: int, *values: str) -> InvalidStatus:
+    return InvalidStatus(Response(code, "Reason", Headers([("Retry-After", v) for v in values])))
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (refused(503, "120"), 120.0),
+        (refused(429, " 0 "), 0.0),
+        (refused(503, "99999999999999999999"), 86_400.0),
+        (refused(503, "Sun, 06 Nov 1994 08:49:37 GMT"), 0.0),  # Past: no wait.
+        (refused(503), None),
+        (refused(503, "1", "2"), None),
+        (refused(503, "-5"), None),
+        (refused(503, "1.5"), None),
+        (refused(503, "soon"), None),
+        (refused(503, "\u00b2"), None),  # A digit to isdigit(), but not ASCII.
+        (ConnectionRefusedError(), None),
+    ],
+)
+def test_retry_after(exc: Exception, expected: float | None) -> None:
+    assert retry_after(exc) == expected
+
+
+def test_retry_after_future_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.time", lambda: 784_111_777.0)  # 08:49:37 that day.
+    assert retry_after(refused(503, "Sun, 06 Nov 1994 08:50:07 GMT")) == 30.0
+
+
+def test_reconnect_delay_honours_retry_after_within_the_maximum() -> None:
+    for _ in range(20):
+        assert reconnect_delay(refused(503, "7"), 0, 0.1, 2.0, 60.0) == 7.0
+        assert reconnect_delay(refused(503, "700"), 0, 0.1, 2.0, 60.0) == 60.0
+        # A backoff already longer than asked stands.
+        assert 30.0 <= reconnect_delay(refused(503, "1"), 20, 1.0, 2.0, 60.0) <= 60.0
+        assert 0.05 <= reconnect_delay(status(503), 0, 0.1, 2.0, 60.0) <= 0.1

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
 import ssl
+import time
 from collections.abc import Callable
 
 from tether.exceptions import InvalidMessage, InvalidStatus
 
-__all__ = ["backoff_delay", "process_exception", "raise_unless_retried"]
+__all__ = [
+    "backoff_delay",
+    "process_exception",
+    "raise_unless_retried",
+    "reconnect_delay",
+    "retry_after",
+]
 
 
 def process_exception(exc: Exception) -> Exception | None:
@@ -71,3 +79,42 @@ def backoff_delay(attempts: int, initial: float, factor: float, maximum: float) 
         # After a few thousand attempts the power exceeds a float.
         delay = maximum
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+def retry_after(exc: Exception) -> float | None:
+    """The wait, in seconds, that a refusal's ``Retry-After`` header asks for, if any.
+
+    ``exc`` must be an :class:`~tether.exceptions.InvalidStatus` whose
+    response has one ``Retry-After`` value: a number of seconds or an HTTP
+    date (RFC 9110 section 10.2.3). A date in the past asks for no wait.
+    Anything else gives ``None``.
+    """
+    if not isinstance(exc, InvalidStatus):
+        return None
+    values = exc.response.headers.get_all("Retry-After")
+    if len(values) != 1:
+        return None
+    value = values[0].strip(" \t")
+    if value.isascii() and value.isdigit():
+        # Past a day, the figure only says "much later": keep int() cheap.
+        return float(min(int(value[:12]), 86_400))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def reconnect_delay(
+    exc: Exception, attempts: int, initial: float, factor: float, maximum: float
+) -> float:
+    """The wait before reconnecting after ``exc``: the backoff, or longer if the server asks.
+
+    A server that refused with ``Retry-After`` gets at least that wait, up to
+    ``maximum``: a client never waits longer than its own bound.
+    """
+    delay = backoff_delay(attempts, initial, factor, maximum)
+    asked = retry_after(exc)
+    if asked is not None:
+        delay = max(delay, min(asked, maximum))
+    return delay

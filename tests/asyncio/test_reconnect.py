@@ -428,3 +428,21 @@ async def test_retries_are_logged(sleeps: list[float], caplog: pytest.LogCapture
     await refuse_until_stopped(logger="app.reconnect", **BACKOFF)
     messages = [r.getMessage() for r in caplog.records if r.name == "app.reconnect"]
     assert len([m for m in messages if "retrying in" in m]) == 8
+
+
+async def test_retry_after_is_honoured(start_server: ServerFactory, sleeps: list[float]) -> None:
+    attempts = 0
+
+    def busy_twice(connection: ServerConnection, request: Request) -> Response | None:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 2:
+            return None
+        response = connection.respond(503, "Try later.\n")
+        response.headers["Retry-After"] = "30" if attempts == 1 else "7200"
+        return response
+
+    server = await start_server(process_request=busy_twice)
+    assert await first_reply(uri_of(server), backoff_max_delay=120.0) == (1, "hello")
+    # As asked, then capped at backoff_max_delay.
+    assert sleeps == [30.0, 120.0]

@@ -377,3 +377,21 @@ def test_reconnect_closes_connection_on_exit(echo_server: Server) -> None:
     iterator.close()
     assert ws.wait_closed(0)
     assert ws.close_code == 1000
+
+
+def test_reconnect_honours_retry_after(start_server: ServerFactory, no_sleep: list[float]) -> None:
+    count = [0]
+
+    def busy(ws: ServerConnection, request: Request) -> Response | None:
+        count[0] += 1
+        if count[0] > 1:
+            return None
+        response = ws.respond(429, "slow down")
+        response.headers["Retry-After"] = "12"
+        return response
+
+    server = start_server(process_request=busy)
+    for ws in reconnect(uri_of(server)):
+        echo_once(ws)
+        break
+    assert no_sleep == [12.0]

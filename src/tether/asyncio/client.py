@@ -20,7 +20,7 @@ from tether.protocol.events import Event, ResponseReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import WebSocketURI, parse_uri
-from tether.reconnecting import backoff_delay, process_exception, raise_unless_retried
+from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
 
 __all__ = [
     "ClientConnection",
@@ -360,8 +360,12 @@ class connect:
                 connection = await self._create()
             except Exception as exc:
                 raise_unless_retried(self.process_exception, exc)
-                delay = backoff_delay(
-                    attempt, self.backoff_initial_delay, self.backoff_factor, self.backoff_max_delay
+                delay = reconnect_delay(
+                    exc,
+                    attempt,
+                    self.backoff_initial_delay,
+                    self.backoff_factor,
+                    self.backoff_max_delay,
                 )
                 attempt += 1
                 logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)

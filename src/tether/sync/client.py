@@ -17,7 +17,7 @@ from tether.protocol.connection import DEFAULT_MAX_SIZE, State
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import parse_uri
-from tether.reconnecting import backoff_delay, process_exception, raise_unless_retried
+from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
 from tether.sync.connection import READ_SIZE, Connection
 
 __all__ = ["ClientConnection", "connect", "reconnect"]
@@ -164,8 +164,8 @@ def reconnect(
             connection = connect(uri, **options)
         except Exception as exc:
             raise_unless_retried(process_exception, exc)
-            delay = backoff_delay(
-                attempts, backoff_initial_delay, backoff_factor, backoff_max_delay
+            delay = reconnect_delay(
+                exc, attempts, backoff_initial_delay, backoff_factor, backoff_max_delay
             )
             attempts += 1
             logging.getLogger("tether.client").info(
