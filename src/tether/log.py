@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 __all__ = ["ConnectionLogger", "LoggerLike", "connection_logger"]
@@ -16,19 +16,48 @@ class ConnectionLogger(logging.LoggerAdapter[Any]):
     """Prefix each message with the connection it is about, and attach it to the record.
 
     The record carries the connection as ``record.websocket``, for filters and
-    formatters that want more than the prefix.
+    formatters that want more than the prefix. Without a ``label``, the
+    prefix is the first 8 characters of ``websocket.id``, worked out when the
+    first record is made: a connection that logs nothing never needs it.
     """
 
-    def __init__(self, logger: LoggerLike, label: str, websocket: object) -> None:
+    def __init__(self, logger: LoggerLike, label: str | None, websocket: object) -> None:
         # A user's adapter would replace the record's extra with its own, and
         # drop ``websocket``, so log to the logger beneath the adapters and
         # apply their process() here instead.
-        self.adapters: list[logging.LoggerAdapter[Any]] = []
+        adapters: list[logging.LoggerAdapter[Any]] = []
         while isinstance(logger, logging.LoggerAdapter):
-            self.adapters.append(logger)
+            adapters.append(logger)
             logger = logger.logger
-        super().__init__(logger, {"websocket": websocket})
-        self.label = label
+        # Not LoggerAdapter.__init__: every connection has one of these, and
+        # an ``extra`` dictionary kept for each would cost idle connections.
+        self.logger = logger
+        self._adapters = tuple(adapters)
+        self._label = label
+        self._websocket = websocket
+
+    @property
+    def extra(self) -> Mapping[str, object]:
+        """What each record gets as attributes: ``websocket``, the connection."""
+        return {"websocket": self._websocket}
+
+    @extra.setter
+    def extra(self, value: Mapping[str, object] | None) -> None:
+        # Only to match LoggerAdapter's type: records always name their connection.
+        raise AttributeError("a connection logger's extra is fixed; pass extra= when logging")
+
+    @property
+    def adapters(self) -> list[logging.LoggerAdapter[Any]]:
+        """The user's adapters that the ``logger`` option wrapped the logger in, outermost first."""
+        return list(self._adapters)
+
+    @property
+    def label(self) -> str:
+        """The prefix of every message, between brackets."""
+        label = self._label
+        if label is None:
+            label = self._label = str(getattr(self._websocket, "id", ""))[:8]
+        return label
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -38,9 +67,9 @@ class ConnectionLogger(logging.LoggerAdapter[Any]):
         The user's adapters, if the ``logger`` option was one, process the
         message too; their extra goes into the record beside ``websocket``.
         """
-        extra = {**(self.extra or {}), **kwargs.get("extra", {})}
+        extra = {"websocket": self._websocket, **kwargs.get("extra", {})}
         msg = f"[{self.label}] {msg}"
-        for adapter in self.adapters:
+        for adapter in self._adapters:
             msg, kwargs = adapter.process(msg, kwargs)
             extra = {**(kwargs.get("extra") or {}), **extra}
         kwargs["extra"] = extra
@@ -48,9 +77,13 @@ class ConnectionLogger(logging.LoggerAdapter[Any]):
 
 
 def connection_logger(
-    logger: LoggerLike | str | None, default: str, label: str, websocket: object
+    logger: LoggerLike | str | None, default: str, label: str | None, websocket: object
 ) -> ConnectionLogger:
-    """Build the logger of one connection from the user's ``logger`` option."""
+    """Build the logger of one connection from the user's ``logger`` option.
+
+    ``label`` ``None`` takes the label from ``websocket.id`` when it is first
+    needed.
+    """
     if logger is None:
         logger = default
     if isinstance(logger, str):

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from types import TracebackType
 from typing import Any, cast
 
+from tether.asyncio import keepalive
+from tether.asyncio.keepalive import Bucket
 from tether.attributes import ConnectionAttributes
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
@@ -61,11 +63,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.write_limit = write_limit
-        self.id = uuid.uuid4()
-        """A unique identifier of the connection, for logs."""
-        self.logger: ConnectionLogger = connection_logger(
-            logger, self.default_logger, str(self.id)[:8], self
-        )
+        # Thousands of idle connections each hold what is made here: what
+        # most of them never use (a uuid, a lock, pings, waiters) is made on
+        # first use instead.
+        self._id: uuid.UUID | None = None
+        self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
         """The logger of this connection: records name it."""
         self.latency = 0.0
         """The round-trip time of the last ping answered, in seconds."""
@@ -80,15 +82,27 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         # was full, and whether reading stopped because of them.
         self._replies = 0
         self._replies_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._send_lock = asyncio.Lock()
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-        self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._keepalive: asyncio.TimerHandle | None = None
+        # Coroutines waiting for writing to resume or for the connection to
+        # be lost: both events wake them all, and each checks what it awaits.
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._send_lock: asyncio.Lock | None = None
+        # Pings waiting for their pong; a keepalive ping has no future.
+        self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] | None = None
+        self._lost = False
+        self._keepalive: Bucket | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._eof_written = False
 
     # Attributes
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier of the connection, for logs."""
+        # Made when first asked for: by a log record or by the application.
+        id_ = self._id
+        if id_ is None:
+            id_ = self._id = uuid.uuid4()
+        return id_
 
     @property
     def local_address(self) -> Any:
@@ -121,17 +135,18 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                 if timeout is None:
                     # Entering a timeout context costs microseconds per message.
                     while not messages.ready:
-                        await self._wait_for_input()
+                        await self._input()
                 else:
                     async with asyncio.timeout(timeout):
                         while not messages.ready:
-                            await self._wait_for_input()
+                            await self._input()
             message = messages.get(decode)
             if self._reading_paused or self.protocol.message_budget is not None:
                 self._maybe_resume_reading()
             return message
         finally:
             self._reading = False
+            self._reader = None
 
     async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
         """Yield the next message piece by piece, as its frames arrive."""
@@ -144,7 +159,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             while True:
                 piece = self._messages.get_fragment()
                 if piece is None:
-                    await self._wait_for_input()
+                    await self._input()
                     continue
                 data, last = piece
                 if decoder is not None and isinstance(data, bytes):
@@ -156,30 +171,57 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                     return
         finally:
             self._reading = False
+            self._reader = None
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages until the connection closes.
 
         The iteration ends quietly on a normal closure (1000 or 1001) and
         raises :class:`~tether.exceptions.ConnectionClosedError` otherwise.
+        The connection is its own iterator: the messages are its state.
         """
-        return _Messages(self)
+        return self
 
-    async def _wait_for_input(self) -> None:
-        """Wait until something arrives; raise ConnectionClosed if nothing ever will."""
-        if self._lost.done():
-            raise self.protocol.close_exc()
-        reader = self._loop.create_future()
-        self._reader = reader
+    async def __anext__(self) -> str | bytes:
+        """The next message of ``async for``: see :meth:`__aiter__`."""
+        # recv's body again rather than a call to it: an idle connection's
+        # handler waits here, and each coroutine frame on its stack, like an
+        # iterator object beside the connection, is memory that thousands of
+        # idle connections hold.
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving from this connection")
+        self._reading = True
         try:
-            await reader
+            messages = self._messages
+            while not messages.ready:
+                await self._input()
+            message = messages.get()
+            if self._reading_paused or self.protocol.message_budget is not None:
+                self._maybe_resume_reading()
+            return message
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
         finally:
+            self._reading = False
             self._reader = None
+
+    def _input(self) -> asyncio.Future[None]:
+        """A future done when something arrives; raise ConnectionClosed if nothing ever will.
+
+        Not a coroutine: the reader awaits the future itself, one frame less.
+        Readers clear ``_reader`` when they stop waiting, cancelled or not.
+        """
+        if self._lost:
+            raise self.protocol.close_exc()
+        reader = self._reader = self._loop.create_future()
+        return reader
 
     def _wake_reader(self) -> None:
         reader = self._reader
-        if reader is not None and not reader.done():
-            reader.set_result(None)
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
 
     def _budget(self) -> int | None:
         """How many more messages the engine may parse: the queue's free room while open.
@@ -233,15 +275,19 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
         once the connection is closing.
         """
+        lock = self._send_lock
         if isinstance(message, DATA_TYPES) or is_single(message):
-            if self._send_lock.locked():
-                async with self._send_lock:
+            if lock is not None and lock.locked():
+                async with lock:
                     send_data(self.protocol, message, text)  # type: ignore[arg-type]
             else:
                 send_data(self.protocol, message, text)  # type: ignore[arg-type]
             self._flush()
         else:
-            async with self._send_lock:
+            # Only fragmented messages ever hold the lock: made for the first.
+            if lock is None:
+                lock = self._send_lock = asyncio.Lock()
+            async with lock:
                 await self._send_fragments(message, text)
         if self._writing_paused:
             await self._drain()
@@ -274,13 +320,30 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._flush()
 
     async def _drain(self) -> None:
-        while self._writing_paused and not self._lost.done():
-            waiter = self._loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
-        if self._lost.done():
+        while self._writing_paused and not self._lost:
+            await self._change()
+        if self._lost:
             # What waited in the buffer may never have reached the peer.
             raise self.protocol.close_exc()
+
+    def _change(self) -> asyncio.Future[None]:
+        """A future done when writing resumes or the connection is lost."""
+        # A future per waiter: cancelling one waiter cancels no other.
+        waiter = self._loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [waiter]
+        else:
+            waiters.append(waiter)
+        return waiter
+
+    def _wake_waiters(self) -> None:
+        waiters = self._waiters
+        if waiters is not None:
+            self._waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def ping(self, data: Data | None = None) -> Awaitable[float]:
         """Send a ping; return an awaitable that gives the round-trip time when the pong comes.
@@ -289,25 +352,31 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         :class:`~tether.exceptions.ConcurrencyError` if a ping with the same
         data is still waiting for its pong.
         """
-        return self._send_ping(data)
+        waiter = self._send_ping(data, keepalive=False)
+        assert waiter is not None
+        return waiter
 
-    def _send_ping(self, data: Data | None) -> asyncio.Future[float]:
+    def _send_ping(self, data: Data | None, keepalive: bool) -> asyncio.Future[float] | None:
+        """Send a ping and record it; return its waiter, or None for a keepalive ping."""
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
         if data is None:
             payload = os.urandom(4)
-            while payload in self._pings:  # pragma: no cover - 1 in 2**32
+            while payload in pings:  # pragma: no cover - 1 in 2**32
                 payload = os.urandom(4)
         else:
             payload = data.encode() if isinstance(data, str) else bytes(data)
-            if payload in self._pings:
+            if payload in pings:
                 raise ConcurrencyError("a ping with the same data is waiting for its pong")
         try:
             self.protocol.send_ping(payload)
         except InvalidState:
             raise self.protocol.close_exc() from None
-        waiter: asyncio.Future[float] = self._loop.create_future()
+        waiter: asyncio.Future[float] | None = None if keepalive else self._loop.create_future()
         # Not loop.time(): uvloop's clock ticks in milliseconds, and a pong on
         # a fast link would often measure 0.
-        self._pings[payload] = (waiter, time.monotonic())
+        pings[payload] = (waiter, time.monotonic())
         self._flush()
         return waiter
 
@@ -321,17 +390,27 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._flush()
 
     def _pong_received(self, data: bytes) -> None:
-        if data not in self._pings:
+        pings = self._pings
+        if pings is None or data not in pings:
             return
         # A pong answers its ping and every ping sent before it (RFC 6455 5.5.3).
         now = time.monotonic()
-        for payload in list(self._pings):
-            waiter, sent = self._pings.pop(payload)
+        keepalive_answered = False
+        for payload in list(pings):
+            waiter, sent = pings.pop(payload)
             self.latency = now - sent
-            if not waiter.done():
+            if waiter is None:
+                keepalive_answered = True
+            elif not waiter.done():
                 waiter.set_result(self.latency)
             if payload == data:
                 break
+        if not pings:
+            # An emptied dictionary keeps its table: idle connections drop it.
+            self._pings = None
+        if keepalive_answered and self.ping_timeout is not None:
+            # The next keepalive ping is an interval after this pong.
+            self._start_keepalive()
 
     # Closing
 
@@ -354,11 +433,16 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                 self._reading_paused = False
                 if not self._replies_paused:
                     self.transport.resume_reading()
-        await asyncio.shield(self._lost)
+        while not self._lost:
+            await asyncio.shield(self._change())
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
-        await asyncio.shield(self._lost)
+        while not self._lost:
+            # shield() resumes a loop iteration after connection_lost(), as
+            # when this awaited a shared future: a peer in the same process
+            # has seen the EOF by then.
+            await asyncio.shield(self._change())
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: send a close frame if possible and drop TCP."""
@@ -379,40 +463,35 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     # Keepalive
 
-    # Timers rather than a task: an idle connection then costs a timer handle,
-    # not a task, a coroutine frame and a sleeping future.
+    # The loop's keepalive scheduler rather than a timer per connection: an
+    # idle connection then costs an entry in a shared bucket, not a timer
+    # handle. ``_keepalive`` is the bucket the connection waits in: for its
+    # next ping, or for the pong of a keepalive ping still in ``_pings``.
 
     def _start_keepalive(self) -> None:
-        if self.ping_interval is not None and not self._lost.done():
-            self._keepalive = self._loop.call_later(self.ping_interval, self._keepalive_ping)
+        if self.ping_interval is not None and not self._lost:
+            keepalive.schedule(self._loop, self, self.ping_interval)
 
-    def _keepalive_ping(self) -> None:
-        self._keepalive = None
+    def _keepalive_due(self) -> None:
+        """Send a keepalive ping, or fail if the last one waited ``ping_timeout`` in vain."""
+        pings = self._pings
+        if (
+            self.ping_timeout is not None
+            and pings is not None
+            and any(waiter is None for waiter, _ in pings.values())
+        ):
+            self.logger.warning("no pong within %s seconds", self.ping_timeout)
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            return
         try:
-            waiter = self._send_ping(None)
+            self._send_ping(None, keepalive=True)
         except ConnectionClosed:
             return
         if self.ping_timeout is None:
             self._start_keepalive()
-            return
-        self._keepalive = self._loop.call_later(
-            self.ping_timeout, self._keepalive_timed_out, waiter
-        )
-        waiter.add_done_callback(self._keepalive_answered)
-
-    def _keepalive_answered(self, waiter: asyncio.Future[float]) -> None:
-        if waiter.exception() is not None:
-            return  # The connection closed; nothing more to do.
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        self._start_keepalive()
-
-    def _keepalive_timed_out(self, waiter: asyncio.Future[float]) -> None:
-        self._keepalive = None
-        if waiter.done():
-            return  # The pong came in the same loop iteration.
-        self.logger.warning("no pong within %s seconds", self.ping_timeout)
-        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        else:
+            # The pong reschedules for the next ping (_pong_received).
+            keepalive.schedule(self._loop, self, self.ping_timeout)
 
     # asyncio.Protocol
 
@@ -463,21 +542,18 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             self._process()
         if self._close_timer is not None:
             self._close_timer.cancel()
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            self._keepalive = None
+        # Now, so that the scheduler holds no reference to a closed connection.
+        keepalive.cancel(self)
         closed = self.protocol.close_exc()
-        for waiter, _ in self._pings.values():
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # Nobody may await it: do not log it as lost.
-        self._pings.clear()
-        for drain in self._drain_waiters:
-            if not drain.done():
-                drain.set_result(None)
-        self._drain_waiters.clear()
-        if not self._lost.done():
-            self._lost.set_result(None)
+        pings = self._pings
+        if pings is not None:
+            self._pings = None
+            for waiter, _ in pings.values():
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(closed)
+                    waiter.exception()  # Nobody may await it: do not log it as lost.
+        self._lost = True
+        self._wake_waiters()
         self._wake_reader()
         self.logger.debug("connection closed: %s", closed)
 
@@ -493,10 +569,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             self._replies_paused = False
             if not self._reading_paused and self.transport is not None:
                 self.transport.resume_reading()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
+        self._wake_waiters()
 
     # Plumbing
 
@@ -582,33 +655,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def _arm_close_timer(self) -> None:
         """Drop TCP if the closing handshake or the TCP close takes over ``close_timeout``."""
-        if self._close_timer is not None or self.close_timeout is None or self._lost.done():
+        if self._close_timer is not None or self.close_timeout is None or self._lost:
             return
         self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
-        if self.transport is not None and not self._lost.done():
+        if self.transport is not None and not self._lost:
             self.logger.debug("closing timed out after %s seconds", self.close_timeout)
             self.transport.abort()
-
-
-class _Messages:
-    """The iterator of ``async for message in connection``.
-
-    A class rather than an async generator: resuming a generator frame around
-    each ``recv`` costs more than calling it.
-    """
-
-    __slots__ = ("_connection",)
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def __aiter__(self) -> _Messages:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self._connection.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
