@@ -21,6 +21,7 @@ import tether
 from tether.asyncio import keepalive
 from tether.asyncio.keepalive import MIN_GRANULARITY, Bucket, granularity
 from tether.asyncio.server import ServerConnection
+from tether.protocol.connection import State
 
 from .conftest import ServerFactory, uri_of
 from .pairs import until
@@ -55,6 +56,9 @@ class FakeLoop:
         self.handles.append(handle)
         return handle
 
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> FakeHandle:
+        return self.call_at(self.now, callback, *args)
+
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         self.errors.append(context)
 
@@ -63,17 +67,22 @@ class FakeLoop:
         """The timers neither run nor cancelled."""
         return [handle for handle in self.handles if not handle.cancelled]
 
+    def run_one(self, deadline: float) -> bool:
+        """Run the first timer due by ``deadline``, if any; say whether one ran."""
+        due = [handle for handle in self.timers if handle.when <= deadline]
+        if not due:
+            return False
+        handle = min(due, key=lambda handle: handle.when)
+        self.now = max(self.now, handle.when)
+        handle.cancelled = True  # Run: no longer pending.
+        handle.callback(*handle.args)
+        return True
+
     def advance(self, seconds: float) -> None:
         """Move the clock, running each timer due by then, in order of due time."""
         deadline = self.now + seconds
-        while True:
-            due = [handle for handle in self.timers if handle.when <= deadline]
-            if not due:
-                break
-            handle = min(due, key=lambda handle: handle.when)
-            self.now = max(self.now, handle.when)
-            handle.cancelled = True  # Run: no longer pending.
-            handle.callback(*handle.args)
+        while self.run_one(deadline):
+            pass
         self.now = deadline
 
     def schedule(self, target: Target, delay: float) -> None:
@@ -242,6 +251,24 @@ def test_a_target_may_cancel_another_of_its_bucket(loop: FakeLoop) -> None:
     assert cast(asyncio.AbstractEventLoop, loop) not in keepalive._schedulers
 
 
+def test_a_large_bucket_is_called_in_batches(loop: FakeLoop) -> None:
+    targets = [Target(loop) for _ in range(2 * keepalive.BATCH + 10)]
+    for target in targets:
+        loop.schedule(target, 20.0)
+    late = targets[-1]
+    called: list[int] = []
+    deadline = loop.now + 25.0
+    while loop.run_one(deadline):
+        called.append(sum(len(target.due) for target in targets))
+        if len(called) == 1:
+            # Removed between two batches: not called.
+            keepalive.cancel(late)
+    # One batch per loop callback, with I/O free to run in between.
+    assert called == [keepalive.BATCH, 2 * keepalive.BATCH, 2 * keepalive.BATCH + 9]
+    assert late.due == []
+    assert cast(asyncio.AbstractEventLoop, loop) not in keepalive._schedulers
+
+
 def test_a_failing_target_does_not_starve_the_others(loop: FakeLoop) -> None:
     def fail(_: Target) -> None:
         raise RuntimeError("boom")
@@ -329,3 +356,30 @@ async def test_idle_server_connections_share_a_timer(start_server: ServerFactory
     handed_over.clear()
     # Once the handlers have returned, nothing holds a closed connection.
     await until(lambda: gc.collect() >= 0 and all(ref() is None for ref in refs))
+
+
+async def test_many_connections_keep_alive_through_shared_buckets(
+    start_server: ServerFactory,
+) -> None:
+    handed_over: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        handed_over.append(ws)
+        await ws.wait_closed()
+
+    server = await start_server(handler, ping_interval=0.05, ping_timeout=5.0)
+    clients = [
+        await tether.connect(uri_of(server), ping_interval=0.05, ping_timeout=5.0)
+        for _ in range(30)
+    ]
+    try:
+        await until(lambda: len(handed_over) == 30)
+        # Every connection, on both sides, pings and gets its pongs.
+        await until(lambda: all(ws.latency > 0 for ws in [*clients, *handed_over]))
+        scheduler = keepalive._schedulers[asyncio.get_running_loop()]
+        assert len(scheduler.buckets) < 30
+        for ws in [*clients, *handed_over]:
+            assert ws.state is State.OPEN
+    finally:
+        for client in clients:
+            await client.close()

@@ -6,7 +6,8 @@ grows with the delay (1/16 of it, as a power of two, at least
 :data:`MIN_GRANULARITY`), so connections that were scheduled at about the same
 time with about the same delay share a bucket, and each bucket that holds a
 connection has one loop timer. A connection is due at most one granularity
-later than asked.
+later than asked, and a few loop iterations more in a bucket of thousands
+(see :data:`BATCH`).
 
 Each event loop has its own scheduler, which exists while it holds a
 connection: several loops in several threads never share one, and a closed
@@ -16,10 +17,20 @@ loop is not kept alive by it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from typing import Protocol
 
-__all__ = ["MIN_GRANULARITY", "Bucket", "Scheduler", "Target", "cancel", "granularity", "schedule"]
+__all__ = [
+    "BATCH",
+    "MIN_GRANULARITY",
+    "Bucket",
+    "Scheduler",
+    "Target",
+    "cancel",
+    "granularity",
+    "schedule",
+]
 
 MIN_GRANULARITY = 2.0**-8
 """The finest rounding of due times, in seconds (about 4 ms)."""
@@ -27,6 +38,14 @@ MIN_GRANULARITY = 2.0**-8
 # Buckets cover this fraction of the delay at most: a 20 s ping interval is
 # rounded to the second, so connections opened within a second share a timer.
 _FRACTION = 16
+
+BATCH = 256
+"""How many targets a bucket calls per loop iteration.
+
+Connections opened over a second are due at once: thousands of pings in one
+callback would stall the loop for as long. The rest of a bucket comes in the
+next iterations, with I/O in between.
+"""
 
 
 class Target(Protocol):
@@ -85,10 +104,13 @@ class Scheduler:
         self._release()
 
     def _fire(self, bucket: Bucket) -> None:
-        bucket.timer = None
-        del self.buckets[bucket.when]
+        if bucket.timer is not None:
+            # The timer ran: this is the first batch. A bucket without a
+            # timer takes no new targets; those it holds leave on their own.
+            bucket.timer = None
+            del self.buckets[bucket.when]
         # Each target may close others, or add itself to a later bucket.
-        for target in list(bucket.members):
+        for target in list(itertools.islice(bucket.members, BATCH)):
             if target._keepalive is not bucket:
                 continue  # Removed by a target called before it.
             del bucket.members[target]
@@ -100,7 +122,10 @@ class Scheduler:
                 self.loop.call_exception_handler(
                     {"message": "keepalive callback failed", "exception": exc}
                 )
-        self._release()
+        if bucket.members:
+            self.loop.call_soon(self._fire, bucket)
+        else:
+            self._release()
 
     def _release(self) -> None:
         if not self.buckets and _schedulers.get(self.loop) is self:
