@@ -177,6 +177,8 @@ class connect:
     Options of the connection:
 
     * ``ping_interval``: seconds between keepalive pings; ``None`` disables them.
+      Pings of many connections are grouped, so one may come up to a
+      sixteenth of the interval late.
     * ``ping_timeout``: seconds to wait for a pong before failing the
       connection with 1011; ``None`` waits forever.
     * ``close_timeout``: seconds the closing handshake may take before TCP
