@@ -23,6 +23,11 @@ wait on each other forever. Whoever holds the write lock writes everything the
 engine has to send, in the engine's order, and lets it go only when nothing is
 left; a reading thread never waits for the write lock, so it keeps reading
 while another thread writes its pongs for it.
+
+Keepalive pings, their timeouts and the closing timeout run on the one thread
+of :mod:`tether.sync.scheduler`, shared by every connection of the process:
+what runs there never waits for the write lock nor blocks on a full socket
+(``_flush(nowait=True)``), so that one stuck connection delays no other.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 
 from tether.attributes import ConnectionAttributes
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
@@ -49,6 +54,7 @@ from tether.protocol.connection import State
 from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, send_data
+from tether.sync.scheduler import Timer, scheduler
 
 __all__ = ["Connection"]
 
@@ -70,11 +76,32 @@ JOIN_LIMIT = 16384
 IOV_MAX = 512
 """Buffers per ``sendmsg`` call, under every system's limit."""
 
+TLS_NOWAIT_LIMIT = 4096
+"""Up to this many bytes, a shared thread writes to a TLS socket that has room."""
+
 # What the application thread in recv does, if there is one (one at a time).
 RECV_NONE = 0  # no thread waits for data
 RECV_READY = 1  # one does, and reads the socket whenever nobody else does
 RECV_WAITING = 2  # it waits for the background thread, which is reading
 RECV_DELEGATED = 3  # it waits for the background thread to read for it (TLS with a timeout)
+
+
+class _Waiter(Protocol):
+    def set(self) -> None: ...
+
+
+class _KeepalivePong:
+    """Waits for the pong of a keepalive ping; set under the connection's mutex."""
+
+    __slots__ = ("answered", "connection")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.answered = False
+
+    def set(self) -> None:
+        self.answered = True
+        self.connection._keepalive_answered()
 
 
 class Connection(ConnectionAttributes):
@@ -125,7 +152,7 @@ class Connection(ConnectionAttributes):
         # Set once a write fails: bytes queued by one thread may be written
         # by another, so every later writer must learn of the failure.
         self._write_error: OSError | None = None
-        self._close_timer: threading.Timer | None = None
+        self._close_timer: Timer | None = None
         self._messages = MessageQueue(max_queue)
         # An application thread is in recv or recv_streaming (one at a time).
         self._receiving = False
@@ -139,27 +166,24 @@ class Connection(ConnectionAttributes):
         self._app_reads = 0
         # The background thread sleeps until the receiving thread leaves.
         self._reader_parked = False
-        self._pings: PingTracker[threading.Event] = PingTracker()
+        self._pings: PingTracker[_Waiter] = PingTracker()
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
-        self._keepalive: threading.Thread | None = None
+        # The next keepalive step on the shared scheduler: a ping, or the
+        # end of the wait for its pong.
+        self._keepalive: Timer | None = None
 
     def _start(self) -> None:
-        """Handle frames that came with the handshake, then start the background threads."""
+        """Handle frames that came with the handshake, then start the background reader."""
         with self._mutex:
             self._process()
+            if self.ping_interval is not None and not self._closed.is_set():
+                self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
         self._flush(block=False)
         self._reader = threading.Thread(
             target=self._background_read, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
         )
         self._reader.start()
-        if self.ping_interval is not None:
-            self._keepalive = threading.Thread(
-                target=self._keepalive_loop,
-                name=f"tether-keepalive-{str(self.id)[:8]}",
-                daemon=True,
-            )
-            self._keepalive.start()
 
     # Attributes
 
@@ -471,8 +495,10 @@ class Connection(ConnectionAttributes):
     def _fail(self, code: int, reason: str, block: bool = True) -> None:
         """Fail the connection: send a close frame if possible, then shut the socket down.
 
-        With ``block`` false, a write stuck because the peer stopped reading
-        does not hold this up: the socket is shut down at once.
+        With ``block`` false, this never blocks, as the shared scheduler
+        thread needs: a write stuck because the peer stopped reading does not
+        hold this up (the socket is shut down at once), and a close frame the
+        socket has no room for is written by a thread of its own.
         """
         self.logger.info("failing connection with code %d: %s", code, reason)
         with self._mutex:
@@ -480,7 +506,7 @@ class Connection(ConnectionAttributes):
             self._wake_reader.notify()
             # Bounds writing the close frame to a peer that reads no more.
             self._arm_close_timer()
-        if not self._flush(block, quiet=True):
+        if not self._flush(block, quiet=True, nowait=not block):
             self._shutdown()
 
     def _shutdown(self) -> None:
@@ -611,10 +637,12 @@ class Connection(ConnectionAttributes):
 
     def _arm_close_timer(self) -> None:
         """Shut the socket down ``close_timeout`` from now unless closed by then; hold the mutex."""
-        if self._close_timer is None and self.close_timeout is not None:
-            self._close_timer = threading.Timer(self.close_timeout, self._close_timed_out)
-            self._close_timer.daemon = True
-            self._close_timer.start()
+        if (
+            self._close_timer is None
+            and self.close_timeout is not None
+            and not self._closed.is_set()
+        ):
+            self._close_timer = scheduler.call_later(self.close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         if not self._closed.is_set():
@@ -622,7 +650,12 @@ class Connection(ConnectionAttributes):
             self._shutdown()
 
     def _flush(
-        self, block: bool = True, *, quiet: bool = False, data: list[bytes] | None = None
+        self,
+        block: bool = True,
+        *,
+        quiet: bool = False,
+        data: list[bytes] | None = None,
+        nowait: bool = False,
     ) -> bool:
         """Write what the engine has to send, in order; don't hold the mutex.
 
@@ -634,8 +667,12 @@ class Connection(ConnectionAttributes):
         until the connection is closed and raise the
         :class:`~tether.exceptions.ConnectionClosed` that says how, unless
         ``quiet`` or not ``block``.
+
+        With ``nowait``, as for a shared thread, never block: don't wait for
+        the write lock, and leave what the socket does not take at once to a
+        new thread, which holds the write lock until it is written.
         """
-        if data is None and not self._write_lock.acquire(blocking=block):
+        if data is None and not self._write_lock.acquire(blocking=block and not nowait):
             return False
         shutdown = False
         error: OSError | None = None
@@ -653,7 +690,12 @@ class Connection(ConnectionAttributes):
                         self._write_lock.release()
                         break
             try:
-                if len(data) == 1:
+                if nowait:
+                    data = self._write_nowait(data)
+                    if data:
+                        self._finish_writing(data)
+                        return True
+                elif len(data) == 1:
                     self.socket.sendall(data[0])
                 else:
                     self._write(data)
@@ -677,6 +719,55 @@ class Connection(ConnectionAttributes):
             self._closed.wait()
             raise self.protocol.close_exc() from error
         return True
+
+    def _write_nowait(self, data: list[bytes]) -> list[bytes]:
+        """Write what the socket takes without blocking; return the rest."""
+        sock = self.socket
+        if isinstance(sock, ssl.SSLSocket):
+            # An SSL socket that other threads use blocking cannot be made
+            # non-blocking for one write: write a few bytes, and only when
+            # the kernel has room for them.
+            if sum(map(len, data)) > TLS_NOWAIT_LIMIT or not self._writable():
+                return data
+            for chunk in data:
+                sock.sendall(chunk)
+            return []
+        index = offset = 0
+        while index < len(data):
+            buffers: list[bytes | memoryview] = [memoryview(data[index])[offset:]]
+            buffers += data[index + 1 : index + IOV_MAX]
+            try:
+                sent = sock.sendmsg(buffers, (), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            while index < len(data) and sent >= len(data[index]) - offset:
+                sent -= len(data[index]) - offset
+                index += 1
+                offset = 0
+            offset += sent
+        rest = data[index:]
+        if rest and offset:
+            rest[0] = rest[0][offset:]
+        return rest
+
+    def _writable(self) -> bool:
+        """Whether the socket has room for more bytes now."""
+        poller = select.poll()
+        try:
+            poller.register(self.socket, select.POLLOUT)
+        except (OSError, ValueError):
+            # The socket is closed: writing fails at once.
+            return True
+        return bool(poller.poll(0))
+
+    def _finish_writing(self, data: list[bytes]) -> None:
+        """Write ``data`` on a new thread, which holds the write lock until done and lets it go."""
+        threading.Thread(
+            target=self._flush,
+            kwargs={"data": data, "quiet": True},
+            name=f"tether-writer-{str(self.id)[:8]}",
+            daemon=True,
+        ).start()
 
     def _write(self, data: list[bytes]) -> None:
         """Write frames with one system call when possible, without copying large payloads."""
@@ -715,25 +806,68 @@ class Connection(ConnectionAttributes):
                 waiter.set()
             self._changed.notify_all()
             self._wake_reader.notify_all()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+            # Leave the schedule at once: a timer would keep this connection.
+            if self._keepalive is not None:
+                scheduler.cancel(self._keepalive)
+                self._keepalive = None
+            close_timer = self._close_timer
+        if close_timer is not None:
+            scheduler.cancel(close_timer)
         # Wake a thread that writes, or that polls the socket.
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
         self.logger.debug("connection closed: %s", self.protocol.close_exc())
 
-    def _keepalive_loop(self) -> None:
+    # Keepalive, on the shared scheduler thread: nothing here may block.
+
+    def _keepalive_ping(self) -> None:
+        """Send a keepalive ping; then wait ``ping_timeout`` for its pong, or ``ping_interval``."""
         assert self.ping_interval is not None
-        while not self._closed.wait(self.ping_interval):
+        pong = _KeepalivePong(self)
+        payload = ping_payload(None)
+        with self._mutex:
+            if self._closed.is_set():
+                return
+            if payload in self._pings:
+                # The application pinged with these four random bytes: try again.
+                self._keepalive = scheduler.call_later(0, self._keepalive_ping)
+                return
             try:
-                # A write stuck behind a peer that stopped reading must not
-                # keep this loop from noticing the missing pong.
-                pong = self._ping(None, block=False)
-            except ConnectionClosed:
+                self.protocol.send_ping(payload)
+            except InvalidState:
+                # Closing: a pong may never come, and close_timeout bounds that.
+                self._keepalive = None
                 return
-            if self.ping_timeout is not None and not pong.wait(self.ping_timeout):
-                if self._closed.is_set():
-                    return
-                self.logger.warning("no pong within %s seconds", self.ping_timeout)
-                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", block=False)
+            self._pings.add(payload, pong, time.monotonic())
+            if self.ping_timeout is not None:
+                self._keepalive = scheduler.call_later(
+                    self.ping_timeout, lambda: self._keepalive_timed_out(pong)
+                )
+            else:
+                self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
+            # The pong is read at once, not after the grace period.
+            self._wake_reader.notify()
+        # A write stuck behind a peer that stopped reading must not hold up
+        # the shared thread: it would miss the other connections' deadlines.
+        self._flush(quiet=True, nowait=True)
+
+    def _keepalive_answered(self) -> None:
+        """The keepalive ping has its pong: the next one goes ``ping_interval`` from now.
+
+        Hold the mutex.
+        """
+        if self._closed.is_set() or self.ping_timeout is None:
+            # Without ping_timeout the next ping is scheduled already.
+            return
+        assert self.ping_interval is not None
+        if self._keepalive is not None:
+            scheduler.cancel(self._keepalive)
+        self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
+
+    def _keepalive_timed_out(self, pong: _KeepalivePong) -> None:
+        with self._mutex:
+            if pong.answered or self._closed.is_set():
                 return
+            self._keepalive = None
+        self.logger.warning("no pong within %s seconds", self.ping_timeout)
+        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout", block=False)
