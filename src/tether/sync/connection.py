@@ -2,15 +2,27 @@
 
 Reading the socket. A thread that calls ``recv`` and finds no message waiting
 reads the socket itself, so a request/response exchange never hands a message
-from one thread to another (a wake-up and two context switches each). One
-background thread per connection reads when no application thread does, so
-pings are answered, closing handshakes finish and pongs are seen even while
-the application does not call ``recv``. Whoever reads holds the read token
-(``_reading``); the background thread never holds it while it blocks: it
+from one thread to another (a wake-up and two context switches each). A
+background reader reads when no application thread does, so pings are
+answered, closing handshakes finish and pongs are seen even while the
+application does not call ``recv``. Whoever reads holds the read token
+(``_reading``); the background reader never holds it while it blocks: it
 waits for the socket to become readable without it, then takes it, so that a
 ``recv`` can always take over. While an application thread is reading, or
-read less than :data:`READER_GRACE` ago, the background thread sleeps instead
+read less than :data:`READER_GRACE` ago, the background reader sleeps instead
 of polling the socket: otherwise each incoming message would wake both.
+
+The background reader of a plain socket has no thread while it has nothing
+to do (``_watch``, a ``WATCH_*`` value): the socket waits in the selector of
+:mod:`tether.sync.watcher`, shared by every connection of the process, or
+nobody looks (a thread in ``recv`` reads, the queue is full, or the grace
+after a ``recv`` runs on the scheduler). When the socket becomes readable, a
+reader thread starts and runs as before; after :data:`READER_LINGER` seconds
+with nothing to do it hands over again and ends. Only one reader thread
+exists at a time, and whoever sees the connection end closes the socket: the
+reader thread if there is one, else the thread that read the end. A TLS
+socket keeps its reader thread all along: an SSL read may block on a partial
+record whatever poll said, and it must never stall a shared thread.
 
 A mutex guards the engine and the message queue; ``recv`` waits on one
 condition of it (for a message read by the background thread) and the
@@ -55,6 +67,7 @@ from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, send_data
 from tether.sync.scheduler import Timer, scheduler
+from tether.sync.watcher import watcher
 
 __all__ = ["Connection"]
 
@@ -78,6 +91,21 @@ IOV_MAX = 512
 
 TLS_NOWAIT_LIMIT = 4096
 """Up to this many bytes, a shared thread writes to a TLS socket that has room."""
+
+READER_LINGER = 1.0
+"""Seconds a reader thread of a plain socket waits for work before handing over.
+
+It gives the socket to the shared watcher, or to the thread in ``recv``,
+and ends: an idle connection has no thread of its own.
+"""
+
+# Who reads the socket while no application thread does (plain sockets; a
+# TLS socket always has its reader thread: an SSL read may block on a partial
+# record whatever poll said).
+WATCH_NONE = 0  # nobody: a thread in recv reads, or the queue is full
+WATCH_SOCKET = 1  # the shared watcher waits for the socket to be readable
+WATCH_GRACE = 2  # nobody until the grace timer: the application read a moment ago
+WATCH_THREAD = 3  # a reader thread of this connection
 
 # What the application thread in recv does, if there is one (one at a time).
 RECV_NONE = 0  # no thread waits for data
@@ -164,8 +192,13 @@ class Connection(ConnectionAttributes):
         # Socket reads by application threads: tells the background thread
         # that the application reads, and that its poll result is stale.
         self._app_reads = 0
-        # The background thread sleeps until the receiving thread leaves.
+        # The background reader waits until the receiving thread leaves,
+        # which wakes it, or re-arms it if it has no thread (WATCH_NONE).
         self._reader_parked = False
+        # A WATCH_* value, and the grace timer of WATCH_GRACE. Until _start,
+        # as if a reader thread ran: nothing watches the handshake's socket.
+        self._watch = WATCH_THREAD
+        self._grace: Timer | None = None
         self._pings: PingTracker[_Waiter] = PingTracker()
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
@@ -179,11 +212,12 @@ class Connection(ConnectionAttributes):
             self._process()
             if self.ping_interval is not None and not self._closed.is_set():
                 self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
+            if isinstance(self.socket, ssl.SSLSocket):
+                self._start_reader()
+            else:
+                self._watch = WATCH_NONE
+                self._rearm()
         self._flush(block=False)
-        self._reader = threading.Thread(
-            target=self._background_read, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
-        )
-        self._reader.start()
 
     # Attributes
 
@@ -221,9 +255,9 @@ class Connection(ConnectionAttributes):
             was_full = messages.full
             message = messages.get(decode)
             if was_full or (self.protocol.held_back and messages.low):
-                # The background thread waits for room, or for the queue to
+                # The background reader waits for room, or for the queue to
                 # be half empty to parse what the engine held back.
-                self._wake_reader.notify()
+                self._wake()
             return message
 
     def recv_streaming(self, decode: bool | None = None) -> Iterator[str | bytes]:
@@ -242,7 +276,7 @@ class Connection(ConnectionAttributes):
                     piece = messages.get_fragment()
                     assert piece is not None
                     if was_full or (self.protocol.held_back and messages.low):
-                        self._wake_reader.notify()
+                        self._wake()
                 data, last = piece
                 yield convert(data, decode)
                 if last:
@@ -308,9 +342,9 @@ class Connection(ConnectionAttributes):
         finally:
             self._recv_state = RECV_NONE
             if self._reader_parked:
-                # The background thread sleeps until this thread leaves.
+                # The background reader waits until this thread leaves.
                 self._reader_parked = False
-                self._wake_reader.notify()
+                self._after_recv()
 
     def _read_once(self, timeout: float | None) -> None:
         """Read from the socket once and handle what came; hold the mutex, and the token is free.
@@ -332,10 +366,9 @@ class Connection(ConnectionAttributes):
                 data: bytes | None
                 mutex.release()
                 try:
-                    if timeout is not None and not self._readable(timeout):
-                        data = None
-                    else:
-                        data = self.socket.recv(READ_SIZE)
+                    # Wait before recv: a recv that blocks holds a buffer of
+                    # READ_SIZE bytes all along, for every idle connection.
+                    data = self.socket.recv(READ_SIZE) if self._readable(timeout) else None
                 except OSError:
                     data = b""
                 finally:
@@ -373,15 +406,19 @@ class Connection(ConnectionAttributes):
             finally:
                 mutex.acquire()
 
-    def _readable(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds for the socket to have data or EOF."""
+    def _readable(self, timeout: float | None) -> bool:
+        """Wait at most ``timeout`` seconds (``None``: as long as it takes) for data or EOF."""
+        sock = self.socket
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            # Decrypted bytes wait in the SSL object, where poll does not look.
+            return True
         poller = select.poll()
         try:
-            poller.register(self.socket, select.POLLIN)
+            poller.register(sock, select.POLLIN)
         except (OSError, ValueError):
             # The socket is closed: reading it fails at once.
             return True
-        return bool(poller.poll(timeout * 1000))
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
 
     # Sending
 
@@ -443,7 +480,7 @@ class Connection(ConnectionAttributes):
                 raise self.protocol.close_exc() from None
             # The pong is read at once, not after the grace period, so that
             # latency measures the network, not the application.
-            self._wake_reader.notify()
+            self._wake()
         self._flush(block)
         return event
 
@@ -470,7 +507,7 @@ class Connection(ConnectionAttributes):
                 self.protocol.send_close(code, reason)
                 # The background thread must read the peer's answer, even if
                 # the queue is full or the application read a moment ago.
-                self._wake_reader.notify()
+                self._wake()
             if self.protocol.state is not State.CLOSED:
                 # Also bounds a write stuck because the peer stopped reading.
                 self._arm_close_timer()
@@ -503,7 +540,7 @@ class Connection(ConnectionAttributes):
         self.logger.info("failing connection with code %d: %s", code, reason)
         with self._mutex:
             self.protocol.fail(code, reason)
-            self._wake_reader.notify()
+            self._wake()
             # Bounds writing the close frame to a peer that reads no more.
             self._arm_close_timer()
         if not self._flush(block, quiet=True, nowait=not block):
@@ -513,7 +550,7 @@ class Connection(ConnectionAttributes):
         """Shut the socket down: a blocked read ends with EOF and a stuck write fails."""
         with self._mutex:
             self._shut_down = True
-            self._wake_reader.notify()
+            self._wake()
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
@@ -555,7 +592,12 @@ class Connection(ConnectionAttributes):
         return max(0, max_queue - len(self._messages))
 
     def _background_read(self) -> None:
-        """Read when no application thread does; close the socket at the end."""
+        """Read when no application thread does; close the socket at the end.
+
+        On a plain socket, after :data:`READER_LINGER` seconds with nothing
+        to do, hand the socket to the watcher or to the thread in ``recv``
+        and end, leaving the socket open.
+        """
         sock = self.socket
         tls = isinstance(sock, ssl.SSLSocket)
         poller = select.poll()
@@ -565,6 +607,8 @@ class Connection(ConnectionAttributes):
         # its last poll found data: a read since makes that result stale.
         seen = self._app_reads
         readable_at = -1
+        linger = None if tls else READER_LINGER
+        handed_over = False
         try:
             while True:
                 with mutex:
@@ -578,7 +622,13 @@ class Connection(ConnectionAttributes):
                         # An application thread reads, or may at any time:
                         # polling too would wake two threads per message.
                         self._reader_parked = True
-                        self._wake_reader.wait()
+                        woken = self._wake_reader.wait(linger)
+                        if not woken and self._reader_parked and not self._closed.is_set():
+                            # Still in recv: when it leaves, it re-arms the
+                            # watcher (WATCH_NONE with _reader_parked).
+                            self._watch = WATCH_NONE
+                            handed_over = True
+                            return
                         self._reader_parked = False
                         continue
                     if open_ and (messages.full or protocol.held_back) and not messages.low:
@@ -604,15 +654,144 @@ class Connection(ConnectionAttributes):
                     mark = self._app_reads
                 # Wait for data without the token, so that a recv can take
                 # over; a shutdown of the socket ends the wait too.
-                if (tls and cast(ssl.SSLSocket, sock).pending()) or poller.poll():
+                if tls:
+                    if cast(ssl.SSLSocket, sock).pending() or poller.poll():
+                        readable_at = mark
+                    continue
+                if poller.poll(READER_LINGER * 1000):
                     readable_at = mark
+                    continue
+                with mutex:
+                    if (
+                        not self._closed.is_set()
+                        and not self._reading
+                        and self._recv_state == RECV_NONE
+                        and not self.protocol.held_back
+                        and self._app_reads == mark
+                    ):
+                        # Nothing came for a while: the watcher waits for
+                        # the next data instead of this thread.
+                        self._watch = WATCH_NONE
+                        self._rearm()
+                        handed_over = True
+                        return
         finally:
-            self._wrap_up()
-            # A thread may still be writing: let it finish before the file
-            # descriptor goes away and its number can be reused. This thread
-            # closes the socket because it may be polling it.
-            with self._write_lock, contextlib.suppress(OSError):
-                sock.close()
+            if not handed_over:
+                self._wrap_up()
+                # A thread may still be writing: let it finish before the file
+                # descriptor goes away and its number can be reused. This thread
+                # closes the socket because it may be polling it.
+                with self._write_lock, contextlib.suppress(OSError):
+                    sock.close()
+
+    def _start_reader(self) -> None:
+        """Start a reader thread for this connection; hold the mutex."""
+        self._watch = WATCH_THREAD
+        self._reader = threading.Thread(
+            target=self._background_read, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
+        )
+        self._reader.start()
+
+    def _rearm(self, readable: bool = False) -> None:
+        """Choose who reads while no reader thread does; hold the mutex.
+
+        A thread in ``recv`` re-arms when it leaves; with a full queue,
+        ``recv`` does when it makes room; otherwise the watcher waits for the
+        socket, or, when there is work already (``readable``, or what the
+        engine held back to parse), a reader thread starts.
+        """
+        if self._closed.is_set() or self._watch == WATCH_THREAD:
+            return
+        recv_state = self._recv_state
+        protocol = self.protocol
+        messages = self._messages
+        if self._reading or RECV_READY <= recv_state <= RECV_WAITING:
+            self._reader_parked = True
+            want = WATCH_NONE
+        elif (
+            protocol.state is State.OPEN
+            and not self._shut_down
+            and (messages.full or protocol.held_back)
+            and not messages.low
+        ):
+            want = WATCH_NONE
+        elif readable or protocol.held_back or recv_state == RECV_DELEGATED:
+            want = WATCH_THREAD
+        else:
+            want = WATCH_SOCKET
+        mode = self._watch
+        if mode == want:
+            return
+        if mode == WATCH_SOCKET:
+            watcher.forget(self.socket.fileno())
+        elif mode == WATCH_GRACE:
+            assert self._grace is not None
+            scheduler.cancel(self._grace)
+            self._grace = None
+        self._watch = want
+        if want == WATCH_SOCKET:
+            watcher.watch(self.socket.fileno(), self._on_readable)
+        elif want == WATCH_THREAD:
+            self._start_reader()
+
+    def _wake(self) -> None:
+        """Make the background reader look again; hold the mutex."""
+        if self._watch == WATCH_THREAD:
+            self._wake_reader.notify()
+        else:
+            self._rearm()
+
+    def _on_readable(self) -> None:
+        """The socket is readable: read on a thread of this connection (on the watcher thread)."""
+        with self._mutex:
+            if self._watch != WATCH_SOCKET:
+                return
+            # The watcher forgot the socket already.
+            self._watch = WATCH_NONE
+            if (
+                not self._reading
+                and self._recv_state == RECV_NONE
+                and not self._closed.is_set()
+                and not self._readable(0)
+            ):
+                # A thread in recv took the data and left meanwhile: rather
+                # than start a thread for nothing, watch again after a grace.
+                self._after_recv()
+                return
+            self._rearm(readable=True)
+
+    def _after_recv(self) -> None:
+        """The thread in ``recv`` leaves and the reader waits for that; hold the mutex."""
+        if self._watch == WATCH_THREAD:
+            self._wake_reader.notify()
+        elif self._watch == WATCH_NONE:
+            if self.protocol.state is not State.OPEN or self._shut_down or len(self._pings):
+                self._rearm()
+            else:
+                # The application likely calls recv again soon: watching the
+                # socket now would wake two threads for the next message.
+                self._watch = WATCH_GRACE
+                reads = self._app_reads
+                self._grace = scheduler.call_later(READER_GRACE, lambda: self._grace_over(reads))
+
+    def _grace_over(self, reads: int) -> None:
+        """Look at the socket again, unless the application read meanwhile (on the scheduler)."""
+        with self._mutex:
+            if self._watch != WATCH_GRACE:
+                return
+            self._watch = WATCH_NONE
+            self._grace = None
+            if (
+                self._app_reads != reads
+                and not self._reading
+                and self._recv_state == RECV_NONE
+                and self.protocol.state is State.OPEN
+                and not self._pings
+            ):
+                # It read and left: likely to read again, look later.
+                self._after_recv()
+                return
+            self._rearm()
 
     def _process(self) -> None:
         """Handle the engine's events; hold the mutex, and call :meth:`_flush` after."""
@@ -811,12 +990,46 @@ class Connection(ConnectionAttributes):
                 scheduler.cancel(self._keepalive)
                 self._keepalive = None
             close_timer = self._close_timer
+            mode = self._watch
+            if mode == WATCH_SOCKET:
+                watcher.forget(self.socket.fileno())
+            elif mode == WATCH_GRACE:
+                assert self._grace is not None
+                scheduler.cancel(self._grace)
+                self._grace = None
+            # A reader thread closes the socket when it ends; else this one.
+            close_socket = mode != WATCH_THREAD
+            if close_socket:
+                self._watch = WATCH_NONE
         if close_timer is not None:
             scheduler.cancel(close_timer)
         # Wake a thread that writes, or that polls the socket.
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
         self.logger.debug("connection closed: %s", self.protocol.close_exc())
+        if close_socket:
+            # Only this thread reads (it holds the read token): a writer may
+            # still be at work, though.
+            if self._write_lock.acquire(blocking=False):
+                try:
+                    self._close_socket()
+                finally:
+                    self._write_lock.release()
+            else:
+                threading.Thread(
+                    target=self._close_after_writing,
+                    name=f"tether-closer-{str(self.id)[:8]}",
+                    daemon=True,
+                ).start()
+
+    def _close_socket(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
+    def _close_after_writing(self) -> None:
+        # The writer's stuck write fails: the socket is shut down.
+        with self._write_lock:
+            self._close_socket()
 
     # Keepalive, on the shared scheduler thread: nothing here may block.
 
@@ -846,7 +1059,7 @@ class Connection(ConnectionAttributes):
             else:
                 self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
             # The pong is read at once, not after the grace period.
-            self._wake_reader.notify()
+            self._wake()
         # A write stuck behind a peer that stopped reading must not hold up
         # the shared thread: it would miss the other connections' deadlines.
         self._flush(quiet=True, nowait=True)

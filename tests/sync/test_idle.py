@@ -1,0 +1,173 @@
+"""Idle connections have no thread of their own: the shared watcher waits for their sockets.
+
+A reader thread starts when data comes while nobody is in ``recv`` and ends
+after ``READER_LINGER`` seconds of quiet, handing the socket back. These
+tests shorten that linger so that every hand-over happens many times, and
+check the guarantees of the background reader: pings are answered, close
+frames and EOF are seen, no message is lost or read twice, and the socket is
+closed once the connection ends.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tether.exceptions import ConnectionClosed
+from tether.protocol.events import Pong
+from tether.sync import ClientConnection, Server, ServerConnection, connect
+from tether.sync import connection as sync_connection
+from tether.sync.connection import WATCH_SOCKET
+from tether.sync.watcher import watcher
+
+from .conftest import TIMEOUT, RawPeer, RawServer, ServerFactory, bounded, start_thread, uri_of
+
+
+@pytest.fixture(autouse=True)
+def short_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_connection, "READER_LINGER", 0.005)
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    """Poll ``condition`` until it holds, for ``TIMEOUT`` seconds at most."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def reader_of(ws: ClientConnection) -> list[threading.Thread]:
+    name = f"tether-reader-{str(ws.id)[:8]}"
+    return [thread for thread in threading.enumerate() if thread.name == name]
+
+
+def watched(ws: ClientConnection) -> bool:
+    return ws._watch == WATCH_SOCKET and ws.socket.fileno() in watcher and not reader_of(ws)
+
+
+@pytest.fixture
+def idle(raw_server: RawServer) -> Iterator[tuple[ClientConnection, RawPeer]]:
+    """A client that went idle (watched, no reader thread) and its raw peer."""
+    ws = connect(raw_server.uri, open_timeout=TIMEOUT, close_timeout=0.1, ping_interval=None)
+    peer = raw_server.peer()
+    try:
+        assert wait_until(lambda: watched(ws))
+        yield ws, peer
+    finally:
+        bounded(ws.close)
+
+
+def test_pings_answered_while_idle(idle: tuple[ClientConnection, RawPeer]) -> None:
+    ws, peer = idle
+    for i in range(5):
+        payload = f"ping {i}".encode()
+        peer.engine.send_ping(payload)
+        peer.flush()
+        assert peer.next_event() == Pong(payload)
+        # The reader thread that answered goes away again.
+        assert wait_until(lambda: watched(ws))
+
+
+def test_messages_that_came_while_idle_are_received_once_in_order(
+    idle: tuple[ClientConnection, RawPeer],
+) -> None:
+    ws, peer = idle
+    for i in range(50):
+        peer.engine.send_text(f"message {i}".encode())
+        if i % 10 == 0:
+            peer.engine.send_ping(str(i).encode())
+        peer.flush()
+    # More than max_queue: the reader stops reading until recv makes room.
+    received = [ws.recv(timeout=TIMEOUT) for _ in range(50)]
+    assert received == [f"message {i}" for i in range(50)]
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0.05)
+    assert [peer.next_event() for _ in range(5)] == [
+        Pong(str(i).encode()) for i in range(0, 50, 10)
+    ]
+
+
+def test_close_frame_while_idle(idle: tuple[ClientConnection, RawPeer]) -> None:
+    ws, peer = idle
+    peer.engine.send_close(1001, "bye")
+    peer.flush()
+    peer.close()
+    assert ws.wait_closed(TIMEOUT)
+    assert ws.close_code == 1001
+    # The reader thread that saw it closed the socket.
+    assert wait_until(lambda: ws.socket.fileno() == -1)
+    assert ws.socket.fileno() not in watcher
+
+
+def test_eof_while_idle(idle: tuple[ClientConnection, RawPeer]) -> None:
+    ws, peer = idle
+    peer.close()
+    assert ws.wait_closed(TIMEOUT)
+    assert ws.close_code == 1006
+    assert wait_until(lambda: ws.socket.fileno() == -1)
+
+
+def test_socket_closed_by_the_thread_in_recv(idle: tuple[ClientConnection, RawPeer]) -> None:
+    ws, peer = idle
+    errors: list[ConnectionClosed] = []
+
+    def receive() -> None:
+        try:
+            ws.recv(timeout=TIMEOUT)
+        except ConnectionClosed as exc:
+            errors.append(exc)
+
+    receiver = start_thread(receive)
+    # Wait until recv reads the socket itself, then end the connection.
+    assert wait_until(lambda: ws._reading)
+    peer.close()
+    receiver.join(TIMEOUT)
+    assert not receiver.is_alive()
+    assert len(errors) == 1
+    assert ws.wait_closed(0)
+    assert wait_until(lambda: ws.socket.fileno() == -1)
+
+
+def test_close_while_idle(start_server: ServerFactory) -> None:
+    server = start_server()
+    ws = connect(uri_of(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT)
+    assert wait_until(lambda: watched(ws))
+    bounded(ws.close)
+    assert ws.close_code == 1000
+    assert wait_until(lambda: ws.socket.fileno() == -1)
+
+
+def test_hand_overs_lose_and_repeat_nothing(start_server: ServerFactory) -> None:
+    # The receiver pauses at random around READER_GRACE and READER_LINGER,
+    # so reads go to it, to reader threads and to the watcher in turn.
+    count = 120
+
+    def burst(ws: ServerConnection) -> None:
+        for message in ws:
+            size = int(message)
+            for i in range(size):
+                ws.send(f"{size}.{i}")
+
+    server: Server = start_server(burst, ping_interval=0.04, ping_timeout=TIMEOUT)
+    rng = random.Random(42)
+    with connect(uri_of(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_queue=4) as ws:
+        deadline = time.monotonic() + TIMEOUT
+        for n in range(count):
+            size = rng.randrange(1, 8)
+            ws.send(str(size))
+            if rng.random() < 0.5:
+                time.sleep(rng.choice([0, 0.001, 0.01, 0.03, 0.07]))
+            received = [ws.recv(timeout=TIMEOUT) for _ in range(size)]
+            assert received == [f"{size}.{i}" for i in range(size)], n
+            if rng.random() < 0.2:
+                assert ws.ping().wait(TIMEOUT)
+            if time.monotonic() > deadline:
+                break
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.01)
