@@ -722,17 +722,21 @@ class Connection(ConnectionAttributes):
         mode = self._watch
         if mode == want:
             return
+        self._leave_watch(mode)
+        self._watch = want
+        if want == WATCH_SOCKET:
+            watcher.watch(self.socket.fileno(), self._on_readable)
+        elif want == WATCH_THREAD:
+            self._start_reader()
+
+    def _leave_watch(self, mode: int) -> None:
+        """Stop what watching in ``mode`` had going: the watcher's interest or the grace timer."""
         if mode == WATCH_SOCKET:
             watcher.forget(self.socket.fileno())
         elif mode == WATCH_GRACE:
             assert self._grace is not None
             scheduler.cancel(self._grace)
             self._grace = None
-        self._watch = want
-        if want == WATCH_SOCKET:
-            watcher.watch(self.socket.fileno(), self._on_readable)
-        elif want == WATCH_THREAD:
-            self._start_reader()
 
     def _wake(self) -> None:
         """Make the background reader look again; hold the mutex."""
@@ -991,12 +995,7 @@ class Connection(ConnectionAttributes):
                 self._keepalive = None
             close_timer = self._close_timer
             mode = self._watch
-            if mode == WATCH_SOCKET:
-                watcher.forget(self.socket.fileno())
-            elif mode == WATCH_GRACE:
-                assert self._grace is not None
-                scheduler.cancel(self._grace)
-                self._grace = None
+            self._leave_watch(mode)
             # A reader thread closes the socket when it ends; else this one.
             close_socket = mode != WATCH_THREAD
             if close_socket:
