@@ -47,7 +47,7 @@ from tether.protocol.handshake import (
     error_response,
     generate_key,
     http_date,
-    single_header,
+    single_value,
 )
 from tether.protocol.headers import Headers
 from tether.version import __version__
@@ -93,41 +93,34 @@ def test_user_agent() -> None:
     assert re.fullmatch(r"Python/3\.\d+ tether/\S+", USER_AGENT)
 
 
-# single_header
+# single_value
 
 
-def test_single_header_returns_the_value() -> None:
-    headers = Headers([("Host", "example.com"), ("Origin", "https://example.com")])
-    assert single_header(headers, "Host") == "example.com"
+def test_single_value_returns_the_value() -> None:
+    assert single_value(["example.com"], "Host") == "example.com"
 
 
-def test_single_header_is_case_insensitive() -> None:
-    headers = Headers([("sec-websocket-KEY", RFC_KEY)])
-    assert single_header(headers, "Sec-WebSocket-Key") == RFC_KEY
-
-
-def test_single_header_missing() -> None:
+def test_single_value_missing() -> None:
     with pytest.raises(InvalidHeader) as exc_info:
-        single_header(Headers(), "Host")
+        single_value([], "Host")
     assert type(exc_info.value) is InvalidHeader
     assert exc_info.value.name == "Host"
     assert exc_info.value.value is None
     assert str(exc_info.value) == "missing Host header"
 
 
-def test_single_header_repeated() -> None:
-    headers = Headers([("Host", "a.example"), ("host", "b.example")])
+def test_single_value_repeated() -> None:
     with pytest.raises(InvalidHeader) as exc_info:
-        single_header(headers, "HOST")
+        single_value(["a.example", "b.example"], "HOST")
     assert exc_info.value.name == "HOST"
     assert exc_info.value.value == "multiple values"
     # No lookup error shows through in the traceback.
     assert exc_info.value.__cause__ is None
-    assert exc_info.value.__context__ is None or exc_info.value.__suppress_context__
+    assert exc_info.value.__context__ is None
 
 
-def test_single_header_empty_value_is_a_value() -> None:
-    assert single_header(Headers([("Origin", "")]), "Origin") == ""
+def test_single_value_empty_value_is_a_value() -> None:
+    assert single_value([""], "Origin") == ""
 
 
 # check_key
@@ -173,6 +166,10 @@ def test_4_1_check_key_refuses_anything_but_16_bytes(key: str) -> None:
 # check_upgrade
 
 
+def check_upgrade_of(headers: Headers) -> None:
+    check_upgrade(headers.get_all("Connection"), headers.get_all("Upgrade"))
+
+
 @pytest.mark.parametrize(
     "pairs",
     [
@@ -192,7 +189,7 @@ def test_4_1_check_key_refuses_anything_but_16_bytes(key: str) -> None:
     ],
 )
 def test_4_2_1_check_upgrade_accepts(pairs: list[tuple[str, str]]) -> None:
-    check_upgrade(Headers(pairs))
+    check_upgrade_of(Headers(pairs))
 
 
 @pytest.mark.parametrize(
@@ -257,16 +254,16 @@ def test_4_2_1_check_upgrade_refuses(
     pairs: list[tuple[str, str]], name: str, value: str | None
 ) -> None:
     with pytest.raises(InvalidUpgrade) as exc_info:
-        check_upgrade(Headers(pairs))
+        check_upgrade_of(Headers(pairs))
     assert exc_info.value.name == name
     assert exc_info.value.value == value
 
 
 def test_check_upgrade_says_missing_rather_than_empty() -> None:
     with pytest.raises(InvalidUpgrade, match=r"^missing Connection header$"):
-        check_upgrade(Headers())
+        check_upgrade_of(Headers())
     with pytest.raises(InvalidUpgrade, match=r"^missing Upgrade header$"):
-        check_upgrade(Headers(Connection="Upgrade"))
+        check_upgrade_of(Headers(Connection="Upgrade"))
 
 
 @pytest.mark.parametrize(
@@ -287,7 +284,7 @@ def test_check_upgrade_says_missing_rather_than_empty() -> None:
 )
 def test_check_upgrade_malformed_values(pairs: list[tuple[str, str]], name: str) -> None:
     with pytest.raises(InvalidHeaderFormat) as exc_info:
-        check_upgrade(Headers(pairs))
+        check_upgrade_of(Headers(pairs))
     assert exc_info.value.name == name
 
 

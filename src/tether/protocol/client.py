@@ -18,7 +18,7 @@ from tether.protocol.events import ResponseReceived
 from tether.protocol.handshake import (
     USER_AGENT,
     accept_key,
-    check_upgrade_values,
+    check_upgrade,
     generate_key,
     single_value,
 )
@@ -186,7 +186,7 @@ class ClientProtocol(Connection):
             raise InvalidStatus(response)
         # One pass over the fields, rather than a scan per header looked up.
         values = response.headers._grouped()
-        check_upgrade_values(values.get("connection", []), values.get("upgrade", []))
+        check_upgrade(values.get("connection", []), values.get("upgrade", []))
         accept = single_value(values.get("sec-websocket-accept", []), "Sec-WebSocket-Accept")
         if accept != accept_key(self.key):
             raise InvalidHeaderValue("Sec-WebSocket-Accept", accept)

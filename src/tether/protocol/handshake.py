@@ -21,11 +21,9 @@ __all__ = [
     "accept_key",
     "check_key",
     "check_upgrade",
-    "check_upgrade_values",
     "error_response",
     "generate_key",
     "http_date",
-    "single_header",
     "single_value",
 ]
 
@@ -78,11 +76,6 @@ def accept_key(key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def single_header(headers: Headers, name: str) -> str:
-    """Return the one value of header ``name``; :class:`InvalidHeader` if absent or repeated."""
-    return single_value(headers.get_all(name), name)
-
-
 def single_value(values: list[str], name: str) -> str:
     """Return the one value in ``values`` of header ``name``; :class:`InvalidHeader` if not one."""
     if len(values) == 1:
@@ -100,13 +93,11 @@ def check_key(key: str) -> None:
         raise InvalidHeaderValue("Sec-WebSocket-Key", key)
 
 
-def check_upgrade(headers: Headers) -> None:
-    """Check ``Connection: Upgrade`` and ``Upgrade: websocket``, as both roles must."""
-    check_upgrade_values(headers.get_all("Connection"), headers.get_all("Upgrade"))
+def check_upgrade(connection_values: list[str], upgrade_values: list[str]) -> None:
+    """Check ``Connection: Upgrade`` and ``Upgrade: websocket``, as both roles must.
 
-
-def check_upgrade_values(connection_values: list[str], upgrade_values: list[str]) -> None:
-    """Check the values of ``Connection`` and ``Upgrade``, as :func:`check_upgrade` does."""
+    The arguments are every value of each header, as :meth:`Headers.get_all` gives them.
+    """
     connection = [token for value in connection_values for token in parse_connection(value)]
     # An absent header reads "missing ... header" rather than "empty ... header".
     if not any(token.lower() == "upgrade" for token in connection):

@@ -23,7 +23,7 @@ from tether.protocol.handshake import (
     USER_AGENT,
     accept_key,
     check_key,
-    check_upgrade_values,
+    check_upgrade,
     error_response,
     http_date,
     single_value,
@@ -252,7 +252,7 @@ class ServerProtocol(Connection):
         # One pass over the fields, rather than a scan per header looked up.
         values = request.headers._grouped()
         single_value(values.get("host", []), "Host")
-        check_upgrade_values(values.get("connection", []), values.get("upgrade", []))
+        check_upgrade(values.get("connection", []), values.get("upgrade", []))
         key = single_value(values.get("sec-websocket-key", []), "Sec-WebSocket-Key")
         check_key(key)
         version = single_value(values.get("sec-websocket-version", []), "Sec-WebSocket-Version")
