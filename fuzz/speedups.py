@@ -1,6 +1,6 @@
 """Fuzz the C accelerator against the pure-Python code it replaces.
 
-``tether._speedups`` has three functions, and each must give what its
+``tether._speedups`` has four functions, and each must give what its
 pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
 ``memoryview``, a ``memoryview`` that starts inside a larger buffer):
 
@@ -13,7 +13,10 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
   arrives a byte at a time;
 - ``build_frame`` equals :func:`~tether.protocol.frames.build_frame_python`
   with and without a masking key, across the 126 and 65,536 byte length
-  boundaries, and what it builds reads back as the frame it was given.
+  boundaries, and what it builds reads back as the frame it was given;
+- ``read_messages`` equals :func:`~tether.protocol.frames.read_messages_python`:
+  the same messages and the same stopping point, for any limits, and every
+  frame it takes is one the general path would take as a whole message.
 
 UTF-8 validation has no C version to compare: text messages go through
 CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
@@ -24,7 +27,14 @@ from __future__ import annotations
 from fuzz._common import Input, run
 from tether import _speedups
 from tether.exceptions import ProtocolError
-from tether.protocol.frames import RSV_BITS, FrameHeader, build_frame_python, read_header_python
+from tether.protocol.events import Event, Message
+from tether.protocol.frames import (
+    RSV_BITS,
+    FrameHeader,
+    build_frame_python,
+    read_header_python,
+    read_messages_python,
+)
 from tether.protocol.masking import apply_mask_python
 
 __all__ = ["TestOneInput"]
@@ -129,15 +139,48 @@ def _check_build(source: Input, flags: int) -> None:
     assert (body if key is None else apply_mask_python(body, key)) == bytes(payload)
 
 
+def _check_messages(source: Input, flags: int) -> None:
+    expect_mask = bool(flags & 0x02)
+    size_byte = source.byte()
+    max_size = None if flags & 0x10 else size_byte
+    limit = source.byte() % 4 if flags & 0x20 else None
+    buf = _views(source.rest(), flags >> 6)
+    python: list[Event] = []
+    c: list[Event] = []
+    stop = read_messages_python(buf, 0, expect_mask, max_size, limit, python)
+    assert _speedups.read_messages(buf, 0, expect_mask, max_size, limit, c) == stop
+    assert c == python
+    # Each frame taken is a final text or binary frame with no RSV bit, as
+    # masked as asked, within max_size, whose payload is the message.
+    pos = 0
+    for event in python:
+        assert type(event) is Message
+        header = read_header_python(buf, pos, expect_mask, 0)
+        assert header is not None
+        assert header.fin
+        assert header.opcode in {1, 2}
+        assert max_size is None or header.length <= max_size
+        start = pos + header.size
+        pos = start + header.length
+        payload = bytes(buf[start:pos])
+        if header.mask is not None:
+            payload = apply_mask_python(payload, header.mask)
+        assert event.data == (payload.decode() if header.opcode == 1 else payload)
+    assert pos == stop
+
+
 def TestOneInput(data: bytes) -> None:
     """Check one input; raise on a bug."""
     source = Input(data)
     flags = source.byte()
-    # Odd: masking; 0x04 set: building a frame; otherwise a header at a position.
+    # Odd: masking; 0x04 set: building a frame; 0x08 set: reading messages;
+    # otherwise a header at a position.
     if flags & 0x01:
         _check_mask(source, flags)
     elif flags & 0x04:
         _check_build(source, flags)
+    elif flags & 0x08:
+        _check_messages(source, flags)
     else:
         _check_header(source, flags)
 

@@ -1,12 +1,14 @@
 /*
  * The hot path of tether's protocol core, in C: unmasking payloads,
- * reading frame headers and building frames. tether/protocol/masking.py and frames.py hold the
+ * reading frame headers, reading messages that came in one plain frame each
+ * and building frames. tether/protocol/masking.py and frames.py hold the
  * pure-Python versions, which give the same results and are used when this
  * module is missing or TETHER_NO_SPEEDUPS=1 is set.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -287,10 +289,203 @@ done:
     return result;
 }
 
+
+/* tether.protocol.events.Message, and where it keeps its payload: the
+ * offset of its `data` slot. Messages are made here without running the
+ * dataclass's __init__, which would cost more than parsing the frame. */
+static PyTypeObject *message_type;
+static Py_ssize_t message_data_offset;
+
+static int
+find_message_type(void)
+{
+    PyObject *events = PyImport_ImportModule("tether.protocol.events");
+    if (events == NULL) {
+        return -1;
+    }
+    PyObject *type = PyObject_GetAttrString(events, "Message");
+    Py_DECREF(events);
+    if (type == NULL) {
+        return -1;
+    }
+    PyObject *descr = PyObject_GetAttrString(type, "data");
+    if (descr == NULL) {
+        Py_DECREF(type);
+        return -1;
+    }
+    if (!PyType_Check(type) || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+        || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        Py_DECREF(descr);
+        Py_DECREF(type);
+        PyErr_SetString(PyExc_TypeError, "Message must keep `data` in a slot");
+        return -1;
+    }
+    message_data_offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    Py_DECREF(descr);
+    message_type = (PyTypeObject *)type;
+    return 0;
+}
+
+static PyObject *
+new_message(PyObject *payload)
+{
+    PyObject *message = message_type->tp_alloc(message_type, 0);
+    if (message == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    /* The slot takes the reference. */
+    *(PyObject **)((char *)message + message_data_offset) = payload;
+    return message;
+}
+
+/* The payload of a complete frame: bytes, or str for text. NULL with no
+ * exception set when the text is not valid UTF-8. */
+static PyObject *
+frame_payload(const unsigned char *payload, Py_ssize_t length, const unsigned char *key,
+              int text)
+{
+    if (!text) {
+        if (key == NULL) {
+            return PyBytes_FromStringAndSize((const char *)payload, length);
+        }
+        PyObject *data = PyBytes_FromStringAndSize(NULL, length);
+        if (data != NULL) {
+            xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(data), length, key);
+        }
+        return data;
+    }
+    unsigned char small[256];
+    unsigned char *plain = (unsigned char *)payload;
+    if (key != NULL) {
+        plain = length <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc(length);
+        if (plain == NULL) {
+            return PyErr_NoMemory();
+        }
+        xor_mask(payload, plain, length, key);
+    }
+    PyObject *data = PyUnicode_DecodeUTF8((const char *)plain, length, NULL);
+    if (plain != payload && plain != small) {
+        PyMem_Free(plain);
+    }
+    if (data == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        /* The engine's general path reports it, with close code 1007. */
+        PyErr_Clear();
+    }
+    return data;
+}
+
+PyDoc_STRVAR(read_messages_doc,
+"read_messages(buf, pos, expect_mask, max_size, limit, events) -> int\n\n"
+"Read the whole messages at buf[pos:] that each came in one plain frame, as\n"
+"tether.protocol.frames.read_messages_python does, appending a Message event\n"
+"per message to events; return where reading stopped.");
+
+static PyObject *
+read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "read_messages takes 6 arguments");
+        return NULL;
+    }
+    Py_buffer view;
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    int expect_mask = PyObject_IsTrue(args[2]);
+    Py_ssize_t max_size = args[3] == Py_None ? -1 : PyLong_AsSsize_t(args[3]);
+    Py_ssize_t limit = args[4] == Py_None ? -1 : PyLong_AsSsize_t(args[4]);
+    PyObject *events = args[5];
+    if (PyErr_Occurred() || expect_mask < 0) {
+        return NULL;
+    }
+    if (pos < 0 || max_size < -1 || limit < -1) {
+        PyErr_SetString(PyExc_ValueError, "negative position, size or limit");
+        return NULL;
+    }
+    if (!PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "events must be a list");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t end = view.len;
+    Py_ssize_t count = 0;
+    int failed = 0;
+    while (pos < end && count != limit) {
+        const unsigned char *frame = buf + pos;
+        Py_ssize_t available = end - pos;
+        if (available < 2) {
+            break;
+        }
+        /* FIN set, no RSV bit, text or binary: a message in one plain frame. */
+        unsigned char first = frame[0];
+        if (first != 0x81 && first != 0x82) {
+            break;
+        }
+        unsigned char second = frame[1];
+        if ((second >> 7) != expect_mask) {
+            break;
+        }
+        unsigned long long length = second & 0x7F;
+        Py_ssize_t size = 2;
+        if (length == 126) {
+            if (available < 4) {
+                break;
+            }
+            length = ((unsigned long long)frame[2] << 8) | frame[3];
+            size = 4;
+        }
+        else if (length == 127) {
+            if (available < 10 || (frame[2] & 0x80)) {
+                break;
+            }
+            length = 0;
+            for (int k = 2; k < 10; k++) {
+                length = (length << 8) | frame[k];
+            }
+            size = 10;
+        }
+        const unsigned char *key = NULL;
+        if (expect_mask) {
+            key = frame + size;
+            size += 4;
+        }
+        if (available < size || length > (unsigned long long)(available - size)) {
+            break;
+        }
+        if (max_size >= 0 && length > (unsigned long long)max_size) {
+            break;
+        }
+        PyObject *data = frame_payload(frame + size, (Py_ssize_t)length, key, first == 0x81);
+        if (data == NULL) {
+            failed = PyErr_Occurred() != NULL;
+            break;
+        }
+        PyObject *message = new_message(data);
+        if (message == NULL) {
+            failed = 1;
+            break;
+        }
+        int appended = PyList_Append(events, message);
+        Py_DECREF(message);
+        if (appended < 0) {
+            failed = 1;
+            break;
+        }
+        pos += size + (Py_ssize_t)length;
+        count++;
+    }
+    PyBuffer_Release(&view);
+    return failed ? NULL : PyLong_FromSsize_t(pos);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", build_frame, METH_VARARGS, build_frame_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
+    {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
+     read_messages_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -303,7 +498,10 @@ speedups_exec(PyObject *module)
     }
     protocol_error = PyObject_GetAttrString(exceptions, "ProtocolError");
     Py_DECREF(exceptions);
-    return protocol_error == NULL ? -1 : 0;
+    if (protocol_error == NULL) {
+        return -1;
+    }
+    return find_message_type();
 }
 
 static PyModuleDef_Slot speedups_slots[] = {
@@ -314,7 +512,7 @@ static PyModuleDef_Slot speedups_slots[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "tether._speedups",
-    "C versions of tether's hot paths: masking, frame headers and frame building.",
+    "C versions of tether's hot paths: masking, frame headers, one-frame messages and frame building.",
     0,
     speedups_methods,
     speedups_slots,

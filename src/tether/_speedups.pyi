@@ -9,3 +9,11 @@ def parse_header(
     expect_mask: bool,
     allowed_rsv: int,
 ) -> Any: ...
+def read_messages(
+    buf: bytes | bytearray | memoryview,
+    pos: int,
+    expect_mask: bool,
+    max_size: int | None,
+    limit: int | None,
+    events: list[Any],
+) -> int: ...

@@ -10,8 +10,9 @@ each API wraps it in its own way of waiting.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
-from tether.protocol.events import Fragment, Message
+from tether.protocol.events import Event, Fragment, Message
 
 __all__ = ["MessageQueue", "convert"]
 
@@ -60,6 +61,33 @@ class MessageQueue:
         items.append(event)
         if isinstance(event, Message) or event.last:
             self.ready += 1
+
+    def extend(self, events: list[Event]) -> Sequence[Event]:
+        """Add the messages and pieces among ``events``, in order; return the other events.
+
+        The engine's events come in batches, mostly of messages alone: one
+        call per batch rather than one per message.
+        """
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        others: list[Event] | None = None
+        ready = self.ready
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                items.append(event)  # type: ignore[arg-type]
+                ready += 1
+            elif kind is Fragment:
+                items.append(event)  # type: ignore[arg-type]
+                if event.last:  # type: ignore[union-attr]
+                    ready += 1
+            elif others is None:
+                others = [event]
+            else:
+                others.append(event)
+        self.ready = ready
+        return () if others is None else others
 
     @property
     def full(self) -> bool:

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 import tether._speedups as speedups
 from tether.exceptions import ProtocolError
-from tether.protocol.frames import FrameHeader, build_frame_python, read_header_python
+from tether.protocol.events import Event, Message
+from tether.protocol.frames import (
+    FrameHeader,
+    build_frame_python,
+    read_header_python,
+    read_messages_python,
+)
 from tether.protocol.masking import apply_mask_python
 
 # The module is imported directly: these tests compare it with the fallback
@@ -131,14 +137,114 @@ def test_parse_header_rejects_negative_position() -> None:
         speedups.parse_header(FrameHeader, b"\x81\x00", -1, False, 0)
 
 
+def _both_read(
+    buf: bytes | bytearray | memoryview,
+    pos: int,
+    expect_mask: bool,
+    max_size: int | None,
+    limit: int | None,
+) -> tuple[int, list[Event]]:
+    """Read messages with both versions; return what they agree on."""
+    c_events: list[Event] = []
+    python_events: list[Event] = []
+    c_pos = speedups.read_messages(buf, pos, expect_mask, max_size, limit, c_events)
+    python_pos = read_messages_python(buf, pos, expect_mask, max_size, limit, python_events)
+    assert (c_pos, c_events) == (python_pos, python_events)
+    assert all(type(event) is Message for event in c_events)
+    return c_pos, c_events
+
+
+_frames = st.tuples(
+    st.sampled_from([0x81, 0x82, 0x01, 0x02, 0x80, 0x89, 0x8A, 0x88, 0xC1, 0x92, 0x83]),
+    st.one_of(st.binary(max_size=300), st.text(max_size=100).map(str.encode)),
+    st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+)
+
+
+@given(
+    frames=st.lists(_frames, max_size=6),
+    cut_pos=st.tuples(st.integers(min_value=0, max_value=2000), st.integers(0, 3)),
+    expect_mask=st.booleans(),
+    max_size=st.one_of(st.none(), st.integers(min_value=0, max_value=300)),
+    limit=st.one_of(st.none(), st.integers(min_value=0, max_value=6)),
+)
+@settings(max_examples=1000)
+def test_read_messages_matches(
+    frames: list[tuple[int, bytes, bytes | None]],
+    cut_pos: tuple[int, int],
+    expect_mask: bool,
+    max_size: int | None,
+    limit: int | None,
+) -> None:
+    cut, pos = cut_pos
+    buf = bytes(pos) + b"".join(build_frame_python(*frame) for frame in frames)
+    # Cut short at any point, as a read can end anywhere.
+    buf = buf[: len(buf) - cut % (len(buf) + 1)]
+    for view in (buf, bytearray(buf), memoryview(b"x" + buf)[1:]):
+        _both_read(view, min(pos, len(buf)), expect_mask, max_size, limit)
+
+
+def test_read_messages_reads_plain_whole_frames() -> None:
+    key = b"\x01\x02\x03\x04"
+    text = "é" * 200  # 400 bytes: over the C version's stack buffer when masked
+    buf = (
+        build_frame_python(0x81, text.encode(), key)
+        + build_frame_python(0x82, b"\x00" * 70000, key)
+        + build_frame_python(0x81, b"", key)
+    )
+    assert _both_read(buf, 0, True, None, None) == (
+        len(buf),
+        [Message(text), Message(b"\x00" * 70000), Message("")],
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (build_frame_python(0x01, b"a", None), "not final"),
+        (build_frame_python(0x80, b"a", None), "continuation"),
+        (build_frame_python(0xC2, b"a", None), "RSV1"),
+        (build_frame_python(0x89, b"a", None), "ping"),
+        (build_frame_python(0x83, b"a", None), "reserved opcode"),
+        (build_frame_python(0x82, b"a", b"abcd"), "masked at a client"),
+        (build_frame_python(0x81, b"\xff", None), "invalid UTF-8"),
+        (build_frame_python(0x81, b"\xed\xa0\x80", None), "encoded surrogate"),
+        (build_frame_python(0x82, b"a" * 11, None), "over max_size"),
+        (build_frame_python(0x82, b"a" * 300, None)[:-1], "incomplete"),
+        (b"\x82\x7f\x80" + bytes(7), "64-bit length with its top bit"),
+        (b"\x82", "one byte"),
+    ],
+)
+def test_read_messages_stops_at_what_it_does_not_take(frame: bytes, reason: str) -> None:
+    good = build_frame_python(0x82, b"ok", None)
+    pos, events = _both_read(good + frame + good, 0, False, 10, None)
+    assert (pos, events) == (len(good), [Message(b"ok")]), reason
+
+
+def test_read_messages_stops_at_the_limit() -> None:
+    frame = build_frame_python(0x81, b"hi", None)
+    assert _both_read(frame * 3, 0, False, None, 2) == (2 * len(frame), [Message("hi")] * 2)
+    assert _both_read(frame * 3, 0, False, None, 0) == (0, [])
+
+
+def test_read_messages_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        speedups.read_messages(b"", -1, False, None, None, [])
+    with pytest.raises(TypeError, match="list"):
+        speedups.read_messages(b"", 0, False, None, None, ())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="6 arguments"):
+        speedups.read_messages(b"", 0, False, None, None)  # type: ignore[call-arg]
+
+
 def test_environment_variable_selects_the_fallback() -> None:
     code = (
         "from tether.protocol import masking, frames, speedups\n"
         "print(speedups.speedups is None, masking.apply_mask is masking.apply_mask_python,"
-        " frames.read_header is frames.read_header_python)"
+        " frames.read_header is frames.read_header_python,"
+        " frames.read_messages is frames.read_messages_python)"
     )
     env = {**os.environ, "TETHER_NO_SPEEDUPS": "1"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert result.stdout.split() == ["True", "True", "True"]
+    assert result.stdout.split() == ["True", "True", "True", "True"]

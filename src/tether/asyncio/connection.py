@@ -26,7 +26,7 @@ from tether.messages import MessageQueue, convert
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import State
-from tether.protocol.events import CloseReceived, Event, Fragment, Message, Pong
+from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
 
@@ -575,31 +575,30 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def _process(self) -> int:
         """Handle the engine's events, then send what it has to send; return its size."""
-        for event in self.protocol.events():
-            if type(event) is Message:
-                self._queue(event)
-            else:
+        events = self.protocol.events()
+        if events:
+            messages = self._messages
+            others = messages.extend(events)
+            if len(others) < len(events):
+                # Something was queued: stop reading once max_queue messages
+                # wait, and wake the reader.
+                max_queue = messages.max_queue
+                if (
+                    max_queue is not None
+                    and messages.ready >= max_queue
+                    and not self._reading_paused
+                    and self.transport is not None
+                    and self.protocol.state is _OPEN
+                ):
+                    self._reading_paused = True
+                    self.transport.pause_reading()
+                self._wake_reader()
+            for event in others:
                 self._handle_event(event)
         return self._flush()
 
-    def _queue(self, event: Message | Fragment) -> None:
-        """Queue a message or a piece of one; stop reading once ``max_queue`` messages wait."""
-        messages = self._messages
-        messages.put(event)
-        if (
-            messages.full
-            and not self._reading_paused
-            and self.transport is not None
-            and self.protocol.state is State.OPEN
-        ):
-            self._reading_paused = True
-            self.transport.pause_reading()
-        self._wake_reader()
-
     def _handle_event(self, event: Event) -> None:
-        if isinstance(event, (Message, Fragment)):
-            self._queue(event)
-        elif isinstance(event, Pong):
+        if isinstance(event, Pong):
             self._pong_received(event.data)
         elif isinstance(event, CloseReceived):
             self.logger.debug("received close frame: %s", event.close)

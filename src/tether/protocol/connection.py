@@ -42,6 +42,7 @@ from tether.protocol.frames import (
     frame_header,
     masking_key,
     read_header,
+    read_messages,
     serialize_frame,
 )
 from tether.protocol.masking import apply_mask
@@ -87,6 +88,11 @@ class State(enum.IntEnum):
     OPEN = 1
     CLOSING = 2
     CLOSED = 3
+
+
+# Module names for the states the hot paths test: no attribute lookup on the class.
+_CONNECTING = State.CONNECTING
+_OPEN = State.OPEN
 
 
 def default_max_fragments(max_size: int | None) -> int | None:
@@ -332,27 +338,36 @@ class Connection:
         fin: bool,
         compress: bool | None,
     ) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise InvalidState(f"cannot send a data frame while {self.state.name}")
-        if opcode != _OP_CONT and self._send_transformed is not None:
+        if self._send_transformed is not None and opcode != _OP_CONT:
             raise InvalidState("a fragmented message is still being sent")
-        transform = bool(self.extensions) and compress is not False
-        if transform or self._frame_extensions:
-            frame = Frame(Opcode(opcode), bytes(data), fin=fin)
-            for extension in self.extensions:
-                if transform or extension.rsv_mask is None:
-                    frame = extension.encode(frame)
-            self._output.append(frame.serialize(mask=self._mask))
+        if self.extensions and (compress is not False or self._frame_extensions):
+            self._send_transformed_frame(opcode, data, fin, compress is not False)
+            return
+        first = FIN | opcode if fin else opcode
+        if self._mask:
+            self._output.append(build_frame(first, data, masking_key()))
+        elif type(data) is not bytes or len(data) < _LARGE_SEND:
+            self._output.append(build_frame(first, data, None))
         else:
-            first = FIN | opcode if fin else opcode
-            if self._mask:
-                self._output.append(build_frame(first, data, masking_key()))
-            elif type(data) is bytes and len(data) >= _LARGE_SEND:
-                # The payload goes out as it is, after its header: no copy.
-                # Only bytes, which no one can change before it is written.
-                self._output += (frame_header(first, len(data)), data)
-            else:
-                self._output.append(build_frame(first, data, None))
+            # The payload goes out as it is, after its header: no copy.
+            # Only bytes, which no one can change before it is written.
+            self._output += (frame_header(first, len(data)), data)
+        if not fin:
+            self._send_transformed = False
+        elif opcode == _OP_CONT:
+            self._send_transformed = None
+
+    def _send_transformed_frame(
+        self, opcode: int, data: bytes | bytearray | memoryview, fin: bool, transform: bool
+    ) -> None:
+        """Send a data frame through all extensions, or through those that claim every frame."""
+        frame = Frame(Opcode(opcode), bytes(data), fin=fin)
+        for extension in self.extensions:
+            if transform or extension.rsv_mask is None:
+                frame = extension.encode(frame)
+        self._output.append(frame.serialize(mask=self._mask))
         self._send_transformed = None if fin else transform
 
     @property
@@ -480,7 +495,7 @@ class Connection:
         """Feed bytes read from the network."""
         if self._input_done:
             return
-        if self.state is State.CONNECTING:
+        if self.state is _CONNECTING:
             self._receive_handshake(data)
             return
         buffer = self._buffer
@@ -491,6 +506,17 @@ class Connection:
         elif data:
             source = data
             start = 0
+            if (
+                self._partial is None
+                and self._msg_text is None
+                and self.message_budget is None
+                and not self._frame_extensions
+            ):
+                # The common case, before any other work: the read holds
+                # messages that each came whole in one plain frame.
+                start = read_messages(data, 0, self._expect_mask, self.max_size, None, self._events)
+                if start == len(data):
+                    return
         else:
             return
         try:
@@ -523,6 +549,19 @@ class Connection:
         end = len(buf)
         while pos < end and not self._input_done:
             partial = self._partial
+            if partial is None and self._msg_text is None and not self._frame_extensions:
+                # The common case first: messages that each came whole in one
+                # plain frame. The general path below reads whatever this stops
+                # at, and raises the errors.
+                budget = self.message_budget
+                if budget != 0:
+                    events = self._events
+                    count = len(events)
+                    pos = read_messages(buf, pos, self._expect_mask, self.max_size, budget, events)
+                    if budget is not None:
+                        self.message_budget = budget - (len(events) - count)
+                    if pos == end:
+                        break
             if partial is not None:
                 opcode, fin, remaining, key, offset = partial
                 take = min(remaining, end - pos)
@@ -550,20 +589,7 @@ class Connection:
             stop = start + length
             if opcode < _OP_CLOSE:
                 transformed = self._check_data_frame(opcode, rsv, length)
-                if stop <= end:
-                    if fin and opcode != _OP_CONT and not transformed:
-                        # The common case: a whole message in one plain frame.
-                        pos = stop
-                        if key is None:
-                            payload = bytes(buf[start:stop])
-                        elif length < _LARGE_PIECE:
-                            payload = apply_mask(buf[start:stop], key)
-                        else:
-                            # Unmasked straight from the read: one copy, not two.
-                            payload = apply_mask(memoryview(buf)[start:stop], key)
-                        self._receive_whole(opcode == _OP_TEXT, payload)
-                        continue
-                elif transformed:
+                if stop > end and transformed:
                     break
                 self._begin_data_frame(opcode, fin, transformed)
                 if stop > end:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tether.exceptions import ProtocolError
+from tether.protocol.events import Event, Message
 from tether.protocol.masking import apply_mask
 from tether.protocol.speedups import speedups
 
@@ -34,6 +35,8 @@ __all__ = [
     "parse_header",
     "read_header",
     "read_header_python",
+    "read_messages",
+    "read_messages_python",
     "serialize_frame",
 ]
 
@@ -173,6 +176,83 @@ read_header: Reader = (
     else functools.partial(speedups.parse_header, FrameHeader)
 )
 """:func:`parse_header` with positional arguments, in C when the accelerator is built."""
+
+
+def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which runs per read
+    buf: bytes | bytearray | memoryview,
+    pos: int,
+    expect_mask: bool,
+    max_size: int | None,
+    limit: int | None,
+    events: list[Event],
+) -> int:
+    """Read the messages at ``buf[pos:]`` that each came whole in one plain frame.
+
+    The engine's fast path: a frame qualifies when it is complete, has FIN
+    set, no RSV bit, the text or binary opcode, the masking ``expect_mask``
+    asks for, a payload of at most ``max_size`` bytes (``None``: no bound)
+    and, for text, valid UTF-8. Each one becomes a :class:`Message` event,
+    appended to ``events``, until ``limit`` messages (``None``: no bound) are
+    read. Reading stops at the first frame that does not qualify, without
+    judging it: the caller's general path reads it and raises any error.
+    Return where reading stopped.
+    """
+    end = len(buf)
+    count = 0
+    while pos < end and count != limit:
+        available = end - pos
+        if available < 2:
+            break
+        first = buf[pos]
+        if first != 0x81 and first != 0x82:  # noqa: PLR1714 - ints, not a membership test
+            break
+        second = buf[pos + 1]
+        if bool(second & 0x80) != expect_mask:
+            break
+        length = second & 0x7F
+        size = 2
+        if length == 126:
+            if available < 4:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            size = 4
+        elif length == 127:
+            if available < 10 or buf[pos + 2] & 0x80:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            size = 10
+        key = None
+        if expect_mask:
+            key = bytes(buf[pos + size : pos + size + 4])
+            size += 4
+        start = pos + size
+        stop = start + length
+        if stop > end or (max_size is not None and length > max_size):
+            break
+        if key is None:
+            payload = bytes(buf[start:stop])
+        else:
+            # A view of a large payload, not a slice: unmasking copies it once.
+            raw = buf[start:stop] if length < 4096 else memoryview(buf)[start:stop]
+            payload = apply_mask(raw, key)
+        if first == 0x81:
+            try:
+                events.append(Message(payload.decode()))
+            except UnicodeDecodeError:
+                break
+        else:
+            events.append(Message(payload))
+        pos = stop
+        count += 1
+    return pos
+
+
+ReadMessages = Callable[
+    [bytes | bytearray | memoryview, int, bool, int | None, int | None, list[Event]], int
+]
+
+read_messages: ReadMessages = read_messages_python if speedups is None else speedups.read_messages
+""":func:`read_messages_python`, in C when the accelerator is built."""
 
 
 def parse_header(
