@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tether.messages import MessageQueue, convert
-from tether.protocol.events import Fragment, Message
+from tether.protocol.events import Fragment, Message, Ping, Pong
 
 
 @pytest.mark.parametrize(
@@ -143,3 +143,17 @@ def test_low_is_half_of_max_queue_or_less() -> None:
     queue.get()
     assert queue.low  # 2 of 4
     assert MessageQueue(None).low
+
+
+def test_extend_queues_messages_and_pieces_and_returns_the_rest() -> None:
+    queue = MessageQueue()
+    ping, pong = Ping(b"1"), Pong(b"2")
+    others = queue.extend(
+        [Message("a"), ping, Fragment(b"b", True, False), pong, Fragment(b"c", False, True)]
+    )
+    assert list(others) == [ping, pong]
+    assert len(queue) == 2
+    assert queue.get() == "a"
+    assert queue.get() == b"bc"
+    assert queue.extend([Message(b"d")]) == ()
+    assert queue.get() == b"d"
