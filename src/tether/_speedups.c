@@ -225,24 +225,32 @@ PyDoc_STRVAR(build_frame_doc,
 "4 bytes, or the payload as is when `key` is None.");
 
 static PyObject *
-build_frame(PyObject *self, PyObject *args)
+build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int first;
     Py_buffer data;
-    PyObject *key;
     PyObject *result = NULL;
 
-    if (!PyArg_ParseTuple(args, "iy*O:build_frame", &first, &data, &key)) {
+    /* Fast-call arguments, unpacked by hand: this runs per message sent. */
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "build_frame takes 3 arguments");
         return NULL;
     }
+    long first = PyLong_AsLong(args[0]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *key = args[2];
     int masked = key != Py_None;
     if (masked && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 4)) {
         PyErr_SetString(PyExc_ValueError, "key must be 4 bytes or None");
-        goto done;
+        return NULL;
     }
     if (first < 0 || first > 0xFF) {
         PyErr_SetString(PyExc_ValueError, "first header byte out of range");
-        goto done;
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
     }
     Py_ssize_t length = data.len;
     Py_ssize_t size = length < 126 ? 2 : (length < 0x10000 ? 4 : 10);
@@ -482,7 +490,7 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
-    {"build_frame", build_frame, METH_VARARGS, build_frame_doc},
+    {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
     {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
      read_messages_doc},

@@ -194,7 +194,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         try:
             messages = self._messages
             while not messages.ready:
-                await self._input()
+                # _input() written out: a call less per message.
+                if self._lost:
+                    raise self.protocol.close_exc()
+                reader = self._reader = self._loop.create_future()
+                await reader
             message = messages.get()
             if self._reading_paused or self.protocol.message_budget is not None:
                 self._maybe_resume_reading()
@@ -592,7 +596,12 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                 ):
                     self._reading_paused = True
                     self.transport.pause_reading()
-                self._wake_reader()
+                reader = self._reader
+                if reader is not None:
+                    # _wake_reader() written out: this runs per read.
+                    self._reader = None
+                    if not reader.done():
+                        reader.set_result(None)
             for event in others:
                 self._handle_event(event)
         return self._flush()
@@ -610,14 +619,15 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             return 0
         protocol = self.protocol
         data = protocol.data_to_send()
-        written = 0
-        if data and not transport.is_closing():
-            if len(data) == 1:
-                written = len(data[0])
-                transport.write(data[0])
-            else:
-                written = sum(map(len, data))
-                transport.writelines(data)
+        if not data or transport.is_closing():
+            written = 0
+        elif len(data) == 1:
+            frame = data[0]
+            written = len(frame)
+            transport.write(frame)
+        else:
+            written = sum(map(len, data))
+            transport.writelines(data)
         state = protocol.state
         if state is _OPEN:
             return written
