@@ -164,6 +164,18 @@ def test_receive_fragmented_binary_of_large_and_small_pieces(
     assert_quiet(conn)
 
 
+def test_client_keeps_a_read_that_is_all_payload() -> None:
+    # An unmasked read that holds nothing but payload becomes the message as
+    # it is: a large message from a server is not copied once more.
+    conn = Connection(Role.CLIENT)
+    payload = os.urandom(100_000)
+    conn.receive_data(serialize_frame(Opcode.BINARY, payload, mask=False)[:-100_000])
+    conn.receive_data(payload)
+    [message] = conn.events()
+    assert message == Message(payload)
+    assert message.data is payload
+
+
 def test_receive_long_text_byte_by_byte_is_one_message(conn: Connection, peer: Peer) -> None:
     # Over 256 pieces: the engine folds them together as they come.
     payload = "é" * 700

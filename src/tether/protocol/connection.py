@@ -565,8 +565,13 @@ class Connection:
             if partial is not None:
                 opcode, fin, remaining, key, offset = partial
                 take = min(remaining, end - pos)
-                # A view, not a slice: a large frame's pieces are copied once.
-                chunk: bytes | memoryview = memoryview(buf)[pos : pos + take]
+                chunk: bytes | memoryview
+                if take == end and key is None and type(buf) is bytes:
+                    # The whole read is payload as it is: kept, not copied.
+                    chunk = buf
+                else:
+                    # A view, not a slice: a large frame's pieces are copied once.
+                    chunk = memoryview(buf)[pos : pos + take]
                 pos += take
                 if key is not None:
                     chunk = apply_mask(chunk, key[offset:] + key[:offset])
