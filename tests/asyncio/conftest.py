@@ -13,6 +13,10 @@ import uvloop
 import tether
 from tether.asyncio.server import Server, ServerConnection
 
+from .pairs import SIDES, Pair, ServerFactory, Side, open_pair, uri_of
+
+__all__ = ["ServerFactory", "echo", "raw_tcp_server", "uri_of"]
+
 
 def pytest_asyncio_loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Run each asyncio test once per event loop implementation."""
@@ -25,12 +29,6 @@ async def echo(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
-def uri_of(server: Server, path: str = "/") -> str:
-    """The ws:// URI of a server listening on loopback."""
-    host, port = next(iter(server.sockets)).getsockname()[:2]
-    return f"ws://{host}:{port}{path}"
-
-
 @pytest.fixture
 async def echo_server() -> AsyncIterator[Server]:
     """An echo server on 127.0.0.1 and a free port."""
@@ -38,7 +36,6 @@ async def echo_server() -> AsyncIterator[Server]:
         yield server
 
 
-ServerFactory = Callable[..., Awaitable[Server]]
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
@@ -90,3 +87,16 @@ async def raw_tcp_server(
         await server.wait_closed()
         async with asyncio.timeout(10):
             await asyncio.gather(*handlers, return_exceptions=True)
+
+
+@pytest.fixture(params=SIDES)
+def side(request: pytest.FixtureRequest) -> Side:
+    """Which end of the connection is under test: each test using it runs for both."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def pair(start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
+    """A connected pair with default options."""
+    async with open_pair(start_server, side) as connected:
+        yield connected

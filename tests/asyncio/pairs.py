@@ -8,7 +8,7 @@ for ``ours`` (the connection under test) and ``theirs`` (its peer), and the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -18,10 +18,28 @@ from tether.asyncio.connection import Connection
 from tether.asyncio.server import Server, ServerConnection
 from tether.protocol.connection import State
 
-from .conftest import ServerFactory, uri_of
 from .raw_peer import RawPeer, raw_client, raw_server
 
-__all__ = ["SIDES", "Pair", "Side", "open_pair", "open_raw_pair", "until"]
+__all__ = [
+    "SIDES",
+    "Pair",
+    "ServerFactory",
+    "Side",
+    "open_pair",
+    "open_raw_pair",
+    "until",
+    "uri_of",
+]
+
+ServerFactory = Callable[..., Awaitable[Server]]
+"""Starts a server on loopback with the given handler and options (the start_server fixture)."""
+
+
+def uri_of(server: Server, path: str = "/") -> str:
+    """The ws:// URI of a server listening on loopback."""
+    host, port = next(iter(server.sockets)).getsockname()[:2]
+    return f"ws://{host}:{port}{path}"
+
 
 Side = Literal["client", "server"]
 SIDES: tuple[Side, ...] = ("client", "server")

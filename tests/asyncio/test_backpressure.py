@@ -19,7 +19,7 @@ from tether.protocol.connection import State
 from tether.protocol.events import Message, Pong
 
 from .conftest import ServerFactory
-from .pairs import SIDES, Pair, Side, open_pair, open_raw_pair, until
+from .pairs import Pair, Side, open_pair, open_raw_pair, until
 
 CHUNK = 32 * 1024
 """Message size for the flooding tests; no compression, so it is the frame size too."""
@@ -29,12 +29,6 @@ MAX_READ = 256 * 1024
 
 MAX_MESSAGES = 2000
 """Upper bound on messages a test sends before the buffers must push back."""
-
-
-@pytest.fixture(params=SIDES)
-def side(request: pytest.FixtureRequest) -> Side:
-    """Which end of the connection is under test."""
-    return request.param  # type: ignore[no-any-return]
 
 
 def numbered(index: int, size: int = CHUNK) -> bytes:

@@ -26,20 +26,7 @@ from tether.protocol.connection import State
 from tether.protocol.events import CloseReceived, Ping, Pong
 
 from .conftest import ServerFactory
-from .pairs import SIDES, Pair, Side, open_pair, open_raw_pair, until
-
-
-@pytest.fixture(params=SIDES)
-def side(request: pytest.FixtureRequest) -> Side:
-    """Which end of the connection is under test."""
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def pair(start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
-    """A connected pair with default options."""
-    async with open_pair(start_server, side) as connected:
-        yield connected
+from .pairs import Pair, Side, open_pair, open_raw_pair, until
 
 
 async def gated(pieces: list[Any], gate: asyncio.Event, after: int = 1) -> AsyncIterator[Any]:

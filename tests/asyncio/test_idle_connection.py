@@ -12,7 +12,6 @@ import asyncio
 import logging
 import types
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,22 +23,9 @@ from tether.protocol.connection import State
 from tether.protocol.events import Ping
 
 from .conftest import ServerFactory, uri_of
-from .pairs import SIDES, Pair, Side, open_pair, open_raw_pair, until
+from .pairs import Pair, Side, open_pair, open_raw_pair, until
 
 INTERVAL = 0.05
-
-
-@pytest.fixture(params=SIDES)
-def side(request: pytest.FixtureRequest) -> Side:
-    """Which end of the connection is under test."""
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def pair(start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
-    """A connected pair with default options."""
-    async with open_pair(start_server, side) as connected:
-        yield connected
 
 
 async def test_an_idle_connection_makes_nothing_it_does_not_use(

@@ -17,15 +17,9 @@ from tether.protocol.connection import State
 from tether.protocol.events import CloseReceived, Ping
 
 from .conftest import ServerFactory
-from .pairs import SIDES, Side, open_pair, open_raw_pair, until
+from .pairs import Side, open_pair, open_raw_pair, until
 
 INTERVAL = 0.05
-
-
-@pytest.fixture(params=SIDES)
-def side(request: pytest.FixtureRequest) -> Side:
-    """Which end of the connection is under test."""
-    return request.param  # type: ignore[no-any-return]
 
 
 async def test_silent_peer_is_detected(start_server: ServerFactory, side: Side) -> None:

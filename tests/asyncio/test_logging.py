@@ -10,13 +10,7 @@ import pytest
 from tether.asyncio.connection import Connection
 
 from .conftest import ServerFactory
-from .pairs import SIDES, Side, open_pair, open_raw_pair
-
-
-@pytest.fixture(params=SIDES)
-def side(request: pytest.FixtureRequest) -> Side:
-    """Which end of the connection is under test."""
-    return request.param  # type: ignore[no-any-return]
+from .pairs import Side, open_pair, open_raw_pair
 
 
 def connection_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
