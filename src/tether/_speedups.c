@@ -399,15 +399,22 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view;
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     int expect_mask = PyObject_IsTrue(args[2]);
-    Py_ssize_t max_size = args[3] == Py_None ? -1 : PyLong_AsSsize_t(args[3]);
-    Py_ssize_t limit = args[4] == Py_None ? -1 : PyLong_AsSsize_t(args[4]);
+    /* -1 stands for None (no bound) from here on: a negative argument is refused. */
+    Py_ssize_t max_size = args[3] == Py_None ? 0 : PyLong_AsSsize_t(args[3]);
+    Py_ssize_t limit = args[4] == Py_None ? 0 : PyLong_AsSsize_t(args[4]);
     PyObject *events = args[5];
     if (PyErr_Occurred() || expect_mask < 0) {
         return NULL;
     }
-    if (pos < 0 || max_size < -1 || limit < -1) {
+    if (pos < 0 || max_size < 0 || limit < 0) {
         PyErr_SetString(PyExc_ValueError, "negative position, size or limit");
         return NULL;
+    }
+    if (args[3] == Py_None) {
+        max_size = -1;
+    }
+    if (args[4] == Py_None) {
+        limit = -1;
     }
     if (!PyList_Check(events)) {
         PyErr_SetString(PyExc_TypeError, "events must be a list");

@@ -103,6 +103,15 @@ def test_default_max_fragments(max_size: int | None, expected: int | None) -> No
     assert Connection(Role.SERVER, max_size=max_size).max_fragments == expected
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"max_size": -1}, "max_size"), ({"max_fragments": 0}, "max_fragments")],
+)
+def test_limits_below_their_range_are_refused(options: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Connection(Role.SERVER, **options)  # type: ignore[arg-type]
+
+
 def test_explicit_max_fragments_overrides_default() -> None:
     assert Connection(Role.CLIENT, max_size=None, max_fragments=7).max_fragments == 7
 

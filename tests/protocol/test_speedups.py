@@ -228,8 +228,9 @@ def test_read_messages_stops_at_the_limit() -> None:
 
 
 def test_read_messages_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        speedups.read_messages(b"", -1, False, None, None, [])
+    for pos, max_size, limit in [(-1, None, None), (0, -1, None), (0, None, -1)]:
+        with pytest.raises(ValueError, match="negative"):
+            speedups.read_messages(b"", pos, False, max_size, limit, [])
     with pytest.raises(TypeError, match="list"):
         speedups.read_messages(b"", 0, False, None, None, ())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="6 arguments"):

@@ -174,6 +174,12 @@ class Connection:
         streaming: bool = False,
         extensions: Sequence[Extension] = (),
     ) -> None:
+        if max_size is not None and max_size < 0:
+            raise ValueError("max_size must be None or at least 0")
+        # A message has at least one frame: a smaller cap would refuse them
+        # all, and the fast path, which reads single frames, relies on this.
+        if max_fragments is not None and max_fragments < 1:
+            raise ValueError("max_fragments must be None or at least 1")
         self.role = role
         self.state = state
         self.max_size = max_size
