@@ -514,3 +514,12 @@ async def test_other_connection_closed_in_handler_is_an_error(
             await ws.wait_closed()
     assert ws.close_code == 1011
     assert any("connection handler failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_limit_below_its_range_fails_serve_and_connect() -> None:
+    # At once, not in every connection's handshake.
+    with pytest.raises(ValueError, match="max_size"):
+        async with tether.serve(echo, "127.0.0.1", 0, max_size=-1):
+            pass  # pragma: no cover - not reached
+    with pytest.raises(ValueError, match="max_size"):
+        await tether.connect("ws://127.0.0.1:9/", max_size=-1)

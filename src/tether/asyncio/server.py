@@ -407,9 +407,11 @@ class serve:
         self.server: Server | None = None
 
     async def _create(self) -> Server:
-        server = Server(self.handler, **self.server_options)
         engine_options = self.engine_options
         connection_options = self.connection_options
+        # A bad option fails here, not in every connection's handshake.
+        ServerProtocol(**engine_options)
+        server = Server(self.handler, **self.server_options)
 
         def factory() -> ServerConnection:
             return ServerConnection(ServerProtocol(**engine_options), server, **connection_options)

@@ -285,6 +285,17 @@ def serve(
     a Unix socket.
     """
     extensions = server_extensions(compression, extensions)
+    engine_options: dict[str, Any] = {
+        "origins": origins,
+        "extensions": extensions,
+        "subprotocols": subprotocols,
+        "select_subprotocol": select_subprotocol,
+        "server_header": server_header,
+        "max_size": max_size,
+        "streaming": True,
+    }
+    # A bad option fails here, not in every connection's handshake.
+    ServerProtocol(**engine_options)
     if sock is None:
         if unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -299,15 +310,6 @@ def serve(
                 reuse_port=reuse_port,
                 dualstack_ipv6=dual,
             )
-    engine_options = {
-        "origins": origins,
-        "extensions": extensions,
-        "subprotocols": subprotocols,
-        "select_subprotocol": select_subprotocol,
-        "server_header": server_header,
-        "max_size": max_size,
-        "streaming": True,
-    }
     connection_options = {
         "ping_interval": ping_interval,
         "ping_timeout": ping_timeout,
