@@ -604,7 +604,14 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                         reader.set_result(None)
             for event in others:
                 self._handle_event(event)
-        return self._flush()
+        if self.transport is None:
+            # Not connected yet: the bytes wait in the engine, as in _flush.
+            return 0
+        data = self.protocol.data_to_send()
+        if data or self.protocol.state is not _OPEN:
+            return self._flush(data)
+        # Mostly the case after reading messages: nothing to write, nothing to close.
+        return 0
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, Pong):
@@ -612,13 +619,14 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         elif isinstance(event, CloseReceived):
             self.logger.debug("received close frame: %s", event.close)
 
-    def _flush(self) -> int:
-        """Write what the engine has to send; return how many bytes that was."""
+    def _flush(self, data: list[bytes] | None = None) -> int:
+        """Write what the engine has to send, or ``data`` taken from it; return how many bytes."""
         transport = self.transport
         if transport is None:
             return 0
         protocol = self.protocol
-        data = protocol.data_to_send()
+        if data is None:
+            data = protocol.data_to_send()
         if not data or transport.is_closing():
             written = 0
         elif len(data) == 1:
