@@ -99,12 +99,15 @@ class ConnectionClosed(WebSocketException):
         sent: Close | None,
         rcvd_then_sent: bool | None = None,
     ) -> None:
+        # The message is written when asked for: every closed connection
+        # makes one of these, and most are never printed.
+        super().__init__(rcvd, sent, rcvd_then_sent)
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
-        super().__init__(self._describe())
 
-    def _describe(self) -> str:
+    def __str__(self) -> str:
+        """Say which close frames were received and sent, in which order."""
         if self.rcvd is None and self.sent is None:
             return "no close frame received or sent"
         if self.rcvd is None:

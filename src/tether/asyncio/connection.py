@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import os
 import time
 import uuid
@@ -548,10 +549,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             self._close_timer.cancel()
         # Now, so that the scheduler holds no reference to a closed connection.
         keepalive.cancel(self)
-        closed = self.protocol.close_exc()
         pings = self._pings
         if pings is not None:
             self._pings = None
+            closed = self.protocol.close_exc()
             for waiter, _ in pings.values():
                 if waiter is not None and not waiter.done():
                     waiter.set_exception(closed)
@@ -559,7 +560,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._lost = True
         self._wake_waiters()
         self._wake_reader()
-        self.logger.debug("connection closed: %s", closed)
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection closed: %s", self.protocol.close_exc())
 
     def pause_writing(self) -> None:
         """Stop sending while the write buffer is over ``write_limit`` (asyncio calls this)."""
