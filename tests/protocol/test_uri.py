@@ -182,3 +182,10 @@ def test_authorization() -> None:
 def test_authorization_without_user_info() -> None:
     with pytest.raises(ValueError, match="the URI has no user info"):
         _ = parse_uri("ws://host/").authorization
+
+
+def test_parse_uri_parses_each_uri_once_and_checks_each_time() -> None:
+    assert parse_uri("ws://example.com/chat") is parse_uri("ws://example.com/chat")
+    for _ in range(2):
+        with pytest.raises(InvalidURI):
+            parse_uri("http://example.com/")

@@ -97,8 +97,9 @@ class ClientProtocol(Connection):
     def connect(self) -> Request:
         """Build the handshake request (RFC 6455 section 4.1)."""
         # A WebSocketURI may be built by hand rather than parsed: check its host.
-        check_header("Host", self.uri.host_header)
-        fields = [("Host", self.uri.host_header)]
+        host = self.uri.host_header
+        check_header("Host", host)
+        fields = [("Host", host)]
         if self.uri.user_info is not None:
             fields.append(("Authorization", build_authorization_basic(*self.uri.user_info)))
         fields += [
@@ -121,11 +122,17 @@ class ClientProtocol(Connection):
         if self.available_subprotocols:
             protocols = build_subprotocols(self.available_subprotocols)
             fields.append(("Sec-WebSocket-Protocol", protocols))
-        headers = Headers._adopt(fields)
-        if self.additional_headers is not None:
+        user_agent = self.user_agent_header
+        if self.additional_headers is None:
+            if user_agent is not None:
+                check_header("User-Agent", user_agent)
+                fields.append(("User-Agent", user_agent))
+            headers = Headers._adopt(fields)
+        else:
+            headers = Headers._adopt(fields)
             headers.update(self.additional_headers)
-        if self.user_agent_header is not None and "User-Agent" not in headers:
-            headers["User-Agent"] = self.user_agent_header
+            if user_agent is not None and "User-Agent" not in headers:
+                headers["User-Agent"] = user_agent
         return Request(self.uri.resource_name, headers)
 
     def send_request(self, request: Request) -> None:

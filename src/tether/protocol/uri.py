@@ -10,6 +10,7 @@ path and query are percent-encoded as UTF-8, so that the results are ASCII.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import string
 import urllib.parse
@@ -79,6 +80,9 @@ class WebSocketURI:
         return build_authorization_basic(*user_info)
 
 
+# A client connects again and again to the same few URIs: each is parsed once.
+# The result is immutable; errors are raised every time, never remembered.
+@functools.lru_cache(maxsize=128)
 def parse_uri(uri: str) -> WebSocketURI:
     """Parse and check a ``ws://`` or ``wss://`` URI.
 
