@@ -157,3 +157,9 @@ def test_extend_queues_messages_and_pieces_and_returns_the_rest() -> None:
     assert queue.get() == b"bc"
     assert queue.extend([Message(b"d")]) == ()
     assert queue.get() == b"d"
+
+
+def test_extend_with_no_message_makes_no_deque() -> None:
+    queue = MessageQueue()
+    assert queue.extend([Ping(b"")]) == [Ping(b"")]
+    assert queue._items is None

@@ -69,18 +69,17 @@ class MessageQueue:
         call per batch rather than one per message.
         """
         items = self._items
-        if items is None:
-            items = self._items = deque()
         others: list[Event] | None = None
         ready = self.ready
         for event in events:
             kind = type(event)
-            if kind is Message:
+            if kind is Message or kind is Fragment:
+                if items is None:
+                    # Made on the first message, as in put(): a batch of
+                    # handshake events alone must not make one.
+                    items = self._items = deque()
                 items.append(event)  # type: ignore[arg-type]
-                ready += 1
-            elif kind is Fragment:
-                items.append(event)  # type: ignore[arg-type]
-                if event.last:  # type: ignore[union-attr]
+                if kind is Message or event.last:  # type: ignore[union-attr]
                     ready += 1
             elif others is None:
                 others = [event]

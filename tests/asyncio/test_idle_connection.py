@@ -39,6 +39,9 @@ async def test_an_idle_connection_makes_nothing_it_does_not_use(
             assert ws._pings is None
             assert ws._id is None
             assert ws._keepalive is not None
+            # No message came: the queue has made no deque.
+            assert not ws._messages.pending
+            assert ws._messages._items is None
         # The server's handler waits for the close; the client has no waiter.
         assert pair.client._waiters is None
         assert pair.server_side._waiters is not None
