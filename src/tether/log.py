@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -87,5 +88,10 @@ def connection_logger(
     if logger is None:
         logger = default
     if isinstance(logger, str):
-        logger = logging.getLogger(logger)
+        logger = _named_logger(logger)
     return ConnectionLogger(logger, label, websocket)
+
+
+# getLogger takes the logging module's lock on every call; a logger, once
+# made, is never replaced, so each connection can share the first lookup.
+_named_logger = functools.lru_cache(maxsize=64)(logging.getLogger)

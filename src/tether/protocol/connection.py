@@ -234,6 +234,11 @@ class Connection:
 
     def _set_extensions(self, extensions: Sequence[Extension]) -> None:
         self.extensions = list(extensions)
+        if not extensions:
+            # Every engine starts here, and most connections stay here.
+            self._frame_extensions = False
+            self._message_rsv = self._allowed_rsv = 0
+            return
         masks = [ext.rsv_mask for ext in self.extensions]
         # An extension that declares no RSV bits may touch any frame: every
         # frame then goes through the chain and every RSV bit is its business.
