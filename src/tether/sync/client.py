@@ -93,6 +93,17 @@ def connect(
     parsed = parse_uri(uri)
     if ssl is not None and not parsed.secure:
         raise ValueError("ssl is only for wss:// URIs")
+    # Made before connecting: a bad option fails without touching the network.
+    engine = ClientProtocol(
+        parsed,
+        origin=origin,
+        extensions=extensions,
+        subprotocols=subprotocols,
+        additional_headers=additional_headers if extra_headers is None else extra_headers,
+        user_agent_header=user_agent_header,
+        max_size=max_size,
+        streaming=True,
+    )
     deadline = None if open_timeout is None else time.monotonic() + open_timeout
     if sock is None:
         if unix:
@@ -113,16 +124,6 @@ def connect(
                 # The TLS handshake counts toward open_timeout too.
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
             sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
-        engine = ClientProtocol(
-            parsed,
-            origin=origin,
-            extensions=extensions,
-            subprotocols=subprotocols,
-            additional_headers=additional_headers if extra_headers is None else extra_headers,
-            user_agent_header=user_agent_header,
-            max_size=max_size,
-            streaming=True,
-        )
         connection = ClientConnection(
             sock,
             engine,
