@@ -41,6 +41,7 @@ from tether.protocol import (
 from tether.protocol.frames import Frame, Opcode, serialize_frame
 from tether.protocol.handshake import USER_AGENT, accept_key
 from tether.protocol.http11 import InvalidMethod
+from tether.protocol.server import server_engines
 
 from .handshake_helpers import (
     REFUSE,
@@ -1064,3 +1065,29 @@ def test_headers_object_is_the_requests() -> None:
     request = received(server, request_bytes([*request_headers(), ("X-A", "1"), ("x-a", "2")]))
     assert isinstance(request.headers, Headers)
     assert request.headers.get_all("X-A") == ["1", "2"]
+
+
+SERVE_OPTIONS: dict[str, Any] = {
+    "origins": None,
+    "extensions": None,
+    "subprotocols": None,
+    "select_subprotocol": None,
+    "server_header": USER_AGENT,
+    "max_size": 1024,
+}
+
+
+def test_server_engines_make_a_fresh_engine_each_time() -> None:
+    deflate = [ServerPerMessageDeflateFactory()]
+    engines = server_engines(**{**SERVE_OPTIONS, "extensions": deflate, "subprotocols": ["a"]})
+    first, second = engines(), engines()
+    assert first is not second
+    assert first.streaming
+    assert first.max_size == 1024
+    assert first.available_subprotocols == ["a"]
+    assert first.available_extensions == deflate
+
+
+def test_server_engines_refuse_a_bad_option_at_once() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        server_engines(**{**SERVE_OPTIONS, "max_size": -1})

@@ -18,7 +18,7 @@ from tether.protocol.connection import DEFAULT_MAX_SIZE, State
 from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
-from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector
+from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector, server_engines
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
@@ -374,21 +374,19 @@ class serve:
         path: str | None = None,
         **kwargs: Any,
     ) -> None:
-        extensions = server_extensions(compression, extensions)
         self.handler = handler
         self.host = host
         self.port = port
         self.unix = unix
         self.path = path
-        self.engine_options: dict[str, Any] = {
-            "origins": origins,
-            "extensions": extensions,
-            "subprotocols": subprotocols,
-            "select_subprotocol": select_subprotocol,
-            "server_header": server_header,
-            "max_size": max_size,
-            "streaming": True,
-        }
+        self.engines = server_engines(
+            origins=origins,
+            extensions=server_extensions(compression, extensions),
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            server_header=server_header,
+            max_size=max_size,
+        )
         self.connection_options: dict[str, Any] = {
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
@@ -407,14 +405,12 @@ class serve:
         self.server: Server | None = None
 
     async def _create(self) -> Server:
-        engine_options = self.engine_options
+        engines = self.engines
         connection_options = self.connection_options
-        # A bad option fails here, not in every connection's handshake.
-        ServerProtocol(**engine_options)
         server = Server(self.handler, **self.server_options)
 
         def factory() -> ServerConnection:
-            return ServerConnection(ServerProtocol(**engine_options), server, **connection_options)
+            return ServerConnection(engines(), server, **connection_options)
 
         loop = asyncio.get_running_loop()
         if self.unix:

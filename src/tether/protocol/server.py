@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -32,7 +33,7 @@ from tether.protocol.header_values import build_extensions, parse_extensions, pa
 from tether.protocol.headers import Headers, check_header
 from tether.protocol.http11 import InvalidMethod, Limits, Request, RequestParser, Response
 
-__all__ = ["Origin", "ServerProtocol", "SubprotocolSelector"]
+__all__ = ["Origin", "ServerProtocol", "SubprotocolSelector", "server_engines"]
 
 Origin = str | re.Pattern[str] | None
 """An allowed ``Origin``: an exact value, a pattern matching it whole, or ``None`` for none."""
@@ -306,6 +307,38 @@ class ServerProtocol(Connection):
             if protocol in offered:
                 return protocol
         return None
+
+
+def server_engines(
+    *,
+    origins: Sequence[Origin] | None,
+    extensions: Sequence[ServerExtensionFactory] | None,
+    subprotocols: Sequence[str] | None,
+    select_subprotocol: SubprotocolSelector | None,
+    server_header: str | None,
+    max_size: int | None,
+) -> Callable[[], ServerProtocol]:
+    """Return what makes a server's engine for each connection, from ``serve()``'s options.
+
+    ``extensions`` are the factories the server offers, ``compression`` applied.
+
+    One engine is made here and dropped, so that a bad option fails when the
+    server is made rather than in every connection's handshake. Servers of
+    both APIs stream fragmented messages, so the engine is made with
+    ``streaming=True``.
+    """
+    make = functools.partial(
+        ServerProtocol,
+        origins=origins,
+        extensions=extensions,
+        subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol,
+        server_header=server_header,
+        max_size=max_size,
+        streaming=True,
+    )
+    make()
+    return make
 
 
 class _UnsupportedVersion(InvalidHeaderValue):

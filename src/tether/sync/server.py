@@ -20,7 +20,7 @@ from tether.protocol.connection import DEFAULT_MAX_SIZE, State
 from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
-from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector
+from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector, server_engines
 from tether.sync.connection import READ_SIZE, Connection
 
 __all__ = ["Server", "ServerConnection", "serve"]
@@ -116,7 +116,7 @@ class Server:
         process_request: ProcessRequest | None,
         process_response: ProcessResponse | None,
         open_timeout: float | None,
-        engine_options: dict[str, Any],
+        engines: Callable[[], ServerProtocol],
         connection_options: dict[str, Any],
         logger: LoggerLike | str | None,
     ) -> None:
@@ -126,7 +126,7 @@ class Server:
         self.process_request = process_request
         self.process_response = process_response
         self.open_timeout = open_timeout
-        self.engine_options = engine_options
+        self.engines = engines
         self.connection_options = connection_options
         self.logger = connection_logger(logger, "tether.server", "server", self)
         self._connections: set[ServerConnection] = set()
@@ -171,9 +171,7 @@ class Server:
             if self.ssl is not None:
                 sock.settimeout(self.open_timeout)
                 sock = self.ssl.wrap_socket(sock, server_side=True)
-            connection = ServerConnection(
-                sock, ServerProtocol(**self.engine_options), self, **self.connection_options
-            )
+            connection = ServerConnection(sock, self.engines(), self, **self.connection_options)
             opened = connection._handshake(deadline)
         except Exception as exc:
             self.logger.info("opening handshake failed: %s", exc)
@@ -284,18 +282,14 @@ def serve(
     ``sock`` gives a listening socket; ``unix=True`` with ``path`` listens on
     a Unix socket.
     """
-    extensions = server_extensions(compression, extensions)
-    engine_options: dict[str, Any] = {
-        "origins": origins,
-        "extensions": extensions,
-        "subprotocols": subprotocols,
-        "select_subprotocol": select_subprotocol,
-        "server_header": server_header,
-        "max_size": max_size,
-        "streaming": True,
-    }
-    # A bad option fails here, not in every connection's handshake.
-    ServerProtocol(**engine_options)
+    engines = server_engines(
+        origins=origins,
+        extensions=server_extensions(compression, extensions),
+        subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol,
+        server_header=server_header,
+        max_size=max_size,
+    )
     if sock is None:
         if unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -324,7 +318,7 @@ def serve(
         process_request=process_request,
         process_response=process_response,
         open_timeout=open_timeout,
-        engine_options=engine_options,
+        engines=engines,
         connection_options=connection_options,
         logger=logger,
     )
