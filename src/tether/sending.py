@@ -28,9 +28,12 @@ def send_data(protocol: Connection, data: Data, text: bool | None, *, fin: bool 
     is binary. ``True`` sends bytes (UTF-8 already) as text; ``False`` sends
     ``str`` as binary.
     """
-    if text is None:
-        text = isinstance(data, str)
     try:
+        if fin:
+            protocol.send_message(data, text)
+            return
+        if text is None:
+            text = isinstance(data, str)
         if text:
             protocol.send_text(data if isinstance(data, str) else bytes(data), fin=fin)
         else:

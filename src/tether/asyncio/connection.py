@@ -282,12 +282,28 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         """
         lock = self._send_lock
         if isinstance(message, DATA_TYPES) or is_single(message):
+            protocol = self.protocol
             if lock is not None and lock.locked():
                 async with lock:
-                    send_data(self.protocol, message, text)  # type: ignore[arg-type]
+                    send_data(protocol, message, text)  # type: ignore[arg-type]
+                self._flush()
             else:
-                send_data(self.protocol, message, text)  # type: ignore[arg-type]
-            self._flush()
+                # send_data() and _flush() written out: this runs per message.
+                try:
+                    protocol.send_message(message, text)  # type: ignore[arg-type]
+                except InvalidState:
+                    raise protocol.close_exc() from None
+                output = protocol.data_to_send()
+                transport = self.transport
+                if (
+                    len(output) == 1
+                    and protocol.state is _OPEN
+                    and transport is not None
+                    and not transport.is_closing()
+                ):
+                    transport.write(output[0])
+                else:
+                    self._flush(output)
         else:
             # Only fragmented messages ever hold the lock: made for the first.
             if lock is None:
@@ -513,8 +529,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             # One read of compressed data must not inflate into more messages
             # than the queue holds: the engine keeps the rest, compressed.
             protocol.message_budget = self._budget()
-        protocol.receive_data(data)
-        written = self._process()
+        written = self._process(protocol.receive_data(data))
         if written and self._writing_paused:
             self._limit_replies(written)
 
@@ -579,8 +594,12 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     # Plumbing
 
-    def _process(self) -> int:
-        """Handle the engine's events, then send what it has to send; return its size."""
+    def _process(self, only_messages: bool = False) -> int:
+        """Handle the engine's events, then send what it has to send; return its size.
+
+        ``only_messages`` is what ``receive_data`` said of the read: that it
+        brought nothing but messages and left nothing to send.
+        """
         events = self.protocol.events()
         if events:
             messages = self._messages
@@ -606,6 +625,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                         reader.set_result(None)
             for event in others:
                 self._handle_event(event)
+        if only_messages:
+            return 0
         if self.transport is None:
             # Not connected yet: the bytes wait in the engine, as in _flush.
             return 0

@@ -58,6 +58,8 @@ _OP_BINARY = Opcode.BINARY.value
 _OP_CLOSE = Opcode.CLOSE.value
 _OP_PING = Opcode.PING.value
 _OP_PONG = Opcode.PONG.value
+_FIN_TEXT = FIN | _OP_TEXT
+_FIN_BINARY = FIN | _OP_BINARY
 
 _OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
@@ -314,6 +316,46 @@ class Connection:
 
     # Sending
 
+    def send_message(
+        self, data: str | bytes | bytearray | memoryview, text: bool | None = None
+    ) -> None:
+        """Send one whole message in one frame: ``str`` as text, bytes-like as binary.
+
+        ``text`` forces the opcode: ``True`` sends bytes (UTF-8 already) as
+        text, ``False`` sends ``str`` as binary, encoded as UTF-8. This is
+        what the APIs' ``send`` calls for a single message; it makes the
+        checks of :meth:`send_text` and :meth:`send_binary` and raises what
+        they raise.
+        """
+        kind = type(data)
+        # The common case in one call: an open connection with no extension
+        # at work and no fragmented message on its way out. Anything else
+        # goes through send_text or send_binary.
+        if self.state is _OPEN and self._send_transformed is None and not self.extensions:
+            if kind is bytes:
+                first = _FIN_TEXT if text else _FIN_BINARY
+            elif kind is str:
+                first = _FIN_BINARY if text is False else _FIN_TEXT
+                data = data.encode()  # type: ignore[union-attr]
+            else:
+                first = 0
+            if first:
+                # data is bytes here; type tests would cost calls on this path.
+                if self._mask:
+                    self._output.append(build_frame(first, data, masking_key()))  # type: ignore[arg-type]
+                    return
+                if len(data) < _LARGE_SEND:
+                    self._output.append(build_frame(first, data, None))  # type: ignore[arg-type]
+                    return
+                # Large payloads go out after their header, as _send_data does.
+                text = first == _FIN_TEXT
+        if text is None:
+            text = isinstance(data, str)
+        if text:
+            self.send_text(data if isinstance(data, str) else bytes(data))
+        else:
+            self.send_binary(data.encode() if isinstance(data, str) else data)
+
     def send_text(
         self, data: str | bytes, *, fin: bool = True, compress: bool | None = None
     ) -> None:
@@ -502,13 +544,20 @@ class Connection:
         if self.eof_received and self.state is not State.CLOSED and not self.held_back:
             self._end_of_input()
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes read from the network."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> bool:
+        """Feed bytes read from the network.
+
+        Return ``True`` when the bytes were nothing but whole messages, each
+        in one plain frame, with nothing buffered before them: then the new
+        events are all :class:`Message` events and the engine has nothing new
+        to send, so a layer above may skip looking for anything else. The
+        usual answer is ``False``, which promises nothing.
+        """
         if self._input_done:
-            return
+            return False
         if self.state is _CONNECTING:
             self._receive_handshake(data)
-            return
+            return False
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -527,16 +576,16 @@ class Connection:
                 # messages that each came whole in one plain frame.
                 start = read_messages(data, 0, self._expect_mask, self.max_size, None, self._events)
                 if start == len(data):
-                    return
+                    return True
         else:
-            return
+            return False
         try:
             used = self._parse(source, start)
         except ProtocolError as exc:
             self._fail_with(exc)
             self._buffer = bytearray()
             self._start = 0
-            return
+            return False
         if source is buffer:
             if used == len(buffer):
                 self._buffer = bytearray()
@@ -550,6 +599,7 @@ class Connection:
         elif used < len(source):
             self._buffer = bytearray(source[used:])
             self._start = 0
+        return False
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         """Take bytes of the opening handshake: the client and server engines read it."""
