@@ -1,6 +1,7 @@
-"""The asyncio connection shared by clients and servers: an :class:`asyncio.Protocol`.
+"""The asyncio connection shared by clients and servers: an :class:`asyncio.BufferedProtocol`.
 
-The transport feeds the protocol engine; the engine's events fill the message
+The transport reads into a buffer shared by the thread's connections and
+feeds the engine from it; the engine's events fill the message
 queue and its bytes go back to the transport. Waiting happens only where a
 coroutine has nothing to do: no future is created for a message that is
 already there.
@@ -12,6 +13,7 @@ import asyncio
 import codecs
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
@@ -35,10 +37,30 @@ __all__ = ["Connection", "Data"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
+# The size of the buffer the transport reads into: as much as uvloop reads at once.
+READ_BUFFER_SIZE = 256 * 1024
+
+_buffers = threading.local()
+
+
+def read_buffer() -> memoryview:
+    """The buffer every connection of this thread's event loop reads into.
+
+    One buffer serves them all: a read is handed to the engine before the
+    next one starts, and the engine copies whatever it keeps, so an idle
+    connection holds no buffer of its own.
+    """
+    try:
+        buffer: memoryview = _buffers.view
+    except AttributeError:
+        buffer = _buffers.view = memoryview(bytearray(READ_BUFFER_SIZE))
+    return buffer
+
+
 _OPEN = State.OPEN
 
 
-class Connection(ConnectionAttributes, asyncio.Protocol):
+class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
     """An open WebSocket connection, on the client or the server side.
 
     It is made by :func:`tether.connect` or given to a handler by
@@ -74,6 +96,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         """The round-trip time of the last ping answered, in seconds."""
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        self._read_buffer = read_buffer()
         self._messages = MessageQueue(max_queue)
         self._reader: asyncio.Future[None] | None = None
         self._reading = False
@@ -514,7 +537,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             # The pong reschedules for the next ping (_pong_received).
             keepalive.schedule(self._loop, self, self.ping_timeout)
 
-    # asyncio.Protocol
+    # asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Take the transport (asyncio calls this)."""
@@ -522,8 +545,13 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(self.write_limit)
 
-    def data_received(self, data: bytes) -> None:
-        """Feed bytes to the engine (asyncio calls this)."""
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Lend the buffer for the next read (asyncio calls this)."""
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Feed the bytes just read into the buffer to the engine (asyncio calls this)."""
+        data = self._read_buffer[:nbytes]
         protocol = self.protocol
         if protocol.extensions:
             # One read of compressed data must not inflate into more messages
