@@ -159,6 +159,18 @@ def test_extend_queues_messages_and_pieces_and_returns_the_rest() -> None:
     assert queue.get() == b"d"
 
 
+def test_extend_whole_queues_whole_messages_in_order() -> None:
+    queue = MessageQueue(max_queue=2)
+    queue.extend_whole([Message("a"), Message(b"b")])
+    assert len(queue) == 2
+    assert queue.full
+    queue.put(Message("c"))
+    queue.extend_whole([Message(b"d")])
+    assert [queue.get() for _ in range(4)] == ["a", b"b", "c", b"d"]
+    assert len(queue) == 0
+    assert not queue.pending
+
+
 def test_extend_with_no_message_makes_no_deque() -> None:
     queue = MessageQueue()
     assert queue.extend([Ping(b"")]) == [Ping(b"")]

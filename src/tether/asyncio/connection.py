@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -631,8 +631,13 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         events = self.protocol.events()
         if events:
             messages = self._messages
-            others = messages.extend(events)
-            if len(others) < len(events):
+            others: Sequence[Event]
+            if only_messages:
+                messages.extend_whole(events)
+                others = ()
+            else:
+                others = messages.extend(events)
+            if only_messages or len(others) < len(events):
                 # Something was queued: stop reading once max_queue messages
                 # wait, and wake the reader.
                 max_queue = messages.max_queue
