@@ -58,7 +58,9 @@ def test_leading_and_trailing_zero_bytes_are_kept() -> None:
     assert apply_mask(b"\x11\x00\x00\x11\x11", key) == b"\x00\x00\x00\x00\x00"
 
 
-@pytest.mark.parametrize("length", range(71))
+# Past 2 x 128 bytes: every mix of the C code's 128-, 64-, 16- and 8-byte
+# blocks and its tail.
+@pytest.mark.parametrize("length", range(300))
 def test_every_small_length_matches_reference(length: int) -> None:
     rng = random.Random(length)
     for _ in range(5):
@@ -78,6 +80,15 @@ def test_large_lengths_match_reference(length: int) -> None:
     masked = apply_mask(data, key)
     assert masked == reference_mask(data, key)
     assert apply_mask(masked, key) == data
+
+
+@pytest.mark.parametrize("offset", [1, 2, 3, 5, 17])
+def test_unaligned_input_matches_reference(offset: int) -> None:
+    rng = random.Random(offset)
+    data = rng.randbytes(1000)
+    key = rng.randbytes(4)
+    view = memoryview(data)[offset:]
+    assert apply_mask(view, key) == reference_mask(data[offset:], key)
 
 
 @pytest.mark.parametrize("buffer_type", [bytes, bytearray, memoryview])
