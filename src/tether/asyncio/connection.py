@@ -13,6 +13,7 @@ import asyncio
 import codecs
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -42,14 +43,21 @@ READ_BUFFER_SIZE = 256 * 1024
 
 _buffers = threading.local()
 
+# Windows' proactor loop lends the buffer to a read that completes later,
+# while other connections start theirs: there, each connection needs its own.
+_SHARED_READS = sys.platform != "win32"
+
 
 def read_buffer() -> memoryview:
     """The buffer every connection of this thread's event loop reads into.
 
-    One buffer serves them all: a read is handed to the engine before the
-    next one starts, and the engine copies whatever it keeps, so an idle
-    connection holds no buffer of its own.
+    One buffer serves them all: selector loops and uvloop hand a read to the
+    engine before the next one starts, and the engine copies whatever it
+    keeps, so an idle connection holds no buffer of its own. On Windows each
+    call makes a new buffer.
     """
+    if not _SHARED_READS:  # pragma: no cover - Windows
+        return memoryview(bytearray(READ_BUFFER_SIZE))
     try:
         buffer: memoryview = _buffers.view
     except AttributeError:
