@@ -25,36 +25,41 @@ typedef unsigned char v16 __attribute__((vector_size(16)));
 typedef unsigned char v32 __attribute__((vector_size(32)));
 static int have_avx2;
 #endif
+
+/* XOR `src` into `dst` from byte `i` on, four vectors of type `vec` at a
+ * time, each XORed with `wide` (the key repeated); `i` ends after the last
+ * whole step. Four named variables, not an array, so that they stay in
+ * registers. One body for every vector width. */
+#define XOR_STEPS(vec, wide, src, dst, size, i)                             \
+    for (; (i) + 4 * (Py_ssize_t)sizeof(vec) <= (size);                     \
+         (i) += 4 * (Py_ssize_t)sizeof(vec)) {                              \
+        vec a_, b_, c_, d_;                                                 \
+        memcpy(&a_, (src) + (i), sizeof(vec));                              \
+        memcpy(&b_, (src) + (i) + sizeof(vec), sizeof(vec));                \
+        memcpy(&c_, (src) + (i) + 2 * sizeof(vec), sizeof(vec));            \
+        memcpy(&d_, (src) + (i) + 3 * sizeof(vec), sizeof(vec));            \
+        a_ ^= (wide);                                                       \
+        b_ ^= (wide);                                                       \
+        c_ ^= (wide);                                                       \
+        d_ ^= (wide);                                                       \
+        memcpy((dst) + (i), &a_, sizeof(vec));                              \
+        memcpy((dst) + (i) + sizeof(vec), &b_, sizeof(vec));                \
+        memcpy((dst) + (i) + 2 * sizeof(vec), &c_, sizeof(vec));            \
+        memcpy((dst) + (i) + 3 * sizeof(vec), &d_, sizeof(vec));            \
+    }
 #endif
 
 #ifdef TETHER_AVX2
-/* XOR whole 128-byte blocks; return how many bytes were done. */
+/* XOR whole 128-byte blocks with AVX2; return how many bytes were done. */
 __attribute__((target("avx2"))) static Py_ssize_t
 xor_mask_avx2(const unsigned char *src, unsigned char *dst, Py_ssize_t size,
-              const unsigned char *key)
+              const unsigned char *pattern)
 {
-    unsigned char pattern[32];
-    v32 wide, a, b, c, d;
+    v32 wide;
     Py_ssize_t i = 0;
 
-    for (int k = 0; k < 32; k++) {
-        pattern[k] = key[k & 3];
-    }
     memcpy(&wide, pattern, 32);
-    for (; i + 128 <= size; i += 128) {
-        memcpy(&a, src + i, 32);
-        memcpy(&b, src + i + 32, 32);
-        memcpy(&c, src + i + 64, 32);
-        memcpy(&d, src + i + 96, 32);
-        a ^= wide;
-        b ^= wide;
-        c ^= wide;
-        d ^= wide;
-        memcpy(dst + i, &a, 32);
-        memcpy(dst + i + 32, &b, 32);
-        memcpy(dst + i + 64, &c, 32);
-        memcpy(dst + i + 96, &d, 32);
-    }
+    XOR_STEPS(v32, wide, src, dst, size, i)
     return i;
 }
 #endif
@@ -68,38 +73,26 @@ xor_mask(const unsigned char *src, unsigned char *dst, Py_ssize_t size,
 {
     Py_ssize_t i = 0;
     uint64_t wide;
-    unsigned char pattern[16];
+    unsigned char pattern[32];
 
-    for (int k = 0; k < 16; k++) {
+    for (int k = 0; k < 32; k++) {
         pattern[k] = key[k & 3];
     }
 #ifdef TETHER_AVX2
     if (have_avx2 && size >= 128) {
-        i = xor_mask_avx2(src, dst, size, key);
+        i = xor_mask_avx2(src, dst, size, pattern);
     }
 #endif
 #ifdef TETHER_VECTORS
     {
-        v16 wide16, a, b, c, d;
+        v16 wide16;
         memcpy(&wide16, pattern, 16);
-        for (; i + 64 <= size; i += 64) {
-            memcpy(&a, src + i, 16);
-            memcpy(&b, src + i + 16, 16);
-            memcpy(&c, src + i + 32, 16);
-            memcpy(&d, src + i + 48, 16);
-            a ^= wide16;
-            b ^= wide16;
-            c ^= wide16;
-            d ^= wide16;
-            memcpy(dst + i, &a, 16);
-            memcpy(dst + i + 16, &b, 16);
-            memcpy(dst + i + 32, &c, 16);
-            memcpy(dst + i + 48, &d, 16);
-        }
+        XOR_STEPS(v16, wide16, src, dst, size, i)
         for (; i + 16 <= size; i += 16) {
-            memcpy(&a, src + i, 16);
-            a ^= wide16;
-            memcpy(dst + i, &a, 16);
+            v16 chunk;
+            memcpy(&chunk, src + i, 16);
+            chunk ^= wide16;
+            memcpy(dst + i, &chunk, 16);
         }
     }
 #endif
