@@ -1,11 +1,13 @@
 """Fuzz the C accelerator against the pure-Python code it replaces.
 
-``tether._speedups`` has four functions, and each must give what its
+``tether._speedups`` has six functions, and each must give what its
 pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
 ``memoryview``, a ``memoryview`` that starts inside a larger buffer):
 
 - ``apply_mask`` equals :func:`~tether.protocol.masking.apply_mask_python`,
   also past the 16 KiB blocks the Python version works in;
+- ``new_payload`` and ``fill_payload`` write the same bytes, unmasked in two
+  pieces cut anywhere, as :func:`~tether.protocol.masking.fill_payload_python`;
 - ``parse_header`` equals :func:`~tether.protocol.frames.read_header_python`:
   the same header, the same ``None`` or the same
   :class:`~tether.exceptions.ProtocolError`, at every position and setting,
@@ -35,7 +37,7 @@ from tether.protocol.frames import (
     read_header_python,
     read_messages_python,
 )
-from tether.protocol.masking import apply_mask_python
+from tether.protocol.masking import apply_mask_python, fill_payload_python, new_payload_python
 
 __all__ = ["TestOneInput"]
 
@@ -84,6 +86,18 @@ def _check_mask(source: Input, flags: int) -> None:
     assert len(expected) == len(payload)
     assert _speedups.apply_mask(payload, mask) == expected
     assert apply_mask_python(expected, mask) == bytes(payload)
+    # The engine writes a large message into one payload piece by piece,
+    # with the key in step with where each piece starts.
+    size = len(payload)
+    cut = size * ((flags >> 2) & 0x0F) // 15
+    rotated = mask[cut % 4 :] + mask[: cut % 4]
+    view = memoryview(payload)
+    target = _speedups.new_payload(size)
+    twin = new_payload_python(size)
+    for fill, into in ((_speedups.fill_payload, target), (fill_payload_python, twin)):
+        fill(into, 0, view[:cut], mask)
+        fill(into, cut, view[cut:], rotated)
+    assert target == twin == expected
 
 
 def _check_header(source: Input, flags: int) -> None:

@@ -566,9 +566,89 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return failed ? NULL : PyLong_FromSsize_t(pos);
 }
 
+PyDoc_STRVAR(new_payload_doc,
+"new_payload(size) -> bytes\n\n"
+"A bytes object of `size` bytes whose content is not set yet, for fill_payload\n"
+"to write a large message into as it arrives. It must be filled whole before\n"
+"anyone but its maker sees it.");
+
+static PyObject *
+new_payload(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t size = PyLong_AsSsize_t(arg);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be at least 0");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(NULL, size);
+}
+
+PyDoc_STRVAR(fill_payload_doc,
+"fill_payload(target, at, data, key) -> None\n\n"
+"Write `data` into `target` (a payload from new_payload, or a bytearray) from\n"
+"offset `at`, unmasked with the 4-byte `key` (already in step with `data`'s\n"
+"first byte) or copied as is when `key` is None.");
+
+static PyObject *
+fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    unsigned char *out;
+    Py_ssize_t room;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "fill_payload takes 4 arguments");
+        return NULL;
+    }
+    PyObject *target = args[0];
+    if (PyBytes_CheckExact(target)) {
+        out = (unsigned char *)PyBytes_AS_STRING(target);
+        room = PyBytes_GET_SIZE(target);
+    }
+    else if (PyByteArray_CheckExact(target)) {
+        out = (unsigned char *)PyByteArray_AS_STRING(target);
+        room = PyByteArray_GET_SIZE(target);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "target must be bytes or bytearray");
+        return NULL;
+    }
+    Py_ssize_t at = PyLong_AsSsize_t(args[1]);
+    if (at == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *key = args[3];
+    if (key != Py_None && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 4)) {
+        PyErr_SetString(PyExc_ValueError, "key must be 4 bytes or None");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (at < 0 || data.len > room - at) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "data does not fit in target at that offset");
+        return NULL;
+    }
+    if (key == Py_None) {
+        memcpy(out + at, data.buf, data.len);
+    }
+    else {
+        xor_mask((const unsigned char *)data.buf, out + at, data.len,
+                 (const unsigned char *)PyBytes_AS_STRING(key));
+    }
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
+    {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL, fill_payload_doc},
+    {"new_payload", new_payload, METH_O, new_payload_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
     {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
      read_messages_doc},

@@ -2,6 +2,13 @@ from typing import Any
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
 def build_frame(first: int, data: bytes | bytearray | memoryview, key: bytes | None) -> bytes: ...
+def fill_payload(
+    target: bytes | bytearray,
+    at: int,
+    data: bytes | bytearray | memoryview,
+    key: bytes | None,
+) -> None: ...
+def new_payload(size: int) -> bytes: ...
 def parse_header(
     header_type: type[Any],
     buf: bytes | bytearray | memoryview,

@@ -24,8 +24,11 @@ from tether.protocol.events import Event, Message, RequestReceived
 from tether.protocol.server import ServerProtocol
 
 # Payloads of any size up to a few pieces of 4 KiB, where the engine stops
-# gathering small pieces and keeps large ones as they are.
-PAYLOADS = st.integers(0, 12_000).map(lambda size: random.Random(size).randbytes(size))
+# gathering small pieces and keeps large ones as they are, and now and then
+# one large enough to be written into one payload as it arrives.
+PAYLOADS = (st.integers(0, 12_000) | st.sampled_from([70_000, 150_000])).map(
+    lambda size: random.Random(size).randbytes(size)
+)
 
 # What the peer sends: a whole message, a message in pieces, or a ping.
 ACTIONS = st.lists(

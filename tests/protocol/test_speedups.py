@@ -20,7 +20,7 @@ from tether.protocol.frames import (
     read_header_python,
     read_messages_python,
 )
-from tether.protocol.masking import apply_mask_python
+from tether.protocol.masking import apply_mask_python, fill_payload_python, new_payload_python
 
 # The module is imported directly: these tests compare it with the fallback
 # whichever of the two the rest of the suite runs on.
@@ -235,6 +235,72 @@ def test_read_messages_rejects_bad_arguments() -> None:
         speedups.read_messages(b"", 0, False, None, None, ())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="6 arguments"):
         speedups.read_messages(b"", 0, False, None, None)  # type: ignore[call-arg]
+
+
+@given(
+    size=st.integers(0, 600),
+    writes=st.lists(
+        st.tuples(st.binary(max_size=300), st.none() | st.binary(min_size=4, max_size=4)),
+        max_size=5,
+    ),
+)
+def test_fill_payload_matches(size: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+    total = sum(len(data) for data, _ in writes)
+    size = max(size, total)
+    in_c, in_python = speedups.new_payload(size), new_payload_python(size)
+    target = bytearray(size)
+    assert isinstance(in_c, bytes)
+    assert len(in_c) == len(in_python) == size
+    at = 0
+    for data, key in writes:
+        speedups.fill_payload(in_c, at, memoryview(data), key)
+        speedups.fill_payload(target, at, data, key)
+        fill_payload_python(in_python, at, data, key)
+        at += len(data)
+    assert in_c[:at] == target[:at] == in_python[:at]
+
+
+@pytest.mark.parametrize(
+    ("at", "data", "key", "message"),
+    [
+        (1, b"abcd", None, "does not fit"),
+        (-1, b"", None, "does not fit"),
+        (0, b"ab", b"xyz", "4 bytes or None"),
+    ],
+)
+def test_fill_payload_refuses_what_does_not_fit(
+    at: int, data: bytes, key: bytes | None, message: str
+) -> None:
+    target = bytearray(4)
+    with pytest.raises(ValueError, match=message):
+        speedups.fill_payload(target, at, data, key)
+    with pytest.raises(ValueError, match=message):
+        fill_payload_python(target, at, data, key)
+    assert target == bytearray(4)
+
+
+def test_fill_payload_targets() -> None:
+    # The C version writes into bytes (those new_payload made) and bytearrays;
+    # the Python version into bytearrays only, which its new_payload makes.
+    with pytest.raises(TypeError, match="bytes or bytearray"):
+        speedups.fill_payload(memoryview(bytearray(4)), 0, b"", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytearray"):
+        fill_payload_python(b"abcd", 0, b"", None)
+
+
+def test_payload_functions_reject_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="at least 0"):
+        speedups.new_payload(-1)
+    with pytest.raises(ValueError, match="at least 0"):
+        new_payload_python(-1)
+    with pytest.raises(TypeError):
+        speedups.new_payload("8")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="4 arguments"):
+        speedups.fill_payload(bytearray(1), 0, b"")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        speedups.fill_payload(bytearray(1), "0", b"", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        speedups.fill_payload(bytearray(1), 0, "x", None)  # type: ignore[arg-type]
 
 
 def test_environment_variable_selects_the_fallback() -> None:
