@@ -289,6 +289,17 @@ done:
     return result;
 }
 
+/* 0 when `key` is None or a 4-byte masking key; -1 with ValueError otherwise. */
+static int
+check_key(PyObject *key)
+{
+    if (key != Py_None && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 4)) {
+        PyErr_SetString(PyExc_ValueError, "key must be 4 bytes or None");
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(build_frame_doc,
 "build_frame(first, data, key) -> bytes\n\n"
 "One frame in one allocation: the first header byte `first` (FIN, RSV bits and\n"
@@ -312,8 +323,7 @@ build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *key = args[2];
     int masked = key != Py_None;
-    if (masked && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 4)) {
-        PyErr_SetString(PyExc_ValueError, "key must be 4 bytes or None");
+    if (check_key(key) < 0) {
         return NULL;
     }
     if (first < 0 || first > 0xFF) {
@@ -621,8 +631,7 @@ fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *key = args[3];
-    if (key != Py_None && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != 4)) {
-        PyErr_SetString(PyExc_ValueError, "key must be 4 bytes or None");
+    if (check_key(key) < 0) {
         return NULL;
     }
     if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
