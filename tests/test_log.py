@@ -100,3 +100,15 @@ def test_connection_logger_logger_and_adapter() -> None:
     logger = connection_logger(adapter, "unused", "id", None)
     assert logger.logger is base
     assert logger.adapters == [adapter]
+
+
+def test_logger_does_not_keep_its_connection(caplog_debug: pytest.LogCaptureFixture) -> None:
+    conn = Conn()
+    logger = ConnectionLogger(logging.getLogger("test_log.gone"), None, conn)
+    del conn
+    # The weak reference is gone with the connection: records name nobody.
+    logger.info("late")
+    (record,) = caplog_debug.records
+    assert record.websocket is None  # type: ignore[attr-defined]
+    assert record.getMessage() == "[] late"
+    assert logger.extra == {"websocket": None}

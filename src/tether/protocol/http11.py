@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tether.exceptions import InvalidMessage, InvalidState, SecurityError
 from tether.protocol.headers import Headers
@@ -195,7 +195,10 @@ class _Parser(Generic[_T]):
         self._in_body = False
         self._eof = False
         self._fields: list[tuple[str, str]] = []
-        self._state: Callable[[], bool] = self._read_start_line
+        # Plain functions, called with the parser: a bound method stored on
+        # its own instance is a reference cycle, which would leave every
+        # parser to the garbage collector rather than freeing it at once.
+        self._state: Callable[[Any], bool] = _Parser._read_start_line
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> _T | None:
         """Parse the next bytes received and return the message once it is complete.
@@ -214,7 +217,7 @@ class _Parser(Generic[_T]):
             self._scan -= self._pos
             self._pos = 0
         self._buf += data
-        while self._state():
+        while self._state(self):
             pass
         return self.result
 
@@ -297,7 +300,7 @@ class _Parser(Generic[_T]):
         if line is None:
             return False
         self._parse_start_line(line)
-        self._state = self._read_header_line
+        self._state = _Parser._read_header_line
         return True
 
     def _read_whole_head(self) -> list[tuple[str, str]] | None:
@@ -478,7 +481,7 @@ class ResponseParser(_Parser[Response]):
             # RFC 9110 section 15.2 has clients read past it to the final
             # one. Its bytes count towards max_size, which bounds how many.
             self._fields = []
-            self._state = self._read_start_line
+            self._state = _Parser._read_start_line
             return True
         self._headers = headers
         if code < 200 or code in _NO_BODY_STATUSES:
@@ -492,14 +495,14 @@ class ResponseParser(_Parser[Response]):
             names = [name.strip(" \t").lower() for name in ",".join(codings).split(",")]
             if [name for name in names if name] != ["chunked"]:
                 raise InvalidMessage(f"unsupported Transfer-Encoding: {', '.join(codings)}")
-            self._state = self._read_chunk_size
+            self._state = ResponseParser._read_chunk_size
         elif lengths:
             if len(lengths) > 1:
                 raise InvalidMessage("duplicate Content-Length header")
             self._remaining = self._parse_content_length(lengths[0])
-            self._state = self._read_fixed_body
+            self._state = ResponseParser._read_fixed_body
         else:
-            self._state = self._read_body_until_eof
+            self._state = ResponseParser._read_body_until_eof
         return True
 
     def _finish_response(self, body: bytes, end: int) -> bool:
@@ -549,7 +552,9 @@ class ResponseParser(_Parser[Response]):
             self._check_body_size(self.limits.max_body + 1)
         self._remaining = int(digits or b"0", 16)
         self._check_body_size(len(self._body) + self._remaining)
-        self._state = self._read_chunk_data if self._remaining else self._read_trailer
+        self._state = (
+            ResponseParser._read_chunk_data if self._remaining else ResponseParser._read_trailer
+        )
         return True
 
     def _read_chunk_data(self) -> bool:
@@ -560,7 +565,7 @@ class ResponseParser(_Parser[Response]):
             raise InvalidMessage("chunk data not followed by CRLF")
         self._body += self._buf[self._pos : end]
         self._pos = self._scan = end + 2
-        self._state = self._read_chunk_size
+        self._state = ResponseParser._read_chunk_size
         return True
 
     def _read_trailer(self) -> bool:
@@ -573,7 +578,7 @@ class ResponseParser(_Parser[Response]):
         return self._finish_response(bytes(self._body), self._pos)
 
     def _end_of_stream(self) -> None:
-        if self._state == self._read_body_until_eof:
+        if self._state is ResponseParser._read_body_until_eof:
             self._finish_response(bytes(self._buf[self._pos :]), len(self._buf))
             return
         super()._end_of_stream()

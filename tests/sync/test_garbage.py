@@ -1,0 +1,59 @@
+"""A closed threading connection is freed by reference counting, with the garbage collector off."""
+
+from __future__ import annotations
+
+import gc
+import time
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from tether.sync import ServerConnection, connect
+
+from .conftest import TIMEOUT, ServerFactory, uri_of
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def freed(*refs: weakref.ref[object]) -> bool:
+    """Whether every referent goes away, waiting a bounded time for threads to let go."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if all(ref() is None for ref in refs):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_closed_connections_are_freed(
+    no_gc: None, start_server: ServerFactory, compression: str | None
+) -> None:
+    server_sides: list[weakref.ref[object]] = []
+
+    def handler(ws: ServerConnection) -> None:
+        server_sides.append(weakref.ref(ws))
+        for message in ws:
+            ws.send(message)
+
+    server = start_server(handler, compression=compression)
+    client = connect(uri_of(server), compression=compression)
+    client.send("hello")
+    assert client.recv(timeout=TIMEOUT) == "hello"
+    assert client.ping().wait(TIMEOUT)
+    client.close()
+    client_ref = weakref.ref(client)
+    del client
+    assert freed(client_ref, *server_sides)
+    assert len(server_sides) == 1
