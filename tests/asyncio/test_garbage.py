@@ -12,6 +12,7 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from typing import Any, Literal
 
 import pytest
 
@@ -33,7 +34,7 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-async def freed(*refs: weakref.ref[object]) -> bool:
+async def freed(*refs: weakref.ref[Any]) -> bool:
     """Whether every referent goes away, waiting a bounded time for callbacks to run."""
     for _ in range(200):
         if all(ref() is None for ref in refs):
@@ -44,9 +45,9 @@ async def freed(*refs: weakref.ref[object]) -> bool:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 async def test_closed_connections_are_freed(
-    no_gc: None, start_server: ServerFactory, compression: str | None
+    no_gc: None, start_server: ServerFactory, compression: Literal["deflate"] | None
 ) -> None:
-    server_sides: list[weakref.ref[object]] = []
+    server_sides: list[weakref.ref[Any]] = []
 
     async def handler(ws: ServerConnection) -> None:
         server_sides.append(weakref.ref(ws))
@@ -69,7 +70,7 @@ async def test_closed_connections_are_freed(
 async def test_connection_closed_by_the_server_is_freed(
     no_gc: None, start_server: ServerFactory
 ) -> None:
-    server_sides: list[weakref.ref[object]] = []
+    server_sides: list[weakref.ref[Any]] = []
 
     async def handler(ws: ServerConnection) -> None:
         server_sides.append(weakref.ref(ws))

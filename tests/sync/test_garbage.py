@@ -6,6 +6,7 @@ import gc
 import time
 import weakref
 from collections.abc import Iterator
+from typing import Any, Literal
 
 import pytest
 
@@ -26,7 +27,7 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def freed(*refs: weakref.ref[object]) -> bool:
+def freed(*refs: weakref.ref[Any]) -> bool:
     """Whether every referent goes away, waiting a bounded time for threads to let go."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
@@ -38,9 +39,9 @@ def freed(*refs: weakref.ref[object]) -> bool:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_closed_connections_are_freed(
-    no_gc: None, start_server: ServerFactory, compression: str | None
+    no_gc: None, start_server: ServerFactory, compression: Literal["deflate"] | None
 ) -> None:
-    server_sides: list[weakref.ref[object]] = []
+    server_sides: list[weakref.ref[Any]] = []
 
     def handler(ws: ServerConnection) -> None:
         server_sides.append(weakref.ref(ws))
