@@ -29,7 +29,7 @@ from tether.log import ConnectionLogger, LoggerLike, connection_logger
 from tether.messages import MessageQueue, convert
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import State
+from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
@@ -63,9 +63,6 @@ def read_buffer() -> memoryview:
     except AttributeError:
         buffer = _buffers.view = memoryview(bytearray(READ_BUFFER_SIZE))
     return buffer
-
-
-_OPEN = State.OPEN
 
 
 class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
@@ -268,11 +265,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         max_queue = self._messages.max_queue
         # Without an extension, a read holds no more payload than its own
         # size: only inflating extensions need the budget, and it has a cost.
-        if (
-            max_queue is None
-            or not self.protocol.extensions
-            or self.protocol.state is not State.OPEN
-        ):
+        if max_queue is None or not self.protocol.extensions or self.protocol.state is not _OPEN:
             return None
         return max(0, max_queue - len(self._messages))
 
@@ -472,7 +465,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         The wait lasts at most ``close_timeout`` after the handshake starts;
         then TCP is dropped. Closing a closed connection does nothing.
         """
-        if self.protocol.state is State.OPEN:
+        if self.protocol.state is _OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
             # The peer's close frame may wait behind messages nobody reads:
@@ -593,7 +586,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Wrap up once the transport is closed (asyncio calls this)."""
-        if self.protocol.state is not State.CLOSED:
+        if self.protocol.state is not _CLOSED:
             self.protocol.receive_eof()
             self._process()
         if self._close_timer is not None:
@@ -703,9 +696,9 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         state = protocol.state
         if state is _OPEN:
             return written
-        if state is State.CLOSING or state is State.CLOSED:
+        if state is _CLOSING or state is _CLOSED:
             if self.protocol.close_transport and not transport.is_closing():
-                if state is State.CLOSING and self.protocol.error is not None:
+                if state is _CLOSING and self.protocol.error is not None:
                     self._linger(transport)
                 else:
                     transport.close()

@@ -14,7 +14,7 @@ from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import DEFAULT_MAX_SIZE, State
+from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
@@ -68,7 +68,7 @@ class ServerConnection(Connection):
             self._open_timer = self._loop.call_later(timeout, self._open_timed_out)
 
     def _open_timed_out(self) -> None:
-        if self.protocol.state is State.CONNECTING and self.transport is not None:
+        if self.protocol.state is _CONNECTING and self.transport is not None:
             self.logger.info("opening handshake timed out")
             self.transport.abort()
 
@@ -116,7 +116,7 @@ class ServerConnection(Connection):
     def _answer(self, request: Request, response: Response) -> None:
         """Send the handshake response; on a 101, start keepalive and the handler."""
         server = self.server
-        if self.protocol.state is not State.CONNECTING:
+        if self.protocol.state is not _CONNECTING:
             return  # The client went away meanwhile.
         if response.status_code == 101 and not server.is_serving():
             response = self.respond(503, "Server is shutting down.")
@@ -148,7 +148,7 @@ class ServerConnection(Connection):
         try:
             await self.server.handler(self)
         except ConnectionClosed as exc:
-            if self.protocol.state is State.OPEN:
+            if self.protocol.state is _OPEN:
                 # Another connection closed: this one is still fine, the handler is not.
                 self.logger.error("connection handler failed", exc_info=True)
                 await self.close(CloseCode.INTERNAL_ERROR)
@@ -211,7 +211,7 @@ class Server:
     @property
     def connections(self) -> set[ServerConnection]:
         """The connections whose handshake succeeded and which are not closed yet."""
-        return {conn for conn in self._connections if conn.protocol.state is State.OPEN}
+        return {conn for conn in self._connections if conn.protocol.state is _OPEN}
 
     @property
     def sockets(self) -> Iterable[Any]:
@@ -265,7 +265,7 @@ class Server:
             await asyncio.sleep(0)
             closing = []
             for connection in list(self._connections):
-                if connection.protocol.state is State.CONNECTING:
+                if connection.protocol.state is _CONNECTING:
                     if connection._handshake_task is None and connection.transport is not None:
                         connection.transport.abort()
                 elif close_connections:

@@ -13,7 +13,14 @@ from tether.exceptions import (
     NegotiationError,
 )
 from tether.extensions.base import ClientExtensionFactory, Extension
-from tether.protocol.connection import DEFAULT_MAX_SIZE, Connection, Role, State
+from tether.protocol.connection import (
+    _CLIENT,
+    _CLOSED,
+    _CONNECTING,
+    _OPEN,
+    DEFAULT_MAX_SIZE,
+    Connection,
+)
 from tether.protocol.events import ResponseReceived
 from tether.protocol.handshake import (
     USER_AGENT,
@@ -75,8 +82,8 @@ class ClientProtocol(Connection):
         limits: Limits | None = None,
     ) -> None:
         super().__init__(
-            Role.CLIENT,
-            state=State.CONNECTING,
+            _CLIENT,
+            state=_CONNECTING,
             max_size=max_size,
             max_fragments=max_fragments,
             streaming=streaming,
@@ -139,7 +146,7 @@ class ClientProtocol(Connection):
         """Queue the handshake request for sending."""
         if self.request is not None:
             raise InvalidState("the handshake request was already sent")
-        if self.state is not State.CONNECTING:
+        if self.state is not _CONNECTING:
             raise InvalidState(f"cannot send the handshake request while {self.state.name}")
         self.request = request
         self._output.append(request.serialize())
@@ -156,7 +163,7 @@ class ClientProtocol(Connection):
 
     def receive_eof(self) -> None:
         """Tell the engine the server closed TCP."""
-        if self.state is State.CONNECTING and not self._input_done:
+        if self.state is _CONNECTING and not self._input_done:
             try:
                 self._parser.receive_eof()
             except InvalidHandshake as exc:
@@ -176,7 +183,7 @@ class ClientProtocol(Connection):
         except InvalidHandshake as exc:
             self._handshake_failed(exc)
             return
-        self.state = State.OPEN
+        self.state = _OPEN
         leftover = self._parser.leftover
         if leftover:
             self.receive_data(leftover)
@@ -185,7 +192,7 @@ class ClientProtocol(Connection):
         self.handshake_exc = exc
         self._input_done = True
         self._close_transport = True
-        self.state = State.CLOSED
+        self.state = _CLOSED
 
     def _process_response(self, response: Response) -> None:
         """Check the server's answer (RFC 6455 section 4.2.2 and 4.1, steps 1 to 6)."""

@@ -105,7 +105,7 @@ class Close:
 
     def serialize(self) -> bytes:
         """Build the close frame's payload; 1005 gives an empty payload."""
-        if self.code == CloseCode.NO_STATUS_RCVD and not self.reason:
+        if self.code == 1005 and not self.reason:  # NO_STATUS_RCVD, without the Enum lookup
             return b""
         if not is_valid_close_code(self.code):
             raise ValueError(f"close code {self.code} may not be sent")

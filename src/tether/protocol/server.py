@@ -18,7 +18,14 @@ from tether.exceptions import (
     SecurityError,
 )
 from tether.extensions.base import Extension, ExtensionParameter, ServerExtensionFactory
-from tether.protocol.connection import DEFAULT_MAX_SIZE, Connection, Role, State
+from tether.protocol.connection import (
+    _CLOSED,
+    _CONNECTING,
+    _OPEN,
+    _SERVER,
+    DEFAULT_MAX_SIZE,
+    Connection,
+)
 from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import (
     USER_AGENT,
@@ -85,8 +92,8 @@ class ServerProtocol(Connection):
         limits: Limits | None = None,
     ) -> None:
         super().__init__(
-            Role.SERVER,
-            state=State.CONNECTING,
+            _SERVER,
+            state=_CONNECTING,
             max_size=max_size,
             max_fragments=max_fragments,
             streaming=streaming,
@@ -136,11 +143,11 @@ class ServerProtocol(Connection):
             )
             self._input_done = True
             self._close_transport = True
-            self.state = State.CLOSED
+            self.state = _CLOSED
 
     def receive_eof(self) -> None:
         """Tell the engine the client closed TCP."""
-        if self.state is State.CONNECTING and self.request is None and not self._input_done:
+        if self.state is _CONNECTING and self.request is None and not self._input_done:
             self.handshake_exc = InvalidMessage("connection closed during the handshake request")
         super().receive_eof()
 
@@ -228,13 +235,13 @@ class ServerProtocol(Connection):
         """Send the handshake response; a 101 opens the connection, anything else ends it."""
         if self.response is not None:
             raise InvalidState("the handshake response was already sent")
-        if self.state is not State.CONNECTING:
+        if self.state is not _CONNECTING:
             raise InvalidState(f"cannot send the handshake response while {self.state.name}")
         self.response = response
         self._output.append(response.serialize())
         if response.status_code == 101:
             self._set_extensions(self._pending_extensions)
-            self.state = State.OPEN
+            self.state = _OPEN
             buffered = bytes(self._buffer)
             self._buffer = bytearray()
             if buffered:
@@ -246,7 +253,7 @@ class ServerProtocol(Connection):
                 )
             self._input_done = True
             self._close_transport = True
-            self.state = State.CLOSED
+            self.state = _CLOSED
 
     def _process_request(self, request: Request) -> tuple[str, str | None, str | None]:
         """Check the request (RFC 6455 section 4.2.1); return the key and negotiated values."""

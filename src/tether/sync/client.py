@@ -13,7 +13,7 @@ from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.log import LoggerLike
 from tether.protocol.client import ClientProtocol
-from tether.protocol.connection import DEFAULT_MAX_SIZE, State
+from tether.protocol.connection import _CONNECTING, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import parse_uri
@@ -34,7 +34,7 @@ class ClientConnection(Connection):
         protocol = self.protocol
         protocol.send_request(protocol.connect())
         self.socket.sendall(b"".join(protocol.data_to_send()))
-        while protocol.state is State.CONNECTING:
+        while protocol.state is _CONNECTING:
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -62,7 +62,7 @@ from tether.messages import MessageQueue, convert
 from tether.pings import PingTracker, ping_payload
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import State
+from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
 from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, send_data
@@ -384,7 +384,7 @@ class Connection(ConnectionAttributes):
                 else:
                     protocol.receive_eof()
             self._process()
-            closed = protocol.state is State.CLOSED
+            closed = protocol.state is _CLOSED
             flush = closed or protocol.close_transport or protocol.pending_output
             if self._recv_state >= RECV_WAITING:
                 self._changed.notify()
@@ -503,12 +503,12 @@ class Connection(ConnectionAttributes):
         nothing any more; then the socket is shut down.
         """
         with self._mutex:
-            if self.protocol.state is State.OPEN:
+            if self.protocol.state is _OPEN:
                 self.protocol.send_close(code, reason)
                 # The background thread must read the peer's answer, even if
                 # the queue is full or the application read a moment ago.
                 self._wake()
-            if self.protocol.state is not State.CLOSED:
+            if self.protocol.state is not _CLOSED:
                 # Also bounds a write stuck because the peer stopped reading.
                 self._arm_close_timer()
         self._flush(quiet=True)
@@ -585,7 +585,7 @@ class Connection(ConnectionAttributes):
         if (
             max_queue is None
             or not self.protocol.extensions
-            or self.protocol.state is not State.OPEN
+            or self.protocol.state is not _OPEN
             or self._shut_down
         ):
             return None
@@ -616,7 +616,7 @@ class Connection(ConnectionAttributes):
                         return
                     protocol = self.protocol
                     messages = self._messages
-                    open_ = protocol.state is State.OPEN and not self._shut_down
+                    open_ = protocol.state is _OPEN and not self._shut_down
                     recv_state = self._recv_state
                     if self._reading or RECV_READY <= recv_state <= RECV_WAITING:
                         # An application thread reads, or may at any time:
@@ -709,7 +709,7 @@ class Connection(ConnectionAttributes):
             self._reader_parked = True
             want = WATCH_NONE
         elif (
-            protocol.state is State.OPEN
+            protocol.state is _OPEN
             and not self._shut_down
             and (messages.full or protocol.held_back)
             and not messages.low
@@ -769,7 +769,7 @@ class Connection(ConnectionAttributes):
         if self._watch == WATCH_THREAD:
             self._wake_reader.notify()
         elif self._watch == WATCH_NONE:
-            if self.protocol.state is not State.OPEN or self._shut_down or len(self._pings):
+            if self.protocol.state is not _OPEN or self._shut_down or len(self._pings):
                 self._rearm()
             else:
                 # The application likely calls recv again soon: watching the
@@ -789,7 +789,7 @@ class Connection(ConnectionAttributes):
                 self._app_reads != reads
                 and not self._reading
                 and self._recv_state == RECV_NONE
-                and self.protocol.state is State.OPEN
+                and self.protocol.state is _OPEN
                 and not self._pings
             ):
                 # It read and left: likely to read again, look later.
@@ -805,7 +805,7 @@ class Connection(ConnectionAttributes):
                 put(event)
             else:
                 self._handle_event(event)
-        if self.protocol.state is State.CLOSING and not self.protocol.close_transport:
+        if self.protocol.state is _CLOSING and not self.protocol.close_transport:
             # A client waits for the server to close TCP, a server for the
             # client's close frame: not forever.
             self._arm_close_timer()
@@ -982,7 +982,7 @@ class Connection(ConnectionAttributes):
         with self._mutex:
             if self._closed.is_set():
                 return
-            if self.protocol.state is not State.CLOSED:
+            if self.protocol.state is not _CLOSED:
                 self.protocol.receive_eof()
             self._closed.set()
             for waiter in self._pings.drain():

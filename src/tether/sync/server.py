@@ -16,7 +16,7 @@ from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import DEFAULT_MAX_SIZE, State
+from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
@@ -59,7 +59,7 @@ class ServerConnection(Connection):
             for event in protocol.events():
                 if isinstance(event, RequestReceived):
                     return event.request
-            if protocol.state is not State.CONNECTING:
+            if protocol.state is not _CONNECTING:
                 # The engine refused an unreadable request by itself.
                 self.socket.sendall(b"".join(protocol.data_to_send()))
                 return None
@@ -139,7 +139,7 @@ class Server:
     def connections(self) -> set[ServerConnection]:
         """The open connections."""
         with self._lock:
-            return {conn for conn in self._connections if conn.state is State.OPEN}
+            return {conn for conn in self._connections if conn.state is _OPEN}
 
     def fileno(self) -> int:
         """The listening socket's file descriptor."""
@@ -191,7 +191,7 @@ class Server:
         try:
             self.handler(connection)
         except ConnectionClosed as exc:
-            if connection.state is State.OPEN:
+            if connection.state is _OPEN:
                 # Another connection closed: this one is still fine, the handler is not.
                 connection.logger.exception("connection handler failed")
                 connection.close(CloseCode.INTERNAL_ERROR)
