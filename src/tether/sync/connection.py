@@ -171,7 +171,8 @@ class Connection(ConnectionAttributes):
         self._changed = threading.Condition(self._mutex)
         # The background thread sleeps on this one.
         self._wake_reader = threading.Condition(self._mutex)
-        # Keeps the frames of one message together when threads send at once.
+        # Held while a fragmented message goes out, piece by piece: other
+        # messages wait for its end.
         self._send_mutex = threading.Lock()
         # Held while writing to the socket; never taken by a thread holding
         # _mutex except with blocking=False.
@@ -429,16 +430,24 @@ class Connection(ConnectionAttributes):
         several threads: the messages do not interleave.
         """
         if is_single(message):
-            with self._send_mutex:
-                with self._mutex:
-                    send_data(self.protocol, message, text)  # type: ignore[arg-type]
-                    # Most of the time nobody else writes: take the bytes now
-                    # rather than in a second turn of the mutex.
-                    if not self._write_lock.acquire(blocking=False):
-                        data = None
-                    else:
-                        data = self.protocol.data_to_send()
-                self._flush(data=data)
+            # The mutex alone keeps a whole message's frame together. The send
+            # mutex is held only while another thread's fragments go out:
+            # then this message waits for their end.
+            mutex = self._mutex
+            mutex.acquire()
+            if self._send_mutex.locked():
+                mutex.release()
+                with self._send_mutex:
+                    mutex.acquire()
+            try:
+                send_data(self.protocol, message, text)  # type: ignore[arg-type]
+                # Most of the time nobody else writes: take the bytes now
+                # rather than in a second turn of the mutex. (Positional
+                # arguments: a keyword costs Python 3.11 a slow parse.)
+                data = self.protocol.data_to_send() if self._write_lock.acquire(False) else None
+            finally:
+                mutex.release()
+            self._flush(data=data)
             return
         if not isinstance(message, Iterable):
             raise TypeError("cannot send an async iterable with the threading API")
@@ -855,7 +864,7 @@ class Connection(ConnectionAttributes):
         the write lock, and leave what the socket does not take at once to a
         new thread, which holds the write lock until it is written.
         """
-        if data is None and not self._write_lock.acquire(blocking=block and not nowait):
+        if data is None and not self._write_lock.acquire(block and not nowait):
             return False
         shutdown = False
         error: OSError | None = None
@@ -1009,7 +1018,7 @@ class Connection(ConnectionAttributes):
         if close_socket:
             # Only this thread reads (it holds the read token): a writer may
             # still be at work, though.
-            if self._write_lock.acquire(blocking=False):
+            if self._write_lock.acquire(False):
                 try:
                     self._close_socket()
                 finally:
