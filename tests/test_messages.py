@@ -143,6 +143,9 @@ def test_low_is_half_of_max_queue_or_less() -> None:
     queue.get()
     assert queue.low  # 2 of 4
     assert MessageQueue(None).low
+    # The bounds the threading API's recv compares with, without a property.
+    assert (queue.full_at, queue.low_at) == (4, 2)
+    assert MessageQueue(5).low_at == 2
 
 
 def test_extend_queues_messages_and_pieces_and_returns_the_rest() -> None:

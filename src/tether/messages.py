@@ -9,6 +9,7 @@ each API wraps it in its own way of waiting.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Sequence
 
@@ -39,10 +40,16 @@ class MessageQueue:
     by ``max_size``.
     """
 
-    __slots__ = ("_items", "max_queue", "ready")
+    __slots__ = ("_items", "full_at", "low_at", "max_queue", "ready")
 
     def __init__(self, max_queue: int | None = 16) -> None:
         self.max_queue = max_queue
+        # The bounds of full and low as numbers: a thread's recv compares
+        # ready with them on every message, and a property costs a call.
+        self.full_at = sys.maxsize if max_queue is None else max_queue
+        """The queue is full from this many whole messages on."""
+        self.low_at = sys.maxsize if max_queue is None else max_queue // 2
+        """The queue is low up to this many whole messages."""
         # Made on the first message: an empty deque takes 600 bytes, which
         # thousands of idle connections would hold for nothing.
         self._items: deque[Message | Fragment] | None = None
@@ -103,12 +110,12 @@ class MessageQueue:
     @property
     def full(self) -> bool:
         """Whether ``max_queue`` whole messages are waiting."""
-        return self.max_queue is not None and self.ready >= self.max_queue
+        return self.ready >= self.full_at
 
     @property
     def low(self) -> bool:
         """Whether at most half of ``max_queue`` whole messages wait: time to take more."""
-        return self.max_queue is None or self.ready <= self.max_queue // 2
+        return self.ready <= self.low_at
 
     @property
     def pending(self) -> bool:

@@ -253,9 +253,9 @@ class Connection(ConnectionAttributes):
                     self._wait_for_data(timeout, whole=True)
                 finally:
                     self._receiving = False
-            was_full = messages.full
+            was_full = messages.ready >= messages.full_at
             message = messages.get(decode)
-            if was_full or (self.protocol.held_back and messages.low):
+            if was_full or (self.protocol.held_back and messages.ready <= messages.low_at):
                 # The background reader waits for room, or for the queue to
                 # be half empty to parse what the engine held back.
                 self._wake()
@@ -720,8 +720,8 @@ class Connection(ConnectionAttributes):
         elif (
             protocol.state is _OPEN
             and not self._shut_down
-            and (messages.full or protocol.held_back)
-            and not messages.low
+            and messages.ready > messages.low_at
+            and (messages.ready >= messages.full_at or protocol.held_back)
         ):
             want = WATCH_NONE
         elif readable or protocol.held_back or recv_state == RECV_DELEGATED:
