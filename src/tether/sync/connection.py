@@ -255,7 +255,11 @@ class Connection(ConnectionAttributes):
                     self._receiving = False
             was_full = messages.ready >= messages.full_at
             message = messages.get(decode)
-            if was_full or (self.protocol.held_back and messages.ready <= messages.low_at):
+            if was_full or (
+                messages.ready <= messages.low_at
+                and self.protocol.message_budget == 0
+                and self.protocol.held_back
+            ):
                 # The background reader waits for room, or for the queue to
                 # be half empty to parse what the engine held back.
                 self._wake()
@@ -359,7 +363,9 @@ class Connection(ConnectionAttributes):
         self._reading = True
         closed = False
         try:
-            if protocol.held_back:
+            # A message budget of 0 is the only way the engine holds bytes
+            # back: testing it first spares the property's call on each read.
+            if protocol.message_budget == 0 and protocol.held_back:
                 # Messages were read: parse what the engine held back.
                 protocol.message_budget = self._budget()
                 protocol.resume_parsing()
