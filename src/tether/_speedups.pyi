@@ -8,6 +8,15 @@ def fill_payload(
     data: bytes | bytearray | memoryview,
     key: bytes | None,
 ) -> None: ...
+def new_frame(
+    frame_type: type[Any],
+    opcode: int,
+    data: bytes,
+    fin: bool,
+    rsv1: bool,
+    rsv2: bool,
+    rsv3: bool,
+) -> Any: ...
 def new_payload(size: int) -> bytes: ...
 def parse_header(
     header_type: type[Any],

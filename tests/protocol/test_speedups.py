@@ -15,7 +15,10 @@ import tether._speedups as speedups
 from tether.exceptions import ProtocolError
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
+    OPCODES,
+    Frame,
     FrameHeader,
+    Opcode,
     build_frame_python,
     read_header_python,
     read_messages_python,
@@ -308,10 +311,51 @@ def test_environment_variable_selects_the_fallback() -> None:
         "from tether.protocol import masking, frames, speedups\n"
         "print(speedups.speedups is None, masking.apply_mask is masking.apply_mask_python,"
         " frames.read_header is frames.read_header_python,"
-        " frames.read_messages is frames.read_messages_python)"
+        " frames.read_messages is frames.read_messages_python,"
+        " frames.new_frame is frames.Frame)"
     )
     env = {**os.environ, "TETHER_NO_SPEEDUPS": "1"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert result.stdout.split() == ["True", "True", "True", "True"]
+    assert result.stdout.split() == ["True", "True", "True", "True", "True"]
+
+
+@given(
+    opcode=st.sampled_from(list(Opcode)),
+    data=st.binary(max_size=64),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+)
+def test_new_frame_matches_the_dataclass(
+    opcode: Opcode, data: bytes, flags: tuple[bool, bool, bool, bool]
+) -> None:
+    made = speedups.new_frame(Frame, opcode, data, *flags)
+    built = Frame(opcode, data, *flags)
+    assert type(made) is Frame
+    assert made == built
+    assert hash(made) == hash(built)
+    assert made.opcode is opcode
+    assert made.data is data
+    assert made.serialize(mask=False) == built.serialize(mask=False)
+
+
+def test_new_frame_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="7 arguments"):
+        speedups.new_frame(Frame, Opcode.TEXT, b"")  # type: ignore[call-arg]
+
+    class NoSlots:
+        pass
+
+    with pytest.raises(AttributeError):
+        speedups.new_frame(NoSlots, Opcode.TEXT, b"", True, False, False, False)
+    with pytest.raises(TypeError, match="needs the Frame type"):
+        speedups.new_frame(None, Opcode.TEXT, b"", True, False, False, False)  # type: ignore[arg-type]
+    # After a refusal, frames are still made right.
+    made = speedups.new_frame(Frame, Opcode.PING, b"p", True, False, False, False)
+    assert made == Frame(Opcode.PING, b"p")
+
+
+def test_opcodes_by_number() -> None:
+    assert sorted(OPCODES) == [0, 1, 2, 8, 9, 10]
+    for number, op in OPCODES.items():
+        assert op is Opcode(number)

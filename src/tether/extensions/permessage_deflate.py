@@ -52,7 +52,7 @@ from tether.extensions.base import (
     ExtensionParameter,
     ServerExtensionFactory,
 )
-from tether.protocol.frames import CONTROL_OPCODES, Frame, Opcode
+from tether.protocol.frames import CONTROL_OPCODES, Frame, Opcode, new_frame
 
 __all__ = [
     "ClientPerMessageDeflateFactory",
@@ -83,6 +83,10 @@ _PARAMETER_NAMES: Final = frozenset(
         _CLIENT_MAX_WINDOW_BITS,
     }
 )
+
+# A module name, not Opcode.CONT: on Python 3.11 an Enum class attribute is a
+# slow lookup, and these are read on every compressed frame.
+_CONT: Final = Opcode.CONT
 
 _STRATEGIES: Final = frozenset(
     {zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_FIXED}
@@ -206,7 +210,7 @@ class PerMessageDeflate(Extension):
             # Control frames may sit between the fragments of a message and
             # leave its state alone.
             return frame
-        if opcode != Opcode.CONT:
+        if opcode != _CONT:
             self._decoding = frame.rsv1
             self._message_empty = True
         if not self._decoding:
@@ -216,7 +220,7 @@ class PerMessageDeflate(Extension):
             self._decoding = False
             if self.remote_no_context_takeover:
                 self._decoder = None
-        return Frame(opcode, data, fin=frame.fin, rsv2=frame.rsv2, rsv3=frame.rsv3)
+        return new_frame(opcode, data, frame.fin, False, frame.rsv2, frame.rsv3)
 
     def _decompress(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         outputs: list[bytes] = []
@@ -305,14 +309,7 @@ class PerMessageDeflate(Extension):
                 output += b"\x00"
             if self.local_no_context_takeover:
                 self._encoder = None
-        return Frame(
-            opcode,
-            output,
-            fin=frame.fin,
-            rsv1=opcode != Opcode.CONT,
-            rsv2=frame.rsv2,
-            rsv3=frame.rsv3,
-        )
+        return new_frame(opcode, output, frame.fin, opcode != _CONT, frame.rsv2, frame.rsv3)
 
 
 class _Params(NamedTuple):

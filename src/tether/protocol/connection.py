@@ -32,6 +32,7 @@ from tether.protocol.events import (
 )
 from tether.protocol.frames import (
     FIN,
+    OPCODES,
     RSV1,
     RSV2,
     RSV3,
@@ -41,6 +42,7 @@ from tether.protocol.frames import (
     build_frame,
     frame_header,
     masking_key,
+    new_frame,
     read_header,
     read_messages,
     serialize_frame,
@@ -430,7 +432,7 @@ class Connection:
         self, opcode: int, data: bytes | bytearray | memoryview, fin: bool, transform: bool
     ) -> None:
         """Send a data frame through all extensions, or through those that claim every frame."""
-        frame = Frame(Opcode(opcode), bytes(data), fin=fin)
+        frame = new_frame(OPCODES[opcode], bytes(data), fin, False, False, False)
         for extension in self.extensions:
             if transform or extension.rsv_mask is None:
                 frame = extension.encode(frame)
@@ -481,7 +483,7 @@ class Connection:
         if len(data) > 125:
             raise ValueError("control frame payload is over 125 bytes")
         if self._frame_extensions:
-            frame = Frame(Opcode(opcode), bytes(data))
+            frame = new_frame(OPCODES[opcode], bytes(data), True, False, False, False)
             for extension in self.extensions:
                 frame = extension.encode(frame)
             self._output.append(frame.serialize(mask=self._mask))
@@ -703,7 +705,16 @@ class Connection:
             raw = buf[start:stop]
             payload = bytes(raw) if key is None else apply_mask(raw, key)
             if transformed:
-                self._receive_transformed(Frame(Opcode(opcode), payload, fin, *_rsv_flags(rsv)))
+                self._receive_transformed(
+                    new_frame(
+                        OPCODES[opcode],
+                        payload,
+                        fin,
+                        bool(rsv & RSV1),
+                        bool(rsv & RSV2),
+                        bool(rsv & RSV3),
+                    )
+                )
             elif opcode >= _OP_CLOSE:
                 self._receive_control(opcode, payload)
             else:
@@ -910,7 +921,3 @@ class Connection:
             else:
                 self.close_rcvd_then_sent = False
             self._closing_handshake_done()
-
-
-def _rsv_flags(rsv: int) -> tuple[bool, bool, bool]:
-    return bool(rsv & RSV1), bool(rsv & RSV2), bool(rsv & RSV3)

@@ -55,6 +55,7 @@ class Opcode(enum.IntEnum):
 DATA_OPCODES = frozenset({Opcode.CONT, Opcode.TEXT, Opcode.BINARY})
 CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+_FIRST_CONTROL = int(Opcode.CLOSE)  # Control opcodes are 0x8 and above.
 
 MAX_CONTROL_PAYLOAD = 125
 
@@ -88,6 +89,20 @@ class Frame:
     def serialize(self, *, mask: bool) -> bytes:
         """Build this frame's bytes, masked with a fresh random key when ``mask``."""
         return serialize_frame(self.opcode, self.data, fin=self.fin, rsv=self.rsv, mask=mask)
+
+
+NewFrame = Callable[[Opcode, bytes, bool, bool, bool, bool], Frame]
+
+new_frame: NewFrame = Frame if speedups is None else functools.partial(speedups.new_frame, Frame)
+"""``Frame(opcode, data, fin, rsv1, rsv2, rsv3)``, made in C when the accelerator is built.
+
+Extensions see a frame or two per message: the dataclass's frozen
+``__init__`` sets each field through ``object.__setattr__``, which costs more
+than the rest of handling a small frame.
+"""
+
+OPCODES: dict[int, Opcode] = {int(op): op for op in Opcode}
+"""Each :class:`Opcode` by its number: a lookup, where ``Opcode(n)`` is an enum call."""
 
 
 class FrameHeader(NamedTuple):
@@ -131,7 +146,7 @@ def read_header_python(
     if rsv & ~allowed_rsv:
         raise ProtocolError(f"reserved bits {rsv >> 4:03b} set with no extension to use them")
     fin = bool(first & FIN)
-    control = opcode >= Opcode.CLOSE
+    control = opcode >= _FIRST_CONTROL
     if control and not fin:
         raise ProtocolError("fragmented control frame")
     if available < 2:
@@ -292,13 +307,13 @@ def parse_frame(
     if header.mask is not None:
         payload = apply_mask(payload, header.mask)
     rsv = header.rsv
-    frame = Frame(
-        Opcode(header.opcode),
+    frame = new_frame(
+        OPCODES[header.opcode],
         payload,
-        fin=header.fin,
-        rsv1=bool(rsv & RSV1),
-        rsv2=bool(rsv & RSV2),
-        rsv3=bool(rsv & RSV3),
+        header.fin,
+        bool(rsv & RSV1),
+        bool(rsv & RSV2),
+        bool(rsv & RSV3),
     )
     return frame, end - pos
 
