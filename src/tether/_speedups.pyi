@@ -8,6 +8,7 @@ def fill_payload(
     data: bytes | bytearray | memoryview,
     key: bytes | None,
 ) -> None: ...
+def make_message(data: str | bytes) -> Any: ...
 def new_frame(
     frame_type: type[Any],
     opcode: int,

@@ -26,7 +26,6 @@ from tether.protocol.events import (
     CloseReceived,
     Event,
     Fragment,
-    Message,
     Ping,
     Pong,
 )
@@ -43,6 +42,7 @@ from tether.protocol.frames import (
     frame_header,
     masking_key,
     new_frame,
+    new_message,
     read_header,
     read_messages,
     serialize_frame,
@@ -794,11 +794,11 @@ class Connection:
             self.message_budget -= 1
         if text:
             try:
-                self._events.append(Message(payload.decode()))
+                self._events.append(new_message(payload.decode()))
             except UnicodeDecodeError as exc:
                 raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
         else:
-            self._events.append(Message(payload))
+            self._events.append(new_message(payload))
 
     def _receive_piece(self, data: bytes | memoryview, *, last: bool) -> None:
         """Add a piece of the message in progress; ``last`` ends the message."""
@@ -820,7 +820,7 @@ class Connection:
                     if len(parts) > _MAX_TEXT_PARTS:
                         parts[:] = ["".join(parts)]
                 if last:
-                    self._events.append(Message("".join(parts)))
+                    self._events.append(new_message("".join(parts)))
                     parts.clear()
             if last:
                 self._msg_decoder = None
@@ -862,7 +862,7 @@ class Connection:
             else:
                 message = bytes(binary)
             self._msg_binary = bytearray()
-            self._events.append(Message(message))
+            self._events.append(new_message(message))
 
     def _start_target(self, remaining: int, take: int) -> bytes | bytearray | None:
         """Make the payload a large one-frame binary message is written into, once it is due.
@@ -897,7 +897,7 @@ class Connection:
         self._msg_text = None
         if self.message_budget is not None:
             self.message_budget -= 1
-        self._events.append(Message(target if type(target) is bytes else bytes(target)))
+        self._events.append(new_message(target if type(target) is bytes else bytes(target)))
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _OP_PING:

@@ -101,6 +101,11 @@ Extensions see a frame or two per message: the dataclass's frozen
 than the rest of handling a small frame.
 """
 
+new_message: Callable[[str | bytes], Message] = (
+    Message if speedups is None else speedups.make_message
+)
+"""``Message(data)``, made in C when the accelerator is built, for the same reason."""
+
 OPCODES: dict[int, Opcode] = {int(op): op for op in Opcode}
 """Each :class:`Opcode` by its number: a lookup, where ``Opcode(n)`` is an enum call."""
 
