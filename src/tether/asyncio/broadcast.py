@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from tether.asyncio.connection import Connection, Data
 from tether.exceptions import ConcurrencyError, InvalidState
-from tether.protocol.connection import State
+from tether.protocol.connection import _OPEN
 from tether.protocol.frames import Opcode, serialize_frame
 
 __all__ = ["broadcast"]
@@ -43,9 +43,12 @@ def broadcast(
     in progress, :class:`BlockingIOError` for a full buffer, or the error
     the write raised), each with a note naming the connection.
     """
-    if isinstance(message, str):
+    # Opcodes and states taken once: on Python 3.11 each read of an Enum
+    # class attribute is a slow lookup, and the loop runs per connection.
+    text = isinstance(message, str)
+    if text:
         opcode = Opcode.TEXT
-        payload = message.encode()
+        payload = message.encode()  # type: ignore[union-attr]
     elif isinstance(message, (bytes, bytearray, memoryview)):
         opcode = Opcode.BINARY
         payload = bytes(message)
@@ -57,7 +60,7 @@ def broadcast(
     for connection in connections:
         protocol = connection.protocol
         transport = connection.transport
-        if protocol.state is not State.OPEN or transport is None or transport.is_closing():
+        if protocol.state is not _OPEN or transport is None or transport.is_closing():
             continue
         error: Exception | None = None
         if transport.get_write_buffer_size() > connection.write_limit:
@@ -73,7 +76,7 @@ def broadcast(
                     if shared is None:
                         shared = serialize_frame(opcode, payload, mask=False)
                     protocol.send_prepared(shared)
-                elif opcode is Opcode.TEXT:
+                elif text:
                     protocol.send_text(payload, compress=False)
                 else:
                     protocol.send_binary(payload, compress=False)
