@@ -385,6 +385,29 @@ done:
 static PyTypeObject *message_type;
 static Py_ssize_t message_data_offset;
 
+/* Where objects of `type` keep the field `name`: set *offset and return 0 when
+ * it is an object slot (as a dataclass with slots=True makes), or raise
+ * TypeError naming `what` and return -1. */
+static int
+slot_offset(PyObject *type, const char *what, const char *name, Py_ssize_t *offset)
+{
+    PyObject *descr = PyObject_GetAttrString(type, name);
+    if (descr == NULL) {
+        return -1;
+    }
+    int slot = Py_IS_TYPE(descr, &PyMemberDescr_Type)
+               && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+    if (slot) {
+        *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    Py_DECREF(descr);
+    if (!slot) {
+        PyErr_Format(PyExc_TypeError, "%s must keep `%s` in a slot", what, name);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 find_message_type(void)
 {
@@ -397,20 +420,13 @@ find_message_type(void)
     if (type == NULL) {
         return -1;
     }
-    PyObject *descr = PyObject_GetAttrString(type, "data");
-    if (descr == NULL) {
+    if (!PyType_Check(type) || slot_offset(type, "Message", "data", &message_data_offset) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "tether.protocol.events.Message is not a type");
+        }
         Py_DECREF(type);
         return -1;
     }
-    if (!PyType_Check(type) || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-        || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-        Py_DECREF(descr);
-        Py_DECREF(type);
-        PyErr_SetString(PyExc_TypeError, "Message must keep `data` in a slot");
-        return -1;
-    }
-    message_data_offset = ((PyMemberDescrObject *)descr)->d_member->offset;
-    Py_DECREF(descr);
     message_type = (PyTypeObject *)type;
     return 0;
 }
@@ -458,18 +474,7 @@ find_frame_slots(PyObject *type)
         return -1;
     }
     for (int i = 0; i < 6; i++) {
-        PyObject *descr = PyObject_GetAttrString(type, frame_fields[i]);
-        if (descr == NULL) {
-            return -1;
-        }
-        int slot = Py_IS_TYPE(descr, &PyMemberDescr_Type)
-                   && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-        if (slot) {
-            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        }
-        Py_DECREF(descr);
-        if (!slot) {
-            PyErr_Format(PyExc_TypeError, "Frame must keep `%s` in a slot", frame_fields[i]);
+        if (slot_offset(type, "Frame", frame_fields[i], &offsets[i]) < 0) {
             return -1;
         }
     }

@@ -9,9 +9,7 @@ server accepts more connections.
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
@@ -20,18 +18,6 @@ import tether
 from tether.asyncio.server import ServerConnection
 
 from .conftest import ServerFactory, uri_of
-
-
-@pytest.fixture
-def no_gc() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 async def freed(*refs: weakref.ref[Any]) -> bool:

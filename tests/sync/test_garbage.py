@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
@@ -13,18 +11,6 @@ import pytest
 from tether.sync import ServerConnection, connect
 
 from .conftest import TIMEOUT, ServerFactory, uri_of
-
-
-@pytest.fixture
-def no_gc() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def freed(*refs: weakref.ref[Any]) -> bool:
