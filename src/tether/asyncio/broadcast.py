@@ -12,6 +12,10 @@ from tether.protocol.frames import Opcode, serialize_frame
 
 __all__ = ["broadcast"]
 
+# Module names, read per connection: on Python 3.11 an Enum class attribute
+# is a slow lookup.
+_TEXT = Opcode.TEXT
+
 # Connections already warned about being too slow: one warning each, then DEBUG.
 _warned: weakref.WeakSet[Connection] = weakref.WeakSet()
 
@@ -43,12 +47,9 @@ def broadcast(
     in progress, :class:`BlockingIOError` for a full buffer, or the error
     the write raised), each with a note naming the connection.
     """
-    # Opcodes and states taken once: on Python 3.11 each read of an Enum
-    # class attribute is a slow lookup, and the loop runs per connection.
-    text = isinstance(message, str)
-    if text:
+    if isinstance(message, str):
         opcode = Opcode.TEXT
-        payload = message.encode()  # type: ignore[union-attr]
+        payload = message.encode()
     elif isinstance(message, (bytes, bytearray, memoryview)):
         opcode = Opcode.BINARY
         payload = bytes(message)
@@ -76,7 +77,7 @@ def broadcast(
                     if shared is None:
                         shared = serialize_frame(opcode, payload, mask=False)
                     protocol.send_prepared(shared)
-                elif text:
+                elif opcode is _TEXT:
                     protocol.send_text(payload, compress=False)
                 else:
                     protocol.send_binary(payload, compress=False)

@@ -88,16 +88,7 @@ class Frame:
 
     def serialize(self, *, mask: bool) -> bytes:
         """Build this frame's bytes, masked with a fresh random key when ``mask``."""
-        # The first byte written out rather than through rsv and
-        # serialize_frame: extensions' frames come here once per message.
-        first = (
-            (FIN if self.fin else 0)
-            | (RSV1 if self.rsv1 else 0)
-            | (RSV2 if self.rsv2 else 0)
-            | (RSV3 if self.rsv3 else 0)
-            | self.opcode
-        )
-        return build_frame(first, self.data, masking_key() if mask else None)
+        return serialize_frame(self.opcode, self.data, fin=self.fin, rsv=self.rsv, mask=mask)
 
 
 NewFrame = Callable[[Opcode, bytes, bool, bool, bool, bool], Frame]
