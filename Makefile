@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types pytest bench bench-quick soak fuzz fuzz-merge fuzz-native clean
+.PHONY: run test lint types pytest debian-packages bench bench-quick soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,15 +43,20 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 	cd $(NODE_PEER) && npm ci --no-audit --no-fund
 	touch $@
 
-# Headless Chromium opens the demo's chat page in tests/cli: Debian's package,
-# installed once per machine (a file target: nothing runs once it is there).
-CHROMIUM := /usr/bin/chromium
+# Debian packages the tests start for real: Chromium opens the demo's chat
+# page. Each test that needs one of them starts its own instance on a
+# loopback port and stops it. Installed once per machine: only the missing
+# ones, so a machine that has them all asks apt nothing.
+DEBIAN_PACKAGES := chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-$(CHROMIUM):
-	@echo "Installing Debian's chromium for the browser test (once per machine)..."
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages for the tests (once per machine):" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 # Whether atheris has a wheel for this Python: the marker of atheris in the
 # dev extra of pyproject.toml. Where it has none, the brief fuzzing runs of
@@ -63,7 +68,7 @@ NO_ATHERIS = $(filter 0,$(ATHERIS_WHEEL))
 # The whole suite runs with the C accelerator; the protocol and conformance
 # tests (the frame path, in memory and on the network) run again on the
 # pure-Python fallback, and coverage adds up both runs.
-pytest: $(STAMP_DEV) $(STAMP_NODE) $(CHROMIUM)
+pytest: $(STAMP_DEV) $(STAMP_NODE) debian-packages
 	$(if $(NO_ATHERIS),@echo "note: atheris has no wheel for this Python or platform: tests/fuzz/test_atheris.py (brief fuzzing runs) is left out")
 	$(BIN)/python -m pytest --cov --cov-report= $(if $(NO_ATHERIS),--ignore=tests/fuzz/test_atheris.py)
 	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol tests/conformance --cov --cov-append --cov-report=
