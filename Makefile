@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types pytest debian-packages bench bench-quick soak fuzz fuzz-merge fuzz-native clean
+.PHONY: run test lint types docs pytest debian-packages bench bench-quick soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,7 +75,12 @@ pytest: $(STAMP_DEV) $(STAMP_NODE) debian-packages
 	$(BIN)/python -m coverage report
 	$(BIN)/python -m coverage report --include='src/tether/protocol/*' --fail-under=100
 
-test: lint types pytest
+# The documentation site, from docs/ into build/docs/html: warnings are errors
+# and every cross-reference must resolve (-n). Offline: nothing is fetched.
+docs: $(STAMP_DEV)
+	$(BIN)/sphinx-build -E -b html -W --keep-going -n -q docs build/docs/html
+
+test: lint types docs pytest
 
 # The core microbenchmark, then every workload against every peer, five
 # repetitions (long: run it by hand). The table also goes to bench/results/latest.json.

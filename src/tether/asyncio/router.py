@@ -28,12 +28,12 @@ class Router(BaseRouter[ServerConnection, RouteHandler]):
     the order given, wins. The query string plays no part, and a trailing
     slash counts: ``/echo/`` does not match ``/echo``.
 
-    Give :meth:`process_request` and :meth:`handler` to
+    Give :meth:`~tether.routing.BaseRouter.process_request` and :meth:`handler` to
     :func:`~tether.asyncio.server.serve`, or let :func:`route` do it.
     """
 
     async def handler(self, connection: ServerConnection) -> None:
-        """Run the handler that :meth:`process_request` chose for this connection."""
+        """Run the handler that ``process_request`` chose for this connection."""
         matched = self.routed(connection)
         if matched is None:
             await connection.close(CloseCode.POLICY_VIOLATION, NO_ROUTE)

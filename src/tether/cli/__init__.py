@@ -8,6 +8,7 @@ itself never prints: only this package does.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -79,8 +80,21 @@ def _client_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="in batch mode, how long to wait for replies after stdin ends (default: 1)",
     )
-    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    parser.add_argument("--version", action="version", version=version_line())
     return parser
+
+
+def version_line() -> str:
+    """What ``tether --version`` prints: the version, and whether the C accelerator is active."""
+    from tether.protocol.speedups import speedups  # noqa: PLC0415
+
+    if speedups is not None:
+        accelerator = "active"
+    elif os.environ.get("TETHER_NO_SPEEDUPS", "") not in ("", "0"):
+        accelerator = "off (TETHER_NO_SPEEDUPS is set), pure Python"
+    else:
+        accelerator = "not built, pure Python"
+    return f"tether {__version__} (C accelerator: {accelerator})"
 
 
 def _server_parser() -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ class ClientProtocol(Connection):
     Call :meth:`connect` for the handshake request, adjust it if you like, and
     pass it to :meth:`send_request`. The server's response comes back as a
     :class:`~tether.protocol.events.ResponseReceived` event; the connection
-    is then OPEN, or closed with :attr:`handshake_exc` saying why.
+    is then OPEN, or closed with ``handshake_exc`` saying why.
     """
 
     __slots__ = (

@@ -443,7 +443,7 @@ class ResponseParser(_Parser[Response]):
     no body: whatever follows its head is left over. Other
     responses have a body read per ``Content-Length``, per chunked
     ``Transfer-Encoding`` (trailer fields are checked, then dropped) or else
-    until the end of the stream, which only :meth:`receive_eof` can tell.
+    until the end of the stream, which only ``receive_eof()`` can tell.
     Both headers at once, duplicate ``Content-Length`` and any transfer
     coding but ``chunked`` are refused.
     """

@@ -170,7 +170,7 @@ class ServerProtocol(Connection):
         """Check ``request`` and build the response: 101, or an error.
 
         On an error the response explains it in plain text, and
-        :attr:`handshake_exc` holds the exception.
+        ``handshake_exc`` holds the exception.
         """
         try:
             key, extensions_header, protocol = self._process_request(request)

@@ -9,7 +9,7 @@ application does not call ``recv``. Whoever reads holds the read token
 (``_reading``); the background reader never holds it while it blocks: it
 waits for the socket to become readable without it, then takes it, so that a
 ``recv`` can always take over. While an application thread is reading, or
-read less than :data:`READER_GRACE` ago, the background reader sleeps instead
+read less than ``READER_GRACE`` ago, the background reader sleeps instead
 of polling the socket: otherwise each incoming message would wake both.
 
 The background reader of a plain socket has no thread while it has nothing
@@ -17,7 +17,7 @@ to do (``_watch``, a ``WATCH_*`` value): the socket waits in the selector of
 :mod:`tether.sync.watcher`, shared by every connection of the process, or
 nobody looks (a thread in ``recv`` reads, the queue is full, or the grace
 after a ``recv`` runs on the scheduler). When the socket becomes readable, a
-reader thread starts and runs as before; after :data:`READER_LINGER` seconds
+reader thread starts and runs as before; after ``READER_LINGER`` seconds
 with nothing to do it hands over again and ends. Only one reader thread
 exists at a time, and whoever sees the connection end closes the socket: the
 reader thread if there is one, else the thread that read the end. A TLS
@@ -609,7 +609,7 @@ class Connection(ConnectionAttributes):
     def _background_read(self) -> None:
         """Read when no application thread does; close the socket at the end.
 
-        On a plain socket, after :data:`READER_LINGER` seconds with nothing
+        On a plain socket, after ``READER_LINGER`` seconds with nothing
         to do, hand the socket to the watcher or to the thread in ``recv``
         and end, leaving the socket open.
         """

@@ -27,12 +27,12 @@ class Router(BaseRouter[ServerConnection, RouteHandler]):
     the order given, wins. The query string plays no part, and a trailing
     slash counts: ``/echo/`` does not match ``/echo``.
 
-    Give :meth:`process_request` and :meth:`handler` to
+    Give :meth:`~tether.routing.BaseRouter.process_request` and :meth:`handler` to
     :func:`~tether.sync.server.serve`, or let :func:`route` do it.
     """
 
     def handler(self, connection: ServerConnection) -> None:
-        """Run the handler that :meth:`process_request` chose for this connection."""
+        """Run the handler that ``process_request`` chose for this connection."""
         matched = self.routed(connection)
         if matched is None:
             connection.close(CloseCode.POLICY_VIOLATION, NO_ROUTE)

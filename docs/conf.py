@@ -1,0 +1,130 @@
+"""Sphinx configuration of tether's documentation (``make docs``).
+
+Pages are Markdown (MyST); docstrings are reStructuredText with Sphinx roles.
+The build is offline: no intersphinx inventory is fetched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from tether.version import __version__  # noqa: E402
+
+project = "tether"
+author = "tether's authors"
+copyright = "tether's authors"
+release = __version__
+version = __version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.viewcode",
+]
+
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build"]
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# Annotations, in the signatures and the parameter lists, with short names.
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
+autodoc_member_order = "bysource"
+autodoc_preserve_defaults = True
+autodoc_default_options = {"members": True, "show-inheritance": True}
+python_use_unqualified_type_names = True
+
+# Every reference must resolve (``-n``). The standard library and third-party
+# names cannot, offline, without intersphinx: they are listed here.
+nitpicky = True
+nitpick_ignore_regex = [
+    (
+        "py:.*",
+        r"(asyncio|socket|ssl|ssl\.\w+|logging|threading|re|zlib|collections|"
+        r"typing|types|enum|dataclasses|datetime|http|os|selectors|weakref|concurrent)\..*",
+    ),
+    ("py:.*", r"(_asyncio|_socket|_ssl|_thread|_io)\..*"),
+    ("py:.*", r"(uvloop|pytest|_pytest)\..*"),
+    (
+        "py:class",
+        r"(Any|Callable|Awaitable|Iterable|Iterator|AsyncIterator|Sequence|Mapping|"
+        r"Generator|AsyncGenerator|MutableMapping|Coroutine|Self|TypeVar|Generic|ClassVar|Final|"
+        r"Protocol|NamedTuple|Literal|Enum|IntEnum|Path|TracebackType|Exception|BaseException)",
+    ),
+    (
+        "py:class",
+        r"(int|str|bytes|bytearray|memoryview|float|bool|None|dict|list|tuple|set|"
+        r"frozenset|object|type|slice|complex|Ellipsis|NoneType)",
+    ),
+    ("py:exc", r"[A-Z]\w*Error|TimeoutError|StopIteration|KeyboardInterrupt|Exception|Warning"),
+    ("py:.*", r"(uuid|pickle|multiprocessing|urllib|time|json|sys|io)(\..*)?"),
+    # Type variables and private bases, which autodoc does not document.
+    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|CheckResult|Conn|Handler|_\w+)"),
+]
+
+html_theme = "furo"
+html_title = f"tether {__version__}"
+html_static_path: list[str] = []
+html_show_sourcelink = False
+
+
+def _resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve a Python reference by its unique dotted suffix among documented objects.
+
+    Docstrings name objects as their module sees them (``:class:`Message```,
+    ``:func:`tether.connect```); when exactly one documented object's full
+    name ends with that name, the reference goes there. Anything ambiguous
+    or unknown is left alone, and ``-n`` reports it.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].removeprefix("~").removeprefix(".")
+    domain = env.get_domain("py")
+    if target.startswith("tether."):
+        # A public alias, such as tether.connect: where the object is defined.
+        head, _, name = target.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(head), name)
+        except (ImportError, AttributeError):
+            obj = None
+        defined = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+        if defined in domain.objects:
+            target = defined
+    suffix = "." + target
+    matches = [
+        name
+        for name, obj in domain.objects.items()
+        if (name == target or name.endswith(suffix)) and not obj.aliased
+    ]
+    if len(matches) > 1:
+        # The nearest one: Connection in tether.protocol.client is the engine's.
+        here = (node.get("py:module") or "").split(".")
+
+        def shared(name: str) -> int:
+            parts = name.split(".")
+            return next(
+                (i for i, (a, b) in enumerate(zip(here, parts, strict=False)) if a != b),
+                min(len(here), len(parts)),
+            )
+
+        best = max(map(shared, matches))
+        matches = [name for name in matches if shared(name) == best]
+    if len(matches) != 1:
+        return None
+    (fullname,) = matches
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], fullname, node, contnode
+    )
+
+
+def setup(app: Any) -> None:
+    app.connect("missing-reference", _resolve_short_names)
