@@ -14,6 +14,7 @@ from tether.exceptions import InvalidMessage, InvalidURI
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.log import LoggerLike, connection_logger
+from tether.opening import OpeningDeadline
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, ResponseReceived
@@ -317,7 +318,12 @@ class connect:
             )
             kwargs.setdefault("server_hostname", uri.host)
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.open_timeout):
+        opening = OpeningDeadline(self.open_timeout, loop.time)
+        if context is not None and opening.when is not None:
+            # The timeout below bounds TCP, TLS and HTTP together; TLS alone
+            # gets no more than that either, rather than asyncio's 60 s.
+            kwargs.setdefault("ssl_handshake_timeout", opening.tls_handshake_timeout())
+        async with asyncio.timeout_at(opening.when):
             if self.unix:
                 transport, connection = await loop.create_unix_connection(
                     factory, self.path, ssl=context, **kwargs

@@ -13,6 +13,7 @@ from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
+from tether.opening import OpeningDeadline, tls_handshake_timeout
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, RequestReceived
@@ -50,6 +51,9 @@ class ServerConnection(Connection):
         """The user that :func:`~tether.asyncio.auth.basic_auth` let in, if any."""
         self._handshake_task: asyncio.Task[None] | None = None
         self._open_timer: asyncio.TimerHandle | None = None
+        # Made when TCP is accepted: with TLS, connection_made comes only
+        # after the TLS handshake, which counts against open_timeout too.
+        self._opening = OpeningDeadline(server.open_timeout, self._loop.time)
 
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with a plain-text body, for ``process_request`` to return.
@@ -60,10 +64,10 @@ class ServerConnection(Connection):
         return self.protocol.reject(status, text)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Register with the server and give the client ``open_timeout`` to finish the handshake."""
+        """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""
         super().connection_made(transport)
         self.server._register(self)
-        timeout = self.server.open_timeout
+        timeout = self._opening.remaining()
         if timeout is not None:
             self._open_timer = self._loop.call_later(timeout, self._open_timed_out)
 
@@ -341,7 +345,9 @@ class serve:
     patterns that must match the whole value, ``None`` for requests without
     one; others are refused with 403. ``server_header=None`` sends no
     ``Server`` header. ``open_timeout`` bounds the opening handshake, from
-    TCP accept to the response.
+    TCP accept to the response, the TLS handshake included: with ``ssl``,
+    ``ssl_handshake_timeout`` defaults to ``open_timeout`` (see
+    :mod:`tether.opening`), and the HTTP handshake gets what TLS left.
 
     Every keyword that is not an option of tether goes to
     :meth:`asyncio.loop.create_server`: ``sock``, ``ssl``, ``reuse_port``,
@@ -412,15 +418,16 @@ class serve:
         def factory() -> ServerConnection:
             return ServerConnection(engines(), server, **connection_options)
 
+        kwargs = dict(self.create_server_kwargs)
+        open_timeout = self.server_options["open_timeout"]
+        if kwargs.get("ssl") is not None and open_timeout is not None:
+            # TLS starts at accept: it may take all of open_timeout, not 60 s.
+            kwargs.setdefault("ssl_handshake_timeout", tls_handshake_timeout(open_timeout))
         loop = asyncio.get_running_loop()
         if self.unix:
-            server.server = await loop.create_unix_server(
-                factory, self.path, **self.create_server_kwargs
-            )
+            server.server = await loop.create_unix_server(factory, self.path, **kwargs)
         else:
-            server.server = await loop.create_server(
-                factory, self.host, self.port, **self.create_server_kwargs
-            )
+            server.server = await loop.create_server(factory, self.host, self.port, **kwargs)
         server.logger.info("server listening on %s", [s.getsockname() for s in server.sockets])
         self.server = server
         return server

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.log import LoggerLike
+from tether.opening import OpeningDeadline
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import _CONNECTING, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
@@ -104,7 +105,8 @@ def connect(
         max_size=max_size,
         streaming=True,
     )
-    deadline = None if open_timeout is None else time.monotonic() + open_timeout
+    opening = OpeningDeadline(open_timeout)
+    deadline = opening.when
     if sock is None:
         if unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -122,7 +124,7 @@ def connect(
             context = ssl or ssl_module.create_default_context()
             if deadline is not None:
                 # The TLS handshake counts toward open_timeout too.
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.settimeout(opening.tls_handshake_timeout())
             sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
         connection = ClientConnection(
             sock,

@@ -15,6 +15,7 @@ from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
+from tether.opening import OpeningDeadline
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import RequestReceived
@@ -164,12 +165,15 @@ class Server:
                     thread.start()
 
     def _serve_one(self, sock: socket.socket) -> None:
-        deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+        opening = OpeningDeadline(self.open_timeout)
+        deadline = opening.when
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl is not None:
-                sock.settimeout(self.open_timeout)
+                # A socket's timeout bounds the whole TLS handshake, however
+                # slowly the bytes come; the HTTP handshake gets what is left.
+                sock.settimeout(opening.tls_handshake_timeout())
                 sock = self.ssl.wrap_socket(sock, server_side=True)
             connection = ServerConnection(sock, self.engines(), self, **self.connection_options)
             opened = connection._handshake(deadline)

@@ -1,0 +1,199 @@
+"""``open_timeout`` bounds the whole opening, TLS included, in every server and client.
+
+A peer that connects and then stalls (sends nothing, part of a TLS record,
+or one byte at a time, before or after TLS) is dropped once
+``open_timeout`` has passed, not after asyncio's 60 seconds of TLS or
+never. Thousands of them at once hold the server's sockets for no longer,
+and a well-behaved client is still served meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+
+import pytest
+
+import tether
+import tether.sync
+from tether.asyncio.server import ServerConnection
+from tether.sync.server import ServerConnection as SyncServerConnection
+
+from .slow_peers import BEHAVIOURS, GRACE, insecure_client_context, stall_client, stall_server
+
+OPEN_TIMEOUT = 0.5
+"""The servers' and clients' open_timeout in the tests of one stalled peer."""
+
+STALLED = 2000
+"""Stalled peers at once in the crowd tests."""
+
+CROWD_OPEN_TIMEOUT = 2.0
+"""The server's open_timeout in the crowd tests: long enough for the crowd to
+be all there at once, short beside asyncio's 60 seconds."""
+
+ONE_LOOP = pytest.mark.asyncio(loop_factories=["asyncio"])
+"""For the threading server and client, the test's event loop only runs the other end."""
+
+
+async def echo(ws: ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def sync_echo(ws: SyncServerConnection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@asynccontextmanager
+async def tls_server(
+    kind: str, context: ssl.SSLContext, open_timeout: float
+) -> AsyncIterator[tuple[str, int]]:
+    """Run a TLS echo server of the given kind; yield its host and port."""
+    if kind == "asyncio":
+        async with tether.serve(
+            echo, "127.0.0.1", 0, ssl=context, open_timeout=open_timeout, backlog=4096
+        ) as server:
+            yield "127.0.0.1", next(iter(server.sockets)).getsockname()[1]
+        return
+    sync_server = tether.sync.serve(
+        sync_echo, "127.0.0.1", 0, ssl=context, open_timeout=open_timeout, backlog=4096
+    )
+    serving = threading.Thread(target=sync_server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield "127.0.0.1", sync_server.socket.getsockname()[1]
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, sync_server.shutdown)
+        serving.join(10)
+
+
+async def good_client(port: int, context: ssl.SSLContext) -> None:
+    """Open a connection, exchange a message and close, within the default open_timeout."""
+    async with tether.connect(f"wss://localhost:{port}/", ssl=context) as ws:
+        await ws.send("still served")
+        assert await ws.recv() == "still served"
+
+
+async def drops_a_stalled_opening(
+    kind: str, behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    async with tls_server(kind, server_context, OPEN_TIMEOUT) as (host, port):
+        # Fails unless the server drops the peer well before a drip would end.
+        await stall_server(host, port, behaviour, OPEN_TIMEOUT + GRACE)
+        await good_client(port, client_context)
+
+
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+async def test_asyncio_server_drops_a_stalled_opening(
+    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    await drops_a_stalled_opening("asyncio", behaviour, server_context, client_context)
+
+
+@ONE_LOOP
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+async def test_threading_server_drops_a_stalled_opening(
+    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    await drops_a_stalled_opening("threading", behaviour, server_context, client_context)
+
+
+def enough_file_descriptors(needed: int) -> None:
+    """Raise the soft limit on open files if it is below ``needed`` (the hard one allows)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert soft >= needed, f"{STALLED} stalled peers need {needed} open files, the limit is {soft}"
+
+
+async def thousands_of_stalled_openings(
+    kind: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # Both ends of every stalled connection are in this process, and a few more.
+    enough_file_descriptors(2 * STALLED + 1024)
+    async with tls_server(kind, server_context, CROWD_OPEN_TIMEOUT) as (host, port):
+        # One byte every half second: hundreds of seconds for a TLS hello.
+        stalls = [
+            stall_server(
+                host, port, BEHAVIOURS[n % len(BEHAVIOURS)], CROWD_OPEN_TIMEOUT + GRACE, 0.5
+            )
+            for n in range(STALLED)
+        ]
+        async with asyncio.TaskGroup() as group:
+            for stall in stalls:
+                group.create_task(stall)
+            # Every stalled peer has begun to connect: the good client comes last.
+            await asyncio.sleep(0)
+            group.create_task(good_client(port, client_context))
+
+
+async def test_asyncio_server_thousands_of_stalled_openings_and_a_good_client(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    await thousands_of_stalled_openings("asyncio", server_context, client_context)
+
+
+@ONE_LOOP
+async def test_threading_server_thousands_of_stalled_openings_and_a_good_client(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    await thousands_of_stalled_openings("threading", server_context, client_context)
+
+
+async def connect_asyncio(port: int) -> None:
+    await tether.connect(
+        f"wss://localhost:{port}/", ssl=insecure_client_context(), open_timeout=OPEN_TIMEOUT
+    )
+
+
+def connect_threading(port: int) -> None:
+    tether.sync.connect(
+        f"wss://localhost:{port}/", ssl=insecure_client_context(), open_timeout=OPEN_TIMEOUT
+    )
+
+
+CLIENTS: dict[str, Callable[[int], object]] = {
+    "asyncio": connect_asyncio,
+    "threading": connect_threading,
+}
+
+
+async def gives_up_on_a_stalled_opening(
+    kind: str, behaviour: str, server_context: ssl.SSLContext
+) -> None:
+    served = await asyncio.start_server(
+        partial(stall_client, behaviour=behaviour, context=server_context), "127.0.0.1", 0
+    )
+    async with served:
+        port = served.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        if kind == "asyncio":
+            attempt: asyncio.Future[object] = asyncio.ensure_future(connect_asyncio(port))
+        else:
+            attempt = loop.run_in_executor(None, connect_threading, port)
+        done, _ = await asyncio.wait({attempt}, timeout=OPEN_TIMEOUT + GRACE)
+        assert attempt in done, f"the {kind} client still waits after {OPEN_TIMEOUT + GRACE} s"
+        assert isinstance(attempt.exception(), TimeoutError), attempt.exception()
+
+
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+async def test_asyncio_client_gives_up_on_a_stalled_opening(
+    behaviour: str, server_context: ssl.SSLContext
+) -> None:
+    await gives_up_on_a_stalled_opening("asyncio", behaviour, server_context)
+
+
+@ONE_LOOP
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+async def test_threading_client_gives_up_on_a_stalled_opening(
+    behaviour: str, server_context: ssl.SSLContext
+) -> None:
+    await gives_up_on_a_stalled_opening("threading", behaviour, server_context)
