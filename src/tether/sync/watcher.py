@@ -10,6 +10,9 @@ back when nothing came for a while.
 
 A callback runs on the shared thread: it must not block. The thread starts
 with the first socket and ends after :data:`LINGER` seconds without any.
+The selector lives exactly as long as the thread: made by the first
+:meth:`Watcher.watch` after a quiet spell, closed by the thread as it ends,
+so a process with no threading connection left holds no selector either.
 """
 
 from __future__ import annotations
@@ -82,8 +85,10 @@ class Watcher:
                         selector.unregister(key.fd)
                         ready.append(callbacks.pop(key.fd))
                 if not events and not callbacks:
-                    # A later watch starts a new thread.
+                    # A later watch makes a new selector and starts a new thread.
                     self._thread = None
+                    self._selector = None
+                    selector.close()
                     return
             # In a function of its own: no reference to a connection is left
             # in this frame while it waits.
@@ -94,6 +99,9 @@ class Watcher:
         # The child has no thread, and must not share the parent's epoll or
         # kqueue: as before fork, a connection's reader does not exist here.
         self._lock = threading.Lock()
+        if self._selector is not None:
+            # Closes the child's copy of the file descriptor only.
+            self._selector.close()
         self._selector = None
         self._callbacks.clear()
         self._thread = None
