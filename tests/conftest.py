@@ -1,11 +1,63 @@
-"""Fixtures shared by the tests of both APIs."""
+"""Fixtures shared by the tests of both APIs, and the options of the soak.
+
+``make soak`` runs ``pytest tests/load tests/faults --soak``: the load tests
+at soak size and the long variants of the fault tests. The options are
+registered here, at the root of the tests, so that they are known whichever
+of those directories pytest is given.
+"""
 
 from __future__ import annotations
 
 import gc
+import ssl
 from collections.abc import Iterator
 
 import pytest
+import trustme
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("soak", "load and fault tests at soak size (tests/load, tests/faults)")
+    group.addoption("--soak", action="store_true", help="run at soak size (long)")
+    group.addoption(
+        "--soak-connections",
+        type=int,
+        default=5000,
+        help="concurrent connections of each round of the asyncio soak (default 5000)",
+    )
+    group.addoption(
+        "--soak-seconds",
+        type=float,
+        default=420.0,
+        help="how long the rounds of the soak repeat, in all (default 420)",
+    )
+    group.addoption(
+        "--soak-report",
+        default=None,
+        help="a file to which each soak and fault test appends its numbers, a JSON line each",
+    )
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A certificate authority for the tests' TLS servers."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """The TLS context of a server: a certificate for localhost and 127.0.0.1."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    """The TLS context of a client: trusts :func:`ca`."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
 
 
 @pytest.fixture

@@ -69,14 +69,21 @@ def client_options(client: int) -> dict[str, Any]:
     return {"compression": None}
 
 
-async def open_clients(uri: str, clients: Iterable[int]) -> dict[int, ClientConnection]:
-    """Open a connection per client to ``uri`` + its number, ``HANDSHAKES`` at a time."""
+async def open_clients(
+    uri: str, clients: Iterable[int], **options: Any
+) -> dict[int, ClientConnection]:
+    """Open a connection per client to ``uri`` + its number, ``HANDSHAKES`` at a time.
+
+    ``options`` go to :func:`tether.connect`, such as ``ssl``.
+    """
     gate = asyncio.Semaphore(HANDSHAKES)
     opened: dict[int, ClientConnection] = {}
 
     async def open_one(client: int) -> None:
         async with gate:
-            ws = await tether.connect(f"{uri}{client}", **client_options(client), **KEEPALIVE)
+            ws = await tether.connect(
+                f"{uri}{client}", **client_options(client), **KEEPALIVE, **options
+            )
         opened[client] = ws
         negotiated = bool(ws.protocol.extensions)
         assert negotiated == compressed(client), f"client {client}: compression {negotiated}"

@@ -1,10 +1,9 @@
 """Sizes of the load tests: small enough for ``make test`` by default, large with ``--soak``.
 
-``make soak`` runs ``pytest tests/load --soak``: more connections, more
-messages, and rounds of connect, exchange and close repeated for
-``--soak-seconds``, memory checked after each. The options are registered
-here, so they are known when pytest is given ``tests/load`` (or a file in
-it) on its command line.
+``make soak`` runs ``pytest tests/load tests/faults --soak``: more
+connections, more messages, and rounds of connect, exchange and close
+repeated until ``--soak-seconds`` are spent, memory checked after each. The
+options are registered in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -19,23 +18,6 @@ import pytest
 import uvloop
 
 HERE = Path(__file__).parent
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("load", "load and soak tests (tests/load)")
-    group.addoption("--soak", action="store_true", help="run the load tests at soak size (long)")
-    group.addoption(
-        "--soak-connections",
-        type=int,
-        default=5000,
-        help="concurrent connections of each soak round (default 5000)",
-    )
-    group.addoption(
-        "--soak-seconds",
-        type=float,
-        default=300.0,
-        help="how long the soak repeats its rounds (default 300)",
-    )
 
 
 @dataclass(frozen=True)
@@ -56,6 +38,14 @@ class Scale:
     """Concurrent connections to the threading server (a thread each)."""
     round_timeout: float
     """The bound on one round; a round that takes longer fails."""
+    mixed_clients: int
+    """Clients of each of the four servers in a round of the mixed soak."""
+    mixed_messages: int
+    """Messages each client of the mixed soak exchanges in a round."""
+    mixed_seconds: float
+    """How long the mixed soak repeats its rounds."""
+    mixed_rounds: int
+    """The fewest measured rounds of the mixed soak, whatever the time."""
 
 
 DEFAULT = Scale(
@@ -66,7 +56,15 @@ DEFAULT = Scale(
     shutdown_clients=500,
     sync_connections=500,
     round_timeout=90.0,
+    mixed_clients=16,
+    mixed_messages=6,
+    mixed_seconds=0.0,
+    mixed_rounds=8,
 )
+
+MIXED_SHARE = 0.6
+"""The share of ``--soak-seconds`` that the mixed soak takes; the asyncio soak
+takes the rest, half on each event loop."""
 
 
 @pytest.fixture
@@ -74,14 +72,19 @@ def scale(request: pytest.FixtureRequest) -> Scale:
     """The size of this run: the default, or the soak's with ``--soak``."""
     if not request.config.getoption("soak", False):
         return DEFAULT
+    seconds = request.config.getoption("soak_seconds")
     return Scale(
         connections=request.config.getoption("soak_connections"),
         messages=24,
-        seconds=request.config.getoption("soak_seconds"),
+        seconds=seconds * (1 - MIXED_SHARE) / 2,
         max_rounds=10_000,
         shutdown_clients=2000,
         sync_connections=1500,
         round_timeout=600.0,
+        mixed_clients=250,
+        mixed_messages=24,
+        mixed_seconds=seconds * MIXED_SHARE,
+        mixed_rounds=8,
     )
 
 
