@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gc
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
+
+from tests.asgi.servers import Uvicorn, UvicornConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,3 +73,21 @@ def no_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@pytest.fixture(scope="session")
+def uvicorn_server() -> Iterator[Callable[[UvicornConfig], Uvicorn]]:
+    """Get the uvicorn process of a configuration, started on first use and kept for the session."""
+    servers: dict[UvicornConfig, Uvicorn] = {}
+
+    def get(config: UvicornConfig) -> Uvicorn:
+        server = servers.get(config)
+        if server is None or server.process.poll() is not None:
+            server = servers[config] = Uvicorn.start(config)
+        return server
+
+    try:
+        yield get
+    finally:
+        for server in servers.values():
+            server.terminate()

@@ -589,9 +589,9 @@ class Peer:
                 await self.writer.wait_closed()
 
 
-def _request(host: str, port: int, key: str, extensions: str | None) -> bytes:
+def _request(host: str, port: int, key: str, extensions: str | None, path: str = "/") -> bytes:
     lines = [
-        "GET / HTTP/1.1",
+        f"GET {path} HTTP/1.1",
         f"Host: {host}:{port}",
         "Upgrade: websocket",
         "Connection: Upgrade",
@@ -609,16 +609,18 @@ async def connect_peer(
     *,
     extensions: str | None = None,
     request: bytes | None = None,
+    path: str = "/",
 ) -> tuple[Peer | None, ReadHead]:
     """Connect to tether's server as a client and do the handshake by hand.
 
     ``extensions`` is the ``Sec-WebSocket-Extensions`` offer. ``request``
-    replaces the whole request, to corrupt it. Return the peer (``None``
-    unless tether answered 101 with the right accept key) and the response.
+    replaces the whole request, to corrupt it; ``path`` is the request target
+    otherwise. Return the peer (``None`` unless tether answered 101 with the
+    right accept key) and the response.
     """
     reader, writer = await asyncio.open_connection(host, port)
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(request if request is not None else _request(host, port, key, extensions))
+    writer.write(request if request is not None else _request(host, port, key, extensions, path))
     await writer.drain()
     head = await read_head(reader)
     if not head.start_line.startswith("HTTP/1.1 101 "):

@@ -1,0 +1,60 @@
+"""The ASGI connection scope of a WebSocket (ASGI WebSocket specification 2.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from tether.protocol.header_values import parse_subprotocols
+from tether.protocol.http11 import Request
+
+__all__ = ["SPEC_VERSION", "build_scope"]
+
+SPEC_VERSION = "2.4"
+"""The version of the ASGI WebSocket specification implemented."""
+
+
+def build_scope(
+    request: Request,
+    *,
+    asgi_version: str,
+    scheme: str,
+    server: tuple[str, int | None] | None,
+    client: tuple[str, int] | None,
+    root_path: str,
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """Describe the connection that ``request`` opens, for the application.
+
+    ``path`` is percent-decoded and prefixed with ``root_path``, and
+    ``raw_path`` is prefixed with it too, as uvicorn does for HTTP requests.
+    Header names are lowercased; values are bytes as they came (latin-1).
+    ``subprotocols`` lists the offered subprotocols in order; the engine has
+    checked their syntax before the scope is built.
+    """
+    raw_path, _, query = request.path.partition("?")
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in request.headers.raw_items()
+    ]
+    subprotocols = [
+        protocol
+        for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for protocol in parse_subprotocols(value)
+    ]
+    return {
+        "type": "websocket",
+        "asgi": {"version": asgi_version, "spec_version": SPEC_VERSION},
+        "http_version": "1.1",
+        "scheme": scheme,
+        "server": server,
+        "client": client,
+        "root_path": root_path,
+        "path": root_path + unquote(raw_path),
+        "raw_path": root_path.encode("ascii") + raw_path.encode("ascii"),
+        "query_string": query.encode("ascii"),
+        "headers": headers,
+        "subprotocols": subprotocols,
+        "state": state,
+        "extensions": {"websocket.http.response": {}},
+    }
