@@ -53,7 +53,7 @@ nitpick_ignore_regex = [
         r"typing|types|enum|dataclasses|datetime|http|os|selectors|weakref|concurrent)\..*",
     ),
     ("py:.*", r"(_asyncio|_socket|_ssl|_thread|_io)\..*"),
-    ("py:.*", r"(uvloop|pytest|_pytest)\..*"),
+    ("py:.*", r"(uvloop|pytest|_pytest|uvicorn)\..*"),
     (
         "py:class",
         r"(Any|Callable|Awaitable|Iterable|Iterator|AsyncIterator|Sequence|Mapping|"

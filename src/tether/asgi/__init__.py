@@ -7,7 +7,7 @@ served by tether's engine::
 
 or ``uvicorn.run(app, ws="tether.asgi:WebSocketProtocol")``. uvicorn comes
 with the ``asgi`` extra (``pip install 'tether[asgi]'``); importing
-:mod:`tether` alone never imports it.
+``import tether`` alone never imports it.
 """
 
 from __future__ import annotations
