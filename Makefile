@@ -47,7 +47,7 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 # page. Each test that needs one of them starts its own instance on a
 # loopback port and stops it. Installed once per machine: only the missing
 # ones, so a machine that has them all asks apt nothing.
-DEBIAN_PACKAGES := chromium
+DEBIAN_PACKAGES := chromium nginx
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 debian-packages:

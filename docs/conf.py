@@ -6,6 +6,7 @@ The build is offline: no intersphinx inventory is fetched.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import sys
 from pathlib import Path
@@ -46,27 +47,19 @@ python_use_unqualified_type_names = True
 # Every reference must resolve (``-n``). The standard library and third-party
 # names cannot, offline, without intersphinx: they are listed here.
 nitpicky = True
+_BUILTINS = "|".join(name for name in dir(builtins) if not name.startswith("_"))
+_STDLIB = "|".join(sorted(name for name in sys.stdlib_module_names if not name.startswith("_")))
 nitpick_ignore_regex = [
+    # The standard library, and the libraries tether works with.
+    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn)(\..*)?"),
+    # Builtins and typing names, as annotations show them.
     (
         "py:.*",
-        r"(asyncio|socket|ssl|ssl\.\w+|logging|threading|re|zlib|collections|"
-        r"typing|types|enum|dataclasses|datetime|http|os|selectors|weakref|concurrent)\..*",
-    ),
-    ("py:.*", r"(_asyncio|_socket|_ssl|_thread|_io)\..*"),
-    ("py:.*", r"(uvloop|pytest|_pytest|uvicorn)\..*"),
-    (
-        "py:class",
         r"(Any|Callable|Awaitable|Iterable|Iterator|AsyncIterator|Sequence|Mapping|"
         r"Generator|AsyncGenerator|MutableMapping|Coroutine|Self|TypeVar|Generic|ClassVar|Final|"
-        r"Protocol|NamedTuple|Literal|Enum|IntEnum|Path|TracebackType|Exception|BaseException)",
+        r"Protocol|NamedTuple|Literal|Enum|IntEnum|Path|TracebackType|NoneType|"
+        rf"{_BUILTINS})",
     ),
-    (
-        "py:class",
-        r"(int|str|bytes|bytearray|memoryview|float|bool|None|dict|list|tuple|set|"
-        r"frozenset|object|type|slice|complex|Ellipsis|NoneType)",
-    ),
-    ("py:exc", r"[A-Z]\w*Error|TimeoutError|StopIteration|KeyboardInterrupt|Exception|Warning"),
-    ("py:.*", r"(uuid|pickle|multiprocessing|urllib|time|json|sys|io)(\..*)?"),
     # Type variables and private bases, which autodoc does not document.
     ("py:.*", r"(tether\.[\w.]+\.)?(T|W|CheckResult|Conn|Handler|_\w+)"),
 ]

@@ -6,10 +6,13 @@ the adapters from rotting.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bench.run import Plan, measure, render, rows
 from bench.workloads import Workload
+
+from bench import memory
 
 
 def test_echo_runs_and_reports(tmp_path: Path) -> None:
@@ -28,3 +31,10 @@ def test_echo_runs_and_reports(tmp_path: Path) -> None:
     )
     assert [row["library"] for row in table] == ["tether"]
     assert "tether" in render([Plan(workload, ("self",))], table)
+
+
+def test_memory_per_connection_is_measured() -> None:
+    # Fifty connections to a real server process; the figure is RSS growth
+    # per connection, which must be positive and far below a megabyte.
+    per_connection = asyncio.run(memory.measure("asyncio", False, 50, exchange=True))
+    assert 0 < per_connection < 1 << 20

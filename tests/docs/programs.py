@@ -46,7 +46,7 @@ def source(path: Path, ports: Mapping[str, int]) -> str:
     return text
 
 
-def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
+def wait_listening(port: int, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + WAIT
     while True:
         if process.poll() is not None:
@@ -63,7 +63,9 @@ def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
 
 @contextmanager
 def running_server(path: Path, *args: str) -> Iterator[int]:
-    """Run the server program at ``path`` on a free port until the block ends; give the port."""
+    """Run the server program at ``path`` on a free port until the block ends; give the port.
+
+    ``wait_listening`` waits for it to accept connections."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", source(path, {EXAMPLE_PORT: port}), *args],
@@ -73,7 +75,7 @@ def running_server(path: Path, *args: str) -> Iterator[int]:
         cwd=path.parent,
     )
     try:
-        _wait_listening(port, process)
+        wait_listening(port, process)
         yield port
     finally:
         process.terminate()
@@ -85,11 +87,16 @@ def running_server(path: Path, *args: str) -> Iterator[int]:
 
 
 def run_program(
-    path: Path, port: int, *args: str, stdin: str = "", documented: str = EXAMPLE_PORT
+    path: Path, port: int | None, *args: str, stdin: str = "", documented: str = EXAMPLE_PORT
 ) -> str:
-    """Run the program at ``path`` against ``port`` to its end; return what it printed."""
+    """Run the program at ``path`` against ``port`` to its end; return what it printed.
+
+    With ``port=None`` the program is run as it is, for one that takes its
+    address from ``args``.
+    """
+    ports = {} if port is None else {documented: port}
     result = subprocess.run(
-        [sys.executable, "-c", source(path, {documented: port}), *args],
+        [sys.executable, "-c", source(path, ports), *args],
         input=stdin,
         capture_output=True,
         text=True,
