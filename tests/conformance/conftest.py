@@ -6,6 +6,14 @@ tether connects to the peer, which answers the handshake by hand, and runs
 an echo loop. Either way the case sees a :class:`~tests.conformance.peer.Peer`
 and the tether connection behind it.
 
+The framing, UTF-8, closing and deflate cases also run against tether behind
+uvicorn (``--ws tether.asgi:WebSocketProtocol``), serving the Starlette echo
+application of :mod:`tests.asgi.apps`: the peer connects as a client, and the
+end of each closing handshake is checked against the disconnect the
+application saw. Cases marked ``tether_in_process`` need tether in the test's
+own process: its connection object, options of ``tether.serve`` that uvicorn
+does not have, or the order of events within one event loop.
+
 Like tests/asyncio, every case runs on the default event loop and on uvloop:
 pausing, half-closing and aborting transports differ between the two.
 """
@@ -13,6 +21,8 @@ pausing, half-closing and aborting transports differ between the two.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
@@ -21,6 +31,7 @@ import pytest
 import uvloop
 
 import tether
+from tests.asgi.servers import Uvicorn, UvicornConfig
 from tests.conformance.peer import (
     DeflateParams,
     Peer,
@@ -35,6 +46,60 @@ from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
+from tether.protocol.connection import DEFAULT_MAX_SIZE
+
+UVICORN_MODULES = {
+    "test_framing": ("httptools", "uvloop"),
+    "test_closing": ("httptools", "uvloop"),
+    "test_utf8": ("h11", "asyncio"),
+    "test_deflate": ("h11", "asyncio"),
+}
+"""The modules whose cases also run against tether behind uvicorn, with its
+``--http`` and ``--loop``: between them, both parsers and both loops."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "tether_in_process: the case needs tether in the test's process (its connection object, "
+        "serve() options, one event loop's ordering): it does not run behind uvicorn",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``harness`` over tether's roles, uvicorn's where the case applies."""
+    if "harness" not in metafunc.fixturenames:
+        return
+    roles = ["server", "client"]
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module in UVICORN_MODULES and not metafunc.definition.get_closest_marker(
+        "tether_in_process"
+    ):
+        roles.append("uvicorn")
+    metafunc.parametrize("harness", roles, indirect=True, ids=[f"tether-{r}" for r in roles])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Behind uvicorn, run each case once: on the default loop of the test's side.
+
+    The server's event loop is uvicorn's ``--loop``; the test's loop only
+    drives the peer, so a second run on uvloop would test nothing more.
+    """
+    kept = []
+    dropped = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        ids = callspec.id.split("-") if callspec is not None else []
+        if "uvicorn" in ids and "uvloop" in ids:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+_names = itertools.count()
 
 
 def pytest_asyncio_loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
@@ -59,8 +124,15 @@ async def _echo(ws: Connection) -> None:
 class Harness:
     """Opens connections between the peer and tether in the role under test."""
 
-    def __init__(self, tether_role: str) -> None:
+    def __init__(
+        self, tether_role: str, uvicorn_server: Callable[[UvicornConfig], Uvicorn]
+    ) -> None:
         self.tether_role = tether_role
+        self._uvicorn_server = uvicorn_server
+        # The uvicorn process and the connection name of the case, behind uvicorn.
+        self._uvicorn: tuple[Uvicorn, str] | None = None
+        self.module: str | None = None
+        """The name of the case's module, which picks uvicorn's configuration."""
         self._peers: list[Peer] = []
         self._servers: list[Server] = []
         self._peer_servers: list[PeerServer] = []
@@ -70,7 +142,7 @@ class Harness:
     @property
     def tether_is_server(self) -> bool:
         """Whether tether plays the server, and the peer the client."""
-        return self.tether_role == "server"
+        return self.tether_role in ("server", "uvicorn")
 
     async def open(
         self,
@@ -85,6 +157,8 @@ class Harness:
         the raw header value, to send invalid ones. Other keywords
         are options of :func:`tether.serve` or :func:`tether.connect`.
         """
+        if self.tether_role == "uvicorn":
+            return await self._open_uvicorn(deflate, **options)
         options = {**TETHER_OPTIONS, **options}
         loop = asyncio.get_running_loop()
         connection: asyncio.Future[Connection] = loop.create_future()
@@ -129,8 +203,41 @@ class Harness:
         self._peers.append(peer)
         return peer
 
+    async def _open_uvicorn(
+        self, deflate: DeflateParams | str | None, *, max_size: int = DEFAULT_MAX_SIZE
+    ) -> Peer:
+        """Connect the peer to the echo application behind uvicorn."""
+        assert self.module is not None
+        http, loop = UVICORN_MODULES[self.module]
+        # No keepalive pings: frames the cases do not expect. Deflate is
+        # uvicorn's default; the peer offers it or not.
+        options = ("--ws-max-size", str(max_size), "--ws-ping-interval", "0")
+        config = UvicornConfig("tether", http, loop, "starlette", options)
+        server = await asyncio.to_thread(self._uvicorn_server, config)
+        name = f"conformance-{os.getpid()}-{next(_names)}"
+        self._uvicorn = (server, name)
+        offer = deflate if deflate is None or isinstance(deflate, str) else deflate.header()
+        peer, head = await connect_peer(
+            "127.0.0.1", server.port, extensions=offer, path=f"/echo?id={name}"
+        )
+        assert peer is not None, head
+        self._peers.append(peer)
+        return peer
+
+    async def _uvicorn_disconnect(self) -> dict[str, Any]:
+        """The websocket.disconnect the application behind uvicorn received."""
+        assert self._uvicorn is not None
+        server, name = self._uvicorn
+        async with asyncio.timeout(5):
+            while True:
+                seen = await asyncio.to_thread(server.seen, name)
+                if seen and seen[-1].get("type") == "websocket.disconnect":
+                    return seen[-1]  # type: ignore[no-any-return]
+                await asyncio.sleep(0.02)
+
     async def connection(self) -> Connection:
         """The tether side of the connection opened last."""
+        assert self.tether_role != "uvicorn", "mark the case tether_in_process"
         assert self._connection is not None
         async with asyncio.timeout(5):
             return await self._connection
@@ -152,6 +259,10 @@ class Harness:
         assert peer.close is not None
         assert peer.close.reason in ("", reason), peer.close
         await self.end_tcp(peer)
+        if self.tether_role == "uvicorn":
+            disconnect = await self._uvicorn_disconnect()
+            assert disconnect["code"] == code, disconnect
+            return
         ws = await self.connection()
         async with asyncio.timeout(5):
             await ws.wait_closed()
@@ -184,10 +295,13 @@ class Harness:
             await server.wait_closed()
 
 
-@pytest.fixture(params=["server", "client"], ids=["tether-server", "tether-client"])
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    """Connect the adversarial peer to tether, in each of tether's roles."""
-    harness = Harness(request.param)
+@pytest.fixture
+async def harness(
+    request: pytest.FixtureRequest, uvicorn_server: Callable[[UvicornConfig], Uvicorn]
+) -> AsyncIterator[Harness]:
+    """Connect the adversarial peer to tether, in each of its roles (pytest_generate_tests)."""
+    harness = Harness(request.param, uvicorn_server)
+    harness.module = request.module.__name__.rpartition(".")[2]
     try:
         yield harness
     finally:

@@ -29,6 +29,7 @@ async def test_reasons_accepted(harness: Harness, reason: str) -> None:
     await harness.finish(peer, 1000, reason)
 
 
+@pytest.mark.tether_in_process
 async def test_empty_close_frame(harness: Harness) -> None:
     # No payload: no status code, reported as 1005; the answer carries none either.
     peer = await harness.open()
@@ -97,6 +98,7 @@ async def test_frames_after_close_ignored(harness: Harness) -> None:
     await harness.expect_closing_handshake(peer, 1000)
 
 
+@pytest.mark.tether_in_process
 async def test_frames_after_close_echo_ignored(harness: Harness) -> None:
     peer = await harness.open()
     await peer.send_close(1000)
@@ -120,6 +122,7 @@ async def test_message_before_close_echoed(harness: Harness) -> None:
 # tether starts the closing handshake.
 
 
+@pytest.mark.tether_in_process
 async def test_tether_closes_and_peer_answers(harness: Harness) -> None:
     peer = await harness.open()
     ws = await harness.connection()
@@ -132,6 +135,7 @@ async def test_tether_closes_and_peer_answers(harness: Harness) -> None:
     assert ws.close_code == 4000
 
 
+@pytest.mark.tether_in_process
 async def test_peer_never_answers_close(harness: Harness) -> None:
     peer = await harness.open(close_timeout=0.1)
     ws = await harness.connection()
@@ -144,6 +148,7 @@ async def test_peer_never_answers_close(harness: Harness) -> None:
     assert ws.close_code == 1006
 
 
+@pytest.mark.tether_in_process
 async def test_peer_never_answers_close_and_stops_reading(harness: Harness) -> None:
     peer = await harness.open(close_timeout=0.1)
     ws = await harness.connection()
@@ -157,6 +162,7 @@ async def test_peer_never_answers_close_and_stops_reading(harness: Harness) -> N
     await peer.expect_eof()
 
 
+@pytest.mark.tether_in_process
 async def test_peer_answers_close_with_other_code(harness: Harness) -> None:
     peer = await harness.open()
     ws = await harness.connection()
@@ -173,6 +179,7 @@ async def test_peer_answers_close_with_other_code(harness: Harness) -> None:
     assert ws.close_reason == "other"
 
 
+@pytest.mark.tether_in_process
 async def test_server_peer_never_closes_tcp(harness: Harness) -> None:
     # A client waits for the server to close TCP, but not forever.
     peer = await harness.open(close_timeout=0.1)
@@ -187,6 +194,7 @@ async def test_server_peer_never_closes_tcp(harness: Harness) -> None:
 # TCP ends without a closing handshake.
 
 
+@pytest.mark.tether_in_process
 async def test_peer_drops_tcp_mid_message(harness: Harness) -> None:
     peer = await harness.open()
     await peer.send(Opcode.TEXT, b"half", fin=False)
@@ -198,6 +206,7 @@ async def test_peer_drops_tcp_mid_message(harness: Harness) -> None:
     assert ws.close_code == 1006
 
 
+@pytest.mark.tether_in_process
 async def test_peer_closes_tcp_without_close_frame(harness: Harness) -> None:
     peer = await harness.open()
     await peer.send_message("hello")
@@ -212,6 +221,7 @@ async def test_peer_closes_tcp_without_close_frame(harness: Harness) -> None:
     assert ws.close_code == 1006
 
 
+@pytest.mark.tether_in_process
 async def test_peer_drops_tcp_mid_frame_header(harness: Harness) -> None:
     peer = await harness.open()
     await peer.write(peer.frame(Opcode.BINARY, bytes(70000))[:3])
@@ -222,6 +232,7 @@ async def test_peer_drops_tcp_mid_frame_header(harness: Harness) -> None:
     assert ws.close_code == 1006
 
 
+@pytest.mark.tether_in_process
 async def test_message_while_tether_closes_is_not_echoed(harness: Harness) -> None:
     # The echo handler gets the message, but no data frame may follow a
     # close frame (section 5.5.1): its send fails and nothing goes out.
@@ -237,6 +248,7 @@ async def test_message_while_tether_closes_is_not_echoed(harness: Harness) -> No
     assert ws.close_code == 1000
 
 
+@pytest.mark.tether_in_process
 async def test_ping_while_tether_waits_for_close_answer(harness: Harness) -> None:
     # Section 5.5.2: a ping gets a pong unless a close frame was received;
     # tether sent one but has not received one yet, so the pong follows it.

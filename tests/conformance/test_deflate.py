@@ -101,6 +101,7 @@ async def _exercise(harness: Harness, peer: Peer) -> None:
     await harness.finish(peer)
 
 
+@pytest.mark.tether_in_process
 @pytest.mark.parametrize("params", COMBINATIONS, ids=lambda params: params.header()[19:] or "-")
 async def test_parameters_negotiated_and_honoured(harness: Harness, params: DeflateParams) -> None:
     peer = await _open(harness, params)
@@ -115,6 +116,7 @@ async def test_parameters_negotiated_and_honoured(harness: Harness, params: Defl
     await _exercise(harness, peer)
 
 
+@pytest.mark.tether_in_process
 @pytest.mark.parametrize("bits", range(9, 16))
 async def test_tether_limits_windows_it_configures(harness: Harness, bits: int) -> None:
     # tether asks for small windows itself: the server in its answer, the
@@ -256,6 +258,7 @@ async def test_invalid_parameters(harness: Harness, answer: str) -> None:
         assert peer.frames == []
 
 
+@pytest.mark.tether_in_process
 async def test_peer_closes_during_compressed_message(harness: Harness) -> None:
     peer = await _open(harness, PLAIN)
     frames = peer.message_frames("x" * 5000, compress=True, fragment=5)

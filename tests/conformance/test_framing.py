@@ -210,6 +210,7 @@ async def test_empty_fragments(harness: Harness) -> None:
     await harness.finish(peer)
 
 
+@pytest.mark.tether_in_process
 async def test_fragments_with_pauses(harness: Harness) -> None:
     peer = await harness.open()
     for frame in peer.message_frames("one two three", cuts=[4, 8]):
