@@ -21,9 +21,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import time
 from contextlib import suppress
 
 BEHAVIOURS = ("silent", "partial", "drip", "drip-http")
+
+DESCRIPTIONS = {
+    "silent": "silent after TCP",
+    "partial": "stopped after 5 bytes of a TLS record",
+    "drip": "TLS hello dripped a byte at a time",
+    "drip-http": "HTTP request dripped a byte at a time after TLS",
+}
+"""The behaviours in words, for reports."""
 
 GRACE = 5.0
 """How long after ``open_timeout`` a stalled peer may still be connected: far
@@ -127,13 +136,14 @@ async def until_dropped(reader: asyncio.StreamReader) -> None:
 
 async def stall_server(
     host: str, port: int, behaviour: str, bound: float, interval: float = 0.1
-) -> None:
+) -> float:
     """Connect to a TLS server and stall its opening as ``behaviour`` says.
 
-    Return once the server dropped the connection; fail if it did not within
-    ``bound`` seconds.
+    Return how long the server took to drop the connection, from TCP's
+    opening; fail if it did not within ``bound`` seconds.
     """
     reader, writer = await asyncio.open_connection(host, port)
+    opened = time.monotonic()
     tls = TLSOverStream(reader, writer, insecure_client_context(), server_side=False)
     dripping: asyncio.Task[None] | None = None
     try:
@@ -146,7 +156,7 @@ async def stall_server(
                 try:
                     await tls.handshake()
                 except (ConnectionError, ssl.SSLError):
-                    return  # Dropped already, in the middle of TLS.
+                    return time.monotonic() - opened  # Dropped in the middle of TLS.
                 dripping = asyncio.create_task(tls.drip(REQUEST, interval))
             else:
                 assert behaviour == "silent", behaviour
@@ -156,6 +166,7 @@ async def stall_server(
     finally:
         await stop(dripping)
         writer.transport.abort()
+    return time.monotonic() - opened
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:

@@ -24,7 +24,15 @@ import tether.sync
 from tether.asyncio.server import ServerConnection
 from tether.sync.server import ServerConnection as SyncServerConnection
 
-from .slow_peers import BEHAVIOURS, GRACE, insecure_client_context, stall_client, stall_server
+from ..soak_results import record
+from .slow_peers import (
+    BEHAVIOURS,
+    DESCRIPTIONS,
+    GRACE,
+    insecure_client_context,
+    stall_client,
+    stall_server,
+)
 
 OPEN_TIMEOUT = 0.5
 """The servers' and clients' open_timeout in the tests of one stalled peer."""
@@ -35,6 +43,15 @@ STALLED = 2000
 CROWD_OPEN_TIMEOUT = 2.0
 """The server's open_timeout in the crowd tests: long enough for the crowd to
 be all there at once, short beside asyncio's 60 seconds."""
+
+CROWD_GRACE = 15.0
+"""How long after ``open_timeout`` a stalled peer of the crowd may still be
+connected. The clock of a peer starts when TCP opens, the server's when it
+accepts: on a busy machine, a crowd waits a few seconds in the listen
+backlog. Still far below asyncio's 60 seconds of TLS, and a drip's minutes."""
+
+CROWD_DRIP = 1.0
+"""Seconds between the bytes of a dripping peer of the crowd."""
 
 ONE_LOOP = pytest.mark.asyncio(loop_factories=["asyncio"])
 """For the threading server and client, the test's event loop only runs the other end."""
@@ -81,27 +98,45 @@ async def good_client(port: int, context: ssl.SSLContext) -> None:
 
 
 async def drops_a_stalled_opening(
-    kind: str, behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    kind: str,
+    behaviour: str,
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
+    request: pytest.FixtureRequest,
 ) -> None:
     async with tls_server(kind, server_context, OPEN_TIMEOUT) as (host, port):
         # Fails unless the server drops the peer well before a drip would end.
-        await stall_server(host, port, behaviour, OPEN_TIMEOUT + GRACE)
+        dropped = await stall_server(host, port, behaviour, OPEN_TIMEOUT + GRACE)
         await good_client(port, client_context)
+    record(
+        request,
+        "hostile",
+        f"TLS opening {DESCRIPTIONS[behaviour]} ({kind} server, open_timeout {OPEN_TIMEOUT} s)",
+        f"dropped after {dropped:.2f} s; the next client served",
+        0,
+        seconds=round(dropped, 2),
+    )
 
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 async def test_asyncio_server_drops_a_stalled_opening(
-    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    behaviour: str,
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
+    request: pytest.FixtureRequest,
 ) -> None:
-    await drops_a_stalled_opening("asyncio", behaviour, server_context, client_context)
+    await drops_a_stalled_opening("asyncio", behaviour, server_context, client_context, request)
 
 
 @ONE_LOOP
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 async def test_threading_server_drops_a_stalled_opening(
-    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    behaviour: str,
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
+    request: pytest.FixtureRequest,
 ) -> None:
-    await drops_a_stalled_opening("threading", behaviour, server_context, client_context)
+    await drops_a_stalled_opening("threading", behaviour, server_context, client_context, request)
 
 
 def enough_file_descriptors(needed: int) -> None:
@@ -115,37 +150,49 @@ def enough_file_descriptors(needed: int) -> None:
 
 
 async def thousands_of_stalled_openings(
-    kind: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    kind: str,
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
+    request: pytest.FixtureRequest,
 ) -> None:
     # Both ends of every stalled connection are in this process, and a few more.
     enough_file_descriptors(2 * STALLED + 1024)
     async with tls_server(kind, server_context, CROWD_OPEN_TIMEOUT) as (host, port):
-        # One byte every half second: hundreds of seconds for a TLS hello.
+        # One byte a second: minutes for a TLS hello.
+        bound = CROWD_OPEN_TIMEOUT + CROWD_GRACE
         stalls = [
-            stall_server(
-                host, port, BEHAVIOURS[n % len(BEHAVIOURS)], CROWD_OPEN_TIMEOUT + GRACE, 0.5
-            )
+            stall_server(host, port, BEHAVIOURS[n % len(BEHAVIOURS)], bound, CROWD_DRIP)
             for n in range(STALLED)
         ]
         async with asyncio.TaskGroup() as group:
-            for stall in stalls:
-                group.create_task(stall)
+            tasks = [group.create_task(stall) for stall in stalls]
             # Every stalled peer has begun to connect: the good client comes last.
             await asyncio.sleep(0)
             group.create_task(good_client(port, client_context))
+    slowest = max(task.result() for task in tasks)
+    record(
+        request,
+        "hostile",
+        f"{STALLED:,} TLS openings stalled at once, the four ways in turn ({kind} server, "
+        f"open_timeout {CROWD_OPEN_TIMEOUT} s)",
+        f"all dropped, the last after {slowest:.2f} s; a good client served meanwhile",
+        0,
+        stalled=STALLED,
+        seconds=round(slowest, 2),
+    )
 
 
 async def test_asyncio_server_thousands_of_stalled_openings_and_a_good_client(
-    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext, request: pytest.FixtureRequest
 ) -> None:
-    await thousands_of_stalled_openings("asyncio", server_context, client_context)
+    await thousands_of_stalled_openings("asyncio", server_context, client_context, request)
 
 
 @ONE_LOOP
 async def test_threading_server_thousands_of_stalled_openings_and_a_good_client(
-    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext, request: pytest.FixtureRequest
 ) -> None:
-    await thousands_of_stalled_openings("threading", server_context, client_context)
+    await thousands_of_stalled_openings("threading", server_context, client_context, request)
 
 
 async def connect_asyncio(port: int) -> None:
