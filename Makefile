@@ -44,11 +44,12 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 	touch $@
 
 # Debian packages the tests start for real: Chromium opens the demo's chat
-# page; iproute2's ip makes the network namespaces of the fault tests. Each
+# page; redis-server carries topics between processes; iproute2's ip makes
+# the network namespaces of the fault tests. Each
 # test that needs one of them starts its own instance on a loopback port (or
 # in a namespace of its own) and stops it. Installed once per machine: only
 # the missing ones, so a machine that has them all asks apt nothing.
-DEBIAN_PACKAGES := chromium nginx iproute2
+DEBIAN_PACKAGES := chromium nginx iproute2 redis-server
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 debian-packages:

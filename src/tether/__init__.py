@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from tether.asyncio.client import ClientConnection, connect, unix_connect
     from tether.asyncio.router import Router, route
     from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
+    from tether.asyncio.topics import Topics
 
 _LAZY = {
     "ClientConnection": "tether.asyncio.client",
@@ -53,6 +54,7 @@ _LAZY = {
     "broadcast": "tether.asyncio.broadcast",
     "Router": "tether.asyncio.router",
     "route": "tether.asyncio.router",
+    "Topics": "tether.asyncio.topics",
 }
 
 
@@ -93,6 +95,7 @@ __all__ = [
     "SecurityError",
     "Server",
     "ServerConnection",
+    "Topics",
     "WebSocketException",
     "__version__",
     "basic_auth",

@@ -7,12 +7,14 @@ bytes its own way. A send on a closing connection raises the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
+import logging
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from tether.exceptions import InvalidState
 from tether.protocol.connection import Connection
 
-__all__ = ["BYTES_LIKE", "Data", "Fragments", "is_single", "send_data"]
+__all__ = ["BYTES_LIKE", "Data", "Fragments", "is_single", "run_closed_hooks", "send_data"]
 
 Data = str | bytes | bytearray | memoryview
 """One message, or one piece of a fragmented message."""
@@ -101,3 +103,22 @@ class Fragments:
             self.protocol.send_continuation(b"", fin=True)
         except InvalidState:
             raise self.protocol.close_exc() from None
+
+
+class Closable(Protocol):
+    """A connection that runs hooks when it closes."""
+
+    _on_closed: list[Callable[[Any], None]] | None
+
+
+def run_closed_hooks(connection: Closable) -> None:
+    """Call the hooks waiting for ``connection`` to close (topics), once, then forget them."""
+    hooks = connection._on_closed
+    if hooks is None:
+        return
+    connection._on_closed = None
+    for hook in hooks:
+        try:
+            hook(connection)
+        except Exception:
+            logging.getLogger("tether").exception("closed hook failed")

@@ -17,7 +17,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, cast
 
@@ -32,7 +39,7 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
-from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
+from tether.sending import DATA_TYPES, Data, Fragments, is_single, run_closed_hooks, send_data
 
 __all__ = ["Connection", "Data"]
 
@@ -74,6 +81,10 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
 
     default_logger = "tether"
     """The name of the logger used when the ``logger`` option is not given."""
+
+    # Called with the connection once it is closed, by whoever asked (topics).
+    # A class attribute until then: most connections never need one.
+    _on_closed: list[Callable[[Any], None]] | None = None
 
     def __init__(
         self,
@@ -604,6 +615,8 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         self._lost = True
         self._wake_waiters()
         self._wake_reader()
+        if self._on_closed is not None:
+            run_closed_hooks(self)
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("connection closed: %s", self.protocol.close_exc())
 

@@ -453,9 +453,11 @@ class Connection:
     def send_prepared(self, frame: bytes) -> None:
         """Send a whole, unfragmented data frame built by the caller, such as a broadcast.
 
-        ``frame`` must be one complete text or binary frame with FIN set, no
-        RSV bit and no mask, as :func:`~tether.protocol.frames.serialize_frame`
-        builds it with ``mask=False``. Raise :class:`InvalidState` unless the
+        ``frame`` must be one complete text or binary frame with FIN set and
+        no mask, as :func:`~tether.protocol.frames.serialize_frame` builds it
+        with ``mask=False``; RSV1 only if compressed as this connection's
+        permessage-deflate would without context takeover (see
+        :mod:`tether.topics.fanout`). Raise :class:`InvalidState` unless the
         connection is open, no fragmented message is being sent and
         :attr:`shares_frames` is true.
         """

@@ -5,6 +5,7 @@ from tether.sync.client import ClientConnection, connect, reconnect
 from tether.sync.connection import Connection
 from tether.sync.router import Router, route
 from tether.sync.server import Server, ServerConnection, serve
+from tether.sync.topics import Topics
 
 __all__ = [
     "ClientConnection",
@@ -12,6 +13,7 @@ __all__ = [
     "Router",
     "Server",
     "ServerConnection",
+    "Topics",
     "basic_auth",
     "connect",
     "reconnect",

@@ -51,7 +51,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, Self, cast
 
@@ -65,7 +65,7 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
 from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
-from tether.sending import Data, Fragments, is_single, send_data
+from tether.sending import Data, Fragments, is_single, run_closed_hooks, send_data
 from tether.sync.scheduler import Timer, scheduler
 from tether.sync.watcher import watcher
 
@@ -141,6 +141,10 @@ class Connection(ConnectionAttributes):
     """
 
     default_logger = "tether"
+
+    # Called with the connection once it is closed, by whoever asked (topics).
+    # A class attribute until then: most connections never need one.
+    _on_closed: list[Callable[[Any], None]] | None = None
 
     def __init__(
         self,
@@ -1021,6 +1025,8 @@ class Connection(ConnectionAttributes):
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
         self.logger.debug("connection closed: %s", self.protocol.close_exc())
+        if self._on_closed is not None:
+            run_closed_hooks(self)
         if close_socket:
             # Only this thread reads (it holds the read token): a writer may
             # still be at work, though.
