@@ -36,6 +36,11 @@ __all__ = ["RedisBroker"]
 _DOWN = (RedisError, OSError, asyncio.TimeoutError, EOFError)
 
 
+def _ignore_outcome(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class RedisBroker(Broker):
     """A broker on Redis pub/sub, for :class:`~tether.Topics` in many processes and machines.
 
@@ -156,6 +161,8 @@ class RedisBroker(Broker):
                 for client in (pubsub, subscriber, publisher):
                     with contextlib.suppress(*_DOWN):
                         await client.aclose()
+            if self._closed:
+                return
             # Full jitter: processes that lost Redis together don't come back together.
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.max_backoff)
@@ -167,7 +174,7 @@ class RedisBroker(Broker):
         reader: asyncio.Task[None] | None = None
         first = True
         try:
-            while True:
+            while not self._closed:
                 changed.clear()
                 wanted = set(self._wanted)
                 add = [self._channel(t) for t in wanted - self._active]
@@ -199,9 +206,10 @@ class RedisBroker(Broker):
                     raise ConnectionError("Redis subscription ended")
         finally:
             if reader is not None:
+                # Not awaited: a read of redis-py may swallow the cancellation.
+                # Closing the connection, which the caller does next, ends it.
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_DOWN):
-                    await reader
+                reader.add_done_callback(_ignore_outcome)
 
     async def _read(self, pubsub: PubSub) -> None:
         prefix = len(self.prefix)
@@ -220,7 +228,13 @@ class RedisBroker(Broker):
         """Disconnect from Redis."""
         self._closed = True
         task = self._task
-        if task is not None:
+        if task is None:
+            return
+        # Told rather than cancelled: redis-py may swallow a cancellation.
+        assert self._changed is not None
+        self._changed.set()
+        await asyncio.wait([task], timeout=self.max_backoff + 1)
+        if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
