@@ -51,7 +51,7 @@ _BUILTINS = "|".join(name for name in dir(builtins) if not name.startswith("_"))
 _STDLIB = "|".join(sorted(name for name in sys.stdlib_module_names if not name.startswith("_")))
 nitpick_ignore_regex = [
     # The standard library, and the libraries tether works with.
-    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn)(\..*)?"),
+    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn|redis)(\..*)?"),
     # Builtins and typing names, as annotations show them.
     (
         "py:.*",
@@ -61,7 +61,7 @@ nitpick_ignore_regex = [
         rf"{_BUILTINS})",
     ),
     # Type variables and private bases, which autodoc does not document.
-    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|CheckResult|Conn|Handler|_\w+)"),
+    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|CheckResult|Conn|Handler|_\w+)"),
 ]
 
 html_theme = "furo"

@@ -31,7 +31,7 @@ class Topics(BaseTopics[Connection]):
     skipped (``slow="drop"``) or closed with 1013 (``slow="close"``), and
     never slows the others. :meth:`set_policy` chooses per topic.
 
-    With a ``broker``, such as :class:`~tether.topics.RedisBroker`, messages
+    With a ``broker``, such as :class:`~tether.topics.redis.RedisBroker`, messages
     reach the subscribers of every process using the same broker, and this
     process listens only to the topics it has subscribers for. Delivery to
     other processes is at most once.

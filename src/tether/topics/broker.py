@@ -7,7 +7,7 @@ publishes (:meth:`Broker.publish`); the broker hands messages published
 elsewhere to its receiver. The process that publishes delivers to its own
 subscribers itself: a broker never echoes a message back to its origin.
 Delivery is at most once: what a broker cannot carry is counted in
-:attr:`~tether.topics.TopicStats.undelivered` and lost.
+:attr:`~tether.topics.registry.TopicStats.undelivered` and lost.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class Prepared:
     def frame_for(self, protocol: Connection) -> bytes | None:
         """The shared bytes to write to ``protocol``, or ``None`` if it must encode its own.
 
-        ``None`` means: send :attr:`payload` through the engine, as
+        ``None`` means: send the payload through the engine, as
         :meth:`send_to` does.
         """
         if not protocol.shares_frames:

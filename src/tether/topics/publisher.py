@@ -23,7 +23,7 @@ class RedisPublisher:
         publisher.publish("room:42", "hello")
 
     ``url``, ``prefix`` and ``sharded`` must match those of the
-    :class:`~tether.topics.RedisBroker` of the servers; other keyword
+    :class:`~tether.topics.redis.RedisBroker` of the servers; other keyword
     arguments go to :class:`redis.Redis`. Errors of redis-py propagate:
     the caller decides whether a message that could not be published matters.
     """

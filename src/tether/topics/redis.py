@@ -5,7 +5,7 @@ Redis only to the topics it has subscribers for, over one connection; it
 publishes over another. Redis pub/sub delivers at most once: a message
 published while a process is disconnected from Redis never reaches that
 process. When Redis goes away, local delivery goes on, what could not be
-published is counted in :attr:`~tether.topics.TopicStats.undelivered`, and
+published is counted in :attr:`~tether.topics.registry.TopicStats.undelivered`, and
 the broker reconnects with exponential backoff, then subscribes again to
 every topic it needs.
 

@@ -60,6 +60,7 @@ class TopicStats:
 
 
 C = TypeVar("C", bound=Closable)
+"""The type of connections: asyncio or threading."""
 
 
 def _check_topic(topic: object) -> str:
