@@ -43,6 +43,11 @@ autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
 python_use_unqualified_type_names = True
+# Names that modules import under another name for their annotations only.
+autodoc_type_aliases = {
+    "asyncio_connect": "tether.asyncio.client.connect",
+    "SyncClientConnection": "tether.sync.client.ClientConnection",
+}
 
 # Every reference must resolve (``-n``). The standard library and third-party
 # names cannot, offline, without intersphinx: they are listed here.

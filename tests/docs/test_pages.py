@@ -17,14 +17,14 @@ import doctest
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.docs.programs import DEMO_PORT, DOCS, EXAMPLE_PORT, ROOT, WAIT, free_port
-from tether.sync import ServerConnection, serve
+from tether.sync import ServerConnection
+from tether.testing import start_sync_server
 
 # The FAQ's answers have a test of their own, which checks what each prints.
 OWN_TESTS = {DOCS / "client-faq.md"}
@@ -49,18 +49,16 @@ def programs(path: Path) -> list[tuple[str, str | None]]:
 
 @pytest.fixture(scope="module")
 def echo_port() -> Iterator[int]:
-    """A threading echo server, standing in for the demo server and for the examples'."""
+    """A threading echo server, standing in for the demo server."""
 
     def echo(websocket: ServerConnection) -> None:
         for message in websocket:
             websocket.send(message)
 
-    with serve(echo, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield server.socket.getsockname()[1]
-        server.shutdown()
-        thread.join(WAIT)
+    server = start_sync_server(echo)
+    yield server.port
+    server.stop()
+    assert server.errors == []
 
 
 def run_block(code: str, port: int) -> subprocess.CompletedProcess[str]:
