@@ -111,6 +111,19 @@ def _server_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=int, default=8765, help="the port to listen on; 0 picks one (default: 8765)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N processes sharing the port (default: 1)",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the chat rooms through Redis, e.g. redis://localhost:6379/0 "
+        "(needs tether[redis])",
+    )
     return parser
 
 
@@ -121,7 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tether.cli.server import run_server  # noqa: PLC0415
 
         served = _server_parser().parse_args(args[1:])
-        return run_server(served.host, served.port, sys.stdout)
+        if served.workers < 1:
+            _server_parser().error("--workers must be at least 1")
+        return run_server(
+            served.host, served.port, sys.stdout, workers=served.workers, redis=served.redis
+        )
 
     from tether.cli.client import ClientOptions, parse_header, run_client  # noqa: PLC0415
 

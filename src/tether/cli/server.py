@@ -1,22 +1,31 @@
-"""``tether serve``: the demo server, with an echo endpoint, a chat room and a chat page."""
+"""``tether serve``: the demo server, with an echo endpoint, chat rooms and a chat page.
+
+With ``--workers N`` it runs N processes on the port (:mod:`tether.workers`);
+with ``--redis URL`` their chat rooms are shared through Redis.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.resources
+import logging
 import os
 import shutil
 import signal
+import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from tether.asyncio.broadcast import broadcast
 from tether.asyncio.router import route
-from tether.asyncio.server import ServerConnection
+from tether.asyncio.server import ServerConnection, serve
+from tether.asyncio.topics import Topics
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Request, Response
+from tether.topics.broker import Broker
 
 __all__ = ["Demo", "run_server"]
 
@@ -26,11 +35,15 @@ def _page() -> bytes:
 
 
 class Demo:
-    """The endpoints of the demo: ``/echo``, ``/chat``, and the page at ``/``."""
+    """The endpoints of the demo: ``/echo``, ``/chat``, ``/chat/{room}``, and the page at ``/``.
 
-    def __init__(self) -> None:
-        self.room: set[ServerConnection] = set()
-        """The connections in the chat room."""
+    With a ``broker``, the chat rooms are shared with the other processes
+    using it.
+    """
+
+    def __init__(self, broker: Broker | None = None) -> None:
+        self.topics = Topics(broker=broker)
+        """The chat rooms: one topic each."""
         self.page = _page()
 
     async def echo(self, ws: ServerConnection) -> None:
@@ -38,14 +51,16 @@ class Demo:
         async for message in ws:
             await ws.send(message)
 
-    async def chat(self, ws: ServerConnection) -> None:
+    async def chat(self, ws: ServerConnection, room: str = "") -> None:
         """Send every message to everyone in the room, its sender included."""
-        self.room.add(ws)
-        try:
-            async for message in ws:
-                broadcast(self.room, message)
-        finally:
-            self.room.discard(ws)
+        topic = f"chat:{room}"
+        self.topics.subscribe(ws, topic)
+        async for message in ws:
+            await self.topics.publish(topic, message)
+
+    def routes(self) -> dict[str, Callable[..., Awaitable[None]]]:
+        """The WebSocket endpoints by path."""
+        return {"/echo": self.echo, "/chat": self.chat, "/chat/{room}": self.chat}
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer a plain HTTP request for ``/`` with the page; let WebSocket requests through."""
@@ -88,38 +103,95 @@ def _command() -> str:
     return str(script)
 
 
-def run_server(host: str, port: int, stdout: TextIO) -> int:
-    """Run the demo server until Ctrl-C or SIGTERM; return the exit status."""
+def run_server(
+    host: str,
+    port: int,
+    stdout: TextIO,
+    *,
+    workers: int = 1,
+    redis: str | None = None,
+) -> int:
+    """Run the demo server until Ctrl-C or SIGTERM; return the exit status.
+
+    With ``workers`` over 1, that many processes share the port; with a
+    ``redis`` URL, chat rooms are shared through Redis.
+    """
+    if workers > 1:
+        return _run_workers(host, port, stdout, workers, redis)
     try:
-        asyncio.run(_serve(host, port, stdout))
+        asyncio.run(_serve(host, port, stdout, redis))
     except KeyboardInterrupt:
         pass  # Without signal handlers (on Windows), Ctrl-C ends the loop this way.
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        print(f"tether: cannot listen on {_url_host(host)}:{port}: {reason}", file=sys.stderr)
+        _cannot_listen(host, port, exc)
         return 1
     print("Server stopped.", file=stdout, flush=True)
     return 0
 
 
-async def _serve(host: str, port: int, stdout: TextIO) -> None:
-    demo = Demo()
-    routes = {"/echo": demo.echo, "/chat": demo.chat}
-    async with route(routes, host, port, process_request=demo.process_request) as server:
+def _cannot_listen(host: str, port: int, exc: OSError) -> None:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    print(f"tether: cannot listen on {_url_host(host)}:{port}: {reason}", file=sys.stderr)
+
+
+def _banner(host: str, port: int, stdout: TextIO, note: str = "") -> None:
+    address = f"{_url_host(host)}:{port}"
+    command = _command()
+    print(
+        f"tether demo server listening on {address}{note}\n"
+        f"  Chat in a browser:   http://{address}/\n"
+        f"  Chat in a terminal:  {command} ws://{address}/chat\n"
+        f"  Echo:                {command} ws://{address}/echo\n"
+        "Press Ctrl-C to stop.",
+        file=stdout,
+        flush=True,
+    )
+
+
+def _broker(redis: str | None) -> Broker | None:
+    if redis is None:
+        return None
+    from tether.topics.redis import RedisBroker  # noqa: PLC0415
+
+    return RedisBroker(redis)
+
+
+def demo_server(host: str, port: int, redis: str | None, **kwargs: Any) -> serve:
+    """The demo's server in one worker process: a new :class:`Demo`, the rooms on ``redis``."""
+    demo = Demo(_broker(redis))
+    return route(demo.routes(), host, port, process_request=demo.process_request, **kwargs)
+
+
+def _run_workers(host: str, port: int, stdout: TextIO, workers: int, redis: str | None) -> int:
+    from tether.workers import Supervisor  # noqa: PLC0415
+
+    # Crashed and killed workers are news for whoever runs the command.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tether serve: %(message)s"))
+    workers_logger = logging.getLogger("tether.workers")
+    workers_logger.addHandler(handler)
+    workers_logger.setLevel(logging.WARNING)
+    if port == 0:
+        # Each worker would get a port of its own: choose one for all.
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    supervisor = Supervisor(functools.partial(demo_server, host, port, redis), workers)
+    note = f" with {workers} workers" + (f", rooms shared through {redis}" if redis else "")
+    supervisor.on_ready = lambda: _banner(host, port, stdout, note)
+    status = supervisor.run()
+    print("Server stopped.", file=stdout, flush=True)
+    return status
+
+
+async def _serve(host: str, port: int, stdout: TextIO, redis: str | None = None) -> None:
+    demo = Demo(_broker(redis))
+    async with route(demo.routes(), host, port, process_request=demo.process_request) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
-        address = f"{_url_host(host)}:{bound}"
-        command = _command()
-        print(
-            f"tether demo server listening on {address}\n"
-            f"  Chat in a browser:   http://{address}/\n"
-            f"  Chat in a terminal:  {command} ws://{address}/chat\n"
-            f"  Echo:                {command} ws://{address}/echo\n"
-            "Press Ctrl-C to stop.",
-            file=stdout,
-            flush=True,
-        )
+        _banner(host, bound, stdout)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, server.close)
         await server.serve_forever()
+    await demo.topics.aclose()

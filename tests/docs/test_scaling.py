@@ -1,0 +1,62 @@
+"""The workers example of the scaling guide, run for real: four processes and a redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tether
+from tests.docs.programs import EXAMPLE_PORT, EXAMPLES, WAIT, free_port, source, wait_listening
+from tests.topics.servers import RedisServer
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_workers_example(redis_server: RedisServer, tmp_path: Path) -> None:
+    port = free_port()
+    # A file, not ``python -c``: each worker imports the program's module.
+    program = tmp_path / "workers.py"
+    program.write_text(source(EXAMPLES / "scaling" / "workers.py", {EXAMPLE_PORT: port}))
+    process = subprocess.Popen(
+        [sys.executable, str(program), redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await asyncio.to_thread(wait_listening, port, process)
+        uri = f"ws://127.0.0.1:{port}/rooms/42"
+        clients = [await tether.connect(uri, open_timeout=WAIT) for _ in range(8)]
+        # Each worker with someone in the room subscribes to it in Redis once.
+        async with asyncio.timeout(WAIT):
+            for _ in range(60):
+                if await asyncio.to_thread(redis_server.numsub, "tether:42") >= 2:
+                    break
+                clients.append(await tether.connect(uri, open_timeout=WAIT))
+        assert await asyncio.to_thread(redis_server.numsub, "tether:42") >= 2
+        await clients[0].send("to every worker")
+        for client in clients:
+            assert await client.recv(timeout=WAIT) == "to every worker"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, WAIT) == 0
+        for client in clients:
+            await asyncio.wait_for(client.wait_closed(), WAIT)
+            assert client.close_code == 1001
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=WAIT)
