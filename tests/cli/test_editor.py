@@ -156,8 +156,15 @@ def test_parse_header() -> None:
 def test_connect_errors_in_one_line() -> None:
     uri = "wss://example.test/"
     assert connect_error(uri, TimeoutError(), 2.5) == f"timed out connecting to {uri} after 2.5 s"
-    message = connect_error(uri, InvalidMessage("closed during the handshake"), 1)
-    assert message == "the opening handshake failed: closed during the handshake"
+    closed = InvalidMessage("connection closed while reading the status line")
+    closed.__cause__ = EOFError()
+    message = connect_error(uri, closed, 1)
+    assert message == "the server closed the connection without answering the WebSocket handshake"
+    message = connect_error(uri, InvalidMessage("invalid status code in status line: b'x'"), 1)
+    assert message == (
+        f"{uri} is not a WebSocket server: its answer is not a valid HTTP/1.1 handshake "
+        "response (invalid status code in status line: 'x')"
+    )
     failure = ssl.SSLCertVerificationError(1, "certificate verify failed")
     failure.verify_message = "self-signed certificate"
     assert connect_error(uri, failure, 1) == (

@@ -21,6 +21,9 @@ On a terminal, type messages and press Enter to send them; incoming messages
 show above the prompt; Ctrl-D closes the connection with 1000. When stdin is
 not a terminal (or with --batch), each line of stdin is sent as a message and
 each message received is printed on one line (binary ones in hexadecimal).
+With --jsonl, every line is one JSON value instead, so that messages holding
+newlines stay apart: a text message is a JSON string, a binary one
+{"binary": "<base64>"}.
 
 Run `tether serve` for a demo server with /echo, /chat and a chat page at /.
 Exit status: 0 after a 1000 or 1001 close, 1 on failure, 2 on a usage error.
@@ -72,6 +75,14 @@ def _client_parser() -> argparse.ArgumentParser:
         "--batch",
         action="store_true",
         help="send stdin's lines and print replies, even on a terminal",
+    )
+    parser.add_argument(
+        "--jsonl",
+        action="store_true",
+        help=(
+            "batch mode with one JSON value per line, in and out: a text message is a "
+            'JSON string, a binary one {"binary": "<base64>"}'
+        ),
     )
     parser.add_argument(
         "--wait",
@@ -156,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         compression=namespace.compression,
         insecure=namespace.insecure,
         timeout=namespace.timeout,
-        batch=namespace.batch,
+        batch=namespace.batch or namespace.jsonl,
         wait=namespace.wait,
+        jsonl=namespace.jsonl,
     )
     return run_client(options, sys.stdin, sys.stdout, sys.stderr)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
+import json
 import os
+import re
 import signal
 import ssl
 import threading
@@ -17,12 +20,20 @@ from tether.asyncio.client import ClientConnection, connect
 from tether.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
+    InvalidMessage,
     InvalidStatus,
     InvalidURI,
 )
 from tether.protocol.close import Close
 
-__all__ = ["ClientOptions", "describe_close", "format_message", "run_client"]
+__all__ = [
+    "ClientOptions",
+    "describe_close",
+    "format_json_line",
+    "format_message",
+    "parse_json_line",
+    "run_client",
+]
 
 # Exit statuses.
 OK = 0
@@ -45,6 +56,7 @@ class ClientOptions:
     timeout: float = 10.0
     batch: bool = False
     wait: float = 1.0
+    jsonl: bool = False
 
 
 def format_message(message: str | bytes) -> str:
@@ -54,6 +66,27 @@ def format_message(message: str | bytes) -> str:
     shown = message[:_HEX_LIMIT].hex(" ")
     more = " ..." if len(message) > _HEX_LIMIT else ""
     return f"[binary, {len(message)} bytes] {shown}{more}"
+
+
+def format_json_line(message: str | bytes) -> str:
+    """One JSON value for a message: a string for text, ``{"binary": base64}`` for binary."""
+    if isinstance(message, str):
+        return json.dumps(message, ensure_ascii=False)
+    return json.dumps({"binary": base64.b64encode(message).decode("ascii")})
+
+
+def parse_json_line(line: str) -> str | bytes:
+    """Read one line of ``--jsonl`` input: the inverse of :func:`format_json_line`.
+
+    Raise :class:`ValueError` for anything but a JSON string or an object
+    whose only key is ``binary``, holding base64.
+    """
+    value = json.loads(line)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.keys() == {"binary"} and isinstance(value["binary"], str):
+        return base64.b64decode(value["binary"], validate=True)
+    raise ValueError('expected a JSON string or {"binary": "<base64>"}')
 
 
 def describe_close(ws: ClientConnection) -> str:
@@ -96,18 +129,55 @@ async def _open(options: ClientOptions) -> ClientConnection:
     )
 
 
+# OpenSSL's reasons when the peer's first bytes are not TLS: a plain server.
+_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "HTTP_REQUEST",
+        "UNKNOWN_PROTOCOL",
+        "RECORD_LAYER_FAILURE",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LENGTH_MISMATCH",
+    }
+)
+
+
+def _plain(detail: str) -> str:
+    """Show the bytes literals of a library message as text: b'HTTP/1.0' as 'HTTP/1.0'."""
+    return re.sub(r"\bb('(?:[^'\\]|\\.)*')", r"\1", detail)
+
+
 def connect_error(uri: str, exc: BaseException, timeout: float) -> str | None:
     """One line explaining why connecting failed, or ``None`` for an unexpected error."""
     if isinstance(exc, InvalidStatus):
         response = exc.response
+        status = f"HTTP {response.status_code} {response.reason_phrase}"
+        if response.status_code < 400:
+            # 200 and the like: a web server that ignored the upgrade.
+            return (
+                f"{uri} is not a WebSocket endpoint: the server answered {status} "
+                "instead of switching to WebSocket"
+            )
+        return f"the server refused the WebSocket connection: {status}"
+    if isinstance(exc, InvalidMessage):
+        if isinstance(exc.__cause__, EOFError):
+            return "the server closed the connection without answering the WebSocket handshake"
         return (
-            f"the server refused the WebSocket connection: "
-            f"HTTP {response.status_code} {response.reason_phrase}"
+            f"{uri} is not a WebSocket server: its answer is not a valid HTTP/1.1 "
+            f"handshake response ({_plain(str(exc))})"
         )
     if isinstance(exc, InvalidHandshake):
         return f"the opening handshake failed: {exc}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message} (--insecure skips it)"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or exc.strerror or type(exc).__name__
+        if reason in _NOT_TLS:
+            return (
+                f"TLS handshake failed ({reason}): the server does not speak TLS; "
+                "for a plain server, use ws:// instead of wss://"
+            )
+        return f"TLS handshake failed: {reason}"
     if isinstance(exc, TimeoutError):
         return f"timed out connecting to {uri} after {timeout:g} s"
     if isinstance(exc, OSError):
@@ -147,6 +217,7 @@ async def _client(
         print(f"tether: {message}", file=stderr)
         return FAILED
     stop = asyncio.Event()
+    input_ok = True
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
@@ -154,7 +225,7 @@ async def _client(
         if interactive:
             await _interactive(ws, options.uri, stdin, stdout, stop)
         else:
-            await _batch(ws, options.wait, stdin, stdout, stop)
+            input_ok = await _batch(ws, options, stdin, stdout, stderr, stop=stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
@@ -163,13 +234,17 @@ async def _client(
         print(f"Connection closed: {describe_close(ws)}.", file=stdout, flush=True)
     elif not _closed_ok(ws):
         print(f"tether: connection closed: {describe_close(ws)}", file=stderr, flush=True)
-    return OK if _closed_ok(ws) else FAILED
+    return OK if _closed_ok(ws) and input_ok else FAILED
 
 
-async def _receive(ws: ClientConnection, show: Callable[[str], None]) -> None:
+async def _receive(
+    ws: ClientConnection,
+    show: Callable[[str], None],
+    render: Callable[[str | bytes], str] = format_message,
+) -> None:
     try:
         async for message in ws:
-            show(format_message(message))
+            show(render(message))
     except ConnectionClosed:
         pass
 
@@ -214,34 +289,52 @@ async def _interactive(
 
 async def _batch(
     ws: ClientConnection,
-    wait: float,
+    options: ClientOptions,
     stdin: TextIO,
     stdout: TextIO,
+    stderr: TextIO,
+    *,
     stop: asyncio.Event,
-) -> None:
+) -> bool:
+    """Send stdin's lines and print what comes; return ``False`` if a line was unusable."""
+
     def show(line: str) -> None:
         stdout.write(line + "\n")
         stdout.flush()
 
-    receiver = asyncio.create_task(_receive(ws, show))
+    receiver = asyncio.create_task(
+        _receive(ws, show, format_json_line if options.jsonl else format_message)
+    )
     stopped = asyncio.create_task(stop.wait())
     lines = _read_lines(stdin)
+    number = 0
     try:
         while True:
             next_line = asyncio.create_task(lines.get())
             await _first(next_line, receiver, stopped)
             if not next_line.done():
                 next_line.cancel()
-                return
+                return True
             line = next_line.result()
             if line is None:
                 break
+            number += 1
+            message: str | bytes = line
+            if options.jsonl:
+                try:
+                    message = parse_json_line(line)
+                except ValueError as exc:
+                    print(f"tether: --jsonl: line {number} of stdin: {exc}", file=stderr)
+                    return False
             try:
-                await ws.send(line)
+                await ws.send(message)
             except ConnectionClosed:
-                return
+                return True
         # stdin is over: replies may still be on their way.
-        await asyncio.wait([receiver, stopped], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [receiver, stopped], timeout=options.wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        return True
     finally:
         stopped.cancel()
         await ws.close()
