@@ -9,7 +9,10 @@ permessage-deflate only when the workload asks for it.
 Library names: ``tether``, ``websockets`` and ``aiohttp`` run on asyncio's
 default loop, a ``-uvloop`` suffix puts them on uvloop, ``-sync`` is the
 threading API; ``picows`` runs on uvloop (its recommended set-up);
-``websocket-client`` is a client only.
+``websocket-client`` is a client only. ``uvicorn-sansio``, ``uvicorn-wsproto``
+and ``uvicorn-tether`` are servers only: the same Starlette app under uvicorn
+with each ``--ws`` (:mod:`bench.asgi`), and ``granian`` the same app under
+granian, where it is installed.
 
 Each process imports only the library it runs, so one library's import cost
 and memory never show up in another's figures: hence the imports inside
@@ -27,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bench.asgi import GRANIAN
 from bench.workloads import (
     MAX_SIZE,
     AsyncConn,
@@ -48,7 +52,7 @@ class Library:
     """A library set-up under test."""
 
     name: str
-    flavor: str  # asyncio | uvloop | sync
+    flavor: str  # asyncio | uvloop | sync | asgi
     server: bool = True
     client: bool = True
     deflate: bool = True
@@ -66,6 +70,10 @@ LIBRARIES = {
         Library("aiohttp", "asyncio"),
         Library("picows", "uvloop", deflate=False),
         Library("websocket-client", "sync", server=False, deflate=False),
+        Library("uvicorn-sansio", "asgi", client=False),
+        Library("uvicorn-wsproto", "asgi", client=False),
+        Library("uvicorn-tether", "asgi", client=False),
+        *([Library("granian", "asgi", client=False)] if GRANIAN else []),
     ]
 }
 
@@ -272,6 +280,16 @@ def serve(name: str, ready: Ready) -> None:
     """Run library ``name``'s echo server until the process ends."""
     if name in SYNC_SERVERS:
         SYNC_SERVERS[name](ready)
+        return
+    if name == "granian":
+        from bench.asgi import serve_granian
+
+        serve_granian(ready)
+        return
+    if LIBRARIES[name].flavor == "asgi":
+        from bench.asgi import serve_uvicorn
+
+        serve_uvicorn(name, ready)
         return
     base = name.removesuffix("-uvloop")
     run_loop(ASYNC_SERVERS[base](ready), LIBRARIES[name].flavor == "uvloop")

@@ -6,10 +6,12 @@ server pinned to CPU 0 and the client to CPU 1, talking over loopback.
 
 Three matrices: each library against itself (``self``), every client against
 one fixed server (``clients``) and every server against one fixed client
-(``servers``). The fixed peer is picows on uvloop, whose C parser costs the
-least CPU, so the library under test is what the figures measure; picows has
-no permessage-deflate, so for compressed workloads the fixed peer is tether on
-uvloop.
+(``servers``); a fourth, ``asgi``, runs one Starlette echo app under uvicorn
+with each WebSocket implementation (``--ws``) against the fixed client, and
+compares them with uvicorn's default, ``websockets-sansio``. The fixed peer
+is picows on uvloop, whose C parser costs the least CPU, so the library under
+test is what the figures measure; picows has no permessage-deflate, so for
+compressed workloads the fixed peer is tether on uvloop.
 
 Single-connection echo rates on a small VM are bounded by the wake-ups
 crossing CPUs, so CPU time per message of each process is reported next to
@@ -50,8 +52,15 @@ RESULTS = ROOT / "bench" / "results"
 FIXED = "picows"
 FIXED_DEFLATE = "tether-uvloop"
 PICOWS = "picows"
-WEBSOCKETS = {"asyncio": "websockets", "uvloop": "websockets-uvloop", "sync": "websockets-sync"}
+WEBSOCKETS = {
+    "asyncio": "websockets",
+    "uvloop": "websockets-uvloop",
+    "sync": "websockets-sync",
+    # uvicorn's default WebSocket implementation is built on websockets.
+    "asgi": "uvicorn-sansio",
+}
 MATRICES = ("self", "clients", "servers")
+ASGI = ("asgi",)
 SERVER_CORE, CLIENT_CORE = 0, 1
 # Time for a server to settle (buffers freed, lazy allocations done) before
 # its memory is read with the idle connections open.
@@ -119,6 +128,12 @@ def plans(full: bool) -> list[Plan]:
             Workload("memory 5000 idle deflate", "memory", compress=True, conns=5000, seconds=120),
             ("servers",),
         ),
+        Plan(
+            echo("ASGI echo 16 B", 16, 200_000),
+            ASGI,
+            title="ASGI: a Starlette echo app under uvicorn, each --ws (x ws: websockets-sansio)",
+        ),
+        Plan(Workload("ASGI handshakes", "handshake", count=100_000, seconds=s), ASGI),
     ]
     if full:
         return everything
@@ -131,6 +146,8 @@ def plans(full: bool) -> list[Plan]:
         "100 conns 1 KiB": ("self",),
         "handshakes, sequential": ("self",),
         "memory 1000 idle": ("servers",),
+        "ASGI echo 16 B": ASGI,
+        "ASGI handshakes": ASGI,
     }
     return [
         Plan(p.workload, quick[p.workload.name], p.title)
@@ -148,6 +165,8 @@ def members(matrix: str, workload: Workload) -> list[Library]:
     """The libraries measured in one matrix for one workload."""
     libs = []
     for lib in LIBRARIES.values():
+        if (matrix == "asgi") != (lib.flavor == "asgi"):
+            continue
         if workload.compress and not lib.deflate:
             continue
         if matrix == "self" and not (lib.server and lib.client):
@@ -166,6 +185,7 @@ def pair(matrix: str, lib: str, workload: Workload) -> tuple[str, str]:
         return lib, lib
     if matrix == "clients":
         return lib, fixed_peer(workload)
+    # servers and asgi: the library's server, the fixed client.
     return fixed_peer(workload), lib
 
 
@@ -401,6 +421,7 @@ def rows(
                     "self": f["client_us"] + f["server_us"],
                     "clients": f["client_us"],
                     "servers": f["server_us"],
+                    "asgi": f["server_us"],
                 }
                 return side[matrix]
 
@@ -444,7 +465,8 @@ def render(all_plans: list[Plan], table: list[dict[str, Any]]) -> str:
         "rate: messages (or handshakes) per second; cli/srv: CPU microseconds per message of",
         "the client/server process; x ws / x pw: times better than websockets (same loop kind)",
         "/ picows in the same run, on rate and on CPU (self: client + server CPU; clients:",
-        "client CPU; servers: server CPU). Medians over the repetitions.",
+        "client CPU; servers and asgi: server CPU). Medians over the repetitions. ASGI rows",
+        "compare with uvicorn's websockets-sansio instead of websockets.",
     ]
     header = (
         f"  {'library':<18} {'rate':>9} {'cli us':>8} {'srv us':>8} {'p50':>6} {'p99':>6}"
@@ -460,6 +482,7 @@ def render(all_plans: list[Plan], table: list[dict[str, Any]]) -> str:
                 "self": "each library against itself",
                 "clients": f"clients against the {fixed} server",
                 "servers": f"servers against the {fixed} client",
+                "asgi": f"uvicorn's --ws implementations against the {fixed} client",
             }[matrix]
             lines += ["", f"{w.name} -- {where}"]
             memory = w.kind == "memory"
@@ -492,7 +515,8 @@ def render(all_plans: list[Plan], table: list[dict[str, Any]]) -> str:
 def versions() -> dict[str, str]:
     """Installed versions of tether and the peers."""
     out = {"python": platform.python_version()}
-    for package in ("tether", "websockets", "aiohttp", "picows", "websocket-client", "uvloop"):
+    packages = ("tether", "websockets", "aiohttp", "picows", "websocket-client", "uvloop")
+    for package in (*packages, "uvicorn", "starlette", "wsproto", "httptools", "granian"):
         try:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -7,6 +7,7 @@ the adapters from rotting.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from bench.run import Plan, measure, render, rows
@@ -38,3 +39,22 @@ def test_memory_per_connection_is_measured() -> None:
     # per connection, which must be positive and far below a megabyte.
     per_connection = asyncio.run(memory.measure("asyncio", False, 50, exchange=True))
     assert 0 < per_connection < 1 << 20
+
+
+def test_asgi_row_runs() -> None:
+    # tether behind uvicorn, serving the Starlette echo app, against the fixed client.
+    workloads = [
+        Workload("ASGI echo 16 B", "echo", size=16, count=200, seconds=5),
+        Workload("ASGI handshakes", "handshake", count=20, seconds=5),
+    ]
+    with open(os.devnull, "w") as log:
+        measurements = measure("picows", "uvicorn-tether", workloads, reps=1, log=log)
+    for measurement in measurements:
+        assert measurement.error == ""
+        (rep,) = measurement.reps
+        assert rep["count"] == measurement.workload.count
+        assert rep["server_cpu"] > 0
+    plans = [Plan(workload, ("asgi",)) for workload in workloads]
+    results = {(m.workload.name, "picows", "uvicorn-tether"): m for m in measurements}
+    table = list(rows(plans, results))
+    assert [row["library"] for row in table] == ["uvicorn-tether"] * 2

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
@@ -62,6 +62,15 @@ _DONE = 4  # Nothing more for the application to send.
 
 _CONNECT: Message = {"type": "websocket.connect"}
 
+# uvicorn's own classes' settings: smaller windows and memory level than
+# zlib's defaults, for servers that hold many connections. A factory only
+# holds settings: every connection shares it.
+_DEFLATE = [
+    ServerPerMessageDeflateFactory(
+        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+    )
+]
+
 
 class WebSocketProtocol(asyncio.Protocol):
     """uvicorn's ``--ws`` protocol, on tether's engine: ``--ws tether.asgi:WebSocketProtocol``.
@@ -91,19 +100,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.connections: set[Any] = server_state.connections
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
         self.server_state = server_state
-        extensions = []
-        if config.ws_per_message_deflate:
-            # uvicorn's own classes' settings: smaller windows and memory level
-            # than zlib's defaults, for servers that hold many connections.
-            extensions.append(
-                ServerPerMessageDeflateFactory(
-                    server_max_window_bits=12,
-                    client_max_window_bits=12,
-                    compress_settings={"memLevel": 5},
-                )
-            )
         self.protocol = ServerProtocol(
-            extensions=extensions, max_size=config.ws_max_size, server_header=None
+            extensions=_DEFLATE if config.ws_per_message_deflate else None,
+            max_size=config.ws_max_size,
+            server_header=None,
         )
         """tether's engine for this connection."""
         self.ping_interval: float | None = config.ws_ping_interval or None
@@ -142,13 +142,18 @@ class WebSocketProtocol(asyncio.Protocol):
             # One read of compressed data must not inflate into more messages
             # than the queue holds: the engine keeps the rest, compressed.
             protocol.message_budget = self._budget()
-        only_messages = protocol.receive_data(data)
-        self._process(only_messages)
+        if protocol.receive_data(data) and self._disconnect is None:
+            # Nothing but whole messages, and nothing to send: the common case.
+            messages = self._messages
+            messages.extend_whole(protocol.events())
+            self._queued()
+            return
+        self._process()
 
     def eof_received(self) -> bool | None:
         """Tell the engine the client closed its side (asyncio calls this)."""
         self.protocol.receive_eof()
-        self._process(False)
+        self._process()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -213,25 +218,20 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # Engine events
 
-    def _process(self, only_messages: bool) -> None:
-        protocol = self.protocol
-        events = protocol.events()
+    def _process(self) -> None:
+        """Handle the engine's events, then write what it has to send."""
+        events = self.protocol.events()
         if events:
             if self._disconnect is not None:
                 # Messages after the disconnect the application will read (its
                 # own close, a shutdown) are dropped, as uvicorn's classes do.
-                others: list[Event] = [e for e in events if type(e) is CloseReceived]
-            elif only_messages:
-                self._messages.extend_whole(events)
-                others = []
+                others: Sequence[Event] = [e for e in events if type(e) is CloseReceived]
             else:
-                others = list(self._messages.extend(events))
-            if len(others) < len(events):
-                self._queued()
+                others = self._messages.extend(events)
+                if len(others) < len(events):
+                    self._queued()
             for event in others:
                 self._handle_event(event)
-        if only_messages:
-            return
         self._flush(replies=True)
 
     def _queued(self) -> None:
@@ -241,7 +241,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self._reading_paused = True
             if self.transport is not None and not self._replies_paused:
                 self.transport.pause_reading()
-        self._wake_receiver()
+        receiver = self._receiver
+        if receiver is not None and not receiver.done():
+            receiver.set_result(None)
 
     def _handle_event(self, event: Event) -> None:
         if type(event) is RequestReceived:
@@ -436,7 +438,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._response = None
         self.protocol.send_response(response)
         # Frames sent right after the request were parsed by now: hand them over.
-        self._process(False)
+        self._process()
         self._start_keepalive()
 
     def _close(self, code: int, reason: str | None) -> None:
@@ -494,7 +496,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if protocol.held_back and messages.low:
             protocol.message_budget = self._budget()
             protocol.resume_parsing()
-            self._process(False)
+            self._process()
         if self._reading_paused and not messages.full and not protocol.held_back:
             self._reading_paused = False
             if self.transport is not None and not self._replies_paused:
@@ -506,7 +508,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if protocol.held_back:
             protocol.message_budget = None
             protocol.resume_parsing()
-            self._process(False)
+            self._process()
         if self._reading_paused:
             self._reading_paused = False
             if self.transport is not None and not self._replies_paused:
