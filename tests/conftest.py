@@ -17,6 +17,13 @@ import trustme
 
 from tests.asgi.servers import Uvicorn, UvicornConfig
 
+from .soak_results import append
+
+ATTACKS = "tests/conformance/test_attacks"
+"""The modules of hostile peers, whose outcomes go to the soak report."""
+
+_attack_outcomes: dict[str, str] = {}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("soak", "load and fault tests at soak size (tests/load, tests/faults)")
@@ -30,8 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--soak-seconds",
         type=float,
-        default=420.0,
-        help="how long the rounds of the soak repeat, in all (default 420)",
+        default=240.0,
+        help="how long the rounds of the soak repeat, in all (default 240)",
     )
     group.addoption(
         "--soak-report",
@@ -91,3 +98,34 @@ def uvicorn_server() -> Iterator[Callable[[UvicornConfig], Uvicorn]]:
     finally:
         for server in servers.values():
             server.terminate()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Note how each test of the hostile peers ended, for the soak report."""
+    if report.nodeid.startswith(ATTACKS) and (report.when == "call" or report.failed):
+        _attack_outcomes[report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Add a row per module of hostile peers to the soak report: how many cases held."""
+    modules: dict[str, tuple[str, int, int]] = {}
+    for item in session.items:
+        outcome = _attack_outcomes.get(item.nodeid)
+        if outcome is None or not isinstance(item, pytest.Function):
+            continue
+        path = item.nodeid.split("::")[0]
+        doc = (item.module.__doc__ or path).strip().splitlines()[0]
+        _, passed, failed = modules.get(path, (doc, 0, 0))
+        modules[path] = (doc, passed + (outcome == "passed"), failed + (outcome != "passed"))
+    for path, (doc, passed, failed) in modules.items():
+        append(
+            session.config,
+            {
+                "section": "hostile",
+                "what": doc.rstrip("."),
+                "held": f"{passed} cases held" + (f", {failed} failed" if failed else ""),
+                "lost": 0,
+                "test": path,
+                "numbers": {"cases": passed + failed, "failed": failed},
+            },
+        )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["record"]
+__all__ = ["append", "record"]
 
 
 def record(
@@ -27,19 +27,23 @@ def record(
     **numbers: float | int | str,
 ) -> None:
     """Append one result of the running test, if ``--soak-report`` was given."""
-    path = request.config.getoption("soak_report", None)
-    if path is None:
-        return
-    soak = bool(request.config.getoption("soak", False))
     row = {
         "section": section,
         "what": what,
         "held": held,
         "lost": lost,
         "test": request.node.nodeid,
-        "soak": soak,
         "numbers": numbers,
     }
+    append(request.config, row)
+
+
+def append(config: pytest.Config, row: dict[str, object]) -> None:
+    """Append ``row`` to the ``--soak-report`` file, if any, noting whether ``--soak`` was on."""
+    path = config.getoption("soak_report", None)
+    if path is None:
+        return
+    row = {**row, "soak": bool(config.getoption("soak", False))}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as file:
         file.write(json.dumps(row, ensure_ascii=False) + "\n")

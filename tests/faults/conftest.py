@@ -11,7 +11,7 @@ import uvloop
 IMPAIRMENTS = [(0.05, 0.1, 3.0)]
 """Packet loss, latency each way (seconds) and how long to stream, for ``make test``."""
 
-SOAK_IMPAIRMENTS = [(0.01, 0.5, 30.0), (0.10, 0.1, 30.0), (0.10, 0.5, 30.0)]
+SOAK_IMPAIRMENTS = [(0.01, 0.5, 20.0), (0.10, 0.1, 20.0), (0.10, 0.5, 20.0)]
 """The long variants that ``--soak`` adds: the edges of 1-10 % and 100-500 ms."""
 
 

@@ -26,14 +26,6 @@ from contextlib import suppress
 
 BEHAVIOURS = ("silent", "partial", "drip", "drip-http")
 
-DESCRIPTIONS = {
-    "silent": "silent after TCP",
-    "partial": "stopped after 5 bytes of a TLS record",
-    "drip": "TLS hello dripped a byte at a time",
-    "drip-http": "HTTP request dripped a byte at a time after TLS",
-}
-"""The behaviours in words, for reports."""
-
 GRACE = 5.0
 """How long after ``open_timeout`` a stalled peer may still be connected: far
 less than the 60 seconds asyncio's TLS allows by default, and than the time

@@ -27,7 +27,6 @@ from tether.sync.server import ServerConnection as SyncServerConnection
 from ..soak_results import record
 from .slow_peers import (
     BEHAVIOURS,
-    DESCRIPTIONS,
     GRACE,
     insecure_client_context,
     stall_client,
@@ -102,41 +101,26 @@ async def drops_a_stalled_opening(
     behaviour: str,
     server_context: ssl.SSLContext,
     client_context: ssl.SSLContext,
-    request: pytest.FixtureRequest,
 ) -> None:
     async with tls_server(kind, server_context, OPEN_TIMEOUT) as (host, port):
         # Fails unless the server drops the peer well before a drip would end.
-        dropped = await stall_server(host, port, behaviour, OPEN_TIMEOUT + GRACE)
+        await stall_server(host, port, behaviour, OPEN_TIMEOUT + GRACE)
         await good_client(port, client_context)
-    record(
-        request,
-        "hostile",
-        f"TLS opening {DESCRIPTIONS[behaviour]} ({kind} server, open_timeout {OPEN_TIMEOUT} s)",
-        f"dropped after {dropped:.2f} s; the next client served",
-        0,
-        seconds=round(dropped, 2),
-    )
 
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 async def test_asyncio_server_drops_a_stalled_opening(
-    behaviour: str,
-    server_context: ssl.SSLContext,
-    client_context: ssl.SSLContext,
-    request: pytest.FixtureRequest,
+    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
 ) -> None:
-    await drops_a_stalled_opening("asyncio", behaviour, server_context, client_context, request)
+    await drops_a_stalled_opening("asyncio", behaviour, server_context, client_context)
 
 
 @ONE_LOOP
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 async def test_threading_server_drops_a_stalled_opening(
-    behaviour: str,
-    server_context: ssl.SSLContext,
-    client_context: ssl.SSLContext,
-    request: pytest.FixtureRequest,
+    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
 ) -> None:
-    await drops_a_stalled_opening("threading", behaviour, server_context, client_context, request)
+    await drops_a_stalled_opening("threading", behaviour, server_context, client_context)
 
 
 def enough_file_descriptors(needed: int) -> None:

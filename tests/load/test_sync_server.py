@@ -24,6 +24,7 @@ import pytest
 import tether.sync
 from tether.sync.server import Server
 
+from ..soak_results import record
 from .clients import (
     SERVER_OPTIONS,
     Streams,
@@ -90,7 +91,9 @@ async def threading_server(ledger: Ledger) -> AsyncIterator[tuple[Server, str]]:
     assert open_fds() <= fds
 
 
-async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> None:
+async def test_threading_server_exactly_once_and_nothing_left(
+    scale: Scale, request: pytest.FixtureRequest
+) -> None:
     ledger = Ledger()
     clients = range(scale.sync_connections)
     started = time.monotonic()
@@ -108,9 +111,21 @@ async def test_threading_server_exactly_once_and_nothing_left(scale: Scale) -> N
         len(clients) * scale.messages,
         time.monotonic() - started,
     )
+    record(
+        request,
+        "load",
+        f"{len(clients):,} connections at once to the threading server",
+        f"{len(clients) * scale.messages:,} messages each way in "
+        f"{time.monotonic() - started:.0f} s, each once and in order; no thread, socket or "
+        "connection left afterwards",
+        0,
+        connections=len(clients),
+    )
 
 
-async def test_threading_server_shutdown_under_load(scale: Scale) -> None:
+async def test_threading_server_shutdown_under_load(
+    scale: Scale, request: pytest.FixtureRequest
+) -> None:
     ledger = Ledger()
     clients = range(scale.sync_connections)
     async with threading_server(ledger) as (server, uri):
@@ -130,5 +145,15 @@ async def test_threading_server_shutdown_under_load(scale: Scale) -> None:
                 closed = time.monotonic() - closing
         streams.check(ledger, 1001)
         streams.report("threading", closed, ledger)
+        record(
+            request,
+            "load",
+            f"threading server shut down under {len(clients):,} streaming clients",
+            f"closed in {closed:.2f} s, every client saw 1001; {streams}; every echoed message "
+            "reached the handler once; no thread, socket or connection left",
+            0,
+            clients=len(clients),
+            seconds=round(closed, 2),
+        )
         # The server's checks on exit count the connections left: none of ours.
         del connections, streams
