@@ -34,8 +34,10 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     blocks = _python_blocks(ROOT / "README.md")
     assert len(blocks) >= 3
     for block in blocks:
-        # The examples use port 8765 for readability; a free port keeps tests apart.
-        code = block.replace("8765", str(_free_port()))
+        # 8765 is the demo's port (make run): the examples must not take it.
+        assert "8765" not in block
+        # They use 8766; a free port keeps tests apart.
+        code = block.replace("8766", str(_free_port()))
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     assert capsys.readouterr().out.count("Hello!") == 2
 
