@@ -48,6 +48,7 @@ at the top level of a module, or a :func:`functools.partial` of one.
 
 _RESTART_PAUSE_MAX = 10.0
 _STARTED_AT_ONCE = 1.0
+_PARENT_CHECK = 1.0
 
 
 async def drain(server: Server, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
@@ -84,9 +85,20 @@ async def _serve_worker(
     loop.add_signal_handler(signal.SIGHUP, stop, CloseCode.SERVICE_RESTART)
     ready.send(os.getpid())
     ready.close()
+    orphan = loop.create_task(_watch_parent(stop))
     await server.wait_closed()
+    orphan.cancel()
     if stopping:
         await stopping[0]
+
+
+async def _watch_parent(stop: Callable[[int], None]) -> None:
+    """Drain if the supervisor dies without telling: a worker never outlives it."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(_PARENT_CHECK)
+    logger.warning("worker %d: the supervisor is gone", os.getpid())
+    stop(CloseCode.GOING_AWAY)
 
 
 def _worker_main(factory: ServerFactory, ready: multiprocessing.connection.Connection) -> None:

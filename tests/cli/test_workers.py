@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -43,6 +44,16 @@ def workers_of(server: DemoServer) -> set[int]:
     return found
 
 
+def kill_all(server: DemoServer) -> None:
+    """Kill the supervisor and its workers, if the test left them running."""
+    if server.process.poll() is None:
+        for pid in workers_of(server):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.process.kill()
+        server.process.wait(WAIT)
+
+
 async def wait_until(predicate: object, what: str) -> None:
     deadline = time.monotonic() + WAIT
     while not await asyncio.to_thread(predicate):  # type: ignore[arg-type]
@@ -75,9 +86,7 @@ async def test_rooms_across_three_workers_then_drain(redis_server: RedisServer) 
             await asyncio.wait_for(client.wait_closed(), WAIT)
             assert client.close_code == 1001
     finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(WAIT)
+        kill_all(server)
 
 
 async def test_restart_with_1012_and_crashed_worker_replaced() -> None:
@@ -112,9 +121,7 @@ async def test_restart_with_1012_and_crashed_worker_replaced() -> None:
         assert status == 0
         assert "exited with -9; starting it again" in rest
     finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(WAIT)
+        kill_all(server)
 
 
 def test_at_least_one_worker() -> None:

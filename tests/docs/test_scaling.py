@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -36,18 +38,22 @@ async def test_workers_example(redis_server: RedisServer, tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own process group: the workers go with it if the test fails.
+        start_new_session=True,
     )
     try:
         await asyncio.to_thread(wait_listening, port, process)
         uri = f"ws://127.0.0.1:{port}/rooms/42"
         clients = [await tether.connect(uri, open_timeout=WAIT) for _ in range(8)]
-        # Each worker with someone in the room subscribes to it in Redis once.
+        # Each worker with someone in the room subscribes to it in Redis
+        # once: connect until all four are, so that none misses the message.
         async with asyncio.timeout(WAIT):
-            for _ in range(60):
-                if await asyncio.to_thread(redis_server.numsub, "tether:42") >= 2:
+            for _ in range(100):
+                if await asyncio.to_thread(redis_server.numsub, "tether:42") == 4:
                     break
                 clients.append(await tether.connect(uri, open_timeout=WAIT))
-        assert await asyncio.to_thread(redis_server.numsub, "tether:42") >= 2
+                await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(redis_server.numsub, "tether:42") == 4
         await clients[0].send("to every worker")
         for client in clients:
             assert await client.recv(timeout=WAIT) == "to every worker"
@@ -57,6 +63,6 @@ async def test_workers_example(redis_server: RedisServer, tmp_path: Path) -> Non
             await asyncio.wait_for(client.wait_closed(), WAIT)
             assert client.close_code == 1001
     finally:
-        if process.poll() is None:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.communicate(timeout=WAIT)
