@@ -1,7 +1,9 @@
-"""The Starlette and FastAPI applications the ASGI tests serve with uvicorn.
+"""The Starlette application the ASGI tests serve with uvicorn, and its endpoints.
 
-Both applications have the same WebSocket endpoints, written once against
-Starlette's ``WebSocket`` (which FastAPI uses too). Everything the
+The FastAPI application of :mod:`tests.asgi.fastapi_app` has the same
+WebSocket endpoints, written once here against Starlette's ``WebSocket``
+(which FastAPI uses too); it lives apart so that the Starlette servers do not
+import FastAPI. Everything the
 application is given is recorded: a connection opened with ``?id=NAME``
 keeps the ASGI messages its ``receive`` returned, the types of those it
 sent (but ``websocket.send``) and the errors its ``send`` raised, and
@@ -18,6 +20,7 @@ Endpoints (under ``--root-path``, if the server has one):
 - ``/subprotocol``: accepts with ``chat.v2`` when the client offers it.
 - ``/deny``: refuses with HTTP 403 and a custom body; ``/deny-stream`` with
   a body streamed in pieces.
+- ``/close-after``: closes with 4002 after the first message, then reads on.
 - ``/refuse``: closes before accepting (HTTP 403 without a body of its own).
 - ``/raise`` raises before accepting, ``/raise-after`` after.
 - ``/flood?count=N``: sends N messages of 64 KiB, counting in ``/seen``
@@ -32,7 +35,6 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -150,6 +152,14 @@ async def deny_stream(ws: WebSocket) -> None:
     await ws.send_denial_response(StreamingResponse(pieces(), status_code=401))
 
 
+async def close_after(ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.receive_text()
+    await ws.close(code=4002, reason="app bye")
+    # What the application gets once it closed: its own close, as a disconnect.
+    await ws.receive()
+
+
 async def refuse(ws: WebSocket) -> None:
     await ws.close(code=1008)
 
@@ -193,6 +203,7 @@ WEBSOCKETS = {
     "/headers": headers,
     "/deny": deny,
     "/deny-stream": deny_stream,
+    "/close-after": close_after,
     "/refuse": refuse,
     "/raise": raise_before,
     "/raise-after": raise_after,
@@ -246,16 +257,5 @@ def _starlette() -> Starlette:
     return Starlette(routes=routes)
 
 
-def _fastapi() -> FastAPI:
-    api = FastAPI()
-    api.add_api_route("/seen/{name}", seen)
-    for path, endpoint in WEBSOCKETS.items():
-        api.add_api_websocket_route(path, endpoint)
-    return api
-
-
 starlette_app = Recorder(_starlette())
 """The Starlette application: ``tests.asgi.apps:starlette_app``."""
-
-fastapi_app = Recorder(_fastapi())
-"""The FastAPI application: ``tests.asgi.apps:fastapi_app``."""

@@ -29,9 +29,15 @@ WS_CLASSES = {
 }
 """``--ws`` values: tether's class, and uvicorn's default to compare it with."""
 
+APPS = {
+    "starlette": "tests.asgi.apps:starlette_app",
+    "fastapi": "tests.asgi.fastapi_app:fastapi_app",
+}
+"""The applications, by name, as uvicorn's command line names them."""
+
 STARTUP_TIMEOUT = 20.0
 
-_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+_RUNNING = re.compile(r"Uvicorn running on https?://127\.0\.0\.1:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class UvicornConfig:
             sys.executable,
             "-m",
             "uvicorn",
-            f"tests.asgi.apps:{self.app}_app",
+            APPS[self.app],
             "--host",
             "127.0.0.1",
             "--port",

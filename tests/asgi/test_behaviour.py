@@ -14,11 +14,13 @@ import itertools
 import json
 import os
 import signal
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import pytest
+import trustme
 import websockets.asyncio.client
 import websockets.exceptions
 
@@ -88,6 +90,22 @@ async def test_client_closes_with_code_and_reason(server: Uvicorn) -> None:
         ACCEPT,
         {"type": "websocket.receive", "text": "str:2"},
         {"type": "websocket.disconnect", "code": 4001, "reason": "bye"},
+    ]
+
+
+async def test_application_closes(server: Uvicorn) -> None:
+    name = _name()
+    async with tether.connect(server.uri(f"/close-after?id={name}")) as ws:
+        await ws.send("bye?")
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert (closed.value.code, closed.value.reason) == (4002, "app bye")
+    assert await seen(server, name, 5) == [
+        CONNECT,
+        ACCEPT,
+        {"type": "websocket.receive", "text": "str:4"},
+        CLOSE,
+        {"type": "websocket.disconnect", "code": 4002, "reason": "app bye"},
     ]
 
 
@@ -173,6 +191,27 @@ async def test_proxy_headers(server: Uvicorn) -> None:
     async with tether.connect(server.uri("/scope"), additional_headers=forwarded) as ws:
         scope = json.loads(await ws.recv())
     assert scope["client"] == ["203.0.113.7", 0]
+    assert scope["scheme"] == "wss"
+
+
+@pytest.mark.parametrize("ws", ["tether", "sansio"])
+async def test_tls_scheme(
+    ws: str,
+    uvicorn_server: Callable[[UvicornConfig], Uvicorn],
+    ca: trustme.CA,
+    client_context: ssl.SSLContext,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    pem = tmp_path_factory.mktemp("tls") / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    options = ("--ssl-certfile", str(pem), "--ssl-keyfile", str(pem))
+    config = UvicornConfig(ws, "h11", "asyncio", "starlette", options)
+    server = await asyncio.to_thread(uvicorn_server, config)
+    uri = f"wss://127.0.0.1:{server.port}/scope"
+    async with tether.connect(uri, ssl=client_context) as client:
+        scope = json.loads(await client.recv())
+        await client.send("over TLS")
+        assert await client.recv() == "over TLS"
     assert scope["scheme"] == "wss"
 
 
