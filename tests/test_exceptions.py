@@ -20,9 +20,11 @@ from tether.exceptions import (
     InvalidHeaderFormat,
     InvalidHeaderValue,
     InvalidMessage,
+    InvalidMethod,
     InvalidOrigin,
     InvalidParameterName,
     InvalidParameterValue,
+    InvalidProtocol,
     InvalidState,
     InvalidStatus,
     InvalidUpgrade,
@@ -31,11 +33,12 @@ from tether.exceptions import (
     PayloadTooBig,
     ProtocolError,
     SecurityError,
+    TooManyFragments,
     WebSocketException,
 )
 from tether.protocol.close import Close, CloseCode
 from tether.protocol.headers import Headers, MultipleValuesError
-from tether.protocol.http11 import InvalidMethod, Response
+from tether.protocol.http11 import Response
 
 NORMAL = Close(CloseCode.NORMAL_CLOSURE, "done")
 AWAY = Close(CloseCode.GOING_AWAY, "")
@@ -51,6 +54,8 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (InvalidHandshake, WebSocketException),
     (SecurityError, InvalidHandshake),
     (InvalidMessage, InvalidHandshake),
+    (InvalidMethod, InvalidHandshake),
+    (InvalidProtocol, InvalidHandshake),
     (InvalidStatus, InvalidHandshake),
     (InvalidHeader, InvalidHandshake),
     (InvalidHeaderFormat, InvalidHeader),
@@ -62,8 +67,10 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (InvalidParameterName, NegotiationError),
     (InvalidParameterValue, NegotiationError),
     (ProtocolError, WebSocketException),
-    (PayloadTooBig, ProtocolError),
+    (PayloadTooBig, WebSocketException),
+    (TooManyFragments, WebSocketException),
     (InvalidState, WebSocketException),
+    (InvalidState, AssertionError),
     (ConcurrencyError, WebSocketException),
     (ConcurrencyError, RuntimeError),
     (WebSocketException, Exception),
@@ -77,8 +84,7 @@ def test_hierarchy(child: type[BaseException], parent: type[BaseException]) -> N
 
 def test_direct_parents() -> None:
     for child, parent in TREE:
-        if parent is not RuntimeError:
-            assert parent in child.__bases__, child
+        assert parent in child.__bases__, child
 
 
 def test_everything_in_all_is_importable_and_an_exception() -> None:
@@ -325,19 +331,54 @@ def test_protocol_error_code_keyword() -> None:
 
 
 def test_payload_too_big() -> None:
-    exc = PayloadTooBig("message over 1048576 bytes")
-    assert exc.code == 1009
+    exc = PayloadTooBig(2000, 1000)
+    assert (exc.size, exc.max_size, exc.current_size) == (2000, 1000, None)
     assert exc.code == CloseCode.MESSAGE_TOO_BIG
+    assert str(exc) == "frame with 2000 bytes exceeds limit of 1000 bytes"
+    assert not isinstance(exc, ProtocolError)
+
+
+def test_payload_too_big_after_earlier_frames() -> None:
+    exc = PayloadTooBig(600, 500, 400)
+    # As websockets: the limit counts what came before.
+    assert (exc.size, exc.max_size, exc.current_size) == (600, 900, 400)
+    assert str(exc) == "frame with 600 bytes after reading 400 bytes exceeds limit of 900 bytes"
+
+
+def test_payload_too_big_set_current_size_once() -> None:
+    exc = PayloadTooBig(None, 100)
+    assert str(exc) == "frame exceeds limit of 100 bytes"
+    exc.set_current_size(50)
+    assert str(exc) == "frame after reading 50 bytes exceeds limit of 150 bytes"
+    with pytest.raises(ValueError, match="already set"):
+        exc.set_current_size(10)
+
+
+def test_payload_too_big_message_is_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match=r"PayloadTooBig\(size, max_size\)"):
+        exc = PayloadTooBig("message over 1048576 bytes")
     assert str(exc) == "message over 1048576 bytes"
-    assert isinstance(exc, ProtocolError)
-    assert PayloadTooBig("x", 1002).code == 1002
-    assert PayloadTooBig.code == 1009
+    assert exc.code == 1009
 
 
-def test_protocol_error_can_be_caught_as_payload_too_big_parent() -> None:
-    with pytest.raises(ProtocolError) as info:
-        raise PayloadTooBig("frame too big")
-    assert info.value.code == 1009
+def test_payload_too_big_needs_max_size() -> None:
+    with pytest.raises(TypeError, match="max_size"):
+        PayloadTooBig(10)
+
+
+def test_too_many_fragments() -> None:
+    exc = TooManyFragments(1024)
+    assert exc.max_fragments == 1024
+    assert exc.code == 1009
+    assert str(exc) == "fragmented message exceeds limit of 1024 frames"
+
+
+def test_invalid_method_and_protocol() -> None:
+    assert InvalidMethod("POST").method == "POST"
+    assert InvalidProtocol("HTTP/1.0").protocol == "HTTP/1.0"
+    assert (
+        str(InvalidProtocol("HTTP/1.0")) == "unsupported HTTP version HTTP/1.0; expected HTTP/1.1"
+    )
 
 
 # --- Other errors --------------------------------------------------------------------------
@@ -345,6 +386,9 @@ def test_protocol_error_can_be_caught_as_payload_too_big_parent() -> None:
 
 def test_invalid_state() -> None:
     assert str(InvalidState("cannot send after close")) == "cannot send after close"
+    # As websockets: a bug in the caller, so an AssertionError too.
+    with pytest.raises(AssertionError):
+        raise InvalidState("closed")
 
 
 def test_concurrency_error() -> None:
@@ -378,7 +422,9 @@ PICKLED: list[WebSocketException] = [
     InvalidParameterName("bogus"),
     InvalidParameterValue("client_max_window_bits", "99"),
     ProtocolError("bad frame"),
-    PayloadTooBig("message of 2000000 bytes is over the limit"),
+    PayloadTooBig(2_000_000, 1_000_000, 500),
+    TooManyFragments(1024),
+    InvalidProtocol("HTTP/1.0"),
     InvalidState("closed"),
     ConcurrencyError("two readers"),
     MultipleValuesError("Host", 2),

@@ -10,6 +10,8 @@ The tree::
     ├── InvalidHandshake
     │   ├── SecurityError
     │   ├── InvalidMessage
+    │   ├── InvalidMethod
+    │   ├── InvalidProtocol
     │   ├── InvalidStatus
     │   ├── InvalidHeader
     │   │   ├── InvalidHeaderFormat
@@ -21,19 +23,27 @@ The tree::
     │       ├── InvalidParameterName
     │       └── InvalidParameterValue
     ├── ProtocolError
-    │   └── PayloadTooBig
-    ├── InvalidState
-    └── ConcurrencyError
+    ├── PayloadTooBig
+    ├── TooManyFragments
+    ├── InvalidState (also an AssertionError)
+    └── ConcurrencyError (also a RuntimeError)
+
+The names, bases and constructor arguments are websockets'. Its deprecated
+names ``InvalidStatusCode`` (the same class as :class:`InvalidStatus`),
+``WebSocketProtocolError`` (:class:`ProtocolError`), ``AbortHandshake`` and
+``RedirectHandshake`` are importable too, with a :exc:`DeprecationWarning`.
 
 This module does no I/O: the Sans-I/O core raises these too.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether.protocol.close import Close
+    from tether.protocol.headers import Headers
     from tether.protocol.http11 import Response
 
 __all__ = [
@@ -47,9 +57,11 @@ __all__ = [
     "InvalidHeaderFormat",
     "InvalidHeaderValue",
     "InvalidMessage",
+    "InvalidMethod",
     "InvalidOrigin",
     "InvalidParameterName",
     "InvalidParameterValue",
+    "InvalidProtocol",
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
@@ -58,6 +70,7 @@ __all__ = [
     "PayloadTooBig",
     "ProtocolError",
     "SecurityError",
+    "TooManyFragments",
     "WebSocketException",
 ]
 
@@ -158,6 +171,28 @@ class InvalidMessage(InvalidHandshake):
     """The handshake's HTTP message is malformed or incomplete."""
 
 
+class InvalidMethod(InvalidHandshake):
+    """The request line is well formed but its method is not ``GET``.
+
+    A server answers this with 405 Method Not Allowed and ``Allow: GET``.
+    """
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        super().__init__(f"unsupported HTTP method {method}; a WebSocket handshake uses GET")
+
+
+class InvalidProtocol(InvalidHandshake):
+    """The request line's HTTP version is not ``HTTP/1.1``.
+
+    A server answers this with 505 HTTP Version Not Supported.
+    """
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        super().__init__(f"unsupported HTTP version {protocol}; expected HTTP/1.1")
+
+
 class InvalidStatus(InvalidHandshake):
     """The server answered the handshake with a status other than 101.
 
@@ -167,6 +202,18 @@ class InvalidStatus(InvalidHandshake):
     def __init__(self, response: Response) -> None:
         self.response = response
         super().__init__(f"server rejected WebSocket connection: HTTP {response.status_code}")
+
+    @property
+    def status_code(self) -> int:
+        """Deprecated (websockets' ``InvalidStatusCode``): use ``response.status_code``."""
+        _deprecated("InvalidStatus.status_code", "InvalidStatus.response.status_code")
+        return self.response.status_code
+
+    @property
+    def headers(self) -> Headers:
+        """Deprecated (websockets' ``InvalidStatusCode``): use ``response.headers``."""
+        _deprecated("InvalidStatus.headers", "InvalidStatus.response.headers")
+        return self.response.headers
 
 
 class InvalidHeader(InvalidHandshake):
@@ -253,15 +300,102 @@ class ProtocolError(WebSocketException):
         super().__init__(msg)
 
 
-class PayloadTooBig(ProtocolError):
-    """A message or frame is larger than the configured limit (close code 1009)."""
+class PayloadTooBig(WebSocketException):
+    """A message or frame is larger than the configured limit (close code 1009).
 
-    code = 1009
+    ``size`` is the size of the frame that went over, when known;
+    ``max_size`` the limit; ``current_size`` what the message held before
+    that frame, when it was not the first (then ``max_size`` counts it too,
+    as :meth:`set_current_size` does). An extension's ``decode`` raises it,
+    without ``current_size``, when decoding would go past its limit.
+    ``PayloadTooBig(message)``, with a string, is the deprecated spelling.
+    """
+
+    code: int = 1009
+    """The close code of a connection that fails with this error."""
+
+    def __init__(
+        self,
+        size_or_message: int | str | None,
+        max_size: int | None = None,
+        current_size: int | None = None,
+    ) -> None:
+        self.message: str | None = None
+        self.size: int | None = None
+        self.max_size: int = 0
+        self.current_size: int | None = None
+        if isinstance(size_or_message, str):
+            _deprecated("PayloadTooBig(message)", "PayloadTooBig(size, max_size)")
+            self.message = size_or_message
+        else:
+            if max_size is None:
+                raise TypeError("PayloadTooBig needs max_size")
+            self.size = size_or_message
+            self.max_size = max_size
+            self.set_current_size(current_size)
+        super().__init__(size_or_message, max_size, current_size)
+
+    def __str__(self) -> str:
+        """Say how big the frame was, after how much, and the limit."""
+        if self.message is not None:
+            return self.message
+        text = "frame "
+        if self.size is not None:
+            text += f"with {self.size} bytes "
+        if self.current_size is not None:
+            text += f"after reading {self.current_size} bytes "
+        return text + f"exceeds limit of {self.max_size} bytes"
+
+    def set_current_size(self, current_size: int | None) -> None:
+        """Record what the message held before the frame; the limit counts it too."""
+        if self.current_size is not None:
+            raise ValueError("current_size is already set")
+        if current_size is not None:
+            self.max_size += current_size
+            self.current_size = current_size
 
 
-class InvalidState(WebSocketException):
-    """An operation is not allowed in the connection's current state."""
+class TooManyFragments(WebSocketException):
+    """A fragmented message arrived in more frames than allowed (close code 1009)."""
+
+    code: int = 1009
+    """The close code of a connection that fails with this error."""
+
+    def __init__(self, max_fragments: int) -> None:
+        self.max_fragments = max_fragments
+        super().__init__(f"fragmented message exceeds limit of {max_fragments} frames")
+
+
+class InvalidState(WebSocketException, AssertionError):
+    """An operation is not allowed in the connection's current state.
+
+    It is an :exc:`AssertionError` too, as in websockets: it signals a bug
+    in the code that called the operation.
+    """
 
 
 class ConcurrencyError(WebSocketException, RuntimeError):
     """Two coroutines or threads read or write at once where only one may."""
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
+# websockets' deprecated names: loaded on first use, with a warning.
+_DEPRECATED = {
+    "InvalidStatusCode": "InvalidStatus",
+    "WebSocketProtocolError": "ProtocolError",
+    "AbortHandshake": "a Response returned by process_request",
+    "RedirectHandshake": "InvalidStatus",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Give websockets' deprecated exception names, with a :exc:`DeprecationWarning`."""
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _deprecated(name, _DEPRECATED[name])
+    from tether import legacy  # noqa: PLC0415
+
+    return getattr(legacy, name)

@@ -102,9 +102,9 @@ REFUSALS = [
     Refusal("method-head", start_line(b"HEAD / HTTP/1.1"), 405, (("Allow", "GET"),)),
     # Methods are case-sensitive (RFC 9110 section 9.1).
     Refusal("method-lower-case", start_line(b"get / HTTP/1.1"), 405, (("Allow", "GET"),)),
-    Refusal("http-1.0", start_line(b"GET / HTTP/1.0"), 400),
+    Refusal("http-1.0", start_line(b"GET / HTTP/1.0"), 505),
     Refusal("http-0.9", start_line(b"GET /"), 400),
-    Refusal("http-lower-case", start_line(b"GET / http/1.1"), 400),
+    Refusal("http-lower-case", start_line(b"GET / http/1.1"), 505),
     Refusal("target-asterisk", start_line(b"GET * HTTP/1.1"), 400),
     Refusal("target-authority-form", start_line(b"GET 127.0.0.1:80 HTTP/1.1"), 400),
     Refusal("target-relative", start_line(b"GET chat HTTP/1.1"), 400),

@@ -766,10 +766,19 @@ def test_max_size_one_more_fails_1009_on_header(
     last = frames[-1]
     conn.receive_data(last[: header_size(last)])
     assert_failed(conn, 1009)
-    assert isinstance(conn.error, PayloadTooBig)
-    assert str(conn.error) == (
-        f"message of {MAX_SIZE + 1} bytes or more is over the limit of {MAX_SIZE} bytes"
-    )
+    error = conn.error
+    assert isinstance(error, PayloadTooBig)
+    # websockets' fields: the frame's size, what came before it, the limit counting both.
+    before = 0 if fragment is None else MAX_SIZE - fragment
+    assert (error.size, error.max_size) == (MAX_SIZE + 1 - before, MAX_SIZE)
+    assert error.current_size == (before or None)
+    if fragment is None:
+        assert str(error) == f"frame with {MAX_SIZE + 1} bytes exceeds limit of {MAX_SIZE} bytes"
+    else:
+        assert str(error) == (
+            f"frame with {fragment + 1} bytes after reading {before} bytes "
+            f"exceeds limit of {MAX_SIZE} bytes"
+        )
     assert conn.events() == []
 
 

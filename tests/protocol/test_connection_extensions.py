@@ -265,7 +265,7 @@ def test_decoded_size_over_limit_fails_1009(role: Role, peer: Peer) -> None:
     conn.receive_data(peer.binary(b"x" * 26, rsv=0x40))
     assert_failed(conn, 1009)
     assert isinstance(conn.error, PayloadTooBig)
-    assert str(conn.error) == "message is over the limit of 100 bytes"
+    assert str(conn.error) == "frame with 104 bytes exceeds limit of 100 bytes"
 
 
 def test_decoded_size_over_limit_in_continuation_fails_1009(role: Role, peer: Peer) -> None:
@@ -298,7 +298,7 @@ def test_transformed_frame_over_wire_limit_fails_1009_on_header(role: Role, peer
     frame = peer.binary(b"x" * 1090, rsv=0x40)
     conn.receive_data(frame[: header_size(frame)])
     assert_failed(conn, 1009)
-    assert str(conn.error) == "compressed frame of 1090 bytes is over the limit"
+    assert str(conn.error) == "frame with 1090 bytes exceeds limit of 1089 bytes"
 
 
 def test_transformed_continuation_over_wire_limit_fails_1009(role: Role, peer: Peer) -> None:
@@ -314,7 +314,7 @@ def test_transformed_frame_at_wire_limit_checked_after_decoding(role: Role, peer
     conn = Connection(role, max_size=1024, extensions=[XorMessages()])
     conn.receive_data(peer.binary(b"x" * 1089, rsv=0x40))
     assert_failed(conn, 1009)
-    assert str(conn.error) == "message is over the limit of 1024 bytes"
+    assert str(conn.error) == "frame with 1089 bytes exceeds limit of 1024 bytes"
 
 
 def test_untransformed_message_keeps_plain_limit(role: Role, peer: Peer) -> None:

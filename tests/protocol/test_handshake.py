@@ -328,10 +328,11 @@ def test_error_response() -> None:
     response = error_response(400, "Bad things")
     assert response.status_code == 400
     assert response.reason_phrase == "Bad Request"
-    assert response.body == b"Bad things\n"
+    # As websockets: the body is the text as given, no newline added.
+    assert response.body == b"Bad things"
     headers = response.headers
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert headers["Content-Length"] == "11"
+    assert headers["Content-Length"] == "10"
     assert headers["Connection"] == "close"
     assert "Server" not in headers
     date = email.utils.parsedate_to_datetime(headers["Date"])
@@ -347,8 +348,8 @@ def test_error_response_keeps_a_final_newline() -> None:
 
 def test_error_response_counts_bytes_not_characters() -> None:
     response = error_response(400, "Ünïcödé")
-    assert response.body == "Ünïcödé\n".encode()
-    assert response.headers["Content-Length"] == str(len("Ünïcödé\n".encode()))
+    assert response.body == "Ünïcödé".encode()
+    assert response.headers["Content-Length"] == str(len("Ünïcödé".encode()))
 
 
 def test_error_response_server_and_extra_headers() -> None:

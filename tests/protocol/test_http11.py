@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tether.exceptions import InvalidHandshake, InvalidMessage, InvalidState, SecurityError
+from tether.exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProtocol,
+    InvalidState,
+    SecurityError,
+)
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import (
     InvalidMethod,
@@ -207,8 +213,6 @@ def test_request_content_length_zero() -> None:
         (b"GET / HTTP/1.1 ", "invalid request line"),
         (b"", "invalid request line: b''"),
         (b"G\xc9T / HTTP/1.1", "invalid method in request line"),
-        (b"GET / HTTP/1.0", "unsupported HTTP version b'HTTP/1.0'; expected HTTP/1.1"),
-        (b"GET / http/1.1", "unsupported HTTP version"),
         (b"GET chat HTTP/1.1", "invalid request target: b'chat'"),
         (b"GET ws://example.com/ HTTP/1.1", "invalid request target"),
         (b"GET http:example.com/ HTTP/1.1", "invalid request target"),
@@ -291,8 +295,16 @@ def test_request_invalid_method(method: str) -> None:
     )
 
 
+@pytest.mark.parametrize("version", [b"HTTP/1.0", b"http/1.1", b"HTTP/2"])
+def test_request_invalid_protocol(version: bytes) -> None:
+    with pytest.raises(InvalidProtocol) as exc_info:
+        parse_request(b"GET / " + version + b"\r\n")
+    assert exc_info.value.protocol == repr(version)
+    assert str(exc_info.value) == f"unsupported HTTP version {version!r}; expected HTTP/1.1"
+
+
 def test_request_invalid_method_checked_after_syntax() -> None:
-    with pytest.raises(InvalidMessage, match="unsupported HTTP version"):
+    with pytest.raises(InvalidProtocol, match="unsupported HTTP version"):
         parse_request(b"POST / HTTP/1.0\r\n")
 
 

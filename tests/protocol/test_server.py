@@ -15,6 +15,7 @@ from tether.exceptions import (
     InvalidHeaderValue,
     InvalidMessage,
     InvalidOrigin,
+    InvalidProtocol,
     InvalidState,
     InvalidUpgrade,
     NegotiationError,
@@ -244,9 +245,10 @@ def test_reject() -> None:
     response = server.reject(403, "Go away.")
     assert response.status_code == 403
     assert response.reason_phrase == "Forbidden"
-    assert response.body == b"Go away.\n"
+    # As websockets: the text as given, no newline added.
+    assert response.body == b"Go away."
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert response.headers["Content-Length"] == "9"
+    assert response.headers["Content-Length"] == "8"
     assert response.headers["Server"] == USER_AGENT
     assert server.handshake_exc is None
     server.send_response(response)
@@ -256,7 +258,7 @@ def test_reject() -> None:
     assert type(exc) is InvalidHandshake
     assert "403" in str(exc)
     parsed, _ = parse_response(server.data_to_send())
-    assert parsed.body == b"Go away.\n"
+    assert parsed.body == b"Go away."
 
 
 def test_reject_unregistered_status() -> None:
@@ -538,10 +540,18 @@ def test_non_get_method_405(method: str) -> None:
     assert response.headers["Server"] == USER_AGENT
 
 
+@pytest.mark.parametrize("version", [b"HTTP/1.0", b"http/1.1"])
+def test_other_http_version_505(version: bytes) -> None:
+    # As websockets: 505 HTTP Version Not Supported, with InvalidProtocol.
+    server = ServerProtocol()
+    server.receive_data(b"GET /chat " + version + b"\r\nHost: example.com\r\n\r\n")
+    response = assert_answered(server, 505, InvalidProtocol)
+    assert response.reason_phrase == "HTTP Version Not Supported"
+
+
 @pytest.mark.parametrize(
     "data",
     [
-        pytest.param(b"GET /chat HTTP/1.0\r\nHost: example.com\r\n\r\n", id="http-1.0"),
         pytest.param(b"GET /chat HTTP/1.1\nHost: example.com\n\n", id="bare-lf"),
         pytest.param(b"GET chat HTTP/1.1\r\n\r\n", id="target"),
         pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n", id="tls"),
@@ -791,23 +801,38 @@ def test_subprotocol_offered_across_fields() -> None:
 
 def test_subprotocol_is_case_sensitive() -> None:
     server, response = answer(with_protocols("Chat"), subprotocols=["chat"])
+    exc = assert_refused(server, response, 400, NegotiationError)
+    assert str(exc) == "invalid subprotocol; expected one of chat"
+
+
+def test_subprotocol_none_supported() -> None:
+    # A server without subprotocols ignores those the client offers.
+    server, response = answer(with_protocols("v1"), subprotocols=[])
     assert_accepted(server, response)
+    assert "Sec-WebSocket-Protocol" not in response.headers
     assert server.subprotocol is None
 
 
 @pytest.mark.parametrize(
-    ("offered", "supported"),
+    ("offered", "message"),
     [
-        pytest.param(("v1, v2",), ["v3"], id="none-common"),
-        pytest.param((), ["v1"], id="none-offered"),
-        pytest.param(("v1",), [], id="none-supported"),
+        pytest.param(("v1, v2",), "invalid subprotocol; expected one of v3, v4", id="none-common"),
+        pytest.param((), "missing subprotocol", id="none-offered"),
     ],
 )
-def test_subprotocol_none(offered: tuple[str, ...], supported: list[str]) -> None:
-    server, response = answer(with_protocols(*offered), subprotocols=supported)
+def test_subprotocol_none_matching_400(offered: tuple[str, ...], message: str) -> None:
+    # As websockets: a server with subprotocols refuses a client that shares none.
+    server, response = answer(with_protocols(*offered), subprotocols=["v3", "v4"])
+    exc = assert_refused(server, response, 400, NegotiationError)
+    assert str(exc) == message
+
+
+def test_select_subprotocol_given_to_accept_replaces_the_engines() -> None:
+    server = ServerProtocol(subprotocols=["v3"])
+    request = received(server, request_bytes(with_protocols("v1, v2")))
+    response = server.accept(request, select_subprotocol=lambda _, offered: offered[-1])
     assert_accepted(server, response)
-    assert "Sec-WebSocket-Protocol" not in response.headers
-    assert server.subprotocol is None
+    assert server.subprotocol == "v2"
 
 
 def test_select_subprotocol_chooses() -> None:

@@ -215,7 +215,12 @@ class PerMessageDeflate(Extension):
             self._message_empty = True
         if not self._decoding:
             return frame
-        data = self._decompress(frame.data, frame.fin, max_size)
+        try:
+            data = self._decompress(frame.data, frame.fin, max_size)
+        except PayloadTooBig:
+            # Report the limit of the whole frame, not what was left of it.
+            assert max_size is not None
+            raise PayloadTooBig(None, max_size) from None
         if frame.fin:
             self._decoding = False
             if self.remote_no_context_takeover:
@@ -258,7 +263,7 @@ class PerMessageDeflate(Extension):
                 raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
             if remaining is not None:
                 if len(output) > remaining:
-                    raise PayloadTooBig("decompressed message larger than the size limit")
+                    raise PayloadTooBig(None, remaining)
                 remaining -= len(output)
             outputs.append(output)
             if decoder.eof:

@@ -19,6 +19,7 @@ from tether.exceptions import (
     InvalidState,
     PayloadTooBig,
     ProtocolError,
+    TooManyFragments,
 )
 from tether.extensions.base import Extension
 from tether.protocol.close import MAX_REASON_BYTES, Close, CloseCode
@@ -205,7 +206,7 @@ class Connection:
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None
         self.close_rcvd_then_sent: bool | None = None
-        self.error: ProtocolError | None = None
+        self.error: ProtocolError | PayloadTooBig | TooManyFragments | None = None
         self.eof_received = False
         self.message_budget: int | None = None
         """How many more whole messages the engine may parse before it holds input back.
@@ -524,7 +525,7 @@ class Connection:
         self._input_done = True
         self._close_transport = True
 
-    def _fail_with(self, exc: ProtocolError) -> None:
+    def _fail_with(self, exc: ProtocolError | PayloadTooBig | TooManyFragments) -> None:
         self.error = exc
         self.fail(exc.code, str(exc))
 
@@ -599,7 +600,7 @@ class Connection:
             return False
         try:
             used = self._parse(source, start)
-        except ProtocolError as exc:
+        except (ProtocolError, PayloadTooBig, TooManyFragments) as exc:
             self._fail_with(exc)
             self._buffer = bytearray()
             self._start = 0
@@ -745,17 +746,15 @@ class Connection:
             frames = 1
         max_fragments = self.max_fragments
         if max_fragments is not None and frames > max_fragments:
-            raise PayloadTooBig(f"message has more than {max_fragments} fragments")
+            raise TooManyFragments(max_fragments)
         max_size = self.max_size
         if max_size is not None:
             if transformed:
-                if length > _compressed_frame_limit(max_size):
-                    raise PayloadTooBig(f"compressed frame of {length} bytes is over the limit")
+                limit = _compressed_frame_limit(max_size)
+                if length > limit:
+                    raise PayloadTooBig(length, limit)
             elif size + length > max_size:
-                raise PayloadTooBig(
-                    f"message of {size + length} bytes or more is over "
-                    f"the limit of {max_size} bytes"
-                )
+                raise PayloadTooBig(length, max_size - size, size or None)
         return transformed
 
     def _begin_data_frame(self, opcode: int, fin: bool, transformed: bool) -> None:
@@ -779,11 +778,16 @@ class Connection:
             return
         max_size = self.max_size
         room = None if max_size is None else max_size - self._msg_size
-        for extension in reversed(self.extensions):
-            frame = extension.decode(frame, max_size=room)
+        try:
+            for extension in reversed(self.extensions):
+                frame = extension.decode(frame, max_size=room)
+        except PayloadTooBig as exc:
+            if exc.message is None and exc.current_size is None:
+                exc.set_current_size(self._msg_size or None)
+            raise
         data = frame.data
         if room is not None and len(data) > room:
-            raise PayloadTooBig(f"message is over the limit of {max_size} bytes")
+            raise PayloadTooBig(len(data), room, self._msg_size or None)
         if frame.fin and opcode != _OP_CONT:
             self._receive_whole(opcode == _OP_TEXT, data)
         else:

@@ -112,10 +112,8 @@ def check_upgrade(connection_values: list[str], upgrade_values: list[str]) -> No
 def error_response(
     status: int, text: str, *, headers: Headers | None = None, server: str | None = None
 ) -> Response:
-    """Build an HTTP error response with a short plain-text body."""
+    """Build an HTTP error response whose plain-text body is ``text``, as given."""
     body = text.encode()
-    if not body.endswith(b"\n"):
-        body += b"\n"
     response_headers = Headers()
     response_headers["Date"] = http_date()
     if server is not None:

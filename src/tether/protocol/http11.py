@@ -24,7 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
-from tether.exceptions import InvalidMessage, InvalidState, SecurityError
+from tether.exceptions import (
+    InvalidMessage,
+    InvalidMethod,
+    InvalidProtocol,
+    InvalidState,
+    SecurityError,
+)
 from tether.protocol.headers import Headers
 
 __all__ = [
@@ -87,19 +93,6 @@ _COMMON = {
 }
 # Status codes whose responses never have a body (RFC 9112 section 6.3).
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-
-class InvalidMethod(InvalidMessage):
-    """The request line is well formed but its method is not ``GET``.
-
-    A server answers this with 405 Method Not Allowed and ``Allow: GET``,
-    where any other :class:`~tether.exceptions.InvalidMessage` calls for
-    400 Bad Request.
-    """
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        super().__init__(f"unsupported HTTP method {method}; a WebSocket handshake uses GET")
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +395,7 @@ class RequestParser(_Parser[Request]):
         if not _is_token(method):
             raise InvalidMessage(f"invalid method in request line: {_show(line)}")
         if version != b"HTTP/1.1":
-            raise InvalidMessage(f"unsupported HTTP version {_show(version)}; expected HTTP/1.1")
+            raise InvalidProtocol(_show(version))
         if target.translate(None, _TARGET_BYTES):
             raise InvalidMessage(f"invalid request target: {_show(target)}")
         if not target.startswith(b"/"):

@@ -11,7 +11,9 @@ from tether.exceptions import (
     InvalidHeader,
     InvalidHeaderValue,
     InvalidMessage,
+    InvalidMethod,
     InvalidOrigin,
+    InvalidProtocol,
     InvalidState,
     InvalidUpgrade,
     NegotiationError,
@@ -38,7 +40,7 @@ from tether.protocol.handshake import (
 )
 from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
 from tether.protocol.headers import Headers, check_header
-from tether.protocol.http11 import InvalidMethod, Limits, Request, RequestParser, Response
+from tether.protocol.http11 import Limits, Request, RequestParser, Response
 
 __all__ = ["Origin", "ServerProtocol", "SubprotocolSelector", "server_engines"]
 
@@ -156,24 +158,32 @@ class ServerProtocol(Connection):
             status = 431
         elif isinstance(exc, InvalidMethod):
             status = 405
+        elif isinstance(exc, InvalidProtocol):
+            status = 505
         else:
             status = 400
         extra = Headers({"Allow": "GET"}) if status == 405 else None
-        text = f"Failed to open a WebSocket connection: {exc}."
+        text = f"Failed to open a WebSocket connection: {exc}.\n"
         response = error_response(status, text, headers=extra, server=self.server_header)
         self.handshake_exc = exc
         self.send_response(response)
 
     # Answering it
 
-    def accept(self, request: Request) -> Response:
+    def accept(
+        self, request: Request, *, select_subprotocol: SubprotocolSelector | None = None
+    ) -> Response:
         """Check ``request`` and build the response: 101, or an error.
 
         On an error the response explains it in plain text, and
-        ``handshake_exc`` holds the exception.
+        ``handshake_exc`` holds the exception. ``select_subprotocol``
+        replaces the engine's own for this call (the servers pass one that
+        calls the user's hook with their connection).
         """
         try:
-            key, extensions_header, protocol = self._process_request(request)
+            key, extensions_header, protocol = self._process_request(
+                request, select_subprotocol or self.select_subprotocol
+            )
         except InvalidOrigin as exc:
             return self._refuse(exc, 403, f"Failed to open a WebSocket connection: {exc}.")
         except InvalidUpgrade as exc:
@@ -222,14 +232,14 @@ class ServerProtocol(Connection):
         return Response(101, "Switching Protocols", headers)
 
     def reject(self, status: int, text: str) -> Response:
-        """Build a response that refuses the connection with ``status`` and a plain-text body."""
+        """Build a response that refuses the connection with ``status`` and ``text`` as its body."""
         return error_response(status, text, server=self.server_header)
 
     def _refuse(
         self, exc: InvalidHandshake, status: int, text: str, headers: Headers | None = None
     ) -> Response:
         self.handshake_exc = exc
-        return error_response(status, text, headers=headers, server=self.server_header)
+        return error_response(status, text + "\n", headers=headers, server=self.server_header)
 
     def send_response(self, response: Response) -> None:
         """Send the handshake response; a 101 opens the connection, anything else ends it."""
@@ -255,7 +265,9 @@ class ServerProtocol(Connection):
             self._close_transport = True
             self.state = _CLOSED
 
-    def _process_request(self, request: Request) -> tuple[str, str | None, str | None]:
+    def _process_request(
+        self, request: Request, select_subprotocol: SubprotocolSelector | None
+    ) -> tuple[str, str | None, str | None]:
         """Check the request (RFC 6455 section 4.2.1); return the key and negotiated values."""
         # One pass over the fields, rather than a scan per header looked up.
         values = request.headers._grouped()
@@ -268,7 +280,9 @@ class ServerProtocol(Connection):
             raise _UnsupportedVersion("Sec-WebSocket-Version", version)
         self._check_origin(values.get("origin", []))
         extensions_header = self._negotiate_extensions(values.get("sec-websocket-extensions", []))
-        protocol = self._negotiate_subprotocol(values.get("sec-websocket-protocol", []))
+        protocol = self._negotiate_subprotocol(
+            values.get("sec-websocket-protocol", []), select_subprotocol
+        )
         return key, extensions_header, protocol
 
     def _check_origin(self, values: list[str]) -> None:
@@ -303,17 +317,25 @@ class ServerProtocol(Connection):
         self._pending_extensions = accepted
         return build_extensions(answer) if answer else None
 
-    def _negotiate_subprotocol(self, values: list[str]) -> str | None:
+    def _negotiate_subprotocol(
+        self, values: list[str], select_subprotocol: SubprotocolSelector | None
+    ) -> str | None:
         offered = [protocol for value in values for protocol in parse_subprotocols(value)]
-        if self.select_subprotocol is not None:
-            chosen = self.select_subprotocol(self, offered)
+        if select_subprotocol is not None:
+            chosen = select_subprotocol(self, offered)
             if chosen is not None and chosen not in offered:
                 raise NegotiationError(f"selected subprotocol {chosen} was not offered")
             return chosen
-        for protocol in self.available_subprotocols:
+        available = self.available_subprotocols
+        if not available:
+            return None
+        # As websockets: a server with subprotocols refuses a client that shares none.
+        if not offered:
+            raise NegotiationError("missing subprotocol")
+        for protocol in available:
             if protocol in offered:
                 return protocol
-        return None
+        raise NegotiationError("invalid subprotocol; expected one of " + ", ".join(available))
 
 
 def server_engines(
