@@ -105,9 +105,9 @@ def test_checker_compares_digests_of_one_length(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_needs_exactly_one_source() -> None:
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ValueError, match="either"):
         BasicAuth("r", None, None)
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ValueError, match="either"):
         BasicAuth("r", ("a", "b"), lambda username, password: True)
 
 

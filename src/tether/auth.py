@@ -45,9 +45,10 @@ class BasicAuth(Generic[CheckResult]):
     Give either ``credentials``, one ``(username, password)`` pair or an
     iterable of them, or ``check_credentials(username, password)``; the hook
     calls :attr:`check`, which returns what ``check_credentials`` returns, or
-    a ``bool`` for fixed credentials. Raise :exc:`TypeError` unless exactly
-    one is given or when ``credentials`` holds something else than pairs, and
-    :exc:`ValueError` when ``realm`` cannot go in a header.
+    a ``bool`` for fixed credentials. Raise :exc:`ValueError` unless exactly
+    one is given (as websockets does) or when ``realm`` cannot go in a
+    header, and :exc:`TypeError` when ``credentials`` holds something else
+    than pairs.
 
     A hook does::
 
@@ -65,7 +66,7 @@ class BasicAuth(Generic[CheckResult]):
         check_credentials: Callable[[str, str], CheckResult] | None,
     ) -> None:
         if (credentials is None) == (check_credentials is None):
-            raise TypeError("give either credentials or check_credentials")
+            raise ValueError("provide either credentials or check_credentials")
         self.check: Callable[[str, str], CheckResult | bool]
         """Tell whether a username and password are valid."""
         if check_credentials is not None:
@@ -103,7 +104,7 @@ class BasicAuth(Generic[CheckResult]):
 
     def unauthorized(self, connection: AuthConnection, text: str) -> Response:
         """Build a 401 with the challenge and a plain-text body."""
-        response = connection.respond(401, text)
+        response = connection.respond(401, text + "\n")
         response.headers["WWW-Authenticate"] = self.challenge
         return response
 

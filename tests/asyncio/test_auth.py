@@ -167,9 +167,9 @@ async def test_unknown_user_costs_a_comparison_too(
 
 
 def test_needs_exactly_one_source() -> None:
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ValueError, match="either"):
         basic_auth()
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ValueError, match="either"):
         basic_auth(credentials=("a", "b"), check_credentials=sync_check)
 
 

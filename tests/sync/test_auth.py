@@ -153,9 +153,9 @@ def test_username_stays_none_without_auth(start_server: ServerFactory) -> None:
 
 
 def test_arguments_are_checked_at_once() -> None:
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ValueError, match="either"):
         basic_auth()
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ValueError, match="either"):
         basic_auth(credentials=("a", "b"), check_credentials=lambda user, password: True)
     with pytest.raises(TypeError, match="pair"):
         basic_auth(credentials=[("a", "b", "c")])  # type: ignore[list-item]
