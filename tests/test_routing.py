@@ -152,7 +152,7 @@ def test_not_found_can_be_overridden() -> None:
     response = Gone(ROUTES).process_request(FakeConnection(), Request("/x", Headers()))
     assert response is not None
     assert response.status_code == 410
-    assert response.body == b"Gone: /x\n"
+    assert response.body == b"Gone: /x"
 
 
 def test_routed_without_process_request() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import State
 from tether.protocol.headers import Headers
@@ -60,3 +62,28 @@ class ConnectionAttributes:
     def close_reason(self) -> str | None:
         """The close reason received, once the connection is closed."""
         return self.protocol.close_reason
+
+    # websockets' legacy spellings.
+
+    @property
+    def open(self) -> bool:
+        """Deprecated: whether the connection is open; use ``state is State.OPEN``."""
+        _deprecated("connection.open", "connection.state is State.OPEN")
+        return self.protocol.state is State.OPEN
+
+    @property
+    def closed(self) -> bool:
+        """Deprecated: whether the connection is closed; use ``state is State.CLOSED``."""
+        _deprecated("connection.closed", "connection.state is State.CLOSED")
+        return self.protocol.state is State.CLOSED
+
+    @property
+    def path(self) -> str:
+        """Deprecated: the request's path, query included; use ``request.path``."""
+        _deprecated("connection.path", "connection.request.path")
+        assert self.protocol.request is not None, "no request yet"
+        return self.protocol.request.path
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)

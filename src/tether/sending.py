@@ -14,7 +14,15 @@ from typing import Any, Protocol
 from tether.exceptions import InvalidState
 from tether.protocol.connection import Connection
 
-__all__ = ["BYTES_LIKE", "Data", "Fragments", "is_single", "run_closed_hooks", "send_data"]
+__all__ = [
+    "BYTES_LIKE",
+    "Data",
+    "Fragments",
+    "broadcast_payload",
+    "is_single",
+    "run_closed_hooks",
+    "send_data",
+]
 
 Data = str | bytes | bytearray | memoryview
 """One message, or one piece of a fragmented message."""
@@ -42,6 +50,20 @@ def send_data(protocol: Connection, data: Data, text: bool | None, *, fin: bool 
             protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
     except InvalidState:
         raise protocol.close_exc() from None
+
+
+def broadcast_payload(message: object, text: bool | None) -> tuple[bool, bytes]:
+    """Whether a broadcast goes as text, and its payload, for both APIs' ``broadcast``.
+
+    ``str`` goes as text and bytes-like as binary, unless ``text`` says
+    otherwise: ``True`` sends bytes (UTF-8 already) as text, ``False``
+    sends ``str`` as binary. Raise :class:`TypeError` for anything else.
+    """
+    if isinstance(message, str):
+        return text is not False, message.encode()
+    if isinstance(message, BYTES_LIKE):
+        return text is True, bytes(message)
+    raise TypeError(f"cannot broadcast {type(message).__name__}: expected str or bytes-like")
 
 
 def is_single(message: object) -> bool:

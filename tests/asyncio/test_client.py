@@ -76,8 +76,13 @@ async def test_subprotocol_negotiated(start_server: ServerFactory) -> None:
         assert ws.subprotocol == "v2.chat"
     async with tether.connect(uri_of(server), subprotocols=["v1.chat"]) as ws:
         assert ws.subprotocol == "v1.chat"
-    async with tether.connect(uri_of(server)) as ws:
-        assert ws.subprotocol is None
+    # As websockets: a server with subprotocols refuses a client without one.
+    with pytest.raises(InvalidStatus) as info:
+        await tether.connect(uri_of(server))
+    assert info.value.response.status_code == 400
+    assert info.value.response.body == (
+        b"Failed to open a WebSocket connection: missing subprotocol.\n"
+    )
 
 
 # open_timeout

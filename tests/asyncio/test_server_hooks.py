@@ -75,10 +75,11 @@ async def test_subprotocols(start_server: ServerFactory) -> None:
     async with tether.connect(uri_of(server), subprotocols=["superchat", "chat"]) as ws:
         assert ws.subprotocol == "chat"  # The server's preference wins.
         assert await ws.recv() == "hello chat None"
-    async with tether.connect(uri_of(server), subprotocols=["other"]) as ws:
-        assert ws.subprotocol is None
-    async with tether.connect(uri_of(server)) as ws:
-        assert ws.subprotocol is None
+    # As websockets: a client that offers none of them is refused with 400.
+    for offered in (["other"], None):
+        with pytest.raises(InvalidStatus) as info:
+            await tether.connect(uri_of(server), subprotocols=offered)
+        assert info.value.response.status_code == 400
 
 
 async def test_select_subprotocol(start_server: ServerFactory) -> None:
@@ -141,7 +142,7 @@ async def test_process_request_refuses(start_server: ServerFactory) -> None:
     response = await refused(uri_of(server))
     assert response.status_code == 403
     assert response.headers["X-Reason"] == "token"
-    assert response.body == b"no token\n"
+    assert response.body == b"no token"
     async with tether.connect(uri_of(server), additional_headers={"X-Token": "1"}) as ws:
         assert await ws.recv() == "hello None None"
 
@@ -195,7 +196,7 @@ async def test_process_response_replaces_the_response(start_server: ServerFactor
     server = await start_server(hello, process_response=replace)
     response = await refused(uri_of(server, "/closed"))
     assert response.status_code == 410
-    assert response.body == b"gone\n"
+    assert response.body == b"gone"
     async with tether.connect(uri_of(server, "/open")) as ws:
         assert await ws.recv() == "hello None None"
 
@@ -299,9 +300,9 @@ async def test_respond(start_server: ServerFactory) -> None:
     assert response.status_code == 418
     (sent,) = built
     assert sent.reason_phrase == "I'm a Teapot"
-    assert sent.body == b"short and stout\n"
+    assert sent.body == b"short and stout"
     assert sent.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert sent.headers["Content-Length"] == "16"
+    assert sent.headers["Content-Length"] == "15"
     assert sent.headers["Server"] == "S"
 
 

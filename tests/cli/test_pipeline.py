@@ -99,7 +99,8 @@ async def test_header_subprotocol_origin_and_compression_reach_the_server() -> N
         ]
         assert err == b""
         assert status == 0
-        status, out, _ = await run_async(uri)
+        # The server has subprotocols: a client must offer one of them.
+        status, out, _ = await run_async("--subprotocol", "chat.v2", uri)
         assert "deflate=True" in out.decode().splitlines()
         assert status == 0
 

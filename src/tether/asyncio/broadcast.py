@@ -9,6 +9,7 @@ from tether.asyncio.connection import Connection, Data
 from tether.exceptions import ConcurrencyError, InvalidState
 from tether.protocol.connection import _OPEN
 from tether.protocol.frames import Opcode, serialize_frame
+from tether.sending import broadcast_payload
 
 __all__ = ["broadcast"]
 
@@ -23,11 +24,14 @@ _warned: weakref.WeakSet[Connection] = weakref.WeakSet()
 def broadcast(
     connections: Iterable[Connection],
     message: Data,
+    *,
+    text: bool | None = None,
     raise_exceptions: bool = False,
 ) -> int:
     """Send ``message`` to every open connection of ``connections`` without waiting.
 
-    A ``str`` goes as text, bytes-like as binary. Unlike
+    A ``str`` goes as text, bytes-like as binary; ``text=True`` sends bytes
+    (UTF-8 already) as text, ``text=False`` a ``str`` as binary. Unlike
     :meth:`~tether.asyncio.connection.Connection.send`, nothing waits for a
     slow connection: one whose write buffer is over its ``write_limit`` is
     skipped, and so is one in the middle of sending a fragmented message
@@ -47,14 +51,8 @@ def broadcast(
     in progress, :class:`BlockingIOError` for a full buffer, or the error
     the write raised), each with a note naming the connection.
     """
-    if isinstance(message, str):
-        opcode = Opcode.TEXT
-        payload = message.encode()
-    elif isinstance(message, (bytes, bytearray, memoryview)):
-        opcode = Opcode.BINARY
-        payload = bytes(message)
-    else:
-        raise TypeError(f"cannot broadcast {type(message).__name__}: expected str or bytes-like")
+    is_text, payload = broadcast_payload(message, text)
+    opcode = Opcode.TEXT if is_text else Opcode.BINARY
     shared: bytes | None = None
     sent = 0
     errors: list[Exception] = []

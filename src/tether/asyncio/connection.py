@@ -515,7 +515,8 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        """Close the connection: with 1000, or with 1011 when the block raised."""
+        await self.close(CloseCode.NORMAL_CLOSURE if exc_type is None else CloseCode.INTERNAL_ERROR)
 
     # Keepalive
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tether.asyncio.server import ProcessRequest, ServerConnection, serve
 from tether.protocol.close import CloseCode
 from tether.protocol.http11 import Request, Response
 from tether.routing import NO_ROUTE, BaseRouter
 
-__all__ = ["RouteHandler", "Router", "route"]
+if TYPE_CHECKING:
+    from werkzeug.routing import Map
+
+__all__ = ["RouteHandler", "Router", "route", "unix_route"]
 
 RouteHandler = Callable[..., Awaitable[None]]
 """A routed handler: ``handler(connection, **params)``, one keyword per path parameter."""
@@ -20,15 +24,11 @@ RouteHandler = Callable[..., Awaitable[None]]
 class Router(BaseRouter[ServerConnection, RouteHandler]):
     """Map request paths to handlers; answer 404 in the handshake for other paths.
 
-    ``routes`` maps patterns to handlers. A pattern is made of ``/``-separated
-    segments, each a literal or a parameter: ``{name}`` takes one non-empty
-    segment, and a last ``{name:path}`` takes the rest of the path, slashes
-    included. The handler is called as ``handler(connection, **params)``
-    with the parameters percent-decoded. The first pattern that matches, in
-    the order given, wins. The query string plays no part, and a trailing
-    slash counts: ``/echo/`` does not match ``/echo``.
+    ``routes`` maps patterns to handlers, or is a werkzeug ``Map``: see
+    :class:`~tether.routing.BaseRouter` for both, and for ``server_name``
+    and ``url_scheme``, which build the ``Location`` of redirects.
 
-    Give :meth:`~tether.routing.BaseRouter.process_request` and :meth:`handler` to
+    Give :meth:`~tether.routing.BaseRouter.route_request` and :meth:`handler` to
     :func:`~tether.asyncio.server.serve`, or let :func:`route` do it.
     """
 
@@ -43,15 +43,19 @@ class Router(BaseRouter[ServerConnection, RouteHandler]):
 
 
 def route(
-    routes: Mapping[str, RouteHandler],
+    routes: Mapping[str, RouteHandler] | Map,
     *args: Any,
     process_request: ProcessRequest | None = None,
+    server_name: str | None = None,
+    ssl: ssl_module.SSLContext | Literal[True] | None = None,
+    create_router: Callable[..., Router] | None = None,
     **kwargs: Any,
 ) -> serve:
     """Start a server that dispatches connections by path; see :class:`Router`.
 
     It takes the arguments of :func:`~tether.asyncio.server.serve`, with
-    ``routes`` instead of a handler::
+    ``routes`` instead of a handler: a dict of patterns, or a
+    :class:`werkzeug.routing.Map` whose rules' endpoints are the handlers::
 
         async with route({"/chat/{room}": chat, "/echo": echo}, "localhost", 8765) as server:
             await server.serve_forever()
@@ -60,10 +64,20 @@ def route(
     ``process_request`` given here runs first: when it returns a response,
     that is the answer and routing does not happen (so it may require
     authentication, see :func:`~tether.asyncio.auth.basic_auth`).
+
+    For the redirects of a werkzeug ``Map``, ``server_name`` is the server's
+    name as clients see it (the request's ``Host`` when ``None``), and
+    ``ssl=True`` makes them ``wss://`` without enabling TLS, for a server
+    behind a proxy that terminates TLS. ``create_router`` makes the router,
+    as ``create_router(routes, server_name, url_scheme)``: a subclass of
+    :class:`Router`, for instance.
     """
-    router = Router(routes)
+    url_scheme = "ws" if ssl is None else "wss"
+    if ssl is not None and ssl is not True:
+        kwargs["ssl"] = ssl
+    router = (create_router or Router)(routes, server_name, url_scheme)
     if process_request is None:
-        return serve(router.handler, *args, process_request=router.process_request, **kwargs)
+        return serve(router.handler, *args, process_request=router.route_request, **kwargs)
     first = process_request
 
     async def route_request(connection: ServerConnection, request: Request) -> Response | None:
@@ -72,6 +86,13 @@ def route(
             response = await response
         if response is not None:
             return response
-        return router.process_request(connection, request)
+        return router.route_request(connection, request)
 
     return serve(router.handler, *args, process_request=route_request, **kwargs)
+
+
+def unix_route(
+    routes: Mapping[str, RouteHandler] | Map, path: str | None = None, **kwargs: Any
+) -> serve:
+    """Start a server on the Unix socket at ``path`` that dispatches by path; see :func:`route`."""
+    return route(routes, unix=True, path=path, **kwargs)

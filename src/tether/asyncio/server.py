@@ -6,12 +6,14 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from tether import legacy
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
 from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
+from tether.legacy import AbortHandshake
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline, tls_handshake_timeout
 from tether.protocol.close import CloseCode
@@ -19,9 +21,13 @@ from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
-from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector, server_engines
+from tether.protocol.server import Origin, ServerProtocol, server_engines
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+if TYPE_CHECKING:
+    from tether.asyncio.auth import basic_auth
+    from tether.asyncio.broadcast import broadcast
+
+__all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 """A connection handler: a coroutine function taking the connection."""
@@ -35,6 +41,13 @@ ProcessResponse = Callable[
     ["ServerConnection", Request, Response], Response | Awaitable[Response | None] | None
 ]
 """A hook that may alter or replace the handshake response."""
+
+ServerSubprotocolSelector = Callable[["ServerConnection", Sequence[str]], str | None]
+"""A hook that picks a subprotocol among those the client offered, or ``None``.
+
+It gets the connection, as websockets' does; raising
+:exc:`~tether.exceptions.NegotiationError` refuses the handshake with 400.
+"""
 
 
 class ServerConnection(Connection):
@@ -56,12 +69,21 @@ class ServerConnection(Connection):
         self._opening = OpeningDeadline(server.open_timeout, self._loop.time)
 
     def respond(self, status: int, text: str) -> Response:
-        """Build an HTTP response with a plain-text body, for ``process_request`` to return.
+        """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``.
 
         Add headers to the response's ``headers`` before returning it, if
         needed.
         """
         return self.protocol.reject(status, text)
+
+    def _accept(self, request: Request) -> Response:
+        select = self.server.select_subprotocol
+        if select is None:
+            return self.protocol.accept(request)
+        # The user's hook gets this connection rather than the engine.
+        return self.protocol.accept(
+            request, select_subprotocol=lambda _, offered: select(self, offered)
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""
@@ -90,11 +112,11 @@ class ServerConnection(Connection):
     def _default_response(self, request: Request) -> Response:
         try:
             if self.server.is_serving():
-                return self.protocol.accept(request)
-            return self.respond(503, "Server is shutting down.")
+                return self._accept(request)
+            return self.respond(503, "Server is shutting down.\n")
         except Exception:
             self.logger.error("opening handshake failed", exc_info=True)
-            return self.respond(500, "Failed to open a WebSocket connection.")
+            return self.respond(500, "Failed to open a WebSocket connection.\n")
 
     async def _handshake(self, request: Request) -> None:
         server = self.server
@@ -110,9 +132,11 @@ class ServerConnection(Connection):
                 _check_response(replaced, "process_response")
                 if replaced is not None:
                     response = replaced
+        except AbortHandshake as exc:
+            response = exc.response()
         except Exception:
             self.logger.error("opening handshake failed", exc_info=True)
-            response = self.respond(500, "Failed to open a WebSocket connection.")
+            response = self.respond(500, "Failed to open a WebSocket connection.\n")
         # Done with the handshake: an idle connection does not keep the task.
         self._handshake_task = None
         self._answer(request, response)
@@ -123,7 +147,7 @@ class ServerConnection(Connection):
         if self.protocol.state is not _CONNECTING:
             return  # The client went away meanwhile.
         if response.status_code == 101 and not server.is_serving():
-            response = self.respond(503, "Server is shutting down.")
+            response = self.respond(503, "Server is shutting down.\n")
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
@@ -197,10 +221,12 @@ class Server:
         process_response: ProcessResponse | None,
         open_timeout: float | None,
         logger: LoggerLike | str | None,
+        select_subprotocol: ServerSubprotocolSelector | None = None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
         self.process_response = process_response
+        self.select_subprotocol = select_subprotocol
         self.open_timeout = open_timeout
         self.logger = connection_logger(logger, "tether.server", "server", self)
         self.server: asyncio.Server | None = None
@@ -246,8 +272,13 @@ class Server:
         self._handlers[connection] = task
         task.add_done_callback(connection._handler_done)
 
-    def close(self, close_connections: bool = True) -> None:
-        """Stop listening, and close open connections with 1001 unless told not to.
+    def close(
+        self,
+        close_connections: bool = True,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "",
+    ) -> None:
+        """Stop listening, and close open connections with ``code`` (1001) unless told not to.
 
         Each connection gets ``close_timeout`` to finish the closing
         handshake before TCP is dropped. Connections whose handshake has not
@@ -259,9 +290,9 @@ class Server:
         if self._closing is not None:
             return
         self.logger.info("server closing")
-        self._closing = self._loop.create_task(self._close(close_connections))
+        self._closing = self._loop.create_task(self._close(close_connections, code, reason))
 
-    async def _close(self, close_connections: bool) -> None:
+    async def _close(self, close_connections: bool, code: int, reason: str) -> None:
         try:
             if self.server is not None:
                 self.server.close()
@@ -273,7 +304,7 @@ class Server:
                     if connection._handshake_task is None and connection.transport is not None:
                         connection.transport.abort()
                 elif close_connections:
-                    closing.append(connection.close(CloseCode.GOING_AWAY))
+                    closing.append(connection.close(code, reason))
             if closing:
                 await asyncio.gather(*closing, return_exceptions=True)
             # Handlers end on their own once their connection is closed.
@@ -295,8 +326,14 @@ class Server:
         await asyncio.shield(self._closed)
 
     async def serve_forever(self) -> None:
-        """Serve until :meth:`close` is called, or until cancelled; then close the server."""
+        """Serve until :meth:`close` is called, or until cancelled; then close the server.
+
+        It starts accepting connections if :func:`serve` was given
+        ``start_serving=False``.
+        """
         try:
+            if self.server is not None and self._closing is None:
+                await self.server.start_serving()
             await self.wait_closed()
         except asyncio.CancelledError:
             self.close()
@@ -349,6 +386,18 @@ class serve:
     ``ssl_handshake_timeout`` defaults to ``open_timeout`` (see
     :mod:`tether.opening`), and the HTTP handshake gets what TLS left.
 
+    ``subprotocols`` lists the subprotocols the server speaks, in order of
+    preference: a client that offers none of them is refused with 400.
+    ``select_subprotocol(connection, subprotocols)`` replaces that choice:
+    it returns one of the offered subprotocols, or ``None`` for none.
+    ``create_connection`` is the class of the connections, a subclass of
+    :class:`ServerConnection`.
+
+    websockets' older spellings still work, each with a
+    :exc:`DeprecationWarning`: a handler taking ``(websocket, path)``, and
+    ``process_request(path, request_headers)`` returning ``None`` or
+    ``(status, headers, body)`` (see :mod:`tether.legacy`).
+
     Every keyword that is not an option of tether goes to
     :meth:`asyncio.loop.create_server`: ``sock``, ``ssl``, ``reuse_port``,
     ``backlog``, ``start_serving`` and the others.
@@ -363,7 +412,7 @@ class serve:
         origins: Sequence[Origin] | None = None,
         extensions: Sequence[ServerExtensionFactory] | None = None,
         subprotocols: Sequence[str] | None = None,
-        select_subprotocol: SubprotocolSelector | None = None,
+        select_subprotocol: ServerSubprotocolSelector | None = None,
         compression: Literal["deflate"] | None = "deflate",
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
@@ -378,9 +427,11 @@ class serve:
         logger: LoggerLike | str | None = None,
         unix: bool = False,
         path: str | None = None,
+        create_connection: type[ServerConnection] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.handler = handler
+        self.handler = legacy.adapt_handler(handler)
+        self.create_connection = create_connection or ServerConnection
         self.host = host
         self.port = port
         self.unix = unix
@@ -389,7 +440,7 @@ class serve:
             origins=origins,
             extensions=server_extensions(compression, extensions),
             subprotocols=subprotocols,
-            select_subprotocol=select_subprotocol,
+            select_subprotocol=None,
             server_header=server_header,
             max_size=max_size,
         )
@@ -402,7 +453,8 @@ class serve:
             "logger": logger,
         }
         self.server_options: dict[str, Any] = {
-            "process_request": process_request,
+            "process_request": legacy.adapt_process_request(process_request),
+            "select_subprotocol": select_subprotocol,
             "process_response": process_response,
             "open_timeout": open_timeout,
             "logger": logger,
@@ -415,8 +467,10 @@ class serve:
         connection_options = self.connection_options
         server = Server(self.handler, **self.server_options)
 
+        create_connection = self.create_connection
+
         def factory() -> ServerConnection:
-            return ServerConnection(engines(), server, **connection_options)
+            return create_connection(engines(), server, **connection_options)
 
         kwargs = dict(self.create_server_kwargs)
         open_timeout = self.server_options["open_timeout"]
@@ -452,3 +506,17 @@ class serve:
 def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serve:
     """Start a WebSocket server on the Unix socket at ``path``; see :func:`serve`."""
     return serve(handler, unix=True, path=path, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """Give ``basic_auth`` and ``broadcast`` from here too, as websockets does."""
+    # Imported on first use: both modules import this one.
+    if name == "basic_auth":
+        from tether.asyncio.auth import basic_auth  # noqa: PLC0415
+
+        return basic_auth
+    if name == "broadcast":
+        from tether.asyncio.broadcast import broadcast  # noqa: PLC0415
+
+        return broadcast
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from tether.protocol.uri import parse_uri
 from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
 from tether.sync.connection import READ_SIZE, Connection
 
-__all__ = ["ClientConnection", "connect", "reconnect"]
+__all__ = ["ClientConnection", "connect", "reconnect", "unix_connect", "unix_reconnect"]
 
 
 class ClientConnection(Connection):
@@ -181,3 +181,28 @@ def reconnect(
             yield connection
         finally:
             connection.close()
+
+
+def _unix_uri(uri: str | None, options: dict[str, Any]) -> str:
+    if uri is not None:
+        return uri
+    return "ws://localhost/" if options.get("ssl") is None else "wss://localhost/"
+
+
+def unix_connect(
+    path: str | None = None, uri: str | None = None, **kwargs: Any
+) -> ClientConnection:
+    """Connect to a WebSocket server listening on the Unix socket at ``path``.
+
+    ``uri`` gives the ``Host`` header and the request target; it defaults to
+    ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given. Every
+    other option is :func:`connect`'s.
+    """
+    return connect(_unix_uri(uri, kwargs), unix=True, path=path, **kwargs)
+
+
+def unix_reconnect(
+    path: str | None = None, uri: str | None = None, **kwargs: Any
+) -> Generator[ClientConnection, None, None]:
+    """Like :func:`unix_connect`, connecting again each time, as :func:`reconnect` does."""
+    return reconnect(_unix_uri(uri, kwargs), unix=True, path=path, **kwargs)

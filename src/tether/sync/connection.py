@@ -546,7 +546,8 @@ class Connection(ConnectionAttributes):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        """Close the connection: with 1000, or with 1011 when the block raised."""
+        self.close(CloseCode.NORMAL_CLOSURE if exc_type is None else CloseCode.INTERNAL_ERROR)
 
     def _fail(self, code: int, reason: str, block: bool = True) -> None:
         """Fail the connection: send a close frame if possible, then shut the socket down.

@@ -9,11 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from tether import legacy
 from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
+from tether.legacy import AbortHandshake
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline
 from tether.protocol.close import CloseCode
@@ -21,10 +23,14 @@ from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
-from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector, server_engines
+from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.sync.connection import READ_SIZE, Connection
 
-__all__ = ["Server", "ServerConnection", "serve"]
+if TYPE_CHECKING:
+    from tether.sync.auth import basic_auth
+    from tether.sync.broadcast import broadcast
+
+__all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], None]
 """A connection handler: a function taking the connection."""
@@ -34,6 +40,13 @@ ProcessRequest = Callable[["ServerConnection", Request], Response | None]
 
 ProcessResponse = Callable[["ServerConnection", Request, Response], Response | None]
 """A hook that may alter or replace the handshake response."""
+
+ServerSubprotocolSelector = Callable[["ServerConnection", Sequence[str]], str | None]
+"""A hook that picks a subprotocol among those the client offered, or ``None``.
+
+It gets the connection, as websockets' does; raising
+:exc:`~tether.exceptions.NegotiationError` refuses the handshake with 400.
+"""
 
 
 class ServerConnection(Connection):
@@ -51,8 +64,17 @@ class ServerConnection(Connection):
         """The user that :func:`~tether.sync.auth.basic_auth` let in, if any."""
 
     def respond(self, status: int, text: str) -> Response:
-        """Build an HTTP response with a plain-text body, for ``process_request`` to return."""
+        """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``."""
         return self.protocol.reject(status, text)
+
+    def _accept(self, request: Request) -> Response:
+        select = self.server.select_subprotocol
+        if select is None:
+            return self.protocol.accept(request)
+        # The user's hook gets this connection rather than the engine.
+        return self.protocol.accept(
+            request, select_subprotocol=lambda _, offered: select(self, offered)
+        )
 
     def _read_request(self, deadline: float | None) -> Request | None:
         protocol = self.protocol
@@ -86,14 +108,16 @@ class ServerConnection(Connection):
             if server.process_request is not None:
                 response = server.process_request(self, request)
             if response is None:
-                response = self.protocol.accept(request)
+                response = self._accept(request)
             if server.process_response is not None:
                 replaced = server.process_response(self, request, response)
                 if replaced is not None:
                     response = replaced
+        except AbortHandshake as exc:
+            response = exc.response()
         except Exception:
             self.logger.exception("error in the opening handshake")
-            response = self.protocol.reject(500, "Failed to open a WebSocket connection.")
+            response = self.protocol.reject(500, "Failed to open a WebSocket connection.\n")
         self.protocol.send_response(response)
         self.socket.sendall(b"".join(self.protocol.data_to_send()))
         self.socket.settimeout(None)
@@ -120,9 +144,13 @@ class Server:
         engines: Callable[[], ServerProtocol],
         connection_options: dict[str, Any],
         logger: LoggerLike | str | None,
+        select_subprotocol: ServerSubprotocolSelector | None = None,
+        create_connection: type[ServerConnection] | None = None,
     ) -> None:
         self.socket = sock
         self.handler = handler
+        self.select_subprotocol = select_subprotocol
+        self.create_connection = create_connection or ServerConnection
         self.ssl = ssl
         self.process_request = process_request
         self.process_response = process_response
@@ -131,6 +159,8 @@ class Server:
         self.connection_options = connection_options
         self.logger = connection_logger(logger, "tether.server", "server", self)
         self._connections: set[ServerConnection] = set()
+        # The threads of connections, from accept to the handler's end.
+        self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopped = threading.Event()
@@ -162,9 +192,18 @@ class Server:
                     except OSError:  # pragma: no cover - the listener closed under us
                         return
                     thread = threading.Thread(target=self._serve_one, args=(sock,), daemon=True)
+                    with self._lock:
+                        self._threads.add(thread)
                     thread.start()
 
     def _serve_one(self, sock: socket.socket) -> None:
+        try:
+            self._serve_connection(sock)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _serve_connection(self, sock: socket.socket) -> None:
         opening = OpeningDeadline(self.open_timeout)
         deadline = opening.when
         try:
@@ -175,7 +214,9 @@ class Server:
                 # slowly the bytes come; the HTTP handshake gets what is left.
                 sock.settimeout(opening.tls_handshake_timeout())
                 sock = self.ssl.wrap_socket(sock, server_side=True)
-            connection = ServerConnection(sock, self.engines(), self, **self.connection_options)
+            connection = self.create_connection(
+                sock, self.engines(), self, **self.connection_options
+            )
             opened = connection._handshake(deadline)
         except Exception as exc:
             self.logger.info("opening handshake failed: %s", exc)
@@ -213,11 +254,18 @@ class Server:
             with self._lock:
                 self._connections.discard(connection)
 
-    def shutdown(self, close_connections: bool = True) -> None:
-        """Stop accepting connections and close open ones with 1001, unless told not to.
+    def shutdown(
+        self,
+        close_connections: bool = True,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "",
+    ) -> None:
+        """Stop accepting connections and close open ones with ``code`` (1001), unless told not to.
 
-        Return once :meth:`serve_forever` returned and the connections are
-        closed.
+        Return once :meth:`serve_forever` returned and every connection's
+        thread ended: its handler returned and the connection is closed.
+        Calling it from a handler does not wait for that handler's own
+        thread. Shutting down again does nothing.
         """
         with self._lock:
             if self._stopped.is_set():
@@ -233,13 +281,22 @@ class Server:
             with self._lock:
                 connections = list(self._connections)
             closers = [
-                threading.Thread(target=conn.close, args=(CloseCode.GOING_AWAY,), daemon=True)
+                threading.Thread(target=conn.close, args=(code, reason), daemon=True)
                 for conn in connections
             ]
             for closer in closers:
                 closer.start()
             for closer in closers:
                 closer.join()
+        # Wait for the handlers, as websockets does; they end on their own
+        # once their connection is closed.
+        while True:
+            with self._lock:
+                threads = [t for t in self._threads if t is not threading.current_thread()]
+            if not threads:
+                break
+            for thread in threads:
+                thread.join()
 
     def __enter__(self) -> Server:
         return self
@@ -265,7 +322,7 @@ def serve(
     origins: Sequence[Origin] | None = None,
     extensions: Sequence[ServerExtensionFactory] | None = None,
     subprotocols: Sequence[str] | None = None,
-    select_subprotocol: SubprotocolSelector | None = None,
+    select_subprotocol: ServerSubprotocolSelector | None = None,
     compression: Literal["deflate"] | None = "deflate",
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
@@ -277,37 +334,45 @@ def serve(
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int | None = 16,
     logger: LoggerLike | str | None = None,
+    create_connection: type[ServerConnection] | None = None,
     reuse_port: bool = False,
     backlog: int = 100,
+    **kwargs: Any,
 ) -> Server:
     """Listen for WebSocket connections; call :meth:`Server.serve_forever` to accept them.
 
     With ``host=None`` the server listens on every interface, IPv4 and IPv6.
     ``sock`` gives a listening socket; ``unix=True`` with ``path`` listens on
-    a Unix socket.
+    a Unix socket (see :func:`unix_serve`). Other keyword arguments go to
+    :func:`socket.create_server`, as ``reuse_port`` and ``backlog`` do.
+
+    ``subprotocols`` lists the subprotocols the server speaks, in order of
+    preference: a client that offers none of them is refused with 400.
+    ``select_subprotocol(connection, subprotocols)`` replaces that choice.
+    ``create_connection`` is the class of the connections, a subclass of
+    :class:`ServerConnection`. The handshake hooks and the handler work as in
+    :func:`tether.asyncio.server.serve`, websockets' older spellings included.
     """
     engines = server_engines(
         origins=origins,
         extensions=server_extensions(compression, extensions),
         subprotocols=subprotocols,
-        select_subprotocol=select_subprotocol,
+        select_subprotocol=None,
         server_header=server_header,
         max_size=max_size,
     )
     if sock is None:
+        options: dict[str, Any] = {"backlog": backlog, "reuse_port": reuse_port}
         if unix:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(path or "")
-            sock.listen(backlog)
+            options["family"] = socket.AF_UNIX
+            options.update(kwargs)
+            sock = socket.create_server(path or "", **options)
         else:
             dual = host is None and socket.has_dualstack_ipv6()
-            sock = socket.create_server(
-                (host or "", port or 0),
-                family=socket.AF_INET6 if dual else socket.AF_INET,
-                backlog=backlog,
-                reuse_port=reuse_port,
-                dualstack_ipv6=dual,
-            )
+            options["family"] = socket.AF_INET6 if dual else socket.AF_INET
+            options["dualstack_ipv6"] = dual
+            options.update(kwargs)
+            sock = socket.create_server((host or "", port or 0), **options)
     connection_options = {
         "ping_interval": ping_interval,
         "ping_timeout": ping_timeout,
@@ -317,12 +382,33 @@ def serve(
     }
     return Server(
         sock,
-        handler,
+        legacy.adapt_handler(handler),
         ssl=ssl,
-        process_request=process_request,
+        process_request=legacy.adapt_process_request(process_request),
         process_response=process_response,
         open_timeout=open_timeout,
         engines=engines,
         connection_options=connection_options,
         logger=logger,
+        select_subprotocol=select_subprotocol,
+        create_connection=create_connection,
     )
+
+
+def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> Server:
+    """Listen for WebSocket connections on the Unix socket at ``path``; see :func:`serve`."""
+    return serve(handler, unix=True, path=path, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """Give ``basic_auth`` and ``broadcast`` from here too, as websockets does."""
+    # Imported on first use: both modules import this one.
+    if name == "basic_auth":
+        from tether.sync.auth import basic_auth  # noqa: PLC0415
+
+        return basic_auth
+    if name == "broadcast":
+        from tether.sync.broadcast import broadcast  # noqa: PLC0415
+
+        return broadcast
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,252 @@
+"""The threading server and connection rows of the websockets 17 checklist, end to end."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from werkzeug.routing import Map, Rule
+
+import tether.sync
+import tether.sync.server as server_module
+from tether.exceptions import ConcurrencyError, InvalidStatus, NegotiationError
+from tether.sync import (
+    ClientConnection,
+    ServerConnection,
+    broadcast,
+    connect,
+    serve,
+    unix_connect,
+    unix_reconnect,
+    unix_route,
+    unix_serve,
+)
+
+from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
+
+
+def hold(ws: ServerConnection) -> None:
+    ws.wait_closed(TIMEOUT)
+
+
+def test_select_subprotocol_gets_the_server_connection(start_server: ServerFactory) -> None:
+    seen: list[tuple[object, list[str]]] = []
+
+    def select(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+        seen.append((connection, list(offered)))
+        if not offered:
+            raise NegotiationError("offer something")
+        return offered[0]
+
+    handled: list[ServerConnection] = []
+
+    def handler(ws: ServerConnection) -> None:
+        handled.append(ws)
+        ws.send(str(ws.subprotocol))
+
+    server = start_server(handler, select_subprotocol=select)
+    with connect(uri_of(server), subprotocols=["x", "y"]) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "x"
+    assert seen == [(handled[0], ["x", "y"])]
+    with pytest.raises(InvalidStatus) as info:
+        connect(uri_of(server))
+    assert info.value.response.status_code == 400
+
+
+def test_subprotocols_without_a_match_400(start_server: ServerFactory) -> None:
+    server = start_server(subprotocols=["chat"])
+    with pytest.raises(InvalidStatus) as info:
+        connect(uri_of(server), subprotocols=["other"])
+    assert info.value.response.status_code == 400
+    with connect(uri_of(server), subprotocols=["other", "chat"]) as ws:
+        assert ws.subprotocol == "chat"
+
+
+def test_create_server_keywords() -> None:
+    # Keywords tether does not know go to socket.create_server.
+    server = serve(hold, "::1", 0, family=socket.AF_INET6)
+    thread = run_server(server)
+    try:
+        assert server.socket.family == socket.AF_INET6
+        with connect(uri_of(server)) as ws:
+            assert ws.state is tether.protocol.State.OPEN
+    finally:
+        stop_server(server, thread)
+
+
+def test_create_connection(start_server: ServerFactory) -> None:
+    class Tagged(ServerConnection):
+        tag = "custom"
+
+    def handler(ws: ServerConnection) -> None:
+        assert isinstance(ws, Tagged)
+        ws.send(ws.tag)
+
+    server = start_server(handler, create_connection=Tagged)
+    with connect(uri_of(server)) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "custom"
+
+
+def test_shutdown_waits_for_handlers() -> None:
+    finished = threading.Event()
+    started = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        started.set()
+        with contextlib.suppress(tether.ConnectionClosed):
+            ws.recv()
+        # Work after the connection closed: shutdown waits for it.
+        time.sleep(0.2)
+        finished.set()
+
+    server = serve(handler, "127.0.0.1", 0)
+    thread = run_server(server)
+    client = connect(uri_of(server))
+    assert started.wait(TIMEOUT)
+    bounded(lambda: server.shutdown(code=1012, reason="restart"))
+    assert finished.is_set()
+    thread.join(TIMEOUT)
+    client.wait_closed(TIMEOUT)
+    assert (client.close_code, client.close_reason) == (1012, "restart")
+
+
+def test_unix_serve_connect_and_reconnect(tmp_path: Path) -> None:
+    path = str(tmp_path / "ws.sock")
+    server = unix_serve(lambda ws: ws.send(ws.request.path if ws.request else ""), path)
+    thread = run_server(server)
+    try:
+        with unix_connect(path) as ws:
+            assert ws.recv(timeout=TIMEOUT) == "/"
+        with unix_connect(path, "ws://localhost/room") as ws:
+            assert ws.recv(timeout=TIMEOUT) == "/room"
+        for ws in unix_reconnect(path):
+            with ws:
+                assert ws.recv(timeout=TIMEOUT) == "/"
+            break
+    finally:
+        stop_server(server, thread)
+
+
+@pytest.fixture
+def clients(
+    start_server: ServerFactory,
+) -> Iterator[tuple[list[ServerConnection], list[ClientConnection]]]:
+    arrived: queue.Queue[ServerConnection] = queue.Queue()
+
+    def handler(ws: ServerConnection) -> None:
+        arrived.put(ws)
+        ws.wait_closed(TIMEOUT)
+
+    server = start_server(handler)
+    opened = [connect(uri_of(server)) for _ in range(3)]
+    servers = [arrived.get(timeout=TIMEOUT) for _ in opened]
+    yield servers, opened
+    for ws in opened:
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "text", "expected"),
+    [
+        ("é", None, "é"),
+        ("é", False, "é".encode()),
+        (b'{"a": 1}', True, '{"a": 1}'),
+        (memoryview(b"\x00\x01"), None, b"\x00\x01"),
+    ],
+)
+def test_broadcast(
+    clients: tuple[list[ServerConnection], list[ClientConnection]],
+    message: str | bytes,
+    text: bool | None,
+    expected: str | bytes,
+) -> None:
+    servers, opened = clients
+    assert broadcast(servers, message, text=text) == 3
+    for ws in opened:
+        assert ws.recv(timeout=TIMEOUT) == expected
+
+
+def test_broadcast_skips_closed_and_fragmented(
+    clients: tuple[list[ServerConnection], list[ClientConnection]],
+) -> None:
+    servers, opened = clients
+    opened[0].close()
+    servers[0].wait_closed(TIMEOUT)
+    # A fragmented message in progress on the second connection.
+    pieces: queue.Queue[str | None] = queue.Queue()
+
+    def fragments() -> Iterator[str]:
+        while (piece := pieces.get(timeout=TIMEOUT)) is not None:
+            yield piece
+
+    sender = threading.Thread(target=servers[1].send, args=(fragments(),))
+    sender.start()
+    pieces.put("frag")
+    while not servers[1]._send_mutex.locked():
+        time.sleep(0.001)
+    assert broadcast(servers, "news") == 1
+    with pytest.raises(ExceptionGroup) as info:
+        broadcast(servers, "more news", raise_exceptions=True)
+    (error,) = info.value.exceptions
+    assert isinstance(error, ConcurrencyError)
+    pieces.put(None)
+    sender.join(TIMEOUT)
+    assert opened[1].recv(timeout=TIMEOUT) == "frag"
+    assert opened[2].recv(timeout=TIMEOUT) == "news"
+    assert opened[2].recv(timeout=TIMEOUT) == "more news"
+
+
+def test_broadcast_rejects_other_types() -> None:
+    with pytest.raises(TypeError, match="cannot broadcast int"):
+        broadcast([], 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["basic_auth", "broadcast"])
+def test_server_module_exports(name: str) -> None:
+    assert getattr(server_module, name) is getattr(tether.sync, name)
+    with pytest.raises(AttributeError):
+        server_module.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_with_block_that_raises_closes_with_1011(start_server: ServerFactory, raises: bool) -> None:
+    closed: queue.Queue[tuple[int | None, str | None]] = queue.Queue()
+
+    def handler(ws: ServerConnection) -> None:
+        ws.wait_closed(TIMEOUT)
+        closed.put((ws.close_code, ws.close_reason))
+
+    server = start_server(handler)
+    expected = pytest.raises(RuntimeError) if raises else contextlib.nullcontext()
+    with expected, connect(uri_of(server)):
+        if raises:
+            raise RuntimeError("boom")
+    assert closed.get(timeout=TIMEOUT) == ((1011, "") if raises else (1000, ""))
+
+
+def test_route_with_a_werkzeug_map_and_unix_route(tmp_path: Path) -> None:
+    def channel(ws: ServerConnection, number: int) -> None:
+        ws.send(f"{number + 1}")
+
+    url_map = Map([Rule("/c/<int:number>", endpoint=channel), Rule("/old", redirect_to="/c/1")])
+    path = str(tmp_path / "ws.sock")
+    server = unix_route(url_map, path, server_name="example", ssl=True)
+    thread = run_server(server)
+    try:
+        with unix_connect(path, "ws://localhost/c/41") as ws:
+            assert ws.recv(timeout=TIMEOUT) == "42"
+        with pytest.raises(InvalidStatus) as info:
+            unix_connect(path, "ws://localhost/old")
+        assert info.value.response.status_code == 302
+        assert info.value.response.headers["Location"] == "wss://example/c/1"
+        with pytest.raises(InvalidStatus) as info:
+            unix_connect(path, "ws://localhost/c/x")
+        assert info.value.response.status_code == 404
+    finally:
+        stop_server(server, thread)
