@@ -100,7 +100,9 @@ async def server_with_bystander(
     port = next(iter(server.sockets)).getsockname()[1]
     try:
         uri = f"ws://127.0.0.1:{port}{BYSTANDER}"
-        async with tether.connect(uri, ping_interval=None) as bystander:
+        # It offers the server's subprotocols, if any, as it must to get in.
+        subprotocols = options.get("subprotocols")
+        async with tether.connect(uri, ping_interval=None, subprotocols=subprotocols) as bystander:
             await bystander.send("before")
             async with asyncio.timeout(DEADLINE):
                 assert await bystander.recv() == "before"
@@ -146,7 +148,12 @@ def sync_server_with_bystander(
     port = server.socket.getsockname()[1]
     try:
         uri = f"ws://127.0.0.1:{port}{BYSTANDER}"
-        with tether.sync.connect(uri, ping_interval=None, open_timeout=DEADLINE) as bystander:
+        with tether.sync.connect(
+            uri,
+            ping_interval=None,
+            open_timeout=DEADLINE,
+            subprotocols=options.get("subprotocols"),
+        ) as bystander:
             bystander.send("before")
             assert bystander.recv(timeout=DEADLINE) == "before"
             yield server, port

@@ -277,6 +277,28 @@ def test_decoded_size_over_limit_in_continuation_fails_1009(role: Role, peer: Pe
     assert conn.events() == []
 
 
+class StrictRepeat(Repeat):
+    """Like Repeat, but its decode raises PayloadTooBig past ``max_size``, as extensions must."""
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        frame = super().decode(frame, max_size=max_size)
+        if max_size is not None and len(frame.data) > max_size:
+            raise PayloadTooBig(None, max_size)
+        return frame
+
+
+def test_extension_payload_too_big_counts_the_message_so_far(role: Role, peer: Peer) -> None:
+    conn = Connection(role, max_size=100, extensions=[StrictRepeat(4)])
+    conn.receive_data(peer.text(b"x" * 20, fin=False, rsv=0x40))
+    conn.receive_data(peer.cont(b"y" * 6))
+    assert_failed(conn, 1009)
+    error = conn.error
+    assert isinstance(error, PayloadTooBig)
+    # As websockets: the engine adds what the message held before the frame.
+    assert (error.size, error.current_size, error.max_size) == (None, 80, 100)
+    assert str(error) == "frame after reading 80 bytes exceeds limit of 100 bytes"
+
+
 def test_decoded_size_over_limit_streaming_fails_1009(role: Role, peer: Peer) -> None:
     conn = Connection(role, max_size=100, streaming=True, extensions=[Repeat(4)])
     conn.receive_data(peer.binary(b"x" * 20, fin=False, rsv=0x40) + peer.cont(b"y" * 6))

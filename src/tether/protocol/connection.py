@@ -782,8 +782,8 @@ class Connection:
             for extension in reversed(self.extensions):
                 frame = extension.decode(frame, max_size=room)
         except PayloadTooBig as exc:
-            if exc.message is None and exc.current_size is None:
-                exc.set_current_size(self._msg_size or None)
+            # An extension reports the frame; the limit counts the message before it too.
+            exc.set_current_size(self._msg_size or None)
             raise
         data = frame.data
         if room is not None and len(data) > room:
