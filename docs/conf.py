@@ -41,6 +41,8 @@ autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
+# Names that modules import only for type checking (an optional extra).
+autodoc_type_aliases = {"Map": "werkzeug.routing.Map"}
 autodoc_default_options = {"members": True, "show-inheritance": True}
 python_use_unqualified_type_names = True
 # Names that modules import under another name for their annotations only.
@@ -56,13 +58,13 @@ _BUILTINS = "|".join(name for name in dir(builtins) if not name.startswith("_"))
 _STDLIB = "|".join(sorted(name for name in sys.stdlib_module_names if not name.startswith("_")))
 nitpick_ignore_regex = [
     # The standard library, and the libraries tether works with.
-    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn|redis)(\..*)?"),
+    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn|redis|werkzeug)(\..*)?"),
     # Builtins and typing names, as annotations show them.
     (
         "py:.*",
         r"(Any|Callable|Awaitable|Iterable|Iterator|AsyncIterator|Sequence|Mapping|"
         r"Generator|AsyncGenerator|MutableMapping|Coroutine|Self|TypeVar|Generic|ClassVar|Final|"
-        r"Protocol|NamedTuple|Literal|Enum|IntEnum|Path|TracebackType|NoneType|"
+        r"Protocol|NamedTuple|Literal|Enum|IntEnum|Path|TracebackType|NoneType|Map|"
         rf"{_BUILTINS})",
     ),
     # Type variables and private bases, which autodoc does not document.

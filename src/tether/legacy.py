@@ -16,7 +16,7 @@ second path through the engine.
 - :func:`adapt_process_request` lets ``process_request`` take
   ``(path, request_headers)`` and return ``(status, headers, body)``.
 
-Import the exceptions from :mod:`tether.exceptions` (or :mod:`tether`); the
+Import the exceptions from :mod:`tether.exceptions` (or ``tether``); the
 functions are applied by ``serve`` in both APIs.
 """
 
