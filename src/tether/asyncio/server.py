@@ -22,6 +22,7 @@ from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
+from tether.proxies import TrustedProxies, parse_proxy_header
 
 if TYPE_CHECKING:
     from tether.asyncio.auth import basic_auth
@@ -56,6 +57,11 @@ class ServerConnection(Connection):
     protocol: ServerProtocol
     default_logger = "tether.server"
 
+    # The client's address that a trusted proxy gave, if any; and, with the
+    # PROXY protocol, the bytes received before its header is complete.
+    _client: tuple[str, int] | None = None
+    _proxy_header: bytearray | None = None
+
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.server = server
@@ -85,9 +91,22 @@ class ServerConnection(Connection):
             request, select_subprotocol=lambda _, offered: select(self, offered)
         )
 
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
+
+        A proxy's word counts only if its address is in ``trusted_proxies``
+        (see :mod:`tether.proxies`); the port is 0 when a header gave the
+        address.
+        """
+        client = self._client
+        return super().remote_address if client is None else client
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""
         super().connection_made(transport)
+        if self.server.proxy_protocol:
+            self._proxy_header = bytearray()
         self.server._register(self)
         timeout = self._opening.remaining()
         if timeout is not None:
@@ -98,9 +117,44 @@ class ServerConnection(Connection):
             self.logger.info("opening handshake timed out")
             self.transport.abort()
 
+    def buffer_updated(self, nbytes: int) -> None:
+        """Read the PROXY protocol header first, if the server expects one (asyncio calls this)."""
+        header = self._proxy_header
+        if header is None:
+            super().buffer_updated(nbytes)
+            return
+        header += self._read_buffer[:nbytes]
+        try:
+            parsed = parse_proxy_header(header)
+        except ValueError as exc:
+            self.logger.info("refused: %s", exc)
+            self._abort()
+            return
+        if parsed is None:
+            return
+        length, client = parsed
+        proxies = self.server.proxies
+        peer = super().remote_address
+        if proxies is None or not proxies.trusts(peer):
+            self.logger.info("refused: a PROXY protocol header from %s, not a trusted proxy", peer)
+            self._abort()
+            return
+        self._proxy_header = None
+        self._client = client
+        rest = bytes(header[length:])
+        if rest:
+            self._process(self.protocol.receive_data(rest))
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             server = self.server
+            proxies = server.proxies
+            if proxies is not None and self._client is None:
+                self._client = proxies.client(super().remote_address, event.request.headers)
             if server.process_request is None and server.process_response is None:
                 # Nothing to wait for: answer at once rather than in a task.
                 self._answer(event.request, self._default_response(event.request))
@@ -222,8 +276,14 @@ class Server:
         open_timeout: float | None,
         logger: LoggerLike | str | None,
         select_subprotocol: ServerSubprotocolSelector | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+        proxy_protocol: bool = False,
     ) -> None:
         self.handler = handler
+        self.proxies = None if trusted_proxies is None else TrustedProxies(trusted_proxies)
+        """Whose word is believed on the client's address (``trusted_proxies``)."""
+        self.proxy_protocol = proxy_protocol
+        """Whether each connection starts with a PROXY protocol header."""
         self.process_request = process_request
         self.process_response = process_response
         self.select_subprotocol = select_subprotocol
@@ -398,6 +458,14 @@ class serve:
     ``process_request(path, request_headers)`` returning ``None`` or
     ``(status, headers, body)`` (see :mod:`tether.legacy`).
 
+    Behind a reverse proxy, ``trusted_proxies`` lists the proxies' addresses
+    or networks: from them, ``X-Forwarded-For`` or ``X-Real-IP`` give the
+    client's address, which
+    :attr:`~tether.asyncio.server.ServerConnection.remote_address` returns.
+    With ``proxy_protocol=True``, every connection must start with a PROXY
+    protocol header (version 1 or 2) from a trusted proxy; others are
+    dropped. See :mod:`tether.proxies`.
+
     Every keyword that is not an option of tether goes to
     :meth:`asyncio.loop.create_server`: ``sock``, ``ssl``, ``reuse_port``,
     ``backlog``, ``start_serving`` and the others.
@@ -428,8 +496,12 @@ class serve:
         unix: bool = False,
         path: str | None = None,
         create_connection: type[ServerConnection] | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+        proxy_protocol: bool = False,
         **kwargs: Any,
     ) -> None:
+        if proxy_protocol and trusted_proxies is None:
+            raise ValueError("proxy_protocol needs trusted_proxies")
         self.handler = legacy.adapt_handler(handler)
         self.create_connection = create_connection or ServerConnection
         self.host = host
@@ -458,6 +530,8 @@ class serve:
             "process_response": process_response,
             "open_timeout": open_timeout,
             "logger": logger,
+            "trusted_proxies": trusted_proxies,
+            "proxy_protocol": proxy_protocol,
         }
         self.create_server_kwargs = kwargs
         self.server: Server | None = None
