@@ -21,6 +21,8 @@ Endpoints (under ``--root-path``, if the server has one):
 - ``/deny``: refuses with HTTP 403 and a custom body; ``/deny-stream`` with
   a body streamed in pieces.
 - ``/close-after``: closes with 4002 after the first message, then reads on.
+- ``/stall?seconds=S``: reads nothing for S seconds, then counts the
+  messages up to the text ``end`` and sends the count.
 - ``/refuse``: closes before accepting (HTTP 403 without a body of its own).
 - ``/raise`` raises before accepting, ``/raise-after`` after.
 - ``/flood?count=N``: sends N messages of 64 KiB, counting in ``/seen``
@@ -160,6 +162,18 @@ async def close_after(ws: WebSocket) -> None:
     await ws.receive()
 
 
+async def stall(ws: WebSocket) -> None:
+    await ws.accept()
+    await asyncio.sleep(float(ws.query_params.get("seconds", "1")))
+    count = 0
+    while (message := await ws.receive())["type"] == "websocket.receive":
+        if message.get("text") == "end":
+            await ws.send_text(str(count))
+            break
+        count += 1
+    await _echo(ws)
+
+
 async def refuse(ws: WebSocket) -> None:
     await ws.close(code=1008)
 
@@ -204,6 +218,7 @@ WEBSOCKETS = {
     "/deny": deny,
     "/deny-stream": deny_stream,
     "/close-after": close_after,
+    "/stall": stall,
     "/refuse": refuse,
     "/raise": raise_before,
     "/raise-after": raise_after,

@@ -323,6 +323,28 @@ async def test_client_that_never_reads(server: Uvicorn) -> None:
         assert await _flooded(server, name) == count
 
 
+async def test_application_that_does_not_read(server: Uvicorn) -> None:
+    # Messages wait for the application up to --ws-max-queue (uvicorn's own
+    # class reads one at a time): then reading stops and the client's writes
+    # back up instead of the server's memory growing.
+    chunk = bytes(65536)
+    limit = 1000  # 64 MiB: far more than loopback's socket buffers hold.
+    async with raw_peer(server, "/stall?seconds=1") as peer:
+        frame = peer.frame(Opcode.BINARY, chunk)
+        written = 0
+        while written < limit:
+            written += 1
+            try:
+                async with asyncio.timeout(0.3):
+                    await peer.write(frame)
+            except TimeoutError:
+                break  # This one waits in the client's buffer.
+        assert written < limit
+        # Once the application reads, every message arrives.
+        await peer.send_message("end")
+        assert await peer.next_message(timeout=TIMEOUT) == str(written)
+
+
 async def test_messages_while_the_app_is_slow_are_kept_in_order(server: Uvicorn) -> None:
     async with tether.connect(server.uri("/echo")) as ws:
         for index in range(200):
