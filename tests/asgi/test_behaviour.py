@@ -367,13 +367,17 @@ async def _flooded(server: Uvicorn, name: str) -> int:
 def pinging_server(
     request: pytest.FixtureRequest, uvicorn_server: Callable[[UvicornConfig], Uvicorn]
 ) -> Uvicorn:
-    """A server that pings every 0.2 s and waits 0.3 s for the pong."""
+    """A server that pings every 0.2 s and waits 0.3 s for the pong, without compression."""
     options = ("--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
+    options += ("--ws-per-message-deflate", "false")
     return uvicorn_server(UvicornConfig(request.param, "h11", "asyncio", "starlette", options))
 
 
 async def test_keepalive_pings_answered(pinging_server: Uvicorn) -> None:
     async with tether.connect(pinging_server.uri("/echo"), ping_interval=None) as ws:
+        assert ws.response is not None
+        # --no-ws-per-message-deflate: the client's offer is declined.
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
         await asyncio.sleep(0.8)
         await ws.send("still here")
         assert await ws.recv() == "still here"

@@ -25,6 +25,7 @@ from tether.asyncio import keepalive
 from tether.asyncio.keepalive import Bucket
 from tether.exceptions import InvalidState
 from tether.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from tether.log import ConnectionLogger, connection_logger
 from tether.messages import MessageQueue
 from tether.pings import PingTracker
 from tether.protocol.close import CloseCode
@@ -39,7 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocketProtocol"]
 
-logger = logging.getLogger("tether.asgi")
+LOGGER = "tether.asgi"
+"""The name of the logger of the connections: records are prefixed with the client's address."""
+
+_logging = logging.getLogger(LOGGER)
 
 Message = dict[str, Any]
 """An ASGI message, either way."""
@@ -127,6 +131,17 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._pings: PingTracker[None] = PingTracker()
         self._keepalive: Bucket | None = None
+        self._logger: ConnectionLogger | None = None
+
+    @property
+    def logger(self) -> ConnectionLogger:
+        """The logger of this connection (:data:`LOGGER`), made when first needed."""
+        logger = self._logger
+        if logger is None:
+            address = get_remote_addr(self.transport) if self.transport is not None else None
+            label = f"{address[0]}:{address[1]}" if address else "-"
+            logger = self._logger = connection_logger(None, LOGGER, label, self)
+        return logger
 
     # asyncio.Protocol
 
@@ -286,14 +301,14 @@ class WebSocketProtocol(asyncio.Protocol):
         except ClientDisconnected:
             pass
         except BaseException as exc:
-            logger.error("Exception in ASGI application", exc_info=exc)
+            self.logger.error("Exception in ASGI application", exc_info=exc)
             self._app_finished(CloseCode.INTERNAL_ERROR)
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
             return
         else:
             if result is not None:
-                logger.error("ASGI callable should return None, but returned %r.", result)
+                self.logger.error("ASGI callable should return None, but returned %r.", result)
         self._app_finished(CloseCode.NORMAL_CLOSURE)
 
     def _app_finished(self, code: int) -> None:
@@ -301,7 +316,7 @@ class WebSocketProtocol(asyncio.Protocol):
         stage = self._stage
         if stage == _HANDSHAKE:
             if code == CloseCode.NORMAL_CLOSURE:
-                logger.error("ASGI callable returned without completing handshake.")
+                self.logger.error("ASGI callable returned without completing handshake.")
             self._reject(500, "Internal Server Error")
         elif stage == _ACCEPTED and self.protocol.state is _OPEN:
             # Left open: close it, 1000 on return and 1011 on an exception.
@@ -369,6 +384,7 @@ class WebSocketProtocol(asyncio.Protocol):
             elif kind == "websocket.close":
                 # Closed before accepting: HTTP 403, as uvicorn's classes answer.
                 self._set_disconnect(1006)
+                self._log_answer("403")
                 self._reject(403, "")
             elif kind == "websocket.http.response.start":
                 self._denial = Denial(
@@ -377,6 +393,7 @@ class WebSocketProtocol(asyncio.Protocol):
                     self.server_state.default_headers,
                 )
                 self._stage = _DENYING
+                self._log_answer(str(message["status"]))
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.accept', 'websocket.close' "
@@ -435,11 +452,22 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self._stage = _ACCEPTED
+        self._log_answer("accepted")
         self._response = None
         self.protocol.send_response(response)
         # Frames sent right after the request were parsed by now: hand them over.
         self._process()
         self._start_keepalive()
+
+    def _log_answer(self, answer: str) -> None:
+        """Log the answer to the handshake at INFO level, as uvicorn's classes do."""
+        scope = self.scope
+        if scope is None or not _logging.isEnabledFor(logging.INFO):
+            return
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        self.logger.info('"WebSocket %s" %s', target, answer)
 
     def _close(self, code: int, reason: str | None) -> None:
         protocol = self.protocol
@@ -624,7 +652,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if protocol.state is not _OPEN or self._lost:
             return
         if self.ping_timeout is not None and len(self._pings):
-            logger.info("keepalive ping timeout: no pong within %s s", self.ping_timeout)
+            self.logger.info("keepalive ping timeout: no pong within %s s", self.ping_timeout)
             protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             self._flush()
             return
