@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types docs pytest debian-packages bench bench-quick soak fuzz fuzz-merge fuzz-native clean
+.PHONY: run test lint types docs pytest debian-packages bench bench-quick bench-fanout soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,15 @@ test: lint types docs pytest
 bench: $(STAMP_BENCH)
 	$(BIN)/python bench/core.py
 	$(BIN)/python -m bench.run --full
+	$(BIN)/python -m bench.fanout --subscribers $(FANOUT_SUBSCRIBERS)
+
+# Fan-out through Redis (bench/fanout.py): FANOUT_SUBSCRIBERS clients over 4
+# workers, tether's topics against Django Channels' group_send. `make bench`
+# runs the full size; a smaller one is quicker on a small machine.
+FANOUT_SUBSCRIBERS ?= 10000
+
+bench-fanout: $(STAMP_BENCH)
+	$(BIN)/python -m bench.fanout --subscribers $(FANOUT_SUBSCRIBERS)
 
 # A subset of the workloads, three repetitions, in about two minutes.
 bench-quick: $(STAMP_BENCH)

@@ -7,13 +7,15 @@ the adapters from rotting.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+from contextlib import redirect_stdout
 from pathlib import Path
 
 from bench.run import Plan, measure, render, rows
 from bench.workloads import Workload
 
-from bench import memory
+from bench import fanout, memory
 
 
 def test_echo_runs_and_reports(tmp_path: Path) -> None:
@@ -58,3 +60,21 @@ def test_asgi_row_runs() -> None:
     results = {(m.workload.name, "picows", "uvicorn-tether"): m for m in measurements}
     table = list(rows(plans, results))
     assert [row["library"] for row in table] == ["uvicorn-tether"] * 2
+
+
+def test_fanout_through_redis_runs_and_reports() -> None:
+    # Twenty subscribers on two tether workers, a paced phase and a burst
+    # through a redis-server of the benchmark's own; Django Channels, the
+    # other system of `make bench`, needs the bench extra.
+    args = [
+        "--systems", "tether", "--subscribers", "20", "--workers", "2",
+        "--client-processes", "1", "--rate", "20", "--seconds", "0.5", "--burst", "20",
+        "--timeout", "60",
+    ]  # fmt: skip
+    with redirect_stdout(io.StringIO()) as output:
+        assert fanout.main(args) == 0
+    (row,) = [line for line in output.getvalue().splitlines() if line.startswith("| tether")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:3] == ["20", "2"]
+    # Every message reached every subscriber.
+    assert cells[-1] == "0"
