@@ -368,7 +368,7 @@ def pinging_server(
     request: pytest.FixtureRequest, uvicorn_server: Callable[[UvicornConfig], Uvicorn]
 ) -> Uvicorn:
     """A server that pings every 0.2 s and waits 0.3 s for the pong, without compression."""
-    options = ("--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
+    options: tuple[str, ...] = ("--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
     options += ("--ws-per-message-deflate", "false")
     return uvicorn_server(UvicornConfig(request.param, "h11", "asyncio", "starlette", options))
 

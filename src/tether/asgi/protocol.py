@@ -135,7 +135,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     @property
     def logger(self) -> ConnectionLogger:
-        """The logger of this connection (:data:`LOGGER`), made when first needed."""
+        """The logger of this connection, ``tether.asgi``, made when first needed."""
         logger = self._logger
         if logger is None:
             address = get_remote_addr(self.transport) if self.transport is not None else None
