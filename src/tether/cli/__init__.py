@@ -8,6 +8,7 @@ itself never prints: only this package does.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -147,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         served = _server_parser().parse_args(args[1:])
         if served.workers < 1:
             _server_parser().error("--workers must be at least 1")
+        if served.redis is not None and importlib.util.find_spec("redis") is None:
+            print("tether: --redis needs redis-py: pip install 'tether[redis]'", file=sys.stderr)
+            return 1
         return run_server(
             served.host, served.port, sys.stdout, workers=served.workers, redis=served.redis
         )
