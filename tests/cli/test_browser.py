@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 import tether
-from tests.cli.conftest import WAIT, DemoServer
+from tests.cli.conftest import WAIT, DemoServer, start_demo_server, stop_demo_server
+from tests.topics.servers import RedisServer
 from tether.asyncio.client import ClientConnection
 
 CHROMIUM = "/usr/bin/chromium"
@@ -183,3 +184,39 @@ async def test_two_pages_chat_through_the_demo_server(
         assert await terminal.recv(timeout=WAIT) == "Hello from a terminal"
     shows = "document.getElementById('messages').textContent.includes('Hello from a terminal')"
     await devtools.wait_for(bob, shows, "the terminal's message")
+
+
+async def test_two_pages_on_different_workers_chat_through_redis(
+    devtools: DevTools, tmp_path: Path
+) -> None:
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    server = start_demo_server("--workers", "2", "--redis", redis_server.url)
+    try:
+        joined = "document.getElementById('status')?.dataset.state === 'open'"
+        pages = []
+        # The kernel picks a worker for each connection: open pages until
+        # both workers have one in the room (each subscribes to it in Redis).
+        for _ in range(20):
+            page = await devtools.open_page(server.url("/"))
+            await devtools.wait_for(page, joined, "its WebSocket open")
+            pages.append(page)
+            if await asyncio.to_thread(redis_server.numsub, "tether:chat:") == 2:
+                break
+        assert await asyncio.to_thread(redis_server.numsub, "tether:chat:") == 2
+        message = "Hello across workers"
+        await devtools.evaluate(
+            pages[0],
+            f"document.getElementById('input').value = {json.dumps(message)};"
+            "document.getElementById('send').click();",
+        )
+        shows = f"document.getElementById('messages').textContent.includes({json.dumps(message)})"
+        for page in pages:
+            await devtools.wait_for(page, shows, "the message from the other worker")
+        status, _ = await asyncio.to_thread(stop_demo_server, server)
+        assert status == 0
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(WAIT)
+        redis_server.stop()
