@@ -30,6 +30,7 @@ import heapq
 import itertools
 import os
 import random
+import re
 import select
 import shutil
 import socket
@@ -197,9 +198,32 @@ class Link:
             os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale() -> None:
+    """Remove the namespaces of test processes that died without removing theirs."""
+    listed = subprocess.run(
+        ["ip", "netns", "list"], check=True, capture_output=True, text=True, timeout=10
+    )
+    for line in listed.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        found = re.fullmatch(r"tether-(\d+)-\d+-[ab]", name)
+        if found and not _alive(int(found.group(1))):
+            _ip("netns", "del", name)
+
+
 @contextmanager
 def link(delay: float = 0.0, loss: float = 0.0, seed: int = 6455) -> Iterator[Link]:
     """Make the two namespaces and their link; remove them on exit."""
+    remove_stale()
     base = f"tether-{os.getpid()}-{next(_counter)}"
     names = (f"{base}-a", f"{base}-b")
     made: list[str] = []

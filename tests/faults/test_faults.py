@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import tether
 import tether.sync
 from tether.asyncio.server import ServerConnection
 from tether.exceptions import ConnectionClosed, ConnectionClosedError
+from tether.sync.client import ClientConnection as SyncClientConnection
 from tether.sync.server import ServerConnection as SyncServerConnection
 
 from ..load.traffic import Ledger, message, pieces
@@ -461,6 +463,72 @@ async def test_blackholed_route_detected_not_hung(request: pytest.FixtureRequest
         request,
         "fault",
         "route blackholed under a sending client (half-open connection)",
+        f"both sides closed with 1011 by keepalive, the client after {detected:.2f} s; "
+        "the blocked send raised ConnectionClosedError",
+        0,
+        seconds=round(detected, 2),
+    )
+
+
+def sync_send_until_closed(ws: SyncClientConnection, bound: float) -> str:
+    """The threading twin of :func:`send_until_closed`: tell how the sending ended."""
+    deadline = time.monotonic() + bound
+    seq = 0
+    try:
+        while time.monotonic() < deadline:
+            ws.send(message(3, seq))
+            seq += 1
+    except ConnectionClosedError:
+        return "closed"
+    return "still open"
+
+
+@needs_netns
+async def test_blackholed_route_detected_not_hung_threading(
+    request: pytest.FixtureRequest,
+) -> None:
+    handlers = Handlers()
+    loop = asyncio.get_running_loop()
+    bound = DETECTION + CLOSE_TIMEOUT + GRACE
+    with link() as net:
+        listener = net.listener()
+        port = listener.getsockname()[1]
+        server = tether.sync.serve(handlers.sync_handler, sock=listener, **FAST_KEEPALIVE)
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+        try:
+            sock = net.socket_in("a")
+            sock.settimeout(20)
+            await loop.run_in_executor(None, sock.connect, (ADDRESS_B, port))
+            ws = await loop.run_in_executor(
+                None,
+                partial(
+                    tether.sync.connect, f"ws://{ADDRESS_B}:{port}/", sock=sock, **FAST_KEEPALIVE
+                ),
+            )
+            async with asyncio.timeout(10):
+                await handlers.opened.wait()
+            net.blackhole()
+            cut = time.monotonic()
+            # The application keeps sending from its thread: its sends stop being drained.
+            outcome = await loop.run_in_executor(None, sync_send_until_closed, ws, bound)
+            detected = time.monotonic() - cut
+            assert outcome == "closed"
+            async with asyncio.timeout(bound):
+                await handlers.ended.wait()
+            server_side = handlers.connection
+            assert server_side is not None
+            for side in (ws, server_side):
+                assert side.protocol.close_sent is not None
+                assert side.protocol.close_sent.code == 1011
+                assert side.close_code == 1006
+        finally:
+            await loop.run_in_executor(None, server.shutdown)
+            serving.join(10)
+    record(
+        request,
+        "fault",
+        "route blackholed under a sending threading client, threading server (half-open)",
         f"both sides closed with 1011 by keepalive, the client after {detected:.2f} s; "
         "the blocked send raised ConnectionClosedError",
         0,
