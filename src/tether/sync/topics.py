@@ -9,6 +9,8 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
 from tether.sending import Data
 from tether.sync.connection import Connection
+from tether.topics.bridge import BrokerThread
+from tether.topics.broker import Broker
 from tether.topics.fanout import Prepared
 from tether.topics.registry import BaseTopics, SlowPolicy
 
@@ -25,23 +27,70 @@ class Topics(BaseTopics[Connection]):
     subscriber: what a socket does not take at once is written by a thread
     of that connection's own. A subscriber with more than ``write_limit``
     bytes still waiting is too slow: skipped (``slow="drop"``) or closed
-    with 1013 (``slow="close"``). Delivery stays in this process.
+    with 1013 (``slow="close"``).
+
+    With a ``broker`` (an asyncio one such as
+    :class:`~tether.topics.redis.RedisBroker`, which runs on an event loop
+    in a thread of its own), messages also reach the subscribers of other
+    processes, and :meth:`publish` waits until the broker took the message.
+    Call :meth:`close` when done.
     """
 
     def __init__(
-        self, *, slow: SlowPolicy = "drop", write_limit: int = DEFAULT_WRITE_LIMIT
+        self,
+        *,
+        broker: Broker | None = None,
+        slow: SlowPolicy = "drop",
+        write_limit: int = DEFAULT_WRITE_LIMIT,
     ) -> None:
         super().__init__(slow=slow)
         if write_limit < 0:
             raise ValueError("write_limit must be at least 0")
         self.write_limit = write_limit
         """Bytes waiting to be written past which a subscriber is too slow."""
+        self.broker = broker
+        """The broker that carries messages to other processes, if any."""
+        self._bridge = None if broker is None else BrokerThread(broker, self._receive, self.stats)
 
     def publish(self, topic: str, message: Data | Prepared) -> int:
-        """Send ``message`` to the subscribers of ``topic``; return how many it was written to."""
+        """Send ``message`` to the subscribers of ``topic``; return how many of this process got it.
+
+        With a broker, the message goes to the other processes too.
+        """
+        prepared = message if isinstance(message, Prepared) else Prepared(message)
+        self.stats.published += 1
+        sent = self.publish_local(topic, prepared)
+        if self._bridge is not None:
+            self._bridge.publish(topic, prepared.text, prepared.payload)
+        return sent
+
+    def _receive(self, topic: str, prepared: Prepared) -> None:
+        self.stats.received += 1
+        self.publish_local(topic, prepared)
+
+    def _topic_created(self, topic: str) -> None:
+        if self._bridge is not None:
+            self._bridge.subscribe(topic)
+
+    def _topic_emptied(self, topic: str) -> None:
+        if self._bridge is not None:
+            self._bridge.unsubscribe(topic)
+
+    def close(self) -> None:
+        """Close the broker, if any, and its thread."""
+        if self._bridge is not None:
+            self._bridge.close()
+
+    def __enter__(self) -> Topics:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def publish_local(self, topic: str, message: Data | Prepared) -> int:
+        """Send ``message`` to the subscribers of ``topic`` in this process only."""
         prepared = message if isinstance(message, Prepared) else Prepared(message)
         stats = self.stats
-        stats.published += 1
         subscribers = self._snapshot(topic)
         policy = self._policies.get(topic, self.slow)
         limit = self.write_limit
