@@ -15,6 +15,7 @@ from tether.exceptions import (
     ConnectionClosedError,
     ConnectionClosedOK,
     DuplicateParameter,
+    HeaderLineTooLong,
     InvalidHandshake,
     InvalidHeader,
     InvalidHeaderFormat,
@@ -25,6 +26,9 @@ from tether.exceptions import (
     InvalidParameterName,
     InvalidParameterValue,
     InvalidProtocol,
+    InvalidProxy,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
     InvalidState,
     InvalidStatus,
     InvalidUpgrade,
@@ -32,8 +36,12 @@ from tether.exceptions import (
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
+    RequestLineTooLong,
     SecurityError,
+    StatusLineTooLong,
     TooManyFragments,
+    TooManyHeaders,
     WebSocketException,
 )
 from tether.protocol.close import Close, CloseCode
@@ -74,6 +82,15 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (ConcurrencyError, WebSocketException),
     (ConcurrencyError, RuntimeError),
     (WebSocketException, Exception),
+    # The proxy and HTTP-limit exceptions, with websockets 17's bases.
+    (InvalidProxy, WebSocketException),
+    (ProxyError, InvalidHandshake),
+    (InvalidProxyMessage, ProxyError),
+    (InvalidProxyStatus, ProxyError),
+    (RequestLineTooLong, SecurityError),
+    (StatusLineTooLong, SecurityError),
+    (HeaderLineTooLong, SecurityError),
+    (TooManyHeaders, SecurityError),
 ]
 
 
@@ -95,6 +112,15 @@ def test_everything_in_all_is_importable_and_an_exception() -> None:
         assert isinstance(obj, type)
         assert issubclass(obj, WebSocketException), name
     assert {child.__name__ for child, _ in TREE} | {"WebSocketException"} == set(names)
+
+
+def test_proxy_exceptions_carry_websockets_arguments() -> None:
+    invalid = InvalidProxy("ftp://proxy.test", "scheme ftp isn't supported")
+    assert (invalid.proxy, invalid.msg) == ("ftp://proxy.test", "scheme ftp isn't supported")
+    assert str(invalid) == "ftp://proxy.test isn't a valid proxy: scheme ftp isn't supported"
+    refused = InvalidProxyStatus(Response(407, "Proxy Authentication Required", Headers()))
+    assert refused.response.status_code == 407
+    assert str(refused) == "proxy rejected connection: HTTP 407"
 
 
 def test_handshake_and_protocol_errors_are_distinct() -> None:
@@ -429,6 +455,14 @@ PICKLED: list[WebSocketException] = [
     ConcurrencyError("two readers"),
     MultipleValuesError("Host", 2),
     InvalidMethod("POST"),
+    InvalidProxy("ftp://proxy.test", "scheme ftp isn't supported"),
+    ProxyError("SOCKS proxy refused"),
+    InvalidProxyMessage("garbage"),
+    InvalidProxyStatus(Response(403, "Forbidden", Headers())),
+    RequestLineTooLong("line longer than max_line = 8192 bytes"),
+    StatusLineTooLong("line longer than max_line = 8192 bytes"),
+    HeaderLineTooLong("line longer than max_line = 8192 bytes"),
+    TooManyHeaders("more than max_headers = 128 headers"),
 ]
 
 

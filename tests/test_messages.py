@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tether.messages import MessageQueue, convert
@@ -178,3 +180,16 @@ def test_extend_with_no_message_makes_no_deque() -> None:
     queue = MessageQueue()
     assert queue.extend([Ping(b"")]) == [Ping(b"")]
     assert queue._items is None
+
+
+def test_high_and_low_marks_as_a_pair() -> None:
+    queue = MessageQueue((8, 3))
+    assert (queue.max_queue, queue.full_at, queue.low_at) == (8, 8, 3)
+    assert MessageQueue((8, None)).low_at == 4
+    unbounded = MessageQueue((None, None))
+    assert unbounded.max_queue is None
+    assert unbounded.full_at == unbounded.low_at == sys.maxsize
+    assert MessageQueue((None, 5)).low_at == 5
+    for bad in ((4, 5), (4, -1), (0, None), 0):
+        with pytest.raises(ValueError, match="max_queue"):
+            MessageQueue(bad)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import random
 import ssl
+from collections.abc import Iterator
 
 import pytest
 
 from tether.exceptions import InvalidHeader, InvalidMessage, InvalidStatus, InvalidURI
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Response
-from tether.reconnecting import backoff_delay, process_exception, reconnect_delay, retry_after
+from tether.reconnecting import (
+    Backoff,
+    backoff_delay,
+    process_exception,
+    reconnect_delay,
+    retry_after,
+)
 
 
 def status(code: int) -> InvalidStatus:
@@ -121,3 +128,25 @@ def test_reconnect_delay_honours_retry_after_within_the_maximum() -> None:
         # A backoff already longer than asked stands.
         assert 30.0 <= reconnect_delay(refused(503, "1"), 20, 1.0, 2.0, 60.0) <= 60.0
         assert 0.05 <= reconnect_delay(status(503), 0, 0.1, 2.0, 60.0) <= 0.1
+
+
+def test_backoff_with_reconnect_delays_and_retry_after() -> None:
+    made: list[int] = []
+
+    def delays() -> Iterator[float]:
+        made.append(1)
+        yield from (0.5, 1.5, 2.5)
+
+    waits = Backoff(delays, initial=1.0, factor=2.0, maximum=60.0)
+    plain = OSError("down")
+    assert [waits.next(plain), waits.next(plain)] == [0.5, 1.5]
+    later = InvalidStatus(Response(503, "Later", Headers([("Retry-After", "30")])))
+    assert waits.next(later) == 30
+    waits.reset()
+    assert waits.next(plain) == 0.5
+    assert len(made) == 2
+    # Without reconnect_delays: tether's exponential backoff, capped.
+    own = Backoff(None, initial=1.0, factor=2.0, maximum=3.0)
+    assert 0.5 <= own.next(plain) <= 1.0
+    assert 1.0 <= own.next(plain) <= 2.0
+    assert own.next(InvalidStatus(Response(503, "Later", Headers([("Retry-After", "99")])))) == 3.0

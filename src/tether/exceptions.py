@@ -7,8 +7,16 @@ The tree::
     │   ├── ConnectionClosedOK
     │   └── ConnectionClosedError
     ├── InvalidURI
+    ├── InvalidProxy
     ├── InvalidHandshake
     │   ├── SecurityError
+    │   │   ├── RequestLineTooLong
+    │   │   ├── StatusLineTooLong
+    │   │   ├── HeaderLineTooLong
+    │   │   └── TooManyHeaders
+    │   ├── ProxyError
+    │   │   ├── InvalidProxyMessage
+    │   │   └── InvalidProxyStatus
     │   ├── InvalidMessage
     │   ├── InvalidMethod
     │   ├── InvalidProtocol
@@ -52,6 +60,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "DuplicateParameter",
+    "HeaderLineTooLong",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderFormat",
@@ -62,6 +71,9 @@ __all__ = [
     "InvalidParameterName",
     "InvalidParameterValue",
     "InvalidProtocol",
+    "InvalidProxy",
+    "InvalidProxyMessage",
+    "InvalidProxyStatus",
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
@@ -69,8 +81,12 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
+    "RequestLineTooLong",
     "SecurityError",
+    "StatusLineTooLong",
     "TooManyFragments",
+    "TooManyHeaders",
     "WebSocketException",
 ]
 
@@ -159,12 +175,60 @@ class InvalidURI(WebSocketException):
         super().__init__(f"{uri} isn't a valid URI: {msg}")
 
 
+class InvalidProxy(WebSocketException):
+    """A proxy URI is not one a client can use (scheme, host, path or credentials)."""
+
+    def __init__(self, proxy: str, msg: str) -> None:
+        self.proxy = proxy
+        self.msg = msg
+        super().__init__(f"{proxy} isn't a valid proxy: {msg}")
+
+
 class InvalidHandshake(WebSocketException):
     """The opening handshake failed."""
 
 
 class SecurityError(InvalidHandshake):
-    """The handshake went past a limit: line length, header count or size."""
+    """The handshake went past a limit: line length, header count or size.
+
+    The limits are :class:`tether.protocol.http11.Limits`; the subclasses
+    below say which line or count was too much.
+    """
+
+
+class RequestLineTooLong(SecurityError):
+    """The request line of a handshake request is longer than ``max_line``."""
+
+
+class StatusLineTooLong(SecurityError):
+    """The status line of a handshake (or proxy) response is longer than ``max_line``."""
+
+
+class HeaderLineTooLong(SecurityError):
+    """A header line of a handshake request or response is longer than ``max_line``."""
+
+
+class TooManyHeaders(SecurityError):
+    """A handshake request or response has more than ``max_headers`` header fields."""
+
+
+class ProxyError(InvalidHandshake):
+    """Connecting through a proxy failed: a SOCKS error, or an HTTP proxy's bad answer."""
+
+
+class InvalidProxyMessage(ProxyError):
+    """An HTTP proxy's answer to ``CONNECT`` is malformed, incomplete or too large."""
+
+
+class InvalidProxyStatus(ProxyError):
+    """An HTTP proxy refused ``CONNECT`` with a status other than 2xx.
+
+    ``response`` holds the proxy's answer, without a body.
+    """
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        super().__init__(f"proxy rejected connection: HTTP {response.status_code}")
 
 
 class InvalidMessage(InvalidHandshake):

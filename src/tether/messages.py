@@ -36,19 +36,30 @@ class MessageQueue:
 
     ``max_queue`` is the number of whole messages that may wait before the
     reader should stop reading from the network; ``None`` means no bound.
-    Pieces of a message still arriving do not count: the engine bounds them
-    by ``max_size``.
+    Reading resumes once at most half of them wait, or as many as the low
+    mark of a ``(high, low)`` pair, websockets' spelling. Pieces of a
+    message still arriving do not count: the engine bounds them by
+    ``max_size``.
     """
 
     __slots__ = ("_items", "full_at", "low_at", "max_queue", "ready")
 
-    def __init__(self, max_queue: int | None = 16) -> None:
+    def __init__(self, max_queue: int | tuple[int | None, int | None] | None = 16) -> None:
+        low: int | None = None
+        if isinstance(max_queue, tuple):
+            max_queue, low = max_queue
+        if max_queue is not None and max_queue < 1:
+            raise ValueError("max_queue must be None or at least 1")
+        if low is not None and (low < 0 or (max_queue is not None and low > max_queue)):
+            raise ValueError("the low mark of max_queue must be between 0 and the high mark")
         self.max_queue = max_queue
         # The bounds of full and low as numbers: a thread's recv compares
         # ready with them on every message, and a property costs a call.
         self.full_at = sys.maxsize if max_queue is None else max_queue
         """The queue is full from this many whole messages on."""
-        self.low_at = sys.maxsize if max_queue is None else max_queue // 2
+        if low is None:
+            low = sys.maxsize if max_queue is None else max_queue // 2
+        self.low_at = low
         """The queue is low up to this many whole messages."""
         # Made on the first message: an empty deque takes 600 bytes, which
         # thousands of idle connections would hold for nothing.

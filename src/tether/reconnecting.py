@@ -6,11 +6,13 @@ import email.utils
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 
 from tether.exceptions import InvalidMessage, InvalidStatus
 
 __all__ = [
+    "Backoff",
+    "backoff",
     "backoff_delay",
     "process_exception",
     "raise_unless_retried",
@@ -118,3 +120,70 @@ def reconnect_delay(
     if asked is not None:
         delay = max(delay, min(asked, maximum))
     return delay
+
+
+def backoff(
+    initial_delay: float = 5.0,
+    min_delay: float = 3.1,
+    max_delay: float = 90.0,
+    factor: float = 1.618,
+) -> Generator[float, None, None]:
+    """Yield websockets' reconnection delays: its ``reconnect_delays`` default.
+
+    First a random delay up to ``initial_delay`` (RFC 6455 section 7.2.3),
+    then ``min_delay`` growing by ``factor`` up to ``max_delay``, then
+    ``max_delay`` for ever. Pass ``reconnect_delays=backoff`` (or a
+    :func:`functools.partial` of it) to a client for websockets' timing
+    instead of tether's ``backoff_`` options.
+    """
+    yield random.random() * initial_delay
+    delay = min_delay
+    while delay < max_delay:
+        yield delay
+        delay *= factor
+    while True:
+        yield max_delay
+
+
+class Backoff:
+    """The waits between a client's consecutive failed attempts; both clients use it.
+
+    With ``reconnect_delays`` (websockets' option: a function returning an
+    iterator of delays), each failure takes the next delay, from a new
+    iterator after a success. Without it, :func:`backoff_delay` computes the
+    delay from ``initial``, ``factor`` and ``maximum``. Either way a
+    ``Retry-After`` asks for at least its wait, up to ``maximum``.
+    """
+
+    def __init__(
+        self,
+        reconnect_delays: Callable[[], Iterator[float]] | None,
+        initial: float,
+        factor: float,
+        maximum: float,
+    ) -> None:
+        self.reconnect_delays = reconnect_delays
+        self.initial = initial
+        self.factor = factor
+        self.maximum = maximum
+        self.attempts = 0
+        self._delays: Iterator[float] | None = None
+
+    def next(self, exc: Exception) -> float:
+        """The wait before the next attempt, after the failure ``exc``."""
+        if self.reconnect_delays is None:
+            delay = backoff_delay(self.attempts, self.initial, self.factor, self.maximum)
+        else:
+            if self._delays is None:
+                self._delays = iter(self.reconnect_delays())
+            delay = next(self._delays)
+        self.attempts += 1
+        asked = retry_after(exc)
+        if asked is not None:
+            delay = max(delay, min(asked, self.maximum))
+        return delay
+
+    def reset(self) -> None:
+        """Start over after a successful connection."""
+        self.attempts = 0
+        self._delays = None

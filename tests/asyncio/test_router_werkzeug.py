@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,21 @@ async def channel(ws: ServerConnection, channel_id: uuid.UUID) -> None:
 
 async def index(ws: ServerConnection) -> None:
     await ws.send("index")
+
+
+async def redirect_of(uri: str) -> Response:
+    """The redirect a server answers ``uri`` with.
+
+    The client follows redirects; given a socket of its own, it follows none
+    and says why, with the server's answer as the cause.
+    """
+    host, _, port = uri.split("/")[2].partition(":")
+    sock = socket.create_connection((host, int(port)))
+    with pytest.raises(ValueError, match="preexisting socket") as info:
+        await tether.connect(uri, sock=sock)
+    cause = info.value.__cause__
+    assert isinstance(cause, InvalidStatus)
+    return cause.response
 
 
 def url_map() -> Map:
@@ -60,18 +76,15 @@ async def test_map_dispatches_with_converted_values() -> None:
 async def test_map_redirects(options: dict[str, Any], location: str) -> None:
     async with route(url_map(), "127.0.0.1", 0, **options) as server:
         host = uri_of(server).split("/")[2]
-        with pytest.raises(InvalidStatus) as info:
-            await tether.connect(uri_of(server, "/old"))
-        response = info.value.response
+        response = await redirect_of(uri_of(server, "/old"))
         assert response.status_code == 302
         assert response.headers["Location"] == location.format(host=host)
 
 
 async def test_map_strict_slashes_redirect() -> None:
     async with route(url_map(), "127.0.0.1", 0, server_name="h") as server:
-        with pytest.raises(InvalidStatus) as info:
-            await tether.connect(uri_of(server, "/dir"))
-        assert info.value.response.headers["Location"] == "ws://h/dir/"
+        response = await redirect_of(uri_of(server, "/dir"))
+        assert response.headers["Location"] == "ws://h/dir/"
 
 
 async def test_create_router_and_process_request() -> None:

@@ -37,6 +37,7 @@ from tests.conformance.peer import (
 from tests.conformance.servers import DEADLINE
 from tether.exceptions import (
     DuplicateParameter,
+    HeaderLineTooLong,
     InvalidHeader,
     InvalidHeaderFormat,
     InvalidHeaderValue,
@@ -47,6 +48,7 @@ from tether.exceptions import (
     InvalidUpgrade,
     NegotiationError,
     SecurityError,
+    TooManyHeaders,
 )
 from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from tether.protocol.frames import Opcode
@@ -141,14 +143,22 @@ CASES = [
         InvalidStatus,
         status_code=200,
     ),
+    # Redirects are followed (tests/asyncio/test_redirects.py), but not
+    # without a Location, nor for a status websockets does not follow.
     invalid(
-        "status-301-location",
+        "status-301-without-location",
+        both(start_line(b"HTTP/1.1 301 Moved Permanently"), add(b"Content-Length: 0")),
+        InvalidStatus,
+        status_code=301,
+    ),
+    invalid(
+        "status-305-location",
         both(
-            start_line(b"HTTP/1.1 301 Moved Permanently"),
+            start_line(b"HTTP/1.1 305 Use Proxy"),
             add(b"Location: ws://127.0.0.1:1/elsewhere", b"Content-Length: 0"),
         ),
         InvalidStatus,
-        status_code=301,
+        status_code=305,
     ),
     Case(
         "status-400",
@@ -283,9 +293,9 @@ CASES = [
     invalid(
         "too-many-headers",
         add(*[b"X-Flood-%d: v" % index for index in range(LIMITS.max_headers)]),
-        SecurityError,
+        TooManyHeaders,
     ),
-    invalid("line-too-long", add(b"X-Long: " + b"a" * LIMITS.max_line), SecurityError),
+    invalid("line-too-long", add(b"X-Long: " + b"a" * LIMITS.max_line), HeaderLineTooLong),
     invalid(
         "head-too-large",
         add(*[b"X-Big-%d: " % index + b"b" * 1000 for index in range(LIMITS.max_size // 1000)]),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tether.exceptions import (
+    HeaderLineTooLong,
     InvalidHandshake,
     InvalidHeader,
     InvalidHeaderFormat,
@@ -18,6 +19,7 @@ from tether.exceptions import (
     InvalidUpgrade,
     NegotiationError,
     SecurityError,
+    StatusLineTooLong,
 )
 from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -763,7 +765,13 @@ def test_response_over_limits() -> None:
     client = started(limits=Limits(max_line=100))
     client.receive_data(ok_response(client, ("X-Long", "x" * 200)))
     assert client.events() == []
-    assert_failed(client, SecurityError)
+    assert_failed(client, HeaderLineTooLong)
+
+
+def test_status_line_over_limits() -> None:
+    client = started(limits=Limits(max_line=20))
+    client.receive_data(b"HTTP/1.1 101 " + b"S" * 30 + b"\r\n")
+    assert_failed(client, StatusLineTooLong)
 
 
 def test_response_body_over_limits() -> None:

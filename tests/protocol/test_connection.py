@@ -1051,3 +1051,51 @@ def test_event_reprs_stay_short(conn: Connection, peer: Peer) -> None:
         f"Fragment(data={b'c' * 48!r}... (70 bytes), first=False, last=True)",
     ]
     assert repr(Message("short")) == "Message(data='short')"
+
+
+# max_size=(message, fragment), websockets' pair
+
+
+def test_fragment_limit_bounds_each_frame(role: Role) -> None:
+    conn, peer = Connection(role, max_size=(100, 10)), Peer(role)
+    assert (conn.max_size, conn.max_frame_size) == (100, 10)
+    pieces = [peer.text("a" * 10, fin=False)] + [peer.cont("b" * 10, fin=False)] * 8
+    conn.receive_data(b"".join([*pieces, peer.cont("c" * 10)]))
+    assert conn.events() == [Message("a" * 10 + "b" * 80 + "c" * 10)]
+    # A whole message in one frame meets both bounds: the fast path checks it.
+    conn.receive_data(peer.binary(b"d" * 10))
+    assert conn.events() == [Message(b"d" * 10)]
+    conn.receive_data(peer.binary(b"e" * 11))
+    assert_failed(conn, 1009)
+    assert isinstance(conn.error, PayloadTooBig)
+    assert (conn.error.size, conn.error.max_size) == (11, 10)
+
+
+def test_fragment_limit_with_unbounded_messages(role: Role) -> None:
+    conn, peer = Connection(role, max_size=(None, 4)), Peer(role)
+    conn.receive_data(peer.text("abcd", fin=False) + peer.cont("efgh"))
+    assert conn.events() == [Message("abcdefgh")]
+    conn.receive_data(peer.cont("abcde"))
+    assert_failed(conn, 1002)
+    conn = Connection(role, max_size=(None, 4))
+    conn.receive_data(peer.text("abcde"))
+    assert_failed(conn, 1009)
+
+
+def test_message_limit_still_applies_with_fragment_limit(role: Role) -> None:
+    conn, peer = Connection(role, max_size=(15, 10)), Peer(role)
+    conn.receive_data(peer.text("a" * 10, fin=False) + peer.cont("b" * 6))
+    assert_failed(conn, 1009)
+    assert isinstance(conn.error, PayloadTooBig)
+    assert (conn.error.size, conn.error.current_size, conn.error.max_size) == (6, 10, 15)
+
+
+def test_message_limit_alone_as_a_pair(role: Role) -> None:
+    conn = Connection(role, max_size=(50, None))
+    assert (conn.max_size, conn.max_frame_size) == (50, None)
+
+
+@pytest.mark.parametrize("max_size", [(-1, 10), (10, -1)])
+def test_invalid_pairs(role: Role, max_size: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="at least 0"):
+        Connection(role, max_size=max_size)

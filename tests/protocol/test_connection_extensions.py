@@ -657,3 +657,46 @@ def test_protocol_error_from_extension_is_reported(role: Role, peer: Peer) -> No
     assert conn.error is not None
     assert type(conn.error) is ProtocolError
     assert conn.error.code == 1007
+
+
+# max_size=(message, fragment): websockets' pair also bounds each frame, decoded.
+
+
+def test_decoded_frame_over_fragment_limit_fails_1009(role: Role, peer: Peer) -> None:
+    ext = Repeat(4)
+    conn = Connection(role, max_size=(1000, 40), extensions=[ext])
+    conn.receive_data(peer.binary(b"x" * 10, fin=False, rsv=0x40) + peer.cont(b"y" * 10))
+    assert conn.events() == [Message(b"x" * 40 + b"y" * 40)]
+    # The extension is asked for no more than the fragment's bound.
+    assert ext.rooms == [40, 40]
+    # Repeat decodes past the room it is given: the engine checks after it.
+    conn.receive_data(peer.binary(b"z" * 11, rsv=0x40))
+    assert_failed(conn, 1009)
+    assert isinstance(conn.error, PayloadTooBig)
+    assert (conn.error.size, conn.error.max_size) == (44, 40)
+
+
+def test_decoded_frame_bound_by_fragment_limit_alone(role: Role, peer: Peer) -> None:
+    ext = Repeat(4)
+    conn = Connection(role, max_size=(None, 40), extensions=[ext])
+    conn.receive_data(peer.binary(b"x" * 10, rsv=0x40))
+    assert conn.events() == [Message(b"x" * 40)]
+    assert ext.rooms == [40]
+
+
+def test_decoded_frame_message_limit_smaller_than_fragment_limit(role: Role, peer: Peer) -> None:
+    ext = Repeat(4)
+    conn = Connection(role, max_size=(60, 40), extensions=[ext])
+    conn.receive_data(peer.binary(b"x" * 10, fin=False, rsv=0x40) + peer.cont(b"y" * 4))
+    assert conn.events() == [Message(b"x" * 40 + b"y" * 16)]
+    # The second frame had only 20 bytes of room left in the message.
+    assert ext.rooms == [40, 20]
+
+
+def test_compressed_frame_over_fragment_wire_limit(role: Role, peer: Peer) -> None:
+    conn = Connection(role, max_size=(None, 100), extensions=[Repeat(1)])
+    frame = peer.binary(b"x" * 1000, rsv=0x40)
+    conn.receive_data(frame[: header_size(frame)])
+    assert_failed(conn, 1009)
+    assert isinstance(conn.error, PayloadTooBig)
+    assert conn.error.size == 1000

@@ -2,17 +2,24 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tether.exceptions import (
+    HeaderLineTooLong,
     InvalidHandshake,
     InvalidMessage,
     InvalidProtocol,
     InvalidState,
+    RequestLineTooLong,
     SecurityError,
+    StatusLineTooLong,
+    TooManyHeaders,
 )
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import (
@@ -22,6 +29,7 @@ from tether.protocol.http11 import (
     RequestParser,
     Response,
     ResponseParser,
+    limit_from_environment,
 )
 
 REQUEST = (
@@ -967,9 +975,9 @@ def _outcome(limits: Limits, chunks: list[bytes]) -> object:
             parser.receive_data(chunk)
             if parser.result is not None:
                 return parser.result, parser.leftover + b"".join(chunks[index + 1 :])
-    except SecurityError as exc:
+    except SecurityError:
         # Which limit breaks first may depend on how the bytes came.
-        return type(exc)
+        return SecurityError
     except InvalidHandshake as exc:
         return type(exc), str(exc)
     return None
@@ -1005,3 +1013,62 @@ def test_whole_head_shares_common_strings() -> None:
         assert name_a is name_b
         if value_a in ("websocket", "Upgrade", "13"):
             assert value_a is value_b
+
+
+# websockets' environment variables, and the proxy mode of the response parser
+
+
+def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TETHER_TEST_LIMIT", raising=False)
+    assert limit_from_environment("TETHER_TEST_LIMIT", 7) == 7
+    monkeypatch.setenv("TETHER_TEST_LIMIT", "1_048_576")
+    assert limit_from_environment("TETHER_TEST_LIMIT", 7) == 1 << 20
+    for bad in ("lots", "-1"):
+        monkeypatch.setenv("TETHER_TEST_LIMIT", bad)
+        with pytest.raises(ValueError, match="TETHER_TEST_LIMIT"):
+            limit_from_environment("TETHER_TEST_LIMIT", 7)
+
+
+def test_environment_variables_set_the_default_limits() -> None:
+    # Read once, at import: a fresh interpreter shows them.
+    code = (
+        "from tether.protocol.http11 import Limits; l = Limits(); "
+        "print(l.max_line, l.max_headers, l.max_body)"
+    )
+    env = dict(
+        os.environ,
+        WEBSOCKETS_MAX_LINE_LENGTH="100",
+        WEBSOCKETS_MAX_NUM_HEADERS="5",
+        WEBSOCKETS_MAX_BODY_SIZE="10",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["100", "5", "10"]
+
+
+def test_proxy_mode_takes_http10_and_no_body() -> None:
+    parser = ResponseParser(proxy=True)
+    result = parser.receive_data(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert result is not None
+    assert (result.status_code, result.body) == (200, b"")
+    assert parser.leftover == b"abc"
+    with pytest.raises(InvalidMessage, match=r"HTTP/1\.1"):
+        ResponseParser().receive_data(b"HTTP/1.0 200 OK\r\n\r\n")
+    with pytest.raises(InvalidMessage, match="version"):
+        ResponseParser(proxy=True).receive_data(b"HTTP/0.9 200 OK\r\n\r\n")
+
+
+def test_too_long_lines_name_the_line() -> None:
+    limits = Limits(max_line=20)
+    with pytest.raises(StatusLineTooLong):
+        ResponseParser(limits).receive_data(b"HTTP/1.1 200 " + b"O" * 30 + b"\r\n")
+    with pytest.raises(HeaderLineTooLong):
+        ResponseParser(limits).receive_data(b"HTTP/1.1 200 OK\r\nX: " + b"v" * 30 + b"\r\n")
+    with pytest.raises(RequestLineTooLong):
+        RequestParser(limits).receive_data(b"GET /" + b"p" * 30 + b" HTTP/1.1\r\n")
+    with pytest.raises(TooManyHeaders):
+        RequestParser(Limits(max_headers=1)).receive_data(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n")
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: " + b"v" * 30
+    with pytest.raises(HeaderLineTooLong):
+        ResponseParser(limits).receive_data(chunked + b"\r\n")

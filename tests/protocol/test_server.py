@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tether.exceptions import (
+    HeaderLineTooLong,
     InvalidHandshake,
     InvalidHeader,
     InvalidHeaderFormat,
@@ -19,7 +20,9 @@ from tether.exceptions import (
     InvalidState,
     InvalidUpgrade,
     NegotiationError,
+    RequestLineTooLong,
     SecurityError,
+    TooManyHeaders,
 )
 from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -571,26 +574,26 @@ def test_malformed_request_400(data: bytes) -> None:
 def test_request_line_over_limits_431() -> None:
     server = ServerProtocol(limits=Limits(max_line=100))
     server.receive_data(request_bytes(request_headers(), path="/" + "x" * 200))
-    response = assert_answered(server, 431, SecurityError)
+    response = assert_answered(server, 431, RequestLineTooLong)
     assert response.reason_phrase == "Request Header Fields Too Large"
 
 
 def test_header_over_limits_431() -> None:
     server = ServerProtocol(limits=Limits(max_line=100))
     server.receive_data(request_bytes([*request_headers(), ("Cookie", "x" * 200)]))
-    assert_answered(server, 431, SecurityError)
+    assert_answered(server, 431, HeaderLineTooLong)
 
 
 def test_too_many_headers_431() -> None:
     server = ServerProtocol(limits=Limits(max_headers=5))
     server.receive_data(request_bytes([*request_headers(), ("X-Sixth", "1")]))
-    assert_answered(server, 431, SecurityError)
+    assert_answered(server, 431, TooManyHeaders)
 
 
 def test_over_limits_detected_before_the_line_ends() -> None:
     server = ServerProtocol(limits=Limits(max_line=100))
     server.receive_data(b"GET /" + b"x" * 150)
-    assert_answered(server, 431, SecurityError)
+    assert_answered(server, 431, RequestLineTooLong)
 
 
 def test_unreadable_request_without_server_header() -> None:

@@ -1,15 +1,16 @@
-"""HTTP Basic authentication for :func:`~tether.asyncio.server.serve`: :func:`basic_auth`."""
+"""HTTP authentication for :func:`~tether.asyncio.server.serve`: Basic and Digest."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
 from tether.asyncio.server import ServerConnection
-from tether.auth import BasicAuth, Credentials
+from tether.auth import BasicAuth, Credentials, DigestAuth
 from tether.protocol.http11 import Request, Response
 
-__all__ = ["basic_auth"]
+__all__ = ["basic_auth", "digest_auth"]
 
 CheckCredentials = Callable[[str, str], bool | Awaitable[bool]]
 """A function, plain or coroutine, that tells whether a username and password are valid."""
@@ -59,5 +60,51 @@ def basic_auth(
         if inspect.isawaitable(valid):
             valid = await valid
         return auth.conclude(connection, username, valid)
+
+    return process_request
+
+
+GetPassword = Callable[[str], str | Awaitable[str | None] | None]
+"""A function, plain or coroutine, that returns a user's password or ``None``."""
+
+
+def digest_auth(
+    realm: str = "",
+    credentials: Credentials | Iterable[Credentials] | None = None,
+    get_password: GetPassword | None = None,
+    *,
+    algorithms: Iterable[str] = ("SHA-256", "MD5"),
+    nonce_lifetime: float = 300.0,
+) -> AuthHook:
+    """Build a ``process_request`` hook that requires HTTP Digest authentication (RFC 7616).
+
+    The password never crosses the network, unlike Basic's. Give either
+    ``credentials``, one ``(username, password)`` pair or an iterable of
+    them, or ``get_password(username)``, a plain or coroutine function
+    returning the user's password, or ``None`` for an unknown user. A
+    request without valid credentials gets a 401 with a challenge per
+    algorithm (``SHA-256`` then ``MD5`` by default) and ``qop="auth"``; on
+    success the hook sets
+    :attr:`ServerConnection.username <tether.asyncio.server.ServerConnection.username>`.
+    Nonces last ``nonce_lifetime`` seconds, and a replayed answer is refused;
+    see :class:`tether.auth.DigestAuth`. tether's clients answer it with the
+    URI's credentials or their ``auth`` option.
+    """
+    auth = DigestAuth(
+        realm,
+        credentials,
+        get_password,
+        algorithms=algorithms,
+        nonce_lifetime=nonce_lifetime,
+    )
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        found = auth.read(connection, request)
+        if isinstance(found, Response):
+            return found
+        password = auth.get_password(found.username)
+        if inspect.isawaitable(password):
+            password = await password
+        return auth.conclude(connection, request, found, cast(str | None, password))
 
     return process_request

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
-from tether.exceptions import InvalidMessage, InvalidURI
+from tether.exceptions import InvalidMessage, InvalidProxyMessage, InvalidURI
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
+from tether.follow import Follower
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline
 from tether.protocol.client import ClientProtocol
@@ -20,8 +21,11 @@ from tether.protocol.connection import DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, ResponseReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
+from tether.protocol.http11 import Limits
+from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
 from tether.protocol.uri import WebSocketURI, parse_uri
-from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
+from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
+from tether.reconnecting import Backoff, process_exception, raise_unless_retried
 
 __all__ = [
     "ClientConnection",
@@ -131,6 +135,49 @@ def _parse_target(uri: str, unix: bool, path: str | None) -> tuple[WebSocketURI,
     return parsed, True, socket_path
 
 
+class _ProxyTunnel(asyncio.Protocol):
+    """Drive :class:`~tether.protocol.proxy.ProxyConnect` over a connection to an HTTP proxy."""
+
+    def __init__(self, exchange: ProxyConnect) -> None:
+        self.exchange = exchange
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.exchange.data_to_send())
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        try:
+            if self.exchange.receive_data(data):
+                # Nothing more is read until the WebSocket connection takes over.
+                assert self.transport is not None
+                self.transport.pause_reading()
+                self.done.set_result(None)
+        except Exception as exc:
+            self._fail(exc)
+
+    def eof_received(self) -> bool | None:
+        if not self.done.done():
+            try:
+                self.exchange.receive_eof()
+            except Exception as exc:
+                self._fail(exc)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            error = InvalidProxyMessage("the proxy closed the connection before answering")
+            error.__cause__ = exc
+            self._fail(error)
+
+
 class connect:
     """Open a WebSocket connection to ``uri``.
 
@@ -160,6 +207,10 @@ class connect:
     :func:`parse_unix_uri`). An invalid URI raises
     :class:`~tether.exceptions.InvalidURI` at once.
 
+    Redirects (300, 301, 302, 303, 307, 308 with a ``Location``) are
+    followed as websockets follows them, at most 10 times
+    (``WEBSOCKETS_MAX_REDIRECTS``); see :mod:`tether.follow`.
+
     Options of the handshake:
 
     * ``origin``: the ``Origin`` header; none by default.
@@ -172,8 +223,31 @@ class connect:
       :class:`~tether.protocol.headers.Headers` or name-value pairs), such as
       ``Authorization``; ``extra_headers`` is another name for it.
     * ``user_agent_header``: the ``User-Agent`` header; ``None`` sends none.
-    * ``open_timeout``: seconds allowed for TCP, TLS and the handshake
-      together before :class:`TimeoutError`; ``None`` waits forever.
+    * ``auth``: a ``(username, password)`` pair that answers a 401's Digest
+      challenge (RFC 7616) or Basic challenge, once, on a new connection.
+      Credentials in the URI are sent as Basic at once, and answer a Digest
+      challenge too.
+    * ``open_timeout``: seconds allowed for TCP, the proxy, TLS, redirects
+      and the handshake together before :class:`TimeoutError`; ``None``
+      waits forever.
+    * ``limits``: a :class:`~tether.protocol.http11.Limits` bounding the
+      server's (and an HTTP proxy's) response.
+
+    Options of the proxy:
+
+    * ``proxy``: ``True`` (the default) goes through the system's proxy, from
+      the ``https_proxy``, ``http_proxy``, ``all_proxy`` and ``no_proxy``
+      environment variables (see :func:`tether.proxy.get_proxy`); ``None``
+      connects directly; a URI (``http://``, ``https://``, ``socks5h://``,
+      ``socks5://``, ``socks4a://``, ``socks4://``, with optional
+      ``user:password@``) names the proxy. HTTP proxies get ``CONNECT``;
+      SOCKS proxies need ``pip install 'tether[socks]'``. With ``sock``,
+      ``unix``, ``host`` or ``port``, the system's proxy is not used.
+    * ``proxy_ssl``: the :class:`ssl.SSLContext` for an ``https://`` proxy
+      (by default that of :func:`ssl.create_default_context`);
+      ``proxy_server_hostname``: the name its certificate is checked
+      against, by default the proxy's host. Other ``proxy_`` keywords, such
+      as ``proxy_ssl_handshake_timeout``, go to the connection to the proxy.
 
     Options of the connection:
 
@@ -185,13 +259,19 @@ class connect:
     * ``close_timeout``: seconds the closing handshake may take before TCP
       is dropped; ``None`` waits forever.
     * ``max_size``: the largest incoming message, in bytes; a larger one
-      fails the connection with 1009. ``None`` means no limit.
+      fails the connection with 1009. ``None`` means no limit. A
+      ``(max_message_size, max_fragment_size)`` pair bounds each frame too.
     * ``max_queue``: how many received messages may wait to be read before
-      reading from the network pauses; ``None`` means no limit.
+      reading from the network pauses; ``None`` means no limit. A
+      ``(high, low)`` pair also says when reading resumes.
     * ``write_limit``: the write buffer size in bytes above which
-      :meth:`~ClientConnection.send` waits for it to drain.
+      :meth:`~ClientConnection.send` waits for it to drain; a ``(high,
+      low)`` pair sets both marks of the transport's buffer.
     * ``logger``: a :class:`logging.Logger`, a :class:`logging.LoggerAdapter`
       or a logger name; ``"tether.client"`` by default.
+    * ``create_connection``: what makes the connection, called like
+      :class:`ClientConnection` (a subclass of it, or a function taking the
+      same arguments).
 
     Options of the transport:
 
@@ -212,16 +292,23 @@ class connect:
       ``local_addr``, ``family``, ``server_hostname`` (by default the URI's
       host), ``happy_eyeballs_delay`` and the others. An event loop that
       lacks one of them, as uvloop lacks ``happy_eyeballs_delay``, raises
-      :class:`TypeError`.
+      :class:`TypeError`. Through an HTTP proxy, ``server_hostname`` and the
+      ``ssl_`` keywords apply to the TLS with the server, the others to the
+      connection to the proxy.
 
     Options of ``async for``:
 
     * ``process_exception``: decides whether a failed attempt is retried;
       see :func:`process_exception`, the default.
+    * ``reconnect_delays``: websockets' spelling: a function returning a
+      generator of the delays between consecutive failed attempts, such as
+      :func:`tether.reconnecting.backoff`. When given, it replaces the
+      ``backoff_`` options.
     * ``backoff_initial_delay``, ``backoff_factor``, ``backoff_max_delay``:
       the n-th consecutive failure waits a random time between half and all
       of ``min(backoff_max_delay, backoff_initial_delay * backoff_factor**n)``
-      seconds, n counting from 0.
+      seconds, n counting from 0. Either way, a refusal with ``Retry-After``
+      waits at least that long, up to ``backoff_max_delay``.
     """
 
     def __init__(
@@ -235,18 +322,25 @@ class connect:
         additional_headers: HeadersLike | None = None,
         extra_headers: HeadersLike | None = None,
         user_agent_header: str | None = USER_AGENT,
+        auth: tuple[str, str] | None = None,
+        proxy: ProxyOption = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
+        proxy_server_hostname: str | None = None,
         open_timeout: float | None = 10,
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
         close_timeout: float | None = 10,
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_queue: int | None = 16,
-        write_limit: int = DEFAULT_WRITE_LIMIT,
+        max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
+        max_queue: int | tuple[int | None, int | None] | None = 16,
+        write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
+        limits: Limits | None = None,
         logger: LoggerLike | str | None = None,
+        create_connection: Callable[..., ClientConnection] | None = None,
         ssl: ssl_module.SSLContext | bool | None = None,
         unix: bool = False,
         path: str | None = None,
         process_exception: Callable[[Exception], Exception | None] = process_exception,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
         backoff_initial_delay: float = 1.0,
         backoff_factor: float = 1.618,
         backoff_max_delay: float = 60.0,
@@ -262,11 +356,21 @@ class connect:
                 raise ValueError("a wss:// URI needs TLS: ssl=False isn't allowed")
         elif ssl is not None and ssl is not False:
             raise ValueError("ssl is only for wss:// URIs")
+        if auth is not None and self.ws_uri.user_info is not None:
+            raise ValueError("give credentials in the URI or as auth=, not both")
+        if isinstance(proxy, str):
+            parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
+            if self.unix or {"sock", "host", "port"} & kwargs.keys():
+                raise ValueError("a proxy can't be combined with sock, unix, host or port")
         self.origin = origin
         self.extensions = extensions
         self.subprotocols = subprotocols
         self.additional_headers = additional_headers if extra_headers is None else extra_headers
         self.user_agent_header = user_agent_header
+        self.auth = auth
+        self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
+        self.proxy_server_hostname = proxy_server_hostname
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -274,30 +378,75 @@ class connect:
         self.max_size = max_size
         self.max_queue = max_queue
         self.write_limit = write_limit
+        self.limits = limits
         self.logger = logger
+        self.create_connection = (
+            ClientConnection if create_connection is None else create_connection
+        )
         self.ssl = ssl
         self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
         self.backoff_initial_delay = backoff_initial_delay
         self.backoff_factor = backoff_factor
         self.backoff_max_delay = backoff_max_delay
         self.create_connection_kwargs = kwargs
         self.connection: ClientConnection | None = None
+        # Made before connecting: a bad option fails without touching the network.
+        self._engine(self.ws_uri, self.additional_headers)
 
-    async def _create(self) -> ClientConnection:
-        uri = self.ws_uri
-        engine = ClientProtocol(
+    def _engine(self, uri: WebSocketURI, headers: HeadersLike | None) -> ClientProtocol:
+        return ClientProtocol(
             uri,
             origin=self.origin,
             extensions=self.extensions,
             subprotocols=self.subprotocols,
-            additional_headers=self.additional_headers,
+            additional_headers=headers,
             user_agent_header=self.user_agent_header,
             max_size=self.max_size,
             streaming=True,
+            limits=self.limits,
         )
 
+    async def _create(self) -> ClientConnection:
+        kwargs = self.create_connection_kwargs
+        follower = Follower(
+            self.uri,
+            self.ws_uri,
+            self.additional_headers,
+            self.auth,
+            sock="sock" in kwargs,
+            unix=self.unix,
+            fixed_address="host" in kwargs or "port" in kwargs,
+        )
+        opening = OpeningDeadline(self.open_timeout, asyncio.get_running_loop().time)
+        async with asyncio.timeout_at(opening.when):
+            while True:
+                opened, connection = await self._open(follower.ws_uri, follower.headers(), opening)
+                transport = cast(asyncio.Transport, opened)
+                try:
+                    await connection._handshake
+                except asyncio.CancelledError:
+                    transport.abort()
+                    raise
+                except Exception as exc:
+                    transport.abort()
+                    outcome = follower.follow(exc)
+                    if outcome is exc:
+                        raise
+                    if outcome is not None:
+                        raise outcome from exc
+                    connection.logger.info("following %s to %s", exc, follower.uri)
+                    continue
+                return connection
+
+    async def _open(
+        self, uri: WebSocketURI, headers: HeadersLike | None, opening: OpeningDeadline
+    ) -> tuple[asyncio.BaseTransport, ClientConnection]:
+        """Open TCP (through a proxy, if any) and TLS to ``uri``; the handshake starts."""
+        engine = self._engine(uri, headers)
+
         def factory() -> ClientConnection:
-            return ClientConnection(
+            return self.create_connection(
                 engine,
                 logger=self.logger,
                 ping_interval=self.ping_interval,
@@ -318,30 +467,89 @@ class connect:
             )
             kwargs.setdefault("server_hostname", uri.host)
         loop = asyncio.get_running_loop()
-        opening = OpeningDeadline(self.open_timeout, loop.time)
         if context is not None and opening.when is not None:
-            # The timeout below bounds TCP, TLS and HTTP together; TLS alone
-            # gets no more than that either, rather than asyncio's 60 s.
+            # open_timeout bounds TCP, TLS and HTTP together; TLS alone gets
+            # no more than that either, rather than asyncio's 60 s.
             kwargs.setdefault("ssl_handshake_timeout", opening.tls_handshake_timeout())
-        async with asyncio.timeout_at(opening.when):
-            if self.unix:
-                transport, connection = await loop.create_unix_connection(
-                    factory, self.path, ssl=context, **kwargs
-                )
-            elif "sock" in kwargs:
-                transport, connection = await loop.create_connection(factory, ssl=context, **kwargs)
-            else:
-                host = kwargs.pop("host", uri.host)
-                port = kwargs.pop("port", uri.port)
-                transport, connection = await loop.create_connection(
-                    factory, host, port, ssl=context, **kwargs
-                )
+        transport: asyncio.BaseTransport
+        if self.unix:
+            transport, connection = await loop.create_unix_connection(
+                factory, self.path, ssl=context, **kwargs
+            )
+            return transport, connection
+        direct = "sock" in kwargs or "host" in kwargs or "port" in kwargs
+        proxy = None if direct else resolve_proxy(self.proxy, uri)
+        if proxy is None:
+            if "sock" not in kwargs:
+                kwargs.setdefault("host", uri.host)
+                kwargs.setdefault("port", uri.port)
+            transport, connection = await loop.create_connection(factory, ssl=context, **kwargs)
+        elif proxy.scheme.startswith("socks"):
+            local_addr = kwargs.pop("local_addr", None)
+            socks = socks_proxy(proxy, "asyncio")
             try:
-                await connection._handshake
-            except BaseException:
-                transport.abort()
-                raise
-        return connection
+                sock = await socks.connect(uri.host, uri.port, local_addr=local_addr)
+            except Exception as exc:
+                raise socks_error(exc) from exc
+            transport, connection = await loop.create_connection(
+                factory, sock=sock, ssl=context, **kwargs
+            )
+        else:
+            transport, connection = await self._through_http_proxy(
+                proxy, uri, factory, context, kwargs
+            )
+        return transport, connection
+
+    async def _through_http_proxy(
+        self,
+        proxy: Proxy,
+        uri: WebSocketURI,
+        factory: Callable[[], ClientConnection],
+        context: ssl_module.SSLContext | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[asyncio.BaseTransport, ClientConnection]:
+        """Open a tunnel with ``CONNECT``, then TLS to the server inside it if ``wss://``."""
+        loop = asyncio.get_running_loop()
+        # TLS options are the server's; the rest, and proxy_ ones, the proxy's.
+        tls_kwargs: dict[str, Any] = {}
+        proxy_kwargs: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key.startswith("ssl_") or key == "server_hostname":
+                tls_kwargs[key] = value
+            elif key.startswith("proxy_"):
+                proxy_kwargs[key.removeprefix("proxy_")] = value
+            else:
+                proxy_kwargs[key] = value
+        proxy_context: ssl_module.SSLContext | None = None
+        if proxy.scheme == "https":
+            proxy_context = self.proxy_ssl or ssl_module.create_default_context()
+            proxy_kwargs["server_hostname"] = self.proxy_server_hostname or proxy.host
+        elif self.proxy_ssl is not None or self.proxy_server_hostname is not None:
+            raise ValueError("proxy_ssl and proxy_server_hostname are for https:// proxies")
+        exchange = ProxyConnect(
+            proxy, uri, user_agent_header=self.user_agent_header, limits=self.limits
+        )
+        transport, tunnel = await loop.create_connection(
+            lambda: _ProxyTunnel(exchange),
+            proxy.host,
+            proxy.port,
+            ssl=proxy_context,
+            **proxy_kwargs,
+        )
+        try:
+            await tunnel.done
+            connection = factory()
+            transport.set_protocol(connection)
+            if context is not None:
+                tls_transport = await loop.start_tls(transport, connection, context, **tls_kwargs)
+                assert tls_transport is not None  # None only for a closed transport.
+                transport = tls_transport
+        except BaseException:
+            transport.abort()
+            raise
+        connection.connection_made(transport)
+        transport.resume_reading()
+        return transport, connection
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._create().__await__()
@@ -362,24 +570,22 @@ class connect:
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""
         logger = connection_logger(self.logger, "tether.client", "reconnect", None)
-        attempt = 0
+        delays = Backoff(
+            self.reconnect_delays,
+            self.backoff_initial_delay,
+            self.backoff_factor,
+            self.backoff_max_delay,
+        )
         while True:
             try:
                 connection = await self._create()
             except Exception as exc:
                 raise_unless_retried(self.process_exception, exc)
-                delay = reconnect_delay(
-                    exc,
-                    attempt,
-                    self.backoff_initial_delay,
-                    self.backoff_factor,
-                    self.backoff_max_delay,
-                )
-                attempt += 1
+                delay = delays.next(exc)
                 logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            delays.reset()
             try:
                 yield connection
             finally:

@@ -94,14 +94,20 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
         close_timeout: float | None = 10,
-        max_queue: int | None = 16,
-        write_limit: int = DEFAULT_WRITE_LIMIT,
+        max_queue: int | tuple[int | None, int | None] | None = 16,
+        write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
     ) -> None:
         self.protocol = protocol
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
+        low: int | None = None
+        if isinstance(write_limit, tuple):
+            write_limit, low = write_limit
         self.write_limit = write_limit
+        """The write buffer's high-water mark, in bytes."""
+        self.write_limit_low = low
+        """Its low-water mark, or ``None`` for asyncio's default (a quarter of the high one)."""
         # Thousands of idle connections each hold what is made here: what
         # most of them never use (a uuid, a lock, pings, waiters) is made on
         # first use instead.
@@ -556,7 +562,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         """Take the transport (asyncio calls this)."""
         # uvloop's transports do not inherit from asyncio.Transport: no isinstance.
         self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(self.write_limit)
+        self.transport.set_write_buffer_limits(self.write_limit, self.write_limit_low)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Lend the buffer for the next read (asyncio calls this)."""

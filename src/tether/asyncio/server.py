@@ -20,7 +20,7 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
-from tether.protocol.http11 import Request, Response
+from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.proxies import TrustedProxies, parse_proxy_header
 
@@ -466,6 +466,11 @@ class serve:
     protocol header (version 1 or 2) from a trusted proxy; others are
     dropped. See :mod:`tether.proxies`.
 
+    ``max_size`` may be a ``(max_message_size, max_fragment_size)`` pair,
+    ``max_queue`` and ``write_limit`` ``(high, low)`` pairs, as in
+    websockets; ``limits`` (a :class:`~tether.protocol.http11.Limits`)
+    bounds the handshake request's lines, headers and size.
+
     Every keyword that is not an option of tether goes to
     :meth:`asyncio.loop.create_server`: ``sock``, ``ssl``, ``reuse_port``,
     ``backlog``, ``start_serving`` and the others.
@@ -489,10 +494,11 @@ class serve:
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
         close_timeout: float | None = 10,
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_queue: int | None = 16,
-        write_limit: int = DEFAULT_WRITE_LIMIT,
+        max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
+        max_queue: int | tuple[int | None, int | None] | None = 16,
+        write_limit: int | tuple[int, int | None] = DEFAULT_WRITE_LIMIT,
         logger: LoggerLike | str | None = None,
+        limits: Limits | None = None,
         unix: bool = False,
         path: str | None = None,
         create_connection: type[ServerConnection] | None = None,
@@ -515,6 +521,7 @@ class serve:
             select_subprotocol=None,
             server_header=server_header,
             max_size=max_size,
+            limits=limits,
         )
         self.connection_options: dict[str, Any] = {
             "ping_interval": ping_interval,

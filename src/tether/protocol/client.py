@@ -76,7 +76,7 @@ class ClientProtocol(Connection):
         subprotocols: Sequence[str] | None = None,
         additional_headers: HeadersLike | None = None,
         user_agent_header: str | None = USER_AGENT,
-        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
         max_fragments: int | None = None,
         streaming: bool = False,
         limits: Limits | None = None,

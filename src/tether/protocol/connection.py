@@ -134,8 +134,10 @@ class Connection:
     """A WebSocket connection's protocol engine, for either role.
 
     ``max_size`` bounds each incoming message, after decompression (``None``
-    for no bound); ``max_fragments`` bounds the frames of one message and is
-    derived from ``max_size`` unless given. With ``streaming`` true, a
+    for no bound); a ``(max_message_size, max_fragment_size)`` pair also
+    bounds each frame of a message, as websockets allows, for long messages
+    sent in short fragments. ``max_fragments`` bounds the frames of one
+    message and is derived from the message bound unless given. With ``streaming`` true, a
     fragmented message comes out as :class:`Fragment` events as its bytes
     arrive instead of one :class:`Message` at the end; an unfragmented
     message is always one :class:`Message`.
@@ -147,6 +149,7 @@ class Connection:
         "_close_transport",
         "_events",
         "_expect_mask",
+        "_fast_max_size",
         "_frame_extensions",
         "_input_done",
         "_mask",
@@ -173,6 +176,7 @@ class Connection:
         "error",
         "extensions",
         "max_fragments",
+        "max_frame_size",
         "max_size",
         "message_budget",
         "role",
@@ -185,13 +189,18 @@ class Connection:
         role: Role,
         *,
         state: State = State.OPEN,
-        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
         max_fragments: int | None = None,
         streaming: bool = False,
         extensions: Sequence[Extension] = (),
     ) -> None:
+        max_frame_size = None
+        if isinstance(max_size, tuple):
+            max_size, max_frame_size = max_size
         if max_size is not None and max_size < 0:
             raise ValueError("max_size must be None or at least 0")
+        if max_frame_size is not None and max_frame_size < 0:
+            raise ValueError("the fragment size in max_size must be None or at least 0")
         # A message has at least one frame: a smaller cap would refuse them
         # all, and the fast path, which reads single frames, relies on this.
         if max_fragments is not None and max_fragments < 1:
@@ -199,6 +208,16 @@ class Connection:
         self.role = role
         self.state = state
         self.max_size = max_size
+        self.max_frame_size = max_frame_size
+        """The bound on each frame of a message, or ``None``: the second item of ``max_size``."""
+        # A message in one frame meets both bounds: what the fast path checks.
+        self._fast_max_size = (
+            max_size
+            if max_frame_size is None
+            else max_frame_size
+            if max_size is None
+            else min(max_size, max_frame_size)
+        )
         self.max_fragments = (
             default_max_fragments(max_size) if max_fragments is None else max_fragments
         )
@@ -593,7 +612,9 @@ class Connection:
             ):
                 # The common case, before any other work: the read holds
                 # messages that each came whole in one plain frame.
-                start = read_messages(data, 0, self._expect_mask, self.max_size, None, self._events)
+                start = read_messages(
+                    data, 0, self._expect_mask, self._fast_max_size, None, self._events
+                )
                 if start == len(data):
                     return True
         else:
@@ -637,7 +658,9 @@ class Connection:
                 if budget != 0:
                     events = self._events
                     count = len(events)
-                    pos = read_messages(buf, pos, self._expect_mask, self.max_size, budget, events)
+                    pos = read_messages(
+                        buf, pos, self._expect_mask, self._fast_max_size, budget, events
+                    )
                     if budget is not None:
                         self.message_budget = budget - (len(events) - count)
                     if pos == end:
@@ -748,6 +771,7 @@ class Connection:
         if max_fragments is not None and frames > max_fragments:
             raise TooManyFragments(max_fragments)
         max_size = self.max_size
+        max_frame_size = self.max_frame_size
         if max_size is not None:
             if transformed:
                 limit = _compressed_frame_limit(max_size)
@@ -755,6 +779,13 @@ class Connection:
                     raise PayloadTooBig(length, limit)
             elif size + length > max_size:
                 raise PayloadTooBig(length, max_size - size, size or None)
+        if max_frame_size is not None:
+            if transformed:
+                limit = _compressed_frame_limit(max_frame_size)
+                if length > limit:
+                    raise PayloadTooBig(length, limit)
+            elif length > max_frame_size:
+                raise PayloadTooBig(length, max_frame_size)
         return transformed
 
     def _begin_data_frame(self, opcode: int, fin: bool, transformed: bool) -> None:
@@ -778,9 +809,13 @@ class Connection:
             return
         max_size = self.max_size
         room = None if max_size is None else max_size - self._msg_size
+        max_frame_size = self.max_frame_size
+        limit = room
+        if max_frame_size is not None and (limit is None or max_frame_size < limit):
+            limit = max_frame_size
         try:
             for extension in reversed(self.extensions):
-                frame = extension.decode(frame, max_size=room)
+                frame = extension.decode(frame, max_size=limit)
         except PayloadTooBig as exc:
             # An extension reports the frame; the limit counts the message before it too.
             exc.set_current_size(self._msg_size or None)
@@ -788,6 +823,8 @@ class Connection:
         data = frame.data
         if room is not None and len(data) > room:
             raise PayloadTooBig(len(data), room, self._msg_size or None)
+        if max_frame_size is not None and len(data) > max_frame_size:
+            raise PayloadTooBig(len(data), max_frame_size)
         if frame.fin and opcode != _OP_CONT:
             self._receive_whole(opcode == _OP_TEXT, data)
         else:

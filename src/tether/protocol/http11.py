@@ -13,23 +13,37 @@ round trip); obsolete line folding, whitespace before a colon and request
 bodies are refused because each is a known request smuggling vector. Each
 :class:`Limits` bound is enforced as soon as it is passed, not when a line
 ends. Malformed input raises :class:`~tether.exceptions.InvalidMessage`, a
-passed limit :class:`~tether.exceptions.SecurityError`. After either, the
-parser is broken and must be dropped.
+passed limit :class:`~tether.exceptions.SecurityError` or the subclass that
+names it (:class:`~tether.exceptions.RequestLineTooLong`,
+:class:`~tether.exceptions.StatusLineTooLong`,
+:class:`~tether.exceptions.HeaderLineTooLong`,
+:class:`~tether.exceptions.TooManyHeaders`). After either, the parser is
+broken and must be dropped.
+
+The default limits honour websockets' environment variables, read once at
+import: ``WEBSOCKETS_MAX_LINE_LENGTH`` (``max_line``),
+``WEBSOCKETS_MAX_NUM_HEADERS`` (``max_headers``) and
+``WEBSOCKETS_MAX_BODY_SIZE`` (``max_body``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
 from tether.exceptions import (
+    HeaderLineTooLong,
     InvalidMessage,
     InvalidMethod,
     InvalidProtocol,
     InvalidState,
+    RequestLineTooLong,
     SecurityError,
+    StatusLineTooLong,
+    TooManyHeaders,
 )
 from tether.protocol.headers import Headers
 
@@ -40,6 +54,7 @@ __all__ = [
     "RequestParser",
     "Response",
     "ResponseParser",
+    "limit_from_environment",
 ]
 
 _TCHAR_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -95,6 +110,29 @@ _COMMON = {
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
+def limit_from_environment(name: str, default: int) -> int:
+    """Read a limit from the environment variable ``name``, or return ``default``.
+
+    The value is a decimal integer (underscores allowed, as in ``1_048_576``);
+    anything else raises :class:`ValueError` naming the variable.
+    """
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {value!r}") from None
+    if limit < 0:
+        raise ValueError(f"{name} must be positive or zero, not {value!r}")
+    return limit
+
+
+_MAX_LINE = limit_from_environment("WEBSOCKETS_MAX_LINE_LENGTH", 8192)
+_MAX_HEADERS = limit_from_environment("WEBSOCKETS_MAX_NUM_HEADERS", 128)
+_MAX_BODY = limit_from_environment("WEBSOCKETS_MAX_BODY_SIZE", 1 << 20)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds on an incoming handshake message, in bytes unless said otherwise.
@@ -103,12 +141,17 @@ class Limits:
     number of header fields (trailer fields of a chunked body included);
     ``max_size`` the whole head, from the first byte of the start line to the
     CRLF of the blank line; ``max_body`` the decoded body of a response.
+    The defaults of ``max_line``, ``max_headers`` and ``max_body`` are 8192,
+    128 and 1 MiB, or websockets' environment variables
+    ``WEBSOCKETS_MAX_LINE_LENGTH``, ``WEBSOCKETS_MAX_NUM_HEADERS`` and
+    ``WEBSOCKETS_MAX_BODY_SIZE`` when set. Servers and clients take one as
+    their ``limits`` option.
     """
 
-    max_line: int = 8192
-    max_headers: int = 128
+    max_line: int = _MAX_LINE
+    max_headers: int = _MAX_HEADERS
     max_size: int = 65536
-    max_body: int = 1 << 20
+    max_body: int = _MAX_BODY
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -173,6 +216,8 @@ class _Parser(Generic[_T]):
     """
 
     _kind: str
+    # What a too long start line raises.
+    _start_line_too_long: type[SecurityError]
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = _DEFAULT_LIMITS if limits is None else limits
@@ -241,10 +286,13 @@ class _Parser(Generic[_T]):
         self._buf = bytearray()
         return False
 
-    def _read_line(self, head: bool = False) -> bytes | None:
+    def _read_line(
+        self, too_long: type[SecurityError] = SecurityError, head: bool = False
+    ) -> bytes | None:
         """Consume and return the next line without its CRLF, or ``None`` if incomplete.
 
-        ``head`` says the line belongs to the head, bound by ``max_size``.
+        ``too_long`` is what a line over ``max_line`` raises; ``head`` says
+        the line belongs to the head, bound by ``max_size``.
         """
         buf = self._buf
         max_line = self.limits.max_line
@@ -255,25 +303,25 @@ class _Parser(Generic[_T]):
             if size and buf[-1] == 0x0D:
                 size -= 1  # The CR may start the CRLF that ends the line.
             if size > max_line:
-                raise SecurityError(f"line longer than max_line = {max_line} bytes")
+                raise too_long(f"line longer than max_line = {max_line} bytes")
             return None
         end = lf - 1
         if end < self._pos or buf[end] != 0x0D:
             # Bytes that came one at a time met the limits before the LF:
             # check those first, so that how the bytes came can't change the error.
             if lf - self._pos > max_line:
-                raise SecurityError(f"line longer than max_line = {max_line} bytes")
+                raise too_long(f"line longer than max_line = {max_line} bytes")
             if head:
                 self._check_head_size(lf)
             raise InvalidMessage("line ends with a bare LF instead of CRLF")
         if end - self._pos > max_line:
-            raise SecurityError(f"line longer than max_line = {max_line} bytes")
+            raise too_long(f"line longer than max_line = {max_line} bytes")
         line = bytes(buf[self._pos : end])
         self._pos = self._scan = lf + 1
         return line
 
-    def _read_head_line(self) -> bytes | None:
-        line = self._read_line(head=True)
+    def _read_head_line(self, too_long: type[SecurityError]) -> bytes | None:
+        line = self._read_line(too_long, head=True)
         # Until the head ends, every byte buffered belongs to it; after a
         # line, only those up to the line's end are known to.
         self._check_head_size(len(self._buf) if line is None else self._pos)
@@ -289,7 +337,7 @@ class _Parser(Generic[_T]):
             fields = self._read_whole_head()
             if fields is not None:
                 return self._end_of_head(Headers._adopt(fields))
-        line = self._read_head_line()
+        line = self._read_head_line(self._start_line_too_long)
         if line is None:
             return False
         self._parse_start_line(line)
@@ -333,7 +381,7 @@ class _Parser(Generic[_T]):
         raise NotImplementedError
 
     def _read_header_line(self) -> bool:
-        line = self._read_head_line()
+        line = self._read_head_line(HeaderLineTooLong)
         if line is None:
             return False
         if line:
@@ -351,7 +399,7 @@ class _Parser(Generic[_T]):
             raise InvalidMessage("obsolete line folding in a header")
         max_headers = self.limits.max_headers
         if len(self._fields) >= max_headers:
-            raise SecurityError(f"more than max_headers = {max_headers} headers")
+            raise TooManyHeaders(f"more than max_headers = {max_headers} headers")
         name, colon, value = line.partition(b":")
         if not colon:
             raise InvalidMessage(f"header line without a colon: {_show(line)}")
@@ -382,6 +430,7 @@ class RequestParser(_Parser[Request]):
     """
 
     _kind = "request"
+    _start_line_too_long = RequestLineTooLong
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__(limits)
@@ -442,9 +491,17 @@ class ResponseParser(_Parser[Response]):
     """
 
     _kind = "response"
+    _start_line_too_long = StatusLineTooLong
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, proxy: bool = False) -> None:
         super().__init__(limits)
+        self.proxy = proxy
+        """Whether this reads an HTTP proxy's answer to ``CONNECT``.
+
+        Such an answer may be ``HTTP/1.0`` too, and has no body whatever its
+        status: the head ends it, and the tunnel's bytes follow (RFC 9110
+        section 9.3.6).
+        """
         self._status_code = 0
         self._reason = ""
         self._headers = Headers()
@@ -453,7 +510,7 @@ class ResponseParser(_Parser[Response]):
 
     def _parse_start_line(self, line: bytes) -> None:
         version, _, rest = line.partition(b" ")
-        if version != b"HTTP/1.1":
+        if version != b"HTTP/1.1" and not (self.proxy and version == b"HTTP/1.0"):
             raise InvalidMessage(f"unsupported HTTP version {_show(version)}; expected HTTP/1.1")
         code, reason = rest[:3], rest[3:]
         if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
@@ -477,7 +534,7 @@ class ResponseParser(_Parser[Response]):
             self._state = _Parser._read_start_line
             return True
         self._headers = headers
-        if code < 200 or code in _NO_BODY_STATUSES:
+        if code < 200 or code in _NO_BODY_STATUSES or self.proxy:
             return self._finish_response(b"", self._pos)
         self._in_body = True
         codings = headers.get_all("Transfer-Encoding")
@@ -562,7 +619,7 @@ class ResponseParser(_Parser[Response]):
         return True
 
     def _read_trailer(self) -> bool:
-        line = self._read_line()
+        line = self._read_line(HeaderLineTooLong)
         if line is None:
             return False
         if line:

@@ -88,7 +88,7 @@ class ServerProtocol(Connection):
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SubprotocolSelector | None = None,
         server_header: str | None = USER_AGENT,
-        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
         max_fragments: int | None = None,
         streaming: bool = False,
         limits: Limits | None = None,
@@ -345,7 +345,8 @@ def server_engines(
     subprotocols: Sequence[str] | None,
     select_subprotocol: SubprotocolSelector | None,
     server_header: str | None,
-    max_size: int | None,
+    max_size: int | tuple[int | None, int | None] | None,
+    limits: Limits | None = None,
 ) -> Callable[[], ServerProtocol]:
     """Return what makes a server's engine for each connection, from ``serve()``'s options.
 
@@ -365,6 +366,7 @@ def server_engines(
         server_header=server_header,
         max_size=max_size,
         streaming=True,
+        limits=limits,
     )
     make()
     return make

@@ -1,6 +1,6 @@
 """The threading API: blocking :func:`connect` and :func:`serve` on the same engine."""
 
-from tether.sync.auth import basic_auth
+from tether.sync.auth import basic_auth, digest_auth
 from tether.sync.broadcast import broadcast
 from tether.sync.client import ClientConnection, connect, reconnect, unix_connect, unix_reconnect
 from tether.sync.connection import Connection
@@ -18,6 +18,7 @@ __all__ = [
     "basic_auth",
     "broadcast",
     "connect",
+    "digest_auth",
     "reconnect",
     "route",
     "serve",

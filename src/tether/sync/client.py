@@ -6,19 +6,23 @@ import logging
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Literal
 
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
+from tether.follow import Follower
 from tether.log import LoggerLike
 from tether.opening import OpeningDeadline
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import _CONNECTING, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
-from tether.protocol.uri import parse_uri
-from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
+from tether.protocol.http11 import Limits
+from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
+from tether.protocol.uri import WebSocketURI, parse_uri
+from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
+from tether.reconnecting import Backoff, process_exception, raise_unless_retried
 from tether.sync.connection import READ_SIZE, Connection
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect", "unix_reconnect"]
@@ -57,6 +61,68 @@ class ClientConnection(Connection):
         self._start()
 
 
+def _read_proxy_answer(sock: socket.socket, exchange: ProxyConnect, deadline: float | None) -> None:
+    """Send ``CONNECT`` on ``sock`` and read the proxy's answer, within ``deadline``."""
+    sock.sendall(exchange.data_to_send())
+    while True:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out waiting for the proxy's answer")
+            sock.settimeout(remaining)
+        # One byte past the answer would belong to the server, which never
+        # speaks first: reading more than the answer is a broken proxy.
+        data = sock.recv(READ_SIZE)
+        if not data:
+            exchange.receive_eof()
+        elif exchange.receive_data(data):
+            return
+
+
+def _open_socket(
+    uri: WebSocketURI,
+    proxy: Proxy | None,
+    *,
+    deadline: float | None,
+    open_timeout: float | None,
+    proxy_ssl: ssl_module.SSLContext | None,
+    proxy_server_hostname: str | None,
+    user_agent_header: str | None,
+    limits: Limits | None,
+    kwargs: dict[str, Any],
+) -> socket.socket:
+    """Connect TCP to ``uri``, directly or through ``proxy``."""
+    if proxy is None:
+        host = kwargs.pop("host", uri.host)
+        port = kwargs.pop("port", uri.port)
+        return socket.create_connection((host, port), timeout=open_timeout, **kwargs)
+    if proxy.scheme.startswith("socks"):
+        socks = socks_proxy(proxy, "sync")
+        try:
+            sock: socket.socket = socks.connect(
+                uri.host,
+                uri.port,
+                timeout=open_timeout,
+                local_addr=kwargs.get("source_address"),
+            )
+        except Exception as exc:
+            raise socks_error(exc) from exc
+        return sock
+    if proxy.scheme != "https" and (proxy_ssl is not None or proxy_server_hostname is not None):
+        raise ValueError("proxy_ssl and proxy_server_hostname are for https:// proxies")
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=open_timeout, **kwargs)
+    try:
+        if proxy.scheme == "https":
+            context = proxy_ssl or ssl_module.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=proxy_server_hostname or proxy.host)
+        exchange = ProxyConnect(proxy, uri, user_agent_header=user_agent_header, limits=limits)
+        _read_proxy_answer(sock, exchange, deadline)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def connect(
     uri: str,
     *,
@@ -67,13 +133,19 @@ def connect(
     additional_headers: HeadersLike | None = None,
     extra_headers: HeadersLike | None = None,
     user_agent_header: str | None = USER_AGENT,
+    auth: tuple[str, str] | None = None,
+    proxy: ProxyOption = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    proxy_server_hostname: str | None = None,
     open_timeout: float | None = 10,
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
     close_timeout: float | None = 10,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int | None = 16,
+    max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
+    max_queue: int | tuple[int | None, int | None] | None = 16,
+    limits: Limits | None = None,
     logger: LoggerLike | str | None = None,
+    create_connection: Callable[..., ClientConnection] | None = None,
     ssl: ssl_module.SSLContext | None = None,
     server_hostname: str | None = None,
     sock: socket.socket | None = None,
@@ -85,8 +157,21 @@ def connect(
 
     Use the connection directly, or with ``with`` to close it on exit. Other
     keywords go to :func:`socket.create_connection` (``source_address``);
-    ``sock`` gives a connected socket; ``unix=True`` with ``path`` connects to
-    a Unix socket.
+    ``host`` and ``port`` reach another address than the URI's; ``sock``
+    gives a connected socket; ``unix=True`` with ``path`` connects to a
+    Unix socket.
+
+    The options are those of the asyncio :func:`tether.connect`: redirects
+    are followed the same way, ``auth`` answers a Digest or Basic
+    challenge, ``proxy`` (``True`` for the system's proxy, ``None``, or a
+    URI), ``proxy_ssl`` and ``proxy_server_hostname`` choose the proxy,
+    ``max_size`` and ``max_queue`` take websockets' pairs, ``limits`` bounds
+    the responses read, and ``create_connection`` makes the connection,
+    called like :class:`ClientConnection` (``sock``, ``protocol`` and
+    keywords). ``open_timeout`` bounds everything up to the open connection,
+    proxy and redirects included. A ``wss://`` URI through an ``https://``
+    proxy (TLS inside TLS) needs the asyncio client: here it raises
+    :class:`ValueError`.
     """
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("give additional_headers or extra_headers, not both")
@@ -94,57 +179,108 @@ def connect(
     parsed = parse_uri(uri)
     if ssl is not None and not parsed.secure:
         raise ValueError("ssl is only for wss:// URIs")
+    if isinstance(proxy, str):
+        parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
+    fixed_address = "host" in kwargs or "port" in kwargs
+    if (sock is not None or unix or fixed_address) and isinstance(proxy, str):
+        raise ValueError("a proxy can't be combined with sock, unix, host or port")
+    make_connection = ClientConnection if create_connection is None else create_connection
+    headers = additional_headers if extra_headers is None else extra_headers
+
+    def engine(target: WebSocketURI, request_headers: HeadersLike | None) -> ClientProtocol:
+        return ClientProtocol(
+            target,
+            origin=origin,
+            extensions=extensions,
+            subprotocols=subprotocols,
+            additional_headers=request_headers,
+            user_agent_header=user_agent_header,
+            max_size=max_size,
+            streaming=True,
+            limits=limits,
+        )
+
     # Made before connecting: a bad option fails without touching the network.
-    engine = ClientProtocol(
-        parsed,
-        origin=origin,
-        extensions=extensions,
-        subprotocols=subprotocols,
-        additional_headers=additional_headers if extra_headers is None else extra_headers,
-        user_agent_header=user_agent_header,
-        max_size=max_size,
-        streaming=True,
+    engine(parsed, headers)
+    follower = Follower(
+        uri, parsed, headers, auth, sock=sock is not None, unix=unix, fixed_address=fixed_address
     )
     opening = OpeningDeadline(open_timeout)
     deadline = opening.when
-    if sock is None:
-        if unix:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(open_timeout)
-            sock.connect(path or "")
-        else:
-            host = kwargs.pop("host", parsed.host)
-            port = kwargs.pop("port", parsed.port)
-            sock = socket.create_connection((host, port), timeout=open_timeout, **kwargs)
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        # Frames are written whole; Nagle's algorithm would only delay them.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        if parsed.secure:
-            context = ssl or ssl_module.create_default_context()
-            if deadline is not None:
-                # The TLS handshake counts toward open_timeout too.
-                sock.settimeout(opening.tls_handshake_timeout())
-            sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
-        connection = ClientConnection(
-            sock,
-            engine,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-            logger=logger,
-        )
-        connection._handshake(deadline)
-    except BaseException:
-        sock.close()
-        raise
-    return connection
+
+    def attempt(target: WebSocketURI, request_headers: HeadersLike | None) -> ClientConnection:
+        protocol = engine(target, request_headers)
+        remaining = opening.tls_handshake_timeout()
+        connected = sock
+        if connected is None:
+            if unix:
+                connected = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    connected.settimeout(remaining)
+                    connected.connect(path or "")
+                except BaseException:
+                    connected.close()
+                    raise
+            else:
+                use = None if fixed_address else resolve_proxy(proxy, target)
+                if use is not None and use.scheme == "https" and target.secure:
+                    raise ValueError(
+                        "wss:// through an https:// proxy needs the asyncio client (TLS in TLS)"
+                    )
+                connected = _open_socket(
+                    target,
+                    use,
+                    deadline=deadline,
+                    open_timeout=remaining,
+                    proxy_ssl=proxy_ssl,
+                    proxy_server_hostname=proxy_server_hostname,
+                    user_agent_header=user_agent_header,
+                    limits=limits,
+                    kwargs=dict(kwargs),
+                )
+        if connected.family in (socket.AF_INET, socket.AF_INET6):
+            # Frames are written whole; Nagle's algorithm would only delay them.
+            connected.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if target.secure:
+                context = ssl or ssl_module.create_default_context()
+                if deadline is not None:
+                    # The TLS handshake counts toward open_timeout too.
+                    connected.settimeout(opening.tls_handshake_timeout())
+                connected = context.wrap_socket(
+                    connected, server_hostname=server_hostname or target.host
+                )
+            connection = make_connection(
+                connected,
+                protocol,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_queue=max_queue,
+                logger=logger,
+            )
+            connection._handshake(deadline)
+        except BaseException:
+            connected.close()
+            raise
+        return connection
+
+    while True:
+        try:
+            return attempt(follower.ws_uri, follower.headers())
+        except Exception as exc:
+            outcome = follower.follow(exc)
+            if outcome is exc:
+                raise
+            if outcome is not None:
+                raise outcome from exc
+            logging.getLogger("tether.client").info("following %s to %s", exc, follower.uri)
 
 
 def reconnect(
     uri: str,
     *,
+    reconnect_delays: Callable[[], Iterator[float]] | None = None,
     backoff_initial_delay: float = 1.0,
     backoff_factor: float = 1.618,
     backoff_max_delay: float = 60.0,
@@ -157,26 +293,24 @@ def reconnect(
     client's ``async for ws in connect(uri)``: failures that retrying may heal
     (network errors, timeouts, 5xx and 429 answers) are retried with
     exponential backoff and jitter; other errors are raised. A
-    ``process_exception`` function changes that choice, as in the asyncio
-    client. Each connection
-    is closed when the loop moves on. ``options`` are those of :func:`connect`.
+    ``process_exception`` function changes that choice, and
+    ``reconnect_delays`` replaces the ``backoff_`` options, as in the asyncio
+    client. Each connection is closed when the loop moves on. ``options`` are
+    those of :func:`connect`.
     """
-    attempts = 0
+    delays = Backoff(reconnect_delays, backoff_initial_delay, backoff_factor, backoff_max_delay)
     while True:
         try:
             connection = connect(uri, **options)
         except Exception as exc:
             raise_unless_retried(process_exception, exc)
-            delay = reconnect_delay(
-                exc, attempts, backoff_initial_delay, backoff_factor, backoff_max_delay
-            )
-            attempts += 1
+            delay = delays.next(exc)
             logging.getLogger("tether.client").info(
                 "connection failed (%s); retrying in %.1f seconds", exc, delay
             )
             time.sleep(delay)
             continue
-        attempts = 0
+        delays.reset()
         try:
             yield connection
         finally:

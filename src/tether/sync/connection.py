@@ -154,7 +154,7 @@ class Connection(ConnectionAttributes):
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
         close_timeout: float | None = 10,
-        max_queue: int | None = 16,
+        max_queue: int | tuple[int | None, int | None] | None = 16,
         logger: LoggerLike | str | None = None,
     ) -> None:
         self.socket = sock

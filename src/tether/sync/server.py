@@ -22,7 +22,7 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
-from tether.protocol.http11 import Request, Response
+from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.sync.connection import READ_SIZE, Connection
 
@@ -331,10 +331,11 @@ def serve(
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
     close_timeout: float | None = 10,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int | None = 16,
+    max_size: int | tuple[int | None, int | None] | None = DEFAULT_MAX_SIZE,
+    max_queue: int | tuple[int | None, int | None] | None = 16,
     logger: LoggerLike | str | None = None,
     create_connection: type[ServerConnection] | None = None,
+    limits: Limits | None = None,
     reuse_port: bool = False,
     backlog: int = 100,
     **kwargs: Any,
@@ -352,6 +353,11 @@ def serve(
     ``create_connection`` is the class of the connections, a subclass of
     :class:`ServerConnection`. The handshake hooks and the handler work as in
     :func:`tether.asyncio.server.serve`, websockets' older spellings included.
+
+    ``max_size`` may be a ``(max_message_size, max_fragment_size)`` pair
+    and ``max_queue`` a ``(high, low)`` pair, as in websockets; ``limits``
+    (a :class:`~tether.protocol.http11.Limits`) bounds the handshake
+    request's lines, headers and size.
     """
     engines = server_engines(
         origins=origins,
@@ -360,6 +366,7 @@ def serve(
         select_subprotocol=None,
         server_header=server_header,
         max_size=max_size,
+        limits=limits,
     )
     if sock is None:
         options: dict[str, Any] = {"backlog": backlog, "reuse_port": reuse_port}
