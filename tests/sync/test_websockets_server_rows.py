@@ -243,9 +243,9 @@ def test_route_with_a_werkzeug_map_and_unix_route(tmp_path: Path) -> None:
             assert ws.recv(timeout=TIMEOUT) == "42"
         # The client follows redirects, but not to another origin over a
         # Unix socket: it says so, with the server's answer as the cause.
-        with pytest.raises(ValueError, match="Unix socket") as info:
+        with pytest.raises(ValueError, match="Unix socket") as refused:
             unix_connect(path, "ws://localhost/old")
-        redirect = info.value.__cause__
+        redirect = refused.value.__cause__
         assert isinstance(redirect, InvalidStatus)
         assert redirect.response.status_code == 302
         assert redirect.response.headers["Location"] == "wss://example/c/1"
