@@ -127,12 +127,19 @@ async def until_dropped(reader: asyncio.StreamReader) -> None:
 
 
 async def stall_server(
-    host: str, port: int, behaviour: str, bound: float, interval: float = 0.1
+    host: str,
+    port: int,
+    behaviour: str,
+    bound: float,
+    *,
+    interval: float = 0.1,
+    silence: float = 0.0,
 ) -> float:
     """Connect to a TLS server and stall its opening as ``behaviour`` says.
 
-    Return how long the server took to drop the connection, from TCP's
-    opening; fail if it did not within ``bound`` seconds.
+    With ``drip-http``, TLS starts after ``silence`` seconds. Return how long
+    the server took to drop the connection, from TCP's opening; fail if it
+    did not within ``bound`` seconds.
     """
     reader, writer = await asyncio.open_connection(host, port)
     opened = time.monotonic()
@@ -145,6 +152,7 @@ async def stall_server(
             elif behaviour == "drip":
                 dripping = asyncio.create_task(drip_raw(writer, tls.first_flight(), interval))
             elif behaviour == "drip-http":
+                await asyncio.sleep(silence)
                 try:
                     await tls.handshake()
                 except (ConnectionError, ssl.SSLError):

@@ -123,6 +123,22 @@ async def test_threading_server_drops_a_stalled_opening(
     await drops_a_stalled_opening("threading", behaviour, server_context, client_context)
 
 
+SHARED_OPEN_TIMEOUT = 3.0
+SILENCE = 2.5
+"""A peer silent this long, then quick through TLS, then dripping HTTP: TLS
+and HTTP share one ``open_timeout``, so it is dropped at 3 s. Were HTTP given
+a fresh ``open_timeout`` once TLS is done, it would last past 5.5 s."""
+
+
+async def test_asyncio_server_tls_and_http_share_open_timeout(
+    server_context: ssl.SSLContext,
+) -> None:
+    async with tls_server("asyncio", server_context, SHARED_OPEN_TIMEOUT) as (host, port):
+        # The bound sits half way between the shared deadline and a fresh one.
+        bound = (SHARED_OPEN_TIMEOUT + SILENCE + SHARED_OPEN_TIMEOUT) / 2
+        await stall_server(host, port, "drip-http", bound, silence=SILENCE)
+
+
 def enough_file_descriptors(needed: int) -> None:
     """Raise the soft limit on open files if it is below ``needed`` (the hard one allows)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -145,7 +161,7 @@ async def thousands_of_stalled_openings(
         # One byte a second: minutes for a TLS hello.
         bound = CROWD_OPEN_TIMEOUT + CROWD_GRACE
         stalls = [
-            stall_server(host, port, BEHAVIOURS[n % len(BEHAVIOURS)], bound, CROWD_DRIP)
+            stall_server(host, port, BEHAVIOURS[n % len(BEHAVIOURS)], bound, interval=CROWD_DRIP)
             for n in range(STALLED)
         ]
         async with asyncio.TaskGroup() as group:
