@@ -13,7 +13,7 @@ from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import Server, ServerConnection
 from tether.topics import RedisBroker, RedisPublisher
 
-from .servers import RedisServer
+from .servers import RedisServer, free_port
 
 TIMEOUT = 10
 
@@ -150,3 +150,22 @@ async def _subscribe(topics: tether.Topics, ws: ServerConnection) -> None:
 def test_bad_backoff() -> None:
     with pytest.raises(ValueError, match="backoff"):
         RedisBroker(min_backoff=0)
+
+
+async def test_a_process_without_connections_publishes_at_once(redis_server: RedisServer) -> None:
+    async with node(redis_server.url, "news") as reader:
+        await wait_numsub(redis_server, "tether:news", 1)
+        # A fresh process: its first message waits for the connection to Redis.
+        async with tether.Topics(broker=RedisBroker(redis_server.url)) as publisher:
+            assert await publisher.publish("news", "first") == 0
+        assert await reader.client.recv() == "first"
+        assert publisher.stats.undelivered == 0
+
+
+async def test_unreachable_redis_at_start() -> None:
+    port = free_port()
+    broker = RedisBroker(f"redis://127.0.0.1:{port}/0", min_backoff=0.05, max_backoff=0.1)
+    async with tether.Topics(broker=broker) as topics:
+        assert await topics.publish("t", "lost") == 0
+        assert topics.stats.undelivered == 1
+        assert not broker.connected

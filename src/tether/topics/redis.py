@@ -72,6 +72,7 @@ class RedisBroker(Broker):
         """Whether sharded pub/sub is used."""
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
+        self._connect_timeout = connect_timeout
         self._redis_kwargs: dict[str, Any] = {
             "socket_connect_timeout": connect_timeout,
             # This broker reconnects itself, with backoff, and resubscribes.
@@ -81,6 +82,8 @@ class RedisBroker(Broker):
         self._wanted: set[str] = set()
         self._active: set[str] = set()
         self._changed: asyncio.Event | None = None
+        # Set once the first connection attempt is over, made or failed.
+        self._attempted: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._publisher: Redis | None = None
         self._up = False
@@ -99,6 +102,7 @@ class RedisBroker(Broker):
     def _start(self) -> None:
         if self._task is None and not self._closed:
             self._changed = asyncio.Event()
+            self._attempted = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def subscribe(self, topic: str) -> None:
@@ -117,6 +121,12 @@ class RedisBroker(Broker):
     async def publish(self, topic: str, text: bool, payload: bytes) -> bool:
         """Publish to every process subscribed to ``topic``; ``False`` if Redis was unreachable."""
         self._start()
+        attempted = self._attempted
+        if attempted is not None and not attempted.is_set():
+            # The first messages of a fresh process wait for the connection
+            # rather than being lost to it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attempted.wait(), self._connect_timeout + 1)
         publisher = self._publisher
         if not self._up or publisher is None:
             return self._lost(topic, None)
@@ -155,6 +165,8 @@ class RedisBroker(Broker):
                 if self._up or not self._warned_down:
                     logger.warning("Redis connection lost: %s; reconnecting", exc)
                 self._warned_down = True
+                assert self._attempted is not None
+                self._attempted.set()
             finally:
                 self._up = False
                 self._publisher = None
@@ -194,6 +206,8 @@ class RedisBroker(Broker):
                         logger.info("Redis connected again; %d topics resubscribed", len(wanted))
                     self._was_up = self._up = True
                     self._warned_down = False
+                    assert self._attempted is not None
+                    self._attempted.set()
                 if reader is None and pubsub.subscribed:
                     # Reading starts with the first subscription: redis-py connects then.
                     reader = asyncio.get_running_loop().create_task(self._read(pubsub))
