@@ -9,9 +9,11 @@ published is counted in :attr:`~tether.topics.registry.TopicStats.undelivered`, 
 the broker reconnects with exponential backoff, then subscribes again to
 every topic it needs.
 
-With ``sharded=True``, it uses sharded pub/sub (``SPUBLISH``,
-``SSUBSCRIBE``, Redis 7 or later): on a Redis Cluster, each channel then
-lives on the shard of its hash slot instead of being sent to every node.
+With ``sharded=True``, it uses the commands of sharded pub/sub
+(``SPUBLISH``, ``SSUBSCRIBE``, Redis 7 or later) on the server of the URL.
+On a Redis Cluster, a channel lives on the shard of its hash slot; this
+broker does not route channels to their shards yet, so there it works only
+with a node that owns the slots of every topic's channel.
 """
 
 from __future__ import annotations
