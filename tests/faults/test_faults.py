@@ -390,38 +390,67 @@ async def test_lossy_slow_link_loses_nothing_and_keepalive_holds(
     # Pings every half second; the pong may take what a real network may need.
     keepalive: dict[str, Any] = {"ping_interval": PING_INTERVAL, "ping_timeout": 20.0}
     ledger = Ledger()
+    loop = asyncio.get_running_loop()
     with link(delay=delay, loss=loss) as net:
         listener = net.listener()
         async with tether.serve(ledger.echo, sock=listener, **keepalive) as server:
             port = listener.getsockname()[1]
             ws = await connect_over(net, port, 1, **keepalive)
             (server_side,) = server.connections
+            # A threading client streams beside the asyncio one, over the same link.
+            threaded = loop.run_in_executor(None, sync_stream, net, port, 2, seconds, keepalive)
             try:
                 count = await stream(ws, 1, seconds)
                 latency = ws.latency
             finally:
                 await ws.close()
+                sync_count, sync_latency, sync_code = await threaded
             async with asyncio.timeout(20):
                 await server_side.wait_closed()
-            # Keepalive ran, and never failed the connection on either side.
+            # Keepalive ran, and never failed a connection on either side.
             assert latency > 0
+            assert sync_latency > 0
             assert ws.close_code == 1000
+            assert sync_code == 1000
             assert server_side.close_code == 1000
             assert not ledger.errors, ledger.errors[:3]
             assert ledger.delivered[1] == count
+            assert ledger.delivered[2] == sync_count
         dropped, forwarded = net.dropped, net.forwarded
     record(
         request,
         "fault",
         f"{loss:.0%} packet loss and {delay * 1000:.0f} ms latency each way, {seconds:.0f} s "
-        "of streaming",
-        f"{count} messages, each once and in order; keepalive every {PING_INTERVAL} s never "
-        f"failed (last round trip {latency * 1000:.0f} ms); {dropped} of "
-        f"{dropped + forwarded} packets dropped",
+        "of streaming from an asyncio and a threading client",
+        f"{count} + {sync_count} messages, each once and in order; keepalive every "
+        f"{PING_INTERVAL} s never failed (last round trips {latency * 1000:.0f} and "
+        f"{sync_latency * 1000:.0f} ms); {dropped} of {dropped + forwarded} packets dropped",
         0,
-        messages=count,
+        messages=count + sync_count,
         packets_dropped=dropped,
     )
+
+
+def sync_stream(
+    net: Link, port: int, client: int, seconds: float, keepalive: dict[str, Any]
+) -> tuple[int, float, int | None]:
+    """A threading client: send and check mixed messages one at a time for ``seconds``.
+
+    Return how many it exchanged, its last keepalive round trip, and its close code.
+    """
+    sock = net.socket_in("a")
+    sock.settimeout(20)
+    sock.connect((ADDRESS_B, port))
+    uri = f"ws://{ADDRESS_B}:{port}/{client}"
+    with tether.sync.connect(uri, sock=sock, **keepalive) as ws:
+        stop = time.monotonic() + seconds
+        seq = 0
+        while time.monotonic() < stop:
+            ws.send(pieces(client, seq))
+            assert ws.recv() == message(client, seq), f"echo {seq} is not the message sent"
+            seq += 1
+        latency = ws.latency
+    return seq, latency, ws.close_code
 
 
 async def send_until_closed(ws: tether.ClientConnection, bound: float) -> None:
