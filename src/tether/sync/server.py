@@ -24,6 +24,7 @@ from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
+from tether.proxies import TrustedProxies, parse_proxy_header
 from tether.sync.connection import READ_SIZE, Connection
 
 if TYPE_CHECKING:
@@ -55,6 +56,9 @@ class ServerConnection(Connection):
     protocol: ServerProtocol
     default_logger = "tether.server"
 
+    # The client's address that a trusted proxy gave, if any.
+    _client: tuple[str, int] | None = None
+
     def __init__(
         self, sock: socket.socket, protocol: ServerProtocol, server: Server, **kwargs: Any
     ) -> None:
@@ -62,6 +66,15 @@ class ServerConnection(Connection):
         self.server = server
         self.username: str | None = None
         """The user that :func:`~tether.sync.auth.basic_auth` let in, if any."""
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
+
+        See ``trusted_proxies`` of :func:`serve` and :mod:`tether.proxies`.
+        """
+        client = self._client
+        return super().remote_address if client is None else client
 
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``."""
@@ -78,9 +91,15 @@ class ServerConnection(Connection):
 
     def _read_request(self, deadline: float | None) -> Request | None:
         protocol = self.protocol
+        proxies = self.server.proxies
+        # With the PROXY protocol, the bytes before its header is complete.
+        header = bytearray() if self.server.proxy_protocol else None
         while True:
             for event in protocol.events():
                 if isinstance(event, RequestReceived):
+                    if proxies is not None and self._client is None:
+                        peer = super().remote_address
+                        self._client = proxies.client(peer, event.request.headers)
                     return event.request
             if protocol.state is not _CONNECTING:
                 # The engine refused an unreadable request by itself.
@@ -92,10 +111,45 @@ class ServerConnection(Connection):
                     raise TimeoutError("timed out during the opening handshake")
                 self.socket.settimeout(remaining)
             data = self.socket.recv(READ_SIZE)
+            if header is not None:
+                if not data:
+                    return None
+                header += data
+                rest = self._proxy_header(header)
+                if rest is None:
+                    return None
+                if not header:
+                    header = None  # Read: what follows is HTTP.
+                if not rest:
+                    continue
+                data = rest
             if data:
                 protocol.receive_data(data)
             else:
                 protocol.receive_eof()
+
+    def _proxy_header(self, header: bytearray) -> bytes | None:
+        """Read the PROXY protocol header from ``header``; give the bytes after it.
+
+        Empty bytes while the header is incomplete; ``None`` to refuse the
+        connection. Once read, ``header`` is emptied.
+        """
+        try:
+            parsed = parse_proxy_header(header)
+        except ValueError as exc:
+            self.logger.info("refused: %s", exc)
+            return None
+        if parsed is None:
+            return b""
+        peer = super().remote_address
+        proxies = self.server.proxies
+        if proxies is None or not proxies.trusts(peer):
+            self.logger.info("refused: a PROXY protocol header from %s, not a trusted proxy", peer)
+            return None
+        length, self._client = parsed
+        rest = bytes(header[length:])
+        header.clear()
+        return rest
 
     def _handshake(self, deadline: float | None) -> bool:
         """Read the request, answer it, and tell whether the connection is open."""
@@ -146,7 +200,13 @@ class Server:
         logger: LoggerLike | str | None,
         select_subprotocol: ServerSubprotocolSelector | None = None,
         create_connection: type[ServerConnection] | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+        proxy_protocol: bool = False,
     ) -> None:
+        self.proxies = None if trusted_proxies is None else TrustedProxies(trusted_proxies)
+        """Whose word is believed on the client's address (``trusted_proxies``)."""
+        self.proxy_protocol = proxy_protocol
+        """Whether each connection starts with a PROXY protocol header."""
         self.socket = sock
         self.handler = handler
         self.select_subprotocol = select_subprotocol
@@ -338,6 +398,8 @@ def serve(
     limits: Limits | None = None,
     reuse_port: bool = False,
     backlog: int = 100,
+    trusted_proxies: Sequence[str] | None = None,
+    proxy_protocol: bool = False,
     **kwargs: Any,
 ) -> Server:
     """Listen for WebSocket connections; call :meth:`Server.serve_forever` to accept them.
@@ -358,7 +420,12 @@ def serve(
     and ``max_queue`` a ``(high, low)`` pair, as in websockets; ``limits``
     (a :class:`~tether.protocol.http11.Limits`) bounds the handshake
     request's lines, headers and size.
+
+    ``trusted_proxies`` and ``proxy_protocol`` take the client's address from
+    a reverse proxy, as in :func:`tether.asyncio.server.serve`.
     """
+    if proxy_protocol and trusted_proxies is None:
+        raise ValueError("proxy_protocol needs trusted_proxies")
     engines = server_engines(
         origins=origins,
         extensions=server_extensions(compression, extensions),
@@ -399,6 +466,8 @@ def serve(
         logger=logger,
         select_subprotocol=select_subprotocol,
         create_connection=create_connection,
+        trusted_proxies=trusted_proxies,
+        proxy_protocol=proxy_protocol,
     )
 
 
