@@ -118,7 +118,7 @@ def pproxy(directory: Path, listen: str, *, certificate: Path | None = None) -> 
         yield port
 
 
-BEHAVIOURS = ("garbage", "close", "stall", "407", "extra", "http10", "huge")
+BEHAVIOURS = ("garbage", "close", "stall", "407", "extra", "accept-close", "huge")
 
 
 @contextlib.contextmanager
@@ -127,9 +127,9 @@ def misbehaving_proxy(behaviour: str) -> Iterator[str]:
 
     ``garbage`` answers bytes that are not HTTP; ``close`` closes without a
     word; ``stall`` never answers; ``407`` refuses with a challenge;
-    ``extra`` accepts then sends bytes the server never would; ``http10``
-    accepts in HTTP/1.0 and then relays nothing; ``huge`` sends an endless
-    header.
+    ``extra`` accepts then sends bytes the server never would;
+    ``accept-close`` accepts in HTTP/1.0, then hangs up; ``huge`` sends an
+    endless header.
     """
     assert behaviour in BEHAVIOURS
     listener = socket.create_server(("127.0.0.1", 0))
@@ -158,8 +158,9 @@ def misbehaving_proxy(behaviour: str) -> Iterator[str]:
                 )
             elif behaviour == "extra":
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\nsurprise")
-            elif behaviour == "http10":
+            elif behaviour == "accept-close":
                 conn.sendall(b"HTTP/1.0 200 Connection established\r\n\r\n")
+                conn.close()
             elif behaviour == "huge":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nX-Huge: ")
                 for _ in range(100):

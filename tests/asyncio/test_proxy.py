@@ -13,6 +13,7 @@ import trustme
 import tether
 from tether.asyncio.server import Server
 from tether.exceptions import (
+    InvalidHandshake,
     InvalidProxy,
     InvalidProxyMessage,
     InvalidProxyStatus,
@@ -233,6 +234,8 @@ async def test_system_proxy_from_the_environment(
         ("garbage", InvalidProxyMessage),
         ("close", InvalidProxyMessage),
         ("extra", InvalidProxyMessage),
+        # Accepted, then nothing: the tunnel, or the handshake in it, fails.
+        ("accept-close", InvalidHandshake),
         ("huge", InvalidProxyMessage),
         ("407", InvalidProxyStatus),
         ("stall", TimeoutError),

@@ -12,6 +12,7 @@ import trustme
 
 import tether.sync
 from tether.exceptions import (
+    InvalidHandshake,
     InvalidProxy,
     InvalidProxyMessage,
     InvalidProxyStatus,
@@ -139,6 +140,8 @@ def test_system_proxy_from_the_environment(
         ("garbage", InvalidProxyMessage),
         ("close", InvalidProxyMessage),
         ("extra", InvalidProxyMessage),
+        # Accepted, then nothing: the tunnel, or the handshake in it, fails.
+        ("accept-close", InvalidHandshake),
         ("huge", InvalidProxyMessage),
         ("407", InvalidProxyStatus),
         ("stall", TimeoutError),

@@ -538,6 +538,9 @@ class connect:
         )
         try:
             await tunnel.done
+            if transport.is_closing():
+                # The proxy accepted, then hung up before the tunnel was used.
+                raise InvalidProxyMessage("the proxy closed the tunnel")
             connection = factory()
             transport.set_protocol(connection)
             if context is not None:
