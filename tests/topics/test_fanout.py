@@ -92,3 +92,14 @@ def test_bytes_like_input_is_copied_once() -> None:
     buffer[0] = ord("z")
     assert prepared.payload == b"abc"
     assert not prepared.text
+
+
+def test_zlib_settings_are_part_of_the_key() -> None:
+    fast = PerMessageDeflate(False, True, 15, 12, {"level": 1})
+    default = PerMessageDeflate(False, True, 15, 12)
+    assert deflate_key(fast) != deflate_key(default)
+    prepared = Prepared(MESSAGE)
+    prepared.frame_for(server(fast))
+    prepared.frame_for(server(default))
+    prepared.frame_for(server(PerMessageDeflate(False, True, 15, 12)))
+    assert prepared.compressions == 2

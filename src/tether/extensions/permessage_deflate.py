@@ -178,6 +178,20 @@ class PerMessageDeflate(Extension):
         self._decoding = False
         self._message_empty = True
 
+    @property
+    def sharing_key(self) -> tuple[int, int, int, int] | None:
+        """What decides the bytes of a message this endpoint compresses alone.
+
+        Two connections with the same key compress a message to the same
+        bytes, so that one compression serves both (see
+        :mod:`tether.topics.fanout`). ``None`` with context takeover: then
+        the output depends on the messages sent before.
+        """
+        if not self.local_no_context_takeover:
+            return None
+        # The compressor's real window: 8 bits run as 9, see the module docstring.
+        return -self._encoder_wbits, self._level, self._mem_level, self._strategy
+
     def __repr__(self) -> str:
         return (
             f"PerMessageDeflate(remote_no_context_takeover={self.remote_no_context_takeover}, "

@@ -24,7 +24,7 @@ __all__ = ["DeflateKey", "Prepared", "deflate_key"]
 _TEXT = Opcode.TEXT.value
 _BINARY = Opcode.BINARY.value
 
-DeflateKey = tuple[int, tuple[tuple[str, int], ...]]
+DeflateKey = tuple[int, int, int, int]
 """What decides the bytes of a message compressed alone: window bits, zlib settings."""
 
 
@@ -32,13 +32,10 @@ def deflate_key(extension: PerMessageDeflate) -> DeflateKey | None:
     """The settings that decide how ``extension`` compresses a message; ``None`` if they don't.
 
     With context takeover, the output depends on the messages sent before:
-    nothing can be shared, and the answer is ``None``.
+    nothing can be shared, and the answer is ``None``. See
+    :attr:`~tether.extensions.permessage_deflate.PerMessageDeflate.sharing_key`.
     """
-    if not extension.local_no_context_takeover:
-        return None
-    # zlib compresses with at least 9 bits: 8 and 9 give the same bytes.
-    bits = max(extension.local_max_window_bits, 9)
-    return bits, tuple(sorted(extension.compress_settings.items()))
+    return extension.sharing_key
 
 
 class Prepared:
@@ -118,7 +115,7 @@ class Prepared:
         if len(extensions) == 1:
             extension = extensions[0]
             if type(extension) is PerMessageDeflate:
-                key = deflate_key(extension)
+                key = extension.sharing_key
                 if key is not None:
                     return self.compressed(extension, key)
         return None
