@@ -15,9 +15,36 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import coverage
 import pytest
 
-TETHER = [sys.executable, "-m", "tether"]
+
+def _tether_command() -> list[str]:
+    """The command line that runs ``tether``, from the environment running the tests.
+
+    Under coverage (``make test``), the subprocess is measured too: it runs
+    under ``coverage run --parallel-mode`` with the same configuration and
+    data file, and pytest-cov combines its data with the rest, so that the
+    CLI's coverage counts what its tests run.
+    """
+    current = coverage.Coverage.current()
+    if current is None:
+        return [sys.executable, "-m", "tether"]
+    config = current.config
+    return [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        "--parallel-mode",
+        f"--rcfile={config.config_file}",
+        f"--data-file={os.path.abspath(config.data_file)}",
+        "-m",
+        "tether",
+    ]
+
+
+TETHER = _tether_command()
 """The command line that runs ``tether``, from the environment running the tests."""
 
 WAIT = 15.0
