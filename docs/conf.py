@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sphinx import addnodes
+from sphinx.transforms.post_transforms import SphinxPostTransform
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -126,5 +129,31 @@ def _resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     )
 
 
+class _QualifyModuleNames(SphinxPostTransform):
+    """Point a bare name in a docstring or annotation at what its module means by it.
+
+    ``-> Server`` in ``tether.sync.router`` is ``tether.sync.server.Server``,
+    imported there; without this, Sphinx finds a ``Server`` in each API and
+    cannot choose. Runs before references are resolved, and only retargets
+    to a documented object.
+    """
+
+    default_priority = 5
+
+    def run(self, **kwargs: Any) -> None:
+        objects = self.env.get_domain("py").objects
+        for node in self.document.findall(addnodes.pending_xref):
+            target = node.get("reftarget", "")
+            module = node.get("py:module")
+            if node.get("refdomain") != "py" or not module or not target.isidentifier():
+                continue
+            namespace = sys.modules.get(module)
+            obj = getattr(namespace, target, None) if namespace is not None else None
+            qualified = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+            if qualified in objects:
+                node["reftarget"] = qualified
+
+
 def setup(app: Any) -> None:
+    app.add_post_transform(_QualifyModuleNames)
     app.connect("missing-reference", _resolve_short_names)
