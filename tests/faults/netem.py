@@ -215,7 +215,7 @@ def remove_stale() -> None:
     )
     for line in listed.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        found = re.fullmatch(r"tether-(\d+)-\d+-[ab]", name)
+        found = re.fullmatch(r"tether-(?:probe-)?(\d+)-\d+(?:-[ab])?", name)
         if found and not _alive(int(found.group(1))):
             _ip("netns", "del", name)
 
