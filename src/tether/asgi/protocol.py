@@ -129,7 +129,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._lost = False
         self._eof_written = False
         self._close_timer: asyncio.TimerHandle | None = None
-        self._pings: PingTracker[None] = PingTracker()
+        # Keepalive pings waiting for their pong: made with the first one.
+        self._pings: PingTracker[None] | None = None
         self._keepalive: Bucket | None = None
         self._logger: ConnectionLogger | None = None
 
@@ -264,7 +265,12 @@ class WebSocketProtocol(asyncio.Protocol):
         if type(event) is RequestReceived:
             self._request_received(event.request)
         elif type(event) is Pong:
-            if self._pings.answer(event.data, time.monotonic()) and self.ping_timeout is not None:
+            pings = self._pings
+            if (
+                pings is not None
+                and pings.answer(event.data, time.monotonic())
+                and self.ping_timeout is not None
+            ):
                 self._start_keepalive()
         elif type(event) is CloseReceived:
             close = event.close
@@ -651,17 +657,20 @@ class WebSocketProtocol(asyncio.Protocol):
         protocol = self.protocol
         if protocol.state is not _OPEN or self._lost:
             return
-        if self.ping_timeout is not None and len(self._pings):
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = PingTracker()
+        if self.ping_timeout is not None and len(pings):
             self.logger.info("keepalive ping timeout: no pong within %s s", self.ping_timeout)
             protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             self._flush()
             return
         payload = os.urandom(4)
-        self._pings.add(payload, None, time.monotonic())
+        pings.add(payload, None, time.monotonic())
         protocol.send_ping(payload)
         self._flush()
         if self.ping_timeout is None:
-            self._pings.drain()
+            pings.drain()
             self._start_keepalive()
         else:
             # The pong schedules the next ping (_handle_event).

@@ -23,12 +23,25 @@ def _decoded(fields: RawHeaders) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in fields]
 
 
+# uvicorn replaces its list of default headers once a second (for the date):
+# the list last seen and its fields, decoded and checked once for all the
+# connections of that second.
+_last_defaults: tuple[object, list[tuple[str, str]]] = (None, [])
+
+
+def _default_fields(default_headers: RawHeaders) -> list[tuple[str, str]]:
+    global _last_defaults  # noqa: PLW0603
+    seen, fields = _last_defaults
+    if seen is not default_headers:
+        fields = list(Headers(_decoded(default_headers)).raw_items())
+        _last_defaults = (default_headers, fields)
+    return fields
+
+
 def add_default_headers(response: Response, default_headers: RawHeaders) -> Response:
     """Replace the engine's ``Date`` with uvicorn's default headers; return ``response``."""
-    headers = response.headers
-    if "Date" in headers:
-        del headers["Date"]
-    headers.update(_decoded(default_headers))
+    fields = [field for field in response.headers.raw_items() if field[0] != "Date"]
+    response.headers = Headers._adopt(fields + _default_fields(default_headers))
     return response
 
 

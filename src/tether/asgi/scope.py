@@ -33,15 +33,13 @@ def build_scope(
     checked their syntax before the scope is built.
     """
     raw_path, _, query = request.path.partition("?")
-    headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in request.headers.raw_items()
-    ]
-    subprotocols = [
-        protocol
-        for value in request.headers.get_all("Sec-WebSocket-Protocol")
-        for protocol in parse_subprotocols(value)
-    ]
+    headers = []
+    subprotocols: list[str] = []
+    for name, value in request.headers.raw_items():
+        key = name.lower()
+        headers.append((key.encode("latin-1"), value.encode("latin-1")))
+        if key == "sec-websocket-protocol":
+            subprotocols += parse_subprotocols(value)
     return {
         "type": "websocket",
         "asgi": {"version": asgi_version, "spec_version": SPEC_VERSION},
