@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import RedisServer
+from .servers import RedisClusterServers, RedisServer
 
 
 @pytest.fixture
@@ -19,3 +19,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of three nodes of this test's own, stopped afterwards."""
+    cluster = RedisClusterServers(tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

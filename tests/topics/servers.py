@@ -83,3 +83,61 @@ class RedisServer:
         with redis.Redis.from_url(self.url) as client:
             ((_, count),) = client.pubsub_numsub(channel)
             return int(count)
+
+
+class RedisClusterServers:
+    """Three redis-server nodes made into a Redis Cluster (no replicas), each on 127.0.0.1."""
+
+    def __init__(self, directory: Path) -> None:
+        self.nodes: list[RedisServer] = []
+        for index in range(3):
+            node_directory = directory / f"node{index}"
+            node_directory.mkdir()
+            node = RedisServer(node_directory)
+            with node.config.open("a") as config:
+                config.write(
+                    "cluster-enabled yes\n"
+                    # The bus port would be port + 10000 otherwise: maybe taken, maybe past 65535.
+                    f"cluster-port {free_port()}\n"
+                    f"cluster-config-file {node_directory / 'nodes.conf'}\n"
+                    "cluster-node-timeout 2000\n"
+                )
+            self.nodes.append(node)
+
+    def url(self, index: int = 0) -> str:
+        """The URL of one node."""
+        return self.nodes[index].url
+
+    def start(self) -> None:
+        """Start the nodes, make the cluster, and wait until every node says it is ok."""
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        for node in self.nodes:
+            with redis.Redis.from_url(node.url) as client:
+                while client.cluster("INFO").get("cluster_state") != "ok":
+                    assert time.monotonic() < deadline, "the cluster did not come up"
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Kill every node."""
+        for node in self.nodes:
+            node.stop()
+
+    def shardnumsub(self, *channels: str) -> dict[str, int]:
+        """How many connections subscribe to each sharded channel, over every node."""
+        counts = dict.fromkeys(channels, 0)
+        for node in self.nodes:
+            with redis.Redis.from_url(node.url) as client:
+                reply = client.execute_command("PUBSUB", "SHARDNUMSUB", *channels)
+            for name, count in zip(reply[::2], reply[1::2], strict=True):
+                counts[name.decode()] += int(count)
+        return counts

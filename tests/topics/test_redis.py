@@ -13,7 +13,7 @@ from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import Server, ServerConnection
 from tether.topics import RedisBroker, RedisPublisher
 
-from .servers import RedisServer, free_port
+from .servers import RedisClusterServers, RedisServer, free_port
 
 TIMEOUT = 10
 
@@ -169,3 +169,44 @@ async def test_unreachable_redis_at_start() -> None:
         assert await topics.publish("t", "lost") == 0
         assert topics.stats.undelivered == 1
         assert not broker.connected
+
+
+async def test_redis_cluster(redis_cluster: RedisClusterServers) -> None:
+    # Topics whose channels hash to slots on every shard.
+    names = [f"room:{index}" for index in range(6)]
+    first = tether.Topics(broker=RedisBroker(redis_cluster.url(0), cluster=True))
+    second = tether.Topics(broker=RedisBroker(redis_cluster.url(1), cluster=True))
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        topics = first if ws.request.path == "/first" else second
+        topics.subscribe(ws, *names)
+        await ws.wait_closed()
+
+    async with tether.serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with (
+            tether.connect(f"ws://127.0.0.1:{port}/first") as one,
+            tether.connect(f"ws://127.0.0.1:{port}/second") as two,
+        ):
+            await wait_for(lambda: len(first.topics()) == len(second.topics()) == 6)
+            channels = [f"tether:{name}" for name in names]
+            async with asyncio.timeout(TIMEOUT):
+                # Until both processes listen on every shard.
+                while set(
+                    (await asyncio.to_thread(redis_cluster.shardnumsub, *channels)).values()
+                ) != {2}:
+                    await asyncio.sleep(0.05)
+            for name in names:
+                assert await first.publish(name, f"to {name}") == 1
+            for name in names:
+                assert await one.recv(timeout=TIMEOUT) == f"to {name}"
+            received = {await two.recv(timeout=TIMEOUT) for _ in names}
+            assert received == {f"to {name}" for name in names}
+            # And from a process without connections.
+            with RedisPublisher(redis_cluster.url(2), cluster=True) as publisher:
+                assert await asyncio.to_thread(publisher.publish, "room:5", "from outside") == 2
+            assert await one.recv(timeout=TIMEOUT) == "from outside"
+            assert await two.recv(timeout=TIMEOUT) == "from outside"
+    await first.aclose()
+    await second.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from tether.sending import Data
 from tether.topics.broker import encode_envelope, new_origin
@@ -22,7 +23,7 @@ class RedisPublisher:
         publisher = RedisPublisher("redis://localhost:6379/0")
         publisher.publish("room:42", "hello")
 
-    ``url``, ``prefix`` and ``sharded`` must match those of the
+    ``url``, ``prefix``, ``sharded`` and ``cluster`` must match those of the
     :class:`~tether.topics.redis.RedisBroker` of the servers; other keyword
     arguments go to :class:`redis.Redis`. Errors of redis-py propagate:
     the caller decides whether a message that could not be published matters.
@@ -34,12 +35,17 @@ class RedisPublisher:
         *,
         prefix: str = "tether:",
         sharded: bool = False,
+        cluster: bool = False,
         **redis_kwargs: Any,
     ) -> None:
         self.prefix = prefix
-        self.sharded = sharded
+        self.sharded = sharded or cluster
         self.origin = new_origin()
-        self.client = Redis.from_url(url, **redis_kwargs)
+        self.client: Any = (
+            RedisCluster.from_url(url, **redis_kwargs)
+            if cluster
+            else Redis.from_url(url, **redis_kwargs)
+        )
         """The redis-py client."""
 
     def publish(self, topic: str, message: Data) -> int:

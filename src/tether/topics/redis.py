@@ -11,9 +11,10 @@ every topic it needs.
 
 With ``sharded=True``, it uses the commands of sharded pub/sub
 (``SPUBLISH``, ``SSUBSCRIBE``, Redis 7 or later) on the server of the URL.
-On a Redis Cluster, a channel lives on the shard of its hash slot; this
-broker does not route channels to their shards yet, so there it works only
-with a node that owns the slots of every topic's channel.
+With ``cluster=True``, the URL names a node of a Redis Cluster: each
+topic's channel lives on the shard of its hash slot, and the broker
+subscribes on each shard through redis-py's cluster client, which polls the
+shards in turn (``cluster_poll`` seconds each at most, when idle).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import random
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -58,6 +59,8 @@ class RedisBroker(Broker):
         *,
         prefix: str = "tether:",
         sharded: bool = False,
+        cluster: bool = False,
+        cluster_poll: float = 0.05,
         min_backoff: float = 0.1,
         max_backoff: float = 5.0,
         connect_timeout: float = 2.0,
@@ -70,8 +73,11 @@ class RedisBroker(Broker):
         """Where Redis is."""
         self.prefix = prefix
         """What the Redis channel of each topic starts with."""
-        self.sharded = sharded
+        self.sharded = sharded or cluster
         """Whether sharded pub/sub is used."""
+        self.cluster = cluster
+        """Whether the URL names a node of a Redis Cluster."""
+        self.cluster_poll = cluster_poll
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self._connect_timeout = connect_timeout
@@ -87,7 +93,7 @@ class RedisBroker(Broker):
         # Set once the first connection attempt is over, made or failed.
         self._attempted: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._publisher: Redis | None = None
+        self._publisher: Any = None
         self._up = False
         self._closed = False
         self._was_up = False
@@ -154,8 +160,14 @@ class RedisBroker(Broker):
     async def _run(self) -> None:
         delay = self.min_backoff
         while not self._closed:
-            subscriber = Redis.from_url(self.url, **self._redis_kwargs)
-            publisher = Redis.from_url(self.url, **self._redis_kwargs)
+            subscriber: Any
+            publisher: Any
+            if self.cluster:
+                # One cluster client: the pub/sub borrows its node connections.
+                publisher = subscriber = RedisCluster.from_url(self.url, **self._redis_kwargs)
+            else:
+                subscriber = Redis.from_url(self.url, **self._redis_kwargs)
+                publisher = Redis.from_url(self.url, **self._redis_kwargs)
             pubsub = subscriber.pubsub()
             try:
                 await publisher.ping()
@@ -172,7 +184,7 @@ class RedisBroker(Broker):
             finally:
                 self._up = False
                 self._publisher = None
-                for client in (pubsub, subscriber, publisher):
+                for client in {id(c): c for c in (pubsub, subscriber, publisher)}.values():
                     with contextlib.suppress(*_DOWN):
                         await client.aclose()
             if self._closed:
@@ -181,7 +193,7 @@ class RedisBroker(Broker):
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.max_backoff)
 
-    async def _sync(self, pubsub: PubSub) -> None:
+    async def _sync(self, pubsub: Any) -> None:
         """Keep Redis subscribed to the wanted topics, and read, until the connection fails."""
         changed = self._changed
         assert changed is not None
@@ -210,7 +222,7 @@ class RedisBroker(Broker):
                     self._warned_down = False
                     assert self._attempted is not None
                     self._attempted.set()
-                if reader is None and pubsub.subscribed:
+                if reader is None and (self._active if self.cluster else pubsub.subscribed):
                     # Reading starts with the first subscription: redis-py connects then.
                     reader = asyncio.get_running_loop().create_task(self._read(pubsub))
                 waiter = asyncio.ensure_future(changed.wait())
@@ -227,10 +239,15 @@ class RedisBroker(Broker):
                 reader.cancel()
                 reader.add_done_callback(_ignore_outcome)
 
-    async def _read(self, pubsub: PubSub) -> None:
+    async def _read(self, pubsub: Any) -> None:
         prefix = len(self.prefix)
+        cluster = self.cluster
+        poll = self.cluster_poll
         while True:
-            message = await pubsub.get_message(timeout=None)
+            if cluster:
+                message = await pubsub.get_sharded_message(timeout=poll)
+            else:
+                message = await pubsub.get_message(timeout=None)
             if message is None or message["type"] not in ("message", "smessage"):
                 continue
             channel = message["channel"]
