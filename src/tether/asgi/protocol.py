@@ -76,6 +76,16 @@ _DEFLATE = [
 ]
 
 
+def _text(message: Message) -> str:
+    """The ``text`` of a ``websocket.send`` without ``bytes``."""
+    text = message.get("text")
+    if text is None:
+        raise TypeError("websocket.send needs 'bytes' or 'text' that is not None")
+    if type(text) is not str:
+        raise TypeError(f"websocket.send: 'text' must be str, got {type(text).__name__}")
+    return text
+
+
 class WebSocketProtocol(asyncio.Protocol):
     """uvicorn's ``--ws`` protocol, on tether's engine: ``--ws tether.asgi:WebSocketProtocol``.
 
@@ -159,10 +169,16 @@ class WebSocketProtocol(asyncio.Protocol):
             # than the queue holds: the engine keeps the rest, compressed.
             protocol.message_budget = self._budget()
         if protocol.receive_data(data) and self._disconnect is None:
-            # Nothing but whole messages, and nothing to send: the common case.
+            # Nothing but whole messages, and nothing to send: the common case,
+            # with _queued() written out.
             messages = self._messages
             messages.extend_whole(protocol.events())
-            self._queued()
+            if messages.ready >= messages.full_at:
+                self._queued()
+                return
+            receiver = self._receiver
+            if receiver is not None and not receiver.done():
+                receiver.set_result(None)
             return
         self._process()
 
@@ -374,10 +390,28 @@ class WebSocketProtocol(asyncio.Protocol):
             raise ClientDisconnected()
         kind = message["type"]
         stage = self._stage
-        if stage == _ACCEPTED:
-            if kind == "websocket.send":
-                self._send_message(message)
-            elif kind == "websocket.close":
+        if stage == _ACCEPTED and kind == "websocket.send":
+            # The message sent, written out: this runs for every message.
+            data = message.get("bytes")
+            if data is None:
+                data = _text(message)
+            elif type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"websocket.send: 'bytes' must be bytes, got {type(data).__name__}")
+            protocol = self.protocol
+            try:
+                protocol.send_message(data)
+            except InvalidState:
+                raise ClientDisconnected() from None
+            output = protocol.data_to_send()
+            transport = self.transport
+            assert transport is not None
+            if not transport.is_closing():
+                if len(output) == 1:
+                    transport.write(output[0])
+                else:
+                    transport.writelines(output)
+        elif stage == _ACCEPTED:
+            if kind == "websocket.close":
                 self._close(message.get("code", CloseCode.NORMAL_CLOSURE), message.get("reason"))
             else:
                 raise RuntimeError(
@@ -417,30 +451,6 @@ class WebSocketProtocol(asyncio.Protocol):
             )
         else:
             raise ClientDisconnected()
-
-    def _send_message(self, message: Message) -> None:
-        data = message.get("bytes")
-        if data is None:
-            data = message.get("text")
-            if data is None:
-                raise TypeError("websocket.send needs 'bytes' or 'text' that is not None")
-            if not isinstance(data, str):
-                raise TypeError(f"websocket.send: 'text' must be str, got {type(data).__name__}")
-        elif not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"websocket.send: 'bytes' must be bytes, got {type(data).__name__}")
-        protocol = self.protocol
-        try:
-            protocol.send_message(data)
-        except InvalidState:
-            raise ClientDisconnected() from None
-        output = protocol.data_to_send()
-        transport = self.transport
-        assert transport is not None
-        if not transport.is_closing():
-            if len(output) == 1:
-                transport.write(output[0])
-            else:
-                transport.writelines(output)
 
     def _accept(self, message: Message) -> None:
         response = self._response
