@@ -39,9 +39,8 @@ exclude_patterns = ["_build"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
-# Annotations, in the signatures and the parameter lists, with short names.
-autodoc_typehints = "description"
-autodoc_typehints_description_target = "documented_params"
+# Annotations in the signatures, with short names.
+autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 # Names that modules import only for type checking (an optional extra).
@@ -70,6 +69,12 @@ nitpick_ignore_regex = [
         r"Protocol|NamedTuple|Literal|Enum|IntEnum|Path|TracebackType|NoneType|Map|"
         rf"{_BUILTINS})",
     ),
+    # Names that annotations use and no page documents: aliases of imports,
+    # uvicorn's and typeshed's types, and type aliases private to a module.
+    ("py:class", r"ssl_module\.\w+|Config|ServerState|SupportsKeysAndGetItem"),
+    ("py:class", r"(tether\.[\w.]+\.)?(ProcessRequest|ProcessResponse|Closable)"),
+    # A dataclass field's default factory, which Sphinx splits at the comma.
+    ("py:class", r"list\[tuple\[str"),
     # Type variables and private bases, which autodoc does not document.
     ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|CheckResult|Conn|Handler|_\w+)"),
 ]
