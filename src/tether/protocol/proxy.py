@@ -11,6 +11,7 @@ Both client APIs drive it over their own sockets.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from dataclasses import dataclass
 
@@ -57,6 +58,9 @@ class Proxy:
         return self.username, self.password
 
 
+# A client connects through the same proxy again and again: each URI is
+# parsed once. The result is immutable; errors are raised every time.
+@functools.lru_cache(maxsize=64)
 def parse_proxy(proxy: str) -> Proxy:
     """Parse and check a proxy URI such as ``http://user:pass@proxy.example:3128``.
 
