@@ -12,10 +12,11 @@ import os
 from contextlib import redirect_stdout
 from pathlib import Path
 
+from bench.asgi import WS_IMPLEMENTATIONS
 from bench.run import Plan, measure, render, rows
 from bench.workloads import Workload
 
-from bench import fanout, memory
+from bench import asgi_core, fanout, memory
 
 
 def test_echo_runs_and_reports(tmp_path: Path) -> None:
@@ -78,3 +79,10 @@ def test_fanout_through_redis_runs_and_reports() -> None:
     assert cells[1:3] == ["20", "2"]
     # Every message reached every subscriber.
     assert cells[-1] == "0"
+
+
+def test_asgi_core_runs() -> None:
+    # Every implementation, in memory: a few messages and handshakes each.
+    for name in WS_IMPLEMENTATIONS:
+        assert asgi_core.run_case(name, "message", 20) > 0
+        assert asgi_core.run_case(name, "handshake", 5) > 0

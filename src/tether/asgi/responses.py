@@ -84,11 +84,6 @@ class Denial:
         self.done = False
         """Whether the whole response went out: the last body message came."""
 
-    @property
-    def status(self) -> int:
-        """The status code, until the head is sent; then 0."""
-        return 0 if self._head is None else self._head.status_code
-
     def body(self, body: bytes, more_body: bool) -> bytes:
         """Return the bytes to write for one ``websocket.http.response.body`` message."""
         if self.done:
