@@ -13,8 +13,9 @@ With ``sharded=True``, it uses the commands of sharded pub/sub
 (``SPUBLISH``, ``SSUBSCRIBE``, Redis 7 or later) on the server of the URL.
 With ``cluster=True``, the URL names a node of a Redis Cluster: each
 topic's channel lives on the shard of its hash slot, and the broker
-subscribes on each shard through redis-py's cluster client, which polls the
-shards in turn (``cluster_poll`` seconds each at most, when idle).
+subscribes on each shard through redis-py's cluster client (redis-py 8 or
+later), which polls the shards in turn (``cluster_poll`` seconds each at
+most, when idle).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class RedisBroker(Broker):
         super().__init__()
         if not 0 < min_backoff <= max_backoff:
             raise ValueError("expected 0 < min_backoff <= max_backoff")
+        if cluster and not hasattr(RedisCluster, "pubsub"):
+            # redis-py's asyncio cluster client has pub/sub from version 8.
+            raise RuntimeError("cluster=True needs redis-py 8 or later: pip install 'redis>=8'")
         self.url = url
         """Where Redis is."""
         self.prefix = prefix
