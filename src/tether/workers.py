@@ -35,7 +35,7 @@ from tether.asyncio.server import Server
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
 
-__all__ = ["ServerFactory", "drain", "run_workers"]
+__all__ = ["ServerFactory", "Supervisor", "drain", "run_workers"]
 
 logger = logging.getLogger("tether.workers")
 
@@ -120,7 +120,13 @@ class _Slot:
 
 
 class Supervisor:
-    """Start, watch, restart and stop the workers of :func:`run_workers`."""
+    """Start, watch, restart and stop the workers of :func:`run_workers`.
+
+    :meth:`run` returns once every worker drained after SIGTERM or SIGINT;
+    :attr:`on_ready` is called once all of them first listen. Each worker
+    gets ``start_timeout`` seconds to listen and ``stop_timeout`` seconds to
+    drain before it is killed.
+    """
 
     def __init__(
         self,
