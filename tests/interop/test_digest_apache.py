@@ -46,6 +46,8 @@ def apache_config(directory: Path, port: int, backend: int) -> Path:
         "proxy_wstunnel",
     ]
     lines = [
+        # Its own root: apache2-bin alone has no /etc/apache2.
+        f"ServerRoot {directory}",
         "ServerName 127.0.0.1",
         f"Listen 127.0.0.1:{port}",
         f"PidFile {directory / 'httpd.pid'}",
