@@ -35,6 +35,7 @@ Credentials = tuple[str, str]
 """A username and its password."""
 
 CheckResult = TypeVar("CheckResult")
+Parsed = TypeVar("Parsed")
 
 
 class AuthConnection(Protocol):
@@ -93,15 +94,9 @@ class BasicAuth(Generic[CheckResult]):
         A request gets a 401 when it has no ``Authorization`` header, more
         than one, or one that is not readable Basic credentials.
         """
-        values = request.headers.get_all("Authorization")
-        if not values:
-            return self.unauthorized(connection, "Missing credentials.")
-        try:
-            if len(values) > 1:
-                raise InvalidHeader("Authorization", "multiple values")
-            return parse_authorization_basic(values[0])
-        except InvalidHeader:
-            return self.unauthorized(connection, "Unsupported credentials.")
+        return _read_authorization(
+            connection, request, parse_authorization_basic, self.unauthorized
+        )
 
     def conclude(self, connection: AuthConnection, username: str, valid: bool) -> Response | None:
         """Let ``username`` in if ``valid``: set ``connection.username``; else return a 401."""
@@ -128,13 +123,7 @@ def credentials_checker(
     :exc:`TypeError` when ``credentials`` holds something else than pairs of
     strings.
     """
-    if _is_pair(credentials):
-        pairs = [credentials]
-    else:
-        items = list(cast(Iterable[object], credentials))
-        pairs = [pair for pair in items if _is_pair(pair)]
-        if len(pairs) != len(items):
-            raise TypeError("credentials must be a (username, password) pair or pairs")
+    pairs = _pairs(credentials)
     # Keyed digests have one length whatever the password's, and stay in
     # memory rather than the passwords.
     key = os.urandom(32)
@@ -152,6 +141,43 @@ def credentials_checker(
         return expected is not None and matches
 
     return check
+
+
+def _pairs(credentials: Credentials | Iterable[Credentials]) -> list[Credentials]:
+    """The ``(username, password)`` pairs of ``credentials``: one pair or an iterable of them.
+
+    Raise :exc:`TypeError` when it holds something else than pairs of strings.
+    """
+    if _is_pair(credentials):
+        return [credentials]
+    items = list(cast(Iterable[object], credentials))
+    pairs = [pair for pair in items if _is_pair(pair)]
+    if len(pairs) != len(items):
+        raise TypeError("credentials must be a (username, password) pair or pairs")
+    return pairs
+
+
+def _read_authorization(
+    connection: AuthConnection,
+    request: Request,
+    parse: Callable[[str], Parsed],
+    unauthorized: Callable[[AuthConnection, str], Response],
+) -> Parsed | Response:
+    """Parse the request's one ``Authorization`` value, or build the 401 that refuses it.
+
+    A request gets the 401 when it has no ``Authorization`` header, more
+    than one, or one that ``parse`` refuses with
+    :class:`~tether.exceptions.InvalidHeader`.
+    """
+    values = request.headers.get_all("Authorization")
+    if not values:
+        return unauthorized(connection, "Missing credentials.")
+    try:
+        if len(values) > 1:
+            raise InvalidHeader("Authorization", "multiple values")
+        return parse(values[0])
+    except InvalidHeader:
+        return unauthorized(connection, "Unsupported credentials.")
 
 
 def _is_pair(value: object) -> TypeGuard[Credentials]:
@@ -245,7 +271,7 @@ class DigestAuth:
 
     def unauthorized(self, connection: AuthConnection, text: str, stale: bool = False) -> Response:
         """Build a 401 with a challenge per algorithm and a plain-text body."""
-        response = connection.respond(401, text)
+        response = connection.respond(401, text + "\n")
         nonce = self._nonce()
         for algorithm in self.algorithms:
             challenge = build_challenge(
@@ -256,15 +282,7 @@ class DigestAuth:
 
     def read(self, connection: AuthConnection, request: Request) -> DigestCredentials | Response:
         """Return the request's Digest credentials, or the 401 that refuses it."""
-        values = request.headers.get_all("Authorization")
-        if not values:
-            return self.unauthorized(connection, "Missing credentials.")
-        try:
-            if len(values) > 1:
-                raise InvalidHeader("Authorization", "multiple values")
-            return parse_credentials(values[0])
-        except InvalidHeader:
-            return self.unauthorized(connection, "Unsupported credentials.")
+        return _read_authorization(connection, request, parse_credentials, self.unauthorized)
 
     def conclude(
         self,
@@ -350,11 +368,4 @@ def _password_lookup(
     credentials: Credentials | Iterable[Credentials],
 ) -> Callable[[str], str | None]:
     """Build the lookup of fixed credentials; raise :exc:`TypeError` for anything but pairs."""
-    if _is_pair(credentials):
-        pairs = [credentials]
-    else:
-        items = list(cast(Iterable[object], credentials))
-        pairs = [pair for pair in items if _is_pair(pair)]
-        if len(pairs) != len(items):
-            raise TypeError("credentials must be a (username, password) pair or pairs")
-    return dict(pairs).get
+    return dict(_pairs(credentials)).get
