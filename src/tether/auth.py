@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import inspect
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, Protocol, TypeGuard, TypeVar, cast
 
 from tether.digest import (
@@ -29,7 +30,15 @@ from tether.protocol.header_values import parse_authorization_basic
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Request, Response
 
-__all__ = ["AuthConnection", "BasicAuth", "Credentials", "DigestAuth", "credentials_checker"]
+__all__ = [
+    "AuthConnection",
+    "BasicAuth",
+    "Credentials",
+    "DigestAuth",
+    "async_basic_auth",
+    "async_digest_auth",
+    "credentials_checker",
+]
 
 Credentials = tuple[str, str]
 """A username and its password."""
@@ -369,3 +378,58 @@ def _password_lookup(
 ) -> Callable[[str], str | None]:
     """Build the lookup of fixed credentials; raise :exc:`TypeError` for anything but pairs."""
     return dict(_pairs(credentials)).get
+
+
+AuthConn = TypeVar("AuthConn", bound=AuthConnection)
+
+
+def async_basic_auth(
+    realm: str,
+    credentials: Credentials | Iterable[Credentials] | None,
+    check_credentials: Callable[[str, str], bool | Awaitable[bool]] | None,
+) -> Callable[[AuthConn, Request], Awaitable[Response | None]]:
+    """The ``process_request`` hook of the async APIs' ``basic_auth``.
+
+    ``check_credentials`` may be a plain or a coroutine function.
+    """
+    auth = BasicAuth(realm, credentials, check_credentials)
+
+    async def process_request(connection: AuthConn, request: Request) -> Response | None:
+        found = auth.read(connection, request)
+        if isinstance(found, Response):
+            return found
+        username, password = found
+        valid = auth.check(username, password)
+        if inspect.isawaitable(valid):
+            valid = await valid
+        return auth.conclude(connection, username, valid)
+
+    return process_request
+
+
+def async_digest_auth(
+    realm: str,
+    credentials: Credentials | Iterable[Credentials] | None,
+    get_password: Callable[[str], str | Awaitable[str | None] | None] | None,
+    *,
+    algorithms: Iterable[str] = ("SHA-256", "MD5"),
+    nonce_lifetime: float = 300.0,
+) -> Callable[[AuthConn, Request], Awaitable[Response | None]]:
+    """The ``process_request`` hook of the async APIs' ``digest_auth``.
+
+    ``get_password`` may be a plain or a coroutine function.
+    """
+    auth = DigestAuth(
+        realm, credentials, get_password, algorithms=algorithms, nonce_lifetime=nonce_lifetime
+    )
+
+    async def process_request(connection: AuthConn, request: Request) -> Response | None:
+        found = auth.read(connection, request)
+        if isinstance(found, Response):
+            return found
+        password = auth.get_password(found.username)
+        if inspect.isawaitable(password):
+            password = await password
+        return auth.conclude(connection, request, found, cast(str | None, password))
+
+    return process_request

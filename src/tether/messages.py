@@ -13,9 +13,10 @@ import sys
 from collections import deque
 from collections.abc import Sequence
 
+from tether.protocol.connection import _OPEN, Connection
 from tether.protocol.events import Event, Fragment, Message
 
-__all__ = ["MessageQueue", "convert"]
+__all__ = ["MessageQueue", "convert", "parse_budget"]
 
 
 def convert(data: str | bytes, decode: bool | None) -> str | bytes:
@@ -169,3 +170,17 @@ class MessageQueue:
         if item.last:
             self.ready -= 1
         return item.data, item.last
+
+
+def parse_budget(messages: MessageQueue, protocol: Connection) -> int | None:
+    """How many more messages the engine may parse: the queue's free room while open.
+
+    Once closing, everything is parsed, so that the peer's close frame is
+    not stuck behind messages nobody reads. Without an extension, a read
+    holds no more payload than its own size: only inflating extensions need
+    the budget, and it has a cost, so ``None`` (no bound) is the answer then.
+    """
+    max_queue = messages.max_queue
+    if max_queue is None or not protocol.extensions or protocol.state is not _OPEN:
+        return None
+    return max(0, max_queue - messages.ready)

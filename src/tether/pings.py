@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 from tether.exceptions import ConcurrencyError
 
-__all__ = ["PingTracker", "ping_payload"]
+__all__ = ["PingTracker", "answer_pings", "ping_payload"]
 
 W = TypeVar("W")
 
@@ -17,6 +17,28 @@ def ping_payload(data: str | bytes | bytearray | memoryview | None) -> bytes:
     if data is None:
         return os.urandom(4)
     return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def answer_pings(
+    pending: dict[bytes, tuple[W, float]], payload: bytes, now: float
+) -> list[tuple[W, float]]:
+    """Take a pong: remove the pings it answers from ``pending``; return their waiters and RTTs.
+
+    ``pending`` maps each ping's payload to its waiter and the time it left,
+    in sending order. A pong answers its own ping and every ping sent before
+    it (RFC 6455 section 5.5.3 lets an endpoint answer only the latest ping).
+    A pong that matches no ping answers nothing.
+    """
+    if payload not in pending:
+        return []
+    answered = []
+    # Insertion order is sending order: the pings up to this one.
+    for key in list(pending):
+        waiter, sent_at = pending.pop(key)
+        answered.append((waiter, now - sent_at))
+        if key == payload:
+            break
+    return answered
 
 
 class PingTracker(Generic[W]):
@@ -49,15 +71,7 @@ class PingTracker(Generic[W]):
         section 5.5.3 lets an endpoint answer only the latest ping). A pong
         that matches no ping answers nothing.
         """
-        if payload not in self._pending:
-            return []
-        keys = list(self._pending)
-        answered = []
-        # Insertion order is sending order: the pings up to this one.
-        for key in keys[: keys.index(payload) + 1]:
-            waiter, sent_at = self._pending.pop(key)
-            answered.append((waiter, now - sent_at))
-        return answered
+        return answer_pings(self._pending, payload, now)
 
     def drain(self) -> list[W]:
         """Forget every pending ping and return their waiters, when the connection ends."""

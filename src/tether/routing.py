@@ -11,18 +11,27 @@ own way.
 
 from __future__ import annotations
 
+import inspect
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from tether.protocol.close import CloseCode
 from tether.protocol.http11 import Request, Response
 
 if TYPE_CHECKING:
     from werkzeug.routing import Map
 
-__all__ = ["NO_ROUTE", "BaseRouter", "Pattern", "RoutedConnection"]
+__all__ = [
+    "NO_ROUTE",
+    "AsyncRouter",
+    "BaseRouter",
+    "Pattern",
+    "RoutedConnection",
+    "chain_process_request",
+]
 
 NO_ROUTE = "no route for this path"
 """The close reason of a connection that was opened on a path no pattern matches."""
@@ -254,3 +263,48 @@ class BaseRouter(Generic[Conn, Handler]):
             assert request is not None
             matched = self.match(request.path)
         return matched
+
+
+class AsyncRoutedConnection(RoutedConnection, Protocol):
+    """What an async router needs of a server connection: routing, and closing."""
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection."""
+        ...
+
+
+AsyncConn = TypeVar("AsyncConn", bound=AsyncRoutedConnection)
+RouteHandler = Callable[..., Awaitable[None]]
+
+
+class AsyncRouter(BaseRouter[AsyncConn, RouteHandler]):
+    """A :class:`BaseRouter` whose handlers are coroutine functions: asyncio's and trio's."""
+
+    async def handler(self, connection: AsyncConn) -> None:
+        """Run the handler that :meth:`route_request` chose for this connection."""
+        matched = self.routed(connection)
+        if matched is None:
+            await connection.close(CloseCode.POLICY_VIOLATION, NO_ROUTE)
+            return
+        handler, params = matched
+        await handler(connection, **params)
+
+
+def chain_process_request(
+    first: Callable[[AsyncConn, Request], Any], router: BaseRouter[AsyncConn, Any]
+) -> Callable[[AsyncConn, Request], Awaitable[Response | None]]:
+    """A ``process_request`` hook that runs ``first`` (plain or coroutine), then routes.
+
+    When ``first`` returns a response, that is the answer and routing does not
+    happen (so it may require authentication first).
+    """
+
+    async def route_request(connection: AsyncConn, request: Request) -> Response | None:
+        response = first(connection, request)
+        if inspect.isawaitable(response):
+            response = await response
+        if response is not None:
+            return response  # type: ignore[no-any-return]
+        return router.route_request(connection, request)
+
+    return route_request

@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 import tether
-import tether.asyncio.broadcast as broadcast_module
+import tether.broadcasting as broadcast_module
 from tether.asyncio.broadcast import broadcast
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import Server, ServerConnection

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
 
 from tether.asyncio.server import ServerConnection
-from tether.auth import BasicAuth, Credentials, DigestAuth
+from tether.auth import Credentials, async_basic_auth, async_digest_auth
 from tether.protocol.http11 import Request, Response
 
 __all__ = ["basic_auth", "digest_auth"]
@@ -49,19 +47,7 @@ def basic_auth(
 
         serve(handler, host, port, process_request=process_request)
     """
-    auth = BasicAuth(realm, credentials, check_credentials)
-
-    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        found = auth.read(connection, request)
-        if isinstance(found, Response):
-            return found
-        username, password = found
-        valid = auth.check(username, password)
-        if inspect.isawaitable(valid):
-            valid = await valid
-        return auth.conclude(connection, username, valid)
-
-    return process_request
+    return async_basic_auth(realm, credentials, check_credentials)
 
 
 GetPassword = Callable[[str], str | Awaitable[str | None] | None]
@@ -90,21 +76,10 @@ def digest_auth(
     see :class:`tether.auth.DigestAuth`. tether's clients answer it with the
     URI's credentials or their ``auth`` option.
     """
-    auth = DigestAuth(
+    return async_digest_auth(
         realm,
         credentials,
         get_password,
         algorithms=algorithms,
         nonce_lifetime=nonce_lifetime,
     )
-
-    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        found = auth.read(connection, request)
-        if isinstance(found, Response):
-            return found
-        password = auth.get_password(found.username)
-        if inspect.isawaitable(password):
-            password = await password
-        return auth.conclude(connection, request, found, cast(str | None, password))
-
-    return process_request

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, cast
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
-from tether.exceptions import InvalidMessage, InvalidProxyMessage, InvalidURI
+from tether.exceptions import InvalidMessage, InvalidProxyMessage
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.follow import Follower
@@ -23,9 +22,11 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.http11 import Limits
 from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
-from tether.protocol.uri import WebSocketURI, parse_uri
+from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import Backoff, process_exception, raise_unless_retried
+from tether.targets import check_ssl, parse_unix_uri
+from tether.targets import parse_target as _parse_target
 
 __all__ = [
     "ClientConnection",
@@ -77,62 +78,6 @@ class ClientConnection(Connection):
                 if exc is not None:
                     handshake_exc.__cause__ = exc
             self._handshake.set_exception(handshake_exc)
-
-
-_UNIX_SCHEMES = {"ws+unix": False, "wss+unix": True}
-
-
-def parse_unix_uri(uri: str) -> tuple[WebSocketURI, str | None]:
-    """Split a ``ws+unix://`` or ``wss+unix://`` URI into the WebSocket URI and the socket path.
-
-    The authority is the path of the socket, percent-encoded, and what follows
-    it is the request target: ``ws+unix://%2Frun%2Fapp.sock/chat?room=1``
-    connects to the socket ``/run/app.sock`` and asks for ``/chat?room=1``.
-    The ``Host`` header is ``localhost``. An empty authority
-    (``ws+unix:///chat``) leaves the socket path to ``connect``'s ``path``
-    option, and gives ``None`` here. Raise :class:`~tether.exceptions.InvalidURI`
-    for another scheme, whitespace or control characters, and a socket path
-    that does not decode to printable UTF-8.
-    """
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme.lower() not in _UNIX_SCHEMES:
-        raise InvalidURI(uri, "scheme isn't ws+unix or wss+unix")
-    secure = _UNIX_SCHEMES[scheme.lower()]
-    if not uri.isprintable() or " " in uri:
-        raise InvalidURI(uri, "whitespace or control characters aren't allowed")
-    end = len(rest)
-    for stop in "/?#":
-        index = rest.find(stop)
-        if index != -1:
-            end = min(end, index)
-    authority, target = rest[:end], rest[end:]
-    try:
-        socket_path = urllib.parse.unquote(authority, errors="strict") if authority else None
-    except UnicodeDecodeError:
-        raise InvalidURI(uri, "the socket path isn't percent-encoded UTF-8") from None
-    if socket_path is not None and not socket_path.isprintable():
-        raise InvalidURI(uri, "control characters aren't allowed in the socket path")
-    try:
-        # The target gets every check and normalization of a ws:// URI's target.
-        parsed = parse_uri(f"{'wss' if secure else 'ws'}://localhost{target}")
-    except InvalidURI as exc:
-        raise InvalidURI(uri, exc.msg) from None
-    return parsed, socket_path
-
-
-def _parse_target(uri: str, unix: bool, path: str | None) -> tuple[WebSocketURI, bool, str | None]:
-    """Find what to connect to: the URI's parts, whether over a Unix socket, and its path."""
-    scheme = uri.partition("://")[0].lower()
-    if scheme not in _UNIX_SCHEMES:
-        return parse_uri(uri), unix, path
-    parsed, socket_path = parse_unix_uri(uri)
-    if socket_path is not None and path is not None:
-        raise ValueError("give the socket path in the URI or as path=, not both")
-    if socket_path is None:
-        if path is None:
-            raise InvalidURI(uri, "no socket path: put it in the authority or give path=")
-        socket_path = path
-    return parsed, True, socket_path
 
 
 class _ProxyTunnel(asyncio.Protocol):
@@ -351,11 +296,7 @@ class connect:
         extensions = client_extensions(compression, extensions)
         self.uri = uri
         self.ws_uri, self.unix, self.path = _parse_target(uri, unix, path)
-        if self.ws_uri.secure:
-            if ssl is False:
-                raise ValueError("a wss:// URI needs TLS: ssl=False isn't allowed")
-        elif ssl is not None and ssl is not False:
-            raise ValueError("ssl is only for wss:// URIs")
+        check_ssl(self.ws_uri, ssl)
         if auth is not None and self.ws_uri.user_info is not None:
             raise ValueError("give credentials in the URI or as auth=, not both")
         if isinstance(proxy, str):

@@ -14,7 +14,6 @@ import codecs
 import logging
 import os
 import sys
-import threading
 import time
 import uuid
 from collections.abc import (
@@ -31,24 +30,22 @@ from typing import Any, cast
 from tether.asyncio import keepalive
 from tether.asyncio.keepalive import Bucket
 from tether.attributes import ConnectionAttributes
+from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, convert
+from tether.messages import MessageQueue, convert, parse_budget
+from tether.pings import answer_pings
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
+from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
 from tether.sending import DATA_TYPES, Data, Fragments, is_single, run_closed_hooks, send_data
 
-__all__ = ["Connection", "Data"]
+__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
-
-# The size of the buffer the transport reads into: as much as uvloop reads at once.
-READ_BUFFER_SIZE = 256 * 1024
-
-_buffers = threading.local()
 
 # Windows' proactor loop lends the buffer to a read that completes later,
 # while other connections start theirs: there, each connection needs its own.
@@ -58,18 +55,11 @@ _SHARED_READS = sys.platform != "win32"
 def read_buffer() -> memoryview:
     """The buffer every connection of this thread's event loop reads into.
 
-    One buffer serves them all: selector loops and uvloop hand a read to the
-    engine before the next one starts, and the engine copies whatever it
-    keeps, so an idle connection holds no buffer of its own. On Windows each
-    call makes a new buffer.
+    See :mod:`tether.read_buffer`. On Windows each call makes a new buffer.
     """
     if not _SHARED_READS:  # pragma: no cover - Windows
         return memoryview(bytearray(READ_BUFFER_SIZE))
-    try:
-        buffer: memoryview = _buffers.view
-    except AttributeError:
-        buffer = _buffers.view = memoryview(bytearray(READ_BUFFER_SIZE))
-    return buffer
+    return shared_read_buffer()
 
 
 class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
@@ -274,17 +264,8 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
                 reader.set_result(None)
 
     def _budget(self) -> int | None:
-        """How many more messages the engine may parse: the queue's free room while open.
-
-        Once closing, everything is parsed, so that the peer's close frame is
-        not stuck behind messages nobody reads.
-        """
-        max_queue = self._messages.max_queue
-        # Without an extension, a read holds no more payload than its own
-        # size: only inflating extensions need the budget, and it has a cost.
-        if max_queue is None or not self.protocol.extensions or self.protocol.state is not _OPEN:
-            return None
-        return max(0, max_queue - len(self._messages))
+        """The engine's message budget: see :func:`~tether.messages.parse_budget`."""
+        return parse_budget(self._messages, self.protocol)
 
     def _maybe_resume_reading(self) -> None:
         protocol = self.protocol
@@ -455,18 +436,13 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         pings = self._pings
         if pings is None or data not in pings:
             return
-        # A pong answers its ping and every ping sent before it (RFC 6455 5.5.3).
-        now = time.monotonic()
         keepalive_answered = False
-        for payload in list(pings):
-            waiter, sent = pings.pop(payload)
-            self.latency = now - sent
+        for waiter, latency in answer_pings(pings, data, time.monotonic()):
+            self.latency = latency
             if waiter is None:
                 keepalive_answered = True
             elif not waiter.done():
-                waiter.set_result(self.latency)
-            if payload == data:
-                break
+                waiter.set_result(latency)
         if not pings:
             # An emptied dictionary keeps its table: idle connections drop it.
             self._pings = None
@@ -695,6 +671,17 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
             self._pong_received(event.data)
         elif isinstance(event, CloseReceived):
             self.logger.debug("received close frame: %s", event.close)
+
+    def _write_room(self) -> int:
+        """Whether a broadcast frame may be written now: see :mod:`tether.broadcasting`."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return CLOSED
+        return FULL if transport.get_write_buffer_size() > self.write_limit else READY
+
+    def _flush_nowait(self) -> int:
+        """Write what the engine has to send: the transport never waits."""
+        return self._flush()
 
     def _flush(self, data: list[bytes] | None = None) -> int:
         """Write what the engine has to send, or ``data`` taken from it; return how many bytes."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from tether.asyncio.server import ProcessRequest, ServerConnection, serve
-from tether.protocol.close import CloseCode
-from tether.protocol.http11 import Request, Response
-from tether.routing import NO_ROUTE, BaseRouter
+from tether.routing import AsyncRouter, chain_process_request
 
 if TYPE_CHECKING:
     from werkzeug.routing import Map
@@ -21,25 +18,17 @@ RouteHandler = Callable[..., Awaitable[None]]
 """A routed handler: ``handler(connection, **params)``, one keyword per path parameter."""
 
 
-class Router(BaseRouter[ServerConnection, RouteHandler]):
+class Router(AsyncRouter[ServerConnection]):
     """Map request paths to handlers; answer 404 in the handshake for other paths.
 
     ``routes`` maps patterns to handlers, or is a werkzeug ``Map``: see
     :class:`~tether.routing.BaseRouter` for both, and for ``server_name``
     and ``url_scheme``, which build the ``Location`` of redirects.
 
-    Give :meth:`~tether.routing.BaseRouter.route_request` and :meth:`handler` to
+    Give :meth:`~tether.routing.BaseRouter.route_request` and
+    :meth:`~tether.routing.AsyncRouter.handler` to
     :func:`~tether.asyncio.server.serve`, or let :func:`route` do it.
     """
-
-    async def handler(self, connection: ServerConnection) -> None:
-        """Run the handler that ``process_request`` chose for this connection."""
-        matched = self.routed(connection)
-        if matched is None:
-            await connection.close(CloseCode.POLICY_VIOLATION, NO_ROUTE)
-            return
-        handler, params = matched
-        await handler(connection, **params)
 
 
 def route(
@@ -78,17 +67,8 @@ def route(
     router = (create_router or Router)(routes, server_name, url_scheme)
     if process_request is None:
         return serve(router.handler, *args, process_request=router.route_request, **kwargs)
-    first = process_request
-
-    async def route_request(connection: ServerConnection, request: Request) -> Response | None:
-        response = first(connection, request)
-        if inspect.isawaitable(response):
-            response = await response
-        if response is not None:
-            return response
-        return router.route_request(connection, request)
-
-    return serve(router.handler, *args, process_request=route_request, **kwargs)
+    hook = chain_process_request(process_request, router)
+    return serve(router.handler, *args, process_request=hook, **kwargs)
 
 
 def unix_route(

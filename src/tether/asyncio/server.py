@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from tether import legacy
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
-from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.extensions.permessage_deflate import server_extensions
-from tether.legacy import AbortHandshake
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline, tls_handshake_timeout
 from tether.protocol.close import CloseCode
@@ -23,6 +20,7 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.proxies import TrustedProxies, parse_proxy_header
+from tether.serving import default_response, handshake_response, run_handler
 
 if TYPE_CHECKING:
     from tether.asyncio.auth import basic_auth
@@ -164,33 +162,13 @@ class ServerConnection(Connection):
         super()._handle_event(event)
 
     def _default_response(self, request: Request) -> Response:
-        try:
-            if self.server.is_serving():
-                return self._accept(request)
-            return self.respond(503, "Server is shutting down.\n")
-        except Exception:
-            self.logger.error("opening handshake failed", exc_info=True)
-            return self.respond(500, "Failed to open a WebSocket connection.\n")
+        return default_response(self, request, self.server.is_serving())
 
     async def _handshake(self, request: Request) -> None:
         server = self.server
-        try:
-            response = None
-            if server.process_request is not None:
-                response = await _maybe_await(server.process_request(self, request))
-                _check_response(response, "process_request")
-            if response is None:
-                response = self._default_response(request)
-            if server.process_response is not None:
-                replaced = await _maybe_await(server.process_response(self, request, response))
-                _check_response(replaced, "process_response")
-                if replaced is not None:
-                    response = replaced
-        except AbortHandshake as exc:
-            response = exc.response()
-        except Exception:
-            self.logger.error("opening handshake failed", exc_info=True)
-            response = self.respond(500, "Failed to open a WebSocket connection.\n")
+        response = await handshake_response(
+            self, request, server.process_request, server.process_response, server.is_serving
+        )
         # Done with the handshake: an idle connection does not keep the task.
         self._handshake_task = None
         self._answer(request, response)
@@ -227,21 +205,7 @@ class ServerConnection(Connection):
         self.server._handlers.pop(self, None)
 
     async def _run_handler(self) -> None:
-        try:
-            await self.server.handler(self)
-        except ConnectionClosed as exc:
-            if self.protocol.state is _OPEN:
-                # Another connection closed: this one is still fine, the handler is not.
-                self.logger.error("connection handler failed", exc_info=True)
-                await self.close(CloseCode.INTERNAL_ERROR)
-            else:
-                # The client left while the handler was talking to it: that is no bug.
-                self.logger.debug("connection handler ended by the closure: %s", exc)
-        except Exception:
-            self.logger.error("connection handler failed", exc_info=True)
-            await self.close(CloseCode.INTERNAL_ERROR)
-        else:
-            await self.close()
+        await run_handler(self, self.server.handler)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Unregister from the server, then wrap up."""
@@ -253,15 +217,6 @@ class ServerConnection(Connection):
             # A hook still waiting has nobody to answer anymore.
             task.cancel()
         self.server._unregister(self)
-
-
-def _check_response(response: object, hook: str) -> None:
-    if response is not None and not isinstance(response, Response):
-        raise TypeError(f"{hook} must return a Response or None, not {type(response).__name__}")
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 class Server:

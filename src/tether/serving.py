@@ -1,0 +1,132 @@
+"""The server's side of the handshake hooks and of the handler, shared by the async APIs.
+
+Nothing here waits on an event loop of its own: the coroutines only await
+what the application's hooks and handler return, so asyncio and trio run
+them alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from tether.exceptions import ConnectionClosed
+from tether.legacy import AbortHandshake
+from tether.log import ConnectionLogger
+from tether.protocol.close import CloseCode
+from tether.protocol.connection import _OPEN
+from tether.protocol.http11 import Request, Response
+from tether.protocol.server import ServerProtocol
+
+__all__ = ["HookConnection", "check_response", "handshake_response", "run_handler"]
+
+SHUTTING_DOWN = "Server is shutting down.\n"
+FAILED = "Failed to open a WebSocket connection.\n"
+
+
+class HookConnection(Protocol):
+    """What the hooks and the handler need of a server connection."""
+
+    @property
+    def protocol(self) -> ServerProtocol: ...
+
+    @property
+    def logger(self) -> ConnectionLogger: ...
+
+    def respond(self, status: int, text: str) -> Response:
+        """Build an HTTP response with a plain-text body."""
+        ...
+
+    def _accept(self, request: Request) -> Response:
+        """The engine's answer to ``request``, the server's subprotocol hook applied."""
+        ...
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection."""
+        ...
+
+
+Conn = TypeVar("Conn", bound=HookConnection)
+
+
+def check_response(response: object, hook: str) -> None:
+    """Raise :class:`TypeError` unless a hook returned a :class:`Response` or ``None``."""
+    if response is not None and not isinstance(response, Response):
+        raise TypeError(f"{hook} must return a Response or None, not {type(response).__name__}")
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def default_response(connection: HookConnection, request: Request, serving: bool) -> Response:
+    """The answer without hooks: the engine's 101 or refusal, or 503 once the server closes."""
+    try:
+        if serving:
+            return connection._accept(request)
+        return connection.respond(503, SHUTTING_DOWN)
+    except Exception:
+        connection.logger.error("opening handshake failed", exc_info=True)
+        return connection.respond(500, FAILED)
+
+
+async def handshake_response(
+    connection: Conn,
+    request: Request,
+    process_request: Callable[[Conn, Request], Any] | None,
+    process_response: Callable[[Conn, Request, Response], Any] | None,
+    serving: Callable[[], bool],
+) -> Response:
+    """Run ``process_request`` and ``process_response`` (plain or coroutine functions).
+
+    Return the response to send: what ``process_request`` returned, else the
+    engine's, as ``process_response`` left or replaced it. A hook that raises
+    or returns something else than a response or ``None`` gets the client a
+    500, and the error is logged; one that raises the deprecated
+    :class:`~tether.legacy.AbortHandshake` gets its response. ``serving()``
+    tells whether the server still accepts connections: a 101 becomes a 503
+    once it does not.
+    """
+    try:
+        response = None
+        if process_request is not None:
+            response = await _maybe_await(process_request(connection, request))
+            check_response(response, "process_request")
+        if response is None:
+            response = default_response(connection, request, serving())
+        if process_response is not None:
+            replaced = await _maybe_await(process_response(connection, request, response))
+            check_response(replaced, "process_response")
+            if replaced is not None:
+                response = replaced
+    except AbortHandshake as exc:
+        response = exc.response()
+    except Exception:
+        connection.logger.error("opening handshake failed", exc_info=True)
+        response = connection.respond(500, FAILED)
+    return response
+
+
+async def run_handler(connection: Conn, handler: Callable[[Conn], Awaitable[None]]) -> None:
+    """Run the connection handler, then close the connection: 1000, or 1011 if it failed.
+
+    The handler's exception is logged at ERROR. A
+    :class:`~tether.exceptions.ConnectionClosed` let out after its own
+    connection closed is no error: the client left while the handler talked
+    to it, and that is logged at DEBUG only.
+    """
+    try:
+        await handler(connection)
+    except ConnectionClosed as exc:
+        if connection.protocol.state is _OPEN:
+            # Another connection closed: this one is still fine, the handler is not.
+            connection.logger.error("connection handler failed", exc_info=True)
+            await connection.close(CloseCode.INTERNAL_ERROR)
+        else:
+            connection.logger.debug("connection handler ended by the closure: %s", exc)
+    except Exception:
+        connection.logger.error("connection handler failed", exc_info=True)
+        await connection.close(CloseCode.INTERNAL_ERROR)
+    else:
+        await connection.close()

@@ -1,0 +1,79 @@
+"""What a client connects to, read from ``connect``'s URI and options; shared by the async APIs."""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+import urllib.parse
+
+from tether.exceptions import InvalidURI
+from tether.protocol.uri import WebSocketURI, parse_uri
+
+__all__ = ["check_ssl", "parse_target", "parse_unix_uri"]
+
+_UNIX_SCHEMES = {"ws+unix": False, "wss+unix": True}
+
+
+def parse_unix_uri(uri: str) -> tuple[WebSocketURI, str | None]:
+    """Split a ``ws+unix://`` or ``wss+unix://`` URI into the WebSocket URI and the socket path.
+
+    The authority is the path of the socket, percent-encoded, and what follows
+    it is the request target: ``ws+unix://%2Frun%2Fapp.sock/chat?room=1``
+    connects to the socket ``/run/app.sock`` and asks for ``/chat?room=1``.
+    The ``Host`` header is ``localhost``. An empty authority
+    (``ws+unix:///chat``) leaves the socket path to ``connect``'s ``path``
+    option, and gives ``None`` here. Raise :class:`~tether.exceptions.InvalidURI`
+    for another scheme, whitespace or control characters, and a socket path
+    that does not decode to printable UTF-8.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() not in _UNIX_SCHEMES:
+        raise InvalidURI(uri, "scheme isn't ws+unix or wss+unix")
+    secure = _UNIX_SCHEMES[scheme.lower()]
+    if not uri.isprintable() or " " in uri:
+        raise InvalidURI(uri, "whitespace or control characters aren't allowed")
+    end = len(rest)
+    for stop in "/?#":
+        index = rest.find(stop)
+        if index != -1:
+            end = min(end, index)
+    authority, target = rest[:end], rest[end:]
+    try:
+        socket_path = urllib.parse.unquote(authority, errors="strict") if authority else None
+    except UnicodeDecodeError:
+        raise InvalidURI(uri, "the socket path isn't percent-encoded UTF-8") from None
+    if socket_path is not None and not socket_path.isprintable():
+        raise InvalidURI(uri, "control characters aren't allowed in the socket path")
+    try:
+        # The target gets every check and normalization of a ws:// URI's target.
+        parsed = parse_uri(f"{'wss' if secure else 'ws'}://localhost{target}")
+    except InvalidURI as exc:
+        raise InvalidURI(uri, exc.msg) from None
+    return parsed, socket_path
+
+
+def parse_target(uri: str, unix: bool, path: str | None) -> tuple[WebSocketURI, bool, str | None]:
+    """Find what to connect to: the URI's parts, whether over a Unix socket, and its path.
+
+    ``unix`` and ``path`` are the options of ``connect``; a ``ws+unix://``
+    URI sets them from its authority.
+    """
+    scheme = uri.partition("://")[0].lower()
+    if scheme not in _UNIX_SCHEMES:
+        return parse_uri(uri), unix, path
+    parsed, socket_path = parse_unix_uri(uri)
+    if socket_path is not None and path is not None:
+        raise ValueError("give the socket path in the URI or as path=, not both")
+    if socket_path is None:
+        if path is None:
+            raise InvalidURI(uri, "no socket path: put it in the authority or give path=")
+        socket_path = path
+    return parsed, True, socket_path
+
+
+def check_ssl(uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None) -> None:
+    """Refuse an ``ssl`` option that contradicts the URI's scheme, with :class:`ValueError`."""
+    if uri.secure:
+        if ssl is False:
+            raise ValueError("a wss:// URI needs TLS: ssl=False isn't allowed")
+    elif ssl is not None and ssl is not False:
+        raise ValueError("ssl is only for wss:// URIs")
