@@ -1,0 +1,290 @@
+"""The trio client: :func:`connect` and :func:`unix_connect`."""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+import trio
+
+from tether.exceptions import InvalidMessage
+from tether.extensions.base import ClientExtensionFactory
+from tether.extensions.permessage_deflate import client_extensions
+from tether.log import LoggerLike, connection_logger
+from tether.protocol.client import ClientProtocol
+from tether.protocol.connection import DEFAULT_MAX_SIZE
+from tether.protocol.events import Event, ResponseReceived
+from tether.protocol.handshake import USER_AGENT
+from tether.protocol.headers import HeadersLike
+from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
+from tether.targets import check_ssl, parse_target
+from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
+
+__all__ = ["ClientConnection", "connect", "process_exception", "unix_connect"]
+
+
+class ClientConnection(Connection):
+    """The client side of a connection; :func:`connect` makes it."""
+
+    protocol: ClientProtocol
+    default_logger = "tether.client"
+
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, ResponseReceived):
+            exc = self.protocol.handshake_exc
+            if exc is None:
+                self.logger.info("connected: %s", event.response.status_code)
+            else:
+                self.logger.info("handshake failed: %s", exc)
+            return
+        super()._handle_event(event)
+
+    async def _handshake(self) -> None:
+        """Send the request and read until the response; raise if it refuses the WebSocket."""
+        protocol = self.protocol
+        request = protocol.connect()
+        protocol.send_request(request)
+        self.logger.debug("sent handshake request for %s", request.path)
+        await self._write_all()
+        while protocol.response is None and protocol.handshake_exc is None:
+            cause: BaseException | None = None
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                cause = exc
+                data = b""
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+            self._process()
+            if not data and protocol.response is None and protocol.handshake_exc is None:
+                raise InvalidMessage("connection closed during the opening handshake") from cause
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+
+
+def _system_spawn(function: Callable[[], Any], name: str) -> None:
+    trio.lowlevel.spawn_system_task(function, name=name)
+
+
+class connect:
+    """Open a WebSocket connection to ``uri``.
+
+    Await it for a :class:`ClientConnection` (then close it yourself), use it
+    with ``async with`` to close the connection on exit, or iterate over it
+    with ``async for`` to connect again each time the connection drops or
+    cannot be opened, with the backoff of :func:`tether.connect`::
+
+        async for websocket in connect(uri):
+            try:
+                async for message in websocket:
+                    ...
+            except ConnectionClosed:
+                continue
+
+    Each connection reads the network in a task of its own, a trio system
+    task: it ends when the connection closes, and when ``trio.run`` ends it
+    closes the connection with 1001 (going away) first, within
+    ``close_timeout``. No other task is left behind.
+
+    It takes the options of :func:`tether.connect` (``origin``,
+    ``extensions``, ``subprotocols``, ``compression``,
+    ``additional_headers``, ``user_agent_header``, ``open_timeout``,
+    ``ping_interval``, ``ping_timeout``, ``close_timeout``, ``max_size``,
+    ``max_queue``, ``write_limit``, ``logger``, ``process_exception`` and the
+    backoff), and for the transport:
+
+    * ``ssl``: the :class:`ssl.SSLContext` of a ``wss://`` connection, by
+      default one that verifies the certificate; the TLS handshake runs on
+      a :class:`trio.SSLStream` and counts toward ``open_timeout``.
+      ``server_hostname`` replaces the URI's host in it.
+    * ``stream``: a :class:`trio.abc.Stream` already connected, used instead
+      of opening one.
+    * ``unix`` and ``path``, or a ``ws+unix://`` URI: a Unix socket.
+    * Every other keyword goes to :func:`trio.open_tcp_stream`, such as
+      ``host`` and ``port`` to reach another address than the URI's,
+      ``happy_eyeballs_delay`` or ``local_address``.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        origin: str | None = None,
+        extensions: Sequence[ClientExtensionFactory] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        compression: Literal["deflate"] | None = "deflate",
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = USER_AGENT,
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int | None = 16,
+        write_limit: int = DEFAULT_WRITE_LIMIT,
+        logger: LoggerLike | str | None = None,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        stream: trio.abc.Stream | None = None,
+        unix: bool = False,
+        path: str | None = None,
+        process_exception: Callable[[Exception], Exception | None] = process_exception,
+        backoff_initial_delay: float = 1.0,
+        backoff_factor: float = 1.618,
+        backoff_max_delay: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        self.uri = uri
+        self.ws_uri, self.unix, self.path = parse_target(uri, unix, path)
+        check_ssl(self.ws_uri, ssl)
+        self.origin = origin
+        self.extensions = client_extensions(compression, extensions)
+        self.subprotocols = subprotocols
+        self.additional_headers = additional_headers
+        self.user_agent_header = user_agent_header
+        self.open_timeout = open_timeout
+        self.max_size = max_size
+        self.connection_options: dict[str, Any] = {
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "max_queue": max_queue,
+            "write_limit": write_limit,
+            "logger": logger,
+        }
+        self.logger = logger
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.stream = stream
+        self.process_exception = process_exception
+        self.backoff_initial_delay = backoff_initial_delay
+        self.backoff_factor = backoff_factor
+        self.backoff_max_delay = backoff_max_delay
+        self.open_tcp_stream_kwargs = kwargs
+        self.connection: ClientConnection | None = None
+
+    async def _open_stream(self) -> trio.abc.Stream:
+        if self.stream is not None:
+            return self.stream
+        if self.unix:
+            assert self.path is not None
+            return await trio.open_unix_socket(self.path)
+        kwargs = dict(self.open_tcp_stream_kwargs)
+        host = kwargs.pop("host", self.ws_uri.host)
+        port = kwargs.pop("port", self.ws_uri.port)
+        return await trio.open_tcp_stream(host, port, **kwargs)
+
+    async def _create(self) -> ClientConnection:
+        uri = self.ws_uri
+        engine = ClientProtocol(
+            uri,
+            origin=self.origin,
+            extensions=self.extensions,
+            subprotocols=self.subprotocols,
+            additional_headers=self.additional_headers,
+            user_agent_header=self.user_agent_header,
+            max_size=self.max_size,
+            streaming=True,
+        )
+        try:
+            with trio.fail_after(_forever(self.open_timeout)):
+                stream = await self._open_stream()
+                try:
+                    if uri.secure:
+                        ssl = self.ssl
+                        context = (
+                            ssl
+                            if isinstance(ssl, ssl_module.SSLContext)
+                            else ssl_module.create_default_context()
+                        )
+                        stream = trio.SSLStream(
+                            stream,
+                            context,
+                            server_hostname=self.server_hostname or uri.host,
+                            https_compatible=True,
+                        )
+                        await _tls_handshake(stream)
+                    connection = ClientConnection(stream, engine, **self.connection_options)
+                    await connection._handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except trio.TooSlowError:
+            raise TimeoutError("timed out during the opening handshake") from None
+        connection._start_keepalive()
+        connection._start(_system_spawn)
+        return connection
+
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> ClientConnection:
+        self.connection = await self._create()
+        return self.connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self.connection is not None
+        await self.connection.close()
+
+    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        """Connect, and connect again each time the connection drops or cannot be opened."""
+        logger = connection_logger(self.logger, "tether.client", "reconnect", None)
+        attempt = 0
+        while True:
+            try:
+                connection = await self._create()
+            except Exception as exc:
+                raise_unless_retried(self.process_exception, exc)
+                delay = reconnect_delay(
+                    exc,
+                    attempt,
+                    self.backoff_initial_delay,
+                    self.backoff_factor,
+                    self.backoff_max_delay,
+                )
+                attempt += 1
+                logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
+                await trio.sleep(delay)
+                continue
+            attempt = 0
+            try:
+                yield connection
+            finally:
+                with trio.CancelScope(shield=True):
+                    await connection.close()
+
+
+async def _tls_handshake(stream: trio.SSLStream[Any]) -> None:
+    """Run the TLS handshake; a peer that leaves during it is an :class:`OSError`."""
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl_module.SSLCertVerificationError):
+            raise cause from None
+        raise ConnectionError(f"TLS handshake failed: {cause or exc}") from exc
+
+
+def _forever(timeout: float | None) -> float:
+    return float("inf") if timeout is None else timeout
+
+
+def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any) -> connect:
+    """Connect to a WebSocket server listening on the Unix socket at ``path``.
+
+    ``uri`` gives the ``Host`` header and the request target; it defaults to
+    ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given. Every
+    other option is :func:`connect`'s.
+    """
+    if uri is None:
+        uri = "ws://localhost/" if kwargs.get("ssl") in (None, False) else "wss://localhost/"
+    return connect(uri, unix=True, path=path, **kwargs)

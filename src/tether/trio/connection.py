@@ -1,0 +1,860 @@
+"""The trio connection shared by clients and servers.
+
+One task per connection reads the stream (:meth:`Connection._run`): it feeds
+the engine, queues the messages and wakes the task waiting in ``recv``,
+which takes them from the queue with no await in between, so a cancelled
+``recv`` loses nothing. The same task keeps the connection's deadlines (the
+next keepalive ping, the wait for its pong, the end of the closing
+handshake) as the deadline of the cancel scope it reads in: an idle
+connection costs no timer and no other task.
+
+Writing. The task that sends writes the engine's bytes itself; while it
+writes, frames from other tasks wait in a buffer that it writes next, and
+those senders wait only while the buffer is over ``write_limit``. A plain
+socket is written to directly, so that a sender cancelled while the peer
+does not read knows what went out: the rest is handed to a writer task and
+the stream stays whole. Writes that may not wait (keepalive pings,
+broadcasts) are handed to a writer task when nobody is writing.
+
+When the task that owns the reader is cancelled (the server's nursery, or
+the end of ``trio.run`` for a client), the reader closes the connection with
+1001 (going away), shielded for at most ``close_timeout``, then lets the
+cancellation go on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from tether.attributes import ConnectionAttributes
+from tether.broadcasting import CLOSED, FULL, READY
+from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
+from tether.log import ConnectionLogger, LoggerLike, connection_logger
+from tether.messages import MessageQueue, convert, parse_budget
+from tether.pings import answer_pings, ping_payload
+from tether.protocol.client import ClientProtocol
+from tether.protocol.close import CloseCode
+from tether.protocol.connection import _CLOSED, _OPEN
+from tether.protocol.events import CloseReceived, Event, Pong
+from tether.protocol.server import ServerProtocol
+from tether.read_buffer import shared_read_buffer
+from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
+
+__all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "Data", "PongWaiter"]
+
+DEFAULT_WRITE_LIMIT = 32 * 1024
+
+READ_SIZE = 65536
+"""How much a stream without a socket (TLS) reads at once."""
+
+# How long a cancelled connection may take to close with 1001 when it has no
+# close_timeout: a shielded wait must end.
+_GOING_AWAY_LIMIT = 10.0
+
+_INF = math.inf
+
+_Spawn = Callable[[Callable[[], Any], str], None]
+"""How a connection starts a task of its own: in the server's nursery, or as a system task."""
+
+_Abort = trio.lowlevel.Abort
+
+
+class PongWaiter:
+    """What :meth:`Connection.ping` returns: await it for the round-trip time, in seconds.
+
+    It raises :class:`~tether.exceptions.ConnectionClosed` if the connection
+    closes before the pong comes.
+    """
+
+    __slots__ = ("_done", "_exc", "_latency")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._latency = 0.0
+        self._exc: ConnectionClosed | None = None
+
+    def _set(self, latency: float) -> None:
+        self._latency = latency
+        self._done.set()
+
+    def _fail(self, exc: ConnectionClosed) -> None:
+        self._exc = exc
+        self._done.set()
+
+    async def wait(self) -> float:
+        """Wait for the pong; return the round-trip time."""
+        await self._done.wait()
+        if self._exc is not None:
+            raise self._exc
+        return self._latency
+
+    def __await__(self) -> Generator[Any, None, float]:
+        return self.wait().__await__()
+
+
+class Connection(ConnectionAttributes, trio.abc.AsyncResource):
+    """An open WebSocket connection over a trio stream, on the client or the server side.
+
+    It is made by :func:`tether.trio.connect` or given to a handler by
+    :func:`tether.trio.serve`; applications do not create it themselves.
+    """
+
+    default_logger = "tether"
+    """The name of the logger used when the ``logger`` option is not given."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        protocol: ClientProtocol | ServerProtocol,
+        *,
+        logger: LoggerLike | str | None = None,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_queue: int | None = 16,
+        write_limit: int = DEFAULT_WRITE_LIMIT,
+    ) -> None:
+        self.stream = stream
+        """The trio stream underneath: a :class:`trio.SocketStream` or a :class:`trio.SSLStream`."""
+        # A plain socket is read into the shared buffer and written directly.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self.protocol = protocol
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.write_limit = write_limit
+        self._id: uuid.UUID | None = None
+        self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
+        """The logger of this connection: records name it."""
+        self.latency = 0.0
+        """The round-trip time of the last ping answered, in seconds."""
+        self._messages = MessageQueue(max_queue)
+        self._receiving = False
+        # The task parked in recv until the reader brings something.
+        self._recv_task: trio.lowlevel.Task | None = None
+        # The reader waits for room in the queue: parked here.
+        self._paused = False
+        self._reader_parked: trio.lowlevel.Task | None = None
+        # Bytes waiting for the task that writes, and whether one does.
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._writing = False
+        # Bytes of replies the reader queued while another task wrote.
+        self._replies = 0
+        self._drained: trio.Event | None = None
+        self._write_error: BaseException | None = None
+        self._send_lock: trio.Lock | None = None
+        self._pings: dict[bytes, tuple[PongWaiter | None, float]] | None = None
+        # Deadlines on trio's clock: the next keepalive ping, the pong of
+        # the last one, the end of the closing handshake.
+        self._ping_at = _INF
+        self._pong_by = _INF
+        self._close_by = _INF
+        self._scope: trio.CancelScope | None = None
+        self._spawn: _Spawn | None = None
+        self._stream_closed = False
+        self._eof_written = False
+        self._lost = False
+        self._closed = trio.Event()
+
+    # Attributes
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier of the connection, for logs."""
+        id_ = self._id
+        if id_ is None:
+            id_ = self._id = uuid.uuid4()
+        return id_
+
+    @property
+    def local_address(self) -> Any:
+        """The local address of the socket, as the socket module gives it."""
+        return self._stream_socket().getsockname()
+
+    @property
+    def remote_address(self) -> Any:
+        """The remote address of the socket, as the socket module gives it."""
+        return self._stream_socket().getpeername()
+
+    def _stream_socket(self) -> trio.socket.SocketType:
+        stream: Any = self.stream
+        while not isinstance(stream, trio.SocketStream):
+            stream = stream.transport_stream
+        return stream.socket
+
+    # Receiving
+
+    async def recv(self, decode: bool | None = None, timeout: float | None = None) -> str | bytes:
+        """Return the next message: ``str`` for text and ``bytes`` for binary.
+
+        ``decode=True`` returns binary messages decoded as UTF-8 too, and
+        ``decode=False`` returns text messages as UTF-8 bytes. With a
+        ``timeout``, :class:`TimeoutError` is raised when no message arrived in
+        time. Cancelling ``recv`` loses no message: the next call returns it.
+        Raise :class:`~tether.exceptions.ConnectionClosed` once the connection
+        is closed and every message received before was read.
+        """
+        if self._receiving:
+            raise ConcurrencyError("another task is already receiving from this connection")
+        self._receiving = True
+        try:
+            messages = self._messages
+            if messages.ready:
+                await trio.lowlevel.checkpoint()
+            elif timeout is None:
+                while not messages.ready:
+                    await self._input()
+            else:
+                with trio.move_on_after(timeout):
+                    while not messages.ready:
+                        await self._input()
+                if not messages.ready:
+                    raise TimeoutError("no message received in time")
+            message = messages.get(decode)
+            if self._paused or self.protocol.message_budget is not None:
+                self._maybe_resume_reading()
+            return message
+        finally:
+            self._receiving = False
+
+    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
+        """Yield the next message piece by piece, as its frames arrive."""
+        if self._receiving:
+            raise ConcurrencyError("another task is already receiving from this connection")
+        self._receiving = True
+        # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
+        decoder = codecs.getincrementaldecoder("utf-8")() if decode else None
+        try:
+            while True:
+                piece = self._messages.get_fragment()
+                if piece is None:
+                    await self._input()
+                    continue
+                data, last = piece
+                if decoder is not None and isinstance(data, bytes):
+                    yield decoder.decode(data, final=last)
+                else:
+                    yield convert(data, decode)
+                if last:
+                    self._maybe_resume_reading()
+                    return
+        finally:
+            self._receiving = False
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Iterate over messages until the connection closes.
+
+        The iteration ends quietly on a normal closure (1000 or 1001) and
+        raises :class:`~tether.exceptions.ConnectionClosedError` otherwise.
+        """
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """The next message of ``async for``: see :meth:`__aiter__`."""
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    async def _input(self) -> None:
+        """Wait until the reader brings something; raise ConnectionClosed if nothing ever will."""
+        if self._lost:
+            raise self.protocol.close_exc()
+        self._recv_task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_input)
+
+    def _abort_input(self, _: Any) -> _Abort:
+        self._recv_task = None
+        return _Abort.SUCCEEDED
+
+    def _wake_reader(self) -> None:
+        """Wake the task waiting in recv, if any."""
+        task = self._recv_task
+        if task is not None:
+            self._recv_task = None
+            trio.lowlevel.reschedule(task)
+
+    def _maybe_resume_reading(self) -> None:
+        protocol = self.protocol
+        if protocol.held_back and self._messages.low:
+            # Messages were read: parse what the engine held back for want of room.
+            protocol.message_budget = parse_budget(self._messages, protocol)
+            protocol.resume_parsing()
+            self._process()
+            self._flush_nowait()
+        if self._paused and not self._messages.full and not protocol.held_back:
+            self._resume()
+
+    def _resume(self) -> None:
+        self._paused = False
+        task = self._reader_parked
+        if task is not None:
+            self._reader_parked = None
+            trio.lowlevel.reschedule(task)
+
+    # Sending
+
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+        text: bool | None = None,
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` or bytes-like pieces sends
+        one fragmented message, a frame per piece. ``text`` forces the
+        opcode: ``True`` sends bytes (which must be UTF-8) as text, ``False``
+        sends ``str`` as binary. Return once the message is written to the
+        socket, or waits behind another task's write in a buffer under
+        ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
+        once the connection is closing.
+        """
+        lock = self._send_lock
+        if isinstance(message, DATA_TYPES) or is_single(message):
+            protocol = self.protocol
+            if lock is not None and lock.locked():
+                async with lock:
+                    send_data(protocol, message, text)  # type: ignore[arg-type]
+            else:
+                try:
+                    protocol.send_message(message, text)  # type: ignore[arg-type]
+                except InvalidState:
+                    raise protocol.close_exc() from None
+            await self._flush()
+        else:
+            # Only fragmented messages ever hold the lock: made for the first.
+            if lock is None:
+                lock = self._send_lock = trio.Lock()
+            async with lock:
+                await self._send_fragments(message, text)
+
+    async def _send_fragments(
+        self, pieces: Iterable[Data] | AsyncIterable[Data], text: bool | None
+    ) -> None:
+        fragments = Fragments(self.protocol, text)
+        try:
+            if isinstance(pieces, AsyncIterable):
+                async for piece in pieces:
+                    fragments.send(piece)
+                    await self._flush()
+            else:
+                for piece in pieces:
+                    fragments.send(piece)
+                    await self._flush()
+        except ConnectionClosed:
+            raise
+        except BaseException:
+            # A message cut in the middle cannot be finished: fail the connection.
+            if fragments.started:
+                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+            raise
+        fragments.end()
+        await self._flush()
+
+    async def ping(self, data: Data | None = None) -> PongWaiter:
+        """Send a ping; return an awaitable that gives the round-trip time when the pong comes.
+
+        Without ``data``, four random bytes make the ping unique. Raise
+        :class:`~tether.exceptions.ConcurrencyError` if a ping with the same
+        data is still waiting for its pong.
+        """
+        waiter = PongWaiter()
+        self._send_ping(data, waiter)
+        await self._flush()
+        return waiter
+
+    def _send_ping(self, data: Data | None, waiter: PongWaiter | None) -> bytes:
+        """Record a ping and have the engine send it; ``waiter`` is None for keepalive."""
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        payload = ping_payload(data)
+        if payload in pings:
+            if data is not None:
+                raise ConcurrencyError("a ping with the same data is waiting for its pong")
+            while payload in pings:  # pragma: no cover - 1 in 2**32
+                payload = ping_payload(None)
+        try:
+            self.protocol.send_ping(payload)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
+        pings[payload] = (waiter, time.monotonic())
+        return payload
+
+    async def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong, as a one-way heartbeat."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        try:
+            self.protocol.send_pong(payload)
+        except InvalidState:
+            raise self.protocol.close_exc() from None
+        await self._flush()
+
+    def _pong_received(self, data: bytes) -> None:
+        pings = self._pings
+        if pings is None or data not in pings:
+            return
+        keepalive_answered = False
+        for waiter, latency in answer_pings(pings, data, time.monotonic()):
+            self.latency = latency
+            if waiter is None:
+                keepalive_answered = True
+            else:
+                waiter._set(latency)
+        if not pings:
+            self._pings = None
+        if keepalive_answered and self.ping_interval is not None:
+            # The next keepalive ping is an interval after this pong.
+            self._pong_by = _INF
+            self._ping_at = trio.current_time() + self.ping_interval
+            self._update_deadline()
+
+    # Closing
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake and wait until the connection is closed.
+
+        The wait lasts at most ``close_timeout`` after the handshake starts;
+        then TCP is dropped. Closing a closed connection does nothing.
+        """
+        self._start_closing(code, reason)
+        if self._writing:
+            self._flush_nowait()
+        else:
+            with contextlib.suppress(ConnectionClosed):
+                await self._flush()
+        await self._closed.wait()
+
+    async def aclose(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection: :meth:`close`, under trio's name for it."""
+        await self.close(code, reason)
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        protocol = self.protocol
+        if protocol.state is not _OPEN:
+            return
+        protocol.send_close(code, reason)
+        # The peer's close frame may wait behind messages nobody reads: read on.
+        if protocol.held_back:
+            protocol.message_budget = None
+            protocol.resume_parsing()
+            self._process()
+        if self._paused:
+            self._resume()
+        self._arm_close_deadline()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await self._closed.wait()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: send a close frame if possible and drop TCP."""
+        self.logger.info("failing connection with code %d: %s", code, reason)
+        self.protocol.fail(code, reason)
+        self._arm_close_deadline()
+        self._flush_nowait()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # Deadlines, kept by the reader's cancel scope
+
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None:
+            self._ping_at = trio.current_time() + self.ping_interval
+
+    def _arm_close_deadline(self) -> None:
+        if self._close_by == _INF and self.close_timeout is not None:
+            self._close_by = trio.current_time() + self.close_timeout
+        # Keepalive ends with the closing handshake.
+        self._ping_at = self._pong_by = _INF
+        self._update_deadline()
+
+    def _update_deadline(self) -> None:
+        scope = self._scope
+        if scope is not None:
+            scope.deadline = min(self._ping_at, self._pong_by, self._close_by)
+
+    async def _deadline_passed(self) -> None:
+        now = trio.current_time()
+        if now >= self._close_by:
+            self.logger.debug("closing timed out after %s seconds", self.close_timeout)
+            await self._close_stream(forcefully=True)
+        elif now >= self._pong_by:
+            self.logger.warning("no pong within %s seconds", self.ping_timeout)
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            if not self._writing:
+                await self._write_all()
+        elif now >= self._ping_at:
+            self._ping_at = _INF
+            try:
+                self._send_ping(None, None)
+            except ConnectionClosed:
+                return
+            if self.ping_timeout is not None:
+                self._pong_by = now + self.ping_timeout
+            else:
+                assert self.ping_interval is not None
+                self._ping_at = now + self.ping_interval
+            if self._writing:
+                self._take_output()
+            else:
+                await self._write_all()
+
+    # Reading, in the connection's own task
+
+    def _start(self, spawn: _Spawn) -> None:
+        """Start the reader task, once the handshake succeeded."""
+        self._spawn = spawn
+        spawn(self._run, f"tether reader {self.id}")
+
+    async def _run(self) -> None:
+        """Read until the connection ends; close with 1001 if cancelled from outside."""
+        try:
+            await self._read_with_deadlines()
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True) as scope:
+                limit = self.close_timeout
+                scope.deadline = trio.current_time() + (
+                    _GOING_AWAY_LIMIT if limit is None else limit
+                )
+                self._start_closing(CloseCode.GOING_AWAY, "")
+                # Writers of the cancelled tasks let go soon: then write the close frame.
+                while self._writing and not self._stream_closed:
+                    await self._wait_drained()
+                await self._write_all()
+                await self._read_with_deadlines()
+            raise
+        except Exception:
+            self.logger.error("unexpected internal error", exc_info=True)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._close_stream(forcefully=True)
+                self._wrap_up()
+
+    async def _read_with_deadlines(self) -> None:
+        while not self._stream_closed:
+            deadline = min(self._ping_at, self._pong_by, self._close_by)
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._scope = scope
+                await self._read()
+            self._scope = None
+            if scope.cancelled_caught:
+                await self._deadline_passed()
+
+    async def _read(self) -> None:
+        """Read and feed the engine until the stream ends or is closed."""
+        protocol = self.protocol
+        sock = self._socket
+        buffer = shared_read_buffer()
+        stream = self.stream
+        while True:
+            while self._paused:
+                self._reader_parked = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort_pause)
+            try:
+                if sock is not None:
+                    size = await sock.recv_into(buffer)
+                    data: bytes | bytearray | memoryview = buffer[:size]
+                else:
+                    data = await stream.receive_some(READ_SIZE)
+                    size = len(data)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                size = 0
+                data = b""
+            if not size:
+                protocol.receive_eof()
+                self._process()
+                await self._close_stream(forcefully=True)
+                return
+            if protocol.extensions:
+                # One read of compressed data must not inflate into more
+                # messages than the queue holds: the engine keeps the rest.
+                protocol.message_budget = parse_budget(self._messages, protocol)
+            if protocol.receive_data(data):
+                self._process(True)
+                continue
+            self._process()
+            if protocol._output or protocol.state is not _OPEN:
+                await self._reply()
+            if self._stream_closed:
+                return
+
+    def _abort_pause(self, _: Any) -> _Abort:
+        self._reader_parked = None
+        return _Abort.SUCCEEDED
+
+    async def _reply(self) -> None:
+        """Write what the engine answered (pongs, close frames).
+
+        While another task writes, the answers wait in the buffer; once they
+        pass ``write_limit`` there, reading waits until it drains, so that a
+        peer which floods pings and never reads cannot grow it without bound.
+        """
+        if not self._writing:
+            await self._write_all()
+            return
+        self._replies += self._take_output()
+        while self._writing and self._replies > self.write_limit and not self._stream_closed:
+            await self._wait_drained()
+
+    def _process(self, only_messages: bool = False) -> None:
+        """Queue the engine's messages, wake the receiver, handle the other events."""
+        events = self.protocol.events()
+        if not events:
+            return
+        messages = self._messages
+        if only_messages:
+            messages.extend_whole(events)
+            others: Iterable[Event] = ()
+        else:
+            others = messages.extend(events)
+        if messages.ready:
+            if (
+                messages.ready >= messages.full_at
+                and not self._paused
+                and self.protocol.state is _OPEN
+            ):
+                self._paused = True
+            self._wake_reader()
+        for event in others:
+            self._handle_event(event)
+        if self.protocol.state is not _OPEN:
+            self._arm_close_deadline()
+
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, Pong):
+            self._pong_received(event.data)
+        elif isinstance(event, CloseReceived):
+            self.logger.debug("received close frame: %s", event.close)
+
+    def _wrap_up(self) -> None:
+        """Mark the connection closed and wake everyone waiting on it."""
+        if self.protocol.state is not _CLOSED:
+            self.protocol.receive_eof()
+        self.protocol.events()
+        self._lost = True
+        pings = self._pings
+        if pings is not None:
+            self._pings = None
+            closed = self.protocol.close_exc()
+            for waiter, _ in pings.values():
+                if waiter is not None:
+                    waiter._fail(closed)
+        self._ping_at = self._pong_by = self._close_by = _INF
+        self._wake_reader()
+        self._wake_drained()
+        if self._paused:
+            self._resume()
+        self._closed.set()
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection closed: %s", self.protocol.close_exc())
+
+    # Writing
+
+    def _take_output(self) -> int:
+        """Move what the engine has to send to the buffer; return how many bytes."""
+        data = self.protocol.data_to_send()
+        if not data:
+            return 0
+        size = sum(map(len, data)) if len(data) > 1 else len(data[0])
+        self._out += data
+        self._out_size += size
+        return size
+
+    def _write_room(self) -> int:
+        """Whether a broadcast frame may be written now: see :mod:`tether.broadcasting`."""
+        if self._stream_closed or self._write_error is not None:
+            return CLOSED
+        return FULL if self._out_size > self.write_limit else READY
+
+    def _flush_nowait(self) -> None:
+        """Have what the engine has to send written, without waiting: by a writer task if needed."""
+        self._take_output()
+        if self._writing or self._spawn is None:
+            return
+        if self._out or (self.protocol.close_transport and not self._stream_closed):
+            self._writing = True
+            self._spawn(self._write_in_task, f"tether writer {self.id}")
+
+    async def _flush(self) -> None:
+        """Write what the engine has to send; wait if another task writes and the buffer is full.
+
+        Raise :class:`~tether.exceptions.ConnectionClosed` when writing failed.
+        """
+        if not self._writing:
+            await self._write_all()
+        else:
+            self._take_output()
+            if self._out_size > self.write_limit:
+                while self._writing and self._out_size > self.write_limit:
+                    await self._wait_drained()
+            else:
+                await trio.lowlevel.checkpoint()
+        if self._write_error is not None:
+            await self._closed.wait()
+            raise self.protocol.close_exc() from self._write_error
+
+    async def _write_all(self) -> None:
+        self._take_output()
+        if not self._out and not (self.protocol.close_transport and not self._stream_closed):
+            await trio.lowlevel.checkpoint()
+            return
+        self._writing = True
+        await self._write_loop(handoff=self._spawn is not None)
+
+    async def _write_in_task(self) -> None:
+        try:
+            await self._write_loop(handoff=False)
+        except BaseException:
+            # Cancelled with its nursery: whoever closes the connection writes the rest.
+            self.logger.debug("writer task ended", exc_info=True)
+
+    async def _write_loop(self, *, handoff: bool) -> None:
+        """Write the buffer until it is empty; the caller set ``_writing``.
+
+        A cancelled write puts what it did not write back at the head of the
+        buffer: with ``handoff``, a writer task goes on with it; otherwise the
+        next writer does.
+        """
+        protocol = self.protocol
+        handed_off = False
+        try:
+            while True:
+                self._take_output()
+                out = self._out
+                if not out:
+                    break
+                self._out = []
+                self._out_size = 0
+                if self._stream_closed or self._write_error is not None:
+                    continue
+                data = out[0] if len(out) == 1 else b"".join(out)
+                try:
+                    await self._send_all(data)
+                except trio.Cancelled:
+                    if handoff and not self._stream_closed:
+                        handed_off = True
+                        assert self._spawn is not None
+                        self._spawn(self._write_in_task, f"tether writer {self.id}")
+                    raise
+            self._replies = 0
+            if protocol.close_transport and not self._stream_closed:
+                if protocol.error is not None and protocol.state is not _CLOSED:
+                    await self._linger()
+                else:
+                    await self._close_stream(forcefully=False)
+        finally:
+            if not handed_off:
+                self._writing = False
+                self._wake_drained()
+
+    async def _send_all(self, data: bytes) -> None:
+        """Write ``data``; if cancelled, put back at the buffer's head what did not go out."""
+        sock = self._socket
+        if sock is None:
+            try:
+                await self.stream.send_all(data)
+            except trio.Cancelled:
+                # What went out of a TLS stream is unknown: it cannot go on.
+                self._write_error = ConnectionAbortedError("write cancelled")
+                with trio.CancelScope(shield=True):
+                    await self._close_stream(forcefully=True)
+                raise
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                await self._write_failed(exc)
+            return
+        view = memoryview(data)
+        sent = 0
+        try:
+            while sent < len(data):
+                sent += await sock.send(view[sent:])
+        except trio.Cancelled:
+            # A cancelled send wrote nothing: the rest waits for the next writer.
+            rest = bytes(view[sent:])
+            self._out.insert(0, rest)
+            self._out_size += len(rest)
+            raise
+        except OSError as exc:
+            await self._write_failed(exc)
+
+    async def _write_failed(self, exc: BaseException) -> None:
+        self.logger.debug("write failed: %s", exc)
+        if self._write_error is None:
+            self._write_error = exc
+        self.protocol.data_to_send()
+        self._out = []
+        self._out_size = 0
+        await self._close_stream(forcefully=True)
+
+    def _wake_drained(self) -> None:
+        event = self._drained
+        if event is not None:
+            self._drained = None
+            event.set()
+
+    async def _wait_drained(self) -> None:
+        event = self._drained
+        if event is None:
+            event = self._drained = trio.Event()
+        await event.wait()
+
+    async def _linger(self) -> None:
+        """Half-close after failing on the peer's data; the reader drops input until EOF.
+
+        Closing with the peer's bytes unread would make the kernel answer
+        with a RST, and the peer might lose our close frame.
+        """
+        if self._eof_written:
+            return
+        stream = self.stream
+        if not isinstance(stream, trio.SocketStream):
+            await self._close_stream(forcefully=False)
+            return
+        self._eof_written = True
+        self._arm_close_deadline()
+        try:
+            await stream.send_eof()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._close_stream(forcefully=True)
+        if self._paused:
+            self._resume()
+
+    async def _close_stream(self, *, forcefully: bool) -> None:
+        """Close the stream, once; a reader blocked on it wakes up."""
+        if self._stream_closed:
+            return
+        self._stream_closed = True
+        self._wake_drained()
+        if forcefully or self._socket is not None:
+            await trio.aclose_forcefully(self.stream)
+            return
+        # A TLS stream says goodbye (close_notify), within close_timeout.
+        with trio.move_on_after(
+            _GOING_AWAY_LIMIT if self.close_timeout is None else self.close_timeout
+        ):
+            try:
+                await self.stream.aclose()
+                return
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        await trio.aclose_forcefully(self.stream)
