@@ -47,7 +47,6 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
-from tether.read_buffer import shared_read_buffer
 from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "Data", "PongWaiter"]
@@ -565,19 +564,19 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         """Read and feed the engine until the stream ends or is closed."""
         protocol = self.protocol
         sock = self._socket
-        buffer = shared_read_buffer()
         stream = self.stream
         while True:
             while self._paused:
                 self._reader_parked = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._abort_pause)
             try:
+                # Not into a buffer shared by the connections: trio lets other
+                # tasks run between the system call and the return.
                 if sock is not None:
-                    size = await sock.recv_into(buffer)
-                    data: bytes | bytearray | memoryview = buffer[:size]
+                    data: bytes | bytearray = await sock.recv(READ_SIZE)
                 else:
                     data = await stream.receive_some(READ_SIZE)
-                    size = len(data)
+                size = len(data)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 size = 0
                 data = b""

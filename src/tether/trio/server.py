@@ -231,9 +231,14 @@ class Server:
         finally:
             if connection is not None:
                 self._connections.discard(connection)
-            if not started:
-                # The connection's reader closes the stream once it runs.
-                with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
+                if started:
+                    # trio closes the stream when this returns: cancelled,
+                    # wait for the reader's closing handshake (bounded by
+                    # close_timeout) rather than cut it short.
+                    assert connection is not None
+                    await connection.wait_closed()
+                else:
                     await trio.aclose_forcefully(stream)
 
     def close(
