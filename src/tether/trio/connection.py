@@ -35,7 +35,6 @@ from types import TracebackType
 from typing import Any
 
 import trio
-
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
@@ -178,13 +177,19 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
 
     @property
     def local_address(self) -> Any:
-        """The local address of the socket, as the socket module gives it."""
-        return self._stream_socket().getsockname()
+        """The local address of the socket, as the socket module gives it; ``None`` once closed."""
+        try:
+            return self._stream_socket().getsockname()
+        except OSError:
+            return None
 
     @property
     def remote_address(self) -> Any:
-        """The remote address of the socket, as the socket module gives it."""
-        return self._stream_socket().getpeername()
+        """The remote address of the socket, as the socket module gives it; ``None`` once closed."""
+        try:
+            return self._stream_socket().getpeername()
+        except OSError:
+            return None
 
     def _stream_socket(self) -> trio.socket.SocketType:
         stream: Any = self.stream
