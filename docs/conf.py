@@ -60,7 +60,7 @@ _BUILTINS = "|".join(name for name in dir(builtins) if not name.startswith("_"))
 _STDLIB = "|".join(sorted(name for name in sys.stdlib_module_names if not name.startswith("_")))
 nitpick_ignore_regex = [
     # The standard library, and the libraries tether works with.
-    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn|redis|werkzeug)(\..*)?"),
+    ("py:.*", rf"_?({_STDLIB}|uvloop|pytest|_pytest|uvicorn|redis|werkzeug|trio)(\..*)?"),
     # Builtins and typing names, as annotations show them.
     (
         "py:.*",
@@ -76,7 +76,7 @@ nitpick_ignore_regex = [
     # A dataclass field's default factory, which Sphinx splits at the comma.
     ("py:class", r"list\[tuple\[str"),
     # Type variables and private bases, which autodoc does not document.
-    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|CheckResult|Conn|Handler|_\w+)"),
+    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|CheckResult|Conn|AsyncConn|AuthConn|Handler|_\w+)"),
 ]
 
 html_theme = "furo"

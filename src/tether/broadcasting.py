@@ -1,8 +1,8 @@
 """One message written to many connections without waiting, shared by the async APIs.
 
 Each API's connection tells whether it can take a frame now
-(:meth:`Broadcastable._write_room`) and writes what its engine has to send
-without waiting (:meth:`Broadcastable._flush_nowait`); building the frame
+(``_write_room()``) and writes what its engine has to send
+without waiting (``_flush_nowait()``); building the frame
 once, skipping, logging and reporting happen here.
 """
 
@@ -24,7 +24,7 @@ from tether.sending import broadcast_payload
 __all__ = ["CLOSED", "FULL", "READY", "Broadcastable", "broadcast_message"]
 
 READY = 0
-"""What :meth:`Broadcastable._write_room` answers when a frame may be written now."""
+"""What ``_write_room()`` answers when a frame may be written now."""
 FULL = 1
 """What it answers when the write buffer is over ``write_limit``: the connection is skipped."""
 CLOSED = 2

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec
 
-import tether.trio
 import trio
+
+import tether.trio
 from tether.trio import Server, ServerConnection
 
 __all__ = ["TIMEOUT", "echo", "hold", "serving", "trio_test", "uri_of"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 import tether.trio
-import trio
 from tether.trio import ServerConnection, broadcast
 
 from .conftest import hold, serving, trio_test, uri_of

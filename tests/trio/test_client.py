@@ -6,10 +6,10 @@ import functools
 import threading
 
 import pytest
+import trio
 
 import tether.sync
 import tether.trio
-import trio
 from tether.exceptions import InvalidURI
 
 from .conftest import echo, serving, trio_test, uri_of

@@ -6,9 +6,9 @@ import random
 import socket
 
 import pytest
+import trio
 
 import tether.trio
-import trio
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from tether.trio import ClientConnection, PongWaiter, ServerConnection
 

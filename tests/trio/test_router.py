@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 
 import pytest
+import trio
 
 import tether.trio
-import trio
 from tether.exceptions import InvalidStatus
 from tether.trio import ServerConnection, basic_auth, route
 

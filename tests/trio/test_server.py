@@ -8,10 +8,10 @@ import ssl
 import tempfile
 
 import pytest
+import trio
 import trustme
 
 import tether.trio
-import trio
 from tether.exceptions import InvalidStatus
 from tether.protocol.http11 import Request, Response
 from tether.trio import Server, ServerConnection

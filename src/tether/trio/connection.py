@@ -1,6 +1,6 @@
 """The trio connection shared by clients and servers.
 
-One task per connection reads the stream (:meth:`Connection._run`): it feeds
+One task per connection reads the stream (``Connection._run``): it feeds
 the engine, queues the messages and wakes the task waiting in ``recv``,
 which takes them from the queue with no await in between, so a cancelled
 ``recv`` loses nothing. The same task keeps the connection's deadlines (the
@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 import trio
+
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState

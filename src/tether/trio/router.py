@@ -21,9 +21,10 @@ class Router(AsyncRouter[ServerConnection]):
 
     Patterns work as in :class:`tether.Router`: ``{name}`` takes one
     segment, a last ``{name:path}`` the rest of the path, and the handler is
-    called as ``handler(connection, **params)``. Give :meth:`process_request`
-    and :meth:`handler` to :func:`~tether.trio.server.serve`, or let
-    :func:`route` do it.
+    called as ``handler(connection, **params)``. Give
+    :meth:`~tether.routing.BaseRouter.process_request` and
+    :meth:`~tether.routing.AsyncRouter.handler` to
+    :func:`~tether.trio.server.serve`, or let :func:`route` do it.
     """
 
 
