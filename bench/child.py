@@ -111,7 +111,8 @@ def run_job(name: str, url: str, workload: Workload) -> Result:
             typed: AsyncConnect = connect
             return await ASYNC_WORKLOADS[workload.kind](workload, typed, checkpoint)
 
-    return run_loop(main(), LIBRARIES[name].flavor == "uvloop")
+    flavor = LIBRARIES[name].flavor
+    return run_loop(main(), flavor == "uvloop", flavor == "trio")
 
 
 def run_client(name: str) -> None:

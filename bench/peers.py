@@ -8,11 +8,11 @@ permessage-deflate only when the workload asks for it.
 
 Library names: ``tether``, ``websockets`` and ``aiohttp`` run on asyncio's
 default loop, a ``-uvloop`` suffix puts them on uvloop, ``-sync`` is the
-threading API; ``picows`` runs on uvloop (its recommended set-up);
-``websocket-client`` is a client only. ``uvicorn-sansio``, ``uvicorn-wsproto``
-and ``uvicorn-tether`` are servers only: the same Starlette app under uvicorn
-with each ``--ws`` (:mod:`bench.asgi`), and ``granian`` the same app under
-granian, where it is installed.
+threading API, ``-trio`` the trio API; ``picows`` runs on uvloop (its
+recommended set-up); ``websocket-client`` is a client only. ``uvicorn-sansio``,
+``uvicorn-wsproto`` and ``uvicorn-tether`` are servers only: the same
+Starlette app under uvicorn with each ``--ws`` (:mod:`bench.asgi`), and
+``granian`` the same app under granian, where it is installed.
 
 Each process imports only the library it runs, so one library's import cost
 and memory never show up in another's figures: hence the imports inside
@@ -52,7 +52,7 @@ class Library:
     """A library set-up under test."""
 
     name: str
-    flavor: str  # asyncio | uvloop | sync | asgi
+    flavor: str  # asyncio | uvloop | sync | asgi | trio
     server: bool = True
     client: bool = True
     deflate: bool = True
@@ -67,6 +67,8 @@ LIBRARIES = {
         Library("websockets", "asyncio"),
         Library("websockets-uvloop", "uvloop"),
         Library("websockets-sync", "sync"),
+        Library("tether-trio", "trio"),
+        Library("websockets-trio", "trio"),
         Library("aiohttp", "asyncio"),
         Library("picows", "uvloop", deflate=False),
         Library("websocket-client", "sync", server=False, deflate=False),
@@ -78,8 +80,12 @@ LIBRARIES = {
 }
 
 
-def run_loop(main: Coroutine[Any, Any, T], uvloop: bool) -> T:
-    """Run ``main`` on a new default or uvloop event loop."""
+def run_loop(main: Coroutine[Any, Any, T], uvloop: bool, trio: bool = False) -> T:
+    """Run ``main`` on a new default or uvloop event loop, or with :func:`trio.run`."""
+    if trio:
+        import trio as trio_module
+
+        return trio_module.run(lambda: main)
     if uvloop:
         import uvloop as uvloop_module
 
@@ -264,11 +270,50 @@ def serve_websockets_sync(ready: Ready) -> None:
         server.serve_forever()
 
 
+async def serve_tether_trio(ready: Ready) -> None:
+    """tether's trio server."""
+    import functools
+
+    import trio
+
+    import tether.trio
+
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(
+            tether.trio.serve, async_echo_handler, 0, host="127.0.0.1", max_size=MAX_SIZE
+        )
+        server = await nursery.start(serve)
+        ready(server.sockets[0].getsockname()[1])
+        await trio.sleep_forever()
+
+
+async def serve_websockets_trio(ready: Ready) -> None:
+    """websockets' trio server."""
+    import functools
+
+    import trio
+    import websockets.trio.server
+
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(
+            websockets.trio.server.serve,
+            async_echo_handler,
+            0,
+            host="127.0.0.1",
+            max_size=MAX_SIZE,
+        )
+        server = await nursery.start(serve)
+        ready(server.listeners[0].socket.getsockname()[1])
+        await trio.sleep_forever()
+
+
 ASYNC_SERVERS: dict[str, Callable[[Ready], Coroutine[Any, Any, None]]] = {
     "tether": serve_tether,
     "websockets": serve_websockets,
     "aiohttp": serve_aiohttp,
     "picows": serve_picows,
+    "tether-trio": serve_tether_trio,
+    "websockets-trio": serve_websockets_trio,
 }
 SYNC_SERVERS: dict[str, Callable[[Ready], None]] = {
     "tether-sync": serve_tether_sync,
@@ -292,7 +337,8 @@ def serve(name: str, ready: Ready) -> None:
         serve_uvicorn(name, ready)
         return
     base = name.removesuffix("-uvloop")
-    run_loop(ASYNC_SERVERS[base](ready), LIBRARIES[name].flavor == "uvloop")
+    flavor = LIBRARIES[name].flavor
+    run_loop(ASYNC_SERVERS[base](ready), flavor == "uvloop", flavor == "trio")
 
 
 # asyncio clients
@@ -449,11 +495,67 @@ async def picows_client(url: str) -> AsyncIterator[AsyncConnect]:
     yield connect
 
 
+@contextlib.asynccontextmanager
+async def tether_trio_client(url: str) -> AsyncIterator[AsyncConnect]:
+    """tether's trio client."""
+    import tether.trio
+
+    async def connect(compress: bool) -> AsyncConn:
+        ws = await tether.trio.connect(
+            url, compression="deflate" if compress else None, max_size=MAX_SIZE
+        )
+        return AsyncConn(ws.send, ws.send, ws.recv, ws.close)
+
+    yield connect
+
+
+@contextlib.asynccontextmanager
+async def websockets_trio_client(url: str) -> AsyncIterator[AsyncConnect]:
+    """websockets' trio client: each connection lives in a task of one nursery.
+
+    Its ``connect`` is only an async context manager, which opens a nursery
+    of its own: a task per connection enters it and leaves it.
+    """
+    import trio
+    import websockets.trio.client
+
+    async with trio.open_nursery() as nursery:
+
+        async def hold(compress: bool, done: trio.Event, task_status: trio.TaskStatus[Any]) -> None:
+            async with websockets.trio.client.connect(
+                url, compression="deflate" if compress else None, max_size=MAX_SIZE
+            ) as ws:
+                task_status.started(ws)
+                await done.wait()
+
+        async def connect(compress: bool) -> AsyncConn:
+            done, closed = trio.Event(), trio.Event()
+
+            async def run(task_status: trio.TaskStatus[Any]) -> None:
+                try:
+                    await hold(compress, done, task_status)
+                finally:
+                    closed.set()
+
+            ws = await nursery.start(run)
+
+            async def close() -> None:
+                done.set()
+                await closed.wait()
+
+            return AsyncConn(ws.send, ws.send, ws.recv, close)
+
+        yield connect
+        nursery.cancel_scope.cancel()
+
+
 ASYNC_CLIENTS: dict[str, Callable[[str], contextlib.AbstractAsyncContextManager[AsyncConnect]]] = {
     "tether": tether_client,
     "websockets": websockets_client,
     "aiohttp": aiohttp_client,
     "picows": picows_client,
+    "tether-trio": tether_trio_client,
+    "websockets-trio": websockets_trio_client,
 }
 
 

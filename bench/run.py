@@ -58,6 +58,7 @@ WEBSOCKETS = {
     "sync": "websockets-sync",
     # uvicorn's default WebSocket implementation is built on websockets.
     "asgi": "uvicorn-sansio",
+    "trio": "websockets-trio",
 }
 MATRICES = ("self", "clients", "servers")
 ASGI = ("asgi",)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Data = bytes | str
 Result = dict[str, float]
@@ -159,7 +159,9 @@ def latency_result(count: int, wall: float, cpu: float, latencies: list[float]) 
     }
 
 
-# asyncio clients
+T = TypeVar("T")
+
+# asyncio clients (and trio ones: see gather)
 
 
 @dataclass
@@ -180,19 +182,42 @@ AsyncConnect = Callable[[bool], Awaitable[AsyncConn]]
 Checkpoint = Callable[[], None]
 
 
+async def gather(awaitables: list[Awaitable[T]]) -> list[T]:
+    """:func:`asyncio.gather`, or its trio twin when a trio run is current."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return await _trio_gather(awaitables)
+    return list(await asyncio.gather(*awaitables))
+
+
+async def _trio_gather(awaitables: list[Awaitable[T]]) -> list[T]:
+    import trio  # noqa: PLC0415 - only the trio set-ups have it
+
+    results: list[Any] = [None] * len(awaitables)
+
+    async def run(index: int, awaitable: Awaitable[T]) -> None:
+        results[index] = await awaitable
+
+    async with trio.open_nursery() as nursery:
+        for index, awaitable in enumerate(awaitables):
+            nursery.start_soon(run, index, awaitable)
+    return results
+
+
 async def open_many(connect: AsyncConnect, n: int, compress: bool) -> list[AsyncConn]:
     """Open ``n`` connections, at most :data:`OPEN_BATCH` handshakes at a time."""
     conns: list[AsyncConn] = []
     while len(conns) < n:
         batch = min(OPEN_BATCH, n - len(conns))
-        conns += await asyncio.gather(*(connect(compress) for _ in range(batch)))
+        conns += await gather([connect(compress) for _ in range(batch)])
     return conns
 
 
 async def close_many(conns: list[AsyncConn]) -> None:
     """Close connections, a batch at a time."""
     for start in range(0, len(conns), OPEN_BATCH * 4):
-        await asyncio.gather(*(c.close() for c in conns[start : start + OPEN_BATCH * 4]))
+        await gather([c.close() for c in conns[start : start + OPEN_BATCH * 4]])
 
 
 async def async_echo(w: Workload, connect: AsyncConnect, checkpoint: Checkpoint) -> Result:
@@ -276,7 +301,7 @@ async def async_concurrent(w: Workload, connect: AsyncConnect, checkpoint: Check
     checkpoint()
     deadline = time.perf_counter() + w.seconds
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    counts = await asyncio.gather(*(loop(conn) for conn in conns))
+    counts = await gather([loop(conn) for conn in conns])
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     checkpoint()
     await close_many(conns)
@@ -294,8 +319,8 @@ async def async_handshake(w: Workload, connect: AsyncConnect, checkpoint: Checkp
             conn = await connect(w.compress)
             await conn.close()
         else:
-            conns = await asyncio.gather(*(connect(w.compress) for _ in range(w.parallel)))
-            await asyncio.gather(*(c.close() for c in conns))
+            conns = await gather([connect(w.compress) for _ in range(w.parallel)])
+            await gather([c.close() for c in conns])
         n += w.parallel
         if time.perf_counter() > deadline:
             break

@@ -28,6 +28,8 @@ import codecs
 import contextlib
 import logging
 import math
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
@@ -66,6 +68,10 @@ _Spawn = Callable[[Callable[[], Any], str], None]
 """How a connection starts a task of its own: in the server's nursery, or as a system task."""
 
 _Abort = trio.lowlevel.Abort
+
+# Sockets are read and written through their descriptor, except on Windows,
+# where os.read and os.write do not take sockets.
+_FD_IO = sys.platform != "win32"
 
 
 class PongWaiter:
@@ -216,7 +222,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         try:
             messages = self._messages
             if messages.ready:
-                await trio.lowlevel.checkpoint()
+                # A cancellation point: a message waiting is returned at once.
+                await trio.lowlevel.checkpoint_if_cancelled()
             elif timeout is None:
                 while not messages.ready:
                     await self._input()
@@ -325,6 +332,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
         once the connection is closing.
         """
+        # A cancellation point; the task yields to others only when it waits.
+        await trio.lowlevel.checkpoint_if_cancelled()
         lock = self._send_lock
         if isinstance(message, DATA_TYPES) or is_single(message):
             protocol = self.protocol
@@ -576,12 +585,21 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                 self._reader_parked = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._abort_pause)
             try:
-                # Not into a buffer shared by the connections: trio lets other
-                # tasks run between the system call and the return.
-                if sock is not None:
-                    data: bytes | bytearray = await sock.recv(READ_SIZE)
-                else:
-                    data = await stream.receive_some(READ_SIZE)
+                if sock is None:
+                    data: bytes | bytearray = await stream.receive_some(READ_SIZE)
+                elif _FD_IO:
+                    # Wait, then read the descriptor: one trip through trio's
+                    # scheduler per read, where the socket's recv takes two.
+                    await trio.lowlevel.wait_readable(sock)
+                    fd = sock.fileno()
+                    if fd < 0:
+                        raise trio.ClosedResourceError
+                    try:
+                        data = os.read(fd, READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                else:  # pragma: no cover - Windows
+                    data = await sock.recv(READ_SIZE)
                 size = len(data)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 size = 0
@@ -792,14 +810,25 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         sent = 0
         try:
             while sent < len(data):
-                sent += await sock.send(view[sent:])
+                if not _FD_IO:  # pragma: no cover - Windows
+                    sent += await sock.send(view[sent:])
+                    continue
+                # Write the descriptor at once; wait only when the kernel
+                # has no room.
+                fd = sock.fileno()
+                if fd < 0:
+                    raise trio.ClosedResourceError
+                try:
+                    sent += os.write(fd, view[sent:])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
         except trio.Cancelled:
             # A cancelled send wrote nothing: the rest waits for the next writer.
             rest = bytes(view[sent:])
             self._out.insert(0, rest)
             self._out_size += len(rest)
             raise
-        except OSError as exc:
+        except (OSError, trio.ClosedResourceError) as exc:
             await self._write_failed(exc)
 
     async def _write_failed(self, exc: BaseException) -> None:
