@@ -49,11 +49,13 @@ async def test_async_for_reconnects_after_the_server_comes_back() -> None:
 
 def test_leaving_trio_run_closes_the_connection_with_1001() -> None:
     codes: list[int | None] = []
+    handled = threading.Event()
 
     def record(ws: tether.sync.ServerConnection) -> None:
         for _ in ws:
             pass
         codes.append(ws.close_code)
+        handled.set()
 
     server = tether.sync.serve(record, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -66,11 +68,11 @@ def test_leaving_trio_run_closes_the_connection_with_1001() -> None:
 
     try:
         trio.run(main)
-        server.shutdown(close_connections=False)
-        thread.join(10)
+        assert handled.wait(10)
         assert codes == [1001]
     finally:
         server.shutdown()
+        thread.join(10)
 
 
 def test_bad_uri_and_options_raise_at_once() -> None:
