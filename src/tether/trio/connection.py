@@ -49,7 +49,7 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
-from tether.sending import DATA_TYPES, Data, Fragments, is_single, send_data
+from tether.sending import DATA_TYPES, Data, Fragments, is_single, run_closed_hooks, send_data
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "Data", "PongWaiter"]
 
@@ -116,6 +116,9 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
 
     default_logger = "tether"
     """The name of the logger used when the ``logger`` option is not given."""
+
+    # Hooks to call once closed (topics): on the class until the first one.
+    _on_closed: list[Callable[[Any], None]] | None = None
 
     def __init__(
         self,
@@ -689,6 +692,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         if self._paused:
             self._resume()
         self._closed.set()
+        if self._on_closed is not None:
+            run_closed_hooks(self)
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("connection closed: %s", self.protocol.close_exc())
 
