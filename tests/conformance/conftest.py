@@ -39,6 +39,7 @@ from tests.conformance.peer import (
     accept_response,
     connect_peer,
 )
+from tests.conformance.trio_side import TrioConnection, TrioSide
 from tether.asyncio.connection import Connection
 from tether.asyncio.server import Server, ServerConnection
 from tether.exceptions import ConnectionClosed
@@ -64,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "tether_in_process: the case needs tether in the test's process (its connection object, "
         "serve() options, one event loop's ordering): it does not run behind uvicorn",
     )
+    config.addinivalue_line(
+        "markers",
+        "asyncio_only: the case needs tether on the test's own event loop (its transport, "
+        "the order of events within one loop): it does not run against tether.trio",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -72,6 +78,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     roles = ["server", "client"]
     module = metafunc.module.__name__.rpartition(".")[2]
+    if not metafunc.definition.get_closest_marker("asyncio_only"):
+        # tether.trio, in a thread of its own: see tests/conformance/trio_side.py.
+        roles += ["trio-server", "trio-client"]
     if module in UVICORN_MODULES and not metafunc.definition.get_closest_marker(
         "tether_in_process"
     ):
@@ -80,17 +89,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Behind uvicorn, run each case once: on the default loop of the test's side.
+    """Behind uvicorn and on trio, run each case once: on the default loop of the test's side.
 
-    The server's event loop is uvicorn's ``--loop``; the test's loop only
-    drives the peer, so a second run on uvloop would test nothing more.
+    The server's event loop is uvicorn's ``--loop``, or trio; the test's loop
+    only drives the peer, so a second run on uvloop would test nothing more.
     """
     kept = []
     dropped = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         ids = callspec.id.split("-") if callspec is not None else []
-        if "uvicorn" in ids and "uvloop" in ids:
+        if ("uvicorn" in ids or "trio" in ids) and "uvloop" in ids:
             dropped.append(item)
         else:
             kept.append(item)
@@ -138,11 +147,12 @@ class Harness:
         self._peer_servers: list[PeerServer] = []
         self._clients: list[asyncio.Task[None]] = []
         self._connection: asyncio.Future[Connection] | None = None
+        self._trio: TrioSide | None = None
 
     @property
     def tether_is_server(self) -> bool:
         """Whether tether plays the server, and the peer the client."""
-        return self.tether_role in ("server", "uvicorn")
+        return self.tether_role in ("server", "uvicorn", "trio-server")
 
     async def open(
         self,
@@ -163,6 +173,8 @@ class Harness:
         loop = asyncio.get_running_loop()
         connection: asyncio.Future[Connection] = loop.create_future()
         self._connection = connection
+        if self.tether_role.startswith("trio"):
+            return await self._open_trio(connection, deflate, options)
         if self.tether_is_server:
             if deflate is not None:
                 options["compression"] = "deflate"
@@ -198,6 +210,51 @@ class Harness:
                 await _echo(ws)
 
             self._clients.append(loop.create_task(client()))
+            async with asyncio.timeout(5):
+                peer = await peer_server.peers.get()
+        self._peers.append(peer)
+        return peer
+
+    async def _open_trio(
+        self,
+        connection: asyncio.Future[Any],
+        deflate: DeflateParams | str | None,
+        options: dict[str, Any],
+    ) -> Peer:
+        """Connect the peer and tether.trio, which runs in a thread of its own."""
+        if self._trio is None:
+            self._trio = await asyncio.to_thread(TrioSide)
+        loop = asyncio.get_running_loop()
+
+        def deliver(ws: TrioConnection) -> None:
+            def settle() -> None:
+                if not connection.done():
+                    connection.set_result(ws)
+
+            loop.call_soon_threadsafe(settle)
+
+        def fail(exc: Exception) -> None:
+            loop.call_soon_threadsafe(connection.set_exception, exc)
+
+        if deflate is not None:
+            options["compression"] = "deflate"
+            factory = (
+                ServerPerMessageDeflateFactory
+                if self.tether_is_server
+                else ClientPerMessageDeflateFactory
+            )
+            options.setdefault("extensions", [factory()])
+        if self.tether_is_server:
+            port = await self._trio.serve(deliver, **options)
+            offer = deflate if deflate is None or isinstance(deflate, str) else deflate.header()
+            peer, head = await connect_peer("127.0.0.1", port, extensions=offer)
+            assert peer is not None, head
+        else:
+            answer = deflate if deflate is None or isinstance(deflate, str) else deflate.header()
+            peer_server = PeerServer(accept_response(answer))
+            self._peer_servers.append(peer_server)
+            uri = await peer_server.start()
+            self._trio.connect(uri, deliver, fail, **options)
             async with asyncio.timeout(5):
                 peer = await peer_server.peers.get()
         self._peers.append(peer)
@@ -241,6 +298,17 @@ class Harness:
         assert self._connection is not None
         async with asyncio.timeout(5):
             return await self._connection
+
+    def write_buffer(self, ws: Any) -> Callable[[], int]:
+        """What tells how many bytes wait to be written on tether's side of ``ws``.
+
+        The asyncio transport's buffer, or tether.trio's own.
+        """
+        if isinstance(ws, TrioConnection):
+            return lambda: ws.ws._out_size
+        transport = ws.transport
+        assert transport is not None
+        return transport.get_write_buffer_size  # type: ignore[no-any-return]
 
     async def finish(self, peer: Peer, code: int = 1000, reason: str = "") -> None:
         """Close from the peer's side and check the whole closing handshake.
@@ -293,6 +361,8 @@ class Harness:
         for server in self._servers:
             server.close()
             await server.wait_closed()
+        if self._trio is not None:
+            await asyncio.to_thread(self._trio.stop)
 
 
 @pytest.fixture

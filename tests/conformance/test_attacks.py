@@ -15,13 +15,11 @@ async def test_ping_flood_from_peer_that_never_reads(harness: Harness) -> None:
     # reading until its pongs drain, and the flood backs up at the peer.
     write_limit = 32 * KiB
     peer = await harness.open(write_limit=write_limit)
-    ws = await harness.connection()
-    transport = ws.transport
-    assert transport is not None
+    buffered = harness.write_buffer(await harness.connection())
     peer.stop_reading()
     sizes = [0]
-    bursts = await flood_pings(peer, lambda: sizes.append(transport.get_write_buffer_size()))
-    peak = max(*sizes, transport.get_write_buffer_size())
+    bursts = await flood_pings(peer, lambda: sizes.append(buffered()))
+    peak = max(*sizes, buffered())
     # Two write limits and the pongs of one read; without the bound this
     # reached the size of the whole flood.
     assert peak <= 2 * write_limit + 512 * KiB, peak

@@ -543,6 +543,10 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         """Start the reader task, once the handshake succeeded."""
         self._spawn = spawn
         spawn(self._run, f"tether reader {self.id}")
+        # Frames that came with the handshake may have made answers already.
+        if self.protocol.state is not _OPEN:
+            self._arm_close_deadline()
+        self._flush_nowait()
 
     async def _run(self) -> None:
         """Read until the connection ends; close with 1001 if cancelled from outside."""
