@@ -91,7 +91,7 @@ async def test_async_hooks_and_select_subprotocol() -> None:
             return connection.respond(418, "I'm a teapot.")
         return None
 
-    def select(protocol: object, offered: object) -> str:
+    def select(connection: ServerConnection, offered: object) -> str:
         return "second"
 
     async with serving(

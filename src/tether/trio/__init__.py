@@ -4,7 +4,7 @@ Importing it imports trio (the ``tether[trio]`` extra); ``import tether``
 never does.
 """
 
-from tether.trio.auth import basic_auth
+from tether.trio.auth import basic_auth, digest_auth
 from tether.trio.broadcast import broadcast
 from tether.trio.client import ClientConnection, connect, process_exception, unix_connect
 from tether.trio.connection import Connection, PongWaiter
@@ -21,6 +21,7 @@ __all__ = [
     "basic_auth",
     "broadcast",
     "connect",
+    "digest_auth",
     "process_exception",
     "route",
     "serve",

@@ -22,7 +22,7 @@ class Router(AsyncRouter[ServerConnection]):
     Patterns work as in :class:`tether.Router`: ``{name}`` takes one
     segment, a last ``{name:path}`` the rest of the path, and the handler is
     called as ``handler(connection, **params)``. Give
-    :meth:`~tether.routing.BaseRouter.process_request` and
+    :meth:`~tether.routing.BaseRouter.route_request` and
     :meth:`~tether.routing.AsyncRouter.handler` to
     :func:`~tether.trio.server.serve`, or let :func:`route` do it.
     """
@@ -48,7 +48,7 @@ async def route(
     """
     router = Router(routes)
     hook = (
-        router.process_request
+        router.route_request
         if process_request is None
         else chain_process_request(process_request, router)
     )

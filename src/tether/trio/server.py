@@ -19,11 +19,11 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
-from tether.protocol.server import Origin, ServerProtocol, SubprotocolSelector, server_engines
+from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.serving import handshake_response, run_handler
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+__all__ = ["Server", "ServerConnection", "ServerSubprotocolSelector", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 """A connection handler: a coroutine function taking the connection."""
@@ -37,6 +37,12 @@ ProcessResponse = Callable[
     ["ServerConnection", Request, Response], Response | Awaitable[Response | None] | None
 ]
 """A hook that may alter or replace the handshake response."""
+
+ServerSubprotocolSelector = Callable[["ServerConnection", Sequence[str]], str | None]
+"""A hook that picks a subprotocol among those the client offered, or ``None``.
+
+It gets the connection, as websockets' does.
+"""
 
 
 class ServerConnection(Connection):
@@ -61,6 +67,15 @@ class ServerConnection(Connection):
         needed.
         """
         return self.protocol.reject(status, text)
+
+    def _accept(self, request: Request) -> Response:
+        select = self.server.select_subprotocol
+        if select is None:
+            return self.protocol.accept(request)
+        # The user's hook gets this connection rather than the engine.
+        return self.protocol.accept(
+            request, select_subprotocol=lambda _, offered: select(self, offered)
+        )
 
     async def _handshake(self) -> bool:
         """Read the request, run the hooks and answer; return whether the connection is open."""
@@ -118,6 +133,7 @@ class Server:
         connection_options: dict[str, Any],
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
+        select_subprotocol: ServerSubprotocolSelector | None = None,
         open_timeout: float | None = 10,
         ssl: ssl_module.SSLContext | None = None,
         logger: LoggerLike | str | None = None,
@@ -127,6 +143,7 @@ class Server:
         self.handler = handler
         self.process_request = process_request
         self.process_response = process_response
+        self.select_subprotocol = select_subprotocol
         self.open_timeout = open_timeout
         self.ssl = ssl
         self.logger = connection_logger(logger, "tether.server", "server", self)
@@ -305,7 +322,7 @@ async def serve(
     origins: Sequence[Origin] | None = None,
     extensions: Sequence[ServerExtensionFactory] | None = None,
     subprotocols: Sequence[str] | None = None,
-    select_subprotocol: SubprotocolSelector | None = None,
+    select_subprotocol: ServerSubprotocolSelector | None = None,
     compression: Literal["deflate"] | None = "deflate",
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
@@ -346,7 +363,7 @@ async def serve(
         origins=origins,
         extensions=server_extensions(compression, extensions),
         subprotocols=subprotocols,
-        select_subprotocol=select_subprotocol,
+        select_subprotocol=None,
         server_header=server_header,
         max_size=max_size,
     )
@@ -370,6 +387,7 @@ async def serve(
         },
         process_request=process_request,
         process_response=process_response,
+        select_subprotocol=select_subprotocol,
         open_timeout=open_timeout,
         ssl=ssl,
         logger=logger,
