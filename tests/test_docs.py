@@ -39,7 +39,8 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
         # They use 8766; a free port keeps tests apart.
         code = block.replace("8766", str(_free_port()))
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
-    assert capsys.readouterr().out.count("Hello!") == 2
+    # One Hello! per example that connects: asyncio, threads and trio.
+    assert capsys.readouterr().out.count("Hello!") == 3
 
 
 def test_core_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
