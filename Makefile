@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 
-.PHONY: run test lint types docs pytest debian-packages bench bench-quick bench-fanout soak fuzz fuzz-merge fuzz-native clean
+.PHONY: run test lint types docs pytest debian-packages bench bench-quick bench-fanout bench-c100k soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,14 @@ FANOUT_SUBSCRIBERS ?= 10000
 
 bench-fanout: $(STAMP_BENCH)
 	$(BIN)/python -m bench.fanout --subscribers $(FANOUT_SUBSCRIBERS)
+
+# Idle connections at scale (bench/c100k.py): one server process holding as
+# many connections as its descriptor limit allows, then 100,000 over worker
+# processes sharing the port, each sent one message; memory, idle CPU,
+# handshakes per second and delivery latency. About five minutes on two
+# cores, bounded at ten. Not part of `make test` (tests/bench runs it small).
+bench-c100k: $(STAMP_DEV)
+	$(BIN)/python -m bench.c100k
 
 # A subset of the workloads, three repetitions, in about two minutes.
 bench-quick: $(STAMP_BENCH)

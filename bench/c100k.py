@@ -1,0 +1,591 @@
+"""Many idle connections on one machine, and one message to all of them.
+
+``python -m bench.c100k`` measures, on loopback only:
+
+* **process**: one tether asyncio server on uvloop holding as many
+  connections as its file descriptor limit allows (the soft limit is raised
+  to the hard one first, and the count printed), each sent one
+  :func:`~tether.asyncio.broadcast.broadcast` of 100 bytes;
+* **machine**: ``--machine`` connections over ``--workers`` worker processes
+  of :mod:`tether.workers` sharing the port, each worker with a
+  :class:`~tether.Topics` on a :class:`~tether.topics.redis.RedisBroker`
+  (its own redis-server on a free loopback port), and one message published
+  to all of them with :class:`~tether.topics.publisher.RedisPublisher`.
+
+Both run without and with permessage-deflate. Clients are tether's asyncio
+client on uvloop, in processes that bind to source addresses 127.0.0.2 to
+127.0.0.9 in turn, so that no address runs out of ephemeral ports. Each
+figure:
+
+* RSS per connection: the growth of the server's resident memory (``/proc``)
+  from listening to holding every connection, divided by their number;
+* idle CPU: the server's CPU time over ``--idle`` seconds of nothing but
+  keepalive, at the default ping interval (clients send no pings of their
+  own, and answer the server's), as a share of one core;
+* handshakes per second while connections pile up: connections over the
+  time from the first client's start to the last connection open;
+* loop ms: how long one broadcast (or one delivery of a published message)
+  held the server's event loop;
+* p50, p99, max: from the broadcast's (or publish's) start to a client
+  reading the message, over every connection (one clock for all processes:
+  ``CLOCK_MONOTONIC``). Every connection must receive every message once:
+  the run fails otherwise.
+
+Every wait is bounded; the whole run ends within ``--timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.fanout import free_port, redis_server, wait_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 100
+TOPIC = "all"
+SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+# Connections a client process opens at once.
+BATCH = 64
+# Descriptors a server process keeps for itself: listening sockets, pipes, files.
+RESERVE = 1000
+
+if os.environ.get("C100K_UVLOOP") == "1":
+    # Worker processes of tether.workers run asyncio.run(): make it build a
+    # uvloop loop. Set on import, which the spawned worker does before its
+    # loop starts, when it unpickles its factory.
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def raise_file_limit() -> int:
+    """Raise the soft limit on descriptors to the hard one; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def connections_allowed() -> int:
+    """How many connections one process may hold at this descriptor limit."""
+    return max(raise_file_limit() - RESERVE, 1)
+
+
+def rss(pid: int) -> int:
+    """The resident set size of process ``pid``, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu(pid: int) -> float:
+    """The CPU time process ``pid`` used so far (user and system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def message(seq: int) -> str:
+    head = f"{seq}:{time.monotonic_ns()}:"
+    return head + "x" * (SIZE - len(head))
+
+
+def options(deflate: bool) -> dict[str, Any]:
+    return {"compression": "deflate" if deflate else None}
+
+
+# The single server process: commands on stdin, answers on stdout.
+
+
+async def serve_process(deflate: bool) -> None:
+    import tether  # noqa: PLC0415
+
+    raise_file_limit()
+
+    async def handler(ws: tether.ServerConnection) -> None:
+        await ws.wait_closed()
+
+    loop = asyncio.get_running_loop()
+    async with tether.serve(handler, "127.0.0.1", 0, backlog=4096, **options(deflate)) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(json.dumps({"port": port}), flush=True)
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            command = line.split()
+            if not command or command[0] == "stop":
+                break
+            if command[0] == "broadcast":
+                text = message(int(command[1]))
+                start = time.perf_counter()
+                sent = tether.broadcast(server.connections, text)
+                held = time.perf_counter() - start
+                print(json.dumps({"sent": sent, "loop_ms": held * 1000}), flush=True)
+            else:
+                print(json.dumps({"connections": len(server.connections)}), flush=True)
+        for ws in list(server.connections):
+            if ws.transport is not None:
+                ws.transport.abort()
+
+
+# The workers of the machine-wide run.
+
+
+def worker_server(redis: str, deflate: bool, results: str, port: int, **kwargs: Any) -> Any:
+    """One worker: every connection subscribes to the topic and waits."""
+    import tether  # noqa: PLC0415
+    from tether.asyncio.connection import Data  # noqa: PLC0415
+    from tether.topics import Prepared  # noqa: PLC0415
+    from tether.topics.redis import RedisBroker  # noqa: PLC0415
+
+    topics = tether.Topics(broker=RedisBroker(redis))
+    deliver = topics.publish_local
+    log = Path(results) / f"worker-{os.getpid()}.jsonl"
+
+    def timed(topic: str, data: Data | Prepared) -> int:
+        start = time.perf_counter()
+        sent = deliver(topic, data)
+        held = time.perf_counter() - start
+        with log.open("a") as file:
+            file.write(json.dumps({"sent": sent, "loop_ms": held * 1000}) + "\n")
+        return sent
+
+    topics.publish_local = timed  # type: ignore[method-assign,assignment]
+
+    async def handler(ws: tether.ServerConnection) -> None:
+        topics.subscribe(ws, TOPIC)
+        await ws.wait_closed()
+
+    return tether.serve(handler, "127.0.0.1", port, backlog=4096, **options(deflate), **kwargs)
+
+
+def serve_workers(port: int, workers: int, redis: str, deflate: bool, results: str) -> int:
+    from tether.workers import Supervisor  # noqa: PLC0415
+
+    raise_file_limit()
+    factory = functools.partial(worker_server, redis, deflate, results, port)
+    return Supervisor(factory, workers).run()
+
+
+# Clients
+
+
+async def run_clients(uri: str, count: int, source: str, deflate: bool) -> None:
+    import tether  # noqa: PLC0415
+
+    latencies: dict[int, list[int]] = {}
+    duplicates = 0
+
+    async def listen(ws: tether.ClientConnection) -> None:
+        nonlocal duplicates
+        seen: set[int] = set()
+        with contextlib.suppress(Exception):
+            async for data in ws:
+                now = time.monotonic_ns()
+                seq, sent, _ = str(data).split(":", 2)
+                if int(seq) in seen:
+                    duplicates += 1
+                seen.add(int(seq))
+                latencies.setdefault(int(seq), []).append(now - int(sent))
+
+    async def connect() -> tether.ClientConnection:
+        # The storm is measured, but a refusal under it is retried, and counted.
+        for attempt in range(5):
+            try:
+                return await tether.connect(
+                    uri,
+                    ping_interval=None,
+                    open_timeout=60,
+                    local_addr=(source, 0),
+                    **options(deflate),
+                )
+            except (OSError, TimeoutError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    start = time.monotonic_ns()
+    connections: list[tether.ClientConnection] = []
+    for first in range(0, count, BATCH):
+        batch = await asyncio.gather(*(connect() for _ in range(min(BATCH, count - first))))
+        connections.extend(batch)
+    tasks = [asyncio.create_task(listen(ws)) for ws in connections]
+    print(json.dumps({"start": start, "ready": time.monotonic_ns()}), flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, sys.stdin.readline)
+        if command.strip() != "report":
+            break
+        report = {"latencies": latencies, "duplicates": duplicates}
+        print(json.dumps(report), flush=True)
+    for ws in connections:
+        if ws.transport is not None:
+            ws.transport.abort()
+    for task in tasks:
+        task.cancel()
+
+
+def client_main(uri: str, count: int, source: str, deflate: bool) -> None:
+    import uvloop  # noqa: PLC0415
+
+    raise_file_limit()
+    uvloop.run(run_clients(uri, count, source, deflate))
+
+
+# The runner
+
+
+@dataclass
+class Result:
+    """The figures of one run."""
+
+    mode: str
+    deflate: bool
+    connections: int
+    processes: int
+    rss_per_connection: float
+    idle_cpu: float
+    handshakes_per_s: float
+    loop_ms: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+@contextlib.contextmanager
+def started(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def send(process: subprocess.Popen[str], line: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(line + "\n")
+    process.stdin.flush()
+
+
+def answer(process: subprocess.Popen[str], deadline: float) -> Any:
+    assert process.stdout is not None
+    if time.monotonic() > deadline:
+        raise TimeoutError("c100k: out of time")
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"c100k: a process exited with {process.wait()}")
+    return json.loads(line)
+
+
+def percentile(values: list[int], fraction: float) -> float:
+    index = min(len(values) - 1, int(fraction * len(values)))
+    return values[index] / 1e6
+
+
+class Clients:
+    """The client processes of one run, spread over the source addresses."""
+
+    def __init__(
+        self,
+        stack: contextlib.ExitStack,
+        port: int,
+        total: int,
+        *,
+        processes: int,
+        deflate: bool,
+        env: dict[str, str],
+    ) -> None:
+        self.total = total
+        self.processes = [
+            stack.enter_context(
+                started(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.c100k",
+                        "client",
+                        f"ws://127.0.0.1:{port}/",
+                        str(count),
+                        SOURCES[i % len(SOURCES)],
+                        str(int(deflate)),
+                    ],
+                    env,
+                )
+            )
+            for i, count in enumerate(split(total, processes))
+        ]
+
+    def ready(self, deadline: float) -> float:
+        """Wait for every connection; return handshakes per second."""
+        times = [answer(process, deadline) for process in self.processes]
+        elapsed = (max(t["ready"] for t in times) - min(t["start"] for t in times)) / 1e9
+        return float(self.total / elapsed)
+
+    def check(self, messages: int, deadline: float) -> list[int]:
+        """Every connection got every message once: return the latencies (ns)."""
+        while True:
+            reports = []
+            for process in self.processes:
+                send(process, "report")
+            reports = [answer(process, deadline) for process in self.processes]
+            received = [
+                sum(len(report["latencies"].get(str(seq), [])) for report in reports)
+                for seq in range(messages)
+            ]
+            if all(count == self.total for count in received):
+                break
+            if time.monotonic() > deadline - 5:
+                raise RuntimeError(f"c100k: {received} of {self.total} received each message")
+            time.sleep(0.2)
+        if any(report["duplicates"] for report in reports):
+            raise RuntimeError("c100k: a connection received a message twice")
+        return sorted(ns for r in reports for values in r["latencies"].values() for ns in values)
+
+
+def figures(latencies: list[int]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": latencies[-1] / 1e6,
+    }
+
+
+def idle(pids: list[int], seconds: float) -> float:
+    """The share of one core that ``pids`` used together over ``seconds``."""
+    before = sum(cpu(pid) for pid in pids)
+    start = time.monotonic()
+    time.sleep(seconds)
+    return (sum(cpu(pid) for pid in pids) - before) / (time.monotonic() - start)
+
+
+def run_process(args: argparse.Namespace, deflate: bool, deadline: float) -> Result:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    total = args.connections
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(
+            started([sys.executable, "-m", "bench.c100k", "serve", str(int(deflate))], env)
+        )
+        port = answer(server, deadline)["port"]
+        empty = rss(server.pid)
+        clients = Clients(
+            stack, port, total, processes=args.client_processes, deflate=deflate, env=env
+        )
+        rate = clients.ready(deadline)
+        send(server, "count")
+        held = answer(server, deadline)["connections"]
+        if held != total:
+            raise RuntimeError(f"c100k: the server holds {held} of {total} connections")
+        idle_cpu = idle([server.pid], args.idle)
+        per_connection = (rss(server.pid) - empty) / total
+        loop_ms = []
+        for seq in range(args.messages):
+            send(server, f"broadcast {seq}")
+            result = answer(server, deadline)
+            if result["sent"] != total:
+                raise RuntimeError(f"c100k: broadcast written to {result['sent']} of {total}")
+            loop_ms.append(result["loop_ms"])
+            time.sleep(0.5)
+        latencies = clients.check(args.messages, deadline)
+        send(server, "stop")
+    return Result(
+        "process",
+        deflate,
+        total,
+        1,
+        per_connection,
+        idle_cpu,
+        rate,
+        max(loop_ms),
+        **figures(latencies),
+    )
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def run_machine(args: argparse.Namespace, deflate: bool, redis: str, deadline: float) -> Result:
+    import redis as redis_py  # noqa: PLC0415
+
+    from tether.topics.publisher import RedisPublisher  # noqa: PLC0415
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), C100K_UVLOOP="1")
+    total = args.machine
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        results = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        supervisor = stack.enter_context(
+            started(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.c100k",
+                    "serve-workers",
+                    str(port),
+                    str(args.workers),
+                    redis,
+                    str(int(deflate)),
+                    str(results),
+                ],
+                env,
+            )
+        )
+        wait_port(port, supervisor, 30)
+        # The probe connection of wait_port closed at once: the workers are empty again.
+        time.sleep(0.5)
+        workers = worker_pids(supervisor.pid)
+        if len(workers) != args.workers:
+            raise RuntimeError(f"c100k: {len(workers)} of {args.workers} workers found")
+        empty = {pid: rss(pid) for pid in workers}
+        clients = Clients(
+            stack, port, total, processes=args.client_processes, deflate=deflate, env=env
+        )
+        rate = clients.ready(deadline)
+        with redis_py.Redis.from_url(redis) as client:
+            while True:
+                ((_, count),) = client.pubsub_numsub(f"tether:{TOPIC}")
+                if int(count) >= args.workers:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("c100k: subscriptions not in place in time")
+                time.sleep(0.1)
+        idle_cpu = idle(workers, args.idle)
+        growth = sum(rss(pid) - empty[pid] for pid in workers)
+        publisher = RedisPublisher(redis)
+        try:
+            for seq in range(args.messages):
+                publisher.publish(TOPIC, message(seq))
+                time.sleep(0.5)
+        finally:
+            publisher.close()
+        latencies = clients.check(args.messages, deadline)
+        deliveries = [
+            json.loads(line)
+            for log in results.glob("worker-*.jsonl")
+            for line in log.read_text().splitlines()
+        ]
+        if sum(d["sent"] for d in deliveries) != total * args.messages:
+            raise RuntimeError("c100k: the workers wrote fewer messages than connections")
+    return Result(
+        "machine",
+        deflate,
+        total,
+        args.workers,
+        growth / total,
+        idle_cpu,
+        rate,
+        max(d["loop_ms"] for d in deliveries),
+        **figures(latencies),
+    )
+
+
+def render(results: list[Result]) -> str:
+    lines = [
+        "| run | deflate | connections | server processes | RSS per connection | "
+        "idle CPU (one core) | handshakes/s | loop ms | p50 ms | p99 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.mode} | {'yes' if r.deflate else 'no'} | {r.connections:,} | {r.processes} | "
+            f"{r.rss_per_connection / 1024:.1f} KiB | {r.idle_cpu * 100:.1f}% | "
+            f"{r.handshakes_per_s:,.0f} | {r.loop_ms:.1f} | {r.p50_ms:.1f} | "
+            f"{r.p99_ms:.1f} | {r.max_ms:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "serve":
+        import uvloop  # noqa: PLC0415
+
+        uvloop.run(serve_process(argv[1] == "1"))
+        return 0
+    if argv and argv[0] == "serve-workers":
+        return serve_workers(int(argv[1]), int(argv[2]), argv[3], argv[4] == "1", argv[5])
+    if argv and argv[0] == "client":
+        client_main(argv[1], int(argv[2]), argv[3], argv[4] == "1")
+        return 0
+    allowed = connections_allowed()
+    parser = argparse.ArgumentParser(prog="python -m bench.c100k", description=__doc__)
+    parser.add_argument("--connections", type=int, default=allowed, help="per process")
+    parser.add_argument("--machine", type=int, default=100_000, help="0: no machine-wide run")
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--client-processes", type=int, default=8)
+    parser.add_argument("--idle", type=float, default=25.0, help="seconds of idle CPU")
+    parser.add_argument("--messages", type=int, default=3, help="broadcasts per run")
+    parser.add_argument("--deflate", default="no,yes", help="no, yes or both (no,yes)")
+    parser.add_argument("--timeout", type=float, default=570.0, help="bound on the whole run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    print(
+        f"c100k: file descriptors: soft limit {soft}, hard limit {hard}: "
+        f"{allowed:,} connections per process ({RESERVE} descriptors kept back)",
+        file=sys.stderr,
+    )
+    if args.connections > allowed:
+        parser.error(f"--connections: at most {allowed} at this descriptor limit")
+    per_client = -(-max(args.connections, args.machine) // args.client_processes)
+    if per_client > allowed:
+        parser.error(f"--client-processes: {per_client} connections each is over {allowed}")
+    if -(-args.machine // args.workers) > allowed:
+        parser.error(f"--workers: {args.machine} connections need more than {args.workers}")
+    deadline = time.monotonic() + args.timeout
+    modes = [mode == "yes" for mode in args.deflate.split(",")]
+    results = []
+    for deflate in modes:
+        print(f"c100k: one process, {args.connections:,} connections ...", file=sys.stderr)
+        results.append(run_process(args, deflate, deadline))
+    if args.machine:
+        with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as redis:
+            for deflate in modes:
+                print(f"c100k: {args.machine:,} connections ...", file=sys.stderr)
+                results.append(run_machine(args, deflate, redis, deadline))
+    print(render(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

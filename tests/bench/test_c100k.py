@@ -1,0 +1,61 @@
+"""The c100k benchmark at 5,000 connections: every connection gets every message.
+
+``make bench-c100k`` runs it at the descriptor limit and at 100,000
+connections; here the same runs, smaller, keep it working. The benchmark
+itself fails a run in which a connection missed a message, received one
+twice, or the server held fewer connections than were opened. No timing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fanout import redis_server
+
+from bench import c100k
+
+CONNECTIONS = 5000
+
+
+def arguments(workers: int) -> argparse.Namespace:
+    return argparse.Namespace(
+        connections=CONNECTIONS,
+        machine=CONNECTIONS,
+        workers=workers,
+        client_processes=2,
+        idle=0.5,
+        messages=2,
+    )
+
+
+def check(result: c100k.Result) -> None:
+    assert result.connections == CONNECTIONS
+    assert 0 < result.rss_per_connection < 1 << 20
+    assert result.handshakes_per_s > 0
+    assert result.idle_cpu >= 0
+    assert result.loop_ms > 0
+    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
+    assert math.isfinite(result.max_ms)
+
+
+def test_one_process_plain_and_compressed() -> None:
+    assert c100k.connections_allowed() >= CONNECTIONS
+    deadline = time.monotonic() + 120
+    for deflate in (False, True):
+        result = c100k.run_process(arguments(1), deflate, deadline)
+        assert (result.mode, result.deflate, result.processes) == ("process", deflate, 1)
+        check(result)
+
+
+def test_workers_through_topics() -> None:
+    deadline = time.monotonic() + 120
+    with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as redis:
+        result = c100k.run_machine(arguments(2), False, redis, deadline)
+    assert (result.mode, result.processes) == ("machine", 2)
+    check(result)
+    assert "| machine | no | 5,000 | 2 |" in c100k.render([result])
