@@ -141,39 +141,45 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.write_limit = write_limit
-        self._id: uuid.UUID | None = None
         self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
         """The logger of this connection: records name it."""
-        self.latency = 0.0
-        """The round-trip time of the last ping answered, in seconds."""
         self._messages = MessageQueue(max_queue)
-        self._receiving = False
-        # The task parked in recv until the reader brings something.
-        self._recv_task: trio.lowlevel.Task | None = None
-        # The reader waits for room in the queue: parked here.
-        self._paused = False
-        self._reader_parked: trio.lowlevel.Task | None = None
-        # Bytes waiting for the task that writes, and whether one does.
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._writing = False
-        # Bytes of replies the reader queued while another task wrote.
-        self._replies = 0
-        self._drained: trio.Event | None = None
-        self._write_error: BaseException | None = None
-        self._send_lock: trio.Lock | None = None
-        self._pings: dict[bytes, tuple[PongWaiter | None, float]] | None = None
-        # Deadlines on trio's clock: the next keepalive ping, the pong of
-        # the last one, the end of the closing handshake.
-        self._ping_at = _INF
-        self._pong_by = _INF
-        self._close_by = _INF
-        self._scope: trio.CancelScope | None = None
-        self._spawn: _Spawn | None = None
-        self._stream_closed = False
-        self._eof_written = False
-        self._lost = False
-        self._closed = trio.Event()
+        # What is not set here starts as the class's default below: thousands
+        # of idle connections share those instead of each holding its own.
+
+    # Defaults of the per-connection state, set on the instance once changed.
+    latency = 0.0
+    """The round-trip time of the last ping answered, in seconds."""
+    _id: uuid.UUID | None = None
+    _receiving = False
+    # The task parked in recv until the reader brings something.
+    _recv_task: trio.lowlevel.Task | None = None
+    # The reader waits for room in the queue: parked here.
+    _paused = False
+    _reader_parked: trio.lowlevel.Task | None = None
+    # Bytes waiting for the task that writes (a list made on first use), and
+    # whether one writes.
+    _out: list[bytes] | None = None
+    _out_size = 0
+    _writing = False
+    # Bytes of replies the reader queued while another task wrote.
+    _replies = 0
+    _drained: trio.Event | None = None
+    _write_error: BaseException | None = None
+    _send_lock: trio.Lock | None = None
+    _pings: dict[bytes, tuple[PongWaiter | None, float]] | None = None
+    # Deadlines on trio's clock: the next keepalive ping, the pong of the
+    # last one, the end of the closing handshake.
+    _ping_at = _INF
+    _pong_by = _INF
+    _close_by = _INF
+    _scope: trio.CancelScope | None = None
+    _spawn: _Spawn | None = None
+    _stream_closed = False
+    _eof_written = False
+    _lost = False
+    # Set once closed, made by the first task that waits for it.
+    _closed: trio.Event | None = None
 
     # Attributes
 
@@ -451,7 +457,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         else:
             with contextlib.suppress(ConnectionClosed):
                 await self._flush()
-        await self._closed.wait()
+        await self.wait_closed()
 
     async def aclose(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection: :meth:`close`, under trio's name for it."""
@@ -473,7 +479,13 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
-        await self._closed.wait()
+        if self._lost:
+            await trio.lowlevel.checkpoint()
+            return
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = trio.Event()
+        await closed.wait()
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: send a close frame if possible and drop TCP."""
@@ -695,7 +707,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self._wake_drained()
         if self._paused:
             self._resume()
-        self._closed.set()
+        if self._closed is not None:
+            self._closed.set()
         if self._on_closed is not None:
             run_closed_hooks(self)
         if self.logger.isEnabledFor(logging.DEBUG):
@@ -709,7 +722,11 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         if not data:
             return 0
         size = sum(map(len, data)) if len(data) > 1 else len(data[0])
-        self._out += data
+        out = self._out
+        if out is None:
+            self._out = data
+        else:
+            out += data
         self._out_size += size
         return size
 
@@ -743,7 +760,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             else:
                 await trio.lowlevel.checkpoint()
         if self._write_error is not None:
-            await self._closed.wait()
+            await self.wait_closed()
             raise self.protocol.close_exc() from self._write_error
 
     async def _write_all(self) -> None:
@@ -776,7 +793,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                 out = self._out
                 if not out:
                     break
-                self._out = []
+                self._out = None
                 self._out_size = 0
                 if self._stream_closed or self._write_error is not None:
                     continue
@@ -834,7 +851,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         except trio.Cancelled:
             # A cancelled send wrote nothing: the rest waits for the next writer.
             rest = bytes(view[sent:])
-            self._out.insert(0, rest)
+            self._out = [rest] if self._out is None else [rest, *self._out]
             self._out_size += len(rest)
             raise
         except (OSError, trio.ClosedResourceError) as exc:
@@ -845,7 +862,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         if self._write_error is None:
             self._write_error = exc
         self.protocol.data_to_send()
-        self._out = []
+        self._out = None
         self._out_size = 0
         await self._close_stream(forcefully=True)
 
