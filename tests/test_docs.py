@@ -8,13 +8,13 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tether.sync import ServerConnection, serve
+from tether.sync import ServerConnection
+from tether.testing import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,26 +52,16 @@ def test_core_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "ConnectionClosedOK" in out
 
 
-@pytest.fixture
-def echo_port() -> Iterator[int]:
-    """A threading echo server for the docs' examples, on a free port."""
-
-    def echo(websocket: ServerConnection) -> None:
-        for message in websocket:
-            websocket.send(message)
-
-    server = serve(echo, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.socket.getsockname()[1]
-    server.shutdown()
-    thread.join(10)
-
-
 SHUTDOWN_CLIENT = ROOT / "examples" / "faq" / "shutdown_client.py"
 
 
-def test_client_faq_examples_run(echo_port: int) -> None:
+def _echo(websocket: ServerConnection) -> None:
+    for message in websocket:
+        websocket.send(message)
+
+
+def test_client_faq_examples_run(tether_sync_server: Callable[..., LocalServer]) -> None:
+    echo_port = tether_sync_server(_echo).port
     blocks = _python_blocks(ROOT / "docs" / "client-faq.md")
     assert len(blocks) >= 9
     # This one runs until SIGTERM: tests/asyncio/test_faq.py and
