@@ -86,3 +86,13 @@ def test_asgi_core_runs() -> None:
     for name in WS_IMPLEMENTATIONS:
         assert asgi_core.run_case(name, "message", 20) > 0
         assert asgi_core.run_case(name, "handshake", 5) > 0
+
+
+def test_trio_adapters_run(tmp_path: Path) -> None:
+    # tether.trio and websockets.trio, each against itself, through the runner.
+    workload = Workload("echo 16 B", "echo", size=16, count=50, seconds=5)
+    with open(tmp_path / "peers.log", "w") as log:
+        for library in ("tether-trio", "websockets-trio"):
+            (measurement,) = measure(library, library, [workload], reps=1, log=log)
+            assert measurement.error == "", library
+            assert measurement.reps[0]["count"] == 50
