@@ -93,9 +93,31 @@ def test_https_proxy(echo_server: Server, tmp_path: Path) -> None:
             tether.sync.connect(
                 uri, proxy=proxy, proxy_ssl=context, proxy_server_hostname="elsewhere.test"
             )
-        # TLS inside TLS is the asyncio client's.
-        with pytest.raises(ValueError, match="asyncio"):
-            tether.sync.connect("wss://127.0.0.1:1/", proxy=proxy, proxy_ssl=context)
+
+
+def test_wss_through_https_proxy(start_server: ServerFactory, tmp_path: Path) -> None:
+    chain, ca = certificate_files(tmp_path)
+    proxy_context = ssl.create_default_context(cafile=str(ca))
+    server_ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    server = start_server(ssl=server_context)
+    client_context = ssl.create_default_context()
+    server_ca.configure_trust(client_context)
+    uri = f"wss://127.0.0.1:{port_of(server)}/"
+    with pproxy(tmp_path, "http+ssl", certificate=chain) as port:
+        proxy = f"https://127.0.0.1:{port}"
+        # TLS to the server inside TLS to the proxy, through a relay thread.
+        with tether.sync.connect(
+            uri, proxy=proxy, proxy_ssl=proxy_context, ssl=client_context
+        ) as ws:
+            assert isinstance(ws.socket, ssl.SSLSocket)
+            for size in (10, 100_000):
+                ws.send("x" * size)
+                assert ws.recv(timeout=5) == "x" * size
+        # The server's certificate is still checked, inside the tunnel.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tether.sync.connect(uri, proxy=proxy, proxy_ssl=proxy_context)
 
 
 def test_socks_proxies(echo_server: Server, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from tether.protocol.uri import WebSocketURI, parse_uri
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import Backoff, process_exception, raise_unless_retried
 from tether.sync.connection import READ_SIZE, Connection
+from tether.sync.tunnel import relay
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect", "unix_reconnect"]
 
@@ -120,6 +121,9 @@ def _open_socket(
     except BaseException:
         sock.close()
         raise
+    if isinstance(sock, ssl_module.SSLSocket) and uri.secure:
+        # TLS to the server inside TLS to the proxy: through a relay.
+        return relay(sock)
     return sock
 
 
@@ -170,8 +174,9 @@ def connect(
     called like :class:`ClientConnection` (``sock``, ``protocol`` and
     keywords). ``open_timeout`` bounds everything up to the open connection,
     proxy and redirects included. A ``wss://`` URI through an ``https://``
-    proxy (TLS inside TLS) needs the asyncio client: here it raises
-    :class:`ValueError`.
+    proxy (TLS inside TLS) goes through a relay thread (see
+    :mod:`tether.sync.tunnel`); the connection's ``remote_address`` is then
+    that of a local socket pair.
     """
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("give additional_headers or extra_headers, not both")
@@ -223,10 +228,6 @@ def connect(
                     raise
             else:
                 use = None if fixed_address else resolve_proxy(proxy, target)
-                if use is not None and use.scheme == "https" and target.secure:
-                    raise ValueError(
-                        "wss:// through an https:// proxy needs the asyncio client (TLS in TLS)"
-                    )
                 connected = _open_socket(
                     target,
                     use,
