@@ -32,7 +32,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -288,12 +288,16 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
-    async def _input(self) -> None:
-        """Wait until the reader brings something; raise ConnectionClosed if nothing ever will."""
+    def _input(self) -> Awaitable[object]:
+        """What to await until the reader brings something; raise ConnectionClosed if never.
+
+        Not a coroutine: the receiver awaits trio's trap itself, so that an
+        idle connection's task holds one coroutine frame less.
+        """
         if self._lost:
             raise self.protocol.close_exc()
         self._recv_task = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort_input)
+        return trio.lowlevel.wait_task_rescheduled(self._abort_input)
 
     def _abort_input(self, _: Any) -> _Abort:
         self._recv_task = None
