@@ -78,8 +78,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     roles = ["server", "client"]
     module = metafunc.module.__name__.rpartition(".")[2]
-    if not metafunc.definition.get_closest_marker("asyncio_only"):
-        # tether.trio, in a thread of its own: see tests/conformance/trio_side.py.
+    # tether.trio, in a thread of its own: see tests/conformance/trio_side.py.
+    # Not in make test's second run, on the pure-Python fallback: that run
+    # checks the engine's own path, which the asyncio roles cover.
+    if not os.environ.get("TETHER_NO_SPEEDUPS") and not metafunc.definition.get_closest_marker(
+        "asyncio_only"
+    ):
         roles += ["trio-server", "trio-client"]
     if module in UVICORN_MODULES and not metafunc.definition.get_closest_marker(
         "tether_in_process"
