@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ import tether
 import tether.sync
 from tether.asyncio.server import ServerConnection
 from tether.exceptions import ConnectionClosed, ConnectionClosedError
+from tether.reconnecting import process_exception as default_process_exception
 from tether.sync.client import ClientConnection as SyncClientConnection
 from tether.sync.server import ServerConnection as SyncServerConnection
 
@@ -268,60 +269,104 @@ RESTARTS = 2
 MESSAGES_PER_LIFE = 20
 
 
+@pytest.mark.parametrize("kind", ["asyncio", "threading"])
 async def test_reconnecting_client_loses_no_confirmed_message_across_restarts(
-    tmp_path: Path, unused_tcp_port: int, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, unused_tcp_port: int, request: pytest.FixtureRequest
 ) -> None:
     port = unused_tcp_port
+    uri = f"ws://127.0.0.1:{port}/"
     log = tmp_path / "log"
+    # What the server confirmed, in order; each client resends from the first
+    # message not confirmed yet.
     confirmed: list[str] = []
-    total = (RESTARTS + 1) * MESSAGES_PER_LIFE
-    connections = 0
+    connections: list[int] = []
     servers: list[Peer] = []
+    options: dict[str, Any] = {
+        "backoff_initial_delay": 0.05,
+        "backoff_max_delay": 0.5,
+        **FAST_KEEPALIVE,
+    }
 
     async def restart() -> None:
         """Kill the server without warning, and start it again."""
         if servers:
             await servers[-1].kill()
-        server = Peer(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(PEER),
-                "server",
-                str(port),
-                str(log),
-                stdout=asyncio.subprocess.PIPE,
-            )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(PEER),
+            "server",
+            str(port),
+            str(log),
+            stdout=asyncio.subprocess.PIPE,
         )
-        servers.append(server)
-        await server.expect("listening")
+        servers.append(Peer(process))
+        await servers[-1].expect("listening")
 
-    async def client() -> None:
-        nonlocal connections
-        async for ws in tether.connect(
-            f"ws://127.0.0.1:{port}/",
-            backoff_initial_delay=0.05,
-            backoff_max_delay=0.5,
-            **FAST_KEEPALIVE,
-        ):
-            connections += 1
+    # Once the last restart is done: how many had been confirmed then.
+    last_restart: list[int] = []
+
+    # Set when the test ends, however it ends: a threading client still
+    # trying to reconnect gives up, rather than outlive the test.
+    stopping = threading.Event()
+
+    def finished() -> bool:
+        """Whether the client may stop: MESSAGES_PER_LIFE confirmed after the last restart."""
+        if stopping.is_set():
+            return True
+        return bool(last_restart) and len(confirmed) >= last_restart[0] + MESSAGES_PER_LIFE
+
+    def retry_unless_stopping(exc: Exception) -> Exception | None:
+        return exc if stopping.is_set() else default_process_exception(exc)
+
+    async def restarts() -> None:
+        """Restart the server each time the client had MESSAGES_PER_LIFE more confirmed.
+
+        The client does not wait for it: a message may be on its way.
+        """
+        for _ in range(RESTARTS):
+            target = len(confirmed) + MESSAGES_PER_LIFE
+            while len(confirmed) < target:
+                await asyncio.sleep(0.005)
+            await restart()
+        last_restart.append(len(confirmed))
+
+    async def asyncio_client() -> None:
+        async for ws in tether.connect(uri, **options):
+            connections.append(1)
             try:
-                while len(confirmed) < total:
-                    # Resend from the first message not confirmed yet.
+                while not finished():
                     data = f"message {len(confirmed)}"
                     await ws.send(data)
                     assert await ws.recv() == data
                     confirmed.append(data)
-                    if len(confirmed) % MESSAGES_PER_LIFE == 0 and len(confirmed) < total:
-                        await restart()
                 return
             except ConnectionClosed:
                 continue
 
+    def threading_client() -> None:
+        for ws in tether.sync.reconnect(uri, process_exception=retry_unless_stopping, **options):
+            connections.append(1)
+            try:
+                while not finished():
+                    data = f"message {len(confirmed)}"
+                    ws.send(data)
+                    assert ws.recv() == data
+                    confirmed.append(data)
+                return
+            except ConnectionClosed:
+                continue
+
+    loop = asyncio.get_running_loop()
     try:
         await restart()
-        async with asyncio.timeout(60):
-            await client()
+        async with asyncio.timeout(60), asyncio.TaskGroup() as group:
+            group.create_task(restarts())
+            if kind == "asyncio":
+                group.create_task(asyncio_client())
+            else:
+                group.create_task(in_thread(loop, threading_client))
     finally:
+        stopping.set()
         for server in servers:
             await server.kill()
     logged = log.read_text().splitlines()
@@ -329,17 +374,24 @@ async def test_reconnecting_client_loses_no_confirmed_message_across_restarts(
     assert not lost, lost
     # At least once: a message may be written down and its echo lost with the server.
     assert sorted(set(logged), key=lambda d: int(d.split()[1])) == confirmed
-    assert connections == RESTARTS + 1
+    assert len(connections) == RESTARTS + 1
     record(
         request,
         "fault",
-        f"server killed (SIGKILL) and restarted {RESTARTS} times under a reconnecting client",
+        f"server killed (SIGKILL) and restarted {RESTARTS} times under a reconnecting "
+        f"{kind} client streaming",
         f"{len(confirmed)} messages confirmed, all written down by the server; "
-        f"{connections} connections",
+        f"{len(logged) - len(set(logged))} written twice (resent after a kill); "
+        f"{len(connections)} connections",
         len(lost),
         confirmed=len(confirmed),
         restarts=RESTARTS,
     )
+
+
+async def in_thread(loop: asyncio.AbstractEventLoop, function: Callable[[], None]) -> None:
+    """Run ``function`` in a thread of the loop's executor, as a coroutine."""
+    await loop.run_in_executor(None, function)
 
 
 # The network: loss, latency and a blackhole, on the emulated link.
