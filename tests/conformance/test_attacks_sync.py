@@ -115,7 +115,9 @@ async def test_many_small_decompression_bombs() -> None:
         # Every message is delivered, unchanged, once the handler reads.
         release.set()
         await peer.send_close(1000)
-        await peer.expect_close(1000)
+        # The close comes after the handler has read every message (120 MB
+        # to inflate): the case's DEADLINE, not the peer's wait for a frame.
+        await peer.expect_close(1000, DEADLINE)
         await wait_event(done)
         assert len(received) == count
 
