@@ -75,6 +75,8 @@ class Plan:
     workload: Workload
     matrices: tuple[str, ...] = MATRICES
     title: str = ""
+    baseline: str = ""
+    """The workload this one is compared with: each row also gives its cost over that one's."""
 
 
 def plans(full: bool) -> list[Plan]:
@@ -90,9 +92,11 @@ def plans(full: bool) -> list[Plan]:
         Plan(echo("echo 64 KiB", 65536, 20_000)),
         Plan(echo("echo 1 MiB", 1 << 20, 2_000)),
         Plan(echo("echo 1 KiB text", 1024, 200_000, text=True), title="echo, text"),
+        Plan(echo("echo 1 KiB JSON", 1024, 200_000, json=True), ("self",)),
         Plan(
             echo("echo 1 KiB JSON deflate", 1024, 200_000, json=True, compress=True),
-            title="echo, JSON-like text with permessage-deflate",
+            title="echo, JSON-like text with permessage-deflate (x plain: CPU over plain JSON)",
+            baseline="echo 1 KiB JSON",
         ),
         Plan(
             Workload("stream 64 B", "stream", size=64, count=2_000_000, seconds=s),
@@ -142,8 +146,9 @@ def plans(full: bool) -> list[Plan]:
         "echo 16 B": MATRICES,
         "echo 1 KiB": ("self",),
         "echo 1 MiB": ("self",),
+        "echo 1 KiB JSON": ("self",),
         "echo 1 KiB JSON deflate": ("self",),
-        "stream 64 B": ("self",),
+        "stream 64 B": ("self", "clients"),
         "100 conns 1 KiB": ("self",),
         "handshakes, sequential": ("self",),
         "memory 1000 idle": ("servers",),
@@ -151,7 +156,7 @@ def plans(full: bool) -> list[Plan]:
         "ASGI handshakes": ASGI,
     }
     return [
-        Plan(p.workload, quick[p.workload.name], p.title)
+        Plan(p.workload, quick[p.workload.name], p.title, p.baseline)
         for p in everything
         if p.workload.name in quick
     ]
@@ -445,6 +450,11 @@ def rows(
                     rf = figures(ref) if ref in names else {}
                     row[f"rate_vs_{ref_key}"] = ratio(f.get("rate"), rf.get("rate"), True)
                     row[f"cost_vs_{ref_key}"] = ratio(cost(f), cost(rf), False)
+                if plan.baseline:
+                    m = results.get((plan.baseline, client, server))
+                    base = m.figures() if m and not m.error else {}
+                    # Times the cost of the baseline workload: above 1 costs more.
+                    row["cost_over_baseline"] = ratio(cost(base), cost(f), False)
                 yield row
 
 
@@ -509,6 +519,7 @@ def render(all_plans: list[Plan], table: list[dict[str, Any]]) -> str:
                         f" {fmt(f.get('p50_ms'), 1):>6} {fmt(f.get('p99_ms'), 1):>6}"
                         f"  {fmt(row['rate_vs_websockets']):>9} {fmt(row['rate_vs_picows']):>5}"
                         f"  {fmt(row['cost_vs_websockets']):>8} {fmt(row['cost_vs_picows']):>5}"
+                        + (f"  x plain {fmt(row['cost_over_baseline'])}" if plan.baseline else "")
                     )
     return "\n".join(lines)
 
