@@ -8,7 +8,9 @@ from the input, answer each permessage-deflate offer: only
 be a valid header that the client side accepts. Decompression feeds the
 rest as one compressed message, whole and then cut into fragments, with a
 size bound: only :class:`~tether.exceptions.ProtocolError` may escape, both
-ways must agree, and the output never exceeds the bound.
+ways must agree, and so must the engine's path for a message in one frame
+(:meth:`~tether.extensions.permessage_deflate.PerMessageDeflate.decode_message`),
+masked or not, and the output never exceeds the bound.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from tether.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
-from tether.protocol.frames import Frame, Opcode
+from tether.protocol.frames import Frame, Opcode, parse_header
 from tether.protocol.header_values import build_extensions, parse_extensions
+from tether.protocol.masking import apply_mask
 
 __all__ = ["TestOneInput"]
 
@@ -108,6 +111,20 @@ def _decode(
     return ("ok", output)
 
 
+def _decode_message(
+    extension: PerMessageDeflate, payload: bytes, key: bytes | None, max_size: int | None
+) -> tuple[object, ...]:
+    """Decompress one message in one frame as the engine does, masked with ``key`` if any."""
+    wire = payload if key is None else apply_mask(payload, key)
+    try:
+        output = extension.decode_message(memoryview(wire), key, max_size)
+    except PayloadTooBig:
+        return ("too big",)
+    except ProtocolError as exc:
+        return ("invalid", exc.code)
+    return ("ok", output)
+
+
 def _decompress(source: Input) -> None:
     flags = source.byte()
     size = source.uint16()
@@ -121,6 +138,9 @@ def _decompress(source: Input) -> None:
     whole = _decode(make(), [payload], max_size)
     # Corrupt data is invalid payload data (1007), not a framing error.
     assert whole[0] != "invalid" or whole[1] == 1007
+    # The engine's path for a message in one frame decodes it alike, masked or not.
+    assert _decode_message(make(), payload, None, max_size) == whole
+    assert _decode_message(make(), payload, b"\x37\xfa\x21\x3d", max_size) == whole
     if whole[0] == "ok":
         assert max_size is None or len(whole[1]) <= max_size  # type: ignore[arg-type]
     pieces = [payload[i : i + cut] for i in range(0, len(payload), cut)] or [b""]
@@ -142,6 +162,13 @@ def _decompress(source: Input) -> None:
     for message in (payload, payload[::-1]):
         frame = sender.encode(Frame(Opcode.BINARY, message))
         assert extension.decode(frame).data == message
+    # And what it compresses as a whole message too, in the same stream.
+    for message in (payload, payload[::-1]):
+        wire = sender.encode_message(0x82, message, None)
+        header = parse_header(wire, expect_mask=False, allowed_rsv=0x40)
+        assert header is not None
+        assert header.rsv == 0x40
+        assert extension.decode_message(wire[header.size :], None, None) == message
 
 
 def TestOneInput(data: bytes) -> None:

@@ -135,8 +135,9 @@ SEEDS: dict[str, list[bytes]] = {
     ],
     "speedups": [
         # Odd first byte: masking (0x02: stretched past the 16 KiB blocks);
-        # 0x04: building a frame (0x08: masked, 0x10: stretched to 64 KiB);
-        # otherwise a header at a position.
+        # 0x04: building a frame (0x08: masked, 0x10: stretched to 64 KiB;
+        # with 0x20, compressed: first byte, key, level, max_length with
+        # 0x10, then the data); otherwise a header at a position.
         b"\x01\x37\xfa\x21\x3d" + bytes.fromhex("7f9f4d5158"),
         b"\x81\x01\x02\x03\x04" + bytes(range(64)),
         b"\x43\x01\x02\x03\x04\x40\x01" + bytes(range(7)),
@@ -149,6 +150,10 @@ SEEDS: dict[str, list[bytes]] = {
         b"\x40\x00" + bytes.fromhex("827f0000000000010000"),
         b"\xf0\x02\x00\x00" + bytes.fromhex("c17e0100"),
         b"\x00\x00" + bytes.fromhex("827f8000000000000000"),
+        b"\x24\xc1\x06" + b'{"id": 1, "symbol": "TTHR"}, {"id": 2, "symbol": "TTHR"}',
+        b"\x2c\xc2\x37\xfa\x21\x3d\x09" + bytes(range(200)) * 2,
+        b"\x34\xc1\x01\x05" + _deflate(b"a" * 1000),
+        b"\x24\xc1\x00" + bytes.fromhex("f348cd0100cac90700"),
     ],
 }
 

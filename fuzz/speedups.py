@@ -1,6 +1,6 @@
 """Fuzz the C accelerator against the pure-Python code it replaces.
 
-``tether._speedups`` has six functions, and each must give what its
+Each function of ``tether._speedups`` that reads or writes bytes must give what its
 pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
 ``memoryview``, a ``memoryview`` that starts inside a larger buffer):
 
@@ -18,7 +18,11 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
   boundaries, and what it builds reads back as the frame it was given;
 - ``read_messages`` equals :func:`~tether.protocol.frames.read_messages_python`:
   the same messages and the same stopping point, for any limits, and every
-  frame it takes is one the general path would take as a whole message.
+  frame it takes is one the general path would take as a whole message;
+- ``deflate_frame`` and ``inflate_frame`` equal the twins in
+  :mod:`tether.extensions.permessage_deflate`: the same frames from two
+  messages compressed in one stream, which inflate back to the messages, and
+  the same output, decompressor state or zlib error on any compressed data.
 
 UTF-8 validation has no C version to compare: text messages go through
 CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
@@ -26,9 +30,12 @@ CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
 
 from __future__ import annotations
 
+import zlib
+
 from fuzz._common import Input, run
 from tether import _speedups
 from tether.exceptions import ProtocolError
+from tether.extensions.permessage_deflate import deflate_frame_python, inflate_frame_python
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
     RSV_BITS,
@@ -183,14 +190,55 @@ def _check_messages(source: Input, flags: int) -> None:
     assert pos == stop
 
 
+def _inflated(
+    c: bool, data: bytes | bytearray | memoryview, key: bytes | None, tail: bool, max_length: int
+) -> tuple[object, ...]:
+    """What one implementation of inflate_frame gives on a fresh decompressor, and its state."""
+    decoder = zlib.decompressobj(wbits=-15)
+    inflate = _speedups.inflate_frame if c else inflate_frame_python
+    try:
+        output = inflate(decoder, data, key, tail, max_length)
+    except zlib.error as exc:
+        return ("error", str(exc))
+    return (output, decoder.eof, decoder.unused_data, decoder.unconsumed_tail)
+
+
+def _check_zlib(source: Input, flags: int) -> None:
+    first = source.byte()
+    key = source.take(4).ljust(4, b"\x00") if flags & 0x08 else None
+    level = source.byte() % 10
+    max_length = source.byte() if flags & 0x10 else 0
+    data = source.rest()
+    # The rest as compressed data, maybe corrupt: the same output or error.
+    for tail in (False, True):
+        payload = _views(data, flags >> 6)
+        assert _inflated(True, payload, key, tail, max_length) == _inflated(
+            False, payload, key, tail, max_length
+        )
+    # The rest as two messages, compressed in one stream by both: the same
+    # frames, which read back as the messages.
+    encoders = [zlib.compressobj(level, zlib.DEFLATED, -15) for _ in range(2)]
+    decoder = zlib.decompressobj(wbits=-15)
+    half = len(data) // 2
+    for message in (data[:half], data[half:]):
+        view = _views(message, flags >> 6)
+        frame = _speedups.deflate_frame(encoders[0], first, view, key)
+        assert frame == deflate_frame_python(encoders[1], first, view, key)
+        size = {126: 4, 127: 10}.get(frame[1] & 0x7F, 2) + (0 if key is None else 4)
+        body = frame[size:]
+        assert _speedups.inflate_frame(decoder, body, key, True, 0) == message
+
+
 def TestOneInput(data: bytes) -> None:
     """Check one input; raise on a bug."""
     source = Input(data)
     flags = source.byte()
-    # Odd: masking; 0x04 set: building a frame; 0x08 set: reading messages;
-    # otherwise a header at a position.
+    # Odd: masking; 0x04 set: building a frame (with 0x20: compressed, and
+    # inflating); 0x08 set: reading messages; otherwise a header at a position.
     if flags & 0x01:
         _check_mask(source, flags)
+    elif flags & 0x04 and flags & 0x20:
+        _check_zlib(source, flags)
     elif flags & 0x04:
         _check_build(source, flags)
     elif flags & 0x08:

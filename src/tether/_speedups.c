@@ -1,9 +1,11 @@
 /*
  * The hot path of tether's protocol core, in C: unmasking payloads,
- * reading frame headers, reading messages that came in one plain frame each
- * and building frames. tether/protocol/masking.py and frames.py hold the
- * pure-Python versions, which give the same results and are used when this
- * module is missing or TETHER_NO_SPEEDUPS=1 is set.
+ * reading frame headers, reading messages that came in one plain frame each,
+ * building frames, and the framing around zlib of a compressed message.
+ * tether/protocol/masking.py, frames.py and
+ * tether/extensions/permessage_deflate.py hold the pure-Python versions,
+ * which give the same results and are used when this module is missing or
+ * TETHER_NO_SPEEDUPS=1 is set.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -300,6 +302,50 @@ check_key(PyObject *key)
     return 0;
 }
 
+/* The size of a frame header for a payload of `length` bytes, masking key included. */
+static Py_ssize_t
+header_size(Py_ssize_t length, int masked)
+{
+    Py_ssize_t size = length < 126 ? 2 : (length < 0x10000 ? 4 : 10);
+    return masked ? size + 4 : size;
+}
+
+/* Write the header of a frame whose first byte is `first` and whose payload
+ * is `length` bytes, with the masking key `key` unless it is NULL; return
+ * where the payload starts. */
+static Py_ssize_t
+write_header(unsigned char *out, unsigned char first, Py_ssize_t length,
+             const unsigned char *key)
+{
+    unsigned char mask_bit = key != NULL ? 0x80 : 0;
+    Py_ssize_t at;
+    out[0] = first;
+    if (length < 126) {
+        out[1] = mask_bit | (unsigned char)length;
+        at = 2;
+    }
+    else if (length < 0x10000) {
+        out[1] = mask_bit | 126;
+        out[2] = (unsigned char)(length >> 8);
+        out[3] = (unsigned char)length;
+        at = 4;
+    }
+    else {
+        unsigned long long wide = (unsigned long long)length;
+        out[1] = mask_bit | 127;
+        for (int k = 9; k >= 2; k--) {
+            out[k] = (unsigned char)wide;
+            wide >>= 8;
+        }
+        at = 10;
+    }
+    if (key != NULL) {
+        memcpy(out + at, key, 4);
+        at += 4;
+    }
+    return at;
+}
+
 PyDoc_STRVAR(build_frame_doc,
 "build_frame(first, data, key) -> bytes\n\n"
 "One frame in one allocation: the first header byte `first` (FIN, RSV bits and\n"
@@ -334,41 +380,16 @@ build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t length = data.len;
-    Py_ssize_t size = length < 126 ? 2 : (length < 0x10000 ? 4 : 10);
-    if (masked) {
-        size += 4;
-    }
-    result = PyBytes_FromStringAndSize(NULL, size + length);
+    const unsigned char *key_bytes =
+        masked ? (const unsigned char *)PyBytes_AS_STRING(key) : NULL;
+    result = PyBytes_FromStringAndSize(NULL, header_size(length, masked) + length);
     if (result == NULL) {
         goto done;
     }
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    unsigned char mask_bit = masked ? 0x80 : 0;
-    out[0] = (unsigned char)first;
-    Py_ssize_t at;
-    if (length < 126) {
-        out[1] = mask_bit | (unsigned char)length;
-        at = 2;
-    }
-    else if (length < 0x10000) {
-        out[1] = mask_bit | 126;
-        out[2] = (unsigned char)(length >> 8);
-        out[3] = (unsigned char)length;
-        at = 4;
-    }
-    else {
-        unsigned long long wide = (unsigned long long)length;
-        out[1] = mask_bit | 127;
-        for (int k = 9; k >= 2; k--) {
-            out[k] = (unsigned char)wide;
-            wide >>= 8;
-        }
-        at = 10;
-    }
+    Py_ssize_t at = write_header(out, (unsigned char)first, length, key_bytes);
     if (masked) {
-        const unsigned char *key_bytes = (const unsigned char *)PyBytes_AS_STRING(key);
-        memcpy(out + at, key_bytes, 4);
-        xor_mask((const unsigned char *)data.buf, out + at + 4, length, key_bytes);
+        xor_mask((const unsigned char *)data.buf, out + at, length, key_bytes);
     }
     else {
         memcpy(out + at, data.buf, length);
@@ -735,10 +756,181 @@ fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* What permessage-deflate calls on zlib's objects (zlib.compressobj and
+ * zlib.decompressobj, made and kept by the extension in Python): the method
+ * names and Z_SYNC_FLUSH, found at import. */
+static PyObject *compress_name, *flush_name, *decompress_name, *sync_flush;
+
+/* The empty stored block a sync flush ends with (RFC 7692 section 7.2.1). */
+static const unsigned char deflate_tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* The bytes returned by a call to zlib, or NULL with TypeError. */
+static PyObject *
+zlib_bytes(PyObject *result)
+{
+    if (result != NULL && !PyBytes_Check(result)) {
+        Py_DECREF(result);
+        PyErr_SetString(PyExc_TypeError, "the zlib object did not return bytes");
+        return NULL;
+    }
+    return result;
+}
+
+PyDoc_STRVAR(deflate_frame_doc,
+"deflate_frame(encoder, first, data, key) -> bytes\n\n"
+"The frame of a whole message compressed with `encoder` (a zlib compressobj),\n"
+"as tether.extensions.permessage_deflate.deflate_frame_python builds it: data\n"
+"compressed and sync-flushed, the flush's trailing 00 00 ff ff removed (or 00\n"
+"added when it is not there), behind the header of first byte `first`, and\n"
+"masked with `key` unless it is None. One allocation for the frame.");
+
+static PyObject *
+deflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    PyObject *head = NULL, *rest = NULL, *result = NULL;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "deflate_frame takes 4 arguments");
+        return NULL;
+    }
+    PyObject *encoder = args[0];
+    long first = PyLong_AsLong(args[1]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (first < 0 || first > 0xFF) {
+        PyErr_SetString(PyExc_ValueError, "first header byte out of range");
+        return NULL;
+    }
+    PyObject *key = args[3];
+    if (check_key(key) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Py_ssize_t size = data.len;
+    PyBuffer_Release(&data);
+    /* Right after a flush with no data, zlib has nothing to compress: only
+     * the flush is called, as the Python twin does. */
+    if (size) {
+        head = zlib_bytes(PyObject_CallMethodOneArg(encoder, compress_name, args[2]));
+        if (head == NULL) {
+            return NULL;
+        }
+    }
+    rest = zlib_bytes(PyObject_CallMethodOneArg(encoder, flush_name, sync_flush));
+    if (rest == NULL) {
+        goto done;
+    }
+    const unsigned char *a = head ? (const unsigned char *)PyBytes_AS_STRING(head) : NULL;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(rest);
+    Py_ssize_t la = head ? PyBytes_GET_SIZE(head) : 0;
+    Py_ssize_t lb = PyBytes_GET_SIZE(rest);
+    Py_ssize_t total = la + lb;
+    /* Whether the two pieces, end to end, end with the tail. */
+    int tail = total >= 4;
+    for (Py_ssize_t k = total - 4; tail && k < total; k++) {
+        unsigned char byte = k < la ? a[k] : b[k - la];
+        tail = byte == deflate_tail[k - (total - 4)];
+    }
+    Py_ssize_t length = tail ? total - 4 : total + 1;
+    const unsigned char *key_bytes =
+        key != Py_None ? (const unsigned char *)PyBytes_AS_STRING(key) : NULL;
+    result = PyBytes_FromStringAndSize(NULL, header_size(length, key_bytes != NULL) + length);
+    if (result == NULL) {
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    unsigned char *body = out + write_header(out, (unsigned char)first, length, key_bytes);
+    Py_ssize_t from_head = la < length ? la : length;
+    if (from_head) {
+        memcpy(body, a, from_head);
+    }
+    if (tail) {
+        memcpy(body + from_head, b, length - from_head);
+    }
+    else {
+        memcpy(body + la, b, lb);
+        body[total] = 0x00;
+    }
+    if (key_bytes != NULL) {
+        xor_mask(body, body, length, key_bytes);
+    }
+done:
+    Py_XDECREF(head);
+    Py_XDECREF(rest);
+    return result;
+}
+
+PyDoc_STRVAR(inflate_frame_doc,
+"inflate_frame(decoder, data, key, tail, max_length) -> bytes\n\n"
+"Decompress the payload `data` of a compressed frame with `decoder` (a zlib\n"
+"decompressobj), as tether.extensions.permessage_deflate.inflate_frame_python\n"
+"does: unmasked with `key` unless it is None, followed by 00 00 ff ff when\n"
+"`tail` is true, and given to decoder.decompress(..., max_length) in one call.");
+
+static PyObject *
+inflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    PyObject *input;
+
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "inflate_frame takes 5 arguments");
+        return NULL;
+    }
+    PyObject *key = args[2];
+    if (check_key(key) < 0) {
+        return NULL;
+    }
+    int tail = PyObject_IsTrue(args[3]);
+    if (tail < 0) {
+        return NULL;
+    }
+    if (key == Py_None && !tail && PyBytes_CheckExact(args[1])) {
+        input = Py_NewRef(args[1]);
+    }
+    else {
+        if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        /* The copy that unmasking makes anyway takes the tail too, so
+         * that zlib is called once. */
+        input = PyBytes_FromStringAndSize(NULL, data.len + (tail ? 4 : 0));
+        if (input != NULL) {
+            unsigned char *out = (unsigned char *)PyBytes_AS_STRING(input);
+            if (key == Py_None) {
+                memcpy(out, data.buf, data.len);
+            }
+            else {
+                xor_mask((const unsigned char *)data.buf, out, data.len,
+                         (const unsigned char *)PyBytes_AS_STRING(key));
+            }
+            if (tail) {
+                memcpy(out + data.len, deflate_tail, 4);
+            }
+        }
+        PyBuffer_Release(&data);
+        if (input == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *call[3] = {args[0], input, args[4]};
+    PyObject *result = zlib_bytes(PyObject_VectorcallMethod(decompress_name, call, 3, NULL));
+    Py_DECREF(input);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
+    {"deflate_frame", (PyCFunction)(void (*)(void))deflate_frame, METH_FASTCALL,
+     deflate_frame_doc},
     {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL, fill_payload_doc},
+    {"inflate_frame", (PyCFunction)(void (*)(void))inflate_frame, METH_FASTCALL,
+     inflate_frame_doc},
     {"make_message", make_message, METH_O, make_message_doc},
     {"new_frame", (PyCFunction)(void (*)(void))new_frame, METH_FASTCALL, new_frame_doc},
     {"new_payload", new_payload, METH_O, new_payload_doc},
@@ -766,6 +958,19 @@ speedups_exec(PyObject *module)
     if (protocol_error == NULL) {
         return -1;
     }
+    compress_name = PyUnicode_InternFromString("compress");
+    flush_name = PyUnicode_InternFromString("flush");
+    decompress_name = PyUnicode_InternFromString("decompress");
+    PyObject *zlib = PyImport_ImportModule("zlib");
+    if (zlib == NULL) {
+        return -1;
+    }
+    sync_flush = PyObject_GetAttrString(zlib, "Z_SYNC_FLUSH");
+    Py_DECREF(zlib);
+    if (compress_name == NULL || flush_name == NULL || decompress_name == NULL
+        || sync_flush == NULL) {
+        return -1;
+    }
     return find_message_type();
 }
 
@@ -777,7 +982,8 @@ static PyModuleDef_Slot speedups_slots[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "tether._speedups",
-    "C versions of tether's hot paths: masking, frame headers, one-frame messages and frame building.",
+    "C versions of tether's hot paths: masking, frame headers, one-frame messages, frame\n"
+    "building and the framing around zlib for permessage-deflate.",
     0,
     speedups_methods,
     speedups_slots,

@@ -1,13 +1,27 @@
+import zlib
 from typing import Any
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
 def build_frame(first: int, data: bytes | bytearray | memoryview, key: bytes | None) -> bytes: ...
+def deflate_frame(
+    encoder: zlib._Compress,
+    first: int,
+    data: bytes | bytearray | memoryview,
+    key: bytes | None,
+) -> bytes: ...
 def fill_payload(
     target: bytes | bytearray,
     at: int,
     data: bytes | bytearray | memoryview,
     key: bytes | None,
 ) -> None: ...
+def inflate_frame(
+    decoder: zlib._Decompress,
+    data: bytes | bytearray | memoryview,
+    key: bytes | None,
+    tail: bool,
+    max_length: int,
+) -> bytes: ...
 def make_message(data: str | bytes) -> Any: ...
 def new_frame(
     frame_type: type[Any],

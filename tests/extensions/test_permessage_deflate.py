@@ -32,10 +32,15 @@ from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
+    deflate_frame,
+    deflate_frame_python,
     enable_client_permessage_deflate,
     enable_server_permessage_deflate,
+    inflate_frame,
+    inflate_frame_python,
 )
-from tether.protocol.frames import Frame, Opcode, parse_frame
+from tether.protocol.frames import Frame, Opcode, build_frame, parse_frame
+from tether.protocol.masking import apply_mask
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 CONTROL_FRAMES = [
@@ -995,3 +1000,152 @@ def test_base_classes_leave_everything_to_subclasses() -> None:
     with pytest.raises(NotImplementedError):
         OtherServerFactory().process_request_params([], [])
     assert Extension.rsv_mask is None
+
+
+# Whole messages in one frame: encode_message and decode_message, which the
+# engine calls instead of encode and decode, give the same bytes.
+
+KEYS = [None, b"\x37\xfa\x21\x3d"]
+
+
+def decode_whole(
+    ext: PerMessageDeflate, payload: bytes, key: bytes | None, max_size: int | None = None
+) -> bytes:
+    """decode_message on ``payload`` as it comes on the wire: masked with ``key`` if any."""
+    wire = payload if key is None else apply_mask(payload, key)
+    return ext.decode_message(memoryview(b"\xff" + wire)[1:], key, max_size)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ("f248cdc9c90700", b"Hello"),  # 7.2.3.1
+        ("f348cdc9c90700", b"Hello"),  # 7.2.3.4 without its last octet: BFINAL, nothing after
+        ("f248cdc90100", b"Hell"),  # BFINAL, then the 4 octets stripped from nothing
+        ("00", b""),  # 7.2.3.6
+        ("", b""),  # no data at all
+        ("f348cd0100 cac90700", b"Hello"),  # BFINAL, then a second stream
+    ],
+)
+def test_decode_message_matches_decode(key: bytes | None, payload: str, expected: bytes) -> None:
+    data = bytes.fromhex(payload.replace(" ", ""))
+    general, whole = pmd(), pmd()
+    assert general.decode(Frame(TEXT, data, rsv1=True)).data == expected
+    assert decode_whole(whole, data, key) == expected
+    # Both carry on alike: the next message refers back into what the
+    # stream holds, if it did not end (BFINAL).
+    follow = bytes.fromhex("f200110000")
+    outcomes: list[bytes | int] = []
+    for ext in (general, whole):
+        try:
+            if ext is general:
+                outcomes.append(ext.decode(Frame(TEXT, follow, rsv1=True)).data)
+            else:
+                outcomes.append(decode_whole(ext, follow, key))
+        except ProtocolError as exc:
+            outcomes.append(exc.code)
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_decode_message_limits(key: bytes | None) -> None:
+    data = os.urandom(1000)
+    payload = pmd().encode(Frame(BINARY, data)).data
+    assert decode_whole(pmd(), payload, key, max_size=1000) == data
+    with pytest.raises(PayloadTooBig) as excinfo:
+        decode_whole(pmd(), payload, key, max_size=999)
+    assert str(excinfo.value) == "decompressed message larger than the size limit"
+    with pytest.raises(PayloadTooBig):
+        decode_whole(pmd(), bomb(10 * 2**20), key, max_size=2**20)
+    assert decode_whole(pmd(), b"\x00", key, max_size=0) == b""
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_decode_message_after_a_stream_ending_over_the_limit(key: bytes | None) -> None:
+    # A first stream ends (BFINAL) past the limit, with a second one after it.
+    first = zlib.compressobj(wbits=-15)
+    payload = first.compress(b"x" * 50) + first.flush(zlib.Z_FINISH)
+    payload += bytes.fromhex("f248cdc9c90700")
+    with pytest.raises(PayloadTooBig):
+        decode_whole(pmd(), payload, key, max_size=20)
+    assert decode_whole(pmd(), payload, key, max_size=55) == b"x" * 50 + b"Hello"
+    with pytest.raises(PayloadTooBig):
+        decode_whole(pmd(), payload, key, max_size=54)
+    # A stored block ends its stream at once: one byte over, and the end.
+    stored = zlib.compressobj(0, zlib.DEFLATED, -15)
+    payload = stored.compress(b"x" * 21) + stored.flush(zlib.Z_FINISH)
+    payload += bytes.fromhex("f248cdc9c90700")
+    with pytest.raises(PayloadTooBig):
+        decode_whole(pmd(), payload, key, max_size=20)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("payload", ["ff", "000500 0000", "f248cdc9c90700 ffffffff", "020000"])
+def test_decode_message_corrupt_data_fails_with_1007(key: bytes | None, payload: str) -> None:
+    with pytest.raises(ProtocolError) as excinfo:
+        decode_whole(pmd(), bytes.fromhex(payload.replace(" ", "")), key)
+    assert type(excinfo.value) is ProtocolError
+    assert excinfo.value.code == 1007
+
+
+def test_decode_message_without_context_takeover() -> None:
+    sender = pmd(local_no_context_takeover=True)
+    receiver = pmd(remote_no_context_takeover=True)
+    for _ in range(3):
+        frame = sender.encode_message(0x82, b"again and again", None)
+        assert decode_whole(receiver, frame[2:], None) == b"again and again"
+        assert receiver._decoder is None
+        assert sender._encoder is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    msgs=messages(),
+    config=st.tuples(st.integers(8, 15), st.booleans(), st.integers(-1, 9), st.booleans()),
+    key=st.sampled_from(KEYS),
+)
+def test_whole_messages_match_frames(
+    msgs: list[list[bytes]], config: tuple[int, bool, int, bool], key: bytes | None
+) -> None:
+    bits, no_context_takeover, level, limit = config
+
+    def sender() -> PerMessageDeflate:
+        return PerMessageDeflate(False, no_context_takeover, 15, bits, {"level": level})
+
+    frames_sender, whole_sender = sender(), sender()
+    frames_receiver = pmd(remote_no_context_takeover=no_context_takeover)
+    whole_receiver = pmd(remote_no_context_takeover=no_context_takeover)
+    for fragments in msgs:
+        data = b"".join(fragments)
+        frame = frames_sender.encode(Frame(BINARY, data))
+        wire = whole_sender.encode_message(0x82, data, key)
+        assert wire == build_frame(0xC2, frame.data, key)
+        max_size = len(data) if limit else None
+        assert frames_receiver.decode(frame, max_size=max_size).data == data
+        assert decode_whole(whole_receiver, frame.data, key, max_size) == data
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("view", [bytes, bytearray, memoryview])
+def test_deflate_and_inflate_frame_twins(
+    key: bytes | None, view: type[bytes] | type[bytearray] | type[memoryview]
+) -> None:
+    data = b"JSON-like, JSON-like, JSON-like " * 40
+    frames = []
+    for deflate in (deflate_frame, deflate_frame_python):
+        encoder = zlib.compressobj(6, zlib.DEFLATED, -12, 5)
+        frames.append([deflate(encoder, 0xC1, view(message), key) for message in (data, b"")])
+    assert frames[0] == frames[1]
+    (first, empty) = frames[0]
+    assert empty == build_frame(0xC1, b"\x00", key)
+    header = parse_frame(first, expect_mask=key is not None, allowed_rsv=0x40)
+    assert header is not None
+    payload = first[len(first) - len(header[0].data) :]
+    outputs = []
+    for inflate in (inflate_frame, inflate_frame_python):
+        decoder = zlib.decompressobj(wbits=-12)
+        outputs.append(inflate(decoder, view(payload), key, True, 0))
+        outputs.append(inflate(decoder, view(b"\x00" if key is None else empty[-1:]), key, True, 5))
+        outputs.append(decoder.unconsumed_tail)
+    assert outputs[:3] == outputs[3:] == [data, b"", b""]

@@ -28,7 +28,8 @@ from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.protocol.close import Close
 from tether.protocol.connection import Connection, Role, State
 from tether.protocol.events import CloseReceived, Fragment, Message, Ping, Pong
-from tether.protocol.frames import CONTROL_OPCODES, Frame, Opcode
+from tether.protocol.frames import CONTROL_OPCODES, Frame, Opcode, build_frame
+from tether.protocol.masking import apply_mask
 
 KEY = 0x5A
 
@@ -700,3 +701,99 @@ def test_compressed_frame_over_fragment_wire_limit(role: Role, peer: Peer) -> No
     assert_failed(conn, 1009)
     assert isinstance(conn.error, PayloadTooBig)
     assert conn.error.size == 1000
+
+
+# A per-message extension that takes whole messages in one call
+
+
+class WholeXor(XorMessages):
+    """:class:`XorMessages` with ``encode_message`` and ``decode_message``, which it records.
+
+    ``decode_message`` ignores ``max_size`` (factor ``repeat`` inflates the
+    payload), so that the engine's own check of the limit shows.
+    """
+
+    whole_messages: ClassVar[bool] = True
+
+    def __init__(self, repeat: int = 1) -> None:
+        super().__init__()
+        self.repeat = repeat
+        self.whole_encoded: list[tuple[int, bytes, bytes | None]] = []
+        self.whole_decoded: list[tuple[bytes, bytes | None, int | None]] = []
+
+    def encode_message(self, first: int, data: bytes, key: bytes | None) -> bytes:
+        self.whole_encoded.append((first, data, key))
+        return build_frame(first | 0x40, xor(data), key)
+
+    def decode_message(
+        self, data: bytes | bytearray | memoryview, key: bytes | None, max_size: int | None
+    ) -> bytes:
+        raw = bytes(data)
+        self.whole_decoded.append((raw, key, max_size))
+        return xor(raw if key is None else apply_mask(raw, key)) * self.repeat
+
+
+def test_whole_message_sent_through_encode_message(role: Role) -> None:
+    ext = WholeXor()
+    conn = Connection(role, extensions=[ext])
+    conn.send_message("héllo")
+    conn.send_message(b"\x00\xff")
+    conn.send_message(bytearray(b"ab"))  # Not bytes: the general path.
+    assert sent_frames(conn) == [
+        Frame(Opcode.TEXT, xor("héllo".encode()), rsv1=True),
+        Frame(Opcode.BINARY, b"\x5a\xa5", rsv1=True),
+        Frame(Opcode.BINARY, xor(b"ab"), rsv1=True),
+    ]
+    masked = role is Role.CLIENT
+    assert [(first, data, key is not None) for first, data, key in ext.whole_encoded] == [
+        (0x81, "héllo".encode(), masked),
+        (0x82, b"\x00\xff", masked),
+    ]
+    assert [frame.data for frame in ext.encoded] == [b"ab"]
+
+
+def test_whole_message_received_through_decode_message(
+    role: Role, peer: Peer, chunking: Chunking
+) -> None:
+    ext = WholeXor()
+    conn = Connection(role, max_size=1000, extensions=[ext])
+    wire = (
+        peer.text(xor("héllo".encode()), rsv=0x40)
+        + peer.binary(xor(b"ab"), fin=False, rsv=0x40)
+        + peer.cont(xor(b"cd"))
+        + peer.binary(b"plain")
+    )
+    feed(conn, wire, chunking)
+    assert conn.events() == [Message("héllo"), Message(b"abcd"), Message(b"plain")]
+    assert conn.error is None
+    (payload, key, max_size), *others = ext.whole_decoded
+    assert others == []
+    assert xor(payload if key is None else apply_mask(payload, key)) == "héllo".encode()
+    assert (key is not None, max_size) == (role is Role.SERVER, 1000)
+    # The fragmented message went through decode, frame by frame.
+    assert [frame.data for frame in ext.decoded] == [xor(b"ab"), xor(b"cd")]
+
+
+def test_whole_message_over_the_limit_fails_1009(role: Role, peer: Peer) -> None:
+    conn = Connection(role, max_size=100, extensions=[WholeXor(repeat=4)])
+    conn.receive_data(peer.binary(b"x" * 25, rsv=0x40))
+    assert conn.events() == [Message(xor(b"x" * 25) * 4)]
+    conn.receive_data(peer.binary(b"x" * 26, rsv=0x40))
+    assert_failed(conn, 1009)
+    assert str(conn.error) == "message is over the limit of 100 bytes"
+
+
+def test_whole_messages_only_with_a_single_extension(role: Role, peer: Peer) -> None:
+    ext = WholeXor()
+    conn = Connection(role, extensions=[ext, XorMessages()])
+    conn.send_message(b"ab")
+    # The first extension to decode clears RSV1: the message is XORed once.
+    conn.receive_data(peer.binary(xor(b"ab"), rsv=0x40))
+    assert conn.events() == [Message(b"ab")]
+    assert ext.whole_encoded == []
+    assert ext.whole_decoded == []
+
+
+def test_base_extension_has_no_whole_messages() -> None:
+    assert Extension.whole_messages is False
+    assert PerMessageDeflate.whole_messages is True

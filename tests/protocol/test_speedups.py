@@ -6,6 +6,7 @@ import array
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import tether._speedups as speedups
 from tether.exceptions import ProtocolError
+from tether.extensions.permessage_deflate import deflate_frame_python, inflate_frame_python
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
     OPCODES,
@@ -309,16 +311,19 @@ def test_payload_functions_reject_bad_arguments() -> None:
 def test_environment_variable_selects_the_fallback() -> None:
     code = (
         "from tether.protocol import masking, frames, speedups\n"
+        "from tether.extensions import permessage_deflate as pmd\n"
         "print(speedups.speedups is None, masking.apply_mask is masking.apply_mask_python,"
         " frames.read_header is frames.read_header_python,"
         " frames.read_messages is frames.read_messages_python,"
-        " frames.new_frame is frames.Frame, frames.new_message is frames.Message)"
+        " frames.new_frame is frames.Frame, frames.new_message is frames.Message,"
+        " pmd.deflate_frame is pmd.deflate_frame_python,"
+        " pmd.inflate_frame is pmd.inflate_frame_python)"
     )
     env = {**os.environ, "TETHER_NO_SPEEDUPS": "1"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert result.stdout.split() == ["True"] * 6
+    assert result.stdout.split() == ["True"] * 8
 
 
 @given(
@@ -367,3 +372,128 @@ def test_make_message_matches_the_dataclass(data: str | bytes) -> None:
     assert type(made) is Message
     assert made == Message(data)
     assert made.data is data
+
+
+# The framing around zlib of permessage-deflate: deflate_frame and inflate_frame.
+
+
+@given(
+    messages=st.lists(st.binary(max_size=3000) | st.just(b"ab" * 700), max_size=4),
+    level=st.integers(min_value=0, max_value=9),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    first=st.integers(min_value=0, max_value=0xFF),
+)
+@settings(max_examples=300)
+def test_deflate_frame_matches(
+    messages: list[bytes], level: int, key: bytes | None, first: int
+) -> None:
+    encoders = [zlib.compressobj(level, zlib.DEFLATED, -9) for _ in range(2)]
+    for message in messages:
+        expected = deflate_frame_python(encoders[1], first, message, key)
+        assert speedups.deflate_frame(encoders[0], first, message, key) == expected
+
+
+def test_deflate_frame_at_every_length_encoding() -> None:
+    # Stored blocks (level 0) make the payload as long as asked.
+    for size in (0, 1, 120, 126, 0xFFFF - 10, 0x10000, 100_000):
+        data = os.urandom(size)
+        for key in (None, b"\x01\x02\x03\x04"):
+            encoders = [zlib.compressobj(0, zlib.DEFLATED, -15) for _ in range(2)]
+            frame = speedups.deflate_frame(encoders[0], 0xC2, bytearray(data), key)
+            assert frame == deflate_frame_python(encoders[1], 0xC2, data, key)
+
+
+@given(
+    messages=st.lists(st.binary(max_size=2000), min_size=1, max_size=4),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    cut=st.integers(min_value=0, max_value=2000),
+    max_length=st.integers(min_value=0, max_value=3000),
+)
+@settings(max_examples=300)
+def test_inflate_frame_matches(
+    messages: list[bytes], key: bytes | None, cut: int, max_length: int
+) -> None:
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -15)
+    decoders = [zlib.decompressobj(wbits=-15) for _ in range(2)]
+    for message in messages:
+        payload = encoder.compress(message) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        payload = payload[:-4]
+        wire = payload if key is None else apply_mask_python(payload, key)
+        cut = min(cut, len(wire)) & ~3  # The key stays in step at a multiple of 4.
+        for part, tail in ((wire[:cut], False), (wire[cut:], True)):
+            outputs = [
+                inflate(decoder, part, key, tail, max_length)
+                for inflate, decoder in zip(
+                    (speedups.inflate_frame, inflate_frame_python), decoders, strict=True
+                )
+            ]
+            assert outputs[0] == outputs[1]
+            assert decoders[0].unconsumed_tail == decoders[1].unconsumed_tail
+            assert decoders[0].eof == decoders[1].eof
+            if decoders[0].unconsumed_tail:
+                return
+
+
+@given(data=st.binary(max_size=64), tail=st.booleans())
+def test_inflate_frame_reports_corrupt_data_alike(data: bytes, tail: bool) -> None:
+    outcomes: list[tuple[bytes | str, bytes]] = []
+    for inflate in (speedups.inflate_frame, inflate_frame_python):
+        decoder = zlib.decompressobj(wbits=-15)
+        try:
+            outcomes.append((inflate(decoder, data, None, tail, 0), decoder.unused_data))
+        except zlib.error as exc:
+            outcomes.append((str(exc), b""))
+    assert outcomes[0] == outcomes[1]
+
+
+class NotZlib:
+    """Answers like a zlib object, but with text: the accelerator refuses it."""
+
+    def compress(self, data: bytes) -> str:
+        return "compressed"
+
+    def flush(self, mode: int) -> str:
+        return "flushed"
+
+    def decompress(self, data: bytes, max_length: int) -> str:
+        return "decompressed"
+
+
+def test_deflate_and_inflate_frame_reject_bad_arguments() -> None:
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -15)
+    decoder = zlib.decompressobj(wbits=-15)
+    with pytest.raises(TypeError, match="4 arguments"):
+        speedups.deflate_frame(encoder, 0xC1, b"")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        speedups.deflate_frame(encoder, "x", b"", None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out of range"):
+        speedups.deflate_frame(encoder, 256, b"", None)
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.deflate_frame(encoder, 0xC1, b"", b"abc")
+    with pytest.raises(TypeError):
+        speedups.deflate_frame(encoder, 0xC1, "text", None)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        speedups.deflate_frame(object(), 0xC1, b"x", None)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        speedups.deflate_frame(object(), 0xC1, b"", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="did not return bytes"):
+        speedups.deflate_frame(NotZlib(), 0xC1, b"x", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="5 arguments"):
+        speedups.inflate_frame(decoder, b"", None, True)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.inflate_frame(decoder, b"", b"abcde", True, 0)
+    with pytest.raises(TypeError):
+        speedups.inflate_frame(decoder, "text", None, True, 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="did not return bytes"):
+        speedups.inflate_frame(NotZlib(), b"x", None, False, 0)  # type: ignore[arg-type]
+
+
+class Falsy:
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth")
+
+
+def test_inflate_frame_propagates_a_failing_truth_test() -> None:
+    decoder = zlib.decompressobj(wbits=-15)
+    with pytest.raises(RuntimeError, match="no truth"):
+        speedups.inflate_frame(decoder, b"", None, Falsy(), 0)  # type: ignore[arg-type]

@@ -35,6 +35,15 @@ class Extension:
     frame of a data message, and hands messages without it straight through.
     """
 
+    whole_messages: ClassVar[bool] = False
+    """Whether the extension implements :meth:`encode_message` and :meth:`decode_message`.
+
+    When it does, and it is the only extension of a connection, the engine
+    calls them for the messages sent or received whole in one frame with the
+    extension's RSV bit, instead of making :class:`Frame` objects for
+    :meth:`encode` and :meth:`decode`. Both ways must give the same bytes.
+    """
+
     def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
         """Transform an incoming frame; the result's data stays within ``max_size`` bytes.
 
@@ -45,6 +54,26 @@ class Extension:
 
     def encode(self, frame: Frame) -> Frame:
         """Transform an outgoing frame."""
+        raise NotImplementedError
+
+    def encode_message(self, first: int, data: bytes, key: bytes | None) -> bytes:
+        """Build the frame of a whole message, transformed, sent in one frame.
+
+        ``first`` is the frame's first byte (FIN and the opcode) without the
+        extension's RSV bit, which this adds; ``key`` is the masking key, or
+        ``None`` for an unmasked frame. See :attr:`whole_messages`.
+        """
+        raise NotImplementedError
+
+    def decode_message(
+        self, data: bytes | bytearray | memoryview, key: bytes | None, max_size: int | None
+    ) -> bytes:
+        """Transform back the payload of a whole message that came in one frame with the RSV bit.
+
+        ``data`` is the payload as it arrived, masked with ``key`` unless that
+        is ``None``. Raise as :meth:`decode` does, :class:`~tether.exceptions.PayloadTooBig`
+        past ``max_size`` bytes. See :attr:`whole_messages`.
+        """
         raise NotImplementedError
 
 

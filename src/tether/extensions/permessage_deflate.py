@@ -35,8 +35,8 @@ compress with 9 when 8 was agreed.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, Final, Literal, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, NamedTuple
 
 from tether.exceptions import (
     DuplicateParameter,
@@ -52,14 +52,20 @@ from tether.extensions.base import (
     ExtensionParameter,
     ServerExtensionFactory,
 )
-from tether.protocol.frames import CONTROL_OPCODES, Frame, Opcode, new_frame
+from tether.protocol.frames import CONTROL_OPCODES, RSV1, Frame, Opcode, build_frame, new_frame
+from tether.protocol.masking import apply_mask
+from tether.protocol.speedups import speedups
 
 __all__ = [
     "ClientPerMessageDeflateFactory",
     "PerMessageDeflate",
     "ServerPerMessageDeflateFactory",
+    "deflate_frame",
+    "deflate_frame_python",
     "enable_client_permessage_deflate",
     "enable_server_permessage_deflate",
+    "inflate_frame",
+    "inflate_frame_python",
 ]
 
 _NAME: Final = "permessage-deflate"
@@ -99,6 +105,71 @@ _STRATEGIES: Final = frozenset(
 # messages drop only a little, which suits a server holding many connections.
 _DEFAULT_WINDOW_BITS: Final = 12
 _DEFAULT_MEM_LEVEL: Final = 5
+
+
+def _end_message(output: bytes) -> bytes:
+    """The compressed data of a message's last frame: the flush's tail removed.
+
+    RFC 7692 section 7.2.1: data not ending with an empty stored block gets
+    one, then loses its last 4 octets, leaving the single 0x00 of section
+    7.2.3.6.
+    """
+    return output[:-4] if output.endswith(_TAIL) else output + b"\x00"
+
+
+def deflate_frame_python(
+    encoder: zlib._Compress, first: int, data: bytes | bytearray | memoryview, key: bytes | None
+) -> bytes:
+    """Build the frame of a whole message compressed with ``encoder``.
+
+    The data is compressed and sync-flushed, the flush's tail removed as
+    RFC 7692 section 7.2.1 requires, behind a header whose first byte is
+    ``first`` (RSV1 included), and masked with ``key`` unless it is
+    ``None``. The pure-Python twin of the C accelerator's ``deflate_frame``.
+    """
+    if data:
+        output = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+    else:
+        # Right after a flush, zlib has nothing to emit, not even an empty
+        # block: the message is the single 0x00.
+        output = encoder.flush(zlib.Z_SYNC_FLUSH)
+    return build_frame(first, _end_message(output), key)
+
+
+def inflate_frame_python(
+    decoder: zlib._Decompress,
+    data: bytes | bytearray | memoryview,
+    key: bytes | None,
+    tail: bool,
+    max_length: int,
+) -> bytes:
+    """Decompress the payload of a compressed frame with ``decoder``.
+
+    ``data`` is unmasked with ``key`` unless it is ``None``, followed by the
+    4 octets the sender stripped when ``tail`` is true (RFC 7692 section
+    7.2.2), and given to ``decoder.decompress(..., max_length)`` in one
+    call. The pure-Python twin of the C accelerator's ``inflate_frame``.
+    """
+    payload = bytes(data) if key is None else apply_mask(data, key)
+    if tail:
+        payload += _TAIL
+    return decoder.decompress(payload, max_length)
+
+
+if TYPE_CHECKING:
+    # zlib's object types exist only for type checkers.
+    DeflateFrame = Callable[
+        [zlib._Compress, int, bytes | bytearray | memoryview, bytes | None], bytes
+    ]
+    InflateFrame = Callable[
+        [zlib._Decompress, bytes | bytearray | memoryview, bytes | None, bool, int], bytes
+    ]
+
+deflate_frame: DeflateFrame = deflate_frame_python if speedups is None else speedups.deflate_frame
+""":func:`deflate_frame_python`, in C when the accelerator is built."""
+
+inflate_frame: InflateFrame = inflate_frame_python if speedups is None else speedups.inflate_frame
+""":func:`inflate_frame_python`, in C when the accelerator is built."""
 
 
 def _check_window_bits(name: str, bits: int) -> None:
@@ -141,7 +212,8 @@ class PerMessageDeflate(Extension):
     """
 
     name: ClassVar[str] = _NAME
-    rsv_mask: ClassVar[int | None] = 0x40
+    rsv_mask: ClassVar[int | None] = RSV1
+    whole_messages: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -229,69 +301,110 @@ class PerMessageDeflate(Extension):
             self._message_empty = True
         if not self._decoding:
             return frame
-        try:
-            data = self._decompress(frame.data, frame.fin, max_size)
-        except PayloadTooBig:
-            # Report the limit of the whole frame, not what was left of it.
-            assert max_size is not None
-            raise PayloadTooBig(None, max_size) from None
+        data = self._decompress(frame.data, None, frame.fin, max_size)
         if frame.fin:
             self._decoding = False
             if self.remote_no_context_takeover:
                 self._decoder = None
         return new_frame(opcode, data, frame.fin, False, frame.rsv2, frame.rsv3)
 
-    def _decompress(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
-        outputs: list[bytes] = []
-        remaining = max_size
-        if data:
-            self._message_empty = False
-            remaining = self._inflate(data, remaining, outputs)
+    def decode_message(
+        self, data: bytes | bytearray | memoryview, key: bytes | None, max_size: int | None
+    ) -> bytes:
+        """Decompress the payload of a whole message that came compressed in one frame.
+
+        ``data`` is the payload as it arrived, masked with ``key`` unless that
+        is ``None``. What :meth:`decode` does for such a frame, without
+        making frames; it raises the same errors.
+        """
+        self._message_empty = True
+        output = self._decompress(data, key, True, max_size)
+        if self.remote_no_context_takeover:
+            self._decoder = None
+        return output
+
+    def _decompress(
+        self,
+        data: bytes | bytearray | memoryview,
+        key: bytes | None,
+        fin: bool,
+        max_size: int | None,
+    ) -> bytes:
         # RFC 7692 section 7.2.2: the message's data is followed by the 4
-        # octets the sender stripped, fed separately to avoid a copy. They
-        # close the empty stored block whose header ends the data, so they
-        # are left out when there is none: the message had no data at all
-        # (section 7.2.3.6 asks for 0x00, but nothing is unambiguous), or it
-        # ended with a block with BFINAL set and nothing after it (section
+        # octets the sender stripped, given to zlib with the last frame's
+        # data. They close the empty stored block whose header ends the data,
+        # so they are left out when there is none: the message had no data at
+        # all (section 7.2.3.6 asks for 0x00, but nothing is unambiguous), or
+        # it ended with a block with BFINAL set and nothing after it (section
         # 7.2.3.4 without its trailing 0x00), which leaves no decompressor.
         # Fed anyway, they would open a bogus stored block and corrupt what
         # follows.
-        if fin and not self._message_empty and self._decoder is not None:
-            self._inflate(_TAIL, remaining, outputs)
+        if data:
+            self._message_empty = False
+            tail = fin
+        elif fin and not self._message_empty and self._decoder is not None:
+            tail = True
+        else:
+            return b""
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = zlib.decompressobj(wbits=self._decoder_wbits)
+        try:
+            # One byte more than allowed tells "too big" apart from "exactly
+            # the limit" without inflating any further; 0 is no limit.
+            limit = 0 if max_size is None else max_size + 1
+            output = inflate_frame(decoder, data, key, tail, limit)
+            if decoder.eof:
+                output = self._restart(decoder, output, tail, max_size)
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
+        if max_size is not None and len(output) > max_size:
+            raise PayloadTooBig(None, max_size)
+        return output
+
+    def _restart(
+        self, decoder: zlib._Decompress, output: bytes, tail: bool, max_size: int | None
+    ) -> bytes:
+        """Go on with new decompressors after a block with BFINAL set ended zlib's stream.
+
+        RFC 7692 section 7.2.1 lets more blocks follow such a block. A sender
+        ends its stream only to start afresh, so a new decompressor takes over
+        the rest. The 4 octets of ``tail``, alone after the end, are dropped.
+        """
+        outputs = [output]
+        size = len(output)
+        while decoder.eof:
+            self._decoder = None
+            rest = decoder.unused_data
+            if not rest or (tail and rest == _TAIL):
+                break
+            if max_size is not None and size > max_size:
+                break  # The caller raises PayloadTooBig.
+            decoder = self._decoder = zlib.decompressobj(wbits=self._decoder_wbits)
+            output = decoder.decompress(rest, 0 if max_size is None else max_size - size + 1)
+            outputs.append(output)
+            size += len(output)
         return b"".join(outputs)
 
-    def _inflate(self, data: bytes, remaining: int | None, outputs: list[bytes]) -> int | None:
-        """Decompress ``data`` into ``outputs``; return how many bytes may still come."""
-        while data:
-            decoder = self._decoder
-            if decoder is None:
-                decoder = self._decoder = zlib.decompressobj(wbits=self._decoder_wbits)
-            try:
-                if remaining is None:
-                    output = decoder.decompress(data)
-                else:
-                    # One byte more than allowed tells "too big" apart from
-                    # "exactly the limit" without inflating any further.
-                    output = decoder.decompress(data, remaining + 1)
-            except zlib.error as exc:
-                raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
-            if remaining is not None:
-                if len(output) > remaining:
-                    raise PayloadTooBig(None, remaining)
-                remaining -= len(output)
-            outputs.append(output)
-            if decoder.eof:
-                # A block with BFINAL set ends zlib's stream, but RFC 7692
-                # section 7.2.1 lets more blocks follow it. A sender ends its
-                # stream only to start afresh, so a new decompressor takes
-                # over the rest.
-                self._decoder = None
-                data = decoder.unused_data
-            else:
-                # Empty here: a non-empty unconsumed tail means the output
-                # reached remaining + 1 bytes, which raised above.
-                data = decoder.unconsumed_tail
-        return remaining
+    def encode_message(self, first: int, data: bytes, key: bytes | None) -> bytes:
+        """Build the frame of a whole message sent compressed in one frame.
+
+        ``first`` is the frame's first byte without RSV1, which this adds;
+        ``key`` masks the frame unless it is ``None``. What :meth:`encode`
+        and serializing its frame give, without making frames.
+        """
+        encoder = self._encoder
+        if encoder is None:
+            encoder = self._encoder = self._new_encoder()
+        frame = deflate_frame(encoder, first | RSV1, data, key)
+        if self.local_no_context_takeover:
+            self._encoder = None
+        return frame
+
+    def _new_encoder(self) -> zlib._Compress:
+        return zlib.compressobj(
+            self._level, zlib.DEFLATED, self._encoder_wbits, self._mem_level, self._strategy
+        )
 
     def encode(self, frame: Frame) -> Frame:
         """Compress a frame of a compressed message; return control frames unchanged.
@@ -308,9 +421,7 @@ class PerMessageDeflate(Extension):
             return frame
         encoder = self._encoder
         if encoder is None:
-            encoder = self._encoder = zlib.compressobj(
-                self._level, zlib.DEFLATED, self._encoder_wbits, self._mem_level, self._strategy
-            )
+            encoder = self._encoder = self._new_encoder()
         data = frame.data
         if data:
             output = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
@@ -319,13 +430,7 @@ class PerMessageDeflate(Extension):
             # empty block, and an empty fragment stays empty.
             output = encoder.flush(zlib.Z_SYNC_FLUSH)
         if frame.fin:
-            if output.endswith(_TAIL):
-                output = output[:-4]
-            else:
-                # Section 7.2.1: data not ending with an empty stored block
-                # gets one, then loses its last 4 octets, leaving the single
-                # 0x00 of section 7.2.3.6.
-                output += b"\x00"
+            output = _end_message(output)
             if self.local_no_context_takeover:
                 self._encoder = None
         return new_frame(opcode, output, frame.fin, opcode != _CONT, frame.rsv2, frame.rsv3)

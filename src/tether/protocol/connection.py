@@ -169,6 +169,7 @@ class Connection:
         "_partial",
         "_send_transformed",
         "_start",
+        "_whole",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -272,11 +273,16 @@ class Connection:
 
     def _set_extensions(self, extensions: Sequence[Extension]) -> None:
         self.extensions = list(extensions)
+        # The one extension whose whole messages go through encode_message
+        # and decode_message, if any.
+        self._whole: Extension | None = None
         if not extensions:
             # Every engine starts here, and most connections stay here.
             self._frame_extensions = False
             self._message_rsv = self._allowed_rsv = 0
             return
+        if len(extensions) == 1 and extensions[0].whole_messages and extensions[0].rsv_mask:
+            self._whole = extensions[0]
         masks = [ext.rsv_mask for ext in self.extensions]
         # An extension that declares no RSV bits may touch any frame: every
         # frame then goes through the chain and every RSV bit is its business.
@@ -365,9 +371,15 @@ class Connection:
         """
         kind = type(data)
         # The common case in one call: an open connection with no extension
-        # at work and no fragmented message on its way out. Anything else
-        # goes through send_text or send_binary.
-        if self.state is _OPEN and self._send_transformed is None and not self.extensions:
+        # at work, or one that takes whole messages, and no fragmented
+        # message on its way out. Anything else goes through send_text or
+        # send_binary.
+        whole = self._whole
+        if (
+            self.state is _OPEN
+            and self._send_transformed is None
+            and (whole is not None or not self.extensions)
+        ):
             if kind is bytes:
                 first = _FIN_TEXT if text else _FIN_BINARY
             elif kind is str:
@@ -377,6 +389,10 @@ class Connection:
                 first = 0
             if first:
                 # data is bytes here; type tests would cost calls on this path.
+                if whole is not None:
+                    key = masking_key() if self._mask else None
+                    self._output.append(whole.encode_message(first, data, key))  # type: ignore[arg-type]
+                    return
                 if self._mask:
                     self._output.append(build_frame(first, data, masking_key()))  # type: ignore[arg-type]
                     return
@@ -714,6 +730,16 @@ class Connection:
                 transformed = self._check_data_frame(opcode, rsv, length)
                 if stop > end and transformed:
                     break
+                whole = self._whole
+                if transformed and fin and opcode != _OP_CONT and whole is not None:
+                    # A whole message in one frame, through the extension in one call.
+                    max_size = self.max_size
+                    payload = whole.decode_message(buf[start:stop], key, max_size)
+                    if max_size is not None and len(payload) > max_size:
+                        raise PayloadTooBig(f"message is over the limit of {max_size} bytes")
+                    pos = stop
+                    self._receive_whole(opcode == _OP_TEXT, payload)
+                    continue
                 self._begin_data_frame(opcode, fin, transformed)
                 if stop > end:
                     # A plain data frame is consumed as it arrives, so that
