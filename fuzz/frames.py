@@ -15,9 +15,14 @@ from dataclasses import dataclass
 from fuzz._common import Input, run
 from tether.exceptions import ProtocolError
 from tether.extensions.permessage_deflate import PerMessageDeflate
-from tether.protocol.connection import Connection, Role, _compressed_frame_limit
+from tether.protocol.connection import Connection, Role
 from tether.protocol.events import Event, Fragment, Message
-from tether.protocol.frames import MAX_CONTROL_PAYLOAD, RSV_BITS, parse_frame
+from tether.protocol.frames import (
+    MAX_CONTROL_PAYLOAD,
+    RSV_BITS,
+    compressed_frame_limit,
+    parse_frame,
+)
 
 __all__ = ["TestOneInput"]
 
@@ -138,7 +143,7 @@ def TestOneInput(data: bytes) -> None:
     trickle_events: list[Event] = []
     # The engine holds back at most one whole frame: a compressed data frame,
     # or a control frame, whose 125 bytes may exceed a small max_size.
-    frame_limit = _MAX_HEADER + max(_compressed_frame_limit(config.max_size), MAX_CONTROL_PAYLOAD)
+    frame_limit = _MAX_HEADER + max(compressed_frame_limit(config.max_size), MAX_CONTROL_PAYLOAD)
     for i in range(len(stream)):
         trickle.receive_data(stream[i : i + 1])
         trickle_events.extend(trickle.events())

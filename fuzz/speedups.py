@@ -18,7 +18,8 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
   boundaries, and what it builds reads back as the frame it was given;
 - ``read_messages`` equals :func:`~tether.protocol.frames.read_messages_python`:
   the same messages and the same stopping point, for any limits, and every
-  frame it takes is one the general path would take as a whole message;
+  frame it takes is one the general path would take as a whole message; with
+  permessage-deflate, the same messages or the same error;
 - ``deflate_frame`` and ``inflate_frame`` equal the twins in
   :mod:`tether.extensions.permessage_deflate`: the same frames from two
   messages compressed in one stream, which inflate back to the messages, and
@@ -35,7 +36,11 @@ import zlib
 from fuzz._common import Input, run
 from tether import _speedups
 from tether.exceptions import ProtocolError
-from tether.extensions.permessage_deflate import deflate_frame_python, inflate_frame_python
+from tether.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    deflate_frame_python,
+    inflate_frame_python,
+)
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
     RSV_BITS,
@@ -160,6 +165,24 @@ def _check_build(source: Input, flags: int) -> None:
     assert (body if key is None else apply_mask_python(body, key)) == bytes(payload)
 
 
+def _read_compressed(
+    c: bool,
+    buf: bytes | bytearray | memoryview,
+    expect_mask: bool,
+    max_size: int | None,
+    limit: int | None,
+) -> tuple[object, ...]:
+    """What one read_messages reads with a fresh permessage-deflate, or the error it raised."""
+    events: list[Event] = []
+    whole = PerMessageDeflate(False, False, 15, 15)
+    read = _speedups.read_messages if c else read_messages_python
+    try:
+        stop = read(buf, 0, expect_mask, max_size, limit, events, whole)
+    except ProtocolError as exc:
+        return ("error", type(exc), str(exc), exc.code, events)
+    return (stop, events)
+
+
 def _check_messages(source: Input, flags: int) -> None:
     expect_mask = bool(flags & 0x02)
     size_byte = source.byte()
@@ -168,9 +191,13 @@ def _check_messages(source: Input, flags: int) -> None:
     buf = _views(source.rest(), flags >> 6)
     python: list[Event] = []
     c: list[Event] = []
-    stop = read_messages_python(buf, 0, expect_mask, max_size, limit, python)
-    assert _speedups.read_messages(buf, 0, expect_mask, max_size, limit, c) == stop
+    stop = read_messages_python(buf, 0, expect_mask, max_size, limit, python, None)
+    assert _speedups.read_messages(buf, 0, expect_mask, max_size, limit, c, None) == stop
     assert c == python
+    # The same with permessage-deflate, whose frames with RSV1 are read too.
+    assert _read_compressed(True, buf, expect_mask, max_size, limit) == _read_compressed(
+        False, buf, expect_mask, max_size, limit
+    )
     # Each frame taken is a final text or binary frame with no RSV bit, as
     # masked as asked, within max_size, whose payload is the message.
     pos = 0

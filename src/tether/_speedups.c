@@ -141,6 +141,8 @@ done:
 }
 
 static PyObject *protocol_error;  /* tether.exceptions.ProtocolError */
+static PyObject *payload_too_big;  /* tether.exceptions.PayloadTooBig */
+static PyObject *decode_message_name;  /* "decode_message" */
 
 static PyObject *
 fail(const char *message)
@@ -302,8 +304,15 @@ check_key(PyObject *key)
     return 0;
 }
 
+/* Inlined into each caller: frames are built per message sent. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TETHER_INLINE static inline __attribute__((always_inline))
+#else
+#define TETHER_INLINE static inline
+#endif
+
 /* The size of a frame header for a payload of `length` bytes, masking key included. */
-static Py_ssize_t
+TETHER_INLINE Py_ssize_t
 header_size(Py_ssize_t length, int masked)
 {
     Py_ssize_t size = length < 126 ? 2 : (length < 0x10000 ? 4 : 10);
@@ -313,7 +322,7 @@ header_size(Py_ssize_t length, int masked)
 /* Write the header of a frame whose first byte is `first` and whose payload
  * is `length` bytes, with the masking key `key` unless it is NULL; return
  * where the payload starts. */
-static Py_ssize_t
+TETHER_INLINE Py_ssize_t
 write_header(unsigned char *out, unsigned char first, Py_ssize_t length,
              const unsigned char *key)
 {
@@ -567,19 +576,107 @@ frame_payload(const unsigned char *payload, Py_ssize_t length, const unsigned ch
     return data;
 }
 
+/* Raise `type` (a ProtocolError class) with `message` and close code `code`
+ * (0: the class's own). */
+static PyObject *
+fail_with(PyObject *type, const char *message, int code)
+{
+    PyObject *exc = code ? PyObject_CallFunction(type, "si", message, code)
+                         : PyObject_CallFunction(type, "s", message);
+    if (exc != NULL) {
+        PyErr_SetObject(type, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* The exception being raised, normalized, with its traceback; cleared. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* The message of a frame compressed by `whole`, the connection's only
+ * extension: its payload, unmasked, goes to whole.decode_message(payload,
+ * None, max_size), whose result must stay within max_size (-1: no bound)
+ * and, for text, be UTF-8. NULL with an exception set otherwise. */
+static PyObject *
+whole_payload(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
+              const unsigned char *key, int text, PyObject *max_size_object,
+              Py_ssize_t max_size)
+{
+    PyObject *raw = PyBytes_FromStringAndSize(NULL, length);
+    if (raw == NULL) {
+        return NULL;
+    }
+    if (key != NULL) {
+        xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(raw), length, key);
+    }
+    else {
+        memcpy(PyBytes_AS_STRING(raw), payload, length);
+    }
+    PyObject *call[4] = {whole, raw, Py_None, max_size_object};
+    PyObject *data = PyObject_VectorcallMethod(decode_message_name, call, 4, NULL);
+    Py_DECREF(raw);
+    if (data == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_TypeError, "decode_message did not return bytes");
+        return NULL;
+    }
+    if (max_size >= 0 && PyBytes_GET_SIZE(data) > max_size) {
+        Py_DECREF(data);
+        char message[80];
+        snprintf(message, sizeof message, "message is over the limit of %zd bytes", max_size);
+        return fail_with(payload_too_big, message, 0);
+    }
+    if (!text) {
+        return data;
+    }
+    PyObject *decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL);
+    Py_DECREF(data);
+    if (decoded == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        /* Chained as the Python twin's `raise ... from exc` does. */
+        PyObject *cause = take_exception();
+        fail_with(protocol_error, "invalid UTF-8 in text message", 1007);
+        PyObject *error = take_exception();
+        PyException_SetCause(error, cause);
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+    }
+    return decoded;
+}
+
 PyDoc_STRVAR(read_messages_doc,
-"read_messages(buf, pos, expect_mask, max_size, limit, events) -> int\n\n"
-"Read the whole messages at buf[pos:] that each came in one plain frame, as\n"
+"read_messages(buf, pos, expect_mask, max_size, limit, events, whole) -> int\n\n"
+"Read the whole messages at buf[pos:] that each came in one plain frame, or\n"
+"in one frame with RSV1 through the extension `whole` unless it is None, as\n"
 "tether.protocol.frames.read_messages_python does, appending a Message event\n"
 "per message to events; return where reading stopped.");
 
 static PyObject *
 read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "read_messages takes 6 arguments");
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "read_messages takes 7 arguments");
         return NULL;
     }
+    PyObject *whole = args[6];
     Py_buffer view;
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     int expect_mask = PyObject_IsTrue(args[2]);
@@ -617,9 +714,11 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (available < 2) {
             break;
         }
-        /* FIN set, no RSV bit, text or binary: a message in one plain frame. */
+        /* FIN set, no RSV bit, text or binary: a message in one plain frame;
+         * with RSV1 too, one for `whole` to decode. */
         unsigned char first = frame[0];
-        if (first != 0x81 && first != 0x82) {
+        int compressed = first == 0xC1 || first == 0xC2;
+        if (first != 0x81 && first != 0x82 && !(compressed && whole != Py_None)) {
             break;
         }
         unsigned char second = frame[1];
@@ -653,13 +752,30 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (available < size || length > (unsigned long long)(available - size)) {
             break;
         }
-        if (max_size >= 0 && length > (unsigned long long)max_size) {
-            break;
+        PyObject *data;
+        if (compressed) {
+            /* The bound on a compressed frame, as compressed_frame_limit: deflate
+             * may grow incompressible data a little. */
+            if (max_size >= 0
+                && length > (unsigned long long)max_size + (max_size >> 10) + 64) {
+                break;
+            }
+            data = whole_payload(whole, frame + size, (Py_ssize_t)length, key, first == 0xC1,
+                                 args[3], max_size);
+            if (data == NULL) {
+                failed = 1;
+                break;
+            }
         }
-        PyObject *data = frame_payload(frame + size, (Py_ssize_t)length, key, first == 0x81);
-        if (data == NULL) {
-            failed = PyErr_Occurred() != NULL;
-            break;
+        else {
+            if (max_size >= 0 && length > (unsigned long long)max_size) {
+                break;
+            }
+            data = frame_payload(frame + size, (Py_ssize_t)length, key, first == 0x81);
+            if (data == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                break;
+            }
         }
         PyObject *message = new_message(data);
         if (message == NULL) {
@@ -954,8 +1070,13 @@ speedups_exec(PyObject *module)
         return -1;
     }
     protocol_error = PyObject_GetAttrString(exceptions, "ProtocolError");
+    payload_too_big = PyObject_GetAttrString(exceptions, "PayloadTooBig");
     Py_DECREF(exceptions);
-    if (protocol_error == NULL) {
+    if (protocol_error == NULL || payload_too_big == NULL) {
+        return -1;
+    }
+    decode_message_name = PyUnicode_InternFromString("decode_message");
+    if (decode_message_name == NULL) {
         return -1;
     }
     compress_name = PyUnicode_InternFromString("compress");

@@ -47,4 +47,5 @@ def read_messages(
     max_size: int | None,
     limit: int | None,
     events: list[Any],
+    whole: Any,
 ) -> int: ...

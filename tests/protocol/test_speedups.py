@@ -152,8 +152,8 @@ def _both_read(
     """Read messages with both versions; return what they agree on."""
     c_events: list[Event] = []
     python_events: list[Event] = []
-    c_pos = speedups.read_messages(buf, pos, expect_mask, max_size, limit, c_events)
-    python_pos = read_messages_python(buf, pos, expect_mask, max_size, limit, python_events)
+    c_pos = speedups.read_messages(buf, pos, expect_mask, max_size, limit, c_events, None)
+    python_pos = read_messages_python(buf, pos, expect_mask, max_size, limit, python_events, None)
     assert (c_pos, c_events) == (python_pos, python_events)
     assert all(type(event) is Message for event in c_events)
     return c_pos, c_events
@@ -235,11 +235,11 @@ def test_read_messages_stops_at_the_limit() -> None:
 def test_read_messages_rejects_bad_arguments() -> None:
     for pos, max_size, limit in [(-1, None, None), (0, -1, None), (0, None, -1)]:
         with pytest.raises(ValueError, match="negative"):
-            speedups.read_messages(b"", pos, False, max_size, limit, [])
+            speedups.read_messages(b"", pos, False, max_size, limit, [], None)
     with pytest.raises(TypeError, match="list"):
-        speedups.read_messages(b"", 0, False, None, None, ())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="6 arguments"):
-        speedups.read_messages(b"", 0, False, None, None)  # type: ignore[call-arg]
+        speedups.read_messages(b"", 0, False, None, None, (), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="7 arguments"):
+        speedups.read_messages(b"", 0, False, None, None, [])  # type: ignore[call-arg]
 
 
 @given(

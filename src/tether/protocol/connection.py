@@ -40,6 +40,7 @@ from tether.protocol.frames import (
     Frame,
     Opcode,
     build_frame,
+    compressed_frame_limit,
     frame_header,
     masking_key,
     new_frame,
@@ -115,11 +116,6 @@ def default_max_fragments(max_size: int | None) -> int | None:
     if max_size is None:
         return None
     return max(1024, max_size // 16)
-
-
-def _compressed_frame_limit(max_size: int) -> int:
-    """Bound a compressed frame on the wire: deflate may grow incompressible data a little."""
-    return max_size + (max_size >> 10) + 64
 
 
 def truncate_reason(reason: str) -> str:
@@ -371,28 +367,31 @@ class Connection:
         """
         kind = type(data)
         # The common case in one call: an open connection with no extension
-        # at work, or one that takes whole messages, and no fragmented
-        # message on its way out. Anything else goes through send_text or
-        # send_binary.
-        whole = self._whole
-        if (
-            self.state is _OPEN
-            and self._send_transformed is None
-            and (whole is not None or not self.extensions)
-        ):
-            if kind is bytes:
-                first = _FIN_TEXT if text else _FIN_BINARY
-            elif kind is str:
-                first = _FIN_BINARY if text is False else _FIN_TEXT
-                data = data.encode()  # type: ignore[union-attr]
+        # at work and no fragmented message on its way out. Anything else
+        # goes through send_text or send_binary.
+        if self.state is _OPEN and self._send_transformed is None:
+            if not self.extensions:
+                if kind is bytes:
+                    first = _FIN_TEXT if text else _FIN_BINARY
+                elif kind is str:
+                    first = _FIN_BINARY if text is False else _FIN_TEXT
+                    data = data.encode()  # type: ignore[union-attr]
+                else:
+                    first = 0
+            elif self._whole is not None and (kind is bytes or kind is str):
+                # The same through the one extension that takes whole messages.
+                if kind is str:
+                    first = _FIN_BINARY if text is False else _FIN_TEXT
+                    data = data.encode()  # type: ignore[union-attr]
+                else:
+                    first = _FIN_TEXT if text else _FIN_BINARY
+                key = masking_key() if self._mask else None
+                self._output.append(self._whole.encode_message(first, data, key))  # type: ignore[arg-type]
+                return
             else:
                 first = 0
             if first:
                 # data is bytes here; type tests would cost calls on this path.
-                if whole is not None:
-                    key = masking_key() if self._mask else None
-                    self._output.append(whole.encode_message(first, data, key))  # type: ignore[arg-type]
-                    return
                 if self._mask:
                     self._output.append(build_frame(first, data, masking_key()))  # type: ignore[arg-type]
                     return
@@ -613,29 +612,35 @@ class Connection:
             self._receive_handshake(data)
             return False
         buffer = self._buffer
-        if buffer:
-            buffer += data
-            source: bytes | bytearray | memoryview = buffer
-            start = self._start
-        elif data:
-            source = data
-            start = 0
-            if (
-                self._partial is None
-                and self._msg_text is None
-                and self.message_budget is None
-                and not self._frame_extensions
-            ):
-                # The common case, before any other work: the read holds
-                # messages that each came whole in one plain frame.
-                start = read_messages(
-                    data, 0, self._expect_mask, self._fast_max_size, None, self._events
-                )
-                if start == len(data):
-                    return True
-        else:
-            return False
         try:
+            if buffer:
+                buffer += data
+                source: bytes | bytearray | memoryview = buffer
+                start = self._start
+            elif data:
+                source = data
+                start = 0
+                if (
+                    self._partial is None
+                    and self._msg_text is None
+                    and self.message_budget is None
+                    and not self._frame_extensions
+                ):
+                    # The common case, before any other work: the read holds
+                    # messages that each came whole in one frame.
+                    start = read_messages(
+                        data,
+                        0,
+                        self._expect_mask,
+                        self._fast_max_size,
+                        None,
+                        self._events,
+                        self._whole,
+                    )
+                    if start == len(data):
+                        return True
+            else:
+                return False
             used = self._parse(source, start)
         except (ProtocolError, PayloadTooBig, TooManyFragments) as exc:
             self._fail_with(exc)
@@ -675,7 +680,13 @@ class Connection:
                     events = self._events
                     count = len(events)
                     pos = read_messages(
-                        buf, pos, self._expect_mask, self._fast_max_size, budget, events
+                        buf,
+                        pos,
+                        self._expect_mask,
+                        self._fast_max_size,
+                        budget,
+                        events,
+                        self._whole,
                     )
                     if budget is not None:
                         self.message_budget = budget - (len(events) - count)
@@ -730,16 +741,6 @@ class Connection:
                 transformed = self._check_data_frame(opcode, rsv, length)
                 if stop > end and transformed:
                     break
-                whole = self._whole
-                if transformed and fin and opcode != _OP_CONT and whole is not None:
-                    # A whole message in one frame, through the extension in one call.
-                    max_size = self.max_size
-                    payload = whole.decode_message(buf[start:stop], key, max_size)
-                    if max_size is not None and len(payload) > max_size:
-                        raise PayloadTooBig(f"message is over the limit of {max_size} bytes")
-                    pos = stop
-                    self._receive_whole(opcode == _OP_TEXT, payload)
-                    continue
                 self._begin_data_frame(opcode, fin, transformed)
                 if stop > end:
                     # A plain data frame is consumed as it arrives, so that
@@ -800,14 +801,14 @@ class Connection:
         max_frame_size = self.max_frame_size
         if max_size is not None:
             if transformed:
-                limit = _compressed_frame_limit(max_size)
+                limit = compressed_frame_limit(max_size)
                 if length > limit:
                     raise PayloadTooBig(length, limit)
             elif size + length > max_size:
                 raise PayloadTooBig(length, max_size - size, size or None)
         if max_frame_size is not None:
             if transformed:
-                limit = _compressed_frame_limit(max_frame_size)
+                limit = compressed_frame_limit(max_frame_size)
                 if length > limit:
                     raise PayloadTooBig(length, limit)
             elif length > max_frame_size:

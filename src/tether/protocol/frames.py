@@ -14,12 +14,16 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from tether.exceptions import ProtocolError
+from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.protocol.events import Event, Message
 from tether.protocol.masking import apply_mask
 from tether.protocol.speedups import speedups
+
+if TYPE_CHECKING:
+    # Only for annotations: the extensions import this module.
+    from tether.extensions.base import Extension
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -29,6 +33,7 @@ __all__ = [
     "Opcode",
     "build_frame",
     "build_frame_python",
+    "compressed_frame_limit",
     "frame_header",
     "masking_key",
     "parse_frame",
@@ -198,6 +203,11 @@ read_header: Reader = (
 """:func:`parse_header` with positional arguments, in C when the accelerator is built."""
 
 
+def compressed_frame_limit(max_size: int) -> int:
+    """Bound a compressed frame on the wire: deflate may grow incompressible data a little."""
+    return max_size + (max_size >> 10) + 64
+
+
 def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which runs per read
     buf: bytes | bytearray | memoryview,
     pos: int,
@@ -205,6 +215,7 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
     max_size: int | None,
     limit: int | None,
     events: list[Event],
+    whole: Extension | None,
 ) -> int:
     """Read the messages at ``buf[pos:]`` that each came whole in one plain frame.
 
@@ -216,6 +227,16 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
     read. Reading stops at the first frame that does not qualify, without
     judging it: the caller's general path reads it and raises any error.
     Return where reading stopped.
+
+    With ``whole``, the connection's only extension, which takes whole
+    messages (:attr:`~tether.extensions.base.Extension.whole_messages`), a
+    frame with RSV1 qualifies too when its payload is within
+    :func:`compressed_frame_limit`: ``whole.decode_message`` gets the
+    payload, unmasked. Such a frame is consumed whatever comes of it, so its
+    errors are raised here: those of ``decode_message``,
+    :class:`~tether.exceptions.PayloadTooBig` for a message over
+    ``max_size`` and :class:`~tether.exceptions.ProtocolError` (1007) for
+    text that is not UTF-8.
     """
     end = len(buf)
     count = 0
@@ -224,7 +245,8 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
         if available < 2:
             break
         first = buf[pos]
-        if first != 0x81 and first != 0x82:  # noqa: PLR1714 - ints, not a membership test
+        compressed = first == 0xC1 or first == 0xC2  # noqa: PLR1714 - ints
+        if first != 0x81 and first != 0x82 and not (compressed and whole is not None):  # noqa: PLR1714
             break
         second = buf[pos + 1]
         if bool(second & 0x80) != expect_mask:
@@ -247,7 +269,26 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
             size += 4
         start = pos + size
         stop = start + length
-        if stop > end or (max_size is not None and length > max_size):
+        if stop > end:
+            break
+        if compressed:
+            if max_size is not None and length > compressed_frame_limit(max_size):
+                break
+            packed = bytes(buf[start:stop]) if key is None else apply_mask(buf[start:stop], key)
+            data = whole.decode_message(packed, None, max_size)  # type: ignore[union-attr]
+            if max_size is not None and len(data) > max_size:
+                raise PayloadTooBig(f"message is over the limit of {max_size} bytes")
+            if first == 0xC1:
+                try:
+                    events.append(Message(data.decode()))
+                except UnicodeDecodeError as exc:
+                    raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
+            else:
+                events.append(Message(data))
+            pos = stop
+            count += 1
+            continue
+        if max_size is not None and length > max_size:
             break
         if key is None:
             payload = bytes(buf[start:stop])
@@ -268,7 +309,16 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
 
 
 ReadMessages = Callable[
-    [bytes | bytearray | memoryview, int, bool, int | None, int | None, list[Event]], int
+    [
+        bytes | bytearray | memoryview,
+        int,
+        bool,
+        int | None,
+        int | None,
+        list[Event],
+        "Extension | None",
+    ],
+    int,
 ]
 
 read_messages: ReadMessages = read_messages_python if speedups is None else speedups.read_messages
