@@ -150,6 +150,9 @@ SEEDS: dict[str, list[bytes]] = {
         b"\x40\x00" + bytes.fromhex("827f0000000000010000"),
         b"\xf0\x02\x00\x00" + bytes.fromhex("c17e0100"),
         b"\x00\x00" + bytes.fromhex("827f8000000000000000"),
+        # 0x08: reading messages, here compressed ones (0x02: masked).
+        b"\x18\x00" + serialize_frame(Opcode.TEXT, _deflate(b"Hello " * 20), rsv=0x40, mask=False),
+        b"\x1a\x00" + _masked(Opcode.BINARY, _deflate(bytes(300)), rsv=0x40) + _masked(2, b"x"),
         b"\x24\xc1\x06" + b'{"id": 1, "symbol": "TTHR"}, {"id": 2, "symbol": "TTHR"}',
         b"\x2c\xc2\x37\xfa\x21\x3d\x09" + bytes(range(200)) * 2,
         b"\x34\xc1\x01\x05" + _deflate(b"a" * 1000),

@@ -7,14 +7,20 @@ import os
 import subprocess
 import sys
 import zlib
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
-from tether.exceptions import ProtocolError
-from tether.extensions.permessage_deflate import deflate_frame_python, inflate_frame_python
+from tether.exceptions import PayloadTooBig, ProtocolError
+from tether.extensions.base import Extension
+from tether.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    deflate_frame_python,
+    inflate_frame_python,
+)
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
     OPCODES,
@@ -497,3 +503,97 @@ def test_inflate_frame_propagates_a_failing_truth_test() -> None:
     decoder = zlib.decompressobj(wbits=-15)
     with pytest.raises(RuntimeError, match="no truth"):
         speedups.inflate_frame(decoder, b"", None, Falsy(), 0)  # type: ignore[arg-type]
+
+
+def _compressed_frame(data: bytes, *, text: bool, key: bytes | None) -> bytes:
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return deflate_frame_python(encoder, 0xC1 if text else 0xC2, data, key)
+
+
+def _both_read_whole(
+    buf: bytes, expect_mask: bool, max_size: int | None, limit: int | None
+) -> tuple[object, ...]:
+    """Read with both versions and a fresh permessage-deflate each; what they agree on."""
+    outcomes: list[tuple[object, ...]] = []
+    for read in (speedups.read_messages, read_messages_python):
+        events: list[Event] = []
+        try:
+            stop = read(buf, 0, expect_mask, max_size, limit, events, PerMessageDeflate(*PMD))
+        except ProtocolError as exc:
+            cause = type(exc.__cause__)
+            outcomes.append(("error", type(exc), str(exc), exc.code, cause, events))
+        else:
+            outcomes.append((stop, events))
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0]
+
+
+PMD = (False, False, 15, 15)
+
+
+@pytest.mark.parametrize("key", [None, b"\x37\xfa\x21\x3d"])
+def test_read_messages_takes_compressed_messages(key: bytes | None) -> None:
+    text = _compressed_frame("héllo".encode(), text=True, key=key)
+    binary = _compressed_frame(b"\x00\x01", text=False, key=key)
+    plain = build_frame_python(0x82, b"plain", key)
+    buf = text + plain + binary
+    assert _both_read_whole(buf, key is not None, None, None) == (
+        len(buf),
+        [Message("héllo"), Message(b"plain"), Message(b"\x00\x01")],
+    )
+    assert _both_read_whole(buf, key is not None, None, 1) == (len(text), [Message("héllo")])
+    # Without an extension, a frame with RSV1 is left to the general path.
+    assert _both_read(buf, 0, key is not None, None, None) == (0, [])
+
+
+def test_read_messages_compressed_limits() -> None:
+    data = os.urandom(300)
+    frame = _compressed_frame(data, text=False, key=None)
+    assert _both_read_whole(frame, False, 300, None) == (len(frame), [Message(data)])
+    # Over max_size once inflated: decode_message raises.
+    assert _both_read_whole(frame, False, 299, None)[:3] == (
+        "error",
+        PayloadTooBig,
+        "decompressed message larger than the size limit",
+    )
+    # Over the bound of a compressed frame: left to the general path, unread.
+    assert _both_read_whole(frame, False, 100, None) == (0, [])
+
+
+def test_read_messages_compressed_invalid_utf8_fails_1007() -> None:
+    frame = _compressed_frame(b"\xff\xfe", text=True, key=None)
+    outcome = _both_read_whole(build_frame_python(0x82, b"ok", None) + frame, False, None, None)
+    assert outcome == (
+        "error",
+        ProtocolError,
+        "invalid UTF-8 in text message",
+        1007,
+        UnicodeDecodeError,
+        [Message(b"ok")],
+    )
+
+
+class Inflating(Extension):
+    """A whole-message extension whose decode_message ignores max_size, or returns text."""
+
+    name: ClassVar[str] = "x-inflating"
+    rsv_mask: ClassVar[int | None] = 0x40
+    whole_messages: ClassVar[bool] = True
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def decode_message(
+        self, data: bytes | bytearray | memoryview, key: bytes | None, max_size: int | None
+    ) -> bytes:
+        result: bytes = self.result
+        return result
+
+
+def test_read_messages_checks_what_decode_message_returns() -> None:
+    frame = build_frame_python(0xC2, b"x", None)
+    for read in (speedups.read_messages, read_messages_python):
+        with pytest.raises(PayloadTooBig, match="over the limit of 10 bytes"):
+            read(frame, 0, False, 10, None, [], Inflating(b"y" * 11))
+    with pytest.raises(TypeError, match="did not return bytes"):
+        speedups.read_messages(frame, 0, False, None, None, [], Inflating("text"))
