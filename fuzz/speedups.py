@@ -35,7 +35,7 @@ import zlib
 
 from fuzz._common import Input, run
 from tether import _speedups
-from tether.exceptions import ProtocolError
+from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.permessage_deflate import (
     PerMessageDeflate,
     deflate_frame_python,
@@ -178,7 +178,7 @@ def _read_compressed(
     read = _speedups.read_messages if c else read_messages_python
     try:
         stop = read(buf, 0, expect_mask, max_size, limit, events, whole)
-    except ProtocolError as exc:
+    except (ProtocolError, PayloadTooBig) as exc:
         return ("error", type(exc), str(exc), exc.code, events)
     return (stop, events)
 

@@ -576,13 +576,11 @@ frame_payload(const unsigned char *payload, Py_ssize_t length, const unsigned ch
     return data;
 }
 
-/* Raise `type` (a ProtocolError class) with `message` and close code `code`
- * (0: the class's own). */
+/* Raise ProtocolError with `message` and close code `code`. */
 static PyObject *
 fail_with(PyObject *type, const char *message, int code)
 {
-    PyObject *exc = code ? PyObject_CallFunction(type, "si", message, code)
-                         : PyObject_CallFunction(type, "s", message);
+    PyObject *exc = PyObject_CallFunction(type, "si", message, code);
     if (exc != NULL) {
         PyErr_SetObject(type, exc);
         Py_DECREF(exc);
@@ -640,10 +638,15 @@ whole_payload(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
         return NULL;
     }
     if (max_size >= 0 && PyBytes_GET_SIZE(data) > max_size) {
+        /* PayloadTooBig(size, max_size), as the Python twin raises it. */
+        PyObject *exc = PyObject_CallFunction(payload_too_big, "nn", PyBytes_GET_SIZE(data),
+                                              max_size);
         Py_DECREF(data);
-        char message[80];
-        snprintf(message, sizeof message, "message is over the limit of %zd bytes", max_size);
-        return fail_with(payload_too_big, message, 0);
+        if (exc != NULL) {
+            PyErr_SetObject(payload_too_big, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
     }
     if (!text) {
         return data;

@@ -1055,7 +1055,7 @@ def test_decode_message_limits(key: bytes | None) -> None:
     assert decode_whole(pmd(), payload, key, max_size=1000) == data
     with pytest.raises(PayloadTooBig) as excinfo:
         decode_whole(pmd(), payload, key, max_size=999)
-    assert str(excinfo.value) == "decompressed message larger than the size limit"
+    assert (excinfo.value.size, excinfo.value.max_size) == (None, 999)
     with pytest.raises(PayloadTooBig):
         decode_whole(pmd(), bomb(10 * 2**20), key, max_size=2**20)
     assert decode_whole(pmd(), b"\x00", key, max_size=0) == b""

@@ -778,7 +778,8 @@ def test_whole_message_over_the_limit_fails_1009(role: Role, peer: Peer) -> None
     assert conn.events() == [Message(xor(b"x" * 25) * 4)]
     conn.receive_data(peer.binary(b"x" * 26, rsv=0x40))
     assert_failed(conn, 1009)
-    assert str(conn.error) == "message is over the limit of 100 bytes"
+    assert isinstance(conn.error, PayloadTooBig)
+    assert (conn.error.size, conn.error.max_size) == (104, 100)
 
 
 def test_whole_messages_only_with_a_single_extension(role: Role, peer: Peer) -> None:

@@ -277,7 +277,7 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
             packed = bytes(buf[start:stop]) if key is None else apply_mask(buf[start:stop], key)
             data = whole.decode_message(packed, None, max_size)  # type: ignore[union-attr]
             if max_size is not None and len(data) > max_size:
-                raise PayloadTooBig(f"message is over the limit of {max_size} bytes")
+                raise PayloadTooBig(len(data), max_size)
             if first == 0xC1:
                 try:
                     events.append(Message(data.decode()))
