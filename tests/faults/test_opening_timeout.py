@@ -16,13 +16,17 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import pytest
+import trio
 
 import tether
 import tether.sync
+import tether.trio
 from tether.asyncio.server import ServerConnection
 from tether.sync.server import ServerConnection as SyncServerConnection
+from tether.trio.server import ServerConnection as TrioServerConnection
 
 from ..soak_results import record
 from .slow_peers import (
@@ -77,6 +81,10 @@ async def tls_server(
         ) as server:
             yield "127.0.0.1", next(iter(server.sockets)).getsockname()[1]
         return
+    if kind == "trio":
+        async with trio_tls_server(context, open_timeout) as port:
+            yield "127.0.0.1", port
+        return
     sync_server = tether.sync.serve(
         sync_echo, "127.0.0.1", 0, ssl=context, open_timeout=open_timeout, backlog=4096
     )
@@ -87,6 +95,50 @@ async def tls_server(
     finally:
         await asyncio.get_running_loop().run_in_executor(None, sync_server.shutdown)
         serving.join(10)
+
+
+async def trio_echo(ws: TrioServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+@asynccontextmanager
+async def trio_tls_server(context: ssl.SSLContext, open_timeout: float) -> AsyncIterator[int]:
+    """Run tether's trio server in a thread of its own (``trio.run``); yield its port."""
+    started = threading.Event()
+    running: dict[str, Any] = {}
+
+    def run() -> None:
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    partial(
+                        tether.trio.serve,
+                        trio_echo,
+                        0,
+                        host="127.0.0.1",
+                        ssl=context,
+                        open_timeout=open_timeout,
+                        backlog=4096,
+                    )
+                )
+                running["port"] = server.sockets[0].getsockname()[1]
+                running["token"] = trio.lowlevel.current_trio_token()
+                running["scope"] = nursery.cancel_scope
+                started.set()
+
+        trio.run(main)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, started.wait, 10), "the trio server did not start"
+    try:
+        yield running["port"]
+    finally:
+        trio.from_thread.run_sync(running["scope"].cancel, trio_token=running["token"])
+        await loop.run_in_executor(None, thread.join, 10)
+        assert not thread.is_alive(), "the trio server did not stop"
 
 
 async def good_client(port: int, context: ssl.SSLContext) -> None:
@@ -180,6 +232,14 @@ async def thousands_of_stalled_openings(
         stalled=STALLED,
         seconds=round(slowest, 2),
     )
+
+
+@ONE_LOOP
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+async def test_trio_server_drops_a_stalled_opening(
+    behaviour: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    await drops_a_stalled_opening("trio", behaviour, server_context, client_context)
 
 
 async def test_asyncio_server_thousands_of_stalled_openings_and_a_good_client(
