@@ -22,6 +22,7 @@ import asyncio
 import functools
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 BEHAVIOURS = ("silent", "partial", "drip", "drip-http")
@@ -134,12 +135,15 @@ async def stall_server(
     *,
     interval: float = 0.1,
     silence: float = 0.0,
+    stalling: Callable[[], None] = lambda: None,
 ) -> float:
     """Connect to a TLS server and stall its opening as ``behaviour`` says.
 
-    With ``drip-http``, TLS starts after ``silence`` seconds. Return how long
-    the server took to drop the connection, from TCP's opening; fail if it
-    did not within ``bound`` seconds.
+    With ``drip-http``, TLS starts after ``silence`` seconds. ``stalling`` is
+    called once the peer has begun to stall (with ``drip-http``, once TLS is
+    done), or is dropped before it could. Return how long the server took
+    to drop the connection, from TCP's opening; fail if it did not within
+    ``bound`` seconds.
     """
     reader, writer = await asyncio.open_connection(host, port)
     opened = time.monotonic()
@@ -156,10 +160,12 @@ async def stall_server(
                 try:
                     await tls.handshake()
                 except (ConnectionError, ssl.SSLError):
+                    stalling()
                     return time.monotonic() - opened  # Dropped in the middle of TLS.
                 dripping = asyncio.create_task(tls.drip(REQUEST, interval))
             else:
                 assert behaviour == "silent", behaviour
+            stalling()
             await until_dropped(reader)
     except TimeoutError:
         raise AssertionError(f"{behaviour}: still connected after {bound} s") from None
