@@ -159,17 +159,23 @@ def _import_socks(module: str) -> Any:
         ) from exc
 
 
-def socks_proxy(proxy: Proxy, api: Literal["asyncio", "sync"]) -> Any:
-    """Build python-socks's proxy object for ``proxy`` in the asyncio or the threading API.
+_SOCKS_MODULES = {
+    "asyncio": "python_socks.async_.asyncio",
+    "sync": "python_socks.sync",
+    "trio": "python_socks.async_.trio",
+}
+
+
+def socks_proxy(proxy: Proxy, api: Literal["asyncio", "sync", "trio"]) -> Any:
+    """Build python-socks's proxy object for ``proxy`` in the asyncio, threading or trio API.
 
     Its ``connect(host, port, timeout=..., local_addr=...)`` returns a
-    socket connected through the proxy to the server (awaited in asyncio).
+    socket connected through the proxy to the server (awaited in asyncio;
+    a :mod:`trio.socket` socket, awaited, in trio).
     Raise :class:`ImportError` naming ``tether[socks]`` without python-socks.
     """
     base = _import_socks("python_socks")
-    module = _import_socks(
-        "python_socks.async_.asyncio" if api == "asyncio" else "python_socks.sync"
-    )
+    module = _import_socks(_SOCKS_MODULES[api])
     kind, remote_dns = _SOCKS[proxy.scheme]
     return module.Proxy(
         getattr(base.ProxyType, kind),

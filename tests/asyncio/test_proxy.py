@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,72 +20,11 @@ from tether.exceptions import (
     SecurityError,
 )
 
-from ..proxy_servers import certificate_files, misbehaving_proxy, pproxy, tinyproxy
+from ..proxy_servers import misbehaving_proxy, pproxy, tinyproxy
 from .conftest import ServerFactory
 
-PROXY_VARIABLES = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "ws_proxy",
-    "wss_proxy",
-    "socks_proxy",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_system_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts from an environment without proxies."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("proxies")
-
-
-@pytest.fixture(scope="module")
-def http_proxy(workdir: Path) -> Iterator[str]:
-    directory = workdir / "open"
-    directory.mkdir()
-    with tinyproxy(directory) as uri:
-        yield uri
-
-
-@pytest.fixture(scope="module")
-def auth_proxy(workdir: Path) -> Iterator[str]:
-    directory = workdir / "auth"
-    directory.mkdir()
-    with tinyproxy(directory, credentials=("alice", "s3cret")) as uri:
-        yield uri
-
-
-@pytest.fixture(scope="module")
-def socks_ports(workdir: Path) -> Iterator[dict[str, int]]:
-    with (
-        pproxy(workdir, "socks4") as socks4,
-        pproxy(workdir, "socks5") as socks5,
-    ):
-        yield {"socks4": socks4, "socks5": socks5}
-
-
-@pytest.fixture(scope="module")
-def tls_proxy(workdir: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
-    chain, ca = certificate_files(workdir)
-    context = ssl.create_default_context(cafile=str(ca))
-    with pproxy(workdir, "http+ssl", certificate=chain) as port:
-        yield f"https://127.0.0.1:{port}", context
-
-
-@pytest.fixture(scope="module")
-def server_ca() -> trustme.CA:
-    return trustme.CA()
+# The proxies and their fixtures are shared with the trio client's tests (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("no_system_proxy")
 
 
 def port_of(server: Server) -> int:

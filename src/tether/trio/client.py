@@ -9,15 +9,20 @@ from typing import Any, Literal
 
 import trio
 
-from tether.exceptions import InvalidMessage
+from tether.exceptions import InvalidMessage, InvalidProxyMessage
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
+from tether.follow import Follower
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, ResponseReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
+from tether.protocol.http11 import Limits
+from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
+from tether.protocol.uri import WebSocketURI
+from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
 from tether.targets import check_ssl, parse_target
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
@@ -95,7 +100,26 @@ class connect:
     ``additional_headers``, ``user_agent_header``, ``open_timeout``,
     ``ping_interval``, ``ping_timeout``, ``close_timeout``, ``max_size``,
     ``max_queue``, ``write_limit``, ``logger``, ``process_exception`` and the
-    backoff), and for the transport:
+    backoff), with the same meaning:
+
+    * ``extra_headers``: another name for ``additional_headers``.
+    * ``auth``: a ``(username, password)`` pair that answers a 401's Digest
+      (or Basic) challenge once; credentials in the URI are sent as Basic.
+    * Redirects (301, 302, 303, 307, 308 with a ``Location``) are followed
+      as :func:`tether.connect` follows them (see :mod:`tether.follow`);
+      ``open_timeout`` bounds them all together.
+    * ``proxy``: ``True`` (the default) for the system's proxy (see
+      :func:`tether.proxy.get_proxy`), ``None`` for none, or a proxy URI.
+      HTTP and HTTPS proxies get ``CONNECT``; ``socks5h://``, ``socks5://``,
+      ``socks4a://`` and ``socks4://`` need ``python-socks[trio]``
+      (``pip install 'tether[socks,trio]'``). ``proxy_ssl`` and
+      ``proxy_server_hostname`` are the :class:`ssl.SSLContext` and the
+      name checked for an ``https://`` proxy. With ``stream``, ``unix``,
+      ``host`` or ``port`` the system's proxy is not used.
+    * ``limits``: a :class:`~tether.protocol.http11.Limits` bounding the
+      server's and an HTTP proxy's response.
+
+    and for the transport:
 
     * ``ssl``: the :class:`ssl.SSLContext` of a ``wss://`` connection, by
       default one that verifies the certificate; the TLS handshake runs on
@@ -118,7 +142,13 @@ class connect:
         subprotocols: Sequence[str] | None = None,
         compression: Literal["deflate"] | None = "deflate",
         additional_headers: HeadersLike | None = None,
+        extra_headers: HeadersLike | None = None,
         user_agent_header: str | None = USER_AGENT,
+        auth: tuple[str, str] | None = None,
+        proxy: ProxyOption = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
+        proxy_server_hostname: str | None = None,
+        limits: Limits | None = None,
         open_timeout: float | None = 10,
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
@@ -138,13 +168,27 @@ class connect:
         backoff_max_delay: float = 60.0,
         **kwargs: Any,
     ) -> None:
+        if additional_headers is not None and extra_headers is not None:
+            raise TypeError("give additional_headers or extra_headers, not both")
         self.uri = uri
         self.ws_uri, self.unix, self.path = parse_target(uri, unix, path)
         check_ssl(self.ws_uri, ssl)
+        if auth is not None and self.ws_uri.user_info is not None:
+            raise ValueError("give credentials in the URI or as auth=, not both")
+        if isinstance(proxy, str):
+            parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
+        self.fixed_address = "host" in kwargs or "port" in kwargs
+        if (stream is not None or self.unix or self.fixed_address) and isinstance(proxy, str):
+            raise ValueError("a proxy can't be combined with stream, unix, host or port")
         self.origin = origin
         self.extensions = client_extensions(compression, extensions)
         self.subprotocols = subprotocols
-        self.additional_headers = additional_headers
+        self.additional_headers = additional_headers if extra_headers is None else extra_headers
+        self.auth = auth
+        self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
+        self.proxy_server_hostname = proxy_server_hostname
+        self.limits = limits
         self.user_agent_header = user_agent_header
         self.open_timeout = open_timeout
         self.max_size = max_size
@@ -167,52 +211,134 @@ class connect:
         self.open_tcp_stream_kwargs = kwargs
         self.connection: ClientConnection | None = None
 
-    async def _open_stream(self) -> trio.abc.Stream:
+    async def _open_stream(self, uri: WebSocketURI) -> trio.abc.Stream:
+        """Connect to ``uri``'s server: directly, through a proxy, or as configured."""
         if self.stream is not None:
             return self.stream
         if self.unix:
             assert self.path is not None
             return await trio.open_unix_socket(self.path)
         kwargs = dict(self.open_tcp_stream_kwargs)
-        host = kwargs.pop("host", self.ws_uri.host)
-        port = kwargs.pop("port", self.ws_uri.port)
-        return await trio.open_tcp_stream(host, port, **kwargs)
+        proxy = None if self.fixed_address else resolve_proxy(self.proxy, uri)
+        if proxy is None:
+            host = kwargs.pop("host", uri.host)
+            port = kwargs.pop("port", uri.port)
+            return await trio.open_tcp_stream(host, port, **kwargs)
+        if proxy.scheme.startswith("socks"):
+            socks = socks_proxy(proxy, "trio")
+            try:
+                sock = await socks.connect(uri.host, uri.port)
+            except Exception as exc:
+                raise socks_error(exc) from exc
+            return trio.SocketStream(sock)
+        return await self._through_http_proxy(proxy, uri, kwargs)
 
-    async def _create(self) -> ClientConnection:
-        uri = self.ws_uri
-        engine = ClientProtocol(
+    async def _through_http_proxy(
+        self, proxy: Proxy, uri: WebSocketURI, kwargs: dict[str, Any]
+    ) -> trio.abc.Stream:
+        """Open a tunnel to ``uri`` with ``CONNECT`` through ``proxy``."""
+        if proxy.scheme != "https" and (
+            self.proxy_ssl is not None or self.proxy_server_hostname is not None
+        ):
+            raise ValueError("proxy_ssl and proxy_server_hostname are for https:// proxies")
+        stream: trio.abc.Stream = await trio.open_tcp_stream(proxy.host, proxy.port, **kwargs)
+        try:
+            if proxy.scheme == "https":
+                tls = trio.SSLStream(
+                    stream,
+                    self.proxy_ssl or ssl_module.create_default_context(),
+                    server_hostname=self.proxy_server_hostname or proxy.host,
+                    https_compatible=True,
+                )
+                await _tls_handshake(tls)
+                stream = tls
+            exchange = ProxyConnect(
+                proxy, uri, user_agent_header=self.user_agent_header, limits=self.limits
+            )
+            await stream.send_all(exchange.data_to_send())
+            while True:
+                # The server never speaks first: a byte past the answer is
+                # a broken proxy, which the exchange reports.
+                try:
+                    data = await stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    error = InvalidProxyMessage("the proxy closed the connection before answering")
+                    raise error from exc
+                if not data:
+                    exchange.receive_eof()
+                elif exchange.receive_data(data):
+                    return stream
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+
+    def _engine(self, uri: WebSocketURI, headers: HeadersLike | None) -> ClientProtocol:
+        return ClientProtocol(
             uri,
             origin=self.origin,
             extensions=self.extensions,
             subprotocols=self.subprotocols,
-            additional_headers=self.additional_headers,
+            additional_headers=headers,
             user_agent_header=self.user_agent_header,
             max_size=self.max_size,
             streaming=True,
+            limits=self.limits,
+        )
+
+    async def _attempt(self, uri: WebSocketURI, headers: HeadersLike | None) -> ClientConnection:
+        """Open one connection to ``uri`` and run its handshake."""
+        engine = self._engine(uri, headers)
+        stream = await self._open_stream(uri)
+        try:
+            if uri.secure:
+                ssl = self.ssl
+                context = (
+                    ssl
+                    if isinstance(ssl, ssl_module.SSLContext)
+                    else ssl_module.create_default_context()
+                )
+                stream = trio.SSLStream(
+                    stream,
+                    context,
+                    server_hostname=self.server_hostname or uri.host,
+                    https_compatible=True,
+                )
+                await _tls_handshake(stream)
+            connection = ClientConnection(stream, engine, **self.connection_options)
+            await connection._handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return connection
+
+    async def _create(self) -> ClientConnection:
+        # Made before connecting: a bad option fails without touching the network.
+        self._engine(self.ws_uri, self.additional_headers)
+        follower = Follower(
+            self.uri,
+            self.ws_uri,
+            self.additional_headers,
+            self.auth,
+            sock=self.stream is not None,
+            unix=self.unix,
+            fixed_address=self.fixed_address,
         )
         try:
             with trio.fail_after(_forever(self.open_timeout)):
-                stream = await self._open_stream()
-                try:
-                    if uri.secure:
-                        ssl = self.ssl
-                        context = (
-                            ssl
-                            if isinstance(ssl, ssl_module.SSLContext)
-                            else ssl_module.create_default_context()
+                while True:
+                    try:
+                        connection = await self._attempt(follower.ws_uri, follower.headers())
+                    except Exception as exc:
+                        outcome = follower.follow(exc)
+                        if outcome is exc:
+                            raise
+                        if outcome is not None:
+                            raise outcome from exc
+                        connection_logger(self.logger, "tether.client", "follow", None).info(
+                            "following %s to %s", exc, follower.uri
                         )
-                        stream = trio.SSLStream(
-                            stream,
-                            context,
-                            server_hostname=self.server_hostname or uri.host,
-                            https_compatible=True,
-                        )
-                        await _tls_handshake(stream)
-                    connection = ClientConnection(stream, engine, **self.connection_options)
-                    await connection._handshake()
-                except BaseException:
-                    await trio.aclose_forcefully(stream)
-                    raise
+                        continue
+                    break
         except trio.TooSlowError:
             raise TimeoutError("timed out during the opening handshake") from None
         connection._start_keepalive()
