@@ -1,13 +1,17 @@
 """tether: a fast, correct WebSocket library with a Sans-I/O core.
 
-The asyncio API (:func:`connect`, :func:`serve`) and the exceptions are
-importable from here; the protocol engine lives in :mod:`tether.protocol`.
-The asyncio names load on first use, so that importing the engine alone
-loads no event loop.
+Importable from here, as from websockets: the asyncio API (:func:`connect`,
+:func:`serve`, ...), the exceptions, the protocol engine's main names
+(:class:`Headers`, :class:`Request`, :class:`CloseCode`, :class:`State`,
+:class:`ClientProtocol`, ...) and the types of :mod:`tether.typing`. All but
+the exceptions load on first use, so that importing tether loads no event
+loop; :func:`dir` lists them all.
 """
 
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
+from tether import exceptions
 from tether.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -20,9 +24,11 @@ from tether.exceptions import (
     InvalidHeaderFormat,
     InvalidHeaderValue,
     InvalidMessage,
+    InvalidMethod,
     InvalidOrigin,
     InvalidParameterName,
     InvalidParameterValue,
+    InvalidProtocol,
     InvalidProxy,
     InvalidProxyMessage,
     InvalidProxyStatus,
@@ -37,18 +43,44 @@ from tether.exceptions import (
     RequestLineTooLong,
     SecurityError,
     StatusLineTooLong,
+    TooManyFragments,
     TooManyHeaders,
     WebSocketException,
 )
 from tether.version import __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from tether.asyncio.auth import basic_auth, digest_auth
     from tether.asyncio.broadcast import broadcast
     from tether.asyncio.client import ClientConnection, connect, unix_connect
-    from tether.asyncio.router import Router, route
+    from tether.asyncio.router import Router, route, unix_route
     from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
     from tether.asyncio.topics import Topics
+    from tether.protocol import (
+        ClientProtocol,
+        Close,
+        CloseCode,
+        Frame,
+        Headers,
+        HeadersLike,
+        MultipleValuesError,
+        Opcode,
+        Request,
+        Response,
+        ServerProtocol,
+        State,
+    )
+    from tether.protocol import Connection as Protocol
+    from tether.protocol import Role as Side
+    from tether.typing import (
+        Data,
+        ExtensionName,
+        ExtensionParameter,
+        LoggerLike,
+        Origin,
+        StatusLike,
+        Subprotocol,
+    )
 
 _LAZY = {
     "ClientConnection": "tether.asyncio.client",
@@ -63,37 +95,89 @@ _LAZY = {
     "broadcast": "tether.asyncio.broadcast",
     "Router": "tether.asyncio.router",
     "route": "tether.asyncio.router",
+    "unix_route": "tether.asyncio.router",
     "Topics": "tether.asyncio.topics",
+    # The protocol engine's names, under websockets' names where they differ.
+    **dict.fromkeys(
+        [
+            "ClientProtocol",
+            "Close",
+            "CloseCode",
+            "Frame",
+            "Headers",
+            "HeadersLike",
+            "MultipleValuesError",
+            "Opcode",
+            "Request",
+            "Response",
+            "ServerProtocol",
+            "State",
+        ],
+        "tether.protocol",
+    ),
+    "Protocol": "tether.protocol:Connection",
+    "Side": "tether.protocol:Role",
+    **dict.fromkeys(
+        [
+            "Data",
+            "ExtensionName",
+            "ExtensionParameter",
+            "LoggerLike",
+            "Origin",
+            "StatusLike",
+            "Subprotocol",
+        ],
+        "tether.typing",
+    ),
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+def __getattr__(name: str) -> _typing.Any:
+    """Load the names of the asyncio API, the engine and the types on first use."""
+    target = _LAZY.get(name)
+    if target is None:
+        if name in exceptions._DEPRECATED:
+            # websockets' deprecated exception names, with their warning.
+            return getattr(exceptions, name)
         raise AttributeError(f"module 'tether' has no attribute {name!r}")
-    import importlib  # noqa: PLC0415
-
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = target.partition(":")
+    value = getattr(_importlib.import_module(module), attribute or name)
     globals()[name] = value
     return value
 
 
+def __dir__() -> list[str]:
+    """The public names, those loaded on first use included."""
+    return sorted({*__all__, *(name for name in globals() if not name.startswith("_"))})
+
+
 __all__ = [
     "ClientConnection",
+    "ClientProtocol",
+    "Close",
+    "CloseCode",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "Data",
     "DuplicateParameter",
+    "ExtensionName",
+    "ExtensionParameter",
+    "Frame",
     "HeaderLineTooLong",
+    "Headers",
+    "HeadersLike",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderFormat",
     "InvalidHeaderValue",
     "InvalidMessage",
+    "InvalidMethod",
     "InvalidOrigin",
     "InvalidParameterName",
     "InvalidParameterValue",
+    "InvalidProtocol",
     "InvalidProxy",
     "InvalidProxyMessage",
     "InvalidProxyStatus",
@@ -101,16 +185,29 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
+    "LoggerLike",
+    "MultipleValuesError",
     "NegotiationError",
+    "Opcode",
+    "Origin",
     "PayloadTooBig",
+    "Protocol",
     "ProtocolError",
     "ProxyError",
+    "Request",
     "RequestLineTooLong",
+    "Response",
     "Router",
     "SecurityError",
     "Server",
     "ServerConnection",
+    "ServerProtocol",
+    "Side",
+    "State",
+    "StatusLike",
     "StatusLineTooLong",
+    "Subprotocol",
+    "TooManyFragments",
     "TooManyHeaders",
     "Topics",
     "WebSocketException",
@@ -122,5 +219,6 @@ __all__ = [
     "route",
     "serve",
     "unix_connect",
+    "unix_route",
     "unix_serve",
 ]

@@ -9,14 +9,15 @@ each API wraps it in its own way of waiting.
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tether.protocol.connection import _OPEN, Connection
 from tether.protocol.events import Event, Fragment, Message
 
-__all__ = ["MessageQueue", "convert", "parse_budget"]
+__all__ = ["MessageQueue", "convert", "parse_budget", "piece_converter"]
 
 
 def convert(data: str | bytes, decode: bool | None) -> str | bytes:
@@ -30,6 +31,23 @@ def convert(data: str | bytes, decode: bool | None) -> str | bytes:
     if decode:
         return data if isinstance(data, str) else data.decode()
     return data.encode() if isinstance(data, str) else data
+
+
+def piece_converter(decode: bool | None) -> Callable[[str | bytes, bool], str | bytes]:
+    """Apply ``recv_streaming``'s ``decode`` to each piece of one message, in order.
+
+    With ``decode=True`` a binary message is decoded incrementally, so that
+    a character split between two fragments is valid; the function takes
+    each piece and whether it is the last.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")() if decode else None
+
+    def convert_piece(data: str | bytes, last: bool) -> str | bytes:
+        if decoder is not None and isinstance(data, bytes):
+            return decoder.decode(data, final=last)
+        return convert(data, decode)
+
+    return convert_piece
 
 
 class MessageQueue:

@@ -237,7 +237,7 @@ def test_additional_headers(additional: HeadersLike) -> None:
     assert headers["X-Token"] == "abc"
     assert headers["Cookie"] == "a=1"
     # They come after the handshake's own headers.
-    names = list(headers)
+    names = [name for name, _ in headers.raw_items()]
     assert names.index("Sec-WebSocket-Version") < names.index("X-Token")
 
 

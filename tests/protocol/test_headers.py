@@ -27,7 +27,8 @@ def test_from_pairs_keeps_duplicates_and_order() -> None:
     headers = Headers([("A", "1"), ("b", "2"), ("a", "3")])
     assert list(headers.raw_items()) == [("A", "1"), ("b", "2"), ("a", "3")]
     assert headers.get_all("a") == ["1", "3"]
-    assert list(headers) == ["A", "b"]
+    # As websockets: names in lower case, each once, in the order first seen.
+    assert list(headers) == ["a", "b"]
     assert len(headers) == 2
 
 
@@ -80,7 +81,7 @@ def test_setitem_appends() -> None:
     headers["A"] = "1"
     headers["a"] = "2"
     assert headers.get_all("A") == ["1", "2"]
-    assert list(headers) == ["A"]
+    assert list(headers) == ["a"]
 
 
 def test_delitem_removes_every_value() -> None:
@@ -90,7 +91,7 @@ def test_delitem_removes_every_value() -> None:
     assert "A" not in headers
     assert headers.get_all("a") == []
     headers["a"] = "4"
-    assert list(headers) == ["B", "a"]
+    assert list(headers) == ["b", "a"]
 
 
 def test_delitem_missing() -> None:
@@ -119,9 +120,9 @@ def test_update_appends() -> None:
 
 def test_mapping_mixins() -> None:
     headers = Headers([("A", "1"), ("B", "2")])
-    assert list(headers.keys()) == ["A", "B"]
+    assert list(headers.keys()) == ["a", "b"]
     assert list(headers.values()) == ["1", "2"]
-    assert list(headers.items()) == [("A", "1"), ("B", "2")]
+    assert list(headers.items()) == [("a", "1"), ("b", "2")]
     assert headers.setdefault("C", "3") == "3"
     assert headers.pop("a") == "1"
     assert list(headers.raw_items()) == [("B", "2"), ("C", "3")]
@@ -193,3 +194,11 @@ def test_not_str() -> None:
         Headers([("A", 1)])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         Headers([(b"A", "1")])  # type: ignore[list-item]
+
+
+def test_names_go_on_the_wire_as_given() -> None:
+    # Iteration gives lower-case names; serialization keeps the spelling.
+    headers = Headers([("Sec-WebSocket-Key", "k"), ("X-CUSTOM", "v")])
+    assert list(headers) == ["sec-websocket-key", "x-custom"]
+    assert headers.serialize() == b"Sec-WebSocket-Key: k\r\nX-CUSTOM: v\r\n\r\n"
+    assert dict(headers) == {"sec-websocket-key": "k", "x-custom": "v"}

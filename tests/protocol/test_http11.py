@@ -161,11 +161,11 @@ def test_request() -> None:
     assert request.headers["host"] == "example.com"
     assert request.headers["Sec-WebSocket-Version"] == "13"
     assert list(request.headers) == [
-        "Host",
-        "Upgrade",
-        "Connection",
-        "Sec-WebSocket-Key",
-        "Sec-WebSocket-Version",
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
     ]
     assert parser.leftover == b"\x81\x00"
 

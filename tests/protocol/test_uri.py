@@ -27,30 +27,30 @@ from tether.protocol.uri import WebSocketURI, parse_uri
         ("ws://[2001:DB8::1]:8080/", WebSocketURI(False, "2001:db8::1", 8080, "/")),
         ("wss://[::ffff:192.0.2.1]/x", WebSocketURI(True, "::ffff:192.0.2.1", 443, "/x")),
         ("ws://host/chat", WebSocketURI(False, "host", 80, "/chat")),
-        ("ws://host/chat?room=1&x", WebSocketURI(False, "host", 80, "/chat?room=1&x")),
-        ("ws://host?room=1", WebSocketURI(False, "host", 80, "/?room=1")),
+        ("ws://host/chat?room=1&x", WebSocketURI(False, "host", 80, "/chat", "room=1&x")),
+        ("ws://host?room=1", WebSocketURI(False, "host", 80, "/", "room=1")),
         ("ws://host/chat?", WebSocketURI(False, "host", 80, "/chat")),
-        ("ws://host/a?b?c/d", WebSocketURI(False, "host", 80, "/a?b?c/d")),
+        ("ws://host/a?b?c/d", WebSocketURI(False, "host", 80, "/a", "b?c/d")),
         ("ws://host/%7Eme%20x", WebSocketURI(False, "host", 80, "/%7Eme%20x")),
         (
             "ws://host/p:@!$&'()*+,;=~-._/%41?q:@/?!$&'()*+,;=",
-            WebSocketURI(False, "host", 80, "/p:@!$&'()*+,;=~-._/%41?q:@/?!$&'()*+,;="),
+            WebSocketURI(False, "host", 80, "/p:@!$&'()*+,;=~-._/%41", "q:@/?!$&'()*+,;="),
         ),
-        ("ws://host/caf\xe9?\u20ac", WebSocketURI(False, "host", 80, "/caf%C3%A9?%E2%82%AC")),
+        ("ws://host/caf\xe9?\u20ac", WebSocketURI(False, "host", 80, "/caf%C3%A9", "%E2%82%AC")),
         (
             'ws://host/"<>\\^`{|}[]',
             WebSocketURI(False, "host", 80, "/%22%3C%3E%5C%5E%60%7B%7C%7D%5B%5D"),
         ),
         ("ws://b\xfccher.example/", WebSocketURI(False, "xn--bcher-kva.example", 80, "/")),
         ("ws://B\xdcCHER.example/", WebSocketURI(False, "xn--bcher-kva.example", 80, "/")),
-        ("ws://user@host", WebSocketURI(False, "host", 80, "/", "user", None)),
-        ("ws://user:@host", WebSocketURI(False, "host", 80, "/", "user", "")),
-        ("ws://user:pass@host", WebSocketURI(False, "host", 80, "/", "user", "pass")),
-        ("ws://user:pa:ss@host", WebSocketURI(False, "host", 80, "/", "user", "pa:ss")),
-        ("ws://@host", WebSocketURI(False, "host", 80, "/", "", None)),
+        ("ws://user@host", WebSocketURI(False, "host", 80, "/", "", "user", None)),
+        ("ws://user:@host", WebSocketURI(False, "host", 80, "/", "", "user", "")),
+        ("ws://user:pass@host", WebSocketURI(False, "host", 80, "/", "", "user", "pass")),
+        ("ws://user:pa:ss@host", WebSocketURI(False, "host", 80, "/", "", "user", "pa:ss")),
+        ("ws://@host", WebSocketURI(False, "host", 80, "/", "", "", None)),
         (
             "ws://us%20er:p%40ss%C3%A9@host",
-            WebSocketURI(False, "host", 80, "/", "us er", "p@ss\xe9"),
+            WebSocketURI(False, "host", 80, "/", "", "us er", "p@ss\xe9"),
         ),
     ],
 )
@@ -133,6 +133,7 @@ def test_frozen() -> None:
 def test_defaults() -> None:
     uri = WebSocketURI(False, "host", 80)
     assert uri.path == "/"
+    assert uri.query == ""
     assert uri.username is None
     assert uri.password is None
 
@@ -140,6 +141,10 @@ def test_defaults() -> None:
 def test_resource_name() -> None:
     assert parse_uri("ws://host").resource_name == "/"
     assert parse_uri("ws://host/chat?room=1").resource_name == "/chat?room=1"
+    # As websockets: the path and the query apart.
+    uri = parse_uri("ws://host/chat?room=1")
+    assert (uri.path, uri.query) == ("/chat", "room=1")
+    assert parse_uri("ws://host/chat?").resource_name == "/chat"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from werkzeug.routing import Map, Rule
 import tether.sync
 import tether.sync.server as server_module
 from tether.exceptions import ConcurrencyError, InvalidStatus, NegotiationError
+from tether.protocol.events import Ping
 from tether.sync import (
     ClientConnection,
     ServerConnection,
@@ -28,7 +29,7 @@ from tether.sync import (
     unix_serve,
 )
 
-from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
+from .conftest import TIMEOUT, RawServer, ServerFactory, bounded, run_server, stop_server, uri_of
 
 
 def hold(ws: ServerConnection) -> None:
@@ -254,3 +255,31 @@ def test_route_with_a_werkzeug_map_and_unix_route(tmp_path: Path) -> None:
         assert info.value.response.status_code == 404
     finally:
         stop_server(server, thread)
+
+
+@pytest.mark.parametrize("ack_on_close", [False, True])
+def test_ping_ack_on_close(raw_server: RawServer, ack_on_close: bool) -> None:
+    with connect(raw_server.uri, ping_interval=None, close_timeout=0.5) as ws:
+        peer = raw_server.peer()
+        pong = ws.ping(b"unanswered", ack_on_close=ack_on_close)
+        assert isinstance(peer.next_event(), Ping)
+        peer.close()  # Closes TCP without a pong.
+        assert ws.wait_closed(TIMEOUT)
+    # As websockets: the closure sets the event only when asked to.
+    assert pong.is_set() is ack_on_close
+
+
+def test_recv_streaming_decodes_across_fragments(raw_server: RawServer) -> None:
+    with connect(raw_server.uri, ping_interval=None) as ws:
+        peer = raw_server.peer()
+        data = "été €".encode()
+        # Binary fragments cut inside the two-byte é and the three-byte €.
+        peer.engine.send_binary(data[:1], fin=False)
+        peer.engine.send_continuation(data[1:6], fin=False)
+        peer.engine.send_continuation(data[6:], fin=True)
+        peer.flush()
+        pieces = bounded(lambda: list(ws.recv_streaming(decode=True)))
+        assert "".join(str(piece) for piece in pieces) == "été €"
+        assert len(pieces) == 3
+        assert all(isinstance(piece, str) for piece in pieces)
+        peer.close()

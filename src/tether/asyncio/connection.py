@@ -10,7 +10,6 @@ already there.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import os
 import sys
@@ -32,8 +31,9 @@ from tether.asyncio.keepalive import Bucket
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
+from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, convert, parse_budget
+from tether.messages import MessageQueue, parse_budget, piece_converter
 from tether.pings import answer_pings
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
@@ -104,6 +104,8 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         self._id: uuid.UUID | None = None
         self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
         """The logger of this connection: records name it."""
+        # Asked once per connection: with DEBUG off, frames cost no logging at all.
+        enable_frame_log(protocol, self.logger)
         self.latency = 0.0
         """The round-trip time of the last ping answered, in seconds."""
         self._loop = asyncio.get_running_loop()
@@ -190,7 +192,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
             raise ConcurrencyError("another coroutine is already receiving from this connection")
         self._reading = True
         # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
-        decoder = codecs.getincrementaldecoder("utf-8")() if decode else None
+        convert_piece = piece_converter(decode)
         try:
             while True:
                 piece = self._messages.get_fragment()
@@ -198,10 +200,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
                     await self._input()
                     continue
                 data, last = piece
-                if decoder is not None and isinstance(data, bytes):
-                    yield decoder.decode(data, final=last)
-                else:
-                    yield convert(data, decode)
+                yield convert_piece(data, last)
                 if last:
                     self._maybe_resume_reading()
                     return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import Any
 
 from tether.exceptions import (
     ConnectionClosed,
@@ -139,6 +140,9 @@ class Connection:
     message is always one :class:`Message`.
     """
 
+    frame_log: Any
+    """What logs this engine's frames, on an engine that does (see :mod:`tether.framelog`)."""
+
     __slots__ = (
         "_allowed_rsv",
         "_buffer",
@@ -172,6 +176,8 @@ class Connection:
         "eof_received",
         "error",
         "extensions",
+        # Set only on an engine that logs its frames (tether.framelog).
+        "frame_log",
         "max_fragments",
         "max_frame_size",
         "max_size",

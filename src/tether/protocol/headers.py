@@ -57,8 +57,9 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
     - ``headers[name] = value`` *appends* a field and never replaces one;
       ``update`` appends too; ``del headers[name]`` then setting replaces;
     - ``del headers[name]`` removes every field of that name;
-    - iteration yields each distinct name once, spelt as first seen, and
-      ``len`` counts distinct names.
+    - iteration yields each distinct name once, in lower case, in the order
+      first seen (as websockets' ``Headers`` does), and ``len`` counts
+      distinct names; the names go on the wire as they were given.
 
     :meth:`get_all` and :meth:`raw_items` reach every field, duplicates
     included.
@@ -110,7 +111,7 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         return names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._first_spellings().values()))
+        return iter(list(self._first_spellings()))
 
     def __len__(self) -> int:
         return len(self._first_spellings())

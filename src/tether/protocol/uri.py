@@ -33,22 +33,25 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 class WebSocketURI:
     """The parts of a WebSocket URI.
 
-    ``path`` holds the path and the query, percent-encoded, as sent in the
-    request line. ``username`` and ``password`` are percent-decoded; each is
-    ``None`` when the URI has none.
+    The fields are websockets': ``path`` is the path, percent-encoded
+    (``/`` when the URI has none), ``query`` the query without its ``?``
+    (empty when there is none), and :attr:`resource_name` both, as sent in
+    the request line. ``username`` and ``password`` are percent-decoded;
+    each is ``None`` when the URI has none.
     """
 
     secure: bool
     host: str
     port: int
     path: str = "/"
+    query: str = ""
     username: str | None = None
     password: str | None = None
 
     @property
     def resource_name(self) -> str:
         """The request target: the path and query, such as ``/chat?room=1``."""
-        return self.path
+        return f"{self.path}?{self.query}" if self.query else self.path
 
     @property
     def host_header(self) -> str:
@@ -114,9 +117,8 @@ def parse_uri(uri: str) -> WebSocketURI:
             raise InvalidURI(uri, "colon in username")
         password = urllib.parse.unquote(raw_password) if colon else None
     path = urllib.parse.quote(parts.path, safe=_PATH_SAFE) or "/"
-    if parts.query:
-        path += "?" + urllib.parse.quote(parts.query, safe=_QUERY_SAFE)
-    return WebSocketURI(secure, host, port, path, username, password)
+    query = urllib.parse.quote(parts.query, safe=_QUERY_SAFE)
+    return WebSocketURI(secure, host, port, path, query, username, password)
 
 
 def _parse_host_port(uri: str, host_port: str, secure: bool) -> tuple[str, int]:

@@ -57,8 +57,9 @@ from typing import Any, Protocol, Self, cast
 
 from tether.attributes import ConnectionAttributes
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
+from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, convert
+from tether.messages import MessageQueue, piece_converter
 from tether.pings import PingTracker, ping_payload
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
@@ -118,6 +119,18 @@ class _Waiter(Protocol):
     def set(self) -> None: ...
 
 
+class _PongOnly:
+    """The waiter of a ping whose event is set by its pong only, not by the closure."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def set(self) -> None:
+        self.event.set()
+
+
 class _KeepalivePong:
     """Waits for the pong of a keepalive ping; set under the connection's mutex."""
 
@@ -168,6 +181,8 @@ class Connection(ConnectionAttributes):
             logger, self.default_logger, str(self.id)[:8], self
         )
         """The logger of this connection: records name it."""
+        # Asked once per connection: with DEBUG off, frames cost no logging at all.
+        enable_frame_log(protocol, self.logger)
         self.latency = 0.0
         """The round-trip time of the last ping answered, in seconds."""
         self._mutex = threading.Lock()
@@ -275,6 +290,8 @@ class Connection(ConnectionAttributes):
             if self._receiving:
                 raise ConcurrencyError("another thread is already receiving from this connection")
             self._receiving = True
+        # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
+        convert_piece = piece_converter(decode)
         try:
             while True:
                 with self._mutex:
@@ -287,7 +304,7 @@ class Connection(ConnectionAttributes):
                     if was_full or (self.protocol.held_back and messages.low):
                         self._wake()
                 data, last = piece
-                yield convert(data, decode)
+                yield convert_piece(data, last)
                 if last:
                     return
         finally:
@@ -479,19 +496,22 @@ class Connection(ConnectionAttributes):
                 fragments.end()
             self._flush()
 
-    def ping(self, data: Data | None = None) -> threading.Event:
+    def ping(self, data: Data | None = None, *, ack_on_close: bool = False) -> threading.Event:
         """Send a ping; return an event that is set when the pong arrives.
 
-        ``latency`` then holds the round-trip time. The event is also set
-        when the connection closes, so that nobody waits for a pong forever.
+        ``latency`` then holds the round-trip time. With ``ack_on_close=True``
+        the event is also set when the connection closes, so that nobody
+        waits for a pong forever (check ``state`` to tell which happened);
+        by default, as in websockets, it is not.
         """
-        return self._ping(data, block=True)
+        return self._ping(data, block=True, ack_on_close=ack_on_close)
 
-    def _ping(self, data: Data | None, block: bool) -> threading.Event:
+    def _ping(self, data: Data | None, block: bool, ack_on_close: bool = True) -> threading.Event:
         payload = ping_payload(data)
         event = threading.Event()
+        waiter: _Waiter = event if ack_on_close else _PongOnly(event)
         with self._mutex:
-            self._pings.add(payload, event, time.monotonic())
+            self._pings.add(payload, waiter, time.monotonic())
             try:
                 self.protocol.send_ping(payload)
             except InvalidState:
@@ -1006,7 +1026,8 @@ class Connection(ConnectionAttributes):
                 self.protocol.receive_eof()
             self._closed.set()
             for waiter in self._pings.drain():
-                waiter.set()
+                if not isinstance(waiter, _PongOnly):
+                    waiter.set()
             self._changed.notify_all()
             self._wake_reader.notify_all()
             # Leave the schedule at once: a timer would keep this connection.
