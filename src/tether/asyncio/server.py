@@ -556,3 +556,8 @@ def __getattr__(name: str) -> Any:
 
         return broadcast
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, ``basic_auth`` and ``broadcast`` included."""
+    return sorted([*globals(), "basic_auth", "broadcast"])
