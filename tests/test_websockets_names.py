@@ -30,6 +30,10 @@ MODULES = {
     "websockets.sync.server": "tether.sync.server",
     "websockets.sync.connection": "tether.sync.connection",
     "websockets.sync.router": "tether.sync.router",
+    "websockets.trio.client": "tether.trio.client",
+    "websockets.trio.server": "tether.trio.server",
+    "websockets.trio.connection": "tether.trio.connection",
+    "websockets.trio.router": "tether.trio.router",
 }
 
 # Names websockets defines in a module without listing them in __all__.

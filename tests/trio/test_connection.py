@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 
@@ -190,3 +191,44 @@ async def test_no_task_outlives_its_connection() -> None:
         while server.connections or trio.lowlevel.current_statistics().tasks_living > before:
             await trio.sleep(0.001)
         assert trio.lowlevel.current_statistics().tasks_living == before
+
+
+@trio_test
+async def test_a_block_that_raises_closes_with_1011() -> None:
+    closed: list[tuple[int | None, str | None]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+        closed.append((ws.close_code, ws.close_reason))
+
+    async with serving(handler) as server:
+        with pytest.raises(RuntimeError):
+            async with tether.trio.connect(uri_of(server)):
+                raise RuntimeError("boom")
+        async with tether.trio.connect(uri_of(server)):
+            pass
+        while len(closed) < 2:
+            await trio.sleep(0.001)
+    assert closed == [(1011, ""), (1000, "")]
+
+
+@trio_test
+async def test_frames_logged_at_debug() -> None:
+    logger = logging.getLogger("tether.test.trio.frames")
+    logger.setLevel(logging.DEBUG)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        async with (
+            serving(compression=None) as server,
+            tether.trio.connect(uri_of(server), compression=None, logger=logger) as ws,
+        ):
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    frames = [record.split("] ", 1)[1] for record in records if "] <" in record or "] >" in record]
+    assert frames[:2] == ["> TEXT 'hi' [2 bytes]", "< TEXT 'hi' [2 bytes]"]

@@ -359,7 +359,7 @@ class connect:
         tb: TracebackType | None,
     ) -> None:
         assert self.connection is not None
-        await self.connection.close()
+        await self.connection.__aexit__(exc_type, exc, tb)
 
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""

@@ -24,7 +24,6 @@ cancellation go on.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import logging
 import math
@@ -41,8 +40,9 @@ import trio
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
+from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, convert, parse_budget
+from tether.messages import MessageQueue, parse_budget, piece_converter
 from tether.pings import answer_pings, ping_payload
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
@@ -143,6 +143,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self.write_limit = write_limit
         self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
         """The logger of this connection: records name it."""
+        # Asked once per connection: with DEBUG off, frames cost no logging at all.
+        enable_frame_log(protocol, self.logger)
         self._messages = MessageQueue(max_queue)
         # What is not set here starts as the class's default below: thousands
         # of idle connections share those instead of each holding its own.
@@ -255,7 +257,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             raise ConcurrencyError("another task is already receiving from this connection")
         self._receiving = True
         # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
-        decoder = codecs.getincrementaldecoder("utf-8")() if decode else None
+        convert_piece = piece_converter(decode)
         try:
             while True:
                 piece = self._messages.get_fragment()
@@ -263,10 +265,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                     await self._input()
                     continue
                 data, last = piece
-                if decoder is not None and isinstance(data, bytes):
-                    yield decoder.decode(data, final=last)
-                else:
-                    yield convert(data, decode)
+                yield convert_piece(data, last)
                 if last:
                     self._maybe_resume_reading()
                     return
@@ -507,7 +506,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        """Close the connection: with 1000, or with 1011 when the block raised."""
+        await self.close(CloseCode.NORMAL_CLOSURE if exc_type is None else CloseCode.INTERNAL_ERROR)
 
     # Deadlines, kept by the reader's cancel scope
 

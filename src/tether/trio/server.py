@@ -8,7 +8,7 @@ import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -23,7 +23,19 @@ from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.serving import handshake_response, run_handler
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
-__all__ = ["Server", "ServerConnection", "ServerSubprotocolSelector", "serve", "unix_serve"]
+if TYPE_CHECKING:
+    from tether.trio.auth import basic_auth
+    from tether.trio.broadcast import broadcast
+
+__all__ = [
+    "Server",
+    "ServerConnection",
+    "ServerSubprotocolSelector",
+    "basic_auth",
+    "broadcast",
+    "serve",
+    "unix_serve",
+]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 """A connection handler: a coroutine function taking the connection."""
@@ -412,3 +424,22 @@ async def unix_serve(
         sock.close()
         raise
     await serve(handler, listeners=[trio.SocketListener(sock)], task_status=task_status, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """Give ``basic_auth`` and ``broadcast`` from here too, as websockets does."""
+    # Imported on first use: both modules import this one.
+    if name == "basic_auth":
+        from tether.trio.auth import basic_auth  # noqa: PLC0415
+
+        return basic_auth
+    if name == "broadcast":
+        from tether.trio.broadcast import broadcast  # noqa: PLC0415
+
+        return broadcast
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, ``basic_auth`` and ``broadcast`` included."""
+    return sorted([*globals(), "basic_auth", "broadcast"])
