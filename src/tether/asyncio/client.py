@@ -40,6 +40,8 @@ __all__ = [
 class ClientConnection(Connection):
     """The client side of a connection; :func:`connect` makes it."""
 
+    __slots__ = ("_handshake",)
+
     protocol: ClientProtocol
     default_logger = "tether.client"
 

@@ -69,6 +69,39 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
     :func:`tether.serve`; applications do not create it themselves.
     """
 
+    # Slots rather than a dictionary per instance: more than 30 attributes
+    # make CPython give each connection a dictionary of its own, 1.5 KiB
+    # (what a server holding many idle connections pays for each). Other
+    # attributes, set by applications, still go to a dictionary.
+    __slots__ = (
+        "_close_timer",
+        "_eof_written",
+        "_id",
+        "_keepalive",
+        "_loop",
+        "_lost",
+        "_messages",
+        "_pings",
+        "_read_buffer",
+        "_reader",
+        "_reading",
+        "_reading_paused",
+        "_replies",
+        "_replies_paused",
+        "_send_lock",
+        "_waiters",
+        "_writing_paused",
+        "close_timeout",
+        "latency",
+        "logger",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "transport",
+        "write_limit",
+        "write_limit_low",
+    )
+
     default_logger = "tether"
     """The name of the logger used when the ``logger`` option is not given."""
 
@@ -475,11 +508,17 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
+        if self._lost:
+            return
+        # The waiter itself, not a shield() of it: an idle connection's
+        # handler waits here, and a shield costs it two futures and their
+        # callbacks. Cancelling this cancels only this waiter.
         while not self._lost:
-            # shield() resumes a loop iteration after connection_lost(), as
-            # when this awaited a shared future: a peer in the same process
-            # has seen the EOF by then.
-            await asyncio.shield(self._change())
+            await self._change()
+        # Resume a loop iteration after connection_lost(), as when this
+        # awaited a shared future: a peer in the same process has seen the
+        # EOF by then.
+        await asyncio.sleep(0)
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: send a close frame if possible and drop TCP."""

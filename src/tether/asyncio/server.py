@@ -55,6 +55,8 @@ class ServerConnection(Connection):
     protocol: ServerProtocol
     default_logger = "tether.server"
 
+    __slots__ = ("_handshake_task", "_open_timer", "_opening", "server", "username")
+
     # The client's address that a trusted proxy gave, if any; and, with the
     # PROXY protocol, the bytes received before its header is complete.
     _client: tuple[str, int] | None = None
@@ -204,9 +206,6 @@ class ServerConnection(Connection):
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         self.server._handlers.pop(self, None)
 
-    async def _run_handler(self) -> None:
-        await run_handler(self, self.server.handler)
-
     def connection_lost(self, exc: Exception | None) -> None:
         """Unregister from the server, then wrap up."""
         super().connection_lost(exc)
@@ -283,7 +282,9 @@ class Server:
         self._connections.discard(connection)
 
     def _start_handler(self, connection: ServerConnection) -> None:
-        task = self._loop.create_task(connection._run_handler())
+        # run_handler() itself, without a coroutine of the connection's
+        # around it: each idle connection keeps its handler's frames.
+        task = self._loop.create_task(run_handler(connection, self.handler))
         self._handlers[connection] = task
         task.add_done_callback(connection._handler_done)
 
