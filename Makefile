@@ -104,10 +104,14 @@ bench-fanout: $(STAMP_BENCH)
 # Idle connections at scale (bench/c100k.py): one server process holding as
 # many connections as its descriptor limit allows, then 100,000 over worker
 # processes sharing the port, each sent one message; memory, idle CPU,
-# handshakes per second and delivery latency. About five minutes on two
+# handshakes per second and delivery latency; and the threading server
+# with C100K_THREADS connections (a thread each). About six minutes on two
 # cores, bounded at ten. Not part of `make test` (tests/bench runs it small).
+C100K_THREADS ?= 5000
+
 bench-c100k: $(STAMP_DEV)
-	$(BIN)/python -m bench.c100k
+	mkdir -p build
+	$(BIN)/python -m bench.c100k --threads $(C100K_THREADS) --json build/c100k.json
 
 # A subset of the workloads, three repetitions, in about two minutes.
 bench-quick: $(STAMP_BENCH)

@@ -142,6 +142,38 @@ async def serve_process(deflate: bool) -> None:
                 ws.transport.abort()
 
 
+def serve_threads(deflate: bool) -> None:
+    """The threading server, a thread per connection, with the same commands."""
+    import threading  # noqa: PLC0415
+
+    import tether.sync  # noqa: PLC0415
+
+    raise_file_limit()
+    # Each connection's thread needs little stack: keep the address space small.
+    threading.stack_size(256 * 1024)
+
+    def handler(ws: tether.sync.ServerConnection) -> None:
+        for _ in ws:
+            pass
+
+    with tether.sync.serve(handler, "127.0.0.1", 0, backlog=4096, **options(deflate)) as server:
+        print(json.dumps({"port": server.socket.getsockname()[1]}), flush=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        for line in sys.stdin:
+            command = line.split()
+            if not command or command[0] == "stop":
+                break
+            if command[0] == "broadcast":
+                text = message(int(command[1]))
+                start = time.perf_counter()
+                sent = tether.sync.broadcast(server.connections, text)
+                held = time.perf_counter() - start
+                print(json.dumps({"sent": sent, "loop_ms": held * 1000}), flush=True)
+            else:
+                print(json.dumps({"connections": len(server.connections)}), flush=True)
+        os._exit(0)  # Thousands of handler threads: no orderly shutdown to wait for.
+
+
 # The workers of the machine-wide run.
 
 
@@ -391,12 +423,15 @@ def idle(pids: list[int], seconds: float) -> float:
     return (sum(cpu(pid) for pid in pids) - before) / (time.monotonic() - start)
 
 
-def run_process(args: argparse.Namespace, deflate: bool, deadline: float) -> Result:
+def run_process(
+    args: argparse.Namespace, deflate: bool, deadline: float, *, threads: bool = False
+) -> Result:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    total = args.connections
+    total = args.threads if threads else args.connections
+    command = "serve-threads" if threads else "serve"
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(
-            started([sys.executable, "-m", "bench.c100k", "serve", str(int(deflate))], env)
+            started([sys.executable, "-m", "bench.c100k", command, str(int(deflate))], env)
         )
         port = answer(server, deadline)["port"]
         empty = rss(server.pid)
@@ -421,7 +456,7 @@ def run_process(args: argparse.Namespace, deflate: bool, deadline: float) -> Res
         latencies = clients.check(args.messages, deadline)
         send(server, "stop")
     return Result(
-        "process",
+        "threads" if threads else "process",
         deflate,
         total,
         1,
@@ -517,6 +552,20 @@ def run_machine(args: argparse.Namespace, deflate: bool, redis: str, deadline: f
     )
 
 
+class Results(list[Result]):
+    """The rows so far: each printed as soon as measured, and saved, so a failed run keeps them."""
+
+    def __init__(self, path: Path | None) -> None:
+        super().__init__()
+        self.path = path
+
+    def append(self, result: Result) -> None:
+        super().append(result)
+        print(render([result]).splitlines()[-1], file=sys.stderr, flush=True)
+        if self.path is not None:
+            self.path.write_text(json.dumps([r.__dict__ for r in self], indent=2) + "\n")
+
+
 def render(results: list[Result]) -> str:
     lines = [
         "| run | deflate | connections | server processes | RSS per connection | "
@@ -540,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.run(serve_process(argv[1] == "1"))
         return 0
+    if argv and argv[0] == "serve-threads":
+        serve_threads(argv[1] == "1")
+        return 0
     if argv and argv[0] == "serve-workers":
         return serve_workers(int(argv[1]), int(argv[2]), argv[3], argv[4] == "1", argv[5])
     if argv and argv[0] == "client":
@@ -549,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.c100k", description=__doc__)
     parser.add_argument("--connections", type=int, default=allowed, help="per process")
     parser.add_argument("--machine", type=int, default=100_000, help="0: no machine-wide run")
+    parser.add_argument("--threads", type=int, default=0, help="the threading server too")
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--client-processes", type=int, default=8)
     parser.add_argument("--idle", type=float, default=25.0, help="seconds of idle CPU")
@@ -572,18 +625,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers: {args.machine} connections need more than {args.workers}")
     deadline = time.monotonic() + args.timeout
     modes = [mode == "yes" for mode in args.deflate.split(",")]
-    results = []
+    results = Results(args.json)
     for deflate in modes:
         print(f"c100k: one process, {args.connections:,} connections ...", file=sys.stderr)
         results.append(run_process(args, deflate, deadline))
+    if args.threads:
+        for deflate in modes:
+            print(f"c100k: threading server, {args.threads:,} connections ...", file=sys.stderr)
+            results.append(run_process(args, deflate, deadline, threads=True))
     if args.machine:
         with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as redis:
             for deflate in modes:
                 print(f"c100k: {args.machine:,} connections ...", file=sys.stderr)
                 results.append(run_machine(args, deflate, redis, deadline))
     print(render(results))
-    if args.json is not None:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
     return 0
 
 
