@@ -27,7 +27,7 @@ from typing import Any
 
 from tether.protocol.headers import Headers
 
-__all__ = ["PROXY_V2_SIGNATURE", "TrustedProxies", "parse_proxy_header"]
+__all__ = ["PROXY_V2_SIGNATURE", "TrustedProxies", "parse_proxy_header", "read_proxy_header"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -120,6 +120,23 @@ class TrustedProxies:
             if address is not None:
                 return str(address), 0
         return None
+
+
+def read_proxy_header(
+    data: bytes | bytearray, peer: Any, proxies: TrustedProxies | None
+) -> tuple[int, tuple[str, int] | None] | None:
+    """Read the PROXY protocol header that ``peer`` sent at the start of ``data``.
+
+    What every server does with it: :func:`parse_proxy_header`, then the
+    check that ``peer`` is one of the trusted ``proxies``. Return ``None``
+    if more bytes are needed, else the header's length and the client's
+    address. Raise :class:`ValueError`, saying why, to refuse the
+    connection: an invalid header, or one from a peer that is not trusted.
+    """
+    parsed = parse_proxy_header(data)
+    if parsed is not None and (proxies is None or not proxies.trusts(peer)):
+        raise ValueError(f"a PROXY protocol header from {peer}, not a trusted proxy")
+    return parsed
 
 
 def parse_proxy_header(data: bytes | bytearray) -> tuple[int, tuple[str, int] | None] | None:

@@ -19,7 +19,7 @@ from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
-from tether.proxies import TrustedProxies, parse_proxy_header
+from tether.proxies import TrustedProxies, read_proxy_header
 from tether.serving import default_response, handshake_response, run_handler
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class ServerConnection(Connection):
             return
         header += self._read_buffer[:nbytes]
         try:
-            parsed = parse_proxy_header(header)
+            parsed = read_proxy_header(header, super().remote_address, self.server.proxies)
         except ValueError as exc:
             self.logger.info("refused: %s", exc)
             self._abort()
@@ -133,12 +133,6 @@ class ServerConnection(Connection):
         if parsed is None:
             return
         length, client = parsed
-        proxies = self.server.proxies
-        peer = super().remote_address
-        if proxies is None or not proxies.trusts(peer):
-            self.logger.info("refused: a PROXY protocol header from %s, not a trusted proxy", peer)
-            self._abort()
-            return
         self._proxy_header = None
         self._client = client
         rest = bytes(header[length:])

@@ -24,7 +24,7 @@ from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
-from tether.proxies import TrustedProxies, parse_proxy_header
+from tether.proxies import TrustedProxies, read_proxy_header
 from tether.sync.connection import READ_SIZE, Connection
 
 if TYPE_CHECKING:
@@ -135,17 +135,12 @@ class ServerConnection(Connection):
         connection. Once read, ``header`` is emptied.
         """
         try:
-            parsed = parse_proxy_header(header)
+            parsed = read_proxy_header(header, super().remote_address, self.server.proxies)
         except ValueError as exc:
             self.logger.info("refused: %s", exc)
             return None
         if parsed is None:
             return b""
-        peer = super().remote_address
-        proxies = self.server.proxies
-        if proxies is None or not proxies.trusts(peer):
-            self.logger.info("refused: a PROXY protocol header from %s, not a trusted proxy", peer)
-            return None
         length, self._client = parsed
         rest = bytes(header[length:])
         header.clear()

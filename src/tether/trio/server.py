@@ -18,8 +18,9 @@ from tether.log import LoggerLike, connection_logger
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
-from tether.protocol.http11 import Request, Response
+from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
+from tether.proxies import TrustedProxies, read_proxy_header
 from tether.serving import handshake_response, run_handler
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
@@ -63,6 +64,9 @@ class ServerConnection(Connection):
     protocol: ServerProtocol
     default_logger = "tether.server"
 
+    # The client's address that a trusted proxy gave, if any.
+    _client: tuple[str, int] | None = None
+
     def __init__(
         self, stream: trio.abc.Stream, protocol: ServerProtocol, server: Server, **kwargs: Any
     ) -> None:
@@ -71,6 +75,34 @@ class ServerConnection(Connection):
         """The :class:`Server` that accepted this connection."""
         self.username: str | None = None
         """The user that :func:`~tether.trio.auth.basic_auth` let in, if any."""
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
+
+        See ``trusted_proxies`` of :func:`serve` and :mod:`tether.proxies`;
+        the port is 0 when a header gave the address.
+        """
+        client = self._client
+        return super().remote_address if client is None else client
+
+    def _proxy_header(self, header: bytearray) -> bytes | None:
+        """Read the PROXY protocol header from ``header``; give the bytes after it.
+
+        Empty bytes while the header is incomplete; ``None`` to refuse the
+        connection. Once read, ``header`` is emptied.
+        """
+        try:
+            parsed = read_proxy_header(header, super().remote_address, self.server.proxies)
+        except ValueError as exc:
+            self.logger.info("refused: %s", exc)
+            return None
+        if parsed is None:
+            return b""
+        length, self._client = parsed
+        rest = bytes(header[length:])
+        header.clear()
+        return rest
 
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with a plain-text body, for ``process_request`` to return.
@@ -92,11 +124,26 @@ class ServerConnection(Connection):
     async def _handshake(self) -> bool:
         """Read the request, run the hooks and answer; return whether the connection is open."""
         protocol = self.protocol
+        server = self.server
+        # With the PROXY protocol, the bytes before its header is complete.
+        header = bytearray() if server.proxy_protocol else None
         while protocol.request is None and protocol.state is _CONNECTING:
             try:
                 data = await self.stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
+            if header is not None:
+                if not data:
+                    return False
+                header += data
+                rest = self._proxy_header(header)
+                if rest is None:
+                    return False
+                if not header:
+                    header = None  # Read: what follows is HTTP.
+                if not rest:
+                    continue
+                data = rest
             if data:
                 protocol.receive_data(data)
             else:
@@ -108,7 +155,8 @@ class ServerConnection(Connection):
             # Unreadable (the engine answered it) or gone.
             await self._write_all()
             return False
-        server = self.server
+        if server.proxies is not None and self._client is None:
+            self._client = server.proxies.client(super().remote_address, request.headers)
         response = await handshake_response(
             self, request, server.process_request, server.process_response, server.is_serving
         )
@@ -149,6 +197,8 @@ class Server:
         open_timeout: float | None = 10,
         ssl: ssl_module.SSLContext | None = None,
         logger: LoggerLike | str | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+        proxy_protocol: bool = False,
     ) -> None:
         self.listeners = list(listeners)
         """The trio listeners accepting connections."""
@@ -158,6 +208,10 @@ class Server:
         self.select_subprotocol = select_subprotocol
         self.open_timeout = open_timeout
         self.ssl = ssl
+        self.proxies = None if trusted_proxies is None else TrustedProxies(trusted_proxies)
+        """Whose word is believed on the client's address (``trusted_proxies``)."""
+        self.proxy_protocol = proxy_protocol
+        """Whether each connection starts with a PROXY protocol header."""
         self.logger = connection_logger(logger, "tether.server", "server", self)
         self._engines = engines
         self._connection_options = connection_options
@@ -346,7 +400,10 @@ async def serve(
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int | None = 16,
     write_limit: int = DEFAULT_WRITE_LIMIT,
+    limits: Limits | None = None,
     logger: LoggerLike | str | None = None,
+    trusted_proxies: Sequence[str] | None = None,
+    proxy_protocol: bool = False,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``port`` until closed; run it in a nursery.
@@ -368,9 +425,20 @@ async def serve(
     ``process_request`` and ``process_response`` (plain or coroutine
     functions), ``origins``, ``select_subprotocol``, ``subprotocols``,
     ``extensions``, ``compression``, ``server_header``, the timeouts (the TLS
-    handshake counts toward ``open_timeout``) and the limits. ``ssl`` makes
-    each connection a :class:`trio.SSLStream`.
+    handshake counts toward ``open_timeout``) and the limits, ``limits`` (a
+    :class:`~tether.protocol.http11.Limits` bounding the request) among
+    them. ``ssl`` makes each connection a :class:`trio.SSLStream`.
+
+    Behind a reverse proxy, ``trusted_proxies`` lists the proxies' addresses
+    or networks (``"10.0.0.0/8"``, ``"unix"`` for a Unix socket's peer, ``"*"``):
+    their ``X-Forwarded-For`` or ``X-Real-IP`` gives
+    :attr:`ServerConnection.remote_address`, as in :func:`tether.serve`.
+    With ``proxy_protocol=True`` every connection must start with a PROXY
+    protocol header (versions 1 and 2) from a trusted proxy; others are
+    dropped. See :mod:`tether.proxies`.
     """
+    if proxy_protocol and trusted_proxies is None:
+        raise ValueError("proxy_protocol needs trusted_proxies")
     engines = server_engines(
         origins=origins,
         extensions=server_extensions(compression, extensions),
@@ -378,6 +446,7 @@ async def serve(
         select_subprotocol=None,
         server_header=server_header,
         max_size=max_size,
+        limits=limits,
     )
     if listeners is None:
         if port is None:
@@ -403,6 +472,8 @@ async def serve(
         open_timeout=open_timeout,
         ssl=ssl,
         logger=logger,
+        trusted_proxies=trusted_proxies,
+        proxy_protocol=proxy_protocol,
     )
     await server.serve_forever(task_status=task_status)
 
