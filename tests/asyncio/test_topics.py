@@ -131,10 +131,11 @@ async def test_compressed_once_for_subscribers_without_context_takeover(
         for _ in range(3):
             assert await client.recv() == message
     # One compression per message for the three sharing clients; the two
-    # keeping their context compress on their own.
+    # whose server side keeps its context share the plain frame, uncompressed,
+    # with the client without compression: no compressor of their own.
     assert topics.stats.compressions == 3
-    assert topics.stats.shared_frames == 3 * 4
-    assert topics.stats.own_frames == 3 * 2
+    assert topics.stats.shared_frames == 3 * 6
+    assert topics.stats.own_frames == 0
     for client in [*shared_clients, *keeping, plain]:
         await client.close()
 

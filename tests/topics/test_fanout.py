@@ -62,16 +62,29 @@ def test_window_bits_8_and_9_compress_alike() -> None:
     assert eight == nine is not None
 
 
-def test_context_takeover_compresses_per_engine() -> None:
+def test_context_takeover_gets_the_plain_frame_uncompressed() -> None:
+    # Compressing for each such engine would give each a compressor of its
+    # own: the shared plain frame goes instead, and the engine's own
+    # compressed messages around it still decompress, context and all.
     prepared = Prepared(MESSAGE)
     engine = server(PerMessageDeflate(False, False, 15, 15))
     assert deflate_key(engine.extensions[0]) is None  # type: ignore[arg-type]
     client = Connection(Role.CLIENT, extensions=[PerMessageDeflate(False, False, 15, 15)])
     for _ in range(2):
-        assert not prepared.send_to(engine)
-        assert deliver(engine, client) == [Message(MESSAGE)]
+        engine.send_text(MESSAGE.encode())
+        own = engine.data_to_send()
+        assert own[0][0] & 0x40  # The engine's own message is compressed.
+        for data in own:
+            client.receive_data(data)
+        assert client.events() == [Message(MESSAGE)]
+        assert prepared.send_to(engine)
+        (frame,) = engine.data_to_send()
+        assert frame is prepared.plain
+        assert not frame[0] & 0x40
+        client.receive_data(frame)
+        assert client.events() == [Message(MESSAGE)]
     assert prepared.compressions == 0
-    assert prepared.frames == 0
+    assert prepared.frames == 1
 
 
 @pytest.mark.parametrize(

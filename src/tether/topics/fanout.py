@@ -6,9 +6,13 @@ frame fits every connection that negotiated no extension. permessage-deflate
 without context takeover on the server side (``server_no_context_takeover``)
 compresses each message on its own: two connections with the same window
 size and zlib settings compress it to the same bytes, so it is compressed
-once for all of them. A connection that keeps its compression context, or
-negotiated another extension, or is a client (whose frames are masked with
-a key of their own), gets the message through its engine as usual.
+once for all of them. A connection whose compressor keeps its context
+between messages gets the plain frame, uncompressed, as RFC 7692 allows:
+compressing for it alone would cost a compression per subscriber and give
+each an LZ77 window of its own, tens of KiB, on its first compressed message
+(a broadcast, :func:`tether.broadcast`, does the same). A connection that
+negotiated another extension, or is a client (whose frames are masked with a
+key of their own), gets the message through its engine as usual.
 
 This module does no I/O: the asyncio and threading topics both use it.
 """
@@ -116,8 +120,10 @@ class Prepared:
             extension = extensions[0]
             if type(extension) is PerMessageDeflate:
                 key = extension.sharing_key
-                if key is not None:
-                    return self.compressed(extension, key)
+                if key is None:
+                    # Context takeover: uncompressed rather than a compressor per subscriber.
+                    return self.plain
+                return self.compressed(extension, key)
         return None
 
     def send_to(self, protocol: Connection) -> bool:

@@ -48,7 +48,7 @@ class TopicStats:
     compressions: int = 0
     """Messages compressed once for the subscribers sharing the same deflate settings."""
     own_frames: int = 0
-    """Copies the connection's own engine encoded (context takeover, clients, other extensions)."""
+    """Copies the connection's own engine encoded (clients, extensions other than deflate)."""
     received: int = 0
     """Messages received from the broker, published by another process."""
     undelivered: int = 0
