@@ -10,6 +10,7 @@ from tether.trio.client import ClientConnection, connect, process_exception, uni
 from tether.trio.connection import Connection, PongWaiter
 from tether.trio.router import Router, route
 from tether.trio.server import Server, ServerConnection, serve, unix_serve
+from tether.trio.topics import Topics
 
 __all__ = [
     "ClientConnection",
@@ -18,6 +19,7 @@ __all__ = [
     "Router",
     "Server",
     "ServerConnection",
+    "Topics",
     "basic_auth",
     "broadcast",
     "connect",
