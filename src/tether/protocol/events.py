@@ -93,3 +93,4 @@ class ResponseReceived:
 
 
 Event = Message | Fragment | Ping | Pong | CloseReceived | RequestReceived | ResponseReceived
+"""Any event that :meth:`~tether.protocol.connection.Connection.events` returns."""
