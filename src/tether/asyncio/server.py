@@ -73,6 +73,12 @@ class ServerConnection(Connection):
         # Made when TCP is accepted: with TLS, connection_made comes only
         # after the TLS handshake, which counts against open_timeout too.
         self._opening = OpeningDeadline(server.open_timeout, self._loop.time)
+        if server.proxy_protocol:
+            # Only these connections read through the header's parser: the
+            # loop takes the instance's method, and every other connection
+            # keeps the base class's, without a call more on each read.
+            self._proxy_header = bytearray()
+            self.buffer_updated = self._read_proxy_header  # type: ignore[method-assign]
 
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``.
@@ -105,8 +111,6 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""
         super().connection_made(transport)
-        if self.server.proxy_protocol:
-            self._proxy_header = bytearray()
         self.server._register(self)
         timeout = self._opening.remaining()
         if timeout is not None:
@@ -117,11 +121,11 @@ class ServerConnection(Connection):
             self.logger.info("opening handshake timed out")
             self.transport.abort()
 
-    def buffer_updated(self, nbytes: int) -> None:
-        """Read the PROXY protocol header first, if the server expects one (asyncio calls this)."""
+    def _read_proxy_header(self, nbytes: int) -> None:
+        """Read the PROXY protocol header first, then the WebSocket (asyncio calls this)."""
         header = self._proxy_header
         if header is None:
-            super().buffer_updated(nbytes)
+            Connection.buffer_updated(self, nbytes)
             return
         header += self._read_buffer[:nbytes]
         try:
