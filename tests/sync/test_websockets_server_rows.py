@@ -146,7 +146,10 @@ def clients(
 
     server = start_server(handler)
     opened = [connect(uri_of(server)) for _ in range(3)]
-    servers = [arrived.get(timeout=TIMEOUT) for _ in opened]
+    # Handlers start in threads of their own, in any order: pair each server
+    # side with its client by address, not by arrival.
+    by_peer = {ws.remote_address: ws for ws in (arrived.get(timeout=TIMEOUT) for _ in opened)}
+    servers = [by_peer[ws.local_address] for ws in opened]
     yield servers, opened
     for ws in opened:
         ws.close()
