@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import ssl as ssl_module
 import urllib.parse
+from typing import Any
 
 from tether.exceptions import InvalidURI
+from tether.protocol.headers import HeadersLike
 from tether.protocol.uri import WebSocketURI, parse_uri
 
-__all__ = ["check_ssl", "parse_target", "parse_unix_uri"]
+__all__ = [
+    "check_client_target",
+    "check_ssl",
+    "parse_target",
+    "parse_unix_uri",
+    "pick_headers",
+    "unix_uri",
+]
 
 _UNIX_SCHEMES = {"ws+unix": False, "wss+unix": True}
 
@@ -77,3 +86,45 @@ def check_ssl(uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None) -> No
             raise ValueError("a wss:// URI needs TLS: ssl=False isn't allowed")
     elif ssl is not None and ssl is not False:
         raise ValueError("ssl is only for wss:// URIs")
+
+
+def check_client_target(
+    uri: str,
+    unix: bool,
+    path: str | None,
+    ssl: ssl_module.SSLContext | bool | None,
+    auth: tuple[str, str] | None,
+) -> tuple[WebSocketURI, bool, str | None]:
+    """Read and check the target of an async ``connect``: :func:`parse_target`, then its options.
+
+    Raise :class:`ValueError` for an ``ssl`` that contradicts the URI's scheme
+    (:func:`check_ssl`) and for credentials given both in the URI and as ``auth``.
+    """
+    ws_uri, unix, path = parse_target(uri, unix, path)
+    check_ssl(ws_uri, ssl)
+    if auth is not None and ws_uri.user_info is not None:
+        raise ValueError("give credentials in the URI or as auth=, not both")
+    return ws_uri, unix, path
+
+
+def pick_headers(
+    additional_headers: HeadersLike | None, extra_headers: HeadersLike | None
+) -> HeadersLike | None:
+    """Return the headers of ``additional_headers`` or its older name ``extra_headers``.
+
+    Raise :class:`TypeError` when both are given.
+    """
+    if additional_headers is not None and extra_headers is not None:
+        raise TypeError("give additional_headers or extra_headers, not both")
+    return additional_headers if extra_headers is None else extra_headers
+
+
+def unix_uri(uri: str | None, options: dict[str, Any]) -> str:
+    """Return the URI of an async ``unix_connect``: ``uri``, or ``ws://localhost/``.
+
+    The default is ``wss://localhost/`` when ``options`` hold an ``ssl`` other
+    than ``None`` or ``False``.
+    """
+    if uri is not None:
+        return uri
+    return "ws://localhost/" if options.get("ssl") in (None, False) else "wss://localhost/"

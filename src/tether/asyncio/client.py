@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal, cast
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
+from tether.connecting import AsyncConnect
 from tether.exceptions import InvalidMessage, InvalidProxyMessage
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
@@ -25,8 +25,7 @@ from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
 from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import Backoff, process_exception, raise_unless_retried
-from tether.targets import check_ssl, parse_unix_uri
-from tether.targets import parse_target as _parse_target
+from tether.targets import check_client_target, parse_unix_uri, pick_headers, unix_uri
 
 __all__ = [
     "ClientConnection",
@@ -125,7 +124,7 @@ class _ProxyTunnel(asyncio.Protocol):
             self._fail(error)
 
 
-class connect:
+class connect(AsyncConnect[ClientConnection]):
     """Open a WebSocket connection to ``uri``.
 
     Await it for a :class:`ClientConnection` (then close it yourself), use it
@@ -293,14 +292,10 @@ class connect:
         backoff_max_delay: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        if additional_headers is not None and extra_headers is not None:
-            raise TypeError("give additional_headers or extra_headers, not both")
+        headers = pick_headers(additional_headers, extra_headers)
         extensions = client_extensions(compression, extensions)
         self.uri = uri
-        self.ws_uri, self.unix, self.path = _parse_target(uri, unix, path)
-        check_ssl(self.ws_uri, ssl)
-        if auth is not None and self.ws_uri.user_info is not None:
-            raise ValueError("give credentials in the URI or as auth=, not both")
+        self.ws_uri, self.unix, self.path = check_client_target(uri, unix, path, ssl, auth)
         if isinstance(proxy, str):
             parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
             if self.unix or {"sock", "host", "port"} & kwargs.keys():
@@ -308,7 +303,7 @@ class connect:
         self.origin = origin
         self.extensions = extensions
         self.subprotocols = subprotocols
-        self.additional_headers = additional_headers if extra_headers is None else extra_headers
+        self.additional_headers = headers
         self.user_agent_header = user_agent_header
         self.auth = auth
         self.proxy = proxy
@@ -497,22 +492,6 @@ class connect:
         transport.resume_reading()
         return transport, connection
 
-    def __await__(self) -> Generator[Any, None, ClientConnection]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> ClientConnection:
-        self.connection = await self._create()
-        return self.connection
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self.connection is not None
-        await self.connection.__aexit__(exc_type, exc, tb)
-
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""
         logger = connection_logger(self.logger, "tether.client", "reconnect", None)
@@ -545,6 +524,4 @@ def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any)
     ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given. Every
     other option is :func:`connect`'s.
     """
-    if uri is None:
-        uri = "ws://localhost/" if kwargs.get("ssl") in (None, False) else "wss://localhost/"
-    return connect(uri, unix=True, path=path, **kwargs)
+    return connect(unix_uri(uri, kwargs), unix=True, path=path, **kwargs)

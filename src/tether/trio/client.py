@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 import trio
 
+from tether.connecting import AsyncConnect
 from tether.exceptions import InvalidMessage, InvalidProxyMessage
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
@@ -24,7 +24,7 @@ from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
 from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
-from tether.targets import check_ssl, parse_target
+from tether.targets import check_client_target, pick_headers, unix_uri
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
 __all__ = ["ClientConnection", "connect", "process_exception", "unix_connect"]
@@ -75,7 +75,7 @@ def _system_spawn(function: Callable[[], Any], name: str) -> None:
     trio.lowlevel.spawn_system_task(function, name=name)
 
 
-class connect:
+class connect(AsyncConnect[ClientConnection]):
     """Open a WebSocket connection to ``uri``.
 
     Await it for a :class:`ClientConnection` (then close it yourself), use it
@@ -168,13 +168,9 @@ class connect:
         backoff_max_delay: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        if additional_headers is not None and extra_headers is not None:
-            raise TypeError("give additional_headers or extra_headers, not both")
+        headers = pick_headers(additional_headers, extra_headers)
         self.uri = uri
-        self.ws_uri, self.unix, self.path = parse_target(uri, unix, path)
-        check_ssl(self.ws_uri, ssl)
-        if auth is not None and self.ws_uri.user_info is not None:
-            raise ValueError("give credentials in the URI or as auth=, not both")
+        self.ws_uri, self.unix, self.path = check_client_target(uri, unix, path, ssl, auth)
         if isinstance(proxy, str):
             parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
         self.fixed_address = "host" in kwargs or "port" in kwargs
@@ -183,7 +179,7 @@ class connect:
         self.origin = origin
         self.extensions = client_extensions(compression, extensions)
         self.subprotocols = subprotocols
-        self.additional_headers = additional_headers if extra_headers is None else extra_headers
+        self.additional_headers = headers
         self.auth = auth
         self.proxy = proxy
         self.proxy_ssl = proxy_ssl
@@ -345,22 +341,6 @@ class connect:
         connection._start(_system_spawn)
         return connection
 
-    def __await__(self) -> Generator[Any, None, ClientConnection]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> ClientConnection:
-        self.connection = await self._create()
-        return self.connection
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self.connection is not None
-        await self.connection.__aexit__(exc_type, exc, tb)
-
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""
         logger = connection_logger(self.logger, "tether.client", "reconnect", None)
@@ -411,6 +391,4 @@ def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any)
     ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given. Every
     other option is :func:`connect`'s.
     """
-    if uri is None:
-        uri = "ws://localhost/" if kwargs.get("ssl") in (None, False) else "wss://localhost/"
-    return connect(uri, unix=True, path=path, **kwargs)
+    return connect(unix_uri(uri, kwargs), unix=True, path=path, **kwargs)
