@@ -22,6 +22,7 @@ from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remo
 from tether.asgi.responses import Denial, add_default_headers
 from tether.asgi.scope import build_scope
 from tether.asyncio import keepalive
+from tether.asyncio._closing import TransportEnding
 from tether.asyncio.keepalive import Bucket
 from tether.exceptions import InvalidState
 from tether.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -86,7 +87,7 @@ def _text(message: Message) -> str:
     return text
 
 
-class WebSocketProtocol(asyncio.Protocol):
+class WebSocketProtocol(TransportEnding, asyncio.Protocol):
     """uvicorn's ``--ws`` protocol, on tether's engine: ``--ws tether.asgi:WebSocketProtocol``.
 
     It implements the ASGI WebSocket specification 2.4 with the denial
@@ -109,7 +110,7 @@ class WebSocketProtocol(asyncio.Protocol):
             config.load()
         self.config = config
         self.app = cast(ASGIApp, config.loaded_app)
-        self.loop = _loop or asyncio.get_event_loop()
+        self._loop = _loop or asyncio.get_event_loop()
         self.app_state = app_state
         self.connections: set[Any] = server_state.connections
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
@@ -193,9 +194,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._lost = True
         self.connections.discard(self)
         keepalive.cancel(self)
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
+        self._cancel_close_timer()
         if self.protocol.state is not _CLOSED:
             self.protocol.receive_eof()
             self.protocol.events()
@@ -311,7 +310,7 @@ class WebSocketProtocol(asyncio.Protocol):
             root_path=self.config.root_path,
             state=self.app_state.copy(),
         )
-        task = self.loop.create_task(self._run_asgi(self.scope))
+        task = self._loop.create_task(self._run_asgi(self.scope))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -370,7 +369,7 @@ class WebSocketProtocol(asyncio.Protocol):
             disconnect = self._disconnect
             if disconnect is not None:
                 return disconnect
-            receiver = self._receiver = self.loop.create_future()
+            receiver = self._receiver = self._loop.create_future()
             try:
                 await receiver
             finally:
@@ -576,7 +575,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def _drain(self) -> None:
         while self._writing_paused and not self._lost:
-            writer = self.loop.create_future()
+            writer = self._loop.create_future()
             self._writers.append(writer)
             await writer
 
@@ -625,42 +624,14 @@ class WebSocketProtocol(asyncio.Protocol):
             if not self._reading_paused and self.transport is not None:
                 self.transport.pause_reading()
 
-    def _linger(self, transport: asyncio.Transport) -> None:
-        """Half-close after failing on the client's data; drop what it sends until it closes.
-
-        Closing a socket with unread bytes makes the kernel answer with a
-        RST, which may destroy the close frame before the client reads it.
-        """
-        if self._eof_written:
-            return
-        if not transport.can_write_eof():
-            transport.close()
-            return
-        self._eof_written = True
-        transport.write_eof()
-        if self._reading_paused or self._replies_paused:
-            self._reading_paused = self._replies_paused = False
-            transport.resume_reading()
-
-    def _arm_close_timer(self, timeout: float) -> None:
-        if self._lost:
-            return
-        if self._close_timer is not None:
-            if self._close_timer.when() <= self.loop.time() + timeout:
-                return
-            self._close_timer.cancel()
-        self._close_timer = self.loop.call_later(timeout, self._close_timed_out)
-
-    def _close_timed_out(self) -> None:
-        self._close_timer = None
-        if self.transport is not None and not self._lost:
-            self.transport.abort()
+    def _connection_logger(self) -> ConnectionLogger:
+        return self.logger
 
     # Keepalive, on the shared scheduler of tether's asyncio connections
 
     def _start_keepalive(self) -> None:
         if self.ping_interval is not None and not self._lost:
-            keepalive.schedule(self.loop, self, self.ping_interval)
+            keepalive.schedule(self._loop, self, self.ping_interval)
 
     def _keepalive_due(self) -> None:
         """Send a keepalive ping, or fail with 1011 if the last one waited in vain."""
@@ -684,4 +655,4 @@ class WebSocketProtocol(asyncio.Protocol):
             self._start_keepalive()
         else:
             # The pong schedules the next ping (_handle_event).
-            keepalive.schedule(self.loop, self, self.ping_timeout)
+            keepalive.schedule(self._loop, self, self.ping_timeout)

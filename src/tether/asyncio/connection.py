@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from tether.asyncio import keepalive
+from tether.asyncio._closing import TransportEnding
 from tether.asyncio.keepalive import Bucket
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
@@ -62,7 +63,7 @@ def read_buffer() -> memoryview:
     return shared_read_buffer()
 
 
-class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
+class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol):
     """An open WebSocket connection, on the client or the server side.
 
     It is made by :func:`tether.connect` or given to a handler by
@@ -621,8 +622,7 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
         if self.protocol.state is not _CLOSED:
             self.protocol.receive_eof()
             self._process()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        self._cancel_close_timer()
         # Now, so that the scheduler holds no reference to a closed connection.
         keepalive.cancel(self)
         pings = self._pings
@@ -747,38 +747,8 @@ class Connection(ConnectionAttributes, asyncio.BufferedProtocol):
                     self._linger(transport)
                 else:
                     transport.close()
-            self._arm_close_timer()
+            self._arm_close_timer(self.close_timeout)
         return written
 
-    def _linger(self, transport: asyncio.Transport) -> None:
-        """Half-close after failing on the peer's data; read and drop until it closes TCP.
-
-        The peer is likely still sending. Closing the socket with its bytes
-        unread makes the kernel answer with a RST, and the peer's kernel may
-        then discard our close frame before the peer reads it: the peer would
-        see an abnormal closure instead of, say, 1009. The engine ignores the
-        input; EOF from the peer or ``close_timeout`` ends the connection.
-        """
-        if self._eof_written:
-            return
-        if not transport.can_write_eof():
-            transport.close()
-            return
-        self._eof_written = True
-        transport.write_eof()
-        # The engine ignores input now: reading makes no more replies.
-        if self._reading_paused or self._replies_paused:
-            self._reading_paused = False
-            self._replies_paused = False
-            transport.resume_reading()
-
-    def _arm_close_timer(self) -> None:
-        """Drop TCP if the closing handshake or the TCP close takes over ``close_timeout``."""
-        if self._close_timer is not None or self.close_timeout is None or self._lost:
-            return
-        self._close_timer = self._loop.call_later(self.close_timeout, self._close_timed_out)
-
-    def _close_timed_out(self) -> None:
-        if self.transport is not None and not self._lost:
-            self.logger.debug("closing timed out after %s seconds", self.close_timeout)
-            self.transport.abort()
+    def _connection_logger(self) -> ConnectionLogger:
+        return self.logger
