@@ -73,7 +73,8 @@ def generate_key() -> str:
 def accept_key(key: str) -> str:
     """Compute ``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 section 4.2.2)."""
     digest = hashlib.sha1((key + GUID).encode()).digest()
-    return base64.b64encode(digest).decode()
+    # binascii directly: base64.b64encode is a Python function around it.
+    return binascii.b2a_base64(digest, newline=False).decode()
 
 
 def single_value(values: list[str], name: str) -> str:
@@ -85,6 +86,16 @@ def single_value(values: list[str], name: str) -> str:
 
 def check_key(key: str) -> None:
     """Check that a ``Sec-WebSocket-Key`` is 16 bytes in base64 (RFC 6455 section 4.1)."""
+    data = key.encode()
+    if len(data) == 24:
+        # The usual key: binascii's strict mode accepts only what the check
+        # below would (canonical base64, padding at the end only), in one
+        # call rather than base64.b64decode's regular expression and wrapper.
+        try:
+            if len(binascii.a2b_base64(data, strict_mode=True)) == 16:
+                return
+        except binascii.Error:
+            pass
     try:
         raw = base64.b64decode(key.encode(), validate=True)
     except binascii.Error:
@@ -98,6 +109,14 @@ def check_upgrade(connection_values: list[str], upgrade_values: list[str]) -> No
 
     The arguments are every value of each header, as :meth:`Headers.get_all` gives them.
     """
+    if (
+        len(connection_values) == 1
+        and connection_values[0] in _PLAIN_CONNECTION
+        and len(upgrade_values) == 1
+        and upgrade_values[0] in _PLAIN_UPGRADE
+    ):
+        # What clients send, spelt as they do: valid as it stands, no parsing needed.
+        return
     connection = [token for value in connection_values for token in parse_connection(value)]
     # An absent header reads "missing ... header" rather than "empty ... header".
     if not any(token.lower() == "upgrade" for token in connection):
@@ -107,6 +126,11 @@ def check_upgrade(connection_values: list[str], upgrade_values: list[str]) -> No
     # contains it somewhere would be an upgrade to something else as well.
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
+
+
+# Whole header values that pass check_upgrade as they are.
+_PLAIN_CONNECTION = frozenset({"Upgrade", "upgrade", "keep-alive, Upgrade", "Keep-Alive, Upgrade"})
+_PLAIN_UPGRADE = frozenset({"websocket", "WebSocket"})
 
 
 def error_response(
