@@ -300,6 +300,9 @@ class ServerProtocol(Connection):
         raise InvalidOrigin(origin)
 
     def _negotiate_extensions(self, values: list[str]) -> str | None:
+        if not values:
+            self._pending_extensions = []
+            return None
         accepted: list[Extension] = []
         answer: list[tuple[str, list[ExtensionParameter]]] = []
         offers = [offer for value in values for offer in parse_extensions(value)]
@@ -320,6 +323,8 @@ class ServerProtocol(Connection):
     def _negotiate_subprotocol(
         self, values: list[str], select_subprotocol: SubprotocolSelector | None
     ) -> str | None:
+        if not values and select_subprotocol is None and not self.available_subprotocols:
+            return None
         offered = [protocol for value in values for protocol in parse_subprotocols(value)]
         if select_subprotocol is not None:
             chosen = select_subprotocol(self, offered)
