@@ -25,9 +25,16 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from tether.log import LoggerLike
 from tether.protocol.headers import Headers
 
-__all__ = ["PROXY_V2_SIGNATURE", "TrustedProxies", "parse_proxy_header", "read_proxy_header"]
+__all__ = [
+    "PROXY_V2_SIGNATURE",
+    "TrustedProxies",
+    "parse_proxy_header",
+    "read_proxy_header",
+    "take_proxy_header",
+]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -137,6 +144,30 @@ def read_proxy_header(
     if parsed is not None and (proxies is None or not proxies.trusts(peer)):
         raise ValueError(f"a PROXY protocol header from {peer}, not a trusted proxy")
     return parsed
+
+
+def take_proxy_header(
+    header: bytearray, peer: Any, proxies: TrustedProxies | None, logger: LoggerLike
+) -> tuple[bytes, tuple[str, int] | None] | None:
+    """Read the PROXY protocol header that ``peer`` sent, gathered in ``header`` so far.
+
+    What a server that reads the header itself does with it: return ``None``
+    to refuse the connection (logged at INFO on ``logger``); empty bytes and
+    ``None`` while the header is incomplete; once read, the bytes after it
+    and the client's address (see :func:`read_proxy_header`), with
+    ``header`` emptied.
+    """
+    try:
+        parsed = read_proxy_header(header, peer, proxies)
+    except ValueError as exc:
+        logger.info("refused: %s", exc)
+        return None
+    if parsed is None:
+        return b"", None
+    length, client = parsed
+    rest = bytes(header[length:])
+    header.clear()
+    return rest, client
 
 
 def parse_proxy_header(data: bytes | bytearray) -> tuple[int, tuple[str, int] | None] | None:

@@ -7,6 +7,7 @@ them alike.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -19,7 +20,30 @@ from tether.protocol.connection import _OPEN
 from tether.protocol.http11 import Request, Response
 from tether.protocol.server import ServerProtocol
 
-__all__ = ["HookConnection", "check_response", "handshake_response", "run_handler"]
+__all__ = [
+    "SERVER_HELPERS",
+    "HookConnection",
+    "check_response",
+    "handshake_response",
+    "run_handler",
+    "server_helper",
+]
+
+SERVER_HELPERS = {"basic_auth": "auth", "broadcast": "broadcast"}
+"""The names a layer's server module gives too, as websockets' does, and their modules."""
+
+
+def server_helper(module: str, layer: str, name: str) -> Any:
+    """Give ``name`` of :data:`SERVER_HELPERS` from ``layer``'s module, for ``__getattr__``.
+
+    Imported on first use, since those modules import the server module.
+    Raise :class:`AttributeError` for any other name, as ``module`` has none.
+    """
+    submodule = SERVER_HELPERS.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{layer}.{submodule}"), name)
+
 
 SHUTTING_DOWN = "Server is shutting down.\n"
 FAILED = "Failed to open a WebSocket connection.\n"

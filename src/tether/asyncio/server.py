@@ -20,7 +20,13 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.proxies import TrustedProxies, read_proxy_header
-from tether.serving import default_response, handshake_response, run_handler
+from tether.serving import (
+    SERVER_HELPERS,
+    default_response,
+    handshake_response,
+    run_handler,
+    server_helper,
+)
 
 if TYPE_CHECKING:
     from tether.asyncio.auth import basic_auth
@@ -545,18 +551,9 @@ def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serv
 
 def __getattr__(name: str) -> Any:
     """Give ``basic_auth`` and ``broadcast`` from here too, as websockets does."""
-    # Imported on first use: both modules import this one.
-    if name == "basic_auth":
-        from tether.asyncio.auth import basic_auth  # noqa: PLC0415
-
-        return basic_auth
-    if name == "broadcast":
-        from tether.asyncio.broadcast import broadcast  # noqa: PLC0415
-
-        return broadcast
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return server_helper(__name__, "tether.asyncio", name)
 
 
 def __dir__() -> list[str]:
     """The module's names, ``basic_auth`` and ``broadcast`` included."""
-    return sorted([*globals(), "basic_auth", "broadcast"])
+    return sorted([*globals(), *SERVER_HELPERS])

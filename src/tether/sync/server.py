@@ -24,7 +24,8 @@ from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
-from tether.proxies import TrustedProxies, read_proxy_header
+from tether.proxies import TrustedProxies, take_proxy_header
+from tether.serving import SERVER_HELPERS, server_helper
 from tether.sync.connection import READ_SIZE, Connection
 
 if TYPE_CHECKING:
@@ -134,16 +135,10 @@ class ServerConnection(Connection):
         Empty bytes while the header is incomplete; ``None`` to refuse the
         connection. Once read, ``header`` is emptied.
         """
-        try:
-            parsed = read_proxy_header(header, super().remote_address, self.server.proxies)
-        except ValueError as exc:
-            self.logger.info("refused: %s", exc)
+        taken = take_proxy_header(header, super().remote_address, self.server.proxies, self.logger)
+        if taken is None:
             return None
-        if parsed is None:
-            return b""
-        length, self._client = parsed
-        rest = bytes(header[length:])
-        header.clear()
+        rest, self._client = taken
         return rest
 
     def _handshake(self, deadline: float | None) -> bool:
@@ -473,18 +468,9 @@ def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> Serv
 
 def __getattr__(name: str) -> Any:
     """Give ``basic_auth`` and ``broadcast`` from here too, as websockets does."""
-    # Imported on first use: both modules import this one.
-    if name == "basic_auth":
-        from tether.sync.auth import basic_auth  # noqa: PLC0415
-
-        return basic_auth
-    if name == "broadcast":
-        from tether.sync.broadcast import broadcast  # noqa: PLC0415
-
-        return broadcast
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return server_helper(__name__, "tether.sync", name)
 
 
 def __dir__() -> list[str]:
     """The module's names, ``basic_auth`` and ``broadcast`` included."""
-    return sorted([*globals(), "basic_auth", "broadcast"])
+    return sorted([*globals(), *SERVER_HELPERS])
