@@ -124,3 +124,24 @@ def test_compressed_messages_are_not_inflated_past_the_budget() -> None:
     server.message_budget = 300
     server.resume_parsing()
     assert len(server.events()) == 198
+
+
+def test_budget_counts_messages_that_extensions_decode() -> None:
+    # A per-frame extension sends every frame through the extensions' path,
+    # not the plain one: the budget counts the messages that come out of it.
+    from tests.protocol.test_connection_extensions import InvertFrames  # noqa: PLC0415
+
+    client = Connection(Role.CLIENT, extensions=[InvertFrames()])
+    client.send_text("a")
+    client.send_text("b")
+    server = Connection(Role.SERVER, extensions=[InvertFrames()])
+    server.message_budget = 1
+    server.receive_data(b"".join(client.data_to_send()))
+    assert server.events() == [Message("a")]
+    assert server.message_budget == 0
+    assert server.held_back
+    server.message_budget = 1
+    server.resume_parsing()
+    assert server.events() == [Message("b")]
+    assert server.message_budget == 0
+    assert not server.held_back
