@@ -75,6 +75,8 @@ nitpick_ignore_regex = [
     ("py:class", r"(tether\.[\w.]+\.)?(ProcessRequest|ProcessResponse|Closable)"),
     # A dataclass field's default factory, which Sphinx splits at the comma.
     ("py:class", r"list\[tuple\[str"),
+    # Bases from private modules (internal mixins), which autodoc does not document.
+    ("py:class", r"tether\.(\w+\.)*_\w+\.\w+"),
     # Type variables and private bases, which autodoc does not document.
     ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|CheckResult|Conn|AsyncConn|AuthConn|Handler|_\w+)"),
 ]
