@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from tether.asyncio.connection import Connection, Data
-from tether.exceptions import InvalidState
-from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
 from tether.topics.broker import Broker
 from tether.topics.fanout import Prepared
-from tether.topics.registry import BaseTopics, SlowPolicy
+from tether.topics.registry import BaseTopics, SlowPolicy, skip_slow, write_copy
 
 __all__ = ["Topics"]
 
@@ -81,25 +79,10 @@ class Topics(BaseTopics[Connection]):
                 continue
             if connection._writing_paused:
                 # Over write_limit: this one does not keep up.
-                if policy == "drop":
-                    stats.dropped += 1
-                    connection.logger.debug("dropped a message of %s: too slow", topic)
-                else:
-                    stats.closed += 1
-                    connection.logger.info("closing: too slow for %s", topic)
-                    connection._fail(CloseCode.TRY_AGAIN_LATER, "too slow")
+                skip_slow(stats, policy, topic, connection.logger, connection._fail)
                 continue
-            try:
-                shared = prepared.send_to(protocol)
-            except InvalidState:
-                # Open was checked: a fragmented message is on its way out.
-                stats.dropped += 1
-                connection.logger.debug("dropped a message of %s: sending fragments", topic)
+            if not write_copy(stats, prepared, protocol, topic, connection.logger):
                 continue
-            if shared:
-                stats.shared_frames += 1
-            else:
-                stats.own_frames += 1
             connection._flush()
             sent += 1
         stats.delivered += sent

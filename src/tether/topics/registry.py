@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, Literal, TypeVar
 
+from tether.exceptions import InvalidState
+from tether.protocol.close import CloseCode
+from tether.protocol.connection import Connection
 from tether.sending import Closable
+from tether.topics.fanout import Prepared
 
 __all__ = ["SLOW_POLICIES", "BaseTopics", "SlowPolicy", "TopicStats"]
 
@@ -57,6 +61,45 @@ class TopicStats:
     """Messages from the broker that were refused: not in tether's envelope, or bad UTF-8."""
     reconnects: int = 0
     """Times the broker connection was lost and made again."""
+
+
+def skip_slow(
+    stats: TopicStats,
+    policy: SlowPolicy,
+    topic: str,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    fail: Callable[[int, str], object],
+) -> None:
+    """Apply ``policy`` to a subscriber of an async layer that does not keep up."""
+    if policy == "drop":
+        stats.dropped += 1
+        log.debug("dropped a message of %s: too slow", topic)
+    else:
+        stats.closed += 1
+        log.info("closing: too slow for %s", topic)
+        fail(CloseCode.TRY_AGAIN_LATER, "too slow")
+
+
+def write_copy(
+    stats: TopicStats,
+    prepared: Prepared,
+    protocol: Connection,
+    topic: str,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> bool:
+    """Put ``prepared`` in an open engine's output, counted; ``False`` if it was skipped."""
+    try:
+        shared = prepared.send_to(protocol)
+    except InvalidState:
+        # Open was checked: a fragmented message is on its way out.
+        stats.dropped += 1
+        log.debug("dropped a message of %s: sending fragments", topic)
+        return False
+    if shared:
+        stats.shared_frames += 1
+    else:
+        stats.own_frames += 1
+    return True
 
 
 C = TypeVar("C", bound=Closable)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import trio
 
 from tether.broadcasting import CLOSED, FULL
-from tether.exceptions import InvalidState
-from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
 from tether.topics.bridge import BrokerThread
 from tether.topics.broker import Broker
 from tether.topics.fanout import Prepared
-from tether.topics.registry import BaseTopics, SlowPolicy, logger
+from tether.topics.registry import BaseTopics, SlowPolicy, logger, skip_slow, write_copy
 from tether.trio.connection import Connection, Data
 
 __all__ = ["Topics"]
@@ -86,25 +84,10 @@ class Topics(BaseTopics[Connection]):
             if room == CLOSED:
                 continue
             if room == FULL:
-                if policy == "drop":
-                    stats.dropped += 1
-                    connection.logger.debug("dropped a message of %s: too slow", topic)
-                else:
-                    stats.closed += 1
-                    connection.logger.info("closing: too slow for %s", topic)
-                    connection._fail(CloseCode.TRY_AGAIN_LATER, "too slow")
+                skip_slow(stats, policy, topic, connection.logger, connection._fail)
                 continue
-            try:
-                shared = prepared.send_to(protocol)
-            except InvalidState:
-                # Open was checked: a fragmented message is on its way out.
-                stats.dropped += 1
-                connection.logger.debug("dropped a message of %s: sending fragments", topic)
+            if not write_copy(stats, prepared, protocol, topic, connection.logger):
                 continue
-            if shared:
-                stats.shared_frames += 1
-            else:
-                stats.own_frames += 1
             connection._flush_nowait()
             sent += 1
         stats.delivered += sent
