@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
+# The editable install builds the C accelerator: built again when it changes.
+BUILD_INPUTS := pyproject.toml setup.py src/tether/_speedups.c
 
 .PHONY: run test lint types docs pytest debian-packages bench bench-quick bench-fanout bench-c100k soak fuzz fuzz-merge fuzz-native clean
 
@@ -12,15 +14,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
+$(STAMP_RUN): $(BUILD_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(STAMP_DEV): pyproject.toml | $(BIN)/python
+$(STAMP_DEV): $(BUILD_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
-$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+$(STAMP_BENCH): $(BUILD_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@ $(STAMP_DEV) $(STAMP_RUN)
 
