@@ -168,6 +168,10 @@ class Backend:
         """Connect a client."""
         raise NotImplementedError
 
+    async def unix_connect(self, path: str, uri: str | None = None, **options: Any) -> Face:
+        """Connect a client to the Unix socket at ``path`` with the API's ``unix_connect``."""
+        raise NotImplementedError
+
     async def until(self, predicate: Callable[[], object], seconds: float = TIMEOUT) -> None:
         """Poll until ``predicate()`` is true; fail after ``seconds``."""
 
@@ -238,6 +242,9 @@ class AsyncioBackend(Backend):
     async def connect(self, uri: str, **options: Any) -> Face:
         return Face(await tether.connect(uri, **options))
 
+    async def unix_connect(self, path: str, uri: str | None = None, **options: Any) -> Face:
+        return Face(await tether.unix_connect(path, uri, **options))
+
 
 class ThreadsBackend(AsyncioBackend):
     """:mod:`tether.sync`: bodies on asyncio, blocking calls in threads."""
@@ -261,6 +268,11 @@ class ThreadsBackend(AsyncioBackend):
 
     async def connect(self, uri: str, **options: Any) -> Face:
         return ThreadFace(await asyncio.to_thread(lambda: tether.sync.connect(uri, **options)))
+
+    async def unix_connect(self, path: str, uri: str | None = None, **options: Any) -> Face:
+        return ThreadFace(
+            await asyncio.to_thread(lambda: tether.sync.unix_connect(path, uri, **options))
+        )
 
 
 class TrioBackend(Backend):
@@ -309,6 +321,9 @@ class TrioBackend(Backend):
 
     async def connect(self, uri: str, **options: Any) -> Face:
         return Face(await tether.trio.connect(uri, **options))
+
+    async def unix_connect(self, path: str, uri: str | None = None, **options: Any) -> Face:
+        return Face(await tether.trio.unix_connect(path, uri, **options))
 
 
 def make_backend(kind: Kind) -> Backend:

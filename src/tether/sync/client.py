@@ -25,6 +25,7 @@ from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import Backoff, process_exception, raise_unless_retried
 from tether.sync.connection import READ_SIZE, Connection
 from tether.sync.tunnel import relay
+from tether.targets import check_ssl, unix_uri
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect", "unix_reconnect"]
 
@@ -150,7 +151,7 @@ def connect(
     limits: Limits | None = None,
     logger: LoggerLike | str | None = None,
     create_connection: Callable[..., ClientConnection] | None = None,
-    ssl: ssl_module.SSLContext | None = None,
+    ssl: ssl_module.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     sock: socket.socket | None = None,
     unix: bool = False,
@@ -172,8 +173,11 @@ def connect(
     ``max_size`` and ``max_queue`` take websockets' pairs, ``limits`` bounds
     the responses read, and ``create_connection`` makes the connection,
     called like :class:`ClientConnection` (``sock``, ``protocol`` and
-    keywords). ``open_timeout`` bounds everything up to the open connection,
-    proxy and redirects included. A ``wss://`` URI through an ``https://``
+    keywords). ``ssl`` is the :class:`ssl.SSLContext` of a ``wss://`` URI
+    (``None`` or ``True``: :func:`ssl.create_default_context`'s); as in the
+    async APIs, ``ssl=False`` is only for ``ws://`` URIs. ``open_timeout``
+    bounds everything up to the open connection, proxy and redirects
+    included. A ``wss://`` URI through an ``https://``
     proxy (TLS inside TLS) goes through a relay thread (see
     :mod:`tether.sync.tunnel`); the connection's ``remote_address`` is then
     that of a local socket pair.
@@ -182,8 +186,7 @@ def connect(
         raise TypeError("give additional_headers or extra_headers, not both")
     extensions = client_extensions(compression, extensions)
     parsed = parse_uri(uri)
-    if ssl is not None and not parsed.secure:
-        raise ValueError("ssl is only for wss:// URIs")
+    check_ssl(parsed, ssl)
     if isinstance(proxy, str):
         parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
     fixed_address = "host" in kwargs or "port" in kwargs
@@ -244,7 +247,11 @@ def connect(
             connected.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if target.secure:
-                context = ssl or ssl_module.create_default_context()
+                context = (
+                    ssl
+                    if isinstance(ssl, ssl_module.SSLContext)
+                    else ssl_module.create_default_context()
+                )
                 if deadline is not None:
                     # The TLS handshake counts toward open_timeout too.
                     connected.settimeout(opening.tls_handshake_timeout())
@@ -318,26 +325,21 @@ def reconnect(
             connection.close()
 
 
-def _unix_uri(uri: str | None, options: dict[str, Any]) -> str:
-    if uri is not None:
-        return uri
-    return "ws://localhost/" if options.get("ssl") is None else "wss://localhost/"
-
-
 def unix_connect(
     path: str | None = None, uri: str | None = None, **kwargs: Any
 ) -> ClientConnection:
     """Connect to a WebSocket server listening on the Unix socket at ``path``.
 
     ``uri`` gives the ``Host`` header and the request target; it defaults to
-    ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given. Every
+    ``ws://localhost/``, or ``wss://localhost/`` when ``ssl`` is given
+    (other than ``False``), as in the asyncio and trio APIs. Every
     other option is :func:`connect`'s.
     """
-    return connect(_unix_uri(uri, kwargs), unix=True, path=path, **kwargs)
+    return connect(unix_uri(uri, kwargs), unix=True, path=path, **kwargs)
 
 
 def unix_reconnect(
     path: str | None = None, uri: str | None = None, **kwargs: Any
 ) -> Generator[ClientConnection, None, None]:
     """Like :func:`unix_connect`, connecting again each time, as :func:`reconnect` does."""
-    return reconnect(_unix_uri(uri, kwargs), unix=True, path=path, **kwargs)
+    return reconnect(unix_uri(uri, kwargs), unix=True, path=path, **kwargs)
