@@ -7,10 +7,16 @@ resident memory grew, divided by COUNT. The server's RSS is read from
 ``/proc`` (Linux only). The figures include everything a connection costs
 the server process: tether's objects, the event loop's transport, the
 socket's user-space buffers, and zlib's state when compression is on.
+
+``--api asyncio --api trio`` (repeatable) limits the servers measured to
+those named (asyncio, threading, trio), ``--plain`` skips the cases with
+compression, and ``--repeat N`` measures each case N times, alternating the
+servers, so that servers compared are measured in the same run.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import subprocess
 import sys
@@ -35,6 +41,16 @@ def sync_echo(websocket):
     for message in websocket:
         websocket.send(message)
 
+async def trio_main():
+    import trio, tether.trio
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: tether.trio.serve(
+                echo, 0, host="127.0.0.1", task_status=task_status, **options
+            )
+        )
+        print(server.sockets[0].getsockname()[1], flush=True)
+
 async def main():
     async with tether.serve(echo, "127.0.0.1", 0, **options) as server:
         print(next(iter(server.sockets)).getsockname()[1], flush=True)
@@ -42,6 +58,9 @@ async def main():
 
 if api == "asyncio":
     asyncio.run(main())
+elif api == "trio":
+    import trio
+    trio.run(trio_main)
 else:
     with tether.sync.serve(sync_echo, "127.0.0.1", 0, **options) as server:
         print(server.socket.getsockname()[1], flush=True)
@@ -99,17 +118,29 @@ async def measure(api: str, compression: bool, count: int, exchange: bool) -> fl
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    parser = argparse.ArgumentParser(description="Server RSS per idle connection.")
+    parser.add_argument("count", nargs="?", type=int, default=1000)
+    parser.add_argument("--api", action="append", choices=("asyncio", "threading", "trio"))
+    parser.add_argument("--plain", action="store_true", help="skip permessage-deflate")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    count = args.count
+    apis = args.api or ["asyncio", "threading", "trio"]
     print(f"server RSS per connection, over {count} idle connections")
-    for api in ("asyncio", "threading"):
-        for compression in (False, True):
-            for exchange in (False, True):
-                start = time.monotonic()
-                per = asyncio.run(measure(api, compression, count, exchange))
-                label = "permessage-deflate" if compression else "no compression"
-                after = "after one message" if exchange else "handshake only"
-                elapsed = time.monotonic() - start
-                print(f"{api:<10} {label:<19} {after:<18} {per / 1024:7.1f} KiB  ({elapsed:.0f} s)")
+    for compression in (False,) if args.plain else (False, True):
+        for exchange in (False, True):
+            for _ in range(args.repeat):
+                for api in apis:
+                    start = time.monotonic()
+                    per = asyncio.run(measure(api, compression, count, exchange))
+                    label = "permessage-deflate" if compression else "no compression"
+                    after = "after one message" if exchange else "handshake only"
+                    elapsed = time.monotonic() - start
+                    print(
+                        f"{api:<10} {label:<19} {after:<18} {per / 1024:7.1f} KiB"
+                        f"  ({elapsed:.0f} s)",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
