@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, Literal, TypeVar, cast
 
 import trio
 
@@ -172,6 +172,10 @@ class Backend:
         """Connect a client to the Unix socket at ``path`` with the API's ``unix_connect``."""
         raise NotImplementedError
 
+    def reconnect(self, uri: str, **options: Any) -> AsyncGenerator[Face, None]:
+        """The connections of the reconnecting loop (``async for`` over ``connect``)."""
+        raise NotImplementedError
+
     async def until(self, predicate: Callable[[], object], seconds: float = TIMEOUT) -> None:
         """Poll until ``predicate()`` is true; fail after ``seconds``."""
 
@@ -245,6 +249,12 @@ class AsyncioBackend(Backend):
     async def unix_connect(self, path: str, uri: str | None = None, **options: Any) -> Face:
         return Face(await tether.unix_connect(path, uri, **options))
 
+    async def reconnect(self, uri: str, **options: Any) -> AsyncGenerator[Face, None]:
+        connections = cast(AsyncGenerator[Any, None], tether.connect(uri, **options).__aiter__())
+        async with aclosing(connections):
+            async for ws in connections:
+                yield Face(ws)
+
 
 class ThreadsBackend(AsyncioBackend):
     """:mod:`tether.sync`: bodies on asyncio, blocking calls in threads."""
@@ -273,6 +283,14 @@ class ThreadsBackend(AsyncioBackend):
         return ThreadFace(
             await asyncio.to_thread(lambda: tether.sync.unix_connect(path, uri, **options))
         )
+
+    async def reconnect(self, uri: str, **options: Any) -> AsyncGenerator[Face, None]:
+        connections = tether.sync.reconnect(uri, **options)
+        try:
+            while True:
+                yield ThreadFace(await asyncio.to_thread(next, connections))
+        finally:
+            await asyncio.to_thread(connections.close)
 
 
 class TrioBackend(Backend):
@@ -324,6 +342,14 @@ class TrioBackend(Backend):
 
     async def unix_connect(self, path: str, uri: str | None = None, **options: Any) -> Face:
         return Face(await tether.trio.unix_connect(path, uri, **options))
+
+    async def reconnect(self, uri: str, **options: Any) -> AsyncGenerator[Face, None]:
+        connections = cast(
+            AsyncGenerator[Any, None], tether.trio.connect(uri, **options).__aiter__()
+        )
+        async with aclosing(connections):
+            async for ws in connections:
+                yield Face(ws)
 
 
 def make_backend(kind: Kind) -> Backend:

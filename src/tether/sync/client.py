@@ -314,7 +314,7 @@ def reconnect(
             raise_unless_retried(process_exception, exc)
             delay = delays.next(exc)
             logging.getLogger("tether.client").info(
-                "connection failed (%s); retrying in %.1f seconds", exc, delay
+                "connection failed (%s); retrying in %.3f seconds", exc, delay
             )
             time.sleep(delay)
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import trio
@@ -23,7 +23,7 @@ from tether.protocol.http11 import Limits
 from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
 from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
-from tether.reconnecting import process_exception, raise_unless_retried, reconnect_delay
+from tether.reconnecting import Backoff, process_exception, raise_unless_retried
 from tether.targets import check_client_target, pick_headers, unix_uri
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
@@ -99,8 +99,12 @@ class connect(AsyncConnect[ClientConnection]):
     ``extensions``, ``subprotocols``, ``compression``,
     ``additional_headers``, ``user_agent_header``, ``open_timeout``,
     ``ping_interval``, ``ping_timeout``, ``close_timeout``, ``max_size``,
-    ``max_queue``, ``write_limit``, ``logger``, ``process_exception`` and the
-    backoff), with the same meaning:
+    ``max_queue``, ``write_limit``, ``logger``, ``process_exception``,
+    ``reconnect_delays`` and the ``backoff_`` options), with the same
+    meaning: ``async for`` waits between failed attempts as the asyncio and
+    threading clients do (:class:`tether.reconnecting.Backoff`), and a
+    refusal with ``Retry-After`` waits at least that long, up to
+    ``backoff_max_delay``.
 
     * ``extra_headers``: another name for ``additional_headers``.
     * ``auth``: a ``(username, password)`` pair that answers a 401's Digest
@@ -163,6 +167,7 @@ class connect(AsyncConnect[ClientConnection]):
         unix: bool = False,
         path: str | None = None,
         process_exception: Callable[[Exception], Exception | None] = process_exception,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
         backoff_initial_delay: float = 1.0,
         backoff_factor: float = 1.618,
         backoff_max_delay: float = 60.0,
@@ -201,6 +206,7 @@ class connect(AsyncConnect[ClientConnection]):
         self.server_hostname = server_hostname
         self.stream = stream
         self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
         self.backoff_initial_delay = backoff_initial_delay
         self.backoff_factor = backoff_factor
         self.backoff_max_delay = backoff_max_delay
@@ -344,24 +350,22 @@ class connect(AsyncConnect[ClientConnection]):
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         """Connect, and connect again each time the connection drops or cannot be opened."""
         logger = connection_logger(self.logger, "tether.client", "reconnect", None)
-        attempt = 0
+        delays = Backoff(
+            self.reconnect_delays,
+            self.backoff_initial_delay,
+            self.backoff_factor,
+            self.backoff_max_delay,
+        )
         while True:
             try:
                 connection = await self._create()
             except Exception as exc:
                 raise_unless_retried(self.process_exception, exc)
-                delay = reconnect_delay(
-                    exc,
-                    attempt,
-                    self.backoff_initial_delay,
-                    self.backoff_factor,
-                    self.backoff_max_delay,
-                )
-                attempt += 1
+                delay = delays.next(exc)
                 logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
                 await trio.sleep(delay)
                 continue
-            attempt = 0
+            delays.reset()
             try:
                 yield connection
             finally:
