@@ -2,8 +2,9 @@
 
 A behaviour test is an async body that uses :class:`Face` connections and a
 :class:`Backend`; ``backend.run(body)`` runs it on the backend's own event
-loop: asyncio for :mod:`tether.asyncio`, trio for :mod:`tether.trio`, and
-asyncio with every blocking call in a worker thread for :mod:`tether.sync`.
+loop: asyncio (and uvloop) for :mod:`tether.asyncio`, trio for
+:mod:`tether.trio`, and asyncio with every blocking call in a worker thread
+for :mod:`tether.sync`.
 Servers run the same async handlers on each backend (the threading server
 runs each handler on an event loop of its connection's thread).
 
@@ -13,27 +14,58 @@ Every wait is bounded: a body that takes longer than :data:`TIMEOUT` fails.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import aclosing, asynccontextmanager
+from types import ModuleType
 from typing import Any, Literal, TypeVar, cast
 
 import trio
+import uvloop
 
 import tether
 import tether.sync
 import tether.trio
+from tests.behaviour.raw import RawPeer, accept_raw, raw_client
 from tether.protocol.connection import State
 
-__all__ = ["BACKENDS", "TIMEOUT", "Backend", "Face", "Handler", "Kind", "make_backend"]
+__all__ = [
+    "BACKENDS",
+    "SIDES",
+    "TIMEOUT",
+    "Api",
+    "Backend",
+    "Face",
+    "Handler",
+    "Kind",
+    "PongWaiter",
+    "Side",
+    "make_backend",
+    "sided",
+]
 
 T = TypeVar("T")
 
 TIMEOUT = 10.0
 """How long a body or any wait in it may last before the test fails."""
 
-Kind = Literal["asyncio", "threads", "trio"]
-BACKENDS: tuple[Kind, ...] = ("asyncio", "threads", "trio")
+Kind = Literal["asyncio", "uvloop", "threads", "trio"]
+BACKENDS: tuple[Kind, ...] = ("asyncio", "uvloop", "threads", "trio")
+
+Side = Literal["client", "server"]
+SIDES: tuple[Side, ...] = ("client", "server")
+
+
+Api = Literal["asyncio", "sync", "trio"]
+"""The package of an API, in :mod:`tether`."""
+
+
+def sided(side: Side, client: Face, server: Face) -> tuple[Face, Face]:
+    """(ours, theirs): the end under test on ``side`` first, its peer second."""
+    return (client, server) if side == "client" else (server, client)
+
 
 Handler = Callable[["Face"], Coroutine[Any, Any, None]]
 """A server handler written once for every backend."""
@@ -54,14 +86,29 @@ class Face:
         """Receive a message; by default fail after :data:`TIMEOUT`."""
         return await self.native.recv(decode=decode, timeout=timeout)
 
-    async def ping(self, data: bytes | str | None = None) -> float:
-        """Ping and wait for the pong; return the latency."""
-        waiter = await self.native.ping(data)
-        return float(await waiter)
+    def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Any]:
+        """Receive the next message piece by piece, as its frames arrive."""
+        return self.native.recv_streaming(decode=decode)  # type: ignore[no-any-return]
 
-    async def pong(self, data: bytes | str = b"") -> None:
+    async def ping(self, data: Any = None) -> float:
+        """Ping and wait for the pong; return the latency."""
+        return await (await self.start_ping(data)).wait()
+
+    async def start_ping(self, data: Any = None) -> PongWaiter:
+        """Send a ping; return what waits for its pong."""
+        return PongWaiter(await self.native.ping(data))
+
+    async def pong(self, data: Any = b"") -> None:
         """Send an unsolicited pong."""
         await self.native.pong(data)
+
+    def abort(self) -> None:
+        """Drop TCP at once, without a closing handshake."""
+        if isinstance(self.native, tether.ServerConnection | tether.ClientConnection):
+            assert self.native.transport is not None
+            self.native.transport.abort()
+        else:
+            self.native._stream_socket().shutdown(socket.SHUT_RDWR)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close and wait until closed."""
@@ -71,9 +118,22 @@ class Face:
         """Wait until the connection is closed."""
         await self.native.wait_closed()
 
-    async def messages(self) -> list[Any]:
-        """Iterate with ``async for`` (or ``for``) until the closure; return what came."""
-        return [message async for message in self.native]
+    async def messages(self, into: list[Any] | None = None) -> list[Any]:
+        """Iterate with ``async for`` (or ``for``) until the closure; return what came.
+
+        Each message is also appended to ``into`` as it comes, which keeps
+        them when the iteration raises.
+        """
+        received = [] if into is None else into
+        async for message in self.native:
+            received.append(message)
+        return received
+
+    @asynccontextmanager
+    async def closing(self) -> AsyncIterator[Face]:
+        """Use the connection as its API's context manager, which closes it on exit."""
+        async with self.native:
+            yield self
 
     @property
     def state(self) -> State:
@@ -106,6 +166,41 @@ class Face:
         return self.native.response_headers
 
 
+class PongWaiter:
+    """What waits for the pong of one ping, in any API."""
+
+    def __init__(self, native: Any) -> None:
+        self.native = native
+        """The API's own waiter: an asyncio future, a trio waiter or a threading event."""
+
+    def done(self) -> bool:
+        """Whether the pong came (or the connection closed)."""
+        if isinstance(self.native, threading.Event):
+            return self.native.is_set()
+        if isinstance(self.native, asyncio.Future):
+            return self.native.done()
+        return bool(self.native._done.is_set())
+
+    async def wait(self) -> float:
+        """Wait for the pong; return the latency, or raise if the connection closed first."""
+        latency: float = await self.native
+        return latency
+
+
+class ThreadPongWaiter(PongWaiter):
+    """The pong of a :mod:`tether.sync` ping, whose event is also set by the closure."""
+
+    def __init__(self, native: threading.Event, connection: Any) -> None:
+        super().__init__(native)
+        self.connection = connection
+
+    async def wait(self) -> float:
+        assert await asyncio.to_thread(self.native.wait, TIMEOUT)
+        if self.connection.state is State.CLOSED:
+            raise self.connection.protocol.close_exc()
+        return float(self.connection.latency)
+
+
 class ThreadFace(Face):
     """A :mod:`tether.sync` connection: each blocking call runs in a worker thread."""
 
@@ -115,15 +210,21 @@ class ThreadFace(Face):
     async def recv(self, decode: bool | None = None, timeout: float | None = TIMEOUT) -> Any:
         return await asyncio.to_thread(self.native.recv, timeout=timeout, decode=decode)
 
-    async def ping(self, data: bytes | str | None = None) -> float:
-        event = self.native.ping(data)
-        assert await asyncio.to_thread(event.wait, TIMEOUT)
-        if self.native.state is State.CLOSED:
-            raise self.native.protocol.close_exc()
-        return float(self.native.latency)
+    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Any]:
+        pieces = self.native.recv_streaming(decode=decode)
+        done = object()
+        while (piece := await asyncio.to_thread(next, pieces, done)) is not done:
+            yield piece
 
-    async def pong(self, data: bytes | str = b"") -> None:
+    async def start_ping(self, data: Any = None) -> PongWaiter:
+        # Set on the closure too, so that a test never waits for a lost pong.
+        return ThreadPongWaiter(self.native.ping(data, ack_on_close=True), self.native)
+
+    async def pong(self, data: Any = b"") -> None:
         await asyncio.to_thread(self.native.pong, data)
+
+    def abort(self) -> None:
+        self.native.socket.shutdown(socket.SHUT_RDWR)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await asyncio.to_thread(self.native.close, code, reason)
@@ -131,14 +232,35 @@ class ThreadFace(Face):
     async def wait_closed(self) -> None:
         assert await asyncio.to_thread(self.native.wait_closed, TIMEOUT)
 
-    async def messages(self) -> list[Any]:
-        return await asyncio.to_thread(list, self.native)
+    async def messages(self, into: list[Any] | None = None) -> list[Any]:
+        received = [] if into is None else into
+
+        def iterate() -> None:
+            for message in self.native:
+                received.append(message)
+
+        await asyncio.to_thread(iterate)
+        return received
+
+    @asynccontextmanager
+    async def closing(self) -> AsyncIterator[Face]:
+        await asyncio.to_thread(self.native.__enter__)
+        try:
+            yield self
+        finally:
+            await asyncio.to_thread(self.native.__exit__, None, None, None)
 
 
 class Backend:
     """Runs bodies, servers and clients of one API."""
 
     kind: Kind
+    api: Api
+    """The package of the API under test, in :mod:`tether`."""
+
+    def module(self, name: str) -> ModuleType:
+        """The API's module ``name``, such as ``auth`` or ``router``."""
+        return importlib.import_module(f"tether.{self.api}.{name}")
 
     def run(self, body: Callable[[], Awaitable[None]]) -> None:
         """Run ``body`` to completion on this backend's event loop, within :data:`TIMEOUT` * 3."""
@@ -211,11 +333,56 @@ class Backend:
             finally:
                 await self.within(ws.close())
 
+    @asynccontextmanager
+    async def raw_pair(self, side: Side, **options: Any) -> AsyncIterator[tuple[Face, RawPeer]]:
+        """A connection of this API on ``side`` and a hand-driven peer on the other end.
+
+        ``options`` go to ``connect`` or ``serve``, whichever makes ours. The
+        peer's methods block: call them through :meth:`in_thread`.
+        """
+        if side == "server":
+            handed: list[Face] = []
+
+            async def hold(ws: Face) -> None:
+                handed.append(ws)
+                await ws.wait_closed()
+
+            async with self.serve(hold, **options) as port:
+                peer = await self.in_thread(lambda: raw_client(port))
+                try:
+                    await self.until(lambda: handed)
+                    yield handed[0], peer
+                finally:
+                    peer.close()
+                    if handed:
+                        await self.within(handed[0].wait_closed())
+            return
+
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.settimeout(TIMEOUT)
+            port = listener.getsockname()[1]
+            peers: list[RawPeer] = []
+            clients: list[Face] = []
+
+            async def accept() -> None:
+                peers.append(await self.in_thread(lambda: accept_raw(listener)))
+
+            async def connect() -> None:
+                clients.append(await self.connect(f"ws://127.0.0.1:{port}/", **options))
+
+            await self.together(accept, connect)
+        try:
+            yield clients[0], peers[0]
+        finally:
+            peers[0].close()
+            await self.within(clients[0].wait_closed())
+
 
 class AsyncioBackend(Backend):
     """:mod:`tether.asyncio`."""
 
     kind: Kind = "asyncio"
+    api: Api = "asyncio"
 
     def run(self, body: Callable[[], Awaitable[None]]) -> None:
         async def main() -> None:
@@ -256,10 +423,24 @@ class AsyncioBackend(Backend):
                 yield Face(ws)
 
 
+class UvloopBackend(AsyncioBackend):
+    """:mod:`tether.asyncio` on uvloop's event loop."""
+
+    kind: Kind = "uvloop"
+
+    def run(self, body: Callable[[], Awaitable[None]]) -> None:
+        async def main() -> None:
+            await asyncio.wait_for(body(), TIMEOUT * 3)
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+
+
 class ThreadsBackend(AsyncioBackend):
     """:mod:`tether.sync`: bodies on asyncio, blocking calls in threads."""
 
     kind: Kind = "threads"
+    api: Api = "sync"
 
     @asynccontextmanager
     async def serve(self, handler: Handler, **options: Any) -> AsyncIterator[int]:
@@ -297,6 +478,7 @@ class TrioBackend(Backend):
     """:mod:`tether.trio`."""
 
     kind: Kind = "trio"
+    api: Api = "trio"
 
     def run(self, body: Callable[[], Awaitable[None]]) -> None:
         async def main() -> None:
@@ -354,4 +536,10 @@ class TrioBackend(Backend):
 
 def make_backend(kind: Kind) -> Backend:
     """The backend of ``kind``."""
-    return {"asyncio": AsyncioBackend, "threads": ThreadsBackend, "trio": TrioBackend}[kind]()
+    backends: dict[Kind, type[Backend]] = {
+        "asyncio": AsyncioBackend,
+        "uvloop": UvloopBackend,
+        "threads": ThreadsBackend,
+        "trio": TrioBackend,
+    }
+    return backends[kind]()

@@ -1,15 +1,26 @@
-"""A hand-driven client on a blocking socket, for hostile input: run it in a worker thread."""
+"""Hand-driven peers on blocking sockets: run their calls in a worker thread.
+
+:class:`RawClient` sends hostile bytes to a server. :class:`RawPeer` is either
+end of a connection whose frames are encoded and decoded by a bare engine,
+whose automatic answers (pongs, the echo of a close frame) are never written
+unless the test calls :meth:`RawPeer.flush`: it can stay silent and read
+nothing.
+"""
 
 from __future__ import annotations
 
 import socket
 import struct
 
-from tests.backends import TIMEOUT
+from tether.protocol.connection import Connection, Role
+from tether.protocol.events import Event
 from tether.protocol.frames import serialize_frame
-from tether.protocol.handshake import generate_key
+from tether.protocol.handshake import accept_key, generate_key
 
-__all__ = ["RawClient", "exchange"]
+__all__ = ["TIMEOUT", "RawClient", "RawPeer", "accept_raw", "exchange", "raw_client"]
+
+TIMEOUT = 10.0
+"""How long a raw peer waits for bytes before the test fails."""
 
 
 def _request(port: int, path: str = "/") -> bytes:
@@ -84,3 +95,98 @@ class RawClient:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+
+class RawPeer:
+    """One end of a WebSocket connection that does only what the test tells it."""
+
+    def __init__(self, sock: socket.socket, role: Role, leftover: bytes = b"") -> None:
+        self.sock = sock
+        sock.settimeout(TIMEOUT)
+        self.engine = Connection(role, streaming=True, max_size=None)
+        """Encodes what the test sends and decodes what the other side sends."""
+        self._pending: list[Event] = []
+        self._feed(leftover)
+
+    def _feed(self, data: bytes) -> None:
+        self.engine.receive_data(data)
+        self._pending.extend(self.engine.events())
+        # Whatever the engine would answer stays unsent: the peer is silent.
+        self.engine.data_to_send()
+
+    def flush(self) -> None:
+        """Write the frames the test put into the engine with its send methods."""
+        self.sock.sendall(b"".join(self.engine.data_to_send()))
+
+    def next_event(self) -> Event:
+        """The next event the other side sent; raise EOFError if it closed TCP first."""
+        while not self._pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("the other side closed TCP")
+            self._feed(data)
+        return self._pending.pop(0)
+
+    def wait_eof(self) -> None:
+        """Read until the other side closes TCP."""
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+
+    def abort(self) -> None:
+        """Drop TCP at once, with a reset."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        """Close TCP."""
+        self.sock.close()
+
+
+def _read_head(sock: socket.socket) -> tuple[list[str], bytes]:
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(4096)
+        if not data:
+            raise EOFError("TCP closed during the handshake")
+        buffer += data
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    return head.decode("latin-1").split("\r\n"), rest
+
+
+def _header(lines: list[str], name: str) -> str:
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    raise KeyError(name)
+
+
+def raw_client(port: int, path: str = "/") -> RawPeer:
+    """Connect to the server on ``port`` and do the client's handshake by hand."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    key = generate_key()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    lines, rest = _read_head(sock)
+    assert lines[0].startswith("HTTP/1.1 101 "), lines[0]
+    assert _header(lines, "Sec-WebSocket-Accept") == accept_key(key)
+    return RawPeer(sock, Role.CLIENT, rest)
+
+
+def accept_raw(listener: socket.socket) -> RawPeer:
+    """Accept one client on ``listener`` and do the server's handshake by hand."""
+    sock, _ = listener.accept()
+    sock.settimeout(TIMEOUT)
+    lines, rest = _read_head(sock)
+    key = _header(lines, "Sec-WebSocket-Key")
+    sock.sendall(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
+    )
+    return RawPeer(sock, Role.SERVER, rest)

@@ -4,23 +4,98 @@ from __future__ import annotations
 
 import pytest
 
-from tests.backends import Backend, Face
-from tests.behaviour.raw import RawClient
+from tests.backends import Backend, Face, Side, sided
 from tether.exceptions import ConnectionClosedError, ConnectionClosedOK
+from tether.protocol.close import Close
+from tether.protocol.connection import State
+from tether.protocol.events import CloseReceived
 
 
-@pytest.mark.parametrize("closer", ["client", "server"])
-def test_close_code_and_reason_reach_both_sides(backend: Backend, closer: str) -> None:
+def test_close_code_and_reason_reach_both_sides(backend: Backend, side: Side) -> None:
     async def body() -> None:
-        async with backend.pair() as (client, server):
-            ours, theirs = (client, server) if closer == "client" else (server, client)
-            await ours.close(4000, "bye")
+        async with backend.pair() as ends:
+            ours, theirs = sided(side, *ends)
+            assert (ours.close_code, ours.close_reason) == (None, None)
+            assert (theirs.close_code, theirs.close_reason) == (None, None)
+            await ours.close(4321, "see you")
             await theirs.wait_closed()
-            assert theirs.close_code == 4000
-            assert theirs.close_reason == "bye"
-            assert ours.close_code == 4000
-            with pytest.raises(ConnectionClosedError):
+            assert (theirs.close_code, theirs.close_reason) == (4321, "see you")
+            # The peer echoed the close whole, so our own reason comes back.
+            assert (ours.close_code, ours.close_reason) == (4321, "see you")
+            assert ours.state is State.CLOSED
+            assert theirs.state is State.CLOSED
+            with pytest.raises(ConnectionClosedError) as raised:
                 await theirs.recv()
+            assert raised.value.rcvd == Close(4321, "see you")
+            # Closing again does nothing.
+            await ours.close()
+            assert ours.close_code == 4321
+
+    backend.run(body)
+
+
+def test_close_twice_and_from_both_sides(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.pair() as ends:
+            ours, theirs = sided(side, *ends)
+            await ours.close()
+            await ours.close(1011)
+            await theirs.close()
+            assert ours.close_code == 1000
+            assert theirs.close_code == 1000
+
+    backend.run(body)
+
+
+def test_close_from_both_sides_at_once(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.pair() as ends:
+            ours, theirs = sided(side, *ends)
+            await backend.together(lambda: ours.close(4001), lambda: theirs.close(4002))
+            codes = (ours.close_code, theirs.close_code)
+            if backend.api == "sync" and codes != (4002, 4001):
+                # Two threads: one may read the other's close before it sends
+                # its own, and then both ends keep the first closer's code.
+                assert codes in ((4001, 4001), (4002, 4002))
+            else:
+                # Both close frames crossed: each end got the other's code.
+                assert codes == (4002, 4001)
+
+    backend.run(body)
+
+
+def test_wait_closed(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.pair() as ends:
+            ours, theirs = sided(side, *ends)
+            waited: list[State] = []
+
+            async def wait() -> None:
+                await ours.wait_closed()
+                waited.append(ours.state)
+
+            async def close() -> None:
+                await backend.sleep(0.01)
+                assert not waited
+                await theirs.close()
+
+            await backend.together(wait, close)
+            assert waited == [State.CLOSED]
+            await ours.wait_closed()  # Returns at once once closed.
+
+    backend.run(body)
+
+
+def test_context_manager_closes(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.pair() as ends:
+            ours, theirs = sided(side, *ends)
+            async with ours.closing() as ws:
+                assert ws is ours
+                await ws.send("inside")
+            assert ours.state is State.CLOSED
+            assert ours.close_code == 1000
+            assert await theirs.recv() == "inside"
 
     backend.run(body)
 
@@ -80,24 +155,15 @@ def test_server_closing_closes_connections_with_1001(backend: Backend) -> None:
     backend.run(body)
 
 
-def test_close_timeout_drops_a_peer_that_never_answers(backend: Backend) -> None:
+def test_close_timeout_drops_a_peer_that_never_answers(backend: Backend, side: Side) -> None:
     async def body() -> None:
-        handed: list[Face] = []
-
-        async def hold(ws: Face) -> None:
-            handed.append(ws)
-            await ws.close(1000)
-
-        async with backend.serve(hold, close_timeout=0.2) as port:
-            raw = await backend.in_thread(lambda: RawClient(port))
-            try:
-                # The raw client reads the close frame and never answers it.
-                assert await backend.in_thread(raw.read_close_code) == 1000
-                await backend.in_thread(raw.wait_eof)
-                await backend.until(lambda: handed)
-                await handed[0].wait_closed()
-                assert handed[0].close_code == 1006
-            finally:
-                raw.close()
+        async with backend.raw_pair(side, close_timeout=0.05) as (ours, peer):
+            # The peer reads the close frame and never answers it: close()
+            # returns by itself after close_timeout.
+            await backend.within(ours.close(), 2.0)
+            assert ours.state is State.CLOSED
+            assert ours.close_code == 1006
+            assert await backend.in_thread(peer.next_event) == CloseReceived(Close(1000, ""))
+            await backend.in_thread(peer.wait_eof)
 
     backend.run(body)

@@ -99,14 +99,7 @@ def test_subprotocol_negotiation(backend: Backend) -> None:
 
 
 def test_basic_auth(backend: Backend) -> None:
-    module: Any
-    if backend.kind == "asyncio":
-        import tether.asyncio.auth as module  # noqa: PLC0415
-    elif backend.kind == "threads":
-        import tether.sync.auth as module  # noqa: PLC0415
-    else:
-        import tether.trio.auth as module  # noqa: PLC0415
-    hook = module.basic_auth(realm="test", credentials=("alice", "s3cret"))
+    hook = backend.module("auth").basic_auth(realm="test", credentials=("alice", "s3cret"))
     seen: list[str | None] = []
 
     async def who(ws: Face) -> None:
