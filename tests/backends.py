@@ -44,6 +44,7 @@ __all__ = [
     "Side",
     "make_backend",
     "sided",
+    "sided_options",
 ]
 
 T = TypeVar("T")
@@ -65,6 +66,18 @@ Api = Literal["asyncio", "sync", "trio"]
 def sided(side: Side, client: Face, server: Face) -> tuple[Face, Face]:
     """(ours, theirs): the end under test on ``side`` first, its peer second."""
     return (client, server) if side == "client" else (server, client)
+
+
+def sided_options(
+    side: Side,
+    ours: dict[str, Any] | None = None,
+    theirs: dict[str, Any] | None = None,
+    both: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The client and the server options of :meth:`Backend.pair`, with ours on ``side``."""
+    mine = {**(both or {}), **(ours or {})}
+    other = {**(both or {}), **(theirs or {})}
+    return (mine, other) if side == "client" else (other, mine)
 
 
 Handler = Callable[["Face"], Coroutine[Any, Any, None]]

@@ -152,35 +152,6 @@ async def test_close_timeout_bounds_the_closing_handshake(start_server: ServerFa
 # max_size, max_queue, write_limit
 
 
-@pytest.mark.parametrize("compression", ["deflate", None])
-async def test_max_size(start_server: ServerFactory, compression: str | None) -> None:
-    async def send_two(ws: ServerConnection) -> None:
-        await ws.send(b"\x00" * 1000)
-        await ws.send(b"\x00" * 1001)
-        await ws.wait_closed()
-
-    server = await start_server(send_two)
-    async with tether.connect(
-        uri_of(server),
-        max_size=1000,
-        compression=compression,  # type: ignore[arg-type]
-    ) as ws:
-        assert await ws.recv() == b"\x00" * 1000
-        with pytest.raises(ConnectionClosedError) as caught:
-            await ws.recv()
-    assert caught.value.sent is not None
-    assert caught.value.sent.code == 1009
-
-
-async def test_max_size_none_means_no_limit(start_server: ServerFactory) -> None:
-    async def send_big(ws: ServerConnection) -> None:
-        await ws.send(b"\x01" * 2_000_000)
-
-    server = await start_server(send_big)
-    async with tether.connect(uri_of(server), max_size=None) as ws:
-        assert await ws.recv() == b"\x01" * 2_000_000
-
-
 async def test_max_queue_pauses_reading(start_server: ServerFactory) -> None:
     async def send_three(ws: ServerConnection) -> None:
         for index in range(3):

@@ -356,20 +356,3 @@ async def test_compression_none(start_server: ServerFactory) -> None:
 async def test_unsupported_compression() -> None:
     with pytest.raises(ValueError, match="unsupported compression"):
         tether.serve(hello, "127.0.0.1", 0, compression="gzip")  # type: ignore[arg-type]
-
-
-async def test_max_size_closes_with_1009(start_server: ServerFactory) -> None:
-    received: list[str | bytes] = []
-
-    async def keep(ws: ServerConnection) -> None:
-        async for message in ws:
-            received.append(message)
-
-    server = await start_server(keep, max_size=1000)
-    async with tether.connect(uri_of(server), compression=None) as ws:
-        await ws.send(b"x" * 1000)
-        await ws.send(b"x" * 1001)
-        async with asyncio.timeout(TIMEOUT):
-            await ws.wait_closed()
-    assert ws.close_code == 1009
-    assert received == [b"x" * 1000]

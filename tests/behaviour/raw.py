@@ -118,13 +118,21 @@ class RawPeer:
         """Write the frames the test put into the engine with its send methods."""
         self.sock.sendall(b"".join(self.engine.data_to_send()))
 
-    def next_event(self) -> Event:
-        """The next event the other side sent; raise EOFError if it closed TCP first."""
-        while not self._pending:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("the other side closed TCP")
-            self._feed(data)
+    def next_event(self, timeout: float = TIMEOUT) -> Event:
+        """The next event the other side sent.
+
+        Raise :class:`EOFError` if it closed TCP first, :class:`TimeoutError`
+        if nothing came within ``timeout``.
+        """
+        self.sock.settimeout(timeout)
+        try:
+            while not self._pending:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise EOFError("the other side closed TCP")
+                self._feed(data)
+        finally:
+            self.sock.settimeout(TIMEOUT)
         return self._pending.pop(0)
 
     def wait_eof(self) -> None:

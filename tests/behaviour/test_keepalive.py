@@ -1,42 +1,95 @@
-"""Keepalive pings, on every API: answered pings keep the connection, unanswered ones end it."""
+"""Keepalive pings, on every API and either end: answered pings keep the connection, unanswered
+ones end it."""
 
 from __future__ import annotations
 
-from tests.backends import Backend, Face
-from tests.behaviour.raw import RawClient
+import pytest
+
+from tests.backends import Backend, Side, sided
+from tether.exceptions import ConnectionClosedError
+from tether.protocol.close import Close
+from tether.protocol.connection import State
+from tether.protocol.events import CloseReceived, Ping
+
+INTERVAL = 0.05
 
 
-def test_keepalive_pings_keep_an_idle_connection_open(backend: Backend) -> None:
+def test_silent_peer_is_detected(backend: Backend, side: Side) -> None:
     async def body() -> None:
-        options = {"ping_interval": 0.05, "ping_timeout": 0.5}
-        async with backend.pair(client=options, server=options) as (client, server):
-            await backend.sleep(0.4)
-            await client.send("still here")
-            assert await server.recv() == "still here"
-            # Pongs came back: the latency was measured.
-            assert client.latency > 0.0
-            assert server.latency > 0.0
+        options = {"ping_interval": INTERVAL, "ping_timeout": INTERVAL}
+        async with backend.raw_pair(side, **options) as (ours, peer):
+            # The peer reads the ping and answers nothing.
+            assert isinstance(await backend.in_thread(peer.next_event), Ping)
+            with pytest.raises(ConnectionClosedError) as raised:
+                await ours.recv()
+            assert raised.value.sent == Close(1011, "keepalive ping timeout")
+            assert raised.value.rcvd is None
+            closing = await backend.in_thread(peer.next_event)
+            assert closing == CloseReceived(Close(1011, "keepalive ping timeout"))
+            # A failed connection closes TCP without waiting for the peer's close frame.
+            await backend.in_thread(peer.wait_eof)
+            await ours.wait_closed()
+            assert ours.state is State.CLOSED
+            assert ours.close_code == 1006
 
     backend.run(body)
 
 
-def test_unanswered_keepalive_ping_fails_with_1011(backend: Backend) -> None:
+def test_answering_peer_stays_connected(backend: Backend, side: Side) -> None:
     async def body() -> None:
-        handed: list[Face] = []
+        options = {"ping_interval": INTERVAL, "ping_timeout": INTERVAL}
+        async with backend.raw_pair(side, **options) as (ours, peer):
+            for _ in range(4):
+                event = await backend.in_thread(peer.next_event)
+                assert isinstance(event, Ping)
+                peer.engine.send_pong(event.data)
+                await backend.in_thread(peer.flush)
+            await backend.until(lambda: ours.latency > 0)
+            assert ours.state is State.OPEN
 
-        async def hold(ws: Face) -> None:
-            handed.append(ws)
-            await ws.wait_closed()
+    backend.run(body)
 
-        async with backend.serve(hold, ping_interval=0.05, ping_timeout=0.1) as port:
-            # The raw client reads nothing and answers no ping.
-            raw = await backend.in_thread(lambda: RawClient(port))
-            try:
-                await backend.until(lambda: handed)
-                await handed[0].wait_closed()
-                assert handed[0].close_code == 1006
-                assert await backend.in_thread(raw.read_close_code) == 1011
-            finally:
-                raw.close()
+
+def test_live_peer_keeps_the_connection_up(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        options = {"ping_interval": INTERVAL, "ping_timeout": INTERVAL * 10}
+        async with backend.pair(client=options, server=options) as ends:
+            ours, theirs = sided(side, *ends)
+            await backend.until(lambda: ours.latency > 0 and theirs.latency > 0)
+            # Several intervals go by: each ping is answered in time.
+            await backend.sleep(INTERVAL * 4)
+            assert ours.state is State.OPEN
+            assert theirs.state is State.OPEN
+            for index in range(5):
+                await ours.send(str(index))
+                assert await theirs.recv() == str(index)
+                assert await ours.ping() > 0
+
+    backend.run(body)
+
+
+def test_ping_interval_none_sends_no_ping(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.raw_pair(side, ping_interval=None) as (ours, peer):
+            with pytest.raises(TimeoutError):
+                await backend.in_thread(lambda: peer.next_event(timeout=INTERVAL * 4))
+            assert ours.state is State.OPEN
+            assert ours.latency == 0
+
+    backend.run(body)
+
+
+def test_ping_timeout_none_never_gives_up(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        options = {"ping_interval": INTERVAL, "ping_timeout": None}
+        async with backend.raw_pair(side, **options) as (ours, peer):
+            payloads = set()
+            for _ in range(3):
+                event = await backend.in_thread(peer.next_event)
+                assert isinstance(event, Ping)
+                payloads.add(event.data)
+            # Unanswered pings pile up under distinct payloads; nothing fails.
+            assert len(payloads) == 3
+            assert ours.state is State.OPEN
 
     backend.run(body)

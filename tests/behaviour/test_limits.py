@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
 
-from tests.backends import Backend
+from tests.backends import Backend, Side, sided, sided_options
 from tether.exceptions import ConnectionClosedError
+
+NO_COMPRESSION = {"compression": None}
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
-def test_message_over_max_size_fails_with_1009(backend: Backend, compression: str | None) -> None:
+def test_message_over_max_size_fails_with_1009(
+    backend: Backend, side: Side, compression: str | None
+) -> None:
     async def body() -> None:
-        options = {"max_size": 1000, "compression": compression}
-        async with backend.pair(server=options, client={"compression": compression}) as (
-            client,
-            server,
-        ):
-            await client.send("x" * 1000)
-            assert await server.recv() == "x" * 1000
-            await client.send("x" * 1001)
-            await client.wait_closed()
-            assert client.close_code == 1009
+        options = sided_options(side, ours={"max_size": 1000}, both={"compression": compression})
+        async with backend.pair(*options) as ends:
+            ours, theirs = sided(side, *ends)
+            await theirs.send("x" * 1000)
+            await theirs.send(b"x" * 1000)
+            await theirs.send("x" * 1001)
+            assert await ours.recv() == "x" * 1000
+            assert await ours.recv() == b"x" * 1000
+            with pytest.raises(ConnectionClosedError) as raised:
+                await ours.recv()
+            assert raised.value.sent is not None
+            assert raised.value.sent.code == 1009
+            await theirs.wait_closed()
+            assert theirs.close_code == 1009
             with pytest.raises(ConnectionClosedError):
-                await server.recv()
+                await theirs.recv()
+
+    backend.run(body)
+
+
+def test_max_size_none_means_no_limit(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.pair(*sided_options(side, ours={"max_size": None})) as ends:
+            ours, theirs = sided(side, *ends)
+            big = os.urandom(3 * 1024 * 1024)
+            await theirs.send(big)
+            assert await ours.recv() == big
 
     backend.run(body)
 
@@ -62,5 +84,75 @@ def test_send_to_a_peer_that_does_not_read_waits_then_goes_on(backend: Backend) 
 
             # The sender blocks until the client reads: run both at once.
             await backend.within(backend.together(sender, reader))
+
+    backend.run(body)
+
+
+def test_max_queue_keeps_every_message_until_the_close(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.pair(*sided_options(side, ours={"max_queue": 1})) as ends:
+            ours, theirs = sided(side, *ends)
+            sent = [f"message {index}" for index in range(100)]
+
+            async def flood() -> None:
+                for message in sent:
+                    await theirs.send(message)
+                await theirs.close()
+
+            received: list[Any] = []
+
+            async def read() -> None:
+                await ours.messages(received)
+
+            await backend.together(flood, read)
+            assert received == sent
+
+    backend.run(body)
+
+
+def test_close_while_reading_is_paused(backend: Backend, side: Side) -> None:
+    # With reading paused, the peer's answer to our close frame would sit
+    # unread in the socket until close_timeout dropped the connection.
+    async def body() -> None:
+        options = sided_options(side, ours={"max_queue": 1, "close_timeout": 2})
+        async with backend.pair(*options) as ends:
+            ours, theirs = sided(side, *ends)
+            for index in range(50):
+                await theirs.send(f"message {index}")
+            assert await ours.recv() == "message 0"
+            await backend.sleep(0.05)  # Reading pauses again on a full queue.
+            await ours.close()
+            assert ours.close_code == 1000
+            await theirs.wait_closed()
+            assert theirs.close_code == 1000
+            # Messages received before the close are still there to read.
+            assert await ours.recv() == "message 1"
+
+    backend.run(body)
+
+
+def test_waiting_send_fails_when_the_connection_drops(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        limit = {} if backend.api == "sync" else {"write_limit": 16 * 1024}
+        options = sided_options(side, ours=limit, theirs={"max_queue": 1}, both=NO_COMPRESSION)
+        async with backend.pair(*options) as ends:
+            ours, theirs = sided(side, *ends)
+            chunk = bytes(32 * 1024)
+
+            async def send() -> None:
+                # 64 MiB: more than the socket buffers hold while nobody reads.
+                async def flood() -> None:
+                    for _ in range(2000):
+                        await ours.send(chunk)
+
+                with pytest.raises(ConnectionClosedError):
+                    await flood()
+
+            async def drop() -> None:
+                await backend.sleep(0.05)
+                theirs.abort()
+
+            await backend.together(send, drop)
+            await ours.wait_closed()
 
     backend.run(body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import tempfile
@@ -153,29 +152,6 @@ def test_open_timeout_with_silent_server() -> None:
             bounded(lambda: connect(f"ws://127.0.0.1:{port}/", open_timeout=0.1))
     finally:
         listener.close()
-
-
-def test_max_size(start_server: ServerFactory) -> None:
-    def handler(ws: ServerConnection) -> None:
-        ws.send("x" * 2000)
-        ws.wait_closed(TIMEOUT)
-
-    server = start_server(handler)
-    ws = connect(uri_of(server), max_size=1000, close_timeout=TIMEOUT)
-    with pytest.raises(ConnectionClosedError) as info:
-        ws.recv(timeout=TIMEOUT)
-    assert info.value.sent is not None
-    assert info.value.sent.code == 1009
-
-
-def test_max_size_none(start_server: ServerFactory) -> None:
-    size = 3 * 1024 * 1024
-    server = start_server(max_size=None)
-    with connect(uri_of(server), max_size=None) as ws:
-        ws.send(os.urandom(size))
-        received = ws.recv(timeout=TIMEOUT)
-        assert isinstance(received, bytes)
-        assert len(received) == size
 
 
 @pytest.fixture(scope="module")

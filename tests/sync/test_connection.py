@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 
 from tether.exceptions import ConnectionClosedError
-from tether.protocol.close import Close
-from tether.protocol.events import Ping
 from tether.sync import ClientConnection, Server, ServerConnection, connect
 
 from .conftest import (
@@ -62,57 +60,7 @@ def test_send_from_many_threads_does_not_interleave(echo_server: Server) -> None
 # Closing
 
 
-def test_close_with_full_queue(start_server: ServerFactory) -> None:
-    def flood(ws: ServerConnection) -> None:
-        for i in range(50):
-            ws.send(f"message {i}")
-        ws.wait_closed(TIMEOUT)
-
-    server = start_server(flood)
-    ws = open_client(server, max_queue=2)
-    assert ws.recv(timeout=TIMEOUT) == "message 0"
-    # The reader thread paused on a full queue; it must read the close answer.
-    bounded(ws.close)
-    assert ws.close_code == 1000
-
-
-def test_max_queue_keeps_every_message(start_server: ServerFactory) -> None:
-    def flood(ws: ServerConnection) -> None:
-        for i in range(100):
-            ws.send(f"message {i}")
-
-    server = start_server(flood)
-    with open_client(server, max_queue=1) as ws:
-        assert bounded(lambda: list(ws)) == [f"message {i}" for i in range(100)]
-
-
 # Keepalive and flow control
-
-
-def test_keepalive_detects_silent_peer(raw_server: RawServer) -> None:
-    ws = connect(
-        raw_server.uri,
-        open_timeout=TIMEOUT,
-        ping_interval=0.05,
-        ping_timeout=0.05,
-        close_timeout=0.1,
-    )
-    peer = raw_server.peer()
-    with pytest.raises(ConnectionClosedError) as info:
-        ws.recv(timeout=TIMEOUT)
-    assert info.value.sent == Close(1011, "keepalive ping timeout")
-    assert isinstance(peer.next_event(), Ping)
-    assert ws.close_code == 1006
-
-
-def test_keepalive_with_live_peer(start_server: ServerFactory) -> None:
-    server = start_server(ping_interval=0.02, ping_timeout=TIMEOUT)
-    with open_client(server, ping_interval=0.02, ping_timeout=TIMEOUT) as ws:
-        for i in range(5):
-            ws.send(str(i))
-            assert ws.recv(timeout=TIMEOUT) == str(i)
-            assert ws.ping().wait(TIMEOUT)
-        assert ws.latency > 0
 
 
 def test_large_messages_both_ways_do_not_deadlock(start_server: ServerFactory) -> None:
