@@ -31,6 +31,16 @@ figure:
   ``CLOCK_MONOTONIC``). Every connection must receive every message once:
   the run fails otherwise.
 
+With ``--floor N``, each one-process run also measures the floor: the same
+100-byte frame written to every connection by the server with no tether code
+in the loop (``socket.send`` on each raw socket, then ``transport.write`` on
+each transport), and by :func:`tether.broadcast` given the same list, N
+rounds of each, interleaved. The second table gives the loop's wall and CPU
+time (``time.thread_time``) per connection, median of the rounds. On
+loopback the receiver's TCP processing runs inside the sender's ``send``:
+the floor is mostly the kernel's. Those messages are checked like the
+others, and left out of the p50, p99 and max.
+
 Every wait is bounded; the whole run ends within ``--timeout`` seconds.
 """
 
@@ -109,6 +119,60 @@ def options(deflate: bool) -> dict[str, Any]:
     return {"compression": "deflate" if deflate else None}
 
 
+# The floor: one frame written to every connection by the server with no
+# tether code in the loop, against tether.broadcast on the same connections.
+
+FLOOR_METHODS = ("send", "write", "broadcast-list")
+
+
+class Floor:
+    """The same 100-byte frame written to every connection three ways, each timed.
+
+    * ``send``: ``socket.send`` on each connection's raw socket;
+    * ``write``: ``transport.write`` on each transport;
+    * ``broadcast-list``: :func:`tether.broadcast`, given the same list.
+
+    The frame is a real WebSocket text frame, so clients check it like any
+    other message. The sockets and the list are made before any timing.
+    """
+
+    def __init__(self, connections: list[Any]) -> None:
+        import socket  # noqa: PLC0415
+
+        self.connections = connections
+        self.transports = [ws.transport for ws in connections]
+        # Socket objects over the transports' descriptors, detached (never
+        # closed) in release(): the transports keep owning them.
+        self.sockets = [
+            socket.socket(fileno=t.get_extra_info("socket").fileno()) for t in self.transports
+        ]
+
+    def measure(self, method: str, seq: int) -> dict[str, float]:
+        """Write message ``seq`` by ``method``; the loop's wall and CPU time, and the count."""
+        import tether  # noqa: PLC0415
+        from tether.protocol.frames import serialize_frame  # noqa: PLC0415
+
+        text = message(seq)
+        frame = serialize_frame(1, text.encode(), mask=False)
+        start, cpu_start = time.perf_counter(), time.thread_time()
+        if method == "send":
+            for sock in self.sockets:
+                sock.send(frame)
+            sent = len(self.sockets)
+        elif method == "write":
+            for transport in self.transports:
+                transport.write(frame)
+            sent = len(self.transports)
+        else:
+            sent = tether.broadcast(self.connections, text)
+        held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
+        return {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+
+    def release(self) -> None:
+        for sock in self.sockets:
+            sock.detach()
+
+
 # The single server process: commands on stdin, answers on stdout.
 
 
@@ -121,6 +185,7 @@ async def serve_process(deflate: bool) -> None:
         await ws.wait_closed()
 
     loop = asyncio.get_running_loop()
+    floor: Floor | None = None
     async with tether.serve(handler, "127.0.0.1", 0, backlog=4096, **options(deflate)) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(json.dumps({"port": port}), flush=True)
@@ -135,8 +200,14 @@ async def serve_process(deflate: bool) -> None:
                 sent = tether.broadcast(server.connections, text)
                 held = time.perf_counter() - start
                 print(json.dumps({"sent": sent, "loop_ms": held * 1000}), flush=True)
+            elif command[0] in FLOOR_METHODS:
+                if floor is None:
+                    floor = Floor(list(server.connections))
+                print(json.dumps(floor.measure(command[0], int(command[1]))), flush=True)
             else:
                 print(json.dumps({"connections": len(server.connections)}), flush=True)
+        if floor is not None:
+            floor.release()
         for ws in list(server.connections):
             if ws.transport is not None:
                 ws.transport.abort()
@@ -297,6 +368,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    floor: dict[str, dict[str, float]] | None = None
+    """Per method of :data:`FLOOR_METHODS`: microseconds per connection, median of the rounds."""
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -386,8 +459,11 @@ class Clients:
         elapsed = (max(t["ready"] for t in times) - min(t["start"] for t in times)) / 1e9
         return float(self.total / elapsed)
 
-    def check(self, messages: int, deadline: float) -> list[int]:
-        """Every connection got every message once: return the latencies (ns)."""
+    def check(self, messages: int, deadline: float, timed: int | None = None) -> list[int]:
+        """Every connection got every message once: return the latencies (ns).
+
+        Only those of the first ``timed`` messages, if given.
+        """
         while True:
             reports = []
             for process in self.processes:
@@ -404,15 +480,19 @@ class Clients:
             time.sleep(0.2)
         if any(report["duplicates"] for report in reports):
             raise RuntimeError("c100k: a connection received a message twice")
-        return sorted(ns for r in reports for values in r["latencies"].values() for ns in values)
+        seqs = {str(seq) for seq in range(messages if timed is None else timed)}
+        return sorted(
+            ns
+            for r in reports
+            for seq, values in r["latencies"].items()
+            if seq in seqs
+            for ns in values
+        )
 
 
-def figures(latencies: list[int]) -> dict[str, float]:
-    return {
-        "p50_ms": percentile(latencies, 0.50),
-        "p99_ms": percentile(latencies, 0.99),
-        "max_ms": latencies[-1] / 1e6,
-    }
+def figures(latencies: list[int]) -> tuple[float, float, float]:
+    """p50, p99 and max, in milliseconds."""
+    return percentile(latencies, 0.50), percentile(latencies, 0.99), latencies[-1] / 1e6
 
 
 def idle(pids: list[int], seconds: float) -> float:
@@ -453,7 +533,18 @@ def run_process(
                 raise RuntimeError(f"c100k: broadcast written to {result['sent']} of {total}")
             loop_ms.append(result["loop_ms"])
             time.sleep(0.5)
-        latencies = clients.check(args.messages, deadline)
+        rounds: dict[str, list[dict[str, float]]] = {method: [] for method in FLOOR_METHODS}
+        seq = args.messages
+        for _ in range(0 if threads else getattr(args, "floor", 0)):
+            for method in FLOOR_METHODS:
+                send(server, f"{method} {seq}")
+                result = answer(server, deadline)
+                if result["sent"] != total:
+                    raise RuntimeError(f"c100k: {method} written to {result['sent']} of {total}")
+                rounds[method].append(result)
+                seq += 1
+                time.sleep(0.2)
+        latencies = clients.check(seq, deadline, timed=args.messages)
         send(server, "stop")
     return Result(
         "threads" if threads else "process",
@@ -464,8 +555,46 @@ def run_process(
         idle_cpu,
         rate,
         max(loop_ms),
-        **figures(latencies),
+        *figures(latencies),
+        floor=floor_figures(rounds, total) if rounds["send"] else None,
     )
+
+
+def floor_figures(
+    rounds: dict[str, list[dict[str, float]]], total: int
+) -> dict[str, dict[str, float]]:
+    """Microseconds per connection of each method, wall and CPU: the median round."""
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2] * 1000 / total
+
+    return {
+        method: {
+            "wall_us": median([r["loop_ms"] for r in results]),
+            "cpu_us": median([r["cpu_ms"] for r in results]),
+        }
+        for method, results in rounds.items()
+    }
+
+
+def render_floor(results: list[Result]) -> str:
+    """The floor table: microseconds per connection of the loop writing one frame to all."""
+    lines = [
+        "| run | connections | method | wall µs per connection | CPU µs per connection |",
+        "|---|---:|---|---:|---:|",
+    ]
+    names = {
+        "send": "socket.send loop",
+        "write": "transport.write loop",
+        "broadcast-list": "tether.broadcast",
+    }
+    for r in results:
+        for method, figure in (r.floor or {}).items():
+            lines.append(
+                f"| {r.mode}{' deflate' if r.deflate else ''} | {r.connections:,} | "
+                f"{names[method]} | {figure['wall_us']:.2f} | {figure['cpu_us']:.2f} |"
+            )
+    return "\n".join(lines)
 
 
 def worker_pids(supervisor: int) -> list[int]:
@@ -548,7 +677,7 @@ def run_machine(args: argparse.Namespace, deflate: bool, redis: str, deadline: f
         idle_cpu,
         rate,
         max(d["loop_ms"] for d in deliveries),
-        **figures(latencies),
+        *figures(latencies),
     )
 
 
@@ -599,13 +728,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     allowed = connections_allowed()
     parser = argparse.ArgumentParser(prog="python -m bench.c100k", description=__doc__)
-    parser.add_argument("--connections", type=int, default=allowed, help="per process")
+    parser.add_argument(
+        "--connections", type=int, default=allowed, help="per process; 0: no one-process run"
+    )
     parser.add_argument("--machine", type=int, default=100_000, help="0: no machine-wide run")
     parser.add_argument("--threads", type=int, default=0, help="the threading server too")
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--client-processes", type=int, default=8)
     parser.add_argument("--idle", type=float, default=25.0, help="seconds of idle CPU")
     parser.add_argument("--messages", type=int, default=3, help="broadcasts per run")
+    parser.add_argument(
+        "--floor",
+        type=int,
+        default=0,
+        help="rounds of the floor (one process): the frame written by socket.send, "
+        "by transport.write and by tether.broadcast, each timed per connection",
+    )
     parser.add_argument("--deflate", default="no,yes", help="no, yes or both (no,yes)")
     parser.add_argument("--timeout", type=float, default=570.0, help="bound on the whole run")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -626,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.timeout
     modes = [mode == "yes" for mode in args.deflate.split(",")]
     results = Results(args.json)
-    for deflate in modes:
+    for deflate in modes if args.connections else ():
         print(f"c100k: one process, {args.connections:,} connections ...", file=sys.stderr)
         results.append(run_process(args, deflate, deadline))
     if args.threads:
@@ -639,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"c100k: {args.machine:,} connections ...", file=sys.stderr)
                 results.append(run_machine(args, deflate, redis, deadline))
     print(render(results))
+    if any(r.floor for r in results):
+        print()
+        print(render_floor(results))
     return 0
 
 

@@ -30,6 +30,7 @@ def arguments(workers: int) -> argparse.Namespace:
         client_processes=2,
         idle=0.5,
         messages=2,
+        floor=1,
     )
 
 
@@ -50,6 +51,11 @@ def test_one_process_plain_and_compressed() -> None:
         result = c100k.run_process(arguments(1), deflate, deadline)
         assert (result.mode, result.deflate, result.processes) == ("process", deflate, 1)
         check(result)
+        # The floor's three ways of writing the frame, each checked delivered.
+        assert result.floor is not None
+        assert set(result.floor) == set(c100k.FLOOR_METHODS)
+        assert all(figure["wall_us"] > 0 for figure in result.floor.values())
+    assert "| process deflate | 5,000 | socket.send loop |" in c100k.render_floor([result])
 
 
 def test_workers_through_topics() -> None:
