@@ -1042,6 +1042,345 @@ inflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ------------------------------------------------------------------------
+ * Broadcast: one shared frame written straight to many plain TCP sockets.
+ *
+ * tether/asyncio/direct.py decides which connections may take this path and
+ * does everything else in Python. Writing to the socket ourselves, rather
+ * than through transport.write(), keeps the order of bytes only when the
+ * transport has nothing buffered and the engine nothing pending: both are
+ * checked here per connection, on the loop's thread, before any write; the
+ * sends follow, on the same thread, without the GIL.
+ * ------------------------------------------------------------------------ */
+
+#ifndef _WIN32
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifndef MSG_NOSIGNAL
+/* Where there is no such flag, Python ignores SIGPIPE anyway. */
+#define MSG_NOSIGNAL 0
+#endif
+
+static PyObject *ws_protocol, *ws_transport, *ws_state, *ws_mask, *ws_frame_extensions,
+    *ws_extensions, *ws_send_transformed, *ws_output, *ws_is_closing,
+    *ws_get_write_buffer_size, *ws_get_extra_info, *ws_socket, *ws_fileno, *ws_write;
+
+static int
+ws_intern(void)
+{
+    if (ws_write != NULL) {
+        return 0;
+    }
+#define WS_NAME(var, text)                                                  \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) {                 \
+        return -1;                                                          \
+    }
+    WS_NAME(ws_protocol, "protocol");
+    WS_NAME(ws_transport, "transport");
+    WS_NAME(ws_state, "state");
+    WS_NAME(ws_mask, "_mask");
+    WS_NAME(ws_frame_extensions, "_frame_extensions");
+    WS_NAME(ws_extensions, "extensions");
+    WS_NAME(ws_send_transformed, "_send_transformed");
+    WS_NAME(ws_output, "_output");
+    WS_NAME(ws_is_closing, "is_closing");
+    WS_NAME(ws_get_write_buffer_size, "get_write_buffer_size");
+    WS_NAME(ws_get_extra_info, "get_extra_info");
+    WS_NAME(ws_socket, "socket");
+    WS_NAME(ws_fileno, "fileno");
+    WS_NAME(ws_write, "write");
+#undef WS_NAME
+    return 0;
+}
+
+/* One socket to write to: its descriptor, and how many bytes send() took
+ * (0 when it failed: the transport meets the error on its own write). */
+typedef struct {
+    PyObject *connection; /* a strong reference */
+    int fd;
+    Py_ssize_t sent;
+} ws_target;
+
+/* Send to every target. Called without the GIL. */
+static void
+ws_send_all(ws_target *targets, Py_ssize_t count, const char *data, Py_ssize_t size)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        ws_target *target = &targets[i];
+        ssize_t n;
+        do {
+            n = send(target->fd, data, (size_t)size, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        target->sent = n < 0 ? 0 : (Py_ssize_t)n;
+    }
+}
+
+static int
+ws_type_in(PyObject *object, PyObject *types)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(types); i++) {
+        if ((PyObject *)type == PyTuple_GET_ITEM(types, i)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Whether `connection` may take the frame by a direct send: 1 and its
+ * descriptor in *fd if so, 0 if it goes to the Python path, 2 if it is
+ * skipped (not open, or its transport gone or closing), -1 on error. */
+static int
+ws_check(PyObject *connection, PyObject *open_state, PyObject *protocol_types,
+         PyObject *transport_types, int plain_only, int *fd)
+{
+    PyObject *protocol = NULL, *value = NULL, *transport = NULL, *sock = NULL;
+    int result = -1;
+    protocol = PyObject_GetAttr(connection, ws_protocol);
+    if (protocol == NULL) {
+        goto done;
+    }
+    if ((value = PyObject_GetAttr(protocol, ws_state)) == NULL) {
+        goto done;
+    }
+    if (value != open_state) {
+        result = 2;
+        goto done;
+    }
+    Py_CLEAR(value);
+    result = 0;
+    if (!ws_type_in(protocol, protocol_types)) {
+        goto done;
+    }
+    /* The frame fits: no mask, no extension claiming every frame, and with
+     * plain_only no extension at all. */
+    PyObject *flags[3] = {ws_mask, ws_frame_extensions, plain_only ? ws_extensions : NULL};
+    for (int i = 0; i < 3 && flags[i] != NULL; i++) {
+        if ((value = PyObject_GetAttr(protocol, flags[i])) == NULL) {
+            result = -1;
+            goto done;
+        }
+        int set = PyObject_IsTrue(value);
+        Py_CLEAR(value);
+        if (set != 0) {
+            result = set < 0 ? -1 : 0;
+            goto done;
+        }
+    }
+    /* No fragmented message on its way out, nothing pending in the engine. */
+    if ((value = PyObject_GetAttr(protocol, ws_send_transformed)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (value != Py_None) {
+        goto done;
+    }
+    Py_CLEAR(value);
+    if ((value = PyObject_GetAttr(protocol, ws_output)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (!PyList_CheckExact(value) || PyList_GET_SIZE(value) != 0) {
+        goto done;
+    }
+    Py_CLEAR(value);
+    if ((transport = PyObject_GetAttr(connection, ws_transport)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (transport == Py_None) {
+        result = 2;
+        goto done;
+    }
+    if (!ws_type_in(transport, transport_types)) {
+        goto done;
+    }
+    if ((value = PyObject_CallMethodNoArgs(transport, ws_is_closing)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    int closing = PyObject_IsTrue(value);
+    Py_CLEAR(value);
+    if (closing != 0) {
+        result = closing < 0 ? -1 : 2;
+        goto done;
+    }
+    /* Nothing buffered in the transport: the frame goes right after what
+     * the kernel already has. */
+    if ((value = PyObject_CallMethodNoArgs(transport, ws_get_write_buffer_size)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    Py_ssize_t buffered = PyLong_AsSsize_t(value);
+    Py_CLEAR(value);
+    if (buffered != 0) {
+        result = buffered == -1 && PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    sock = PyObject_CallMethodOneArg(transport, ws_get_extra_info, ws_socket);
+    if (sock == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (sock == Py_None) {
+        goto done;
+    }
+    if ((value = PyObject_CallMethodNoArgs(sock, ws_fileno)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    long number = PyLong_AsLong(value);
+    if (number == -1 && PyErr_Occurred()) {
+        result = -1;
+        goto done;
+    }
+    if (number >= 0 && number <= INT_MAX) {
+        *fd = (int)number;
+        result = 1;
+    }
+done:
+    Py_XDECREF(value);
+    Py_XDECREF(sock);
+    Py_XDECREF(transport);
+    Py_XDECREF(protocol);
+    return result;
+}
+
+PyDoc_STRVAR(write_shared_doc,
+"write_shared(connections, make_frame, open_state, protocol_types, transport_types,\n"
+"             plain_only) -> (sent, rest, frame)\n\n"
+"Write the bytes make_frame() returns straight to the socket of each asyncio\n"
+"connection of"
+" `connections` that is open (its engine's state is `open_state`), whose engine's\n"
+"type is in `protocol_types` and takes a shared frame (no mask, no extension\n"
+"claiming every frame, none at all with `plain_only`, no fragmented message\n"
+"being sent, no pending output) and whose transport's type is in\n"
+"`transport_types`, is not closing and has nothing buffered. Connections not\n"
+"open or whose transport is gone or closing are skipped. A partial write hands\n"
+"the rest to transport.write(). Return how many connections were written to,\n"
+"and the list of the others, left to the caller: those that did not qualify\n"
+"and those whose send() wrote nothing (full socket buffer, or an error for\n"
+"the transport to meet), and the frame, or None if make_frame() was not called\n"
+"(no connection qualified). The sends run without the GIL.");
+
+static PyObject *
+write_shared(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "write_shared() takes 6 arguments");
+        return NULL;
+    }
+    PyObject *open_state = args[2], *protocol_types = args[3], *transport_types = args[4];
+    if (!PyTuple_Check(protocol_types) || !PyTuple_Check(transport_types)) {
+        PyErr_SetString(PyExc_TypeError, "write_shared(): the types must be tuples");
+        return NULL;
+    }
+    int plain_only = PyObject_IsTrue(args[5]);
+    if (plain_only < 0) {
+        return NULL;
+    }
+    if (ws_intern() < 0) {
+        return NULL;
+    }
+    Py_buffer frame = {0};
+    PyObject *frame_object = NULL;
+    PyObject *items = PySequence_Fast(args[0], "write_shared(): connections must be iterable");
+    PyObject *rest = NULL, *result = NULL;
+    ws_target *targets = NULL;
+    Py_ssize_t count = 0, sent = 0;
+    if (items == NULL) {
+        goto done;
+    }
+    Py_ssize_t size = PySequence_Fast_GET_SIZE(items);
+    if ((rest = PyList_New(0)) == NULL) {
+        goto done;
+    }
+    targets = PyMem_Malloc(sizeof(ws_target) * (size_t)(size > 0 ? size : 1));
+    if (targets == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *connection = PySequence_Fast_GET_ITEM(items, i);
+        int fd = -1;
+        int verdict = ws_check(connection, open_state, protocol_types, transport_types,
+                               plain_only, &fd);
+        if (verdict < 0) {
+            goto done;
+        }
+        if (verdict == 0 && PyList_Append(rest, connection) < 0) {
+            goto done;
+        }
+        if (verdict == 1) {
+            Py_INCREF(connection);
+            targets[count].connection = connection;
+            targets[count].fd = fd;
+            count++;
+        }
+    }
+    if (count > 0) {
+        if ((frame_object = PyObject_CallNoArgs(args[1])) == NULL) {
+            goto done;
+        }
+        if (PyObject_GetBuffer(frame_object, &frame, PyBUF_SIMPLE) < 0) {
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    ws_send_all(targets, count, (const char *)frame.buf, frame.len);
+    Py_END_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        ws_target *target = &targets[i];
+        if (target->sent == frame.len) {
+            sent++;
+            continue;
+        }
+        if (target->sent == 0) {
+            /* Nothing written: a full socket buffer, or an error the
+             * transport meets on its own write. */
+            if (PyList_Append(rest, target->connection) < 0) {
+                goto done;
+            }
+            continue;
+        }
+        /* A partial write: the rest goes first in the transport's buffer. */
+        PyObject *tail = PyBytes_FromStringAndSize((const char *)frame.buf + target->sent,
+                                                   frame.len - target->sent);
+        if (tail == NULL) {
+            goto done;
+        }
+        PyObject *transport = PyObject_GetAttr(target->connection, ws_transport);
+        if (transport == NULL) {
+            Py_DECREF(tail);
+            goto done;
+        }
+        PyObject *written = PyObject_CallMethodOneArg(transport, ws_write, tail);
+        Py_DECREF(transport);
+        Py_DECREF(tail);
+        if (written == NULL) {
+            goto done;
+        }
+        Py_DECREF(written);
+        sent++;
+    }
+    result = Py_BuildValue("(nOO)", sent, rest, frame_object == NULL ? Py_None : frame_object);
+done:
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_DECREF(targets[i].connection);
+    }
+    PyMem_Free(targets);
+    Py_XDECREF(rest);
+    Py_XDECREF(items);
+    if (frame.obj != NULL) {
+        PyBuffer_Release(&frame);
+    }
+    Py_XDECREF(frame_object);
+    return result;
+}
+#endif /* !_WIN32 */
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -1056,6 +1395,9 @@ static PyMethodDef speedups_methods[] = {
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
     {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
      read_messages_doc},
+#ifndef _WIN32
+    {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,5 @@
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
@@ -49,3 +50,11 @@ def read_messages(
     events: list[Any],
     whole: Any,
 ) -> int: ...
+def write_shared(
+    connections: Any,
+    make_frame: Callable[[], bytes],
+    open_state: Any,
+    protocol_types: tuple[type[Any], ...],
+    transport_types: tuple[type[Any], ...],
+    plain_only: bool,
+) -> tuple[int, list[Any], bytes | None]: ...

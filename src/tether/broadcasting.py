@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 from tether.exceptions import ConcurrencyError, InvalidState
 from tether.log import ConnectionLogger
@@ -56,26 +56,40 @@ class Broadcastable(Protocol):
         ...
 
 
+B = TypeVar("B", bound=Broadcastable)
+
+Direct = Callable[[Iterable[B], Callable[[], bytes]], tuple[int, Iterable[B], bytes | None]]
+"""Writes a shared frame, built on demand, to the connections it can: how many,
+the others, and the frame if built (see ``tether.asyncio._direct``)."""
+
+
 # Connections already warned about being too slow: one warning each, then DEBUG.
 _warned: weakref.WeakSet[Broadcastable] = weakref.WeakSet()
 
 
 def broadcast_message(
-    connections: Iterable[Broadcastable],
+    connections: Iterable[B],
     message: str | bytes | bytearray | memoryview,
     raise_exceptions: bool,
     text: bool | None = None,
+    direct: Direct[B] | None = None,
 ) -> int:
     """Write ``message`` to every open connection that has room; return how many got it.
 
     See the ``broadcast`` functions of the APIs for what is skipped and
-    reported; ``text`` forces the opcode as in ``send``. Raise
-    :class:`TypeError` for a message that is neither ``str`` nor bytes-like.
+    reported; ``text`` forces the opcode as in ``send``. ``direct``, if
+    given, first writes the shared frame to the connections it can, and
+    the loop here handles the others. Raise :class:`TypeError` for a
+    message that is neither ``str`` nor bytes-like.
     """
     is_text, payload = broadcast_payload(message, text)
     opcode = Opcode.TEXT if is_text else Opcode.BINARY
     shared: bytes | None = None
     sent = 0
+    if direct is not None:
+        sent, connections, shared = direct(
+            connections, lambda: serialize_frame(opcode, payload, mask=False)
+        )
     errors: list[Exception] = []
     for connection in connections:
         protocol = connection.protocol

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from tether.asyncio._direct import write_direct
 from tether.asyncio.connection import Connection, Data
 from tether.broadcasting import broadcast_message
 
@@ -40,4 +41,11 @@ def broadcast(
     in progress, :class:`BlockingIOError` for a full buffer, or the error
     the write raised), each with a note naming the connection.
     """
-    return broadcast_message(connections, message, raise_exceptions, text)
+    return broadcast_message(connections, message, raise_exceptions, text, _direct)
+
+
+def _direct(
+    connections: Iterable[Connection], make_frame: Callable[[], bytes]
+) -> tuple[int, Iterable[Connection], bytes | None]:
+    # Every server engine taking a shared frame gets the plain one, compressed or not.
+    return write_direct(connections, make_frame, plain_only=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tether.asyncio._direct import DIRECT, write_direct
 from tether.asyncio.connection import Connection, Data
 from tether.protocol.connection import _OPEN
 from tether.topics.broker import Broker
@@ -72,6 +73,13 @@ class Topics(BaseTopics[Connection]):
         stats = self.stats
         policy = self._policies.get(topic, self.slow)
         sent = 0
+        if DIRECT:
+            # The plain frame straight to the sockets of subscribers without
+            # extensions; those with one may share a compressed frame.
+            sent, subscribers, _ = write_direct(
+                subscribers, lambda: prepared.plain, plain_only=True
+            )
+            stats.shared_frames += sent
         for connection in subscribers:
             protocol = connection.protocol
             transport = connection.transport
