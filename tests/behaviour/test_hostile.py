@@ -65,14 +65,3 @@ def test_bad_frames_fail_the_connection(
                 raw.close()
 
     backend.run(body)
-
-
-def test_client_that_leaves_mid_handshake_is_forgotten(backend: Backend) -> None:
-    async def body() -> None:
-        async with backend.serve(hold, open_timeout=0.2) as port:
-            answer = await backend.in_thread(lambda: exchange(port, b"GET / HTTP/1.1\r\nHo"))
-            assert answer == b""
-            ws = await backend.connect(f"ws://127.0.0.1:{port}/")
-            await ws.close()
-
-    backend.run(body)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import threading
 import time
 
 import pytest
 
-from tether.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
-from tether.protocol.handshake import USER_AGENT
-from tether.protocol.headers import Headers
-from tether.protocol.http11 import Request, Response
+from tether.exceptions import ConnectionClosedError, ConnectionClosedOK
 from tether.sync import ServerConnection, connect, serve
 
 from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
@@ -50,92 +46,6 @@ def test_shutdown_before_serve_forever() -> None:
     server = serve(lambda ws: None, "127.0.0.1", 0)
     bounded(server.shutdown)
     bounded(server.serve_forever)
-
-
-def test_origins(start_server: ServerFactory) -> None:
-    server = start_server(
-        origins=["https://a.example", re.compile(r"https://.*\.b\.example"), None]
-    )
-    for origin in ("https://a.example", "https://x.b.example", None):
-        with connect(uri_of(server), origin=origin) as ws:
-            ws.send("ok")
-            assert ws.recv(timeout=TIMEOUT) == "ok"
-    with pytest.raises(InvalidStatus) as info:
-        connect(uri_of(server), origin="https://evil.example")
-    assert info.value.response.status_code == 403
-    strict = start_server(origins=["https://a.example"])
-    with pytest.raises(InvalidStatus):
-        connect(uri_of(strict))
-
-
-def test_select_subprotocol(start_server: ServerFactory) -> None:
-    def select(ws: ServerConnection, offered: list[str]) -> str | None:
-        return offered[-1] if offered else None
-
-    server = start_server(select_subprotocol=select)
-    with connect(uri_of(server), subprotocols=["a", "b"]) as ws:
-        assert ws.subprotocol == "b"
-    with connect(uri_of(server)) as ws:
-        assert ws.subprotocol is None
-
-
-def test_process_request_health_check(start_server: ServerFactory) -> None:
-    def health(ws: ServerConnection, request: Request) -> Response | None:
-        if request.path == "/healthz":
-            return ws.respond(200, "OK\n")
-        return None
-
-    server = start_server(process_request=health)
-    with socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(4096):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert answer.endswith(b"\r\n\r\nOK\n")
-    with connect(uri_of(server, "/ws")) as ws:
-        ws.send("still a WebSocket server")
-        assert ws.recv(timeout=TIMEOUT) == "still a WebSocket server"
-
-
-def test_process_response_adds_header(start_server: ServerFactory) -> None:
-    def add(ws: ServerConnection, request: Request, response: Response) -> Response | None:
-        response.headers["X-Added"] = "yes"
-        return None
-
-    def replace(ws: ServerConnection, request: Request, response: Response) -> Response | None:
-        return Response(418, "I'm a teapot", Headers([("Content-Length", "0")]))
-
-    with connect(uri_of(start_server(process_response=add))) as ws:
-        assert ws.response_headers["X-Added"] == "yes"
-    with pytest.raises(InvalidStatus) as info:
-        connect(uri_of(start_server(process_response=replace)))
-    assert info.value.response.status_code == 418
-
-
-def test_hook_error_answers_500(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(ws: ServerConnection, request: Request) -> Response | None:
-        raise RuntimeError("hook bug")
-
-    server = start_server(process_request=broken)
-    with (
-        caplog.at_level(logging.ERROR, logger="tether.server"),
-        pytest.raises(InvalidStatus) as info,
-    ):
-        connect(uri_of(server))
-    assert info.value.response.status_code == 500
-    assert any("hook bug" in str(r.exc_info and r.exc_info[1]) for r in caplog.records)
-
-
-def test_server_header(start_server: ServerFactory) -> None:
-    with connect(uri_of(start_server())) as ws:
-        assert ws.response_headers["Server"] == USER_AGENT
-    with connect(uri_of(start_server(server_header="custom/2"))) as ws:
-        assert ws.response_headers["Server"] == "custom/2"
-    with connect(uri_of(start_server(server_header=None))) as ws:
-        assert "Server" not in ws.response_headers
 
 
 def test_handler_return_closes_1000(start_server: ServerFactory) -> None:
@@ -204,13 +114,6 @@ def test_other_connection_closed_in_handler_is_an_error(
             ws.recv(timeout=TIMEOUT)
         assert ws.close_code == 1011
     assert any("connection handler failed" in r.getMessage() for r in caplog.records)
-
-
-def test_open_timeout_drops_silent_client(start_server: ServerFactory) -> None:
-    server = start_server(open_timeout=0.05)
-    with socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT) as sock:
-        # The server closes the connection without an answer.
-        assert sock.recv(4096) == b""
 
 
 def test_dual_stack(start_server: ServerFactory) -> None:

@@ -25,7 +25,7 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol, server_engines
 from tether.proxies import TrustedProxies, take_proxy_header
-from tether.serving import SERVER_HELPERS, server_helper
+from tether.serving import FAILED, SERVER_HELPERS, check_response, server_helper
 from tether.sync.connection import READ_SIZE, Connection
 
 if TYPE_CHECKING:
@@ -151,18 +151,26 @@ class ServerConnection(Connection):
             response = None
             if server.process_request is not None:
                 response = server.process_request(self, request)
+                check_response(response, "process_request")
             if response is None:
                 response = self._accept(request)
             if server.process_response is not None:
                 replaced = server.process_response(self, request, response)
+                check_response(replaced, "process_response")
                 if replaced is not None:
                     response = replaced
         except AbortHandshake as exc:
             response = exc.response()
         except Exception:
-            self.logger.exception("error in the opening handshake")
-            response = self.protocol.reject(500, "Failed to open a WebSocket connection.\n")
-        self.protocol.send_response(response)
+            # Logged and answered as the asyncio and trio servers do (tether.serving).
+            self.logger.error("opening handshake failed", exc_info=True)
+            response = self.protocol.reject(500, FAILED)
+        try:
+            self.protocol.send_response(response)
+        except ValueError:
+            # A hook built a response that cannot go on the wire.
+            self.logger.error("cannot send the handshake response", exc_info=True)
+            return False
         self.socket.sendall(b"".join(self.protocol.data_to_send()))
         self.socket.settimeout(None)
         if response.status_code != 101:
