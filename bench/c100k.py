@@ -13,9 +13,12 @@
   to all of them with :class:`~tether.topics.publisher.RedisPublisher`.
 
 Both run without and with permessage-deflate. Clients are tether's asyncio
-client on uvloop, in processes that bind to source addresses 127.0.0.2 to
-127.0.0.9 in turn, so that no address runs out of ephemeral ports. Each
-figure:
+client on uvloop, or with ``--lean-clients`` the lean client of
+:mod:`bench.c100k_lean` (a handshake through tether's engine, then frames
+read by hand: it costs less per message received, so that on one machine
+the clients take less of the cores the servers need), in processes that
+bind to source addresses 127.0.0.2 to 127.0.0.9 in turn, so that no address
+runs out of ephemeral ports. Each figure:
 
 * RSS per connection: the growth of the server's resident memory (``/proc``)
   from listening to holding every connection, divided by their number;
@@ -29,7 +32,12 @@ figure:
 * p50, p99, max: from the broadcast's (or publish's) start to a client
   reading the message, over every connection (one clock for all processes:
   ``CLOCK_MONOTONIC``). Every connection must receive every message once:
-  the run fails otherwise.
+  the run fails otherwise;
+* server CPU per message sent: the thread CPU time (``time.thread_time``) of
+  the broadcast or delivery, over the connections written to; on loopback it
+  includes the receiver's TCP processing, done inside ``send``;
+* client CPU per message received: each client process's CPU time from its
+  first arrival to the last, over the arrivals in between.
 
 With ``--floor N``, each one-process run also measures the floor: the same
 100-byte frame written to every connection by the server with no tether code
@@ -58,12 +66,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.fanout import free_port, redis_server, wait_port
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 100
@@ -196,10 +206,11 @@ async def serve_process(deflate: bool) -> None:
                 break
             if command[0] == "broadcast":
                 text = message(int(command[1]))
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.thread_time()
                 sent = tether.broadcast(server.connections, text)
-                held = time.perf_counter() - start
-                print(json.dumps({"sent": sent, "loop_ms": held * 1000}), flush=True)
+                held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
+                answer = {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+                print(json.dumps(answer), flush=True)
             elif command[0] in FLOOR_METHODS:
                 if floor is None:
                     floor = Floor(list(server.connections))
@@ -236,10 +247,11 @@ def serve_threads(deflate: bool) -> None:
                 break
             if command[0] == "broadcast":
                 text = message(int(command[1]))
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.thread_time()
                 sent = tether.sync.broadcast(server.connections, text)
-                held = time.perf_counter() - start
-                print(json.dumps({"sent": sent, "loop_ms": held * 1000}), flush=True)
+                held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
+                answer = {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+                print(json.dumps(answer), flush=True)
             else:
                 print(json.dumps({"connections": len(server.connections)}), flush=True)
         os._exit(0)  # Thousands of handler threads: no orderly shutdown to wait for.
@@ -260,11 +272,12 @@ def worker_server(redis: str, deflate: bool, results: str, port: int, **kwargs: 
     log = Path(results) / f"worker-{os.getpid()}.jsonl"
 
     def timed(topic: str, data: Data | Prepared) -> int:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         sent = deliver(topic, data)
-        held = time.perf_counter() - start
+        held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
         with log.open("a") as file:
-            file.write(json.dumps({"sent": sent, "loop_ms": held * 1000}) + "\n")
+            line = {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+            file.write(json.dumps(line) + "\n")
         return sent
 
     topics.publish_local = timed  # type: ignore[method-assign,assignment]
@@ -287,67 +300,125 @@ def serve_workers(port: int, workers: int, redis: str, deflate: bool, results: s
 # Clients
 
 
-async def run_clients(uri: str, count: int, source: str, deflate: bool) -> None:
-    import tether  # noqa: PLC0415
+class Tally:
+    """What one client process received: latencies per message, duplicates, CPU spent."""
 
-    latencies: dict[int, list[int]] = {}
-    duplicates = 0
+    def __init__(self, connections: int) -> None:
+        self.connections = connections
+        self.latencies: dict[int, list[int]] = {}
+        self.duplicates = 0
+        # This process's CPU time at the first arrival of any message, and at
+        # the last arrival of the latest message to reach every connection,
+        # with the count of arrivals then: the CPU spent receiving.
+        self.first_cpu = 0.0
+        self.last_cpu = 0.0
+        self.arrivals = 0
+        self.counted = 0
+
+    def received(self, seen: set[int], text: str) -> None:
+        now = time.monotonic_ns()
+        head, sent, _ = text.split(":", 2)
+        seq = int(head)
+        if seq in seen:
+            self.duplicates += 1
+        seen.add(seq)
+        values = self.latencies.get(seq)
+        if values is None:
+            values = self.latencies[seq] = []
+        values.append(now - int(sent))
+        self.arrivals += 1
+        if self.arrivals == 1:
+            self.first_cpu = time.process_time()
+        elif len(values) == self.connections:
+            self.last_cpu = time.process_time()
+            self.counted = self.arrivals - 1
+
+    def report(self, failures: int) -> dict[str, Any]:
+        return {
+            "latencies": self.latencies,
+            "duplicates": self.duplicates,
+            "failures": failures,
+            "cpu_s": self.last_cpu - self.first_cpu if self.counted else 0.0,
+            "cpu_messages": self.counted,
+        }
+
+
+async def retried(connect: Callable[[], Awaitable[T]]) -> T:
+    """The storm is measured, but a refusal under it is retried, and counted."""
+    for attempt in range(5):
+        try:
+            return await connect()
+        except (OSError, TimeoutError):
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def run_clients(uri: str, count: int, source: str, deflate: bool, lean: bool) -> None:
+    import tether  # noqa: PLC0415
+    from bench.c100k_lean import LeanClient  # noqa: PLC0415
+
+    tally = Tally(count)
+    loop = asyncio.get_running_loop()
 
     async def listen(ws: tether.ClientConnection) -> None:
-        nonlocal duplicates
         seen: set[int] = set()
         with contextlib.suppress(Exception):
             async for data in ws:
-                now = time.monotonic_ns()
-                seq, sent, _ = str(data).split(":", 2)
-                if int(seq) in seen:
-                    duplicates += 1
-                seen.add(int(seq))
-                latencies.setdefault(int(seq), []).append(now - int(sent))
+                tally.received(seen, str(data))
 
-    async def connect() -> tether.ClientConnection:
-        # The storm is measured, but a refusal under it is retried, and counted.
-        for attempt in range(5):
-            try:
-                return await tether.connect(
-                    uri,
-                    ping_interval=None,
-                    open_timeout=60,
-                    local_addr=(source, 0),
-                    **options(deflate),
-                )
-            except (OSError, TimeoutError):
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def connect() -> Awaitable[tether.ClientConnection]:
+        return tether.connect(
+            uri, ping_interval=None, open_timeout=60, local_addr=(source, 0), **options(deflate)
+        )
+
+    lean_clients: list[LeanClient] = []
+
+    async def connect_lean() -> asyncio.Transport:
+        opened = loop.create_future()
+        receive = functools.partial(tally.received, set())
+        transport, client = await loop.create_connection(
+            lambda: LeanClient(uri, deflate, receive, opened),
+            "127.0.0.1",
+            int(uri.rsplit(":", 1)[1].strip("/")),
+            local_addr=(source, 0),
+        )
+        async with asyncio.timeout(60):
+            await opened
+        lean_clients.append(client)
+        return transport
 
     start = time.monotonic_ns()
-    connections: list[tether.ClientConnection] = []
+    transports: list[asyncio.Transport | None] = []
+    tasks = []
     for first in range(0, count, BATCH):
-        batch = await asyncio.gather(*(connect() for _ in range(min(BATCH, count - first))))
-        connections.extend(batch)
-    tasks = [asyncio.create_task(listen(ws)) for ws in connections]
+        size = min(BATCH, count - first)
+        if lean:
+            transports += await asyncio.gather(*(retried(connect_lean) for _ in range(size)))
+        else:
+            batch = await asyncio.gather(*(retried(connect) for _ in range(size)))
+            transports += [ws.transport for ws in batch]
+            tasks += [asyncio.create_task(listen(ws)) for ws in batch]
     print(json.dumps({"start": start, "ready": time.monotonic_ns()}), flush=True)
-    loop = asyncio.get_running_loop()
     while True:
         command = await loop.run_in_executor(None, sys.stdin.readline)
         if command.strip() != "report":
             break
-        report = {"latencies": latencies, "duplicates": duplicates}
-        print(json.dumps(report), flush=True)
-    for ws in connections:
-        if ws.transport is not None:
-            ws.transport.abort()
+        failures = sum(client.failed is not None for client in lean_clients)
+        print(json.dumps(tally.report(failures)), flush=True)
+    for transport in transports:
+        if transport is not None:
+            transport.abort()
     for task in tasks:
         task.cancel()
 
 
-def client_main(uri: str, count: int, source: str, deflate: bool) -> None:
+def client_main(uri: str, count: int, source: str, deflate: bool, lean: bool) -> None:
     import uvloop  # noqa: PLC0415
 
     raise_file_limit()
-    uvloop.run(run_clients(uri, count, source, deflate))
+    uvloop.run(run_clients(uri, count, source, deflate, lean))
 
 
 # The runner
@@ -370,6 +441,12 @@ class Result:
     max_ms: float
     floor: dict[str, dict[str, float]] | None = None
     """Per method of :data:`FLOOR_METHODS`: microseconds per connection, median of the rounds."""
+    clients: str = "tether"
+    """The clients: tether's asyncio client, or the lean one (``--lean-clients``)."""
+    server_cpu_us: float | None = None
+    """CPU microseconds of the server's loop per message written (the thread's time)."""
+    client_cpu_us: float | None = None
+    """CPU microseconds of the clients per message received."""
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -431,9 +508,13 @@ class Clients:
         *,
         processes: int,
         deflate: bool,
+        lean: bool,
         env: dict[str, str],
     ) -> None:
         self.total = total
+        self.kind = "lean" if lean else "tether"
+        self.client_cpu_us: float | None = None
+        """CPU microseconds the clients spent per message received, once checked."""
         self.processes = [
             stack.enter_context(
                 started(
@@ -446,6 +527,7 @@ class Clients:
                         str(count),
                         SOURCES[i % len(SOURCES)],
                         str(int(deflate)),
+                        str(int(lean)),
                     ],
                     env,
                 )
@@ -480,6 +562,11 @@ class Clients:
             time.sleep(0.2)
         if any(report["duplicates"] for report in reports):
             raise RuntimeError("c100k: a connection received a message twice")
+        if any(report["failures"] for report in reports):
+            raise RuntimeError("c100k: a lean client met a frame it does not read")
+        counted = sum(report["cpu_messages"] for report in reports)
+        if counted:
+            self.client_cpu_us = sum(report["cpu_s"] for report in reports) / counted * 1e6
         seqs = {str(seq) for seq in range(messages if timed is None else timed)}
         return sorted(
             ns
@@ -516,7 +603,13 @@ def run_process(
         port = answer(server, deadline)["port"]
         empty = rss(server.pid)
         clients = Clients(
-            stack, port, total, processes=args.client_processes, deflate=deflate, env=env
+            stack,
+            port,
+            total,
+            processes=args.client_processes,
+            deflate=deflate,
+            lean=getattr(args, "lean_clients", False),
+            env=env,
         )
         rate = clients.ready(deadline)
         send(server, "count")
@@ -526,12 +619,14 @@ def run_process(
         idle_cpu = idle([server.pid], args.idle)
         per_connection = (rss(server.pid) - empty) / total
         loop_ms = []
+        cpu_ms = []
         for seq in range(args.messages):
             send(server, f"broadcast {seq}")
             result = answer(server, deadline)
             if result["sent"] != total:
                 raise RuntimeError(f"c100k: broadcast written to {result['sent']} of {total}")
             loop_ms.append(result["loop_ms"])
+            cpu_ms.append(result["cpu_ms"])
             time.sleep(0.5)
         rounds: dict[str, list[dict[str, float]]] = {method: [] for method in FLOOR_METHODS}
         seq = args.messages
@@ -557,6 +652,9 @@ def run_process(
         max(loop_ms),
         *figures(latencies),
         floor=floor_figures(rounds, total) if rounds["send"] else None,
+        clients=clients.kind,
+        server_cpu_us=sum(cpu_ms) * 1000 / (total * len(cpu_ms)),
+        client_cpu_us=clients.client_cpu_us,
     )
 
 
@@ -640,7 +738,13 @@ def run_machine(args: argparse.Namespace, deflate: bool, redis: str, deadline: f
             raise RuntimeError(f"c100k: {len(workers)} of {args.workers} workers found")
         empty = {pid: rss(pid) for pid in workers}
         clients = Clients(
-            stack, port, total, processes=args.client_processes, deflate=deflate, env=env
+            stack,
+            port,
+            total,
+            processes=args.client_processes,
+            deflate=deflate,
+            lean=getattr(args, "lean_clients", False),
+            env=env,
         )
         rate = clients.ready(deadline)
         with redis_py.Redis.from_url(redis) as client:
@@ -678,6 +782,9 @@ def run_machine(args: argparse.Namespace, deflate: bool, redis: str, deadline: f
         rate,
         max(d["loop_ms"] for d in deliveries),
         *figures(latencies),
+        clients=clients.kind,
+        server_cpu_us=sum(d["cpu_ms"] for d in deliveries) * 1000 / (total * args.messages),
+        client_cpu_us=clients.client_cpu_us,
     )
 
 
@@ -698,15 +805,19 @@ class Results(list[Result]):
 def render(results: list[Result]) -> str:
     lines = [
         "| run | deflate | connections | server processes | RSS per connection | "
-        "idle CPU (one core) | handshakes/s | loop ms | p50 ms | p99 ms | max ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "idle CPU (one core) | handshakes/s | loop ms | p50 ms | p99 ms | max ms | "
+        "server CPU µs per message sent | client CPU µs per message received |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        mode = r.mode if r.clients == "tether" else f"{r.mode}, {r.clients} clients"
+        server_cpu = "" if r.server_cpu_us is None else f"{r.server_cpu_us:.1f}"
+        client_cpu = "" if r.client_cpu_us is None else f"{r.client_cpu_us:.1f}"
         lines.append(
-            f"| {r.mode} | {'yes' if r.deflate else 'no'} | {r.connections:,} | {r.processes} | "
+            f"| {mode} | {'yes' if r.deflate else 'no'} | {r.connections:,} | {r.processes} | "
             f"{r.rss_per_connection / 1024:.1f} KiB | {r.idle_cpu * 100:.1f}% | "
             f"{r.handshakes_per_s:,.0f} | {r.loop_ms:.1f} | {r.p50_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.max_ms:.1f} |"
+            f"{r.p99_ms:.1f} | {r.max_ms:.1f} | {server_cpu} | {client_cpu} |"
         )
     return "\n".join(lines)
 
@@ -724,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "serve-workers":
         return serve_workers(int(argv[1]), int(argv[2]), argv[3], argv[4] == "1", argv[5])
     if argv and argv[0] == "client":
-        client_main(argv[1], int(argv[2]), argv[3], argv[4] == "1")
+        client_main(argv[1], int(argv[2]), argv[3], argv[4] == "1", argv[5] == "1")
         return 0
     allowed = connections_allowed()
     parser = argparse.ArgumentParser(prog="python -m bench.c100k", description=__doc__)
@@ -737,6 +848,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-processes", type=int, default=8)
     parser.add_argument("--idle", type=float, default=25.0, help="seconds of idle CPU")
     parser.add_argument("--messages", type=int, default=3, help="broadcasts per run")
+    parser.add_argument(
+        "--lean-clients",
+        action="store_true",
+        help="clients that read frames by hand after a handshake through tether's engine "
+        "(bench.c100k_lean), rather than tether's asyncio client",
+    )
     parser.add_argument(
         "--floor",
         type=int,

@@ -3,8 +3,9 @@
 ``make bench-c100k`` runs it at the descriptor limit and at 100,000
 connections; here the same runs, smaller, keep it working. The benchmark
 itself fails a run in which a connection missed a message, received one
-twice, or the server held fewer connections than were opened. No timing is
-asserted.
+twice, or the server held fewer connections than were opened. The
+one-process run uses tether's asyncio client, the machine-wide one the lean
+client (``--lean-clients``). No timing is asserted.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from bench import c100k
 CONNECTIONS = 5000
 
 
-def arguments(workers: int) -> argparse.Namespace:
+def arguments(workers: int, lean_clients: bool = False) -> argparse.Namespace:
     return argparse.Namespace(
+        lean_clients=lean_clients,
         connections=CONNECTIONS,
         machine=CONNECTIONS,
         workers=workers,
@@ -42,6 +44,10 @@ def check(result: c100k.Result) -> None:
     assert result.loop_ms > 0
     assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms
     assert math.isfinite(result.max_ms)
+    assert result.server_cpu_us is not None
+    assert result.server_cpu_us > 0
+    assert result.client_cpu_us is not None
+    assert result.client_cpu_us > 0
 
 
 def test_one_process_plain_and_compressed() -> None:
@@ -61,7 +67,7 @@ def test_one_process_plain_and_compressed() -> None:
 def test_workers_through_topics() -> None:
     deadline = time.monotonic() + 120
     with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as redis:
-        result = c100k.run_machine(arguments(2), False, redis, deadline)
-    assert (result.mode, result.processes) == ("machine", 2)
+        result = c100k.run_machine(arguments(2, lean_clients=True), False, redis, deadline)
+    assert (result.mode, result.processes, result.clients) == ("machine", 2, "lean")
     check(result)
-    assert "| machine | no | 5,000 | 2 |" in c100k.render([result])
+    assert "| machine, lean clients | no | 5,000 | 2 |" in c100k.render([result])
