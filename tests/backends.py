@@ -295,6 +295,9 @@ class Backend:
         """Run coroutine functions concurrently until all return."""
         raise NotImplementedError
 
+    server: Any = None
+    """The API's own server of the innermost :meth:`serve` block."""
+
     def serve(self, handler: Handler, **options: Any) -> Any:
         """An async context manager: a server on 127.0.0.1 and a free port; yield its port."""
         raise NotImplementedError
@@ -421,6 +424,7 @@ class AsyncioBackend(Backend):
             await handler(Face(ws))
 
         async with tether.serve(native, "127.0.0.1", 0, **options) as server:
+            self.server = server
             yield next(iter(server.sockets)).getsockname()[1]
 
     async def connect(self, uri: str, **options: Any) -> Face:
@@ -460,7 +464,7 @@ class ThreadsBackend(AsyncioBackend):
         def native(ws: tether.sync.ServerConnection) -> None:
             asyncio.run(handler(ThreadFace(ws)))
 
-        server = tether.sync.serve(native, "127.0.0.1", 0, **options)
+        server = self.server = tether.sync.serve(native, "127.0.0.1", 0, **options)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -530,6 +534,7 @@ class TrioBackend(Backend):
                 )
             )
             async with server:
+                self.server = server
                 yield server.sockets[0].getsockname()[1]
 
     async def connect(self, uri: str, **options: Any) -> Face:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import ssl
@@ -161,24 +160,6 @@ async def test_refused_connection_is_never_listed(start_server: ServerFactory) -
     with pytest.raises(InvalidStatus):
         await tether.connect(uri_of(server), origin="https://bad")
     assert server.connections == set()
-
-
-async def test_close_closes_connections_with_1001(start_server: ServerFactory) -> None:
-    server = await start_server()
-    uri = uri_of(server)
-    clients = [await tether.connect(uri) for _ in range(3)]
-    for ws in clients:
-        await ws.send("x")
-        assert await ws.recv() == "x"
-    server.close()
-    async with asyncio.timeout(TIMEOUT):
-        await server.wait_closed()
-        for ws in clients:
-            await ws.wait_closed()
-    assert [ws.close_code for ws in clients] == [1001, 1001, 1001]
-    assert server.connections == set()
-    with pytest.raises(ConnectionRefusedError):
-        await tether.connect(uri, open_timeout=TIMEOUT)
 
 
 async def test_close_waits_at_most_close_timeout(start_server: ServerFactory) -> None:
@@ -429,91 +410,6 @@ async def test_tls() -> None:
 
 
 # Handler semantics
-
-
-async def test_handler_return_closes_with_1000(start_server: ServerFactory) -> None:
-    async def handler(ws: ServerConnection) -> None:
-        await ws.send("bye")
-
-    server = await start_server(handler)
-    async with tether.connect(uri_of(server)) as ws:
-        assert await ws.recv() == "bye"
-        async with asyncio.timeout(TIMEOUT):
-            await ws.wait_closed()
-    assert ws.close_code == 1000
-
-
-async def test_handler_error_closes_with_1011_and_is_logged(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    async def handler(ws: ServerConnection) -> None:
-        message = await ws.recv()
-        if message == "boom":
-            raise RuntimeError("handler exploded")
-        await echo(ws)
-
-    server = await start_server(handler)
-    caplog.set_level(logging.ERROR, logger="tether.server")
-    async with tether.connect(uri_of(server)) as good, tether.connect(uri_of(server)) as bad:
-        await bad.send("boom")
-        await good.send("fine")
-        async with asyncio.timeout(TIMEOUT):
-            await bad.wait_closed()
-        assert bad.close_code == 1011
-        await good.send("still")
-        assert await good.recv() == "still"
-    assert good.close_code == 1000
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1
-    assert errors[0].name == "tether.server"
-    assert "connection handler failed" in errors[0].getMessage()
-    assert errors[0].exc_info is not None
-    assert isinstance(errors[0].exc_info[1], RuntimeError)
-
-
-async def test_connection_closed_in_handler_is_no_error(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    done = asyncio.Event()
-
-    async def handler(ws: ServerConnection) -> None:
-        try:
-            await ws.recv()
-            await ws.recv()  # The client closed: this raises ConnectionClosedOK.
-        finally:
-            done.set()
-
-    server = await start_server(handler)
-    caplog.set_level(logging.DEBUG, logger="tether.server")
-    async with tether.connect(uri_of(server)) as ws:
-        await ws.send("one")
-    async with asyncio.timeout(TIMEOUT):
-        await done.wait()
-        await wait_until_empty(server)
-        while server._handlers:
-            await asyncio.sleep(0.01)
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("ended by the closure" in r.getMessage() for r in caplog.records)
-
-
-async def test_other_connection_closed_in_handler_is_an_error(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    other = await start_server(lambda ws: ws.close())
-    peer = await tether.connect(uri_of(other))
-    async with asyncio.timeout(TIMEOUT):
-        await peer.wait_closed()
-
-    async def relay(ws: ServerConnection) -> None:
-        await peer.send("to a closed peer")  # Raises ConnectionClosed about *peer*.
-
-    server = await start_server(relay)
-    caplog.set_level(logging.ERROR, logger="tether.server")
-    async with tether.connect(uri_of(server)) as ws:
-        async with asyncio.timeout(TIMEOUT):
-            await ws.wait_closed()
-    assert ws.close_code == 1011
-    assert any("connection handler failed" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_limit_below_its_range_fails_serve_and_connect() -> None:

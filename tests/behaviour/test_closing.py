@@ -113,44 +113,30 @@ def test_messages_sent_before_the_close_are_read_first(backend: Backend) -> None
     backend.run(body)
 
 
-def test_handler_return_closes_with_1000(backend: Backend) -> None:
-    async def handler(ws: Face) -> None:
-        await ws.send(await ws.recv())
-
-    async def body() -> None:
-        async with backend.serve(handler) as port:
-            client = await backend.connect(f"ws://127.0.0.1:{port}/")
-            await client.send("once")
-            assert await client.recv() == "once"
-            await client.wait_closed()
-            assert client.close_code == 1000
-
-    backend.run(body)
-
-
-def test_handler_error_closes_with_1011(backend: Backend) -> None:
-    async def handler(ws: Face) -> None:
-        raise RuntimeError("bug in the handler")
-
-    async def body() -> None:
-        async with backend.serve(handler) as port:
-            client = await backend.connect(f"ws://127.0.0.1:{port}/")
-            await client.wait_closed()
-            assert client.close_code == 1011
-
-    backend.run(body)
-
-
 def test_server_closing_closes_connections_with_1001(backend: Backend) -> None:
-    async def hold(ws: Face) -> None:
+    async def echo(ws: Face) -> None:
+        await ws.send(await ws.recv(timeout=None))
         await ws.wait_closed()
 
     async def body() -> None:
-        async with backend.serve(hold) as port:
-            client = await backend.connect(f"ws://127.0.0.1:{port}/")
-        await client.wait_closed()
-        assert client.close_code == 1001
-        assert await client.messages() == []
+        async with backend.serve(echo) as port:
+            uri = f"ws://127.0.0.1:{port}/"
+            clients = [await backend.connect(uri) for _ in range(3)]
+            for ws in clients:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+            server = backend.server
+            assert len(server.connections) == 3
+        for ws in clients:
+            await ws.wait_closed()
+            assert await ws.messages() == []
+        assert [ws.close_code for ws in clients] == [1001, 1001, 1001]
+        assert server.connections == set()
+        # Nobody can connect any more. (trio's open_tcp_stream reports a refusal
+        # of each address it tried as one OSError.)
+        refusal = OSError if backend.api == "trio" else ConnectionRefusedError
+        with pytest.raises(refusal):
+            await backend.connect(uri)
 
     backend.run(body)
 
