@@ -361,28 +361,3 @@ def test_open_timeout_none_and_compression_none(backend: Backend) -> None:
             assert "Sec-WebSocket-Extensions" not in ws.response_headers
 
     backend.run(body)
-
-
-def test_basic_auth(backend: Backend) -> None:
-    hook = backend.module("auth").basic_auth(realm="test", credentials=("alice", "s3cret"))
-    seen: list[str | None] = []
-
-    async def who(ws: Face) -> None:
-        seen.append(ws.native.username)
-        await ws.send(ws.native.username)
-
-    async def body() -> None:
-        async with backend.serve(who, process_request=hook) as port:
-            uri = f"ws://127.0.0.1:{port}/"
-            response = await refused(backend, uri)
-            assert response.status_code == 401
-            assert response.headers["WWW-Authenticate"].startswith('Basic realm="test"')
-            bad = {"Authorization": "Basic YWxpY2U6d3Jvbmc="}  # alice:wrong
-            assert (await refused(backend, uri, additional_headers=bad)).status_code == 401
-            good = {"Authorization": "Basic YWxpY2U6czNjcmV0"}  # alice:s3cret
-            ws = await backend.connect(uri, additional_headers=good)
-            assert await ws.recv() == "alice"
-            await ws.close()
-            assert seen == ["alice"]
-
-    backend.run(body)
