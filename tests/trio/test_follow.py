@@ -1,4 +1,4 @@
-"""The trio client follows redirects, answers Digest challenges, takes headers and limits."""
+"""The trio client follows redirects, takes headers and limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from tether.exceptions import HeaderLineTooLong, InvalidStatus, SecurityError
 from tether.follow import MAX_REDIRECTS
 from tether.protocol.http11 import Limits, Request, Response
 from tether.trio import ServerConnection
-from tether.trio.auth import digest_auth
 
 from .conftest import serving, trio_test, uri_of
 
@@ -30,29 +29,6 @@ def redirect_to(
         return response
 
     return hook
-
-
-@trio_test
-async def test_digest_auth() -> None:
-    seen: list[str | None] = []
-    auth = digest_auth("trio", credentials=("alice", "s3cret"))
-
-    async def hook(connection: ServerConnection, request: Request) -> Response | None:
-        seen.append(request.headers.get("Authorization"))
-        return await auth(connection, request)
-
-    async with serving(whoami, process_request=hook) as server:
-        async with tether.trio.connect(uri_of(server), auth=("alice", "s3cret")) as ws:
-            assert await ws.recv() == "alice None /"
-        assert seen[0] is None
-        assert str(seen[1]).startswith("Digest ")
-        with pytest.raises(InvalidStatus, match="401"):
-            await tether.trio.connect(uri_of(server), auth=("alice", "wrong"))
-        port = server.sockets[0].getsockname()[1]
-        async with tether.trio.connect(f"ws://alice:s3cret@127.0.0.1:{port}/") as ws:
-            assert await ws.recv() == "alice None /"
-        with pytest.raises(ValueError, match="not both"):
-            tether.trio.connect(f"ws://alice:s3cret@127.0.0.1:{port}/", auth=("a", "b"))
 
 
 @pytest.mark.parametrize("status", [301, 308])
