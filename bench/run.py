@@ -536,9 +536,21 @@ def versions() -> dict[str, str]:
     return out
 
 
-def run(full: bool, output: Path, only: set[str] | None = None) -> list[dict[str, Any]]:
-    """Run the suite, print the table and write the JSON; return the rows."""
+def run(
+    full: bool, output: Path, only: set[str] | None = None, workloads: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Run the suite, print the table and write the JSON; return the rows.
+
+    ``only`` keeps these libraries' rows (and their references), ``workloads``
+    these workloads (by name) and the baselines they are compared with.
+    """
     all_plans = plans(full)
+    if workloads:
+        unknown = workloads - {p.workload.name for p in all_plans}
+        if unknown:
+            raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
+        keep = workloads | {p.baseline for p in all_plans if p.workload.name in workloads}
+        all_plans = [p for p in all_plans if p.workload.name in keep]
     reps = 5 if full else 3
     if only:
         # Ratios need the references measured too.
@@ -600,11 +612,19 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="every workload, 5 repetitions")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--only", nargs="*", help="restrict to these libraries' rows")
+    parser.add_argument(
+        "--workloads", nargs="*", help="restrict to these workloads, by name (e.g. 'stream 64 B')"
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C so the children are killed either way.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
-        run(args.full, args.output, set(args.only) if args.only else None)
+        run(
+            args.full,
+            args.output,
+            set(args.only) if args.only else None,
+            set(args.workloads) if args.workloads else None,
+        )
     finally:
         stop_all()
 
