@@ -537,19 +537,19 @@ def versions() -> dict[str, str]:
 
 
 def run(
-    full: bool, output: Path, only: set[str] | None = None, workloads: set[str] | None = None
+    full: bool, output: Path, only: set[str] | None = None, names: set[str] | None = None
 ) -> list[dict[str, Any]]:
     """Run the suite, print the table and write the JSON; return the rows.
 
-    ``only`` keeps these libraries' rows (and their references), ``workloads``
-    these workloads (by name) and the baselines they are compared with.
+    ``only`` keeps these libraries' rows (and their references),
+    ``names`` these workloads and the baselines they are compared with.
     """
     all_plans = plans(full)
-    if workloads:
-        unknown = workloads - {p.workload.name for p in all_plans}
+    if names:
+        unknown = names - {p.workload.name for p in all_plans}
         if unknown:
             raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
-        keep = workloads | {p.baseline for p in all_plans if p.workload.name in workloads}
+        keep = names | {p.baseline for p in all_plans if p.workload.name in names}
         all_plans = [p for p in all_plans if p.workload.name in keep]
     reps = 5 if full else 3
     if only:

@@ -154,7 +154,8 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert server.stdin is not None and server.stdout is not None
+    assert server.stdin is not None
+    assert server.stdout is not None
     try:
         port = int(server.stdout.readline())
         server.stdin.write("\n")
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         reference = figures.get(libs[0])
         for lib, value in figures.items():
             ratio = f"  ({value / reference:.2f}x {libs[0]})" if reference else ""
-            print(f"  {lib:<18} {value:>12,.1f}{ratio}", flush=True)
+            print(f"  {lib:<18} {value:>12,.{0 if args.callgrind else 2}f}{ratio}", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ __all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
+# Frames gathered in one loop iteration are written together once they reach
+# this many bytes (or write_limit, if lower), and at the next iteration at the
+# latest: see Connection._gather.
+GATHER_LIMIT = 16 * 1024
+
 # Windows' proactor loop lends the buffer to a read that completes later,
 # while other connections start theirs: there, each connection needs its own.
 _SHARED_READS = sys.platform != "win32"
@@ -77,6 +82,9 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
     __slots__ = (
         "_close_timer",
         "_eof_written",
+        "_gather_limit",
+        "_gathered",
+        "_gathered_size",
         "_id",
         "_keepalive",
         "_loop",
@@ -90,6 +98,8 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
         "_replies",
         "_replies_paused",
         "_send_lock",
+        "_sent_since_wait",
+        "_tick_pending",
         "_waiters",
         "_writing_paused",
         "close_timeout",
@@ -164,6 +174,14 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
         self._keepalive: Bucket | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._eof_written = False
+        # Writes gathered per loop iteration (see _gather): whether a message
+        # was sent since the reader last waited, whether _tick is scheduled,
+        # and the frames waiting for it.
+        self._sent_since_wait = False
+        self._tick_pending = False
+        self._gathered: list[bytes] | None = None
+        self._gathered_size = 0
+        self._gather_limit = min(GATHER_LIMIT, write_limit)
 
     # Attributes
 
@@ -266,6 +284,7 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
                 # _input() written out: a call less per message.
                 if self._lost:
                     raise self.protocol.close_exc()
+                self._sent_since_wait = False
                 reader = self._reader = self._loop.create_future()
                 await reader
             message = messages.get()
@@ -286,6 +305,7 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
         """
         if self._lost:
             raise self.protocol.close_exc()
+        self._sent_since_wait = False
         reader = self._reader = self._loop.create_future()
         return reader
 
@@ -356,7 +376,15 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
                     and transport is not None
                     and not transport.is_closing()
                 ):
-                    transport.write(output[0])
+                    if self._tick_pending:
+                        self._gather(output[0])
+                    else:
+                        transport.write(output[0])
+                        if self._sent_since_wait:
+                            self._tick_pending = True
+                            self._loop.call_soon(self._tick)
+                        else:
+                            self._sent_since_wait = True
                 else:
                     self._flush(output)
         else:
@@ -367,6 +395,50 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
                 await self._send_fragments(message, text)
         if self._writing_paused:
             await self._drain()
+
+    def _gather(self, frame: bytes) -> None:
+        """Keep a frame to write with the others sent in this loop iteration.
+
+        A write to a socket costs a system call, more than building a small
+        frame. So a connection that sends again before it waited for input
+        writes its first frame at once and schedules :meth:`_tick` for the next
+        loop iteration; what it sends until then is gathered and written in
+        one piece, by ``_tick`` or as soon as it reaches the gather limit.
+        An echo, which waits for input between sends, writes each reply at
+        once and schedules nothing. Every other write (:meth:`_flush`) writes
+        the gathered frames first, so frames never change order.
+        """
+        gathered = self._gathered
+        if gathered is None:
+            gathered = self._gathered = [frame]
+            size = len(frame)
+        else:
+            gathered.append(frame)
+            size = self._gathered_size + len(frame)
+        if size < self._gather_limit:
+            self._gathered_size = size
+        else:
+            self._write_gathered()
+
+    def _write_gathered(self) -> None:
+        """Write the gathered frames (there are some) in one piece."""
+        gathered = self._gathered
+        assert gathered is not None
+        self._gathered = None
+        self._gathered_size = 0
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+
+    def _tick(self) -> None:
+        """End the loop iteration's gathering: write what was gathered."""
+        self._tick_pending = False
+        if self._gathered is not None:
+            self._write_gathered()
+        else:
+            # Nothing was gathered: the next send is written at once again
+            # and schedules nothing, as if the reader had waited.
+            self._sent_since_wait = False
 
     async def _send_fragments(
         self, pieces: Iterable[Data] | AsyncIterable[Data], text: bool | None
@@ -726,6 +798,9 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
         transport = self.transport
         if transport is None:
             return 0
+        if self._gathered is not None:
+            # What send() gathered goes first.
+            self._write_gathered()
         protocol = self.protocol
         if data is None:
             data = protocol.data_to_send()

@@ -1,0 +1,162 @@
+"""Writes gathered per loop iteration: several sends leave as one write, the first at once.
+
+A connection that sends again before it waited for input writes its first
+frame at once and gathers what follows until the next loop iteration (or the
+gather limit); every other write comes after the gathered frames. The tests
+count the writes that reach the real transport and read the frames as the
+peer receives them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tether.asyncio.connection import GATHER_LIMIT, Connection
+from tether.exceptions import ConnectionClosedOK
+from tether.protocol.events import CloseReceived, Event, Message, Ping
+
+from .conftest import ServerFactory
+from .pairs import Side, open_pair, open_raw_pair
+from .raw_peer import RawPeer
+
+
+class CountingTransport:
+    """The connection's real transport, with a record of what each write() carried."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def writelines(self, lines: list[bytes]) -> None:
+        self.write(b"".join(lines))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def count_writes(ws: Connection) -> CountingTransport:
+    counting = CountingTransport(ws.transport)
+    ws.transport = counting  # type: ignore[assignment]
+    return counting
+
+
+def message(index: int, size: int = 64) -> bytes:
+    return index.to_bytes(4, "big") + bytes(size - 4)
+
+
+async def received(peer: RawPeer, count: int) -> list[Event]:
+    return [await peer.next_event() for _ in range(count)]
+
+
+async def test_sends_in_one_iteration_leave_in_one_write(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        counting = count_writes(ours)
+        for index in range(100):
+            await ours.send(message(index))
+        # The first two went out at once; the other 98 wait for the next iteration.
+        assert len(counting.writes) == 2
+        events = await received(peer, 100)
+        assert events == [Message(message(index)) for index in range(100)]
+        assert len(counting.writes) == 3
+        assert sum(map(len, counting.writes)) == 100 * (64 + 2 + (4 if side == "client" else 0))
+
+
+async def test_gathered_frames_leave_at_the_gather_limit(
+    start_server: ServerFactory, side: Side
+) -> None:
+    size = 1000
+    count = 3 * GATHER_LIMIT // size
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        counting = count_writes(ours)
+        for index in range(count):
+            await ours.send(message(index, size))
+        # Written whenever the gathered frames reached the limit, not only at the end.
+        assert len(counting.writes) >= 4
+        assert all(len(write) < GATHER_LIMIT + size + 8 for write in counting.writes)
+        events = await received(peer, count)
+        assert events == [Message(message(index, size)) for index in range(count)]
+
+
+async def test_each_reply_of_an_echo_goes_out_at_once(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_pair(start_server, side, both={"compression": None}) as pair:
+        ours, theirs = pair.ours, pair.theirs
+        counting = count_writes(ours)
+        for index in range(20):
+            await ours.send(message(index))
+            # Written before send() returned, without waiting for the loop.
+            assert len(counting.writes) == index + 1
+            assert await theirs.recv() == message(index)
+            await theirs.send(message(index))
+            assert await ours.recv() == message(index)
+
+
+async def test_a_sender_that_waits_between_sends_writes_each_at_once(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        counting = count_writes(ours)
+        for index in range(6):
+            await ours.send(message(index))
+            assert len(counting.writes) == index + 1
+            # Waiting for something other than input, as a publisher waits for its queue.
+            await asyncio.sleep(0.01)
+        assert await received(peer, 6) == [Message(message(index)) for index in range(6)]
+
+
+async def test_control_frames_come_after_the_gathered_messages(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        for index in range(10):
+            await ours.send(message(index))
+        await ours.ping(b"after")
+        events = await received(peer, 11)
+        assert events == [*(Message(message(index)) for index in range(10)), Ping(b"after")]
+
+
+async def test_close_comes_after_the_gathered_messages(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_pair(start_server, side, both={"compression": None}) as pair:
+        ours, theirs = pair.ours, pair.theirs
+        for index in range(10):
+            await ours.send(message(index))
+        # Closed in the same iteration: the close frame is written at once.
+        await ours.close()
+        for index in range(10):
+            assert await theirs.recv() == message(index)
+        try:
+            await theirs.recv()
+        except ConnectionClosedOK:
+            pass
+        else:
+            raise AssertionError("a message came after the last one sent")
+
+
+async def test_gathered_frames_are_dropped_with_the_transport(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        for index in range(10):
+            await ours.send(message(index))
+        assert ours.transport is not None
+        ours.transport.abort()
+        await ours.wait_closed()
+        # The two written at once may arrive; nothing gathered after the abort does.
+        events: list[Event] = []
+        while True:
+            try:
+                events.append(await peer.next_event())
+            except EOFError:
+                break
+        assert all(not isinstance(event, CloseReceived) for event in events)
+        assert len(events) <= 2
