@@ -1,0 +1,139 @@
+"""Instructions a server spends per echoed message, counted by callgrind.
+
+``python -m bench.echo_callgrind [--api asyncio|trio] [--size 16]`` runs an
+echo server of the chosen API under ``valgrind --tool=callgrind`` for one
+connection, and an asyncio client outside valgrind that sends ``N``
+messages of ``--size`` bytes one at a time and waits for each echo. It does
+so for two values of ``N`` and prints the difference of the two counts
+divided by the difference of ``N``: the server's instructions per message,
+with start-up, the handshake and the closing cancelled out. The count is
+exact and does not depend on the machine's load, so a change to a server's
+message path can be measured on a busy machine.
+
+``--server API PORT`` is the child's entry point (the server itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import socket
+import subprocess
+import sys
+
+import tether
+
+
+async def echo(websocket: object) -> None:
+    """Echo every message (the handler of both servers)."""
+    async for message in websocket:  # type: ignore[attr-defined]
+        await websocket.send(message)  # type: ignore[attr-defined]
+
+
+def serve_once(api: str, port: int) -> None:
+    """Serve one connection on ``port`` with the ``api`` server, then return."""
+    options = {"compression": None, "ping_interval": None}
+    if api == "trio":
+        import trio
+
+        import tether.trio as tether_trio
+
+        async def trio_main() -> None:
+            async with trio.open_nursery() as nursery:
+
+                async def handler(websocket: tether_trio.ServerConnection) -> None:
+                    await echo(websocket)
+                    nursery.cancel_scope.cancel()
+
+                await nursery.start(
+                    lambda task_status: tether_trio.serve(
+                        handler, port, host="127.0.0.1", task_status=task_status, **options
+                    )
+                )
+                print("ready", flush=True)
+
+        trio.run(trio_main)
+        return
+
+    async def asyncio_main() -> None:
+        done = asyncio.get_running_loop().create_future()
+
+        async def handler(websocket: tether.ServerConnection) -> None:
+            await echo(websocket)
+            done.set_result(None)
+
+        async with tether.serve(handler, "127.0.0.1", port, **options):
+            print("ready", flush=True)
+            await done
+
+    asyncio.run(asyncio_main())
+
+
+async def client(port: int, count: int, size: int) -> None:
+    """Send ``count`` messages of ``size`` bytes, one at a time, each echoed."""
+    ws = await tether.connect(f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None)
+    payload = bytes(size)
+    for _ in range(20 + count):
+        await ws.send(payload)
+        await ws.recv()
+    await ws.close()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def count_instructions(api: str, count: int, size: int) -> int:
+    """The server's instructions for one connection carrying ``count`` (+ 20) messages."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "bench.echo_callgrind",
+            "--server",
+            api,
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    if server.stdout.readline().strip() != "ready":
+        raise RuntimeError("the server did not start")
+    asyncio.run(client(port, count, size))
+    _, errors = server.communicate(timeout=120)
+    match = re.search(r"Collected : (\d+)", errors)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind: {errors[-500:]}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--api", action="append", choices=("asyncio", "trio"))
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--counts", type=int, nargs=2, default=(500, 2500))
+    parser.add_argument("--server", nargs=2, metavar=("API", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.server:
+        serve_once(args.server[0], int(args.server[1]))
+        return
+    low, high = args.counts
+    for api in args.api or ["asyncio", "trio"]:
+        a = count_instructions(api, low, args.size)
+        b = count_instructions(api, high, args.size)
+        print(f"{api:<8} echo {args.size} B: {(b - a) / (high - low):,.0f} instructions per message")
+
+
+if __name__ == "__main__":
+    main()
