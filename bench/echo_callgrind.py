@@ -21,6 +21,7 @@ import re
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import tether
 
@@ -33,11 +34,12 @@ async def echo(websocket: object) -> None:
 
 def serve_once(api: str, port: int) -> None:
     """Serve one connection on ``port`` with the ``api`` server, then return."""
-    options = {"compression": None, "ping_interval": None}
+    options: dict[str, Any] = {"compression": None, "ping_interval": None}
     if api == "trio":
-        import trio
+        # Only the trio server process imports trio.
+        import trio  # noqa: PLC0415
 
-        import tether.trio as tether_trio
+        import tether.trio as tether_trio  # noqa: PLC0415
 
         async def trio_main() -> None:
             async with trio.open_nursery() as nursery:
@@ -132,7 +134,8 @@ def main() -> None:
     for api in args.api or ["asyncio", "trio"]:
         a = count_instructions(api, low, args.size)
         b = count_instructions(api, high, args.size)
-        print(f"{api:<8} echo {args.size} B: {(b - a) / (high - low):,.0f} instructions per message")
+        per = (b - a) / (high - low)
+        print(f"{api:<8} echo {args.size} B: {per:,.0f} instructions per message")
 
 
 if __name__ == "__main__":

@@ -90,10 +90,12 @@ class connect(AsyncConnect[ClientConnection]):
             except ConnectionClosed:
                 continue
 
-    Each connection reads the network in a task of its own, a trio system
-    task: it ends when the connection closes, and when ``trio.run`` ends it
-    closes the connection with 1001 (going away) first, within
-    ``close_timeout``. No other task is left behind.
+    A connection needs no nursery: the task waiting in ``recv`` reads the
+    network, and while none does, the run's watcher (a trio system task, see
+    :mod:`tether.trio.watcher`) reads for it; over TLS, or without epoll, a
+    reader system task does. When ``trio.run`` ends, the connection closes
+    with 1001 (going away) first, within ``close_timeout``. No task is left
+    behind.
 
     It takes the options of :func:`tether.connect` (``origin``,
     ``extensions``, ``subprotocols``, ``compression``,

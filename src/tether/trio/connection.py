@@ -1,12 +1,22 @@
 """The trio connection shared by clients and servers.
 
-One task per connection reads the stream (``Connection._run``): it feeds
-the engine, queues the messages and wakes the task waiting in ``recv``,
-which takes them from the queue with no await in between, so a cancelled
-``recv`` loses nothing. The same task keeps the connection's deadlines (the
-next keepalive ping, the wait for its pong, the end of the closing
-handshake) as the deadline of the cancel scope it reads in: an idle
-connection costs no timer and no other task.
+Reading a plain socket (where :mod:`tether.trio.watcher` is available, on
+Linux). The connection has no task of its own: the task waiting in ``recv``,
+``recv_streaming``, ``wait_closed`` or ``async for`` waits for the socket to
+be readable, reads it without waiting and feeds the engine; a cancelled
+wait read nothing, and what was read is queued before anything else can be
+cancelled, so a cancelled ``recv`` loses no message. While no task reads,
+the run's watcher does, after a short grace, so pings are answered and
+closing handshakes finish while the application does something else; it
+also keeps the connection's deadlines (the next keepalive ping, the wait
+for its pong, the end of the closing handshake). An idle connection whose
+handler waits in ``recv`` costs the handler's task and nothing else.
+
+Reading a TLS stream, or anywhere without epoll: one task per connection
+reads the stream (``Connection._run``): it feeds the engine, queues the
+messages and wakes the task waiting in ``recv``, which takes them from the
+queue with no await in between. The same task keeps the deadlines as the
+deadline of the cancel scope it reads in.
 
 Writing. The task that sends writes the engine's bytes itself; while it
 writes, frames from other tasks wait in a buffer that it writes next, and
@@ -16,10 +26,10 @@ does not read knows what went out: the rest is handed to a writer task and
 the stream stays whole. Writes that may not wait (keepalive pings,
 broadcasts) are handed to a writer task when nobody is writing.
 
-When the task that owns the reader is cancelled (the server's nursery, or
-the end of ``trio.run`` for a client), the reader closes the connection with
-1001 (going away), shielded for at most ``close_timeout``, then lets the
-cancellation go on.
+When the server's nursery is cancelled, or ``trio.run`` ends for a client,
+the connection closes with 1001 (going away), shielded for at most
+``close_timeout``: in the handler's task, in the watcher, or in the reader
+task.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from tether.protocol.connection import _CLOSED, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import DATA_TYPES, Data, Fragments, is_single, run_closed_hooks, send_data
+from tether.trio.watcher import AVAILABLE, Timer, Watcher, watcher
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "Data", "PongWaiter"]
 
@@ -72,6 +83,9 @@ _Abort = trio.lowlevel.Abort
 # Sockets are read and written through their descriptor, except on Windows,
 # where os.read and os.write do not take sockets.
 _FD_IO = sys.platform != "win32"
+
+# What the deadlines that passed ask for.
+_NOTHING, _WRITE, _CLOSE = 0, 1, 2
 
 
 class PongWaiter:
@@ -136,6 +150,10 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         """The trio stream underneath: a :class:`trio.SocketStream` or a :class:`trio.SSLStream`."""
         # A plain socket is read into the shared buffer and written directly.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        if self._socket is not None and AVAILABLE:
+            # Read by the task in recv, or by the watcher: no reader task.
+            self._direct = True
+            self._fd = self._socket.fileno()
         self.protocol = protocol
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -182,6 +200,21 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
     _lost = False
     # Set once closed, made by the first task that waits for it.
     _closed: trio.Event | None = None
+    # Reading a plain socket without a reader task (see the module).
+    _direct = False
+    _fd = -1
+    _watcher: Watcher | None = None
+    _timer: Timer | None = None
+    # A task waits for the socket to be readable (recv or wait_closed).
+    _reading = False
+    # The watcher waits for the socket; the connection waits for its grace.
+    _watched = False
+    _queued = False
+    # Receives by the application, and their count when the watcher was armed.
+    _reads = 0
+    _armed_reads = 0
+    # The watcher stopped reading until the replies it queued are written.
+    _throttled = False
 
     # Attributes
 
@@ -250,6 +283,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             return message
         finally:
             self._receiving = False
+            if self._direct:
+                self._after_recv()
 
     async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
         """Yield the next message piece by piece, as its frames arrive."""
@@ -271,6 +306,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                     return
         finally:
             self._receiving = False
+            if self._direct:
+                self._after_recv()
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages until the connection closes.
@@ -288,15 +325,178 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             raise StopAsyncIteration from None
 
     def _input(self) -> Awaitable[object]:
-        """What to await until the reader brings something; raise ConnectionClosed if never.
+        """What to await until something was read; raise ConnectionClosed if never.
 
-        Not a coroutine: the receiver awaits trio's trap itself, so that an
-        idle connection's task holds one coroutine frame less.
+        Read the socket if nobody else does; otherwise wait for the task
+        that reads. Not a coroutine: the receiver awaits trio's trap itself,
+        so that an idle connection's task holds one coroutine frame less.
         """
         if self._lost:
             raise self.protocol.close_exc()
+        if self._direct and not self._reading:
+            return self._read_step()
         self._recv_task = trio.lowlevel.current_task()
         return trio.lowlevel.wait_task_rescheduled(self._abort_input)
+
+    async def _read_step(self) -> None:
+        """Wait until the socket is readable, read it once and write the engine's answers."""
+        self._reading = True
+        try:
+            await trio.lowlevel.wait_readable(self._fd)
+        except (OSError, trio.ClosedResourceError):
+            # Closed meanwhile: by this side (then lost), or behind its
+            # back, which the read below finds out.
+            pass
+        finally:
+            self._reading = False
+            # A receiver waiting for this task reads now, if it must.
+            self._wake_reader()
+        if self._feed():
+            await self._reply()
+
+    def _feed(self) -> bool:
+        """Read the socket without waiting and feed the engine; return whether to write.
+
+        At the end of the stream, close it and wrap up.
+        """
+        if self._stream_closed:
+            return False
+        protocol = self.protocol
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            protocol.receive_eof()
+            self._process()
+            self._close_now()
+            return False
+        if protocol.extensions:
+            # One read of compressed data must not inflate into more
+            # messages than the queue holds: the engine keeps the rest.
+            protocol.message_budget = parse_budget(self._messages, protocol)
+        if protocol.receive_data(data):
+            self._process(True)
+            return False
+        self._process()
+        return bool(protocol._output) or protocol.state is not _OPEN
+
+    # Who reads while no task does: the watcher (plain sockets)
+
+    def _after_recv(self) -> None:
+        """The receiver leaves recv: the watcher reads if nobody calls it again soon."""
+        self._reads += 1
+        if not (self._queued or self._watched or self._lost):
+            self._grace_or_watch()
+
+    def _grace_or_watch(self) -> None:
+        watcher = self._watcher
+        if watcher is None:
+            return
+        if self.protocol.state is not _OPEN or self._pings is not None:
+            # A closing handshake or a pong to read: at once.
+            self._watch()
+        else:
+            self._queued = True
+            watcher.after_recv(self, self._reads)
+
+    def _on_grace(self, reads: int) -> None:
+        """The grace after a recv is over (in the watcher)."""
+        self._queued = False
+        if self._lost or self._watched or self._receiving:
+            # A receiver that leaves queues the connection again.
+            return
+        if reads != self._reads:
+            # Received again meanwhile: likely to go on, look later.
+            self._grace_or_watch()
+            return
+        self._watch()
+
+    def _watch(self) -> None:
+        """Have the watcher read once the socket is readable."""
+        if self._watched or self._lost or self._watcher is None:
+            return
+        if self._paused and self.protocol.state is _OPEN:
+            # The queue is full: recv arms it again once it made room.
+            return
+        self._watched = True
+        self._armed_reads = self._reads
+        self._watcher.arm(self, self._fd)
+
+    def _on_readable(self) -> None:
+        """The socket is readable and the watcher was armed (in the watcher)."""
+        self._watched = False
+        if self._lost or self._reading:
+            return
+        protocol = self.protocol
+        if self._reads != self._armed_reads and protocol.state is _OPEN and self._pings is None:
+            # The application reads: leave the data to it, unless it stops.
+            self._grace_or_watch()
+            return
+        if self._paused and protocol.state is _OPEN:
+            return
+        if self._feed():
+            self._flush_nowait()
+            if self._writing and self._out_size > self.write_limit:
+                # A peer that floods pings and never reads: read on once
+                # the answers are written.
+                self._throttled = True
+                return
+        if not self._receiving:
+            self._watch()
+
+    def _on_deadline(self, now: float) -> None:
+        """A deadline of the connection passed (in the watcher)."""
+        action = self._deadlines_passed(now)
+        if action == _CLOSE:
+            self._close_now()
+        elif action == _WRITE:
+            self._flush_nowait()
+        if not self._lost:
+            self._update_deadline()
+
+    def _close_now(self) -> None:
+        """Close the socket and wrap up (plain sockets without a reader task)."""
+        if self._stream_closed:
+            return
+        self._stream_closed = True
+        self._wake_drained()
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.remove(self, self._fd)
+        assert self._socket is not None
+        # Wakes a task waiting for the socket, with ClosedResourceError.
+        self._socket.close()
+        if self._spawn is not None:
+            self._wrap_up()
+
+    def _go_away_nowait(self) -> None:
+        """Start closing with 1001 without waiting (the watcher, when trio.run ends)."""
+        self._start_closing(CloseCode.GOING_AWAY, "")
+        self._flush_nowait()
+        self._watch()
+
+    async def _finish(self) -> None:
+        """After the server's handler: close with 1001 if still open (cancelled), then wait.
+
+        The caller shields this; it lasts ``close_timeout`` at most.
+        """
+        if not self._direct:
+            # The reader task closes with 1001 when it is cancelled.
+            await self.wait_closed()
+            return
+        if self._lost:
+            return
+        limit = self.close_timeout
+        with trio.move_on_after(_GOING_AWAY_LIMIT if limit is None else limit):
+            self._start_closing(CloseCode.GOING_AWAY, "")
+            while self._writing and not self._stream_closed:
+                await self._wait_drained()
+            await self._write_all()
+            await self.wait_closed()
+        self._close_now()
 
     def _abort_input(self, _: Any) -> _Abort:
         self._recv_task = None
@@ -397,6 +597,9 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         """
         waiter = PongWaiter()
         self._send_ping(data, waiter)
+        if not self._reading:
+            # Read the pong as soon as it comes, for a true round-trip time.
+            self._watch()
         await self._flush()
         return waiter
 
@@ -481,9 +684,22 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self._arm_close_deadline()
 
     async def wait_closed(self) -> None:
-        """Wait until the connection is closed."""
+        """Wait until the connection is closed, reading it meanwhile if no other task does."""
         if self._lost:
             await trio.lowlevel.checkpoint()
+            return
+        if self._direct and not (self._reading or self._receiving) and self._spawn is not None:
+            try:
+                while not self._lost:
+                    if self._paused and self.protocol.state is _OPEN:
+                        # Nobody makes room in the queue here: wait for recv.
+                        self._reader_parked = trio.lowlevel.current_task()
+                        await trio.lowlevel.wait_task_rescheduled(self._abort_pause)
+                    else:
+                        await self._read_step()
+            finally:
+                if not self._lost and not self._watched and not self._queued:
+                    self._grace_or_watch()
             return
         closed = self._closed
         if closed is None:
@@ -521,44 +737,74 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         # Keepalive ends with the closing handshake.
         self._ping_at = self._pong_by = _INF
         self._update_deadline()
+        if not (self._reading or self._receiving):
+            # The peer's answer must be read even if nobody calls recv.
+            self._watch()
 
     def _update_deadline(self) -> None:
-        scope = self._scope
-        if scope is not None:
-            scope.deadline = min(self._ping_at, self._pong_by, self._close_by)
+        deadline = min(self._ping_at, self._pong_by, self._close_by)
+        if not self._direct:
+            scope = self._scope
+            if scope is not None:
+                scope.deadline = deadline
+            return
+        watcher = self._watcher
+        if watcher is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer[0] == deadline:
+                return
+            timer[2] = None
+            self._timer = None
+        if deadline != _INF:
+            self._timer = watcher.schedule(deadline, self)
 
     async def _deadline_passed(self) -> None:
-        now = trio.current_time()
+        action = self._deadlines_passed(trio.current_time())
+        if action == _CLOSE:
+            await self._close_stream(forcefully=True)
+        elif action == _WRITE:
+            if self._writing:
+                self._take_output()
+            else:
+                await self._write_all()
+
+    def _deadlines_passed(self, now: float) -> int:
+        """Act on the deadlines that passed; return what remains: write, close or nothing."""
         if now >= self._close_by:
             self.logger.debug("closing timed out after %s seconds", self.close_timeout)
-            await self._close_stream(forcefully=True)
-        elif now >= self._pong_by:
+            return _CLOSE
+        if now >= self._pong_by:
             self.logger.warning("no pong within %s seconds", self.ping_timeout)
             self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            if not self._writing:
-                await self._write_all()
-        elif now >= self._ping_at:
+            return _WRITE
+        if now >= self._ping_at:
             self._ping_at = _INF
             try:
                 self._send_ping(None, None)
             except ConnectionClosed:
-                return
+                return _NOTHING
             if self.ping_timeout is not None:
                 self._pong_by = now + self.ping_timeout
             else:
                 assert self.ping_interval is not None
                 self._ping_at = now + self.ping_interval
-            if self._writing:
-                self._take_output()
-            else:
-                await self._write_all()
+            return _WRITE
+        return _NOTHING
 
     # Reading, in the connection's own task
 
     def _start(self, spawn: _Spawn) -> None:
         """Start the reader task, once the handshake succeeded."""
         self._spawn = spawn
-        spawn(self._run, f"tether reader {self.id}")
+        if self._direct:
+            self._watcher = watcher()
+            self._watcher.add(self)
+            self._update_deadline()
+            self._watch()
+        else:
+            spawn(self._run, f"tether reader {self.id}")
         # Frames that came with the handshake may have made answers already.
         if self.protocol.state is not _OPEN:
             self._arm_close_deadline()
@@ -745,9 +991,38 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self._take_output()
         if self._writing or self._spawn is None:
             return
+        if self._direct and self._out and self._write_now():
+            if not self.protocol.close_transport or self._stream_closed:
+                return
+            if self.protocol.error is None or self.protocol.state is _CLOSED:
+                self._close_now()
+                return
         if self._out or (self.protocol.close_transport and not self._stream_closed):
             self._writing = True
             self._spawn(self._write_in_task, f"tether writer {self.id}")
+
+    def _write_now(self) -> bool:
+        """Write the buffer without waiting (plain sockets); return whether all of it went."""
+        out = self._out
+        assert out
+        if self._stream_closed:
+            return False
+        data = out[0] if len(out) == 1 else b"".join(out)
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # A writer task meets the error again and closes the connection.
+            return False
+        if sent == len(data):
+            self._out = None
+            self._out_size = 0
+            return True
+        rest = data[sent:]
+        self._out = [rest]
+        self._out_size = len(rest)
+        return False
 
     async def _flush(self) -> None:
         """Write what the engine has to send; wait if another task writes and the buffer is full.
@@ -820,6 +1095,10 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             if not handed_off:
                 self._writing = False
                 self._wake_drained()
+                if self._throttled:
+                    # The watcher stopped reading until the answers were written.
+                    self._throttled = False
+                    self._watch()
 
     async def _send_all(self, data: bytes) -> None:
         """Write ``data``; if cancelled, put back at the buffer's head what did not go out."""
@@ -902,10 +1181,16 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             await self._close_stream(forcefully=True)
         if self._paused:
             self._resume()
+        if not (self._reading or self._receiving):
+            # Read until the peer's EOF, even if nobody calls recv.
+            self._watch()
 
     async def _close_stream(self, *, forcefully: bool) -> None:
         """Close the stream, once; a reader blocked on it wakes up."""
         if self._stream_closed:
+            return
+        if self._direct:
+            self._close_now()
             return
         self._stream_closed = True
         self._wake_drained()

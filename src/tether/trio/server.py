@@ -311,10 +311,10 @@ class Server:
             with trio.CancelScope(shield=True):
                 if started:
                     # trio closes the stream when this returns: cancelled,
-                    # wait for the reader's closing handshake (bounded by
-                    # close_timeout) rather than cut it short.
+                    # close with 1001 and wait for the closing handshake
+                    # (bounded by close_timeout) rather than cut it short.
                     assert connection is not None
-                    await connection.wait_closed()
+                    await connection._finish()
                 else:
                     await trio.aclose_forcefully(stream)
 
