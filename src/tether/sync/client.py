@@ -33,6 +33,8 @@ __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect", "unix_rec
 class ClientConnection(Connection):
     """The client side of a connection; :func:`connect` makes it."""
 
+    __slots__ = ()
+
     protocol: ClientProtocol
     default_logger = "tether.client"
 

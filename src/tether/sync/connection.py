@@ -68,6 +68,7 @@ from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, run_closed_hooks, send_data
 from tether.sync.scheduler import Timer, scheduler
+from tether.sync.waiting import Condition, Flag
 from tether.sync.watcher import watcher
 
 __all__ = ["Connection"]
@@ -115,6 +116,10 @@ RECV_WAITING = 2  # it waits for the background thread, which is reading
 RECV_DELEGATED = 3  # it waits for the background thread to read for it (TLS with a timeout)
 
 
+# Makes each connection's id once, whichever threads ask at the same time.
+_id_lock = threading.Lock()
+
+
 class _Waiter(Protocol):
     def set(self) -> None: ...
 
@@ -153,6 +158,39 @@ class Connection(ConnectionAttributes):
     at once; ``recv`` is for one thread at a time.
     """
 
+    # Slots rather than a dictionary per instance: a server holds thousands
+    # of idle connections, and more than 30 attributes give each its own
+    # dictionary, 1.5 KiB. Attributes that applications set still go to one.
+    __slots__ = (
+        "_app_reads",
+        "_changed",
+        "_close_timer",
+        "_closed",
+        "_grace",
+        "_id",
+        "_keepalive",
+        "_messages",
+        "_mutex",
+        "_pings",
+        "_reader_parked",
+        "_reading",
+        "_receiving",
+        "_recv_state",
+        "_send_mutex",
+        "_shut_down",
+        "_wake_reader",
+        "_watch",
+        "_write_error",
+        "_write_lock",
+        "close_timeout",
+        "latency",
+        "logger",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "socket",
+    )
+
     default_logger = "tether"
 
     # Called with the connection once it is closed, by whoever asked (topics).
@@ -175,11 +213,10 @@ class Connection(ConnectionAttributes):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        self.id = uuid.uuid4()
-        """A unique identifier of the connection, for logs."""
-        self.logger: ConnectionLogger = connection_logger(
-            logger, self.default_logger, str(self.id)[:8], self
-        )
+        # Thousands of idle connections each hold what is made here: what
+        # most of them never use (a uuid, a waiter's list) is made on first use.
+        self._id: uuid.UUID | None = None
+        self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
         """The logger of this connection: records name it."""
         # Asked once per connection: with DEBUG off, frames cost no logging at all.
         enable_frame_log(protocol, self.logger)
@@ -187,9 +224,9 @@ class Connection(ConnectionAttributes):
         """The round-trip time of the last ping answered, in seconds."""
         self._mutex = threading.Lock()
         # The receiving thread waits on this one for the background thread.
-        self._changed = threading.Condition(self._mutex)
+        self._changed = Condition(self._mutex)
         # The background thread sleeps on this one.
-        self._wake_reader = threading.Condition(self._mutex)
+        self._wake_reader = Condition(self._mutex)
         # Held while a fragmented message goes out, piece by piece: other
         # messages wait for its end.
         self._send_mutex = threading.Lock()
@@ -220,8 +257,7 @@ class Connection(ConnectionAttributes):
         self._watch = WATCH_THREAD
         self._grace: Timer | None = None
         self._pings: PingTracker[_Waiter] = PingTracker()
-        self._closed = threading.Event()
-        self._reader: threading.Thread | None = None
+        self._closed = Flag()
         # The next keepalive step on the shared scheduler: a ping, or the
         # end of the wait for its pong.
         self._keepalive: Timer | None = None
@@ -240,6 +276,19 @@ class Connection(ConnectionAttributes):
         self._flush(block=False)
 
     # Attributes
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier of the connection, for logs."""
+        # Made when first asked for: by a log record or by the application.
+        id_ = self._id
+        if id_ is None:
+            # Not the connection's mutex: its holders ask for the id too.
+            with _id_lock:
+                id_ = self._id
+                if id_ is None:
+                    id_ = self._id = uuid.uuid4()
+        return id_
 
     @property
     def local_address(self) -> Any:
@@ -727,10 +776,9 @@ class Connection(ConnectionAttributes):
     def _start_reader(self) -> None:
         """Start a reader thread for this connection; hold the mutex."""
         self._watch = WATCH_THREAD
-        self._reader = threading.Thread(
+        threading.Thread(
             target=self._background_read, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
-        )
-        self._reader.start()
+        ).start()
 
     def _rearm(self, readable: bool = False) -> None:
         """Choose who reads while no reader thread does; hold the mutex.
