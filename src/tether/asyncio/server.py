@@ -78,7 +78,9 @@ class ServerConnection(Connection):
         self._open_timer: asyncio.TimerHandle | None = None
         # Made when TCP is accepted: with TLS, connection_made comes only
         # after the TLS handshake, which counts against open_timeout too.
-        self._opening = OpeningDeadline(server.open_timeout, self._loop.time)
+        self._opening: OpeningDeadline | None = OpeningDeadline(
+            server.open_timeout, self._loop.time
+        )
         if server.proxy_protocol:
             # Only these connections read through the header's parser: the
             # loop takes the instance's method, and every other connection
@@ -118,7 +120,10 @@ class ServerConnection(Connection):
         """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""
         super().connection_made(transport)
         self.server._register(self)
+        assert self._opening is not None
         timeout = self._opening.remaining()
+        # Used up: an idle connection does not keep it.
+        self._opening = None
         if timeout is not None:
             self._open_timer = self._loop.call_later(timeout, self._open_timed_out)
 

@@ -20,6 +20,7 @@ __all__ = [
     "accept_key",
     "check_key",
     "check_upgrade",
+    "date_field",
     "error_response",
     "generate_key",
     "http_date",
@@ -44,12 +45,22 @@ def http_date(timestamp: float | None = None) -> str:
     """
     if timestamp is not None:
         return _format_date(timestamp)
+    return date_field()[1]
+
+
+def date_field() -> tuple[str, str]:
+    """The ``Date`` header field of a response sent now, as a (name, value) pair.
+
+    The same pair for every response of the same second: thousands of open
+    connections keep their handshake response, and need not each keep a
+    copy of it.
+    """
     now = int(time.time())
-    second, text = _last_date[0]
+    second, field = _last_date[0]
     if second != now:
-        text = _format_date(now)
-        _last_date[0] = (now, text)
-    return text
+        field = ("Date", _format_date(now))
+        _last_date[0] = (now, field)
+    return field
 
 
 def _format_date(timestamp: float) -> str:
@@ -60,8 +71,8 @@ def _format_date(timestamp: float) -> str:
     )
 
 
-# The second last formatted and its text, in a list to update it in place.
-_last_date = [(-1, "")]
+# The second last formatted and its Date field, in a list to update it in place.
+_last_date = [(-1, ("Date", ""))]
 
 
 def generate_key() -> str:

@@ -34,8 +34,8 @@ from tether.protocol.handshake import (
     accept_key,
     check_key,
     check_upgrade,
+    date_field,
     error_response,
-    http_date,
     single_value,
 )
 from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
@@ -54,6 +54,8 @@ SubprotocolSelector = Callable[["ServerProtocol", Sequence[str]], str | None]
 # 4.1). Bytes it sends early are kept for after a 101, but not without bound:
 # the server may take its time to answer.
 _MAX_EARLY_DATA = 1 << 16
+
+_SERVER_FIELD = ("Server", USER_AGENT)
 
 
 class ServerProtocol(Connection):
@@ -111,7 +113,8 @@ class ServerProtocol(Connection):
         self.handshake_exc: InvalidHandshake | None = None
         # Dropped once the request is read: an open connection need not keep it.
         self._parser: RequestParser | None = RequestParser(limits)
-        self._pending_extensions: list[Extension] = []
+        # The extensions accepted for the response, until it is sent.
+        self._pending_extensions: Sequence[Extension] = ()
 
     # Reading the request
 
@@ -213,7 +216,7 @@ class ServerProtocol(Connection):
             return self._refuse(exc, 400, f"Failed to open a WebSocket connection: {exc}.")
 
         fields = [
-            ("Date", http_date()),
+            date_field(),
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
             ("Sec-WebSocket-Accept", accept_key(key)),
@@ -224,9 +227,11 @@ class ServerProtocol(Connection):
             fields.append(("Sec-WebSocket-Extensions", extensions_header))
         if protocol is not None:
             fields.append(("Sec-WebSocket-Protocol", protocol))
-        if self.server_header is not None:
-            check_header("Server", self.server_header)
-            fields.append(("Server", self.server_header))
+        server = self.server_header
+        if server is not None:
+            check_header("Server", server)
+            # The default header: one field shared by every response.
+            fields.append(_SERVER_FIELD if server == USER_AGENT else ("Server", server))
         headers = Headers._adopt(fields)
         self.subprotocol = protocol
         return Response(101, "Switching Protocols", headers)
@@ -251,6 +256,8 @@ class ServerProtocol(Connection):
         self._output.append(response.serialize())
         if response.status_code == 101:
             self._set_extensions(self._pending_extensions)
+            # An open connection keeps only its own list of extensions.
+            self._pending_extensions = ()
             self.state = _OPEN
             buffered = bytes(self._buffer)
             self._buffer = bytearray()
@@ -301,7 +308,7 @@ class ServerProtocol(Connection):
 
     def _negotiate_extensions(self, values: list[str]) -> str | None:
         if not values:
-            self._pending_extensions = []
+            self._pending_extensions = ()
             return None
         accepted: list[Extension] = []
         answer: list[tuple[str, list[ExtensionParameter]]] = []
