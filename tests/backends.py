@@ -18,7 +18,7 @@ import importlib
 import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import ModuleType
 from typing import Any, Literal, TypeVar, cast
 
@@ -41,6 +41,7 @@ __all__ = [
     "Handler",
     "Kind",
     "PongWaiter",
+    "RouteHandler",
     "Side",
     "make_backend",
     "sided",
@@ -82,6 +83,9 @@ def sided_options(
 
 Handler = Callable[["Face"], Coroutine[Any, Any, None]]
 """A server handler written once for every backend."""
+
+RouteHandler = Callable[..., Coroutine[Any, Any, None]]
+"""A handler of :meth:`Backend.route`: the connection, then the path's parameters as keywords."""
 
 
 class Face:
@@ -298,8 +302,32 @@ class Backend:
     server: Any = None
     """The API's own server of the innermost :meth:`serve` block."""
 
-    def serve(self, handler: Handler, **options: Any) -> Any:
-        """An async context manager: a server on 127.0.0.1 and a free port; yield its port."""
+    @asynccontextmanager
+    async def serve(self, handler: Handler, **options: Any) -> AsyncIterator[int]:
+        """A server on 127.0.0.1 and a free port, with the API's ``serve``; yield its port."""
+        async with self._listen(
+            self.module("server").serve, self._native(handler), options
+        ) as port:
+            yield port
+
+    @asynccontextmanager
+    async def route(self, routes: dict[str, RouteHandler], **options: Any) -> AsyncIterator[int]:
+        """A server routing by path, with the API's ``route``; yield its port.
+
+        Each handler gets the connection and the path's parameters as keywords.
+        """
+        native = {path: self._native(handler) for path, handler in routes.items()}
+        async with self._listen(self.module("router").route, native, options) as port:
+            yield port
+
+    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+        """``handler`` as a handler of the API's server."""
+        raise NotImplementedError
+
+    def _listen(
+        self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
+    ) -> AbstractAsyncContextManager[int]:
+        """Run ``start(handling, ...)`` on 127.0.0.1 and a free port; yield the port."""
         raise NotImplementedError
 
     async def connect(self, uri: str, **options: Any) -> Face:
@@ -418,12 +446,17 @@ class AsyncioBackend(Backend):
     async def together(self, *functions: Callable[[], Awaitable[None]]) -> None:
         await asyncio.gather(*(function() for function in functions))
 
-    @asynccontextmanager
-    async def serve(self, handler: Handler, **options: Any) -> AsyncIterator[int]:
-        async def native(ws: tether.ServerConnection) -> None:
-            await handler(Face(ws))
+    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+        async def native(ws: tether.ServerConnection, **params: str) -> None:
+            await handler(Face(ws), **params)
 
-        async with tether.serve(native, "127.0.0.1", 0, **options) as server:
+        return native
+
+    @asynccontextmanager
+    async def _listen(
+        self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
+    ) -> AsyncIterator[int]:
+        async with start(handling, "127.0.0.1", 0, **options) as server:
             self.server = server
             yield next(iter(server.sockets)).getsockname()[1]
 
@@ -459,12 +492,17 @@ class ThreadsBackend(AsyncioBackend):
     kind: Kind = "threads"
     api: Api = "sync"
 
-    @asynccontextmanager
-    async def serve(self, handler: Handler, **options: Any) -> AsyncIterator[int]:
-        def native(ws: tether.sync.ServerConnection) -> None:
-            asyncio.run(handler(ThreadFace(ws)))
+    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+        def native(ws: tether.sync.ServerConnection, **params: str) -> None:
+            asyncio.run(handler(ThreadFace(ws), **params))
 
-        server = self.server = tether.sync.serve(native, "127.0.0.1", 0, **options)
+        return native
+
+    @asynccontextmanager
+    async def _listen(
+        self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
+    ) -> AsyncIterator[int]:
+        server = self.server = start(handling, "127.0.0.1", 0, **options)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -522,20 +560,31 @@ class TrioBackend(Backend):
             for function in functions:
                 nursery.start_soon(function)
 
-    @asynccontextmanager
-    async def serve(self, handler: Handler, **options: Any) -> AsyncIterator[int]:
-        async def native(ws: tether.trio.ServerConnection) -> None:
-            await handler(Face(ws))
+    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+        async def native(ws: tether.trio.ServerConnection, **params: str) -> None:
+            await handler(Face(ws), **params)
 
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                lambda task_status: tether.trio.serve(
-                    native, 0, host="127.0.0.1", task_status=task_status, **options
+        return native
+
+    @asynccontextmanager
+    async def _listen(
+        self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
+    ) -> AsyncIterator[int]:
+        try:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    lambda task_status: start(
+                        handling, 0, host="127.0.0.1", task_status=task_status, **options
+                    )
                 )
-            )
-            async with server:
-                self.server = server
-                yield server.sockets[0].getsockname()[1]
+                async with server:
+                    self.server = server
+                    yield server.sockets[0].getsockname()[1]
+        except BaseExceptionGroup as group:
+            # The body raises as it would on the other backends, not in a group.
+            while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+                group = group.exceptions[0]
+            raise group from None
 
     async def connect(self, uri: str, **options: Any) -> Face:
         return Face(await tether.trio.connect(uri, **options))

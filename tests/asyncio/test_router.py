@@ -1,19 +1,14 @@
-"""Routing connections by path: Router and route."""
+"""Routing connections by path: Router.match, and awaiting the asyncio route."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 
 import tether
-from tether.asyncio.auth import basic_auth
 from tether.asyncio.router import RouteHandler, Router, route
 from tether.asyncio.server import ServerConnection
-from tether.exceptions import InvalidStatus
-from tether.protocol.http11 import Request, Response
 
-from .conftest import ServerFactory, echo, uri_of
+from .conftest import echo, uri_of
 
 TIMEOUT = 5
 
@@ -134,28 +129,6 @@ def test_long_hostile_path_is_cheap() -> None:
 # Through a server
 
 
-async def test_route_dispatches() -> None:
-    async with route(ROUTES, "127.0.0.1", 0) as server:
-        async with tether.connect(uri_of(server, "/chat/kitchen?since=3")) as ws:
-            assert await ws.recv() == "room kitchen"
-        async with tether.connect(uri_of(server, "/users/ann/files/x/y")) as ws:
-            assert await ws.recv() == "ann: x/y"
-        async with tether.connect(uri_of(server, "/echo")) as ws:
-            await ws.send("ping")
-            assert await ws.recv() == "ping"
-        async with tether.connect(uri_of(server, "/")) as ws:
-            assert await ws.recv() == "index"
-
-
-async def test_unknown_path_gets_404_in_the_handshake() -> None:
-    async with route(ROUTES, "127.0.0.1", 0) as server:
-        for path in ["/missing", "/echo/"]:
-            with pytest.raises(InvalidStatus) as caught:
-                await tether.connect(uri_of(server, path))
-            assert caught.value.response.status_code == 404
-        assert server.connections == set()
-
-
 async def test_await_route() -> None:
     server = await route({"/": index}, "127.0.0.1", 0)
     try:
@@ -164,60 +137,3 @@ async def test_await_route() -> None:
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def test_route_with_basic_auth() -> None:
-    auth = basic_auth("r", credentials=("ann", "pw"))
-    async with route(ROUTES, "127.0.0.1", 0, process_request=auth) as server:
-        with pytest.raises(InvalidStatus) as caught:
-            await tether.connect(uri_of(server, "/chat/x"))
-        assert caught.value.response.status_code == 401
-        # Authentication comes first: a stranger cannot probe for paths.
-        with pytest.raises(InvalidStatus) as caught:
-            await tether.connect(uri_of(server, "/missing"))
-        assert caught.value.response.status_code == 401
-        uri = uri_of(server, "/chat/x").replace("ws://", "ws://ann:pw@")
-        async with tether.connect(uri) as ws:
-            assert await ws.recv() == "room x"
-            with pytest.raises(InvalidStatus) as caught:
-                await tether.connect(uri.replace("/chat/x", "/missing"))
-            assert caught.value.response.status_code == 404
-
-
-async def test_route_with_sync_process_request() -> None:
-    def healthz(connection: ServerConnection, request: Request) -> Response | None:
-        return connection.respond(200, "OK") if request.path == "/healthz" else None
-
-    async with route(ROUTES, "127.0.0.1", 0, process_request=healthz) as server:
-        with pytest.raises(InvalidStatus) as caught:
-            await tether.connect(uri_of(server, "/healthz"))
-        assert caught.value.response.status_code == 200
-        async with tether.connect(uri_of(server, "/chat/y")) as ws:
-            assert await ws.recv() == "room y"
-
-
-async def test_router_by_hand(start_server: ServerFactory) -> None:
-    class Custom(Router):
-        def not_found(self, connection: ServerConnection, request: Request) -> Response:
-            return connection.respond(410, "Gone")
-
-    router = Custom(ROUTES)
-    server = await start_server(router.handler, process_request=router.process_request)
-    with pytest.raises(InvalidStatus) as caught:
-        await tether.connect(uri_of(server, "/missing"))
-    assert caught.value.response.status_code == 410
-    async with tether.connect(uri_of(server, "/chat/z")) as ws:
-        assert await ws.recv() == "room z"
-
-
-async def test_handler_without_process_request(start_server: ServerFactory) -> None:
-    # Too late for a 404: the connection is open, so it closes with 1008.
-    router = Router(ROUTES)
-    server = await start_server(router.handler)
-    async with tether.connect(uri_of(server, "/chat/w")) as ws:
-        assert await ws.recv() == "room w"
-    async with tether.connect(uri_of(server, "/missing")) as ws:
-        async with asyncio.timeout(TIMEOUT):
-            await ws.wait_closed()
-    assert ws.close_code == 1008
-    assert ws.close_reason == "no route for this path"
