@@ -1065,7 +1065,8 @@ inflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *ws_protocol, *ws_transport, *ws_state, *ws_mask, *ws_frame_extensions,
     *ws_extensions, *ws_send_transformed, *ws_output, *ws_is_closing,
-    *ws_get_write_buffer_size, *ws_get_extra_info, *ws_socket, *ws_fileno, *ws_write;
+    *ws_get_write_buffer_size, *ws_get_extra_info, *ws_socket, *ws_fileno, *ws_write,
+    *ws_gathered;
 
 static int
 ws_intern(void)
@@ -1090,6 +1091,7 @@ ws_intern(void)
     WS_NAME(ws_get_extra_info, "get_extra_info");
     WS_NAME(ws_socket, "socket");
     WS_NAME(ws_fileno, "fileno");
+    WS_NAME(ws_gathered, "_gathered");
     WS_NAME(ws_write, "write");
 #undef WS_NAME
     return 0;
@@ -1186,6 +1188,15 @@ ws_check(PyObject *connection, PyObject *open_state, PyObject *protocol_types,
         goto done;
     }
     Py_CLEAR(value);
+    /* Nor frames the connection gathered to write later in one piece. */
+    if ((value = PyObject_GetAttr(connection, ws_gathered)) == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (value != Py_None) {
+        goto done;
+    }
+    Py_CLEAR(value);
     if ((transport = PyObject_GetAttr(connection, ws_transport)) == NULL) {
         result = -1;
         goto done;
@@ -1256,7 +1267,8 @@ PyDoc_STRVAR(write_shared_doc,
 " `connections` that is open (its engine's state is `open_state`), whose engine's\n"
 "type is in `protocol_types` and takes a shared frame (no mask, no extension\n"
 "claiming every frame, none at all with `plain_only`, no fragmented message\n"
-"being sent, no pending output) and whose transport's type is in\n"
+"being sent, no pending output), which has no gathered frames (its `_gathered`\n"
+"is None) and whose transport's type is in\n"
 "`transport_types`, is not closing and has nothing buffered. Connections not\n"
 "open or whose transport is gone or closing are skipped. A partial write hands\n"
 "the rest to transport.write(). Return how many connections were written to,\n"
