@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -23,7 +24,11 @@ def test_message_over_max_size_fails_with_1009(
             ours, theirs = sided(side, *ends)
             await theirs.send("x" * 1000)
             await theirs.send(b"x" * 1000)
-            await theirs.send("x" * 1001)
+            # The threading API's send also writes what its reader thread
+            # queued meanwhile, such as the echo of the 1009 close, and
+            # reports that write failing: the message itself went out.
+            with contextlib.suppress(ConnectionClosedError):
+                await theirs.send("x" * 1001)
             assert await ours.recv() == "x" * 1000
             assert await ours.recv() == b"x" * 1000
             with pytest.raises(ConnectionClosedError) as raised:
