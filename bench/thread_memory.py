@@ -17,9 +17,10 @@ more of them (2,000 by default), split by kind of mapping read from
 The cases:
 
 * ``thread``: a bare :class:`threading.Thread` blocked on an :class:`~threading.Event`;
+* ``thread-poll``: the same, blocked in :meth:`select.poll.poll` on a socket,
+  as an idle handler of :func:`tether.sync.serve` is;
 * ``start``: a thread of :func:`_thread.start_new_thread` blocked on a lock;
-* ``poll``: the same, blocked in :meth:`select.poll.poll` on a socket, as an
-  idle handler of :func:`tether.sync.serve` is;
+* ``poll``: the same, blocked in :meth:`select.poll.poll` on a socket;
 * ``server``: :func:`tether.sync.serve` with the handler ``for _ in ws:
   pass``, default options but compression off, and ``N`` connections opened
   by raw sockets from the parent process (so the clients' memory is not
@@ -49,6 +50,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM = 50
+LINES = 40
 
 
 def smaps(stack_size: int) -> dict[str, int]:
@@ -113,7 +115,10 @@ def child_threads(case: str, count: int) -> None:
         else:
             pair = socket.socketpair()
             pairs.append(pair)
-            _thread.start_new_thread(block_poll, (pair[0],))
+            if case == "thread-poll":
+                threading.Thread(target=block_poll, args=(pair[0],), daemon=True).start()
+            else:
+                _thread.start_new_thread(block_poll, (pair[0],))
 
     size = stack_size()
     for _ in range(WARM):
@@ -161,7 +166,7 @@ def child_server(deflate: bool, trace: bool) -> None:
             result["traced"] = sum(stat.size_diff for stat in stats) / int(count)
             result["lines"] = [
                 [stat.size_diff / int(count), stat.count_diff / int(count), str(stat.traceback)]
-                for stat in stats[:20]
+                for stat in stats[:LINES]
             ]
         print(json.dumps(result), flush=True)
         break
@@ -194,7 +199,10 @@ def open_raw(port: int) -> socket.socket:
 def run_server(count: int, deflate: bool, trace: bool) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.thread_memory", "child-server"]
     command += [str(int(deflate)), str(int(trace))]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # A PYTHONPATH given comes after this checkout's root: one may run the
+    # server of another checkout's src (``PYTHONPATH=old/src``) to compare.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     ) as child:
@@ -239,7 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--trace", action="store_true", help="Python allocations too")
-    parser.add_argument("--cases", default="thread,start,poll,server,server-deflate")
+    parser.add_argument("--cases", default="thread,thread-poll,start,poll,server,server-deflate")
     args = parser.parse_args()
     print(f"RSS growth per thread or connection, over {args.count:,} more (KiB)")
     for case in args.cases.split(","):
