@@ -71,7 +71,7 @@ nitpick_ignore_regex = [
     ),
     # Names that annotations use and no page documents: aliases of imports,
     # uvicorn's and typeshed's types, and type aliases private to a module.
-    ("py:class", r"ssl_module\.\w+|Config|ServerState|SupportsKeysAndGetItem"),
+    ("py:class", r"ssl_module\.\w+|Config|ServerState|SupportsKeysAndGetItem|_thread\.\w+"),
     ("py:class", r"(tether\.[\w.]+\.)?(ProcessRequest|ProcessResponse|Closable)"),
     # A dataclass field's default factory, which Sphinx splits at the comma.
     ("py:class", r"list\[tuple\[str"),
