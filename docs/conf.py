@@ -78,7 +78,7 @@ nitpick_ignore_regex = [
     # Bases from private modules (internal mixins), which autodoc does not document.
     ("py:class", r"tether\.(\w+\.)*_\w+\.\w+"),
     # Type variables and private bases, which autodoc does not document.
-    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|CheckResult|Conn|AsyncConn|AuthConn|Handler|_\w+)"),
+    ("py:.*", r"(tether\.[\w.]+\.)?(T|W|C|B|CheckResult|Conn|AsyncConn|AuthConn|Handler|_\w+)"),
 ]
 
 html_theme = "furo"
