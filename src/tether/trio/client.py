@@ -109,6 +109,8 @@ class connect(AsyncConnect[ClientConnection]):
     ``backoff_max_delay``.
 
     * ``extra_headers``: another name for ``additional_headers``.
+    * ``create_connection``: what makes the connection, called like
+      :class:`ClientConnection` (a subclass of it, as in websockets.trio).
     * ``auth``: a ``(username, password)`` pair that answers a 401's Digest
       (or Basic) challenge once; credentials in the URI are sent as Basic.
     * Redirects (301, 302, 303, 307, 308 with a ``Location``) are followed
@@ -173,6 +175,7 @@ class connect(AsyncConnect[ClientConnection]):
         backoff_initial_delay: float = 1.0,
         backoff_factor: float = 1.618,
         backoff_max_delay: float = 60.0,
+        create_connection: Callable[..., ClientConnection] | None = None,
         **kwargs: Any,
     ) -> None:
         headers = pick_headers(additional_headers, extra_headers)
@@ -213,6 +216,9 @@ class connect(AsyncConnect[ClientConnection]):
         self.backoff_factor = backoff_factor
         self.backoff_max_delay = backoff_max_delay
         self.open_tcp_stream_kwargs = kwargs
+        self.create_connection = (
+            ClientConnection if create_connection is None else create_connection
+        )
         self.connection: ClientConnection | None = None
 
     async def _open_stream(self, uri: WebSocketURI) -> trio.abc.Stream:
@@ -308,7 +314,7 @@ class connect(AsyncConnect[ClientConnection]):
                     https_compatible=True,
                 )
                 await _tls_handshake(stream)
-            connection = ClientConnection(stream, engine, **self.connection_options)
+            connection = self.create_connection(stream, engine, **self.connection_options)
             await connection._handshake()
         except BaseException:
             await trio.aclose_forcefully(stream)
