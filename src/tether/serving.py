@@ -1,4 +1,4 @@
-"""The server's side of the handshake hooks and of the handler, shared by the async APIs.
+"""What the servers share: their options, the handshake hooks and the handler (every API).
 
 Nothing here waits on an event loop of its own: the coroutines only await
 what the application's hooks and handler return, so asyncio and trio run
@@ -9,28 +9,64 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 from tether.exceptions import ConnectionClosed
+from tether.extensions.base import ServerExtensionFactory
+from tether.extensions.permessage_deflate import server_extensions
 from tether.legacy import AbortHandshake
 from tether.log import ConnectionLogger
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
-from tether.protocol.http11 import Request, Response
-from tether.protocol.server import ServerProtocol
+from tether.protocol.http11 import Limits, Request, Response
+from tether.protocol.server import Origin, ServerProtocol, server_engines
 
 __all__ = [
     "SERVER_HELPERS",
     "HookConnection",
     "check_response",
     "handshake_response",
+    "make_engines",
     "run_handler",
     "server_helper",
 ]
 
 SERVER_HELPERS = {"basic_auth": "auth", "broadcast": "broadcast"}
 """The names a layer's server module gives too, as websockets' does, and their modules."""
+
+
+def make_engines(
+    *,
+    origins: Sequence[Origin] | None,
+    extensions: Sequence[ServerExtensionFactory] | None,
+    compression: Literal["deflate"] | None,
+    subprotocols: Sequence[str] | None,
+    server_header: str | None,
+    max_size: int | tuple[int | None, int | None] | None,
+    limits: Limits | None,
+    trusted_proxies: Sequence[str] | None,
+    proxy_protocol: bool,
+) -> Callable[[], ServerProtocol]:
+    """Check the options of a server's ``serve`` and return what makes each connection's engine.
+
+    The same for the asyncio, threading and trio servers:
+    :func:`~tether.protocol.server.server_engines` with ``compression``
+    applied to ``extensions``. The engine gets no subprotocol hook: the
+    server calls its own ``select_subprotocol`` with the connection. Raise
+    :class:`ValueError` for ``proxy_protocol`` without ``trusted_proxies``.
+    """
+    if proxy_protocol and trusted_proxies is None:
+        raise ValueError("proxy_protocol needs trusted_proxies")
+    return server_engines(
+        origins=origins,
+        extensions=server_extensions(compression, extensions),
+        subprotocols=subprotocols,
+        select_subprotocol=None,
+        server_header=server_header,
+        max_size=max_size,
+        limits=limits,
+    )
 
 
 def server_helper(module: str, layer: str, name: str) -> Any:

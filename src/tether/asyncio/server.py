@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from tether import legacy
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
 from tether.extensions.base import ServerExtensionFactory
-from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline, tls_handshake_timeout
 from tether.protocol.close import CloseCode
@@ -18,12 +17,13 @@ from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import Event, RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
-from tether.protocol.server import Origin, ServerProtocol, server_engines
+from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import TrustedProxies, read_proxy_header
 from tether.serving import (
     SERVER_HELPERS,
     default_response,
     handshake_response,
+    make_engines,
     run_handler,
     server_helper,
 )
@@ -471,22 +471,22 @@ class serve:
         proxy_protocol: bool = False,
         **kwargs: Any,
     ) -> None:
-        if proxy_protocol and trusted_proxies is None:
-            raise ValueError("proxy_protocol needs trusted_proxies")
         self.handler = legacy.adapt_handler(handler)
         self.create_connection = create_connection or ServerConnection
         self.host = host
         self.port = port
         self.unix = unix
         self.path = path
-        self.engines = server_engines(
+        self.engines = make_engines(
             origins=origins,
-            extensions=server_extensions(compression, extensions),
+            extensions=extensions,
+            compression=compression,
             subprotocols=subprotocols,
-            select_subprotocol=None,
             server_header=server_header,
             max_size=max_size,
             limits=limits,
+            trusted_proxies=trusted_proxies,
+            proxy_protocol=proxy_protocol,
         )
         self.connection_options: dict[str, Any] = {
             "ping_interval": ping_interval,

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from tether import legacy
 from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
-from tether.extensions.permessage_deflate import server_extensions
 from tether.legacy import AbortHandshake
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline
@@ -23,9 +22,9 @@ from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
-from tether.protocol.server import Origin, ServerProtocol, server_engines
+from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import TrustedProxies, take_proxy_header
-from tether.serving import FAILED, SERVER_HELPERS, check_response, server_helper
+from tether.serving import FAILED, SERVER_HELPERS, check_response, make_engines, server_helper
 from tether.sync.connection import READ_SIZE, Connection
 
 if TYPE_CHECKING:
@@ -444,16 +443,16 @@ def serve(
     ``trusted_proxies`` and ``proxy_protocol`` take the client's address from
     a reverse proxy, as in :func:`tether.asyncio.server.serve`.
     """
-    if proxy_protocol and trusted_proxies is None:
-        raise ValueError("proxy_protocol needs trusted_proxies")
-    engines = server_engines(
+    engines = make_engines(
         origins=origins,
-        extensions=server_extensions(compression, extensions),
+        extensions=extensions,
+        compression=compression,
         subprotocols=subprotocols,
-        select_subprotocol=None,
         server_header=server_header,
         max_size=max_size,
         limits=limits,
+        trusted_proxies=trusted_proxies,
+        proxy_protocol=proxy_protocol,
     )
     if sock is None:
         options: dict[str, Any] = {"backlog": backlog, "reuse_port": reuse_port}

@@ -13,15 +13,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import trio
 
 from tether.extensions.base import ServerExtensionFactory
-from tether.extensions.permessage_deflate import server_extensions
 from tether.log import LoggerLike, connection_logger
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
-from tether.protocol.server import Origin, ServerProtocol, server_engines
+from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import TrustedProxies, take_proxy_header
-from tether.serving import SERVER_HELPERS, handshake_response, run_handler, server_helper
+from tether.serving import (
+    SERVER_HELPERS,
+    handshake_response,
+    make_engines,
+    run_handler,
+    server_helper,
+)
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
 if TYPE_CHECKING:
@@ -431,16 +436,16 @@ async def serve(
     protocol header (versions 1 and 2) from a trusted proxy; others are
     dropped. See :mod:`tether.proxies`.
     """
-    if proxy_protocol and trusted_proxies is None:
-        raise ValueError("proxy_protocol needs trusted_proxies")
-    engines = server_engines(
+    engines = make_engines(
         origins=origins,
-        extensions=server_extensions(compression, extensions),
+        extensions=extensions,
+        compression=compression,
         subprotocols=subprotocols,
-        select_subprotocol=None,
         server_header=server_header,
         max_size=max_size,
         limits=limits,
+        trusted_proxies=trusted_proxies,
+        proxy_protocol=proxy_protocol,
     )
     if listeners is None:
         if port is None:
