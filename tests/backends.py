@@ -305,9 +305,7 @@ class Backend:
     @asynccontextmanager
     async def serve(self, handler: Handler, **options: Any) -> AsyncIterator[int]:
         """A server on 127.0.0.1 and a free port, with the API's ``serve``; yield its port."""
-        async with self._listen(
-            self.module("server").serve, self._native(handler), options
-        ) as port:
+        async with self.listen(self.module("server").serve, self.native(handler), options) as port:
             yield port
 
     @asynccontextmanager
@@ -316,18 +314,23 @@ class Backend:
 
         Each handler gets the connection and the path's parameters as keywords.
         """
-        native = {path: self._native(handler) for path, handler in routes.items()}
-        async with self._listen(self.module("router").route, native, options) as port:
+        native = {path: self.native(handler) for path, handler in routes.items()}
+        async with self.listen(self.module("router").route, native, options) as port:
             yield port
 
-    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+    def native(self, handler: RouteHandler) -> Callable[..., Any]:
         """``handler`` as a handler of the API's server."""
         raise NotImplementedError
 
-    def _listen(
+    def listen(
         self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
     ) -> AbstractAsyncContextManager[int]:
-        """Run ``start(handling, ...)`` on 127.0.0.1 and a free port; yield the port."""
+        """Run ``start(handling, ...)`` on 127.0.0.1 and a free port; yield the port.
+
+        ``start`` is the API's ``serve`` or ``route``, given the API's own
+        handler or routes (see :meth:`native`), for what :meth:`serve` and
+        :meth:`route` cannot say, such as a subclass of the API's router.
+        """
         raise NotImplementedError
 
     async def connect(self, uri: str, **options: Any) -> Face:
@@ -446,14 +449,14 @@ class AsyncioBackend(Backend):
     async def together(self, *functions: Callable[[], Awaitable[None]]) -> None:
         await asyncio.gather(*(function() for function in functions))
 
-    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+    def native(self, handler: RouteHandler) -> Callable[..., Any]:
         async def native(ws: tether.ServerConnection, **params: str) -> None:
             await handler(Face(ws), **params)
 
         return native
 
     @asynccontextmanager
-    async def _listen(
+    async def listen(
         self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
     ) -> AsyncIterator[int]:
         async with start(handling, "127.0.0.1", 0, **options) as server:
@@ -492,14 +495,14 @@ class ThreadsBackend(AsyncioBackend):
     kind: Kind = "threads"
     api: Api = "sync"
 
-    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+    def native(self, handler: RouteHandler) -> Callable[..., Any]:
         def native(ws: tether.sync.ServerConnection, **params: str) -> None:
             asyncio.run(handler(ThreadFace(ws), **params))
 
         return native
 
     @asynccontextmanager
-    async def _listen(
+    async def listen(
         self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
     ) -> AsyncIterator[int]:
         server = self.server = start(handling, "127.0.0.1", 0, **options)
@@ -560,14 +563,14 @@ class TrioBackend(Backend):
             for function in functions:
                 nursery.start_soon(function)
 
-    def _native(self, handler: RouteHandler) -> Callable[..., Any]:
+    def native(self, handler: RouteHandler) -> Callable[..., Any]:
         async def native(ws: tether.trio.ServerConnection, **params: str) -> None:
             await handler(Face(ws), **params)
 
         return native
 
     @asynccontextmanager
-    async def _listen(
+    async def listen(
         self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
     ) -> AsyncIterator[int]:
         try:

@@ -1,9 +1,10 @@
-"""websockets' older spellings on the asyncio API: each works, with a DeprecationWarning."""
+"""websockets' older spellings checked on the asyncio API: a coroutine process_request(path,
+headers), InvalidStatusCode and the deprecated exception names (the others, on the asyncio and
+threading APIs: tests/behaviour/test_legacy.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import http
 
 import pytest
 
@@ -11,58 +12,9 @@ import tether
 import tether.exceptions
 from tether.asyncio.server import ServerConnection
 from tether.exceptions import InvalidStatus, ProtocolError
-from tether.legacy import AbortHandshake
 from tether.protocol.headers import Headers
 
 from .conftest import ServerFactory, uri_of
-
-
-async def test_handler_taking_path(start_server: ServerFactory) -> None:
-    async def handler(websocket: ServerConnection, path: str) -> None:
-        await websocket.send(path)
-
-    with pytest.warns(DeprecationWarning, match=r"\(websocket, path\).*request\.path"):
-        server = await start_server(handler)
-    async with tether.connect(uri_of(server, "/chat?room=1")) as ws:
-        assert await ws.recv() == "/chat?room=1"
-
-
-async def test_handler_with_a_default_second_argument_is_not_legacy(
-    start_server: ServerFactory,
-) -> None:
-    async def handler(websocket: ServerConnection, greeting: str = "hi") -> None:
-        await websocket.send(greeting)
-
-    server = await start_server(handler)
-    async with tether.connect(uri_of(server)) as ws:
-        assert await ws.recv() == "hi"
-
-
-async def test_process_request_path_and_headers(start_server: ServerFactory) -> None:
-    seen: list[tuple[str, str]] = []
-
-    def process_request(
-        path: str, request_headers: Headers
-    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        seen.append((path, request_headers["X-Token"]))
-        if request_headers["X-Token"] != "ok":
-            return http.HTTPStatus.FORBIDDEN, [("X-Why", "token")], b"no entry\n"
-        return None
-
-    async def hello(websocket: ServerConnection) -> None:
-        await websocket.send("hello")
-
-    with pytest.warns(DeprecationWarning, match=r"process_request\(path, request_headers\)"):
-        server = await start_server(hello, process_request=process_request)
-    with pytest.raises(InvalidStatus) as info:
-        await tether.connect(uri_of(server, "/a"), additional_headers={"X-Token": "bad"})
-    response = info.value.response
-    assert (response.status_code, response.reason_phrase) == (403, "Forbidden")
-    assert response.headers["X-Why"] == "token"
-    assert response.body == b"no entry\n"
-    async with tether.connect(uri_of(server, "/b"), additional_headers={"X-Token": "ok"}) as ws:
-        assert await ws.recv() == "hello"
-    assert seen == [("/a", "bad"), ("/b", "ok")]
 
 
 async def test_process_request_coroutine_old_spelling(start_server: ServerFactory) -> None:
@@ -76,56 +28,6 @@ async def test_process_request_coroutine_old_spelling(start_server: ServerFactor
         await tether.connect(uri_of(server))
     assert info.value.response.status_code == 200
     assert info.value.response.body == b"healthy"
-
-
-async def test_process_request_old_spelling_bad_return_is_500(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    def process_request(path: str, request_headers: Headers) -> str:
-        return "nope"
-
-    with pytest.warns(DeprecationWarning, match=r"process_request\(path, request_headers\)"):
-        server = await start_server(process_request=process_request)
-    with pytest.raises(InvalidStatus) as info:
-        await tether.connect(uri_of(server))
-    assert info.value.response.status_code == 500
-    assert "must return None or (status, headers, body)" in caplog.text
-
-
-async def test_abort_handshake_from_process_request(start_server: ServerFactory) -> None:
-    def process_request(connection: ServerConnection, request: object) -> None:
-        raise AbortHandshake(http.HTTPStatus.UNAUTHORIZED, {"WWW-Authenticate": "Basic"}, b"who?")
-
-    server = await start_server(process_request=process_request)
-    with pytest.raises(InvalidStatus) as info:
-        await tether.connect(uri_of(server))
-    response = info.value.response
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == "Basic"
-    assert response.body == b"who?"
-
-
-async def test_open_closed_path(start_server: ServerFactory) -> None:
-    paths: list[str] = []
-
-    async def handler(websocket: ServerConnection) -> None:
-        with pytest.warns(DeprecationWarning, match=r"connection\.request\.path"):
-            paths.append(websocket.path)
-        await websocket.send("x")
-        await websocket.wait_closed()
-
-    server = await start_server(handler)
-    async with tether.connect(uri_of(server, "/p?q")) as ws:
-        with pytest.warns(DeprecationWarning, match=r"state is State\.OPEN"):
-            assert ws.open
-        with pytest.warns(DeprecationWarning, match=r"state is State\.CLOSED"):
-            assert not ws.closed
-        assert await ws.recv() == "x"
-    with pytest.warns(DeprecationWarning, match=r"state is State\.OPEN"):
-        assert not ws.open
-    with pytest.warns(DeprecationWarning, match=r"state is State\.CLOSED"):
-        assert ws.closed
-    assert paths == ["/p?q"]
 
 
 async def test_invalid_status_code_catches_a_refusal(start_server: ServerFactory) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.backends import Backend, Side, sided, sided_options
 from tether.exceptions import ConnectionClosedError
+from tether.protocol.events import CloseReceived
 
 NO_COMPRESSION = {"compression": None}
 
@@ -159,5 +160,38 @@ def test_waiting_send_fails_when_the_connection_drops(backend: Backend, side: Si
 
             await backend.together(send, drop)
             await ours.wait_closed()
+
+    backend.run(body)
+
+
+def test_peer_sending_too_much_reads_the_1009_close_frame(backend: Backend, side: Side) -> None:
+    # Found with websocket-client: after a message over max_size, it got
+    # ECONNRESET instead of the 1009 close frame, because the server closed
+    # its socket with the rest of the message unread and the kernel answered
+    # with a RST.
+    async def body() -> None:
+        options = {"max_size": 1024, "compression": None}
+        async with backend.raw_pair(side, **options) as (ours, peer):
+            peer.engine.send_binary(b"\x00" * (4 * 1024 * 1024))
+            events: list[Any] = []
+
+            async def write() -> None:
+                # Ours fails on the frame header, long before the payload is
+                # all there, and must keep reading (and dropping) the rest.
+                await backend.in_thread(peer.flush)
+
+            async def read() -> None:
+                events.append(await backend.in_thread(peer.next_event))
+
+            await backend.together(write, read)
+            assert isinstance(events[0], CloseReceived)
+            assert events[0].close.code == 1009
+            # Ours half-closed and dropped what kept coming; it ends when the peer closes.
+            await backend.in_thread(peer.wait_eof)
+            peer.close()
+            await ours.wait_closed()
+            sent = ours.native.protocol.close_sent
+            assert sent is not None
+            assert sent.code == 1009
 
     backend.run(body)

@@ -132,17 +132,17 @@ def test_router_by_hand(backend: Backend) -> None:
             return response
 
     async def body() -> None:
-        native = {path: backend._native(handler) for path, handler in ROUTES.items()}
+        native = {path: backend.native(handler) for path, handler in ROUTES.items()}
         router = Custom(native)
         assert router.routes == native
         start = backend.module("server").serve
         options = {"process_request": router.process_request}
-        async with backend._listen(start, router.handler, options) as port:
+        async with backend.listen(start, router.handler, options) as port:
             assert await status_of(backend, f"ws://127.0.0.1:{port}/missing") == 410
             assert await first_message(backend, f"ws://127.0.0.1:{port}/chat/z") == "room z"
         # Without its process_request, it is too late for a 404: the
         # connection is open, so it closes with 1008.
-        async with backend._listen(start, base(native).handler, {}) as port:
+        async with backend.listen(start, base(native).handler, {}) as port:
             assert await first_message(backend, f"ws://127.0.0.1:{port}/chat/w") == "room w"
             ws = await backend.connect(f"ws://127.0.0.1:{port}/missing")
             await ws.wait_closed()
