@@ -6,6 +6,9 @@
   one port only (it answers 403 to the others).
 * :func:`pproxy`: the ``pproxy`` package from PyPI, for SOCKS4, SOCKS4a,
   SOCKS5 and SOCKS5h, and for an HTTP proxy reached over TLS.
+* :func:`nginx`: Debian's nginx as a reverse proxy in front of one
+  upstream server, adding ``X-Forwarded-For`` and ``X-Real-IP``; optionally
+  ending TLS.
 * :func:`misbehaving_proxy`: what no real proxy does on purpose (garbage,
   closing early, stalling, data after the answer, a 407 of our choosing):
   a small threaded server, for both client APIs.
@@ -24,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "misbehaving_proxy", "pproxy", "tinyproxy"]
+__all__ = ["certificate_files", "free_port", "misbehaving_proxy", "nginx", "pproxy", "tinyproxy"]
 
 STARTUP_TIMEOUT = 10.0
 
@@ -189,6 +192,43 @@ def misbehaving_proxy(behaviour: str) -> Iterator[str]:
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+@contextlib.contextmanager
+def nginx(directory: Path, upstream: int, *, certificate: Path | None = None) -> Iterator[int]:
+    """Run nginx in front of the server on ``upstream``; yield the port it listens on.
+
+    With ``certificate`` (a PEM file with the key and the chain, as
+    :func:`certificate_files` writes it), nginx ends TLS and talks plain
+    HTTP to the upstream.
+    """
+    port = free_port()
+    listen = f"127.0.0.1:{port}" + (" ssl" if certificate else "")
+    tls = (
+        f"ssl_certificate {certificate}; ssl_certificate_key {certificate};" if certificate else ""
+    )
+    temp = "".join(
+        f"    {name}_temp_path {directory / name};\n"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = directory / "nginx.conf"
+    config.write_text(
+        f"daemon off;\npid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'};\n"
+        f"events {{}}\nhttp {{\n    access_log off;\n{temp}"
+        "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
+        f"    server {{\n        listen {listen};\n        {tls}\n"
+        "        location / {\n"
+        f"            proxy_pass http://127.0.0.1:{upstream};\n"
+        "            proxy_http_version 1.1;\n"
+        "            proxy_set_header Upgrade $http_upgrade;\n"
+        "            proxy_set_header Connection $connection_upgrade;\n"
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "            proxy_set_header X-Real-IP $remote_addr;\n"
+        "        }\n    }\n}\n"
+    )
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    with running([binary, "-p", str(directory), "-c", str(config)], port, directory / "nginx.log"):
+        yield port
 
 
 def certificate_files(directory: Path) -> tuple[Path, Path]:
