@@ -61,6 +61,7 @@ import functools
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -483,8 +484,12 @@ def send(process: subprocess.Popen[str], line: str) -> None:
 
 
 def answer(process: subprocess.Popen[str], deadline: float) -> Any:
+    """The next line ``process`` prints, as JSON; waiting until ``deadline`` at most."""
     assert process.stdout is not None
-    if time.monotonic() > deadline:
+    # Each process prints one line per command, flushed at once: none is
+    # ever read ahead into the pipe's buffer, so the pipe tells when it comes.
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not select.select([process.stdout], [], [], remaining)[0]:
         raise TimeoutError("c100k: out of time")
     line = process.stdout.readline()
     if not line:
@@ -879,6 +884,8 @@ def main(argv: list[str] | None = None) -> int:
     if -(-args.machine // args.workers) > allowed:
         parser.error(f"--workers: {args.machine} connections need more than {args.workers}")
     deadline = time.monotonic() + args.timeout
+    # Killed (by timeout(1), say): clean up the processes started, as on an error.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     modes = [mode == "yes" for mode in args.deflate.split(",")]
     results = Results(args.json)
     for deflate in modes if args.connections else ():
