@@ -1,22 +1,16 @@
-"""route() with a werkzeug Map, as websockets' route() takes it; unix_route."""
+"""The asyncio unix_route, and Router.match with a werkzeug Map (a Map through a server, on every
+API: tests/behaviour/test_routing.py)."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
-from typing import Any
 
-import pytest
 from werkzeug.routing import Map, Rule
 
 import tether
-from tether.asyncio.router import Router, route, unix_route
+from tether.asyncio.router import Router, unix_route
 from tether.asyncio.server import ServerConnection
-from tether.exceptions import InvalidStatus
-from tether.protocol.http11 import Request, Response
-
-from .conftest import uri_of
 
 
 async def channel(ws: ServerConnection, channel_id: uuid.UUID) -> None:
@@ -25,21 +19,6 @@ async def channel(ws: ServerConnection, channel_id: uuid.UUID) -> None:
 
 async def index(ws: ServerConnection) -> None:
     await ws.send("index")
-
-
-async def redirect_of(uri: str) -> Response:
-    """The redirect a server answers ``uri`` with.
-
-    The client follows redirects; given a socket of its own, it follows none
-    and says why, with the server's answer as the cause.
-    """
-    host, _, port = uri.split("/")[2].partition(":")
-    sock = socket.create_connection((host, int(port)))
-    with pytest.raises(ValueError, match="preexisting socket") as info:
-        await tether.connect(uri, sock=sock)
-    cause = info.value.__cause__
-    assert isinstance(cause, InvalidStatus)
-    return cause.response
 
 
 def url_map() -> Map:
@@ -51,64 +30,6 @@ def url_map() -> Map:
             Rule("/dir/", endpoint=index),
         ]
     )
-
-
-async def test_map_dispatches_with_converted_values() -> None:
-    channel_id = uuid.uuid4()
-    async with route(url_map(), "127.0.0.1", 0) as server:
-        async with tether.connect(uri_of(server, f"/channel/{channel_id}")) as ws:
-            assert await ws.recv() == f"channel {channel_id.hex} UUID"
-        async with tether.connect(uri_of(server, "/?query=ignored")) as ws:
-            assert await ws.recv() == "index"
-        with pytest.raises(InvalidStatus) as info:
-            await tether.connect(uri_of(server, "/channel/not-a-uuid"))
-        assert info.value.response.status_code == 404
-
-
-@pytest.mark.parametrize(
-    ("options", "location"),
-    [
-        ({}, "ws://{host}/"),
-        ({"server_name": "chat.example"}, "ws://chat.example/"),
-        ({"server_name": "chat.example", "ssl": True}, "wss://chat.example/"),
-    ],
-)
-async def test_map_redirects(options: dict[str, Any], location: str) -> None:
-    async with route(url_map(), "127.0.0.1", 0, **options) as server:
-        host = uri_of(server).split("/")[2]
-        response = await redirect_of(uri_of(server, "/old"))
-        assert response.status_code == 302
-        assert response.headers["Location"] == location.format(host=host)
-
-
-async def test_map_strict_slashes_redirect() -> None:
-    async with route(url_map(), "127.0.0.1", 0, server_name="h") as server:
-        response = await redirect_of(uri_of(server, "/dir"))
-        assert response.headers["Location"] == "ws://h/dir/"
-
-
-async def test_create_router_and_process_request() -> None:
-    made: list[tuple[str | None, str]] = []
-
-    class Custom(Router):
-        def __init__(self, routes: Any, server_name: str | None, url_scheme: str) -> None:
-            made.append((server_name, url_scheme))
-            super().__init__(routes, server_name, url_scheme)
-
-        def not_found(self, connection: ServerConnection, request: Request) -> Response:
-            return connection.respond(410, "Gone")
-
-    def first(connection: ServerConnection, request: Request) -> Response | None:
-        return connection.respond(403, "No") if request.path == "/" else None
-
-    async with route(
-        url_map(), "127.0.0.1", 0, create_router=Custom, process_request=first, server_name="s"
-    ) as server:
-        for path, status in [("/", 403), ("/nowhere", 410)]:
-            with pytest.raises(InvalidStatus) as info:
-                await tether.connect(uri_of(server, path))
-            assert info.value.response.status_code == status
-    assert made == [("s", "ws")]
 
 
 async def test_unix_route(tmp_path: Path) -> None:

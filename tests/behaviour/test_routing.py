@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import uuid
 from typing import Any
 
 import pytest
+import trio
+from werkzeug.routing import Map, Rule
 
 from tests.backends import Backend, Face, RouteHandler
 from tether.exceptions import ConnectionClosed, InvalidStatus
@@ -170,5 +174,117 @@ def test_invalid_pattern_is_refused_before_listening(backend: Backend) -> None:
         with pytest.raises(ValueError, match="start with '/'"):
             async with backend.route({"echo": echo}):
                 pass  # pragma: no cover - not reached
+
+    backend.run(body)
+
+
+# A werkzeug Map, as websockets' route() takes it
+
+
+async def channel(ws: Face, channel_id: uuid.UUID) -> None:
+    await ws.send(f"channel {channel_id.hex} {type(channel_id).__name__}")
+
+
+def url_map(backend: Backend) -> Map:
+    """A Map whose endpoints are handlers of the API's server."""
+    return Map(
+        [
+            Rule("/", endpoint=backend.native(index)),
+            Rule("/channel/<uuid:channel_id>", endpoint=backend.native(channel)),
+            Rule("/old", redirect_to="/"),
+            Rule("/dir/", endpoint=backend.native(index)),
+        ]
+    )
+
+
+async def redirect_of(backend: Backend, port: int, path: str) -> Response:
+    """The redirect the server answers ``path`` with.
+
+    The client follows redirects; given a connection of its own, it follows
+    none and says why, with the server's answer as the cause.
+    """
+    sock = socket.create_connection(("127.0.0.1", port))
+    if backend.api == "trio":
+        options: dict[str, Any] = {
+            "stream": trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        }
+    else:
+        options = {"sock": sock}
+    try:
+        with pytest.raises(ValueError, match="preexisting") as info:
+            await backend.connect(f"ws://127.0.0.1:{port}{path}", **options)
+    finally:
+        sock.close()
+    cause = info.value.__cause__
+    assert isinstance(cause, InvalidStatus)
+    return cause.response
+
+
+def test_map_dispatches_with_converted_values(backend: Backend) -> None:
+    async def body() -> None:
+        route = backend.module("router").route
+        async with backend.listen(route, url_map(backend), {}) as port:
+            channel_id = uuid.uuid4()
+            uri = f"ws://127.0.0.1:{port}"
+            message = await first_message(backend, f"{uri}/channel/{channel_id}")
+            assert message == f"channel {channel_id.hex} UUID"
+            assert await first_message(backend, f"{uri}/?query=ignored") == "index"
+            assert await status_of(backend, f"{uri}/channel/not-a-uuid") == 404
+            # The rule's redirect, followed by the client.
+            assert await first_message(backend, f"{uri}/old") == "index"
+
+    backend.run(body)
+
+
+@pytest.mark.parametrize(
+    ("options", "location"),
+    [
+        ({}, "ws://127.0.0.1:{port}/"),
+        ({"server_name": "chat.example"}, "ws://chat.example/"),
+        ({"server_name": "chat.example", "ssl": True}, "wss://chat.example/"),
+    ],
+    ids=["host", "server-name", "tls"],
+)
+def test_map_redirects(backend: Backend, options: dict[str, Any], location: str) -> None:
+    async def body() -> None:
+        route = backend.module("router").route
+        async with backend.listen(route, url_map(backend), options) as port:
+            response = await redirect_of(backend, port, "/old")
+            assert response.status_code == 302
+            assert response.headers["Location"] == location.format(port=port)
+            if options:
+                # Strict slashes: a redirect to the path with its slash.
+                response = await redirect_of(backend, port, "/dir")
+                assert response.headers["Location"] == location + "dir/"
+
+    backend.run(body)
+
+
+def test_create_router_and_process_request(backend: Backend) -> None:
+    made: list[tuple[str | None, str]] = []
+    base = backend.module("router").Router
+
+    class Custom(base):  # type: ignore[misc, valid-type]
+        def __init__(self, routes: Any, server_name: str | None, url_scheme: str) -> None:
+            made.append((server_name, url_scheme))
+            super().__init__(routes, server_name, url_scheme)
+
+        def not_found(self, connection: Any, request: Request) -> Response:
+            response: Response = connection.respond(410, "Gone")
+            return response
+
+    def first(connection: Any, request: Request) -> Response | None:
+        if request.path == "/":
+            response: Response = connection.respond(403, "No")
+            return response
+        return None
+
+    async def body() -> None:
+        route = backend.module("router").route
+        options = {"create_router": Custom, "process_request": first, "server_name": "s"}
+        async with backend.listen(route, url_map(backend), options) as port:
+            for path, status in [("/", 403), ("/nowhere", 410)]:
+                assert await status_of(backend, f"ws://127.0.0.1:{port}{path}") == status
+        assert made == [("s", "ws")]
 
     backend.run(body)
