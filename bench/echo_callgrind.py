@@ -10,6 +10,12 @@ with start-up, the handshake and the closing cancelled out. The count is
 exact and does not depend on the machine's load, so a change to a server's
 message path can be measured on a busy machine.
 
+The trio server's watcher also wakes on timers while a connection is
+active (:data:`tether.trio.watcher.GRACE` and ``IDLE``): a cost per second,
+not per message, which valgrind's slowness would spread over the messages
+as if it were theirs. ``--no-timers`` sets both timers beyond the run, to
+count the message path alone.
+
 ``--server API PORT`` is the child's entry point (the server itself).
 """
 
@@ -32,7 +38,7 @@ async def echo(websocket: object) -> None:
         await websocket.send(message)  # type: ignore[attr-defined]
 
 
-def serve_once(api: str, port: int) -> None:
+def serve_once(api: str, port: int, timers: bool = True) -> None:
     """Serve one connection on ``port`` with the ``api`` server, then return."""
     options: dict[str, Any] = {"compression": None, "ping_interval": None}
     if api == "trio":
@@ -40,6 +46,10 @@ def serve_once(api: str, port: int) -> None:
         import trio  # noqa: PLC0415
 
         import tether.trio as tether_trio  # noqa: PLC0415
+        from tether.trio import watcher as trio_watcher  # noqa: PLC0415
+
+        if not timers:
+            trio_watcher.GRACE = trio_watcher.IDLE = 3600.0
 
         async def trio_main() -> None:
             async with trio.open_nursery() as nursery:
@@ -89,7 +99,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def count_instructions(api: str, count: int, size: int) -> int:
+def count_instructions(api: str, count: int, size: int, timers: bool = True) -> int:
     """The server's instructions for one connection carrying ``count`` (+ 20) messages."""
     port = free_port()
     server = subprocess.Popen(
@@ -103,6 +113,7 @@ def count_instructions(api: str, count: int, size: int) -> int:
             "--server",
             api,
             str(port),
+            *([] if timers else ["--no-timers"]),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,15 +136,16 @@ def main() -> None:
     parser.add_argument("--api", action="append", choices=("asyncio", "trio"))
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--counts", type=int, nargs=2, default=(500, 2500))
+    parser.add_argument("--no-timers", action="store_true", help="no watcher timers (trio)")
     parser.add_argument("--server", nargs=2, metavar=("API", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.server:
-        serve_once(args.server[0], int(args.server[1]))
+        serve_once(args.server[0], int(args.server[1]), not args.no_timers)
         return
     low, high = args.counts
     for api in args.api or ["asyncio", "trio"]:
-        a = count_instructions(api, low, args.size)
-        b = count_instructions(api, high, args.size)
+        a = count_instructions(api, low, args.size, not args.no_timers)
+        b = count_instructions(api, high, args.size, not args.no_timers)
         per = (b - a) / (high - low)
         print(f"{api:<8} echo {args.size} B: {per:,.0f} instructions per message")
 

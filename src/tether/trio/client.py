@@ -33,6 +33,8 @@ __all__ = ["ClientConnection", "connect", "process_exception", "unix_connect"]
 class ClientConnection(Connection):
     """The client side of a connection; :func:`connect` makes it."""
 
+    __slots__ = ()
+
     protocol: ClientProtocol
     default_logger = "tether.client"
 

@@ -128,6 +128,59 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
     :func:`tether.trio.serve`; applications do not create it themselves.
     """
 
+    # Slots rather than a dictionary per instance: an instance dictionary
+    # grows past CPython's shared keys as the state changes, to about 1 KiB
+    # per connection, which a server holding many idle connections pays for
+    # each. Attributes set by others (the topics' close hooks) still go to a
+    # dictionary.
+    __slots__ = (
+        "_armed_reads",
+        "_close_by",
+        "_closed",
+        "_cold",
+        "_direct",
+        "_drained",
+        "_eof_written",
+        "_fd",
+        "_fed",
+        "_id",
+        "_idle_queued",
+        "_lost",
+        "_messages",
+        "_out",
+        "_out_size",
+        "_paused",
+        "_ping_at",
+        "_pings",
+        "_pong_by",
+        "_queued",
+        "_reader_parked",
+        "_reading",
+        "_reads",
+        "_receiving",
+        "_recv_task",
+        "_replies",
+        "_scope",
+        "_send_lock",
+        "_socket",
+        "_spawn",
+        "_stream_closed",
+        "_throttled",
+        "_timer",
+        "_watched",
+        "_watcher",
+        "_write_error",
+        "_writing",
+        "close_timeout",
+        "latency",
+        "logger",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "stream",
+        "write_limit",
+    )
+
     default_logger = "tether"
     """The name of the logger used when the ``logger`` option is not given."""
 
@@ -150,10 +203,9 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         """The trio stream underneath: a :class:`trio.SocketStream` or a :class:`trio.SSLStream`."""
         # A plain socket is read into the shared buffer and written directly.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
-        if self._socket is not None and AVAILABLE:
-            # Read by the task in recv, or by the watcher: no reader task.
-            self._direct = True
-            self._fd = self._socket.fileno()
+        # A plain socket is read by the task in recv, or by the watcher: no reader task.
+        self._direct = self._socket is not None and AVAILABLE
+        self._fd = -1 if self._socket is None else self._socket.fileno()
         self.protocol = protocol
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -164,57 +216,56 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         # Asked once per connection: with DEBUG off, frames cost no logging at all.
         enable_frame_log(protocol, self.logger)
         self._messages = MessageQueue(max_queue)
-        # What is not set here starts as the class's default below: thousands
-        # of idle connections share those instead of each holding its own.
-
-    # Defaults of the per-connection state, set on the instance once changed.
-    latency = 0.0
-    """The round-trip time of the last ping answered, in seconds."""
-    _id: uuid.UUID | None = None
-    _receiving = False
-    # The task parked in recv until the reader brings something.
-    _recv_task: trio.lowlevel.Task | None = None
-    # The reader waits for room in the queue: parked here.
-    _paused = False
-    _reader_parked: trio.lowlevel.Task | None = None
-    # Bytes waiting for the task that writes (a list made on first use), and
-    # whether one writes.
-    _out: list[bytes] | None = None
-    _out_size = 0
-    _writing = False
-    # Bytes of replies the reader queued while another task wrote.
-    _replies = 0
-    _drained: trio.Event | None = None
-    _write_error: BaseException | None = None
-    _send_lock: trio.Lock | None = None
-    _pings: dict[bytes, tuple[PongWaiter | None, float]] | None = None
-    # Deadlines on trio's clock: the next keepalive ping, the pong of the
-    # last one, the end of the closing handshake.
-    _ping_at = _INF
-    _pong_by = _INF
-    _close_by = _INF
-    _scope: trio.CancelScope | None = None
-    _spawn: _Spawn | None = None
-    _stream_closed = False
-    _eof_written = False
-    _lost = False
-    # Set once closed, made by the first task that waits for it.
-    _closed: trio.Event | None = None
-    # Reading a plain socket without a reader task (see the module).
-    _direct = False
-    _fd = -1
-    _watcher: Watcher | None = None
-    _timer: Timer | None = None
-    # A task waits for the socket to be readable (recv or wait_closed).
-    _reading = False
-    # The watcher waits for the socket; the connection waits for its grace.
-    _watched = False
-    _queued = False
-    # Receives by the application, and their count when the watcher was armed.
-    _reads = 0
-    _armed_reads = 0
-    # The watcher stopped reading until the replies it queued are written.
-    _throttled = False
+        self.latency = 0.0
+        """The round-trip time of the last ping answered, in seconds."""
+        self._id: uuid.UUID | None = None
+        self._receiving = False
+        # The task parked in recv until the reader brings something.
+        self._recv_task: trio.lowlevel.Task | None = None
+        # The reader waits for room in the queue: parked here.
+        self._paused = False
+        self._reader_parked: trio.lowlevel.Task | None = None
+        # Bytes waiting for the task that writes (a list made on first use), and
+        # whether one writes.
+        self._out: list[bytes] | None = None
+        self._out_size = 0
+        self._writing = False
+        # Bytes of replies the reader queued while another task wrote.
+        self._replies = 0
+        self._drained: trio.Event | None = None
+        self._write_error: BaseException | None = None
+        self._send_lock: trio.Lock | None = None
+        self._pings: dict[bytes, tuple[PongWaiter | None, float]] | None = None
+        # Deadlines on trio's clock: the next keepalive ping, the pong of the
+        # last one, the end of the closing handshake.
+        self._ping_at = _INF
+        self._pong_by = _INF
+        self._close_by = _INF
+        self._scope: trio.CancelScope | None = None
+        self._spawn: _Spawn | None = None
+        self._stream_closed = False
+        self._eof_written = False
+        self._lost = False
+        # Set once closed, made by the first task that waits for it.
+        self._closed: trio.Event | None = None
+        # Reading a plain socket without a reader task (see the module).
+        self._watcher: Watcher | None = None
+        self._timer: Timer | None = None
+        # A task waits for the socket to be readable (recv or wait_closed).
+        self._reading = False
+        # The watcher waits for the socket; the connection waits for its grace.
+        self._watched = False
+        self._queued = False
+        # Receives by the application, and their count when the watcher was armed.
+        self._reads = 0
+        self._armed_reads = 0
+        # The watcher stopped reading until the replies it queued are written.
+        self._throttled = False
+        # Reads of the socket by a task; whether one waiting to read is queued
+        # to be cooled, or was: it then waits for the watcher, not the socket.
+        self._fed = 0
+        self._idle_queued = False
+        self._cold = False
 
     # Attributes
 
@@ -334,13 +385,19 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         if self._lost:
             raise self.protocol.close_exc()
         if self._direct and not self._reading:
-            return self._read_step()
+            if not self._cold:
+                return self._read_step()
+            # Idle a while: the watcher reads, and wakes this task with a message.
+            self._watch()
         self._recv_task = trio.lowlevel.current_task()
         return trio.lowlevel.wait_task_rescheduled(self._abort_input)
 
     async def _read_step(self) -> None:
         """Wait until the socket is readable, read it once and write the engine's answers."""
         self._reading = True
+        if not self._idle_queued and self._watcher is not None:
+            self._idle_queued = True
+            self._watcher.cool_later(self, self._fed)
         try:
             await trio.lowlevel.wait_readable(self._fd)
         except (OSError, trio.ClosedResourceError):
@@ -368,6 +425,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             return False
         except OSError:
             data = b""
+        self._fed += 1
         if not data:
             protocol.receive_eof()
             self._process()
@@ -388,6 +446,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
     def _after_recv(self) -> None:
         """The receiver leaves recv: the watcher reads if nobody calls it again soon."""
         self._reads += 1
+        self._cold = False
         if not (self._queued or self._watched or self._lost):
             self._grace_or_watch()
 
@@ -414,6 +473,24 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             return
         self._watch()
 
+    def _on_idle(self, fed: int) -> None:
+        """A task waits to read since IDLE seconds (in the watcher): wait for it, if still so."""
+        self._idle_queued = False
+        if self._lost or not self._reading or self._cold:
+            # A task that starts waiting again queues the connection again.
+            return
+        if fed != self._fed or self._writing:
+            # Read meanwhile; or a writer waits for the socket too, and
+            # notify_closing would wake it as well.
+            self._idle_queued = True
+            assert self._watcher is not None
+            self._watcher.cool_later(self, self._fed)
+            return
+        self._cold = True
+        # Ends the task's wait_readable with ClosedResourceError; the
+        # socket stays open and the task then waits for the watcher.
+        trio.lowlevel.notify_closing(self._fd)
+
     def _watch(self) -> None:
         """Have the watcher read once the socket is readable."""
         if self._watched or self._lost or self._watcher is None:
@@ -431,7 +508,12 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         if self._lost or self._reading:
             return
         protocol = self.protocol
-        if self._reads != self._armed_reads and protocol.state is _OPEN and self._pings is None:
+        if (
+            not self._receiving
+            and self._reads != self._armed_reads
+            and protocol.state is _OPEN
+            and self._pings is None
+        ):
             # The application reads: leave the data to it, unless it stops.
             self._grace_or_watch()
             return
@@ -444,7 +526,8 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                 # the answers are written.
                 self._throttled = True
                 return
-        if not self._receiving:
+        if not self._receiving or self._recv_task is not None:
+            # Nobody reads, or a task waits in recv for the watcher.
             self._watch()
 
     def _on_deadline(self, now: float) -> None:
@@ -690,7 +773,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             return
         if self._direct and not (self._reading or self._receiving) and self._spawn is not None:
             try:
-                while not self._lost:
+                while not (self._lost or self._cold):
                     if self._paused and self.protocol.state is _OPEN:
                         # Nobody makes room in the queue here: wait for recv.
                         self._reader_parked = trio.lowlevel.current_task()
@@ -698,9 +781,13 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                     else:
                         await self._read_step()
             finally:
-                if not self._lost and not self._watched and not self._queued:
+                if self._cold:
+                    # Idle a while: the watcher reads from now on.
+                    self._watch()
+                elif not self._lost and not self._watched and not self._queued:
                     self._grace_or_watch()
-            return
+            if self._lost:
+                return
         closed = self._closed
         if closed is None:
             closed = self._closed = trio.Event()

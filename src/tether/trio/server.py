@@ -8,7 +8,7 @@ import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import trio
 
@@ -66,16 +66,17 @@ It gets the connection, as websockets' does.
 class ServerConnection(Connection):
     """The server side of a connection, given to the handler by :func:`serve`."""
 
+    __slots__ = ("_client", "server", "username")
+
     protocol: ServerProtocol
     default_logger = "tether.server"
-
-    # The client's address that a trusted proxy gave, if any.
-    _client: tuple[str, int] | None = None
 
     def __init__(
         self, stream: trio.abc.Stream, protocol: ServerProtocol, server: Server, **kwargs: Any
     ) -> None:
         super().__init__(stream, protocol, **kwargs)
+        # The client's address that a trusted proxy gave, if any.
+        self._client: tuple[str, int] | None = None
         self.server = server
         """The :class:`Server` that accepted this connection."""
         self.username: str | None = None
@@ -177,6 +178,28 @@ class ServerConnection(Connection):
         return True
 
 
+class _Starter:
+    """The ``handler_nursery`` given to :func:`trio.serve_listeners`.
+
+    It starts each accepted stream's task as ``Server._handle`` itself,
+    rather than inside trio's wrapper that closes the stream (``_handle``
+    closes it): every connection holds one coroutine fewer while it lives.
+    """
+
+    __slots__ = ("_handle", "_nursery")
+
+    def __init__(
+        self, nursery: trio.Nursery, handle: Callable[[trio.abc.Stream], Awaitable[None]]
+    ) -> None:
+        self._nursery = nursery
+        self._handle = handle
+
+    def start_soon(self, function: Any, stream: trio.abc.Stream, *args: Any) -> None:
+        """Start ``_handle(stream)`` where serve_listeners asks for ``function(stream, ...)``."""
+        # One name for every task: trio would make a string for each.
+        self._nursery.start_soon(self._handle, stream, name="tether.trio.server.Server._handle")
+
+
 class Server:
     """A running WebSocket server, as :func:`serve` gives it to ``nursery.start``.
 
@@ -218,6 +241,8 @@ class Server:
         self._connections: set[ServerConnection] = set()
         self._handshakes: dict[ServerConnection, trio.CancelScope] = {}
         self._handler_nursery: trio.Nursery | None = None
+        # Given to every connection: one bound method, not one each.
+        self._spawner = self._spawn
         self._listen_scope: trio.CancelScope | None = None
         self._closing = False
         self._closed = trio.Event()
@@ -259,7 +284,8 @@ class Server:
                             trio.serve_listeners,
                             self._handle,
                             self.listeners,
-                            handler_nursery=handlers,
+                            # trio documents "any object with a start_soon method".
+                            handler_nursery=cast(trio.Nursery, _Starter(handlers, self._handle)),
                         )
                     )
                     self.logger.info(
@@ -297,7 +323,10 @@ class Server:
                 opened = await connection._handshake()
             if connection is not None:
                 self._handshakes.pop(connection, None)
-            if scope.cancelled_caught:
+            timed_out = scope.cancelled_caught
+            # Not kept for the connection's lifetime.
+            del scope
+            if timed_out:
                 if not self._closing:
                     self.logger.info("opening handshake timed out")
                 return
@@ -305,7 +334,7 @@ class Server:
             if not opened:
                 return
             connection._start_keepalive()
-            connection._start(self._spawn)
+            connection._start(self._spawner)
             started = True
             await run_handler(connection, self.handler)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -320,8 +349,7 @@ class Server:
                     # (bounded by close_timeout) rather than cut it short.
                     assert connection is not None
                     await connection._finish()
-                else:
-                    await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(stream)
 
     def close(
         self,

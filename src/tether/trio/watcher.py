@@ -18,6 +18,14 @@ the :class:`Watcher` of the run does both for every connection:
   again soon: it waits in a queue for :data:`GRACE` seconds before its
   socket is armed, so that a request/response exchange never wakes two
   tasks per message.
+* A task waiting in ``recv`` waits with trio's ``wait_readable``, which
+  holds a chain of coroutines and trio's registration for as long as it
+  waits. After :data:`IDLE` seconds with nothing read, the watcher wakes it
+  (:func:`trio.lowlevel.notify_closing`, the only way to end another
+  task's wait on a file descriptor without a cancel scope around every
+  wait, which would cost each message more than it saves); the task then
+  waits for the watcher instead, holding a single coroutine, and the
+  watcher reads for it until a message comes.
 
 The watcher runs as a trio system task, started with the first connection
 and ended with the last one, so no task outlives the connections. When
@@ -50,6 +58,9 @@ AVAILABLE = hasattr(select, "epoll")
 GRACE = 0.05
 """Seconds after a task left ``recv`` before the watcher reads for it."""
 
+IDLE = 0.25
+"""Seconds a task waits in ``recv`` with nothing read before the watcher waits for it."""
+
 GOING_AWAY_LIMIT = 10.0
 """How long the watcher waits for closing handshakes when cancelled, without close_timeout."""
 
@@ -69,6 +80,7 @@ class Watched(Protocol):
     def _on_readable(self) -> None: ...
     def _on_grace(self, reads: int) -> None: ...
     def _on_deadline(self, now: float) -> None: ...
+    def _on_idle(self, reads: int) -> None: ...
     def _go_away_nowait(self) -> None: ...
     def _close_now(self) -> None: ...
 
@@ -86,6 +98,8 @@ class Watcher:
         self._sequence = 0
         # (when, connection, its recv count then): connections that left recv.
         self._grace: deque[tuple[float, Watched, int]] = deque()
+        # (when, connection, its read count then): tasks waiting in recv.
+        self._idle: deque[tuple[float, Watched, int]] = deque()
         self._scope: trio.CancelScope | None = None
         # Connections to call back at once: their socket could not be armed.
         self._ready: list[Watched] = []
@@ -154,6 +168,15 @@ class Watcher:
         if len(grace) == 1 and scope is not None and when < scope.deadline:
             scope.deadline = when
 
+    def cool_later(self, connection: Watched, reads: int) -> None:
+        """A task of ``connection`` waits to read: wait for it instead if nothing comes soon."""
+        when = trio.current_time() + IDLE
+        idle = self._idle
+        idle.append((when, connection, reads))
+        scope = self._scope
+        if len(idle) == 1 and scope is not None and when < scope.deadline:
+            scope.deadline = when
+
     # The task
 
     def _wake(self) -> None:
@@ -194,6 +217,7 @@ class Watcher:
         found = set(self._registered.values())
         found.update(timer[2] for timer in self._timers if timer[2] is not None)
         found.update(item[1] for item in self._grace)
+        found.update(item[1] for item in self._idle)
         return {connection for connection in found if not connection._lost}
 
     async def _serve(self) -> None:
@@ -205,6 +229,8 @@ class Watcher:
                 deadline = self._timers[0][0]
             if self._grace:
                 deadline = min(deadline, self._grace[0][0])
+            if self._idle:
+                deadline = min(deadline, self._idle[0][0])
             if self._ready:
                 deadline = -math.inf
             with trio.CancelScope(deadline=deadline) as scope:
@@ -225,6 +251,10 @@ class Watcher:
         while grace and grace[0][0] <= now:
             _, connection, reads = grace.popleft()
             _call(connection._on_grace, reads)
+        idle = self._idle
+        while idle and idle[0][0] <= now:
+            _, connection, reads = idle.popleft()
+            _call(connection._on_idle, reads)
         ready, self._ready = self._ready, []
         for connection in ready:
             _call(connection._on_readable)
