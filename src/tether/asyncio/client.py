@@ -124,6 +124,29 @@ class _ProxyTunnel(asyncio.Protocol):
             self._fail(error)
 
 
+async def _start_tls(
+    loop: asyncio.AbstractEventLoop,
+    transport: asyncio.WriteTransport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl_module.SSLContext,
+    options: dict[str, Any],
+) -> asyncio.Transport | None:
+    """``loop.start_tls``, raising the TLS handshake's own error inside a TLS tunnel.
+
+    When the tunnel to an ``https://`` proxy is itself TLS, asyncio (CPython
+    3.11 and 3.12) meets a failed inner handshake by calling
+    ``SSLProtocol._abort`` with an argument it does not take: the
+    :class:`TypeError` hides the certificate error, which is its context.
+    """
+    try:
+        return await loop.start_tls(transport, protocol, context, **options)
+    except TypeError as exc:
+        cause = exc.__context__
+        if isinstance(cause, ssl_module.SSLError | ssl_module.CertificateError):
+            raise cause from None
+        raise
+
+
 class connect(AsyncConnect[ClientConnection]):
     """Open a WebSocket connection to ``uri``.
 
@@ -482,7 +505,7 @@ class connect(AsyncConnect[ClientConnection]):
             connection = factory()
             transport.set_protocol(connection)
             if context is not None:
-                tls_transport = await loop.start_tls(transport, connection, context, **tls_kwargs)
+                tls_transport = await _start_tls(loop, transport, connection, context, tls_kwargs)
                 assert tls_transport is not None  # None only for a closed transport.
                 transport = tls_transport
         except BaseException:
