@@ -1393,6 +1393,58 @@ done:
 }
 #endif /* !_WIN32 */
 
+/* ---- Sending (the send path of issue 20) ----
+ *
+ * Masking keys drawn from a pool of os.urandom bytes, KEY_POOL bytes at a
+ * time (as many as the Python twin's batch): the pure-Python masking_key() of tether/protocol/frames.py does the
+ * same with a struct iterator, at the cost of a Python call per frame. The
+ * pool is refilled only while the GIL is held, and a key is taken in one
+ * step, so threads sending at once never share a key. */
+
+#define KEY_POOL 4096  /* 4 * tether.protocol.frames._KEY_BATCH */
+static unsigned char key_pool[KEY_POOL];
+static Py_ssize_t key_pool_used = KEY_POOL;  /* empty until the first key */
+static PyObject *os_module;  /* urandom is looked up at each refill, as Python would */
+
+PyDoc_STRVAR(masking_key_doc,
+"masking_key() -> bytes\n\n"
+"A fresh random 4-byte masking key (RFC 6455 section 5.3), from os.urandom.");
+
+static PyObject *
+masking_key(PyObject *self, PyObject *unused)
+{
+    if (key_pool_used + 4 > KEY_POOL) {
+        PyObject *fresh = PyObject_CallMethod(os_module, "urandom", "n", (Py_ssize_t)KEY_POOL);
+        if (fresh == NULL) {
+            return NULL;
+        }
+        if (!PyBytes_Check(fresh) || PyBytes_GET_SIZE(fresh) != KEY_POOL) {
+            Py_DECREF(fresh);
+            PyErr_SetString(PyExc_RuntimeError, "os.urandom returned the wrong size");
+            return NULL;
+        }
+        memcpy(key_pool, PyBytes_AS_STRING(fresh), KEY_POOL);
+        Py_DECREF(fresh);
+        key_pool_used = 0;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)key_pool + key_pool_used, 4);
+    if (key != NULL) {
+        key_pool_used += 4;
+    }
+    return key;
+}
+
+PyDoc_STRVAR(forget_keys_doc,
+"forget_keys() -> None\n\n"
+"Drop the keys drawn but not yet used: a forked child must not use its parent's.");
+
+static PyObject *
+forget_keys(PyObject *self, PyObject *unused)
+{
+    key_pool_used = KEY_POOL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -1401,7 +1453,9 @@ static PyMethodDef speedups_methods[] = {
     {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL, fill_payload_doc},
     {"inflate_frame", (PyCFunction)(void (*)(void))inflate_frame, METH_FASTCALL,
      inflate_frame_doc},
+    {"forget_keys", forget_keys, METH_NOARGS, forget_keys_doc},
     {"make_message", make_message, METH_O, make_message_doc},
+    {"masking_key", masking_key, METH_NOARGS, masking_key_doc},
     {"new_frame", (PyCFunction)(void (*)(void))new_frame, METH_FASTCALL, new_frame_doc},
     {"new_payload", new_payload, METH_O, new_payload_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
@@ -1447,6 +1501,10 @@ speedups_exec(PyObject *module)
     Py_DECREF(zlib);
     if (compress_name == NULL || flush_name == NULL || decompress_name == NULL
         || sync_flush == NULL) {
+        return -1;
+    }
+    os_module = PyImport_ImportModule("os");
+    if (os_module == NULL) {
         return -1;
     }
     return find_message_type();

@@ -6,7 +6,7 @@ import concurrent.futures
 import os
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +25,7 @@ from tether.protocol.frames import (
     serialize_frame,
 )
 from tether.protocol.masking import apply_mask
+from tether.protocol.speedups import speedups
 
 RFC_KEY = bytes.fromhex("37fa213d")
 
@@ -368,27 +369,39 @@ def test_5_3_unmasked_serialization_draws_no_key(monkeypatch: pytest.MonkeyPatch
     assert urandom.calls == 0
 
 
+# The key sources: the pure-Python one, and the C accelerator's when it is built.
+KEY_SOURCES = [frames.masking_key_python] + ([] if speedups is None else [speedups.masking_key])
+
+
+@pytest.fixture(params=KEY_SOURCES, ids=lambda source: source.__module__ or "C")
+def key_source(request: pytest.FixtureRequest) -> Iterator[Callable[[], bytes]]:
+    """Each implementation of ``masking_key``, starting from an empty batch."""
+    frames._forget_keys()
+    yield request.param
+    frames._forget_keys()
+
+
 def test_5_3_masking_keys_are_drawn_from_urandom_in_batches(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, key_source: Callable[[], bytes]
 ) -> None:
     urandom = RecordingUrandom(os.urandom)
     monkeypatch.setattr(URANDOM, urandom)
-    monkeypatch.setattr("tether.protocol.frames._keys", iter(()))
     batch = frames._KEY_BATCH
-    keys = [frames.masking_key() for _ in range(2 * batch + 1)]
+    keys = [key_source() for _ in range(2 * batch + 1)]
     # Every key is the next 4 bytes of os.urandom's output: none is made up,
     # none is used twice, and a new batch starts where the last one ended.
     assert b"".join(keys) == b"".join(urandom.results)[: 4 * len(keys)]
     assert [len(result) for result in urandom.results] == [4 * batch] * 3
 
 
-def test_5_3_threads_masking_at_once_never_share_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_5_3_threads_masking_at_once_never_share_a_key(
+    monkeypatch: pytest.MonkeyPatch, key_source: Callable[[], bytes]
+) -> None:
     urandom = RecordingUrandom(os.urandom)
     monkeypatch.setattr(URANDOM, urandom)
-    monkeypatch.setattr("tether.protocol.frames._keys", iter(()))
     batch = frames._KEY_BATCH
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        runs = list(pool.map(lambda _: [frames.masking_key() for _ in range(batch)], range(8)))
+        runs = list(pool.map(lambda _: [key_source() for _ in range(batch)], range(8)))
     drawn = Counter(
         result[i : i + 4] for result in urandom.results for i in range(0, len(result), 4)
     )
@@ -396,6 +409,25 @@ def test_5_3_threads_masking_at_once_never_share_a_key(monkeypatch: pytest.Monke
     # Each 4-byte draw of os.urandom masks at most one frame.
     assert not used - drawn
     assert used.total() == 8 * batch
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_5_3_a_forked_child_does_not_repeat_its_parents_keys(
+    key_source: Callable[[], bytes],
+) -> None:
+    key_source()  # a batch is drawn, and most of it is left for later
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, which reports through the pipe
+        os.write(write_end, key_source())
+        os._exit(0)
+    os.close(write_end)
+    child_key = os.read(read_end, 4)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    # Had the child kept the batch, its next key would be the parent's next one.
+    assert len(child_key) == 4
+    assert key_source() != child_key
 
 
 def test_5_3_masking_key_is_reported_in_header() -> None:

@@ -323,13 +323,14 @@ def test_environment_variable_selects_the_fallback() -> None:
         " frames.read_messages is frames.read_messages_python,"
         " frames.new_frame is frames.Frame, frames.new_message is frames.Message,"
         " pmd.deflate_frame is pmd.deflate_frame_python,"
-        " pmd.inflate_frame is pmd.inflate_frame_python)"
+        " pmd.inflate_frame is pmd.inflate_frame_python,"
+        " frames.masking_key is frames.masking_key_python)"
     )
     env = {**os.environ, "TETHER_NO_SPEEDUPS": "1"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert result.stdout.split() == ["True"] * 8
+    assert result.stdout.split() == ["True"] * 9
 
 
 @given(

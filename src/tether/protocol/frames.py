@@ -36,6 +36,7 @@ __all__ = [
     "compressed_frame_limit",
     "frame_header",
     "masking_key",
+    "masking_key_python",
     "parse_frame",
     "parse_header",
     "read_header",
@@ -415,14 +416,33 @@ def _key_batch() -> Iterator[tuple[bytes]]:
 _keys = _key_batch()
 
 
-def masking_key() -> bytes:
-    """Return a fresh random 4-byte masking key (RFC 6455 section 5.3)."""
+def masking_key_python() -> bytes:
+    """Return a fresh random 4-byte masking key (RFC 6455 section 5.3).
+
+    The pure-Python twin of the C accelerator's ``masking_key``.
+    """
     global _keys  # noqa: PLW0603
     try:
         return next(_keys)[0]
     except StopIteration:
         _keys = _key_batch()
         return next(_keys)[0]
+
+
+masking_key: Callable[[], bytes] = masking_key_python if speedups is None else speedups.masking_key
+""":func:`masking_key_python`, in C when the accelerator is built: no Python call per frame."""
+
+
+def _forget_keys() -> None:
+    """Drop the keys drawn but unused, in a forked child: it must not repeat its parent's."""
+    global _keys  # noqa: PLW0603
+    _keys = iter(())  # the next key draws a new batch
+    if speedups is not None:
+        speedups.forget_keys()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_forget_keys)
 
 
 def serialize_frame(
