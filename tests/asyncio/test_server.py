@@ -409,7 +409,7 @@ async def test_tls() -> None:
             assert ws.transport.get_extra_info("ssl_object") is not None
 
 
-# Handler semantics
+# Arguments
 
 
 async def test_a_limit_below_its_range_fails_serve_and_connect() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 import trustme
 
 from tests.backends import Backend, Face
+from tests.behaviour.tls import client_context, over_tls, server_context
 from tests.proxy_servers import misbehaving_proxy, pproxy, tinyproxy
 from tether.exceptions import (
     ConnectionClosed,
@@ -47,28 +47,6 @@ async def echo_once(backend: Backend, uri: str, text: str, **options: Any) -> Fa
 
 def proxy_log(workdir: Path, proxy: str = "open") -> str:
     return (workdir / proxy / "tinyproxy.log").read_text()
-
-
-def over_tls(ws: Face) -> bool:
-    """Whether the connection runs over TLS, as each API tells it."""
-    native = ws.native
-    if native.__module__.startswith("tether.trio"):
-        return isinstance(native.stream, trio.SSLStream)
-    if native.__module__.startswith("tether.sync"):
-        return isinstance(native.socket, ssl.SSLSocket)
-    return native.transport.get_extra_info("ssl_object") is not None
-
-
-def server_context(server_ca: trustme.CA, name: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ca.issue_cert(name).configure_cert(context)
-    return context
-
-
-def client_context(server_ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    server_ca.configure_trust(context)
-    return context
 
 
 def test_http_proxy(backend: Backend, http_proxy: str, workdir: Path) -> None:

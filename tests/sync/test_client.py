@@ -1,187 +1,26 @@
-"""The threading client: connect's options, TLS, Unix sockets, refusals, reconnect."""
+"""The threading client: Unix sockets and reconnect (the options of every API's connect:
+tests/behaviour/test_client.py)."""
 
 from __future__ import annotations
 
 import socket
-import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from tether.exceptions import ConnectionClosedError, InvalidStatus, InvalidURI
-from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
 from tether.sync import ClientConnection, Server, ServerConnection, connect, reconnect, serve
 
-from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
-
-
-class Seen:
-    """A handler that records its connection's request and echoes."""
-
-    def __init__(self) -> None:
-        self.connections: list[ServerConnection] = []
-
-    def __call__(self, ws: ServerConnection) -> None:
-        self.connections.append(ws)
-        for message in ws:
-            ws.send(message)
-
-    @property
-    def last(self) -> ServerConnection:
-        assert self.connections, "no connection reached the handler"
-        return self.connections[-1]
-
-
-@pytest.fixture
-def seen(start_server: ServerFactory) -> tuple[Seen, Server]:
-    handler = Seen()
-    return handler, start_server(handler)
+from .conftest import TIMEOUT, ServerFactory, run_server, stop_server, uri_of
 
 
 def echo_once(ws: ClientConnection, message: str = "ping") -> None:
     ws.send(message)
     assert ws.recv(timeout=TIMEOUT) == message
-
-
-def test_connect_directly(seen: tuple[Seen, Server]) -> None:
-    handler, server = seen
-    ws = connect(uri_of(server, "/path?query=1"), open_timeout=TIMEOUT)
-    try:
-        echo_once(ws)
-        assert isinstance(ws.request, Request)
-        assert isinstance(ws.response, Response)
-        assert ws.request.path == "/path?query=1"
-        assert ws.response.status_code == 101
-        assert ws.request_headers["Host"] == "{}:{}".format(*server.socket.getsockname()[:2])
-        assert ws.response_headers["Upgrade"].lower() == "websocket"
-        assert ws.remote_address == server.socket.getsockname()
-        assert ws.local_address[0] == "127.0.0.1"
-        assert ws.state.name == "OPEN"
-        assert ws.subprotocol is None
-        assert ws.close_code is None
-        assert handler.last.request is not None
-        assert handler.last.request.path == "/path?query=1"
-    finally:
-        bounded(ws.close)
-    assert ws.state.name == "CLOSED"
-    assert ws.close_code == 1000
-
-
-def test_connect_as_context_manager(echo_server: Server) -> None:
-    with connect(uri_of(echo_server)) as ws:
-        echo_once(ws)
-    assert ws.wait_closed(0)
-    assert ws.close_code == 1000
-
-
-def test_additional_headers(seen: tuple[Seen, Server]) -> None:
-    handler, server = seen
-    with connect(uri_of(server), additional_headers={"Authorization": "Bearer x"}) as ws:
-        echo_once(ws)
-        assert handler.last.request_headers["Authorization"] == "Bearer x"
-    with connect(uri_of(server), extra_headers=[("X-Old-Name", "still works")]) as ws:
-        echo_once(ws)
-        assert handler.last.request_headers["X-Old-Name"] == "still works"
-    with pytest.raises(TypeError):
-        connect(uri_of(server), additional_headers={"A": "1"}, extra_headers={"B": "2"})
-
-
-def test_origin_and_subprotocols(start_server: ServerFactory) -> None:
-    handler = Seen()
-    server = start_server(
-        handler, origins=["https://good.example"], subprotocols=["chat.v2", "chat.v1"]
-    )
-    with connect(
-        uri_of(server), origin="https://good.example", subprotocols=["chat.v1", "chat.v2"]
-    ) as ws:
-        echo_once(ws)
-        assert handler.last.request_headers["Origin"] == "https://good.example"
-        assert ws.subprotocol == "chat.v2"
-        assert handler.last.subprotocol == "chat.v2"
-
-
-def test_compression(seen: tuple[Seen, Server]) -> None:
-    _, server = seen
-    with connect(uri_of(server)) as ws:
-        echo_once(ws, "compressible " * 100)
-        assert "permessage-deflate" in ws.response_headers["Sec-WebSocket-Extensions"]
-        assert ws.protocol.extensions
-    with connect(uri_of(server), compression=None) as ws:
-        echo_once(ws)
-        assert "Sec-WebSocket-Extensions" not in ws.request_headers
-        assert "Sec-WebSocket-Extensions" not in ws.response_headers
-        assert not ws.protocol.extensions
-    with pytest.raises(ValueError, match="compression"):
-        connect(uri_of(server), compression="gzip")  # type: ignore[arg-type]
-
-
-def test_explicit_extensions(seen: tuple[Seen, Server]) -> None:
-    _, server = seen
-    factory = ClientPerMessageDeflateFactory(client_max_window_bits=10)
-    with connect(uri_of(server), compression=None, extensions=[factory]) as ws:
-        echo_once(ws, "abc" * 1000)
-        assert "client_max_window_bits=10" in ws.request_headers["Sec-WebSocket-Extensions"]
-        assert "permessage-deflate" in ws.response_headers["Sec-WebSocket-Extensions"]
-
-
-def test_user_agent_header(seen: tuple[Seen, Server]) -> None:
-    handler, server = seen
-    with connect(uri_of(server)) as ws:
-        echo_once(ws)
-        assert handler.last.request_headers["User-Agent"] == USER_AGENT
-    with connect(uri_of(server), user_agent_header="custom/1.0") as ws:
-        echo_once(ws)
-        assert handler.last.request_headers["User-Agent"] == "custom/1.0"
-    with connect(uri_of(server), user_agent_header=None) as ws:
-        echo_once(ws)
-        assert "User-Agent" not in handler.last.request_headers
-
-
-def test_open_timeout_with_silent_server() -> None:
-    # The kernel completes the TCP handshake from the backlog; nobody answers.
-    listener = socket.create_server(("127.0.0.1", 0))
-    try:
-        port = listener.getsockname()[1]
-        with pytest.raises(TimeoutError):
-            bounded(lambda: connect(f"ws://127.0.0.1:{port}/", open_timeout=0.1))
-    finally:
-        listener.close()
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def test_tls(start_server: ServerFactory, ca: trustme.CA) -> None:
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    server = start_server(ssl=server_context)
-    port = server.socket.getsockname()[1]
-    with connect(f"wss://localhost:{port}/", ssl=client_context, open_timeout=TIMEOUT) as ws:
-        echo_once(ws)
-        echo_once(ws, "x" * 100_000)
-        assert isinstance(ws.socket, ssl.SSLSocket)
-    # An untrusted certificate fails the handshake.
-    with pytest.raises(ssl.SSLCertVerificationError):
-        connect(f"wss://localhost:{port}/", open_timeout=TIMEOUT)
-    with pytest.raises(ValueError, match="ssl"):
-        connect(f"ws://localhost:{port}/", ssl=client_context)
-
-
-def test_preconnected_socket(echo_server: Server) -> None:
-    sock = socket.create_connection(echo_server.socket.getsockname()[:2], timeout=TIMEOUT)
-    with connect("ws://example.test/", sock=sock) as ws:
-        echo_once(ws)
-        assert ws.request_headers["Host"] == "example.test"
 
 
 @pytest.fixture
@@ -195,26 +34,6 @@ def test_unix_socket(start_server: ServerFactory, socket_path: str) -> None:
     with connect("ws://localhost/", unix=True, path=socket_path) as ws:
         echo_once(ws)
         assert ws.socket.family == socket.AF_UNIX
-
-
-def test_process_request_403_readable(start_server: ServerFactory) -> None:
-    def refuse(ws: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Authorization") != "Bearer good":
-            return ws.respond(403, "Forbidden: bad token\n")
-        return None
-
-    server = start_server(process_request=refuse)
-    with pytest.raises(InvalidStatus) as info:
-        connect(uri_of(server), additional_headers={"Authorization": "Bearer bad"})
-    assert info.value.response.status_code == 403
-    assert info.value.response.body == b"Forbidden: bad token\n"
-    with connect(uri_of(server), additional_headers={"Authorization": "Bearer good"}) as ws:
-        echo_once(ws)
-
-
-def test_invalid_uri() -> None:
-    with pytest.raises(InvalidURI):
-        connect("http://127.0.0.1/")
 
 
 # Reconnecting

@@ -57,9 +57,6 @@ def test_send_from_many_threads_does_not_interleave(echo_server: Server) -> None
     assert per_thread == {n: list(range(count)) for n in range(threads)}
 
 
-# Closing
-
-
 # Keepalive and flow control
 
 
