@@ -264,8 +264,10 @@ class ThreadFace(Face):
         await asyncio.to_thread(self.native.__enter__)
         try:
             yield self
-        finally:
-            await asyncio.to_thread(self.native.__exit__, None, None, None)
+        except BaseException as exc:
+            await asyncio.to_thread(self.native.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        await asyncio.to_thread(self.native.__exit__, None, None, None)
 
 
 class Backend:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.backends import Backend, Face, Side, sided
@@ -151,5 +153,26 @@ def test_close_timeout_drops_a_peer_that_never_answers(backend: Backend, side: S
             assert ours.close_code == 1006
             assert await backend.in_thread(peer.next_event) == CloseReceived(Close(1000, ""))
             await backend.in_thread(peer.wait_eof)
+
+    backend.run(body)
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_context_manager_that_raises_closes_with_1011(backend: Backend, raises: bool) -> None:
+    closed: list[tuple[int | None, str | None]] = []
+
+    async def handler(ws: Face) -> None:
+        await ws.wait_closed()
+        closed.append((ws.close_code, ws.close_reason))
+
+    async def body() -> None:
+        async with backend.serve(handler) as port:
+            ws = await backend.connect(f"ws://127.0.0.1:{port}/")
+            with pytest.raises(RuntimeError) if raises else contextlib.nullcontext():
+                async with ws.closing():
+                    if raises:
+                        raise RuntimeError("boom")
+            await backend.until(lambda: closed)
+            assert closed == [(1011, "") if raises else (1000, "")]
 
     backend.run(body)

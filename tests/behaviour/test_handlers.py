@@ -9,6 +9,7 @@ import pytest
 
 from tests.backends import Backend, Face
 from tether.exceptions import ConnectionClosedError, ConnectionClosedOK
+from tether.protocol.connection import State
 
 
 def test_handler_return_closes_with_1000(backend: Backend) -> None:
@@ -45,7 +46,9 @@ def test_handler_error_closes_with_1011_and_is_logged(
             await good.send("fine")
             with pytest.raises(ConnectionClosedError):
                 await bad.recv()
+            await bad.wait_closed()
             assert bad.close_code == 1011
+            assert bad.state is State.CLOSED
             # Only the connection whose handler failed is closed.
             assert await good.recv() == "fine"
             await good.close()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.backends import Backend, Face
 from tests.behaviour.raw import exchange
-from tether.exceptions import InvalidStatus
+from tether.exceptions import InvalidStatus, NegotiationError
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Request, Response
 
@@ -359,5 +359,53 @@ def test_open_timeout_none_and_compression_none(backend: Backend) -> None:
         async with backend.serve(hello, compression=None) as port:
             ws = await greeted(backend, f"ws://127.0.0.1:{port}/")
             assert "Sec-WebSocket-Extensions" not in ws.response_headers
+
+    backend.run(body)
+
+
+def test_select_subprotocol_gets_the_server_connection(backend: Backend) -> None:
+    seen: list[tuple[object, list[str]]] = []
+
+    def select(connection: Any, offered: Sequence[str]) -> str | None:
+        seen.append((connection, list(offered)))
+        # The connection is the handler's: its request is there already.
+        assert connection.request is not None
+        if connection.request.path == "/refuse" or not offered:
+            raise NegotiationError("not here")
+        return offered[-1]
+
+    handled: list[Any] = []
+
+    async def handler(ws: Face) -> None:
+        handled.append(ws.native)
+        await ws.send(str(ws.subprotocol))
+
+    async def body() -> None:
+        async with backend.serve(handler, select_subprotocol=select) as port:
+            uri = f"ws://127.0.0.1:{port}"
+            ws = await backend.connect(f"{uri}/", subprotocols=["a", "b"])
+            assert await ws.recv() == "b"
+            await ws.close()
+            assert seen == [(handled[0], ["a", "b"])]
+            for path, offered in [("/refuse", ["a"]), ("/", None)]:
+                with pytest.raises(InvalidStatus) as info:
+                    await backend.connect(f"{uri}{path}", subprotocols=offered)
+                assert info.value.response.status_code == 400
+
+    backend.run(body)
+
+
+def test_create_connection(backend: Backend) -> None:
+    class Tagged(backend.module("server").ServerConnection):  # type: ignore[misc]
+        tag = "custom"
+
+    async def handler(ws: Face) -> None:
+        assert isinstance(ws.native, Tagged)
+        await ws.send(ws.native.tag)
+
+    async def body() -> None:
+        async with backend.serve(handler, create_connection=Tagged) as port:
+            ws = await greeted(backend, f"ws://127.0.0.1:{port}/", "custom")
+            assert ws.close_code == 1000
 
     backend.run(body)

@@ -280,6 +280,23 @@ def test_recv_streaming_decode(backend: Backend, side: Side) -> None:
     backend.run(body)
 
 
+def test_recv_streaming_decodes_across_fragments(backend: Backend, side: Side) -> None:
+    async def body() -> None:
+        async with backend.raw_pair(side) as (ours, peer):
+            data = "été €".encode()
+            # Binary fragments cut inside the two-byte é and the three-byte €.
+            peer.engine.send_binary(data[:1], fin=False)
+            peer.engine.send_continuation(data[1:6], fin=False)
+            peer.engine.send_continuation(data[6:], fin=True)
+            await backend.in_thread(peer.flush)
+            pieces = await collect(ours, decode=True)
+            assert "".join(pieces) == "été €"
+            assert len(pieces) == 3
+            assert all(isinstance(piece, str) for piece in pieces)
+
+    backend.run(body)
+
+
 def test_recv_streaming_then_recv(backend: Backend, side: Side) -> None:
     async def body() -> None:
         async with backend.pair() as ends:

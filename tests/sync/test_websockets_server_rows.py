@@ -7,7 +7,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from werkzeug.routing import Map, Rule
 
 import tether.sync
 import tether.sync.server as server_module
-from tether.exceptions import ConcurrencyError, InvalidStatus, NegotiationError
+from tether.exceptions import ConcurrencyError, InvalidStatus
 from tether.protocol.events import Ping
 from tether.sync import (
     ClientConnection,
@@ -36,39 +36,6 @@ def hold(ws: ServerConnection) -> None:
     ws.wait_closed(TIMEOUT)
 
 
-def test_select_subprotocol_gets_the_server_connection(start_server: ServerFactory) -> None:
-    seen: list[tuple[object, list[str]]] = []
-
-    def select(connection: ServerConnection, offered: Sequence[str]) -> str | None:
-        seen.append((connection, list(offered)))
-        if not offered:
-            raise NegotiationError("offer something")
-        return offered[0]
-
-    handled: list[ServerConnection] = []
-
-    def handler(ws: ServerConnection) -> None:
-        handled.append(ws)
-        ws.send(str(ws.subprotocol))
-
-    server = start_server(handler, select_subprotocol=select)
-    with connect(uri_of(server), subprotocols=["x", "y"]) as ws:
-        assert ws.recv(timeout=TIMEOUT) == "x"
-    assert seen == [(handled[0], ["x", "y"])]
-    with pytest.raises(InvalidStatus) as info:
-        connect(uri_of(server))
-    assert info.value.response.status_code == 400
-
-
-def test_subprotocols_without_a_match_400(start_server: ServerFactory) -> None:
-    server = start_server(subprotocols=["chat"])
-    with pytest.raises(InvalidStatus) as info:
-        connect(uri_of(server), subprotocols=["other"])
-    assert info.value.response.status_code == 400
-    with connect(uri_of(server), subprotocols=["other", "chat"]) as ws:
-        assert ws.subprotocol == "chat"
-
-
 def test_create_server_keywords() -> None:
     # Keywords tether does not know go to socket.create_server.
     server = serve(hold, "::1", 0, family=socket.AF_INET6)
@@ -79,19 +46,6 @@ def test_create_server_keywords() -> None:
             assert ws.state is tether.protocol.State.OPEN
     finally:
         stop_server(server, thread)
-
-
-def test_create_connection(start_server: ServerFactory) -> None:
-    class Tagged(ServerConnection):
-        tag = "custom"
-
-    def handler(ws: ServerConnection) -> None:
-        assert isinstance(ws, Tagged)
-        ws.send(ws.tag)
-
-    server = start_server(handler, create_connection=Tagged)
-    with connect(uri_of(server)) as ws:
-        assert ws.recv(timeout=TIMEOUT) == "custom"
 
 
 def test_shutdown_waits_for_handlers() -> None:
@@ -155,27 +109,6 @@ def clients(
         ws.close()
 
 
-@pytest.mark.parametrize(
-    ("message", "text", "expected"),
-    [
-        ("é", None, "é"),
-        ("é", False, "é".encode()),
-        (b'{"a": 1}', True, '{"a": 1}'),
-        (memoryview(b"\x00\x01"), None, b"\x00\x01"),
-    ],
-)
-def test_broadcast(
-    clients: tuple[list[ServerConnection], list[ClientConnection]],
-    message: str | bytes,
-    text: bool | None,
-    expected: str | bytes,
-) -> None:
-    servers, opened = clients
-    assert broadcast(servers, message, text=text) == 3
-    for ws in opened:
-        assert ws.recv(timeout=TIMEOUT) == expected
-
-
 def test_broadcast_skips_closed_and_fragmented(
     clients: tuple[list[ServerConnection], list[ClientConnection]],
 ) -> None:
@@ -206,32 +139,11 @@ def test_broadcast_skips_closed_and_fragmented(
     assert opened[2].recv(timeout=TIMEOUT) == "more news"
 
 
-def test_broadcast_rejects_other_types() -> None:
-    with pytest.raises(TypeError, match="cannot broadcast int"):
-        broadcast([], 42)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("name", ["basic_auth", "broadcast"])
 def test_server_module_exports(name: str) -> None:
     assert getattr(server_module, name) is getattr(tether.sync, name)
     with pytest.raises(AttributeError):
         server_module.no_such_name  # noqa: B018
-
-
-@pytest.mark.parametrize("raises", [False, True])
-def test_with_block_that_raises_closes_with_1011(start_server: ServerFactory, raises: bool) -> None:
-    closed: queue.Queue[tuple[int | None, str | None]] = queue.Queue()
-
-    def handler(ws: ServerConnection) -> None:
-        ws.wait_closed(TIMEOUT)
-        closed.put((ws.close_code, ws.close_reason))
-
-    server = start_server(handler)
-    expected = pytest.raises(RuntimeError) if raises else contextlib.nullcontext()
-    with expected, connect(uri_of(server)):
-        if raises:
-            raise RuntimeError("boom")
-    assert closed.get(timeout=TIMEOUT) == ((1011, "") if raises else (1000, ""))
 
 
 def test_route_with_a_werkzeug_map_and_unix_route(tmp_path: Path) -> None:
@@ -270,19 +182,3 @@ def test_ping_ack_on_close(raw_server: RawServer, ack_on_close: bool) -> None:
         assert ws.wait_closed(TIMEOUT)
     # As websockets: the closure sets the event only when asked to.
     assert pong.is_set() is ack_on_close
-
-
-def test_recv_streaming_decodes_across_fragments(raw_server: RawServer) -> None:
-    with connect(raw_server.uri, ping_interval=None) as ws:
-        peer = raw_server.peer()
-        data = "été €".encode()
-        # Binary fragments cut inside the two-byte é and the three-byte €.
-        peer.engine.send_binary(data[:1], fin=False)
-        peer.engine.send_continuation(data[1:6], fin=False)
-        peer.engine.send_continuation(data[6:], fin=True)
-        peer.flush()
-        pieces = bounded(lambda: list(ws.recv_streaming(decode=True)))
-        assert "".join(str(piece) for piece in pieces) == "été €"
-        assert len(pieces) == 3
-        assert all(isinstance(piece, str) for piece in pieces)
-        peer.close()

@@ -221,6 +221,7 @@ class Server:
         logger: LoggerLike | str | None = None,
         trusted_proxies: Sequence[str] | None = None,
         proxy_protocol: bool = False,
+        create_connection: Callable[..., ServerConnection] | None = None,
     ) -> None:
         self.listeners = list(listeners)
         """The trio listeners accepting connections."""
@@ -233,6 +234,9 @@ class Server:
         self.proxies = None if trusted_proxies is None else TrustedProxies(trusted_proxies)
         """Whose word is believed on the client's address (``trusted_proxies``)."""
         self.proxy_protocol = proxy_protocol
+        self._create_connection = (
+            ServerConnection if create_connection is None else create_connection
+        )
         """Whether each connection starts with a PROXY protocol header."""
         self.logger = connection_logger(logger, "tether.server", "server", self)
         self._engines = engines
@@ -313,7 +317,7 @@ class Server:
                         stream, self.ssl, server_side=True, https_compatible=True
                     )
                     await stream.do_handshake()
-                connection = ServerConnection(
+                connection = self._create_connection(
                     stream, self._engines(), self, **self._connection_options
                 )
                 self._connections.add(connection)
@@ -431,6 +435,7 @@ async def serve(
     logger: LoggerLike | str | None = None,
     trusted_proxies: Sequence[str] | None = None,
     proxy_protocol: bool = False,
+    create_connection: Callable[..., ServerConnection] | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``port`` until closed; run it in a nursery.
@@ -455,6 +460,8 @@ async def serve(
     handshake counts toward ``open_timeout``) and the limits, ``limits`` (a
     :class:`~tether.protocol.http11.Limits` bounding the request) among
     them. ``ssl`` makes each connection a :class:`trio.SSLStream`.
+    ``create_connection`` makes the connections, called like
+    :class:`ServerConnection` (a subclass of it, as in websockets.trio).
 
     Behind a reverse proxy, ``trusted_proxies`` lists the proxies' addresses
     or networks (``"10.0.0.0/8"``, ``"unix"`` for a Unix socket's peer, ``"*"``):
@@ -501,6 +508,7 @@ async def serve(
         logger=logger,
         trusted_proxies=trusted_proxies,
         proxy_protocol=proxy_protocol,
+        create_connection=create_connection,
     )
     await server.serve_forever(task_status=task_status)
 
