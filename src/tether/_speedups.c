@@ -1066,7 +1066,7 @@ inflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *ws_protocol, *ws_transport, *ws_state, *ws_mask, *ws_frame_extensions,
     *ws_extensions, *ws_send_transformed, *ws_output, *ws_is_closing,
     *ws_get_write_buffer_size, *ws_get_extra_info, *ws_socket, *ws_fileno, *ws_write,
-    *ws_gathered;
+    *ws_gathered, *ws_no_context_takeover;
 
 static int
 ws_intern(void)
@@ -1092,6 +1092,7 @@ ws_intern(void)
     WS_NAME(ws_socket, "socket");
     WS_NAME(ws_fileno, "fileno");
     WS_NAME(ws_gathered, "_gathered");
+    WS_NAME(ws_no_context_takeover, "local_no_context_takeover");
     WS_NAME(ws_write, "write");
 #undef WS_NAME
     return 0;
@@ -1136,7 +1137,7 @@ ws_type_in(PyObject *object, PyObject *types)
  * skipped (not open, or its transport gone or closing), -1 on error. */
 static int
 ws_check(PyObject *connection, PyObject *open_state, PyObject *protocol_types,
-         PyObject *transport_types, int plain_only, int *fd)
+         PyObject *transport_types, PyObject *plain_type, int *fd)
 {
     PyObject *protocol = NULL, *value = NULL, *transport = NULL, *sock = NULL;
     int result = -1;
@@ -1156,10 +1157,9 @@ ws_check(PyObject *connection, PyObject *open_state, PyObject *protocol_types,
     if (!ws_type_in(protocol, protocol_types)) {
         goto done;
     }
-    /* The frame fits: no mask, no extension claiming every frame, and with
-     * plain_only no extension at all. */
-    PyObject *flags[3] = {ws_mask, ws_frame_extensions, plain_only ? ws_extensions : NULL};
-    for (int i = 0; i < 3 && flags[i] != NULL; i++) {
+    /* The frame fits: no mask, no extension claiming every frame. */
+    PyObject *flags[2] = {ws_mask, ws_frame_extensions};
+    for (int i = 0; i < 2; i++) {
         if ((value = PyObject_GetAttr(protocol, flags[i])) == NULL) {
             result = -1;
             goto done;
@@ -1170,6 +1170,35 @@ ws_check(PyObject *connection, PyObject *open_state, PyObject *protocol_types,
             result = set < 0 ? -1 : 0;
             goto done;
         }
+    }
+    /* With a plain_type, the engine takes the plain frame only if it has no
+     * extension, or one of that type that keeps its context. */
+    if (plain_type != Py_None) {
+        if ((value = PyObject_GetAttr(protocol, ws_extensions)) == NULL) {
+            result = -1;
+            goto done;
+        }
+        if (!PyList_CheckExact(value) || PyList_GET_SIZE(value) > 1) {
+            goto done;
+        }
+        if (PyList_GET_SIZE(value) == 1) {
+            PyObject *extension = PyList_GET_ITEM(value, 0);
+            if ((PyObject *)Py_TYPE(extension) != plain_type) {
+                goto done;
+            }
+            PyObject *alone = PyObject_GetAttr(extension, ws_no_context_takeover);
+            if (alone == NULL) {
+                result = -1;
+                goto done;
+            }
+            int set = PyObject_IsTrue(alone);
+            Py_DECREF(alone);
+            if (set != 0) {
+                result = set < 0 ? -1 : 0;
+                goto done;
+            }
+        }
+        Py_CLEAR(value);
     }
     /* No fragmented message on its way out, nothing pending in the engine. */
     if ((value = PyObject_GetAttr(protocol, ws_send_transformed)) == NULL) {
@@ -1261,12 +1290,13 @@ done:
 
 PyDoc_STRVAR(write_shared_doc,
 "write_shared(connections, make_frame, open_state, protocol_types, transport_types,\n"
-"             plain_only) -> (sent, rest, frame)\n\n"
+"             plain_type) -> (sent, rest, frame)\n\n"
 "Write the bytes make_frame() returns straight to the socket of each asyncio\n"
 "connection of"
 " `connections` that is open (its engine's state is `open_state`), whose engine's\n"
 "type is in `protocol_types` and takes a shared frame (no mask, no extension\n"
-"claiming every frame, none at all with `plain_only`, no fragmented message\n"
+"claiming every frame; unless `plain_type` is None, no extension or only one of\n"
+"type `plain_type` keeping its context; no fragmented message\n"
 "being sent, no pending output), which has no gathered frames (its `_gathered`\n"
 "is None) and whose transport's type is in\n"
 "`transport_types`, is not closing and has nothing buffered. Connections not\n"
@@ -1289,10 +1319,7 @@ write_shared(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "write_shared(): the types must be tuples");
         return NULL;
     }
-    int plain_only = PyObject_IsTrue(args[5]);
-    if (plain_only < 0) {
-        return NULL;
-    }
+    PyObject *plain_type = args[5];
     if (ws_intern() < 0) {
         return NULL;
     }
@@ -1318,7 +1345,7 @@ write_shared(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *connection = PySequence_Fast_GET_ITEM(items, i);
         int fd = -1;
         int verdict = ws_check(connection, open_state, protocol_types, transport_types,
-                               plain_only, &fd);
+                               plain_type, &fd);
         if (verdict < 0) {
             goto done;
         }

@@ -58,5 +58,5 @@ def write_shared(
     open_state: Any,
     protocol_types: tuple[type[Any], ...],
     transport_types: tuple[type[Any], ...],
-    plain_only: bool,
+    plain_type: type[Any] | None,
 ) -> tuple[int, list[Any], bytes | None]: ...

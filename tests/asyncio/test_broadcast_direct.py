@@ -27,6 +27,7 @@ from tether.asyncio._direct import write_direct
 from tether.asyncio.broadcast import broadcast
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import Server, ServerConnection
+from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from tether.protocol.frames import serialize_frame
 
 from .conftest import ServerFactory
@@ -87,7 +88,12 @@ async def test_plain_connections_take_the_frame_directly(
     start_server: ServerFactory, writes_directly: bool
 ) -> None:
     server = await start_server(hold)
-    clients = await open_clients(server, 4) + await open_clients(server, 4, compression=None)
+    sharing = ClientPerMessageDeflateFactory(server_no_context_takeover=True)
+    clients = (
+        await open_clients(server, 3)
+        + await open_clients(server, 3, compression=None)
+        + await open_clients(server, 2, compression=None, extensions=[sharing])
+    )
     conns = by_port(server, clients)
     built: list[bytes] = []
     try:
@@ -100,12 +106,14 @@ async def test_plain_connections_take_the_frame_directly(
                     assert await client.recv() == "direct"
         else:
             assert (sent, list(rest), frame, built) == (0, conns, None, [])
-        # Topics compress for engines with an extension: those are left to them.
+        # A topic's plain frame goes to engines without extensions and to
+        # those whose compressor keeps its context; topics compress once for
+        # those without context takeover, left to them.
         sent, rest, _ = write_direct(conns, frame_maker("plain only", built), plain_only=True)
         if writes_directly:
-            assert (sent, list(rest)) == (4, conns[:4])
+            assert (sent, list(rest)) == (6, conns[6:])
             async with asyncio.timeout(TIMEOUT):
-                for client in clients[4:]:
+                for client in clients[:6]:
                     assert await client.recv() == "plain only"
         # Whatever the split, broadcast reaches each connection once.
         assert broadcast(conns, "all of them") == 8

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.protocol.connection import _OPEN
 from tether.protocol.server import ServerProtocol
 from tether.protocol.speedups import speedups
@@ -59,11 +60,20 @@ def write_direct(
     Return how many they were, the other connections, and the frame, or
     ``None`` if no connection allowed it: ``make_frame()`` builds the frame
     then, and only then. ``plain_only`` leaves to the caller every engine
-    that negotiated an extension (topics compress for some of them).
-    Connections that are not open, or whose transport is closing, are in
-    neither part: they are skipped, as the callers skip them. The rest
-    keeps the connections' order.
+    that would not take the plain frame from a topic: those with an
+    extension, except permessage-deflate keeping its context (which gets
+    the plain frame, uncompressed, as RFC 7692 allows; topics compress once
+    for the others). Connections that are not open, or whose transport is
+    closing, are in neither part: they are skipped, as the callers skip
+    them. The rest keeps the connections' order.
     """
     if _write_shared is None:
         return 0, connections, None
-    return _write_shared(connections, make_frame, _OPEN, _PROTOCOLS, _transport_types(), plain_only)
+    return _write_shared(
+        connections,
+        make_frame,
+        _OPEN,
+        _PROTOCOLS,
+        _transport_types(),
+        PerMessageDeflate if plain_only else None,
+    )
