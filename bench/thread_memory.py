@@ -22,9 +22,11 @@ The cases:
 * ``start``: a thread of :func:`_thread.start_new_thread` blocked on a lock;
 * ``poll``: the same, blocked in :meth:`select.poll.poll` on a socket;
 * ``server``: :func:`tether.sync.serve` with the handler ``for _ in ws:
-  pass``, default options but compression off, and ``N`` connections opened
+  pass``, default options but compression off (and keepalive pings an hour
+  apart, so that none is due during the run), and ``N`` connections opened
   by raw sockets from the parent process (so the clients' memory is not
-  counted); ``server-deflate`` is the same with permessage-deflate.
+  counted); ``server-deflate`` is the same with permessage-deflate, and
+  ``server-tls`` over TLS (a certificate of :mod:`trustme`).
 
 ``--trace`` runs the server cases again under :mod:`tracemalloc` (started
 after the warm-up) and prints the Python allocations per connection and the
@@ -132,18 +134,34 @@ def child_threads(case: str, count: int) -> None:
     os._exit(0)
 
 
-def child_server(deflate: bool, trace: bool) -> None:
+def child_server(deflate: bool, trace: bool, tls: bool = False) -> None:
     """Serve until told; on ``mark`` and ``measure`` lines from the parent, measure."""
+    import ssl  # noqa: PLC0415
     import tracemalloc  # noqa: PLC0415
 
     import tether.sync  # noqa: PLC0415
+
+    context = None
+    if tls:
+        import trustme  # noqa: PLC0415
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("localhost").configure_cert(context)
 
     def handler(ws: tether.sync.ServerConnection) -> None:
         for _ in ws:
             pass
 
     server = tether.sync.serve(
-        handler, "127.0.0.1", 0, backlog=4096, compression="deflate" if deflate else None
+        handler,
+        "127.0.0.1",
+        0,
+        backlog=4096,
+        compression="deflate" if deflate else None,
+        ssl=context,
+        # Keepalive on, as by default, but no ping within the run: the raw
+        # clients would not answer it, and their connections would close.
+        ping_interval=3600,
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(server.socket.getsockname()[1], flush=True)
@@ -176,10 +194,18 @@ def child_server(deflate: bool, trace: bool) -> None:
 # The parent.
 
 
-def open_raw(port: int) -> socket.socket:
+def open_raw(port: int, tls: bool = False) -> socket.socket:
     """Open a WebSocket connection with a raw socket and read the handshake's response."""
     key = base64.b64encode(os.urandom(16)).decode()
     sock = socket.create_connection(("127.0.0.1", port))
+    if tls:
+        import ssl  # noqa: PLC0415
+
+        context = ssl.create_default_context()
+        # The certificate is the child's own, made for this run.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname="localhost")
     sock.sendall(
         f"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
@@ -196,9 +222,9 @@ def open_raw(port: int) -> socket.socket:
     return sock
 
 
-def run_server(count: int, deflate: bool, trace: bool) -> dict[str, Any]:
+def run_server(count: int, deflate: bool, trace: bool, tls: bool = False) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.thread_memory", "child-server"]
-    command += [str(int(deflate)), str(int(trace))]
+    command += [str(int(deflate)), str(int(trace)), str(int(tls))]
     # A PYTHONPATH given comes after this checkout's root: one may run the
     # server of another checkout's src (``PYTHONPATH=old/src``) to compare.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -210,11 +236,11 @@ def run_server(count: int, deflate: bool, trace: bool) -> dict[str, Any]:
         assert child.stdout is not None
         try:
             port = int(child.stdout.readline())
-            socks = [open_raw(port) for _ in range(WARM)]
+            socks = [open_raw(port, tls) for _ in range(WARM)]
             child.stdin.write(f"mark {count}\n")
             child.stdin.flush()
             child.stdout.readline()
-            socks += [open_raw(port) for _ in range(count)]
+            socks += [open_raw(port, tls) for _ in range(count)]
             child.stdin.write(f"measure {count}\n")
             child.stdin.flush()
             result: dict[str, Any] = json.loads(child.stdout.readline())
@@ -243,7 +269,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child-threads":
         child_threads(sys.argv[2], int(sys.argv[3]))
     if len(sys.argv) > 1 and sys.argv[1] == "child-server":
-        child_server(sys.argv[2] == "1", sys.argv[3] == "1")
+        child_server(sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4] == "1")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--trace", action="store_true", help="Python allocations too")
@@ -252,7 +278,8 @@ def main() -> None:
     print(f"RSS growth per thread or connection, over {args.count:,} more (KiB)")
     for case in args.cases.split(","):
         if case.startswith("server"):
-            show(case, run_server(args.count, case == "server-deflate", trace=False))
+            deflate, tls = case == "server-deflate", case == "server-tls"
+            show(case, run_server(args.count, deflate, trace=False, tls=tls))
         else:
             show(case, run_threads(case, args.count))
     if args.trace:
