@@ -384,12 +384,16 @@ class connect(AsyncConnect[ClientConnection]):
 
 
 async def _tls_handshake(stream: trio.SSLStream[Any]) -> None:
-    """Run the TLS handshake; a peer that leaves during it is an :class:`OSError`."""
+    """Run the TLS handshake; a peer that leaves during it is an :class:`OSError`.
+
+    TLS's own errors are raised as they are (:class:`ssl.SSLError`, as in the
+    asyncio and threading clients), not wrapped.
+    """
     try:
         await stream.do_handshake()
     except trio.BrokenResourceError as exc:
         cause = exc.__cause__
-        if isinstance(cause, ssl_module.SSLCertVerificationError):
+        if isinstance(cause, ssl_module.SSLError):
             raise cause from None
         raise ConnectionError(f"TLS handshake failed: {cause or exc}") from exc
 
