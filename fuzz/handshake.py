@@ -4,6 +4,11 @@ The input's first byte picks what reads the rest: the request parser, the
 response parser, a server engine or a client engine. The parsers must give
 the same message, or the same error, whether the bytes come at once or in
 pieces, and may raise only :class:`~tether.exceptions.InvalidHandshake`.
+With the C accelerator, which reads a whole head in one call, they must give
+exactly what the pure-Python parsers give (the same message and leftover
+bytes, or the same error and message), and the C reader must take every
+request with a ``GET /`` line, and every 101 response, that the Python
+parser reads.
 The engines must not raise at all: a server answers what it cannot read
 with an error response, a client records why the handshake failed.
 """
@@ -19,10 +24,24 @@ from tether.extensions.permessage_deflate import (
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import State
 from tether.protocol.events import RequestReceived, ResponseReceived
-from tether.protocol.http11 import Limits, Request, RequestParser, ResponseParser
+from tether.protocol.headers import Headers
+from tether.protocol.http11 import (
+    _SHARED,
+    Limits,
+    Request,
+    RequestParser,
+    ResponseParser,
+)
 from tether.protocol.server import ServerProtocol
+from tether.protocol.speedups import speedups
 
-__all__ = ["CLIENT_KEY", "TestOneInput"]
+__all__ = [
+    "CLIENT_KEY",
+    "PythonRequestParser",
+    "PythonResponseParser",
+    "TestOneInput",
+    "check_c_readers",
+]
 
 CLIENT_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 """The client engine's key, fixed so that a stored response can match it (RFC 6455 section 1.3)."""
@@ -31,8 +50,25 @@ CLIENT_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 _LIMITS = Limits(max_line=256, max_headers=16, max_size=1024, max_body=512)
 
 
+class PythonRequestParser(RequestParser):
+    """The request parser without the C accelerator's head reader: the specification."""
+
+    def _read_head_in_c(self) -> bool | None:
+        return None
+
+
+class PythonResponseParser(ResponseParser):
+    """The response parser without the C accelerator's head reader: the specification."""
+
+    def _read_head_in_c(self) -> bool | None:
+        return None
+
+
 def _parse(
-    parser: RequestParser | ResponseParser, chunks: list[bytes], eof: bool
+    parser: RequestParser | ResponseParser,
+    chunks: list[bytes],
+    eof: bool,
+    limits: Limits = _LIMITS,
 ) -> tuple[object, ...]:
     """Feed ``chunks``, then the end of the stream if ``eof``; say what came of it."""
     try:
@@ -43,17 +79,19 @@ def _parse(
         if eof:
             parser.receive_eof()
     except InvalidHandshake as exc:
-        return ("error", type(exc))
+        return ("error", type(exc), str(exc))
     result = parser.result
     if result is None:
         return ("incomplete",)
     if isinstance(result, Request):
         assert result.path.startswith("/")
-        assert len(result.headers) <= _LIMITS.max_headers
+        assert len(result.headers) <= limits.max_headers
     else:
         assert 100 <= result.status_code <= 999
-        assert len(result.body) <= _LIMITS.max_body
-    return ("done", repr(result))
+        assert len(result.body) <= limits.max_body
+    # The fields in order, with their spelling: Headers' == ignores both.
+    fields = list(result.headers.raw_items())
+    return ("done", repr(result), fields, parser.leftover)
 
 
 def _check_parser(kind: int, data: bytes, step: int, eof: bool) -> None:
@@ -62,7 +100,50 @@ def _check_parser(kind: int, data: bytes, step: int, eof: bool) -> None:
 
     whole = _parse(make(), [data], eof)
     pieces = _parse(make(), [data[i : i + step] for i in range(0, len(data), step)], eof)
-    assert whole == pieces, (whole, pieces)
+    # How the bytes came may change an error's message (where it was seen),
+    # not its type, and what is left over (the pieces after the message are
+    # not fed).
+    assert whole[:2] == pieces[:2], (whole, pieces)
+    if whole[0] == "done":
+        assert whole[:3] == pieces[:3], (whole, pieces)
+    check_c_readers(kind, data, eof, _LIMITS)
+
+
+def check_c_readers(kind: int, data: bytes, eof: bool, limits: Limits) -> None:
+    """Check the C head readers on ``data``, a request (``kind`` 0) or a response.
+
+    The parser gives what the pure-Python parser gives; the C reader's own
+    answer is the Python parser's message and leftover bytes, and it leaves
+    no usual head to the Python parser: a request whose line starts with
+    ``GET /``, a 101 response. Without the C accelerator, only the first holds.
+    """
+    if kind == 0:
+        parser: RequestParser | ResponseParser = RequestParser(limits)
+        python: RequestParser | ResponseParser = PythonRequestParser(limits)
+    else:
+        parser, python = ResponseParser(limits), PythonResponseParser(limits)
+    expected = _parse(python, [data], eof, limits)
+    got = _parse(parser, [data], eof, limits)
+    assert got == expected, (got, expected)
+    if speedups is None:
+        return
+    if kind == 0:
+        head = speedups.read_request_head(
+            data, limits.max_line, limits.max_headers, limits.max_size, _SHARED
+        )
+        if head is not None:
+            path, fields, end = head
+            request = Request(path, Headers._adopt(fields))
+            assert expected[0] == "done", expected
+            assert expected[1:] == (repr(request), fields, data[end:])
+        elif expected[0] == "done":
+            assert not data.startswith(b"GET /"), "the C reader left a usual request"
+    else:
+        head = speedups.read_response_head(
+            data, limits.max_line, limits.max_headers, limits.max_size, _SHARED, False
+        )
+        if head is None and data.startswith(b"HTTP/1.1 101"):
+            assert expected[0] != "done", "the C reader left a usual 101 response"
 
 
 def _check_server(data: bytes, flags: int) -> None:

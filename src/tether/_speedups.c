@@ -1472,6 +1472,450 @@ forget_keys(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------------------
+ * The head of an opening handshake message (HTTP/1.1), read in one call.
+ *
+ * tether/protocol/http11.py reads a head a step at a time, and stays the
+ * specification: read_request_head and read_response_head accept only heads
+ * it accepts, and give what it gives. On anything else (a head not complete
+ * yet, a limit passed, a malformed line, a request target in absolute form,
+ * a method other than GET) they return None and change nothing, and the
+ * Python parser reads the head itself, raising its precise error.
+ */
+
+#define HEAD_TCHAR 0x01   /* RFC 9110 tchar: header names and methods */
+#define HEAD_VALUE 0x02   /* field values and reason phrases: HTAB, SP, VCHAR, obs-text */
+#define HEAD_TARGET 0x04  /* a request target: VCHAR */
+#define HEAD_REG 0x08     /* a Host's reg-name: RFC 3986 unreserved and sub-delims */
+#define HEAD_LITERAL 0x10 /* inside a Host's IP literal: reg-name bytes, ':' and '%' */
+#define HEAD_HEX 0x20     /* hexadecimal digits */
+
+static unsigned char head_class[256];
+
+static void
+init_head_classes(void)
+{
+    const char *tchar = "!#$%&'*+-.^_`|~";
+    const char *reg = "._~!$&'()*+,;=-";
+    for (int c = 0; c < 256; c++) {
+        unsigned char flags = 0;
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (alnum || (c && strchr(tchar, c) != NULL)) {
+            flags |= HEAD_TCHAR;
+        }
+        if (c == '\t' || (c >= 0x20 && c != 0x7F)) {
+            flags |= HEAD_VALUE;
+        }
+        if (c >= 0x21 && c <= 0x7E) {
+            flags |= HEAD_TARGET;
+        }
+        if (alnum || (c && strchr(reg, c) != NULL)) {
+            flags |= HEAD_REG | HEAD_LITERAL;
+        }
+        if (c == ':' || c == '%') {
+            flags |= HEAD_LITERAL;
+        }
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
+            flags |= HEAD_HEX;
+        }
+        head_class[c] = flags;
+    }
+}
+
+/* A limit given as a non-negative int; one past Py_ssize_t is no limit at all. */
+static int
+head_limit(PyObject *arg, Py_ssize_t *limit)
+{
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(arg, &overflow);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow > 0 || value > PY_SSIZE_T_MAX) {
+        *limit = PY_SSIZE_T_MAX;
+        return 0;
+    }
+    if (value < 0 || overflow < 0) {
+        PyErr_SetString(PyExc_ValueError, "limits must be positive or zero");
+        return -1;
+    }
+    *limit = (Py_ssize_t)value;
+    return 0;
+}
+
+/* Whether `s` matches http11._HOST whole: an IP literal in brackets or a
+ * reg-name (percent-encoded bytes allowed), then an optional ":port". */
+static int
+head_host_ok(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (n && s[0] == '[') {
+        for (i = 1; i < n && (head_class[s[i]] & HEAD_LITERAL); i++) {
+        }
+        if (i == 1 || i == n || s[i] != ']') {
+            return 0;
+        }
+        i++;
+    }
+    else {
+        while (i < n) {
+            if (head_class[s[i]] & HEAD_REG) {
+                i++;
+            }
+            else if (s[i] == '%' && i + 2 < n && (head_class[s[i + 1]] & HEAD_HEX)
+                     && (head_class[s[i + 2]] & HEAD_HEX)) {
+                i += 3;
+            }
+            else {
+                break;
+            }
+        }
+    }
+    if (i < n) {
+        if (s[i] != ':') {
+            return 0;
+        }
+        for (i++; i < n; i++) {
+            if (s[i] < '0' || s[i] > '9') {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* Whether the `n` bytes at `s` spell `lower` (lower case), ignoring ASCII case. */
+static int
+head_name_is(const unsigned char *s, Py_ssize_t n, const char *lower, Py_ssize_t size)
+{
+    if (n != size) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c += 'a' - 'A';
+        }
+        if (c != (unsigned char)lower[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The shared strings: those of the tuple `common` last given, with their
+ * bytes, so that a string is found without being made and hashed first.
+ * The tuple is kept: its strings stay alive and its identity its own. */
+struct head_shared {
+    Py_ssize_t size;
+    const unsigned char *bytes;
+    PyObject *text;
+};
+static PyObject *head_common;
+static struct head_shared *head_table;
+static Py_ssize_t head_table_size;
+
+static int
+head_share(PyObject *common)
+{
+    if (common == head_common) {
+        return 0;
+    }
+    if (!PyTuple_Check(common)) {
+        PyErr_SetString(PyExc_TypeError, "common must be a tuple of str");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(common);
+    struct head_shared *table = PyMem_Malloc(sizeof(struct head_shared) * (count ? count : 1));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyTuple_GET_ITEM(common, i);
+        if (!PyUnicode_Check(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+            PyMem_Free(table);
+            PyErr_SetString(PyExc_TypeError, "common must be a tuple of latin-1 str");
+            return -1;
+        }
+        table[i].size = PyUnicode_GET_LENGTH(text);
+        table[i].bytes = PyUnicode_1BYTE_DATA(text);
+        table[i].text = text;
+    }
+    PyMem_Free(head_table);
+    head_table = table;
+    head_table_size = count;
+    Py_INCREF(common);
+    Py_XSETREF(head_common, common);
+    return 0;
+}
+
+/* The text of `n` latin-1 bytes: the shared string when one is equal. */
+static PyObject *
+head_text(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < head_table_size; i++) {
+        const struct head_shared *entry = &head_table[i];
+        if (entry->size == n && memcmp(entry->bytes, s, n) == 0) {
+            return Py_NewRef(entry->text);
+        }
+    }
+    return PyUnicode_DecodeLatin1((const char *)s, n, NULL);
+}
+
+/* The header lines from buf[pos:] to the blank line ending the head, which
+ * must end within the first `size` bytes: the list of (name, value) fields,
+ * with *end set past the blank line. Py_None when the Python parser must
+ * read them (the blank line does not come in time, a line is malformed or
+ * too long, there are too many, or, with `request`, a Host is malformed,
+ * Transfer-Encoding or a Content-Length other than one "0" comes); NULL
+ * with an exception set on failure. */
+static PyObject *
+head_fields(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t size, Py_ssize_t max_line,
+            Py_ssize_t max_headers, int request, Py_ssize_t *end)
+{
+    PyObject *fields = PyList_New(0);
+    int lengths = 0;
+    if (fields == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        const unsigned char *lf = memchr(buf + pos, '\n', size - pos);
+        if (lf == NULL) {
+            goto python;
+        }
+        Py_ssize_t stop = lf - buf - 1;  /* where the CR must be */
+        if (stop < pos || buf[stop] != '\r') {
+            goto python;
+        }
+        if (stop == pos) {
+            *end = stop + 2;
+            return fields;
+        }
+        if (stop - pos > max_line || PyList_GET_SIZE(fields) >= max_headers) {
+            goto python;
+        }
+        Py_ssize_t colon = pos;
+        while (colon < stop && (head_class[buf[colon]] & HEAD_TCHAR)) {
+            colon++;
+        }
+        if (colon == pos || colon == stop || buf[colon] != ':') {
+            goto python;
+        }
+        for (Py_ssize_t i = colon + 1; i < stop; i++) {
+            if (!(head_class[buf[i]] & HEAD_VALUE)) {
+                goto python;
+            }
+        }
+        Py_ssize_t first = colon + 1, last = stop;
+        while (first < last && (buf[first] == ' ' || buf[first] == '\t')) {
+            first++;
+        }
+        while (last > first && (buf[last - 1] == ' ' || buf[last - 1] == '\t')) {
+            last--;
+        }
+        if (request) {
+            const unsigned char *name = buf + pos, *value = buf + first;
+            Py_ssize_t length = colon - pos, count = last - first;
+            if (head_name_is(name, length, "host", 4)) {
+                if (!head_host_ok(value, count)) {
+                    goto python;
+                }
+            }
+            else if (head_name_is(name, length, "content-length", 14)) {
+                if (++lengths > 1 || count != 1 || value[0] != '0') {
+                    goto python;
+                }
+            }
+            else if (head_name_is(name, length, "transfer-encoding", 17)) {
+                goto python;
+            }
+        }
+        PyObject *name = head_text(buf + pos, colon - pos);
+        PyObject *value = name == NULL ? NULL : head_text(buf + first, last - first);
+        PyObject *field = value == NULL ? NULL : PyTuple_New(2);
+        if (field == NULL) {
+            Py_XDECREF(name);
+            Py_XDECREF(value);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(field, 0, name);
+        PyTuple_SET_ITEM(field, 1, value);
+        int appended = PyList_Append(fields, field);
+        Py_DECREF(field);
+        if (appended < 0) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+        pos = stop + 2;
+    }
+python:
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+}
+
+/* The arguments both readers share: the buffer, the three limits and the
+ * tuple of shared strings. The head must end within the first *size bytes. */
+static int
+head_arguments(PyObject *const *args, Py_buffer *view, Py_ssize_t *size, Py_ssize_t *max_line,
+               Py_ssize_t *max_headers)
+{
+    Py_ssize_t max_size;
+    if (head_limit(args[1], max_line) < 0 || head_limit(args[2], max_headers) < 0
+        || head_limit(args[3], &max_size) < 0 || head_share(args[4]) < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    *size = view->len < max_size ? view->len : max_size;
+    return 0;
+}
+
+/* The length of the start line of buf[:size] without its CRLF, or -1 when it
+ * is not complete, ends with a bare LF or is longer than max_line. */
+static Py_ssize_t
+head_start_line(const unsigned char *buf, Py_ssize_t size, Py_ssize_t max_line)
+{
+    const unsigned char *lf = memchr(buf, '\n', size);
+    if (lf == NULL) {
+        return -1;
+    }
+    Py_ssize_t length = lf - buf - 1;
+    if (length < 0 || buf[length] != '\r' || length > max_line) {
+        return -1;
+    }
+    return length;
+}
+
+PyDoc_STRVAR(read_request_head_doc,
+"read_request_head(buf, max_line, max_headers, max_size, common)\n--\n\n"
+"Read the opening handshake request at the start of buf in one call, as\n"
+"tether.protocol.http11.RequestParser reads it: return (path, fields, end),\n"
+"fields being the (name, value) pairs, each string that equals one of the\n"
+"tuple common being that one, and end the offset past the head; or None when the\n"
+"head is incomplete, invalid, past a limit, has a target in absolute form or\n"
+"a method other than GET, for the Python parser to read.");
+
+static PyObject *
+read_request_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t size, max_line, max_headers, end;
+
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "read_request_head takes 5 arguments");
+        return NULL;
+    }
+    if (head_arguments(args, &view, &size, &max_line, &max_headers) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    PyObject *result = NULL;
+    /* GET SP origin-form SP HTTP/1.1: the target has no space, so the
+     * line has exactly three parts. */
+    Py_ssize_t length = head_start_line(buf, size, max_line);
+    if (length < 14 || memcmp(buf, "GET /", 5) != 0
+        || memcmp(buf + length - 9, " HTTP/1.1", 9) != 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t i = 5; i < length - 9; i++) {
+        if (!(head_class[buf[i]] & HEAD_TARGET)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    PyObject *fields = head_fields(buf, length + 2, size, max_line, max_headers, 1, &end);
+    if (fields == NULL || fields == Py_None) {
+        result = fields;
+        goto done;
+    }
+    PyObject *path = PyUnicode_DecodeASCII((const char *)buf + 4, length - 13, NULL);
+    PyObject *offset = path == NULL ? NULL : PyLong_FromSsize_t(end);
+    result = offset == NULL ? NULL : PyTuple_New(3);
+    if (result == NULL) {
+        Py_XDECREF(path);
+        Py_XDECREF(offset);
+        Py_DECREF(fields);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, path);
+    PyTuple_SET_ITEM(result, 1, fields);
+    PyTuple_SET_ITEM(result, 2, offset);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(read_response_head_doc,
+"read_response_head(buf, max_line, max_headers, max_size, common, proxy)\n--\n\n"
+"Read the head of the handshake response at the start of buf in one call, as\n"
+"tether.protocol.http11.ResponseParser reads it: return (status_code,\n"
+"reason_phrase, fields, end), as read_request_head does; or None when the head\n"
+"is incomplete, invalid or past a limit, for the Python parser to read. With\n"
+"proxy true, HTTP/1.0 is accepted too.");
+
+static PyObject *
+read_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t size, max_line, max_headers, end;
+
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "read_response_head takes 6 arguments");
+        return NULL;
+    }
+    int proxy = PyObject_IsTrue(args[5]);
+    if (proxy < 0 || head_arguments(args, &view, &size, &max_line, &max_headers) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    PyObject *result = NULL;
+    /* HTTP-version SP 3DIGIT, then SP reason-phrase or nothing. */
+    Py_ssize_t length = head_start_line(buf, size, max_line);
+    if (length < 12
+        || !(memcmp(buf, "HTTP/1.1 ", 9) == 0 || (proxy && memcmp(buf, "HTTP/1.0 ", 9) == 0))
+        || buf[9] < '1' || buf[9] > '9' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0'
+        || buf[11] > '9' || (length > 12 && buf[12] != ' ')) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    Py_ssize_t reason = length > 12 ? 13 : 12;
+    for (Py_ssize_t i = reason; i < length; i++) {
+        if (!(head_class[buf[i]] & HEAD_VALUE)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    PyObject *fields = head_fields(buf, length + 2, size, max_line, max_headers, 0, &end);
+    if (fields == NULL || fields == Py_None) {
+        result = fields;
+        goto done;
+    }
+    long code = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    PyObject *status = PyLong_FromLong(code);
+    PyObject *phrase = status == NULL ? NULL : PyUnicode_DecodeLatin1(
+        (const char *)buf + reason, length - reason, NULL);
+    PyObject *offset = phrase == NULL ? NULL : PyLong_FromSsize_t(end);
+    result = offset == NULL ? NULL : PyTuple_New(4);
+    if (result == NULL) {
+        Py_XDECREF(status);
+        Py_XDECREF(phrase);
+        Py_XDECREF(offset);
+        Py_DECREF(fields);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, status);
+    PyTuple_SET_ITEM(result, 1, phrase);
+    PyTuple_SET_ITEM(result, 2, fields);
+    PyTuple_SET_ITEM(result, 3, offset);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -1491,6 +1935,10 @@ static PyMethodDef speedups_methods[] = {
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif
+    {"read_request_head", (PyCFunction)(void (*)(void))read_request_head, METH_FASTCALL,
+     read_request_head_doc},
+    {"read_response_head", (PyCFunction)(void (*)(void))read_response_head, METH_FASTCALL,
+     read_response_head_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1503,6 +1951,7 @@ speedups_exec(PyObject *module)
     __builtin_cpu_init();
     have_avx2 = __builtin_cpu_supports("avx2");
 #endif
+    init_head_classes();
     exceptions = PyImport_ImportModule("tether.exceptions");
     if (exceptions == NULL) {
         return -1;

@@ -60,3 +60,18 @@ def write_shared(
     transport_types: tuple[type[Any], ...],
     plain_type: type[Any] | None,
 ) -> tuple[int, list[Any], bytes | None]: ...
+def read_request_head(
+    buf: bytes | bytearray | memoryview,
+    max_line: int,
+    max_headers: int,
+    max_size: int,
+    common: tuple[str, ...],
+) -> tuple[str, list[tuple[str, str]], int] | None: ...
+def read_response_head(
+    buf: bytes | bytearray | memoryview,
+    max_line: int,
+    max_headers: int,
+    max_size: int,
+    common: tuple[str, ...],
+    proxy: bool,
+) -> tuple[int, str, list[tuple[str, str]], int] | None: ...

@@ -10,6 +10,7 @@ import zlib
 from typing import Any, ClassVar
 
 import pytest
+from fuzz.handshake import check_c_readers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ from tether.protocol.frames import (
     read_header_python,
     read_messages_python,
 )
+from tether.protocol.http11 import _SHARED, Limits
 from tether.protocol.masking import apply_mask_python, fill_payload_python, new_payload_python
 
 # The module is imported directly: these tests compare it with the fallback
@@ -598,3 +600,223 @@ def test_read_messages_checks_what_decode_message_returns() -> None:
             read(frame, 0, False, 10, None, [], Inflating(b"y" * 11))
     with pytest.raises(TypeError, match="did not return bytes"):
         speedups.read_messages(frame, 0, False, None, None, [], Inflating("text"))
+
+
+# The heads of the opening handshake, read whole by the C readers: valid heads
+# and hostile ones, built from parts the Python parser treats differently.
+
+_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "Host",
+            "host",
+            "HOST",
+            "Content-Length",
+            "content-length",
+            "Transfer-Encoding",
+            "transfer-encoding",
+            "Upgrade",
+            "upgrade",
+            "Sec-WebSocket-Key",
+            "sec-websocket-key",
+        ]
+    ),
+    st.text(alphabet=_TCHAR, min_size=1, max_size=12),
+).map(str.encode)
+_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            b"websocket",
+            b"Upgrade",
+            b"13",
+            b"0",
+            b"00",
+            b"1",
+            b"chunked",
+            b"example.com",
+            b"example.com:8080",
+            b"[::1]:443",
+            b"[v1.fe80::1%25eth0]",
+            b"a%2Fb",
+            b"a%2",
+            b"a%zz",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b":80",
+            b"host:8x",
+            b"",
+            b"caf\xe9",
+        ]
+    ),
+    st.binary(max_size=16).filter(lambda value: b"\n" not in value),
+    st.binary(max_size=16),
+)
+_TARGETS = st.sampled_from(
+    [b"/", b"/chat?room=1", b"/a%20b", b"http://example.com/x", b"*", b"", b"/a b", b"/\x7f"]
+)
+
+
+_NOT_VALUE_BYTES = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
+_VALID_HOSTS = [b"example.com", b"example.com:8080", b"[::1]:443", b"a%2Fb", b"", b"h:"]
+_VALID_VALUES = st.one_of(
+    st.sampled_from([b"websocket", b"Upgrade", b"13", b"caf\xe9", b"a, b; c=d", b""]),
+    st.binary(max_size=16).map(lambda value: value.translate(None, _NOT_VALUE_BYTES)),
+)
+
+
+@st.composite
+def _heads(draw: st.DrawFn, request: bool) -> bytes:
+    """A head: valid half the time, and otherwise valid or not, or hostile."""
+    valid = draw(st.booleans())
+    if request:
+        if valid:
+            start = b"GET " + draw(st.sampled_from([b"/", b"/chat?room=1", b"/a%20b"]))
+            start += b" HTTP/1.1"
+        else:
+            method = draw(st.sampled_from([b"GET", b"GET", b"GET", b"POST", b"G(T", b""]))
+            version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"http/1.1"]))
+            start = method + b" " + draw(_TARGETS) + b" " + version
+    else:
+        version = b"HTTP/1.1"
+        if not valid:
+            version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2"]))
+        code = draw(st.sampled_from([b"101", b"101", b"200", b"204", b"404", b"100", b"099"]))
+        reason = draw(st.sampled_from([b" Switching Protocols", b"", b" ", b"x", b" \xe9t\xe9"]))
+        start = version + b" " + code + reason
+    lines = [start]
+    if valid:
+        lines.append(b"Host: " + draw(st.sampled_from(_VALID_HOSTS)))
+        fields = st.tuples(
+            st.text(alphabet=_TCHAR, min_size=1, max_size=12).map(str.encode),
+            st.sampled_from([b":", b": ", b":\t "]),
+            _VALID_VALUES,
+        )
+    else:
+        fields = st.tuples(_NAMES, st.sampled_from([b":", b": ", b":\t ", b" :", b""]), _VALUES)
+    for name, separator, value in draw(st.lists(fields, max_size=8)):
+        lines.append(name + separator + value + draw(st.sampled_from([b"", b"", b" ", b"\t"])))
+    if not valid and draw(st.booleans()):
+        # Something hostile: obsolete line folding, a bare LF or CR, a byte
+        # changed, a line repeated.
+        index = draw(st.integers(0, len(lines) - 1))
+        line = lines[index]
+        change = draw(st.integers(0, 4))
+        if change == 0:
+            lines.insert(index + 1, b" folded")
+        elif change == 1:
+            lines[index] = line + b"\n" + line
+        elif change == 2:
+            lines[index] = line + b"\r"
+        elif change == 3 and line:
+            at = draw(st.integers(0, len(line) - 1))
+            lines[index] = line[:at] + bytes([draw(st.integers(0, 255))]) + line[at + 1 :]
+        else:
+            lines.append(line)
+    head = b"\r\n".join(lines) + b"\r\n\r\n"
+    if not valid:
+        head = head[: draw(st.sampled_from([None, None, None, len(head) - 1, len(head) // 2]))]
+    return head + draw(st.sampled_from([b"", b"\x81\x05Hello", b"\r\n"]))
+
+
+# The defaults half the time, so that most heads are read; small limits
+# otherwise, so that each is met, passed and met exactly.
+_LIMITS = st.one_of(
+    st.just(Limits()),
+    st.builds(
+        Limits,
+        max_line=st.sampled_from([0, 16, 24, 40, 8192, 10**30]),
+        max_headers=st.sampled_from([0, 1, 3, 128]),
+        max_size=st.sampled_from([0, 40, 80, 160, 65536, 10**30]),
+        max_body=st.sampled_from([0, 3, 1024]),
+    ),
+)
+
+
+@given(head=_heads(True), limits=_LIMITS, eof=st.booleans())
+@settings(max_examples=400)
+def test_read_request_head_matches(head: bytes, limits: Limits, eof: bool) -> None:
+    check_c_readers(0, head, eof, limits)
+
+
+@given(head=_heads(False), limits=_LIMITS, eof=st.booleans())
+@settings(max_examples=300)
+def test_read_response_head_matches(head: bytes, limits: Limits, eof: bool) -> None:
+    check_c_readers(1, head, eof, limits)
+
+
+def test_read_request_head_usual() -> None:
+    request = (
+        b"GET /chat?x=%20 HTTP/1.1\r\nhost: [::1]:8000\r\nupgrade: websocket\r\n"
+        b"Connection:Upgrade\r\nContent-Length: 0\r\nX-Empty:\r\nX-Latin: \xe9t\xe9 \t\r\n\r\n"
+    )
+    head = speedups.read_request_head(request + b"\x81", 8192, 128, 65536, _SHARED)
+    assert head is not None
+    path, fields, end = head
+    assert path == "/chat?x=%20"
+    assert fields == [
+        ("host", "[::1]:8000"),
+        ("upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Content-Length", "0"),
+        ("X-Empty", ""),
+        ("X-Latin", "\xe9t\xe9"),
+    ]
+    assert end == len(request)
+    # The strings most handshakes carry are shared, not copies.
+    assert fields[1][0] is _SHARED[_SHARED.index("upgrade")]
+    assert fields[1][1] is _SHARED[_SHARED.index("websocket")]
+
+
+def test_read_response_head_usual() -> None:
+    response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    assert speedups.read_response_head(response, 8192, 128, 65536, _SHARED, False) == (
+        101,
+        "Switching Protocols",
+        [("Upgrade", "websocket")],
+        len(response),
+    )
+    proxied = b"HTTP/1.0 200\r\n\r\n"
+    assert speedups.read_response_head(proxied, 8192, 128, 65536, _SHARED, False) is None
+    assert speedups.read_response_head(proxied, 8192, 128, 65536, _SHARED, True) == (
+        200,
+        "",
+        [],
+        len(proxied),
+    )
+
+
+def test_read_head_limits() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    # Limits past any buffer are no limits; the head must fit within max_size.
+    assert speedups.read_request_head(request, 10**30, 10**30, 10**30, _SHARED) is not None
+    assert speedups.read_request_head(request, 14, 1, len(request), _SHARED) is not None
+    assert speedups.read_request_head(request, 13, 1, len(request), _SHARED) is None
+    assert speedups.read_request_head(request, 14, 0, len(request), _SHARED) is None
+    assert speedups.read_request_head(request, 14, 1, len(request) - 1, _SHARED) is None
+    with pytest.raises(ValueError, match="positive"):
+        speedups.read_request_head(request, -1, 1, 100, _SHARED)
+    with pytest.raises(ValueError, match="positive"):
+        speedups.read_request_head(request, 8192, -(10**30), 100, _SHARED)
+    with pytest.raises(TypeError):
+        speedups.read_request_head(request, "8192", 1, 100, _SHARED)  # type: ignore[arg-type]
+
+
+def test_read_head_bad_arguments() -> None:
+    request = b"GET / HTTP/1.1\r\n\r\n"
+    with pytest.raises(TypeError, match="tuple of str"):
+        speedups.read_request_head(request, 8192, 128, 65536, {"Host": "Host"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="latin-1"):
+        speedups.read_request_head(request, 8192, 128, 65536, ("Host", "\u2603"))
+    with pytest.raises(TypeError, match="5 arguments"):
+        speedups.read_request_head(request, 8192, 128, 65536)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="6 arguments"):
+        speedups.read_response_head(request, 8192, 128, 65536, _SHARED)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        speedups.read_request_head("GET", 8192, 128, 65536, _SHARED)  # type: ignore[arg-type]
+    # Another tuple of shared strings replaces the first.
+    head = speedups.read_request_head(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 99, 9, 99, ("b",))
+    assert head is not None
+    assert head[1] == [("A", "b")]
+    assert speedups.read_request_head(request, 8192, 128, 65536, _SHARED) == ("/", [], len(request))

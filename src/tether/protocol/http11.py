@@ -46,6 +46,7 @@ from tether.exceptions import (
     TooManyHeaders,
 )
 from tether.protocol.headers import Headers
+from tether.protocol.speedups import speedups
 
 __all__ = [
     "InvalidMethod",
@@ -75,39 +76,52 @@ _HOST = re.compile(
 # so the match never backtracks.
 _FIELD_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
 # Names and values most handshakes carry: connections share these strings
-# rather than keeping a copy each.
-_COMMON = {
-    text: text
-    for text in (
-        "Host",
-        "Upgrade",
-        "Connection",
-        "Origin",
-        "User-Agent",
-        "Server",
-        "Date",
-        "Content-Length",
-        "Content-Type",
-        "Cache-Control",
-        "Pragma",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Sec-WebSocket-Key",
-        "Sec-WebSocket-Version",
-        "Sec-WebSocket-Accept",
-        "Sec-WebSocket-Extensions",
-        "Sec-WebSocket-Protocol",
-        "websocket",
-        "13",
-        "keep-alive, Upgrade",
-        "no-cache",
-        "permessage-deflate",
-        "permessage-deflate; client_max_window_bits",
-        "permessage-deflate; client_max_window_bits=12; server_max_window_bits=12",
-    )
-}
+# rather than keeping a copy each. The lower-case names are how uvicorn
+# hands a request over.
+_SHARED = (
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Origin",
+    "User-Agent",
+    "Server",
+    "Date",
+    "Content-Length",
+    "Content-Type",
+    "Cache-Control",
+    "Pragma",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Accept",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Protocol",
+    "host",
+    "upgrade",
+    "connection",
+    "origin",
+    "user-agent",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "websocket",
+    "13",
+    "keep-alive, Upgrade",
+    "no-cache",
+    "permessage-deflate",
+    "permessage-deflate; client_max_window_bits",
+    "permessage-deflate; client_max_window_bits=12; server_max_window_bits=12",
+)
+_COMMON = {text: text for text in _SHARED}
 # Status codes whose responses never have a body (RFC 9112 section 6.3).
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+# The C readers of a whole head: they accept what the parsers below accept
+# and give what they give, or return None for the parsers to read the head.
+_read_request_head = None if speedups is None else speedups.read_request_head
+_read_response_head = None if speedups is None else speedups.read_response_head
 
 
 def limit_from_environment(name: str, default: int) -> int:
@@ -203,6 +217,28 @@ class Response:
 
 
 _DEFAULT_LIMITS = Limits()
+
+
+def _read_request(
+    data: bytes | bytearray | memoryview, limits: Limits | None = None
+) -> tuple[Request, int] | None:
+    """Read a request that ``data`` holds whole, valid and usual, in one call.
+
+    Return the request and the offset of the bytes after it. Return ``None``
+    when :class:`RequestParser` must read ``data`` instead: always without
+    the C accelerator, and otherwise when the head is incomplete, invalid,
+    past a limit, has a target in absolute form or a method other than
+    ``GET``. A request returned is the one the parser would give.
+    """
+    if _read_request_head is None:
+        return None
+    limits = _DEFAULT_LIMITS if limits is None else limits
+    head = _read_request_head(data, limits.max_line, limits.max_headers, limits.max_size, _SHARED)
+    if head is None:
+        return None
+    path, fields, end = head
+    return Request(path, Headers._adopt(fields)), end
+
 
 _T = TypeVar("_T")
 
@@ -334,6 +370,9 @@ class _Parser(Generic[_T]):
 
     def _read_start_line(self) -> bool:
         if self._scan == 0:
+            done = self._read_head_in_c()
+            if done is not None:
+                return done
             fields = self._read_whole_head()
             if fields is not None:
                 return self._end_of_head(Headers._adopt(fields))
@@ -376,6 +415,14 @@ class _Parser(Generic[_T]):
             value = value.strip(" \t")
             fields.append((_COMMON.get(name, name), _COMMON.get(value, value)))
         return fields.copy()
+
+    def _read_head_in_c(self) -> bool | None:
+        """Read the head with the C accelerator, as ``_end_of_head`` ends it.
+
+        Return ``None``, having consumed nothing, when there is no C
+        accelerator or it leaves the head to the Python code.
+        """
+        raise NotImplementedError
 
     def _parse_start_line(self, line: bytes) -> None:
         raise NotImplementedError
@@ -435,6 +482,14 @@ class RequestParser(_Parser[Request]):
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__(limits)
         self._path = ""
+
+    def _read_head_in_c(self) -> bool | None:
+        head = _read_request(self._buf, self.limits)
+        if head is None:
+            return None
+        request, end = head
+        self._pos = self._scan = end
+        return self._finish(request, end)
 
     def _parse_start_line(self, line: bytes) -> None:
         parts = line.split(b" ")
@@ -507,6 +562,21 @@ class ResponseParser(_Parser[Response]):
         self._headers = Headers()
         self._body = bytearray()
         self._remaining = 0
+
+    def _read_head_in_c(self) -> bool | None:
+        if _read_response_head is None:
+            return None
+        limits = self.limits
+        head = _read_response_head(
+            self._buf, limits.max_line, limits.max_headers, limits.max_size, _SHARED, self.proxy
+        )
+        if head is None:
+            return None
+        self._status_code, self._reason, fields, end = head
+        self._pos = self._scan = end
+        # As when read line by line: trailer fields go on counting in _fields.
+        self._fields = fields
+        return self._end_of_head(Headers._adopt(fields.copy()))
 
     def _parse_start_line(self, line: bytes) -> None:
         version, _, rest = line.partition(b" ")

@@ -40,7 +40,7 @@ from tether.protocol.handshake import (
 )
 from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
 from tether.protocol.headers import Headers, check_header
-from tether.protocol.http11 import Limits, Request, RequestParser, Response
+from tether.protocol.http11 import Limits, Request, RequestParser, Response, _read_request
 
 __all__ = ["Origin", "ServerProtocol", "SubprotocolSelector", "server_engines"]
 
@@ -69,6 +69,7 @@ class ServerProtocol(Connection):
     """
 
     __slots__ = (
+        "_limits",
         "_parser",
         "_pending_extensions",
         "available_extensions",
@@ -111,8 +112,10 @@ class ServerProtocol(Connection):
         self.response: Response | None = None
         self.subprotocol: str | None = None
         self.handshake_exc: InvalidHandshake | None = None
-        # Dropped once the request is read: an open connection need not keep it.
-        self._parser: RequestParser | None = RequestParser(limits)
+        self._limits = limits
+        # Made only for a request that does not come whole in the first
+        # read, and dropped once it is read.
+        self._parser: RequestParser | None = None
         # The extensions accepted for the response, until it is sent.
         self._pending_extensions: Sequence[Extension] = ()
 
@@ -121,22 +124,32 @@ class ServerProtocol(Connection):
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        parser = self._parser
-        if parser is None:
+        if self.request is not None:
             # Bytes after the request, before the response: keep them for later.
             self._keep_early_data(data)
             return
+        parser = self._parser
+        if parser is None:
+            # The usual request comes whole in one read: read it in one call.
+            head = _read_request(data, self._limits)
+            if head is not None:
+                request, end = head
+                self._request_read(request, data[end:])
+                return
+            parser = self._parser = RequestParser(self._limits)
         try:
             parser.receive_data(bytes(data))
         except InvalidHandshake as exc:
             self._refuse_unreadable(exc)
             return
-        request = parser.result
-        if request is not None:
-            self.request = request
+        if parser.result is not None:
             self._parser = None
-            self._events.append(RequestReceived(request))
-            self._keep_early_data(parser.leftover)
+            self._request_read(parser.result, parser.leftover)
+
+    def _request_read(self, request: Request, leftover: bytes | bytearray | memoryview) -> None:
+        self.request = request
+        self._events.append(RequestReceived(request))
+        self._keep_early_data(leftover)
 
     def _keep_early_data(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
