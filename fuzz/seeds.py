@@ -109,6 +109,13 @@ SEEDS: dict[str, list[bytes]] = {
         b"\x0e\x00" + _REQUEST.replace(b"GET", b"PUT"),
         b"\x07\x00" + _RESPONSE + _TEXT,
         b"\x03\x00" + _RESPONSE.replace(b"server_max_window_bits=10", b"x-unknown"),
+        # As uvicorn hands a request over: lower-case names; then the checks
+        # of Host and Content-Length that the C reader makes too.
+        b"\x00\x10" + _REQUEST.lower().replace(b"get /chat http/1.1", b"GET /chat HTTP/1.1"),
+        b"\x00\x02"
+        + _REQUEST.replace(b"example.com", b"[::1]:8080").replace(
+            b"\r\n\r\n", b"\r\nContent-Length: 0\r\nHost: a%2F:\r\n\r\n"
+        ),
     ],
     "header_values": [
         # Flags pick the parser: 0 extensions, 1 subprotocols, 2 Connection,
