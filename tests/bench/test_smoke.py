@@ -12,11 +12,12 @@ import os
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import pytest
 from bench.asgi import WS_IMPLEMENTATIONS
-from bench.run import Plan, measure, render, rows
+from bench.run import Plan, measure, render, rows, run
 from bench.workloads import Workload
 
-from bench import asgi_core, fanout, memory
+from bench import asgi_core, fanout, memory, send_core, sendpath
 
 
 def test_echo_runs_and_reports(tmp_path: Path) -> None:
@@ -86,6 +87,24 @@ def test_asgi_core_runs() -> None:
     for name in WS_IMPLEMENTATIONS:
         assert asgi_core.run_case(name, "message", 20) > 0
         assert asgi_core.run_case(name, "handshake", 5) > 0
+
+
+def test_send_core_runs() -> None:
+    # The pipelined send, the echo and the coroutine floor, in memory.
+    for case in send_core.CASES:
+        assert send_core.run_case(case, 300) > 0
+
+
+def test_sendpath_cells_run() -> None:
+    # The side under test against picows' real processes, each way; run_once
+    # raises if a message was lost or the sink saw one out of order.
+    for case, count in (("send64", 2000), ("echo16", 100), ("client16", 100)):
+        assert sendpath.run_once(case, "tether-uvloop", count, callgrind=False) >= 0
+
+
+def test_unknown_workload_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="unknown workloads: no such"):
+        run(False, tmp_path / "out.json", {"tether"}, {"no such"})
 
 
 def test_trio_adapters_run(tmp_path: Path) -> None:

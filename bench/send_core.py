@@ -1,0 +1,198 @@
+"""tether's asyncio connection in one process, without sockets: what its send and echo cost.
+
+Two cases, on uvloop, with a connection whose transport keeps nothing:
+
+- ``send``: a client connection sends 64-byte binary messages, pipelined
+  (the library's share of the cell "client sending pipelined 64 B messages").
+- ``echo``: a server connection is fed a masked 16-byte frame through
+  ``buffer_updated``, as the event loop feeds it, and its handler
+  (``async for message in ws: await ws.send(message)``) echoes it; the driver
+  waits for the echo's write (the library's share of "server echo 16 B").
+- ``floor``: the same driver and a bare coroutine that waits for one future
+  per message and writes what it got, no WebSocket work at all: what the
+  ``await`` model itself costs, below which ``echo`` cannot go.
+
+No kernel and no peer: what is left is the library and the event loop.
+``python -m bench.send_core`` prints CPU microseconds per operation;
+``--callgrind`` counts instructions, from two callgrind runs of different
+sizes, so that start-up cancels out (exact on a busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+from tether.asyncio.connection import Connection
+from tether.protocol.client import ClientProtocol
+from tether.protocol.connection import State
+from tether.protocol.frames import Opcode, serialize_frame
+from tether.protocol.server import ServerProtocol
+
+CASES = ("send", "echo", "floor")
+
+
+class NullTransport(asyncio.Transport):
+    """A transport that drops what is written and says when something was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wrote: asyncio.Future[None] | None = None
+
+    def write(self, data: Any) -> None:
+        wrote = self.wrote
+        if wrote is not None:
+            self.wrote = None
+            wrote.set_result(None)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"")
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def _open(protocol: ClientProtocol | ServerProtocol) -> tuple[Connection, NullTransport]:
+    protocol.state = State.OPEN
+    connection = Connection(protocol, ping_interval=None)
+    transport = NullTransport()
+    connection.connection_made(transport)
+    return connection, transport
+
+
+class _Floor:
+    """A protocol that hands each read to one waiting future: no framing, no queue."""
+
+    def __init__(self) -> None:
+        self.buffer = memoryview(bytearray(65536))
+        self.reader: asyncio.Future[bytes] | None = None
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            reader.set_result(bytes(self.buffer[:nbytes]))
+
+
+async def _run(case: str, count: int) -> float:
+    """Run ``count`` operations of ``case``; return CPU seconds for each."""
+    loop = asyncio.get_running_loop()
+    if case == "send":
+        ws, _ = _open(ClientProtocol("ws://localhost/"))
+        messages = (b"\x00" + bytes(63), b"\x01" + bytes(63))
+        send = ws.send
+        start = time.process_time()
+        for index in range(count):
+            await send(messages[index & 1])
+            if not index & 255:
+                # Let the gathered frames go, as a real loop would.
+                await asyncio.sleep(0)
+        return (time.process_time() - start) / count
+
+    ws, transport = _open(ServerProtocol())
+    floor = _Floor()
+
+    async def echo() -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def bare() -> None:
+        while True:
+            reader = floor.reader = loop.create_future()
+            transport.write(await reader)
+
+    target: Any = floor if case == "floor" else ws
+    task = asyncio.create_task(bare() if case == "floor" else echo())
+    await asyncio.sleep(0)
+    frame = serialize_frame(Opcode.BINARY, bytes(16), mask=True)
+    size = len(frame)
+    start = time.process_time()
+    for _ in range(count):
+        wrote = transport.wrote = loop.create_future()
+        target.get_buffer(-1)[:size] = frame
+        target.buffer_updated(size)
+        await wrote
+    elapsed = time.process_time() - start
+    task.cancel()
+    return elapsed / count
+
+
+def run_case(case: str, count: int) -> float:
+    """Run one case on uvloop, as the bench's tether-uvloop set-up does."""
+    import uvloop  # noqa: PLC0415  (bench processes import what they run)
+
+    return uvloop.run(_run(case, count))
+
+
+def instructions(case: str) -> float:
+    """Instructions per operation, from two callgrind runs of different sizes."""
+    sizes = (20_000, 60_000) if case == "send" else (5_000, 15_000)
+    counts = []
+    for size in sizes:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "bench.send_core",
+            "--case",
+            case,
+            "--count",
+            str(size),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        if match is None:
+            raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
+        counts.append(int(match.group(1)))
+    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument("--case", choices=CASES, help="one case")
+    parser.add_argument("--count", type=int, help="operations (default: 100000 or 20000)")
+    args = parser.parse_args()
+    if args.count is not None and args.case is not None and not args.callgrind:
+        # One run, as callgrind starts it: no output needed.
+        run_case(args.case, args.count)
+        return
+    for case in [args.case] if args.case else list(CASES):
+        if args.callgrind:
+            print(f"{case:<6} {instructions(case):>10,.0f} instructions", flush=True)
+        else:
+            value = run_case(case, args.count or (100_000 if case == "send" else 20_000))
+            print(f"{case:<6} {value * 1e6:>10.2f} CPU us", flush=True)
+
+
+if __name__ == "__main__":
+    main()
