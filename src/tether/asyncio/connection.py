@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
-import time
 import uuid
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
     Sequence,
 )
-from types import TracebackType
 from typing import Any, cast
 
+from tether.async_connection import AsyncConnection
 from tether.asyncio import keepalive
 from tether.asyncio._closing import TransportEnding
 from tether.asyncio.keepalive import Bucket
@@ -34,15 +31,14 @@ from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, parse_budget, piece_converter
-from tether.pings import answer_pings
+from tether.messages import MessageQueue, parse_budget
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
-from tether.sending import DATA_TYPES, Data, Fragments, is_single, run_closed_hooks, send_data
+from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 
 __all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer"]
 
@@ -68,7 +64,7 @@ def read_buffer() -> memoryview:
     return shared_read_buffer()
 
 
-class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol):
+class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol):
     """An open WebSocket connection, on the client or the server side.
 
     It is made by :func:`tether.connect` or given to a handler by
@@ -115,6 +111,9 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
 
     default_logger = "tether"
     """The name of the logger used when the ``logger`` option is not given."""
+
+    # A cancelled fragmented send leaves the connection as it is.
+    _fragments_pass = (ConnectionClosed, asyncio.CancelledError)
 
     # Called with the connection once it is closed, by whoever asked (topics).
     # A class attribute until then: most connections never need one.
@@ -238,37 +237,6 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
             self._reading = False
             self._reader = None
 
-    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
-        """Yield the next message piece by piece, as its frames arrive."""
-        if self._reading:
-            raise ConcurrencyError("another coroutine is already receiving from this connection")
-        self._reading = True
-        # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
-        convert_piece = piece_converter(decode)
-        try:
-            while True:
-                piece = self._messages.get_fragment()
-                if piece is None:
-                    await self._input()
-                    continue
-                data, last = piece
-                yield convert_piece(data, last)
-                if last:
-                    self._maybe_resume_reading()
-                    return
-        finally:
-            self._reading = False
-            self._reader = None
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        """Iterate over messages until the connection closes.
-
-        The iteration ends quietly on a normal closure (1000 or 1001) and
-        raises :class:`~tether.exceptions.ConnectionClosedError` otherwise.
-        The connection is its own iterator: the messages are its state.
-        """
-        return self
-
     async def __anext__(self) -> str | bytes:
         """The next message of ``async for``: see :meth:`__aiter__`."""
         # recv's body again rather than a call to it: an idle connection's
@@ -296,6 +264,20 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
         finally:
             self._reading = False
             self._reader = None
+
+    def _begin_receiving(self) -> None:
+        if self._reading:
+            raise ConcurrencyError("another coroutine is already receiving from this connection")
+        self._reading = True
+
+    def _end_receiving(self) -> None:
+        self._reading = False
+        self._reader = None
+
+    async def _flush_wait(self) -> None:
+        self._flush()
+        if self._writing_paused:
+            await self._drain()
 
     def _input(self) -> asyncio.Future[None]:
         """A future done when something arrives; raise ConnectionClosed if nothing ever will.
@@ -440,33 +422,6 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
             # and schedules nothing, as if the reader had waited.
             self._sent_since_wait = False
 
-    async def _send_fragments(
-        self, pieces: Iterable[Data] | AsyncIterable[Data], text: bool | None
-    ) -> None:
-        fragments = Fragments(self.protocol, text)
-        try:
-            if isinstance(pieces, AsyncIterable):
-                async for piece in pieces:
-                    fragments.send(piece)
-                    self._flush()
-                    if self._writing_paused:
-                        await self._drain()
-            else:
-                for piece in pieces:
-                    fragments.send(piece)
-                    self._flush()
-                    if self._writing_paused:
-                        await self._drain()
-        except (ConnectionClosed, asyncio.CancelledError):
-            raise
-        except Exception:
-            # A message cut in the middle cannot be finished: fail the connection.
-            if fragments.started:
-                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
-            raise
-        fragments.end()
-        self._flush()
-
     async def _drain(self) -> None:
         while self._writing_paused and not self._lost:
             await self._change()
@@ -506,52 +461,17 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
 
     def _send_ping(self, data: Data | None, keepalive: bool) -> asyncio.Future[float] | None:
         """Send a ping and record it; return its waiter, or None for a keepalive ping."""
-        pings = self._pings
-        if pings is None:
-            pings = self._pings = {}
-        if data is None:
-            payload = os.urandom(4)
-            while payload in pings:  # pragma: no cover - 1 in 2**32
-                payload = os.urandom(4)
-        else:
-            payload = data.encode() if isinstance(data, str) else bytes(data)
-            if payload in pings:
-                raise ConcurrencyError("a ping with the same data is waiting for its pong")
-        try:
-            self.protocol.send_ping(payload)
-        except InvalidState:
-            raise self.protocol.close_exc() from None
         waiter: asyncio.Future[float] | None = None if keepalive else self._loop.create_future()
-        # Not loop.time(): uvloop's clock ticks in milliseconds, and a pong on
-        # a fast link would often measure 0.
-        pings[payload] = (waiter, time.monotonic())
+        self._record_ping(data, waiter)
         self._flush()
         return waiter
 
-    async def pong(self, data: Data = b"") -> None:
-        """Send an unsolicited pong, as a one-way heartbeat."""
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        try:
-            self.protocol.send_pong(payload)
-        except InvalidState:
-            raise self.protocol.close_exc() from None
-        self._flush()
+    def _pong_waiter_done(self, waiter: asyncio.Future[float], latency: float) -> None:
+        if not waiter.done():
+            waiter.set_result(latency)
 
-    def _pong_received(self, data: bytes) -> None:
-        pings = self._pings
-        if pings is None or data not in pings:
-            return
-        keepalive_answered = False
-        for waiter, latency in answer_pings(pings, data, time.monotonic()):
-            self.latency = latency
-            if waiter is None:
-                keepalive_answered = True
-            elif not waiter.done():
-                waiter.set_result(latency)
-        if not pings:
-            # An emptied dictionary keeps its table: idle connections drop it.
-            self._pings = None
-        if keepalive_answered and self.ping_timeout is not None:
+    def _keepalive_answered(self) -> None:
+        if self.ping_timeout is not None:
             # The next keepalive ping is an interval after this pong.
             self._start_keepalive()
 
@@ -598,18 +518,6 @@ class Connection(ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol
         self.logger.info("failing connection with code %d: %s", code, reason)
         self.protocol.fail(code, reason)
         self._flush()
-
-    async def __aenter__(self) -> Connection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the connection: with 1000, or with 1011 when the block raised."""
-        await self.close(CloseCode.NORMAL_CLOSURE if exc_type is None else CloseCode.INTERNAL_ERROR)
 
     # Keepalive
 

@@ -39,27 +39,25 @@ import logging
 import math
 import os
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
-from types import TracebackType
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 import trio
 
+from tether.async_connection import AsyncConnection
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, parse_budget, piece_converter
-from tether.pings import answer_pings, ping_payload
+from tether.messages import MessageQueue, parse_budget
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _OPEN
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
-from tether.sending import DATA_TYPES, Data, Fragments, is_single, run_closed_hooks, send_data
+from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 from tether.trio.watcher import AVAILABLE, Timer, Watcher, watcher
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "Data", "PongWaiter"]
@@ -121,7 +119,7 @@ class PongWaiter:
         return self.wait().__await__()
 
 
-class Connection(ConnectionAttributes, trio.abc.AsyncResource):
+class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
     """An open WebSocket connection over a trio stream, on the client or the server side.
 
     It is made by :func:`tether.trio.connect` or given to a handler by
@@ -337,43 +335,22 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             if self._direct:
                 self._after_recv()
 
-    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
-        """Yield the next message piece by piece, as its frames arrive."""
-        if self._receiving:
-            raise ConcurrencyError("another task is already receiving from this connection")
-        self._receiving = True
-        # A binary fragment may end inside a UTF-8 sequence: decode across pieces.
-        convert_piece = piece_converter(decode)
-        try:
-            while True:
-                piece = self._messages.get_fragment()
-                if piece is None:
-                    await self._input()
-                    continue
-                data, last = piece
-                yield convert_piece(data, last)
-                if last:
-                    self._maybe_resume_reading()
-                    return
-        finally:
-            self._receiving = False
-            if self._direct:
-                self._after_recv()
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        """Iterate over messages until the connection closes.
-
-        The iteration ends quietly on a normal closure (1000 or 1001) and
-        raises :class:`~tether.exceptions.ConnectionClosedError` otherwise.
-        """
-        return self
-
     async def __anext__(self) -> str | bytes:
         """The next message of ``async for``: see :meth:`__aiter__`."""
         try:
             return await self.recv()
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
+
+    def _begin_receiving(self) -> None:
+        if self._receiving:
+            raise ConcurrencyError("another task is already receiving from this connection")
+        self._receiving = True
+
+    def _end_receiving(self) -> None:
+        self._receiving = False
+        if self._direct:
+            self._after_recv()
 
     def _input(self) -> Awaitable[object]:
         """What to await until something was read; raise ConnectionClosed if never.
@@ -532,6 +509,15 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
 
     def _on_deadline(self, now: float) -> None:
         """A deadline of the connection passed (in the watcher)."""
+        if (
+            now >= self._pong_by
+            and not self._reading
+            and not (self._paused and self.protocol.state is _OPEN)
+            and self._feed()
+        ):
+            # The pong may be waiting unread (nobody reads, and the watcher
+            # waits for the grace after a recv): read before giving up.
+            self._flush_nowait()
         action = self._deadlines_passed(now)
         if action == _CLOSE:
             self._close_now()
@@ -640,36 +626,13 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
                     protocol.send_message(message, text)  # type: ignore[arg-type]
                 except InvalidState:
                     raise protocol.close_exc() from None
-            await self._flush()
+            await self._flush_wait()
         else:
             # Only fragmented messages ever hold the lock: made for the first.
             if lock is None:
                 lock = self._send_lock = trio.Lock()
             async with lock:
                 await self._send_fragments(message, text)
-
-    async def _send_fragments(
-        self, pieces: Iterable[Data] | AsyncIterable[Data], text: bool | None
-    ) -> None:
-        fragments = Fragments(self.protocol, text)
-        try:
-            if isinstance(pieces, AsyncIterable):
-                async for piece in pieces:
-                    fragments.send(piece)
-                    await self._flush()
-            else:
-                for piece in pieces:
-                    fragments.send(piece)
-                    await self._flush()
-        except ConnectionClosed:
-            raise
-        except BaseException:
-            # A message cut in the middle cannot be finished: fail the connection.
-            if fragments.started:
-                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
-            raise
-        fragments.end()
-        await self._flush()
 
     async def ping(self, data: Data | None = None) -> PongWaiter:
         """Send a ping; return an awaitable that gives the round-trip time when the pong comes.
@@ -679,54 +642,18 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         data is still waiting for its pong.
         """
         waiter = PongWaiter()
-        self._send_ping(data, waiter)
+        self._record_ping(data, waiter)
         if not self._reading:
             # Read the pong as soon as it comes, for a true round-trip time.
             self._watch()
-        await self._flush()
+        await self._flush_wait()
         return waiter
 
-    def _send_ping(self, data: Data | None, waiter: PongWaiter | None) -> bytes:
-        """Record a ping and have the engine send it; ``waiter`` is None for keepalive."""
-        pings = self._pings
-        if pings is None:
-            pings = self._pings = {}
-        payload = ping_payload(data)
-        if payload in pings:
-            if data is not None:
-                raise ConcurrencyError("a ping with the same data is waiting for its pong")
-            while payload in pings:  # pragma: no cover - 1 in 2**32
-                payload = ping_payload(None)
-        try:
-            self.protocol.send_ping(payload)
-        except InvalidState:
-            raise self.protocol.close_exc() from None
-        pings[payload] = (waiter, time.monotonic())
-        return payload
+    def _pong_waiter_done(self, waiter: PongWaiter, latency: float) -> None:
+        waiter._set(latency)
 
-    async def pong(self, data: Data = b"") -> None:
-        """Send an unsolicited pong, as a one-way heartbeat."""
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        try:
-            self.protocol.send_pong(payload)
-        except InvalidState:
-            raise self.protocol.close_exc() from None
-        await self._flush()
-
-    def _pong_received(self, data: bytes) -> None:
-        pings = self._pings
-        if pings is None or data not in pings:
-            return
-        keepalive_answered = False
-        for waiter, latency in answer_pings(pings, data, time.monotonic()):
-            self.latency = latency
-            if waiter is None:
-                keepalive_answered = True
-            else:
-                waiter._set(latency)
-        if not pings:
-            self._pings = None
-        if keepalive_answered and self.ping_interval is not None:
+    def _keepalive_answered(self) -> None:
+        if self.ping_interval is not None:
             # The next keepalive ping is an interval after this pong.
             self._pong_by = _INF
             self._ping_at = trio.current_time() + self.ping_interval
@@ -745,7 +672,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
             self._flush_nowait()
         else:
             with contextlib.suppress(ConnectionClosed):
-                await self._flush()
+                await self._flush_wait()
         await self.wait_closed()
 
     async def aclose(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
@@ -799,18 +726,6 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self.protocol.fail(code, reason)
         self._arm_close_deadline()
         self._flush_nowait()
-
-    async def __aenter__(self) -> Connection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the connection: with 1000, or with 1011 when the block raised."""
-        await self.close(CloseCode.NORMAL_CLOSURE if exc_type is None else CloseCode.INTERNAL_ERROR)
 
     # Deadlines, kept by the reader's cancel scope
 
@@ -869,7 +784,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         if now >= self._ping_at:
             self._ping_at = _INF
             try:
-                self._send_ping(None, None)
+                self._record_ping(None, None)
             except ConnectionClosed:
                 return _NOTHING
             if self.ping_timeout is not None:
@@ -1111,7 +1026,7 @@ class Connection(ConnectionAttributes, trio.abc.AsyncResource):
         self._out_size = len(rest)
         return False
 
-    async def _flush(self) -> None:
+    async def _flush_wait(self) -> None:
         """Write what the engine has to send; wait if another task writes and the buffer is full.
 
         Raise :class:`~tether.exceptions.ConnectionClosed` when writing failed.

@@ -15,12 +15,12 @@ the :class:`Watcher` of the run does both for every connection:
 * A connection's next deadline waits in a heap; the watcher's wait ends at
   the earliest one.
 * A connection whose receiving task just left ``recv`` is likely to call it
-  again soon: it waits in a queue for :data:`GRACE` seconds before its
+  again soon: it waits in a queue for ``GRACE`` seconds before its
   socket is armed, so that a request/response exchange never wakes two
   tasks per message.
 * A task waiting in ``recv`` waits with trio's ``wait_readable``, which
   holds a chain of coroutines and trio's registration for as long as it
-  waits. After :data:`IDLE` seconds with nothing read, the watcher wakes it
+  waits. After ``IDLE`` seconds with nothing read, the watcher wakes it
   (:func:`trio.lowlevel.notify_closing`, the only way to end another
   task's wait on a file descriptor without a cancel scope around every
   wait, which would cost each message more than it saves); the task then
@@ -240,6 +240,15 @@ class Watcher:
             self._tick(epoll)
 
     def _tick(self, epoll: Any) -> None:
+        # What came first: a pong that arrived counts before its deadline.
+        ready, self._ready = self._ready, []
+        for connection in ready:
+            _call(connection._on_readable)
+        registered = self._registered
+        for fd, _ in epoll.poll(0):
+            watched = registered.get(fd)
+            if watched is not None:
+                _call(watched._on_readable)
         now = trio.current_time()
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -255,14 +264,6 @@ class Watcher:
         while idle and idle[0][0] <= now:
             _, connection, reads = idle.popleft()
             _call(connection._on_idle, reads)
-        ready, self._ready = self._ready, []
-        for connection in ready:
-            _call(connection._on_readable)
-        registered = self._registered
-        for fd, _ in epoll.poll(0):
-            connection = registered.get(fd)
-            if connection is not None:
-                _call(connection._on_readable)
 
 
 def _call(method: Any, *args: Any) -> None:
