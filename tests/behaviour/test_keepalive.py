@@ -57,7 +57,7 @@ def test_live_peer_keeps_the_connection_up(backend: Backend, side: Side) -> None
             ours, theirs = sided(side, *ends)
             await backend.until(lambda: ours.latency > 0 and theirs.latency > 0)
             # Several intervals go by: each ping is answered in time.
-            await backend.sleep(INTERVAL * 4)
+            await backend.sleep(INTERVAL * 2)
             assert ours.state is State.OPEN
             assert theirs.state is State.OPEN
             for index in range(5):
@@ -72,7 +72,7 @@ def test_ping_interval_none_sends_no_ping(backend: Backend, side: Side) -> None:
     async def body() -> None:
         async with backend.raw_pair(side, ping_interval=None) as (ours, peer):
             with pytest.raises(TimeoutError):
-                await backend.in_thread(lambda: peer.next_event(timeout=INTERVAL * 4))
+                await backend.in_thread(lambda: peer.next_event(timeout=INTERVAL * 2))
             assert ours.state is State.OPEN
             assert ours.latency == 0
 
