@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 import ssl
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -328,3 +330,37 @@ async def test_topics_count_direct_writes(start_server: ServerFactory) -> None:
         assert topics.stats.own_frames == topics.stats.dropped == 0
     finally:
         await close_all(clients)
+
+
+async def test_a_reset_the_transport_has_not_seen_yet(start_server: ServerFactory) -> None:
+    server = await start_server(hold, compression=None)
+    good, reset = await open_clients(server, 2, compression=None)
+    ours_good, ours_reset = by_port(server, [good, reset])
+    assert ours_reset.transport is not None
+    assert reset.transport is not None
+    # The peer drops TCP with a RST, which the server does not read yet: its
+    # transport is open, and a send() on the socket fails.
+    ours_reset.transport.pause_reading()
+    reset.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+    )
+    reset.transport.abort()
+    await reset.wait_closed()
+    poller = select.poll()
+    poller.register(ours_reset.transport.get_extra_info("socket").fileno(), select.POLLIN)
+    async with asyncio.timeout(TIMEOUT):
+        while not any(events & select.POLLERR for _, events in poller.poll(0)):
+            await asyncio.sleep(0.005)
+    assert not ours_reset.transport.is_closing()
+    try:
+        # The failed write is left to the transport, which meets the error
+        # and loses the connection; the other connection gets every message.
+        assert broadcast([ours_reset, ours_good], "first") == 2
+        async with asyncio.timeout(TIMEOUT):
+            await ours_reset.wait_closed()
+        assert ours_reset.close_code == 1006
+        assert broadcast([ours_reset, ours_good], "second") == 1
+        async with asyncio.timeout(TIMEOUT):
+            assert [await good.recv(), await good.recv()] == ["first", "second"]
+    finally:
+        await good.close()

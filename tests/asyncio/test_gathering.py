@@ -14,7 +14,7 @@ from typing import Any
 
 from tether.asyncio.connection import GATHER_LIMIT, Connection
 from tether.exceptions import ConnectionClosedOK
-from tether.protocol.events import CloseReceived, Event, Message, Ping
+from tether.protocol.events import CloseReceived, Event, Fragment, Message, Ping, Pong
 
 from .conftest import ServerFactory
 from .pairs import Side, open_pair, open_raw_pair
@@ -160,3 +160,35 @@ async def test_gathered_frames_are_dropped_with_the_transport(
                 break
         assert all(not isinstance(event, CloseReceived) for event in events)
         assert len(events) <= 2
+
+
+async def test_pings_fragments_and_waiting_sends_keep_the_order_of_calls(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+
+        async def pieces() -> Any:
+            yield b"f0"
+            await asyncio.sleep(0)
+            yield b"f1"
+
+        # The first is written at once, the next two gathered.
+        for index in range(3):
+            await ours.send(message(index))
+        fragmented = asyncio.create_task(ours.send(pieces()))
+        # Before the fragmented message starts: after the gathered ones.
+        await ours.ping(b"p")
+        await asyncio.sleep(0)
+        # The fragmented message is under way: this waits for its end.
+        await ours.send(message(3))
+        await fragmented
+        await ours.pong(b"q")
+        events = await received(peer, 9)
+        assert events[:4] == [*(Message(message(index)) for index in range(3)), Ping(b"p")]
+        assert events[4:] == [
+            Fragment(b"f0", first=True, last=False),
+            Fragment(b"f1", first=False, last=False),
+            Fragment(b"", first=False, last=True),
+            Message(message(3)),
+            Pong(b"q"),
+        ]
