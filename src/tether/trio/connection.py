@@ -337,10 +337,29 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
 
     async def __anext__(self) -> str | bytes:
         """The next message of ``async for``: see :meth:`__aiter__`."""
+        # recv's body again rather than a call to it, as in the asyncio
+        # connection: an idle connection's handler waits here, and each
+        # coroutine on its stack is memory that thousands of them hold.
+        if self._receiving:
+            raise ConcurrencyError("another task is already receiving from this connection")
+        self._receiving = True
         try:
-            return await self.recv()
+            messages = self._messages
+            if messages.ready:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            else:
+                while not messages.ready:
+                    await self._input()
+            message = messages.get()
+            if self._paused or self.protocol.message_budget is not None:
+                self._maybe_resume_reading()
+            return message
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
+        finally:
+            self._receiving = False
+            if self._direct:
+                self._after_recv()
 
     def _begin_receiving(self) -> None:
         if self._receiving:
