@@ -13,6 +13,42 @@ __all__ = ["SPEC_VERSION", "build_scope"]
 SPEC_VERSION = "2.4"
 """The version of the ASGI WebSocket specification implemented."""
 
+# The header names and values of most handshakes as the scope gives them
+# (names in lower case, both as latin-1 bytes), encoded once rather than per
+# connection. Names are spelt as uvicorn hands a request over (lower case)
+# and as clients usually send them.
+_NAME_BYTES = {
+    spelling: spelling.lower().encode()
+    for name in (
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Origin",
+        "User-Agent",
+        "Cookie",
+        "Pragma",
+        "Cache-Control",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+    )
+    for spelling in (name, name.lower())
+}
+_VALUE_BYTES = {
+    value: value.encode()
+    for value in (
+        "websocket",
+        "Upgrade",
+        "upgrade",
+        "13",
+        "no-cache",
+        "permessage-deflate; client_max_window_bits",
+    )
+}
+
 
 def build_scope(
     request: Request,
@@ -35,10 +71,15 @@ def build_scope(
     raw_path, _, query = request.path.partition("?")
     headers = []
     subprotocols: list[str] = []
+    names = _NAME_BYTES
+    values = _VALUE_BYTES
     for name, value in request.headers.raw_items():
-        key = name.lower()
-        headers.append((key.encode("latin-1"), value.encode("latin-1")))
-        if key == "sec-websocket-protocol":
+        key = names.get(name)
+        if key is None:
+            key = name.lower().encode("latin-1")
+        raw = values.get(value)
+        headers.append((key, value.encode("latin-1") if raw is None else raw))
+        if key == b"sec-websocket-protocol":
             subprotocols += parse_subprotocols(value)
     return {
         "type": "websocket",
