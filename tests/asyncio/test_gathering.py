@@ -112,6 +112,22 @@ async def test_a_sender_that_waits_between_sends_writes_each_at_once(
         assert await received(peer, 6) == [Message(message(index)) for index in range(6)]
 
 
+async def test_a_receiver_starting_to_wait_does_not_reorder_gathered_frames(
+    start_server: ServerFactory, side: Side
+) -> None:
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        for index in range(5):
+            await ours.send(message(index))
+        # A receiver starts waiting within the same iteration, as a reading
+        # task beside the sending one may: sends go on being gathered.
+        receiving = ours.recv().__await__()
+        next(receiving)
+        for index in range(5, 10):
+            await ours.send(message(index))
+        receiving.close()
+        assert await received(peer, 10) == [Message(message(index)) for index in range(10)]
+
+
 async def test_control_frames_come_after_the_gathered_messages(
     start_server: ServerFactory, side: Side
 ) -> None:
