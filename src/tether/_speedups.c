@@ -1325,7 +1325,10 @@ write_shared(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_buffer frame = {0};
     PyObject *frame_object = NULL;
-    PyObject *items = PySequence_Fast(args[0], "write_shared(): connections must be iterable");
+    /* A list of our own: the checks run Python code (attribute lookups,
+     * the transports' methods), which could change a list we were given
+     * and free the connections it held while we read it. */
+    PyObject *items = PySequence_List(args[0]);
     PyObject *rest = NULL, *result = NULL;
     ws_target *targets = NULL;
     Py_ssize_t count = 0, sent = 0;

@@ -820,3 +820,44 @@ def test_read_head_bad_arguments() -> None:
     assert head is not None
     assert head[1] == [("A", "b")]
     assert speedups.read_request_head(request, 8192, 128, 65536, _SHARED) == ("/", [], len(request))
+
+
+_SHRINKING_CONNECTIONS = """
+import tether._speedups as speedups
+
+class Protocol:
+    state = "closed"
+
+class Shrinking:
+    # Reading its engine empties the list write_shared was given.
+    @property
+    def protocol(self):
+        del connections[1:]
+        return Protocol()
+
+class Closed:
+    protocol = Protocol()
+
+connections = [Shrinking(), *(Closed() for _ in range(100))]
+sent, rest, frame = speedups.write_shared(
+    connections, lambda: b"", "open", (), (), None
+)
+print(sent, rest, frame, len(connections))
+"""
+
+
+def test_write_shared_keeps_the_connections_it_was_given() -> None:
+    # A connection list changed by code that write_shared runs (attribute
+    # lookups, the transport's methods) must not leave it reading freed
+    # memory: Python's debug allocator makes such a read crash.
+    env = {**os.environ, "PYTHONMALLOC": "debug"}
+    result = subprocess.run(
+        [sys.executable, "-c", _SHRINKING_CONNECTIONS],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "[]", "None", "1"]
