@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, cast
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
@@ -13,7 +13,7 @@ from tether.exceptions import InvalidMessage, InvalidProxyMessage
 from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.follow import Follower
-from tether.log import LoggerLike, connection_logger
+from tether.log import LoggerLike
 from tether.opening import OpeningDeadline
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import DEFAULT_MAX_SIZE
@@ -24,7 +24,7 @@ from tether.protocol.http11 import Limits
 from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
 from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
-from tether.reconnecting import Backoff, process_exception, raise_unless_retried
+from tether.reconnecting import process_exception
 from tether.targets import check_client_target, parse_unix_uri, pick_headers, unix_uri
 
 __all__ = [
@@ -515,29 +515,11 @@ class connect(AsyncConnect[ClientConnection]):
         transport.resume_reading()
         return transport, connection
 
-    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
-        """Connect, and connect again each time the connection drops or cannot be opened."""
-        logger = connection_logger(self.logger, "tether.client", "reconnect", None)
-        delays = Backoff(
-            self.reconnect_delays,
-            self.backoff_initial_delay,
-            self.backoff_factor,
-            self.backoff_max_delay,
-        )
-        while True:
-            try:
-                connection = await self._create()
-            except Exception as exc:
-                raise_unless_retried(self.process_exception, exc)
-                delay = delays.next(exc)
-                logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            delays.reset()
-            try:
-                yield connection
-            finally:
-                await connection.close()
+    async def _sleep(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+
+    async def _close_reconnected(self, connection: ClientConnection) -> None:
+        await connection.close()
 
 
 def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any) -> connect:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import trio
@@ -23,7 +23,7 @@ from tether.protocol.http11 import Limits
 from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
 from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
-from tether.reconnecting import Backoff, process_exception, raise_unless_retried
+from tether.reconnecting import process_exception
 from tether.targets import check_client_target, pick_headers, unix_uri
 from tether.trio.connection import DEFAULT_WRITE_LIMIT, READ_SIZE, Connection
 
@@ -357,30 +357,13 @@ class connect(AsyncConnect[ClientConnection]):
         connection._start(_system_spawn)
         return connection
 
-    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
-        """Connect, and connect again each time the connection drops or cannot be opened."""
-        logger = connection_logger(self.logger, "tether.client", "reconnect", None)
-        delays = Backoff(
-            self.reconnect_delays,
-            self.backoff_initial_delay,
-            self.backoff_factor,
-            self.backoff_max_delay,
-        )
-        while True:
-            try:
-                connection = await self._create()
-            except Exception as exc:
-                raise_unless_retried(self.process_exception, exc)
-                delay = delays.next(exc)
-                logger.info("connection failed (%s); retrying in %.3f seconds", exc, delay)
-                await trio.sleep(delay)
-                continue
-            delays.reset()
-            try:
-                yield connection
-            finally:
-                with trio.CancelScope(shield=True):
-                    await connection.close()
+    async def _sleep(self, delay: float) -> None:
+        await trio.sleep(delay)
+
+    async def _close_reconnected(self, connection: ClientConnection) -> None:
+        # The loop may be left by a cancellation: close all the same.
+        with trio.CancelScope(shield=True):
+            await connection.close()
 
 
 async def _tls_handshake(stream: trio.SSLStream[Any]) -> None:
