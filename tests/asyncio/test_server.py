@@ -407,15 +407,3 @@ async def test_tls() -> None:
             assert await ws.recv() == "secret"
             assert ws.transport is not None
             assert ws.transport.get_extra_info("ssl_object") is not None
-
-
-# Arguments
-
-
-async def test_a_limit_below_its_range_fails_serve_and_connect() -> None:
-    # At once, not in every connection's handshake.
-    with pytest.raises(ValueError, match="max_size"):
-        async with tether.serve(echo, "127.0.0.1", 0, max_size=-1):
-            pass  # pragma: no cover - not reached
-    with pytest.raises(ValueError, match="max_size"):
-        await tether.connect("ws://127.0.0.1:9/", max_size=-1)

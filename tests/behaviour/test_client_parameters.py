@@ -80,3 +80,17 @@ def test_limits_of_the_http_parsers(backend: Backend) -> None:
             assert caught.value.response.status_code == 431
 
     backend.run(body)
+
+
+def test_a_limit_below_its_range_fails_serve_and_connect(backend: Backend) -> None:
+    # At once, not in every connection's handshake; connect does not even
+    # try to reach the (closed) port.
+    with pytest.raises(ValueError, match="max_size"):
+        backend.module("client").connect("ws://127.0.0.1:9/", max_size=-1)
+
+    async def body() -> None:
+        with pytest.raises(ValueError, match="max_size"):
+            async with backend.serve(echo, max_size=-1):
+                pass  # pragma: no cover - not reached
+
+    backend.run(body)

@@ -76,12 +76,3 @@ def test_shutdown_from_handler() -> None:
                 ws.recv(timeout=TIMEOUT)
     finally:
         stop_server(server, thread)
-
-
-def test_a_limit_below_its_range_fails_serve_and_connect() -> None:
-    # At once, not in every connection's handshake; connect does not even
-    # try to reach the (closed) port.
-    with pytest.raises(ValueError, match="max_size"):
-        serve(lambda ws: None, "127.0.0.1", 0, max_size=-1)
-    with pytest.raises(ValueError, match="max_size"):
-        connect("ws://127.0.0.1:9/", max_size=-1)

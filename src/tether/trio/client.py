@@ -222,6 +222,8 @@ class connect(AsyncConnect[ClientConnection]):
             ClientConnection if create_connection is None else create_connection
         )
         self.connection: ClientConnection | None = None
+        # Made before connecting: a bad option fails at once, as in tether.connect.
+        self._engine(self.ws_uri, self.additional_headers)
 
     async def _open_stream(self, uri: WebSocketURI) -> trio.abc.Stream:
         """Connect to ``uri``'s server: directly, through a proxy, or as configured."""
