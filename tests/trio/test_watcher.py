@@ -7,8 +7,10 @@ ended.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -112,3 +114,27 @@ def test_ctrl_c_closes_the_watched_connections_with_1001(recorder: Recorder) -> 
         assert isinstance(error, KeyboardInterrupt), error
     assert received == ["before"]
     assert recorder.wait_for(2) == [1001, 1001]
+
+
+def test_closed_connections_are_not_kept_once_the_watcher_stops(recorder: Recorder) -> None:
+    refs: list[weakref.ref[tether.trio.ClientConnection]] = []
+
+    async def main() -> None:
+        with trio.fail_after(TIMEOUT):
+            for text in ("one", "two"):
+                async with await tether.trio.connect(f"ws://127.0.0.1:{recorder.port}/") as ws:
+                    await ws.send(text)
+                    assert await ws.recv() == text
+                    # Idle in recv, then leaving it: the watcher queues both.
+                    with trio.move_on_after(2 * IDLE):
+                        await ws.recv()
+                    refs.append(weakref.ref(ws))
+                del ws
+            # The last connection is gone: the watcher ends.
+            while watcher()._running:
+                await trio.sleep(GRACE / 10)
+            gc.collect()
+            assert [ref() for ref in refs] == [None, None]
+
+    trio.run(main)
+    assert recorder.wait_for(2) == [1000, 1000]

@@ -197,9 +197,16 @@ class Watcher:
         finally:
             self._running = False
             self._scope = None
-            if not self._members and self._epoll is not None:
-                self._epoll.close()
-                self._epoll = None
+            if not self._members:
+                # Entries of connections gone already: they would keep them
+                # alive until the run's next connection.
+                self._timers.clear()
+                self._grace.clear()
+                self._idle.clear()
+                self._ready.clear()
+                if self._epoll is not None:
+                    self._epoll.close()
+                    self._epoll = None
 
     def _going_away(self) -> float:
         """Start closing every connection with 1001; return how long to wait for them."""
