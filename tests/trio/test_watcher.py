@@ -103,10 +103,15 @@ def test_ctrl_c_closes_the_watched_connections_with_1001(recorder: Recorder) -> 
                 await trio.sleep(TIMEOUT)
 
     error: BaseException | None = None
+    # trio turns SIGINT into KeyboardInterrupt only under Python's own
+    # handler: another test of the session may have left a different one.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         trio.run(main)
     except BaseException as exc:  # KeyboardInterrupt, maybe in the nursery's group
         error = exc
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if isinstance(error, BaseExceptionGroup):
         rest = error.split(KeyboardInterrupt)[1]
         assert rest is None, rest
