@@ -7,8 +7,9 @@ after it stopped calling ``recv`` (the background thread takes over); timed
 ``recv`` loses no message, even when frames arrive split at any byte; a
 ``recv`` with no time left still returns a message already in the socket;
 concurrent receivers get :class:`ConcurrencyError` and never lose or repeat a
-message; TLS works with timeouts; and a write of several frames goes out as
-one vector without being joined.
+message; TLS works with timeouts; a write of several frames goes out as
+one vector without being joined; and a client's thread in ``recv`` with no
+timeout reads with one system call per message, not a poll and a read.
 """
 
 from __future__ import annotations
@@ -54,14 +55,14 @@ class ReadSpy:
         self.threads: list[threading.Thread] = []
         self.watched: threading.Thread | None = None
         self.watched_read = threading.Event()
-        original: Callable[[float | None], None] = ws._read_once
+        original: Callable[..., None] = ws._read_once
 
-        def read_once(timeout: float | None) -> None:
+        def read_once(timeout: float | None, **kwargs: bool) -> None:
             current = threading.current_thread()
             self.threads.append(current)
             if current is self.watched:
                 self.watched_read.set()
-            original(timeout)
+            original(timeout, **kwargs)
 
         # The instance attribute wins over the method for every caller,
         # the background thread included.
@@ -370,3 +371,84 @@ def test_several_large_frames_written_as_one_vector() -> None:
     ws._write(small)
     assert bytes(fake.written) == b"".join(small)
     assert fake.sendall_calls == 1
+
+
+class CountingSocket(socket.socket):
+    """A real socket that counts, per thread, the reads and writes made on it."""
+
+    def __init__(self, fileno: int) -> None:
+        super().__init__(fileno=fileno)
+        self.reads: dict[int, int] = {}
+        self.writes: dict[int, int] = {}
+
+    def _count(self, calls: dict[int, int]) -> None:
+        ident = threading.get_ident()
+        calls[ident] = calls.get(ident, 0) + 1
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self._count(self.reads)
+        return super().recv(size, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._count(self.writes)
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._count(self.writes)
+        super().sendall(data, flags)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        self._count(self.writes)
+        return super().sendmsg(buffers, *args)
+
+
+class CountingPoll:
+    """``select.poll`` that counts the waits made by one thread."""
+
+    def __init__(self, real: Callable[[], Any], counted: int, waits: list[int]) -> None:
+        self.poller = real()
+        self.counted = counted
+        self.waits = waits
+
+    def register(self, fd: Any, events: int) -> None:
+        self.poller.register(fd, events)
+
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        if threading.get_ident() == self.counted:
+            self.waits.append(1)
+        return cast(list[tuple[int, int]], self.poller.poll(timeout))
+
+
+def test_client_reads_a_message_with_one_call(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server()
+    me = threading.get_ident()
+    waits: list[int] = []
+    real_poll = select.poll
+    monkeypatch.setattr(select, "poll", lambda: CountingPoll(real_poll, me, waits))
+    plain = socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT)
+    sock = CountingSocket(plain.detach())
+    with connect(uri_of(server), sock=sock, open_timeout=TIMEOUT, ping_interval=None) as ws:
+        assert ws.socket is sock
+        ws.send(b"warm-up")
+        assert ws.recv() == b"warm-up"
+        sock.reads.clear()
+        sock.writes.clear()
+        waits.clear()
+        count = 50
+        for i in range(count):
+            message = i.to_bytes(16)
+            ws.send(message)
+            assert ws.recv() == message
+        # One write per message, and the reads without a poll before each:
+        # the background reader may read some replies if this thread is
+        # descheduled longer than the grace, never more than one each.
+        assert sock.writes == {me: count}
+        assert 1 <= sock.reads.get(me, 0) <= count
+        assert sum(sock.reads.values()) == count
+        assert waits == []
+        # With a timeout the thread still waits in poll, which bounds it.
+        ws.send(b"timed")
+        assert ws.recv(timeout=TIMEOUT) == b"timed"
+        assert waits

@@ -37,6 +37,7 @@ class ClientConnection(Connection):
 
     protocol: ClientProtocol
     default_logger = "tether.client"
+    _recv_blocks = True
 
     def _handshake(self, deadline: float | None) -> None:
         """Send the request and read the response; raise if the server refuses."""

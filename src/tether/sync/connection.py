@@ -193,6 +193,11 @@ class Connection(ConnectionAttributes):
 
     default_logger = "tether"
 
+    # Whether a thread in recv with no timeout blocks in the socket's recv at
+    # once. Not on servers: a handler idle in recv waits for data first, and
+    # holds no read buffer. On clients: one system call less per message.
+    _recv_blocks = False
+
     # Called with the connection once it is closed, by whoever asked (topics).
     # A class attribute until then: most connections never need one.
     _on_closed: list[Callable[[Any], None]] | None = None
@@ -399,7 +404,7 @@ class Connection(ConnectionAttributes):
                 if not self._reading and not tls:
                     tried = True
                     self._app_reads += 1
-                    self._read_once(remaining)
+                    self._read_once(remaining, caller=True)
                     continue
                 if tls:
                     # A TLS read may block on a partial record whatever poll
@@ -421,12 +426,13 @@ class Connection(ConnectionAttributes):
                 self._reader_parked = False
                 self._after_recv()
 
-    def _read_once(self, timeout: float | None) -> None:
+    def _read_once(self, timeout: float | None, *, caller: bool = False) -> None:
         """Read from the socket once and handle what came; hold the mutex, and the token is free.
 
         The mutex is let go while reading and while writing answers. With a
-        ``timeout`` (plain sockets only), wait that long at most for data. The
-        thread that finds the connection closed keeps the token and wraps up.
+        ``timeout`` (plain sockets only), wait that long at most for data.
+        ``caller``: the thread is the application's, in ``recv``. The thread
+        that finds the connection closed keeps the token and wraps up.
         """
         protocol = self.protocol
         mutex = self._mutex
@@ -445,7 +451,19 @@ class Connection(ConnectionAttributes):
                 try:
                     # Wait before recv: a recv that blocks holds a buffer of
                     # READ_SIZE bytes all along, for every idle connection.
-                    data = self.socket.recv(READ_SIZE) if self._readable(timeout) else None
+                    # Unless the application's thread waits with no timeout
+                    # on a client's blocking socket: clients are few, and the
+                    # poll is a system call per message on their echo path.
+                    sock = self.socket
+                    if (
+                        caller
+                        and timeout is None
+                        and self._recv_blocks
+                        and sock.gettimeout() is None
+                    ) or self._readable(timeout):
+                        data = sock.recv(READ_SIZE)
+                    else:
+                        data = None
                 except OSError:
                     data = b""
                 finally:
