@@ -1,10 +1,15 @@
-"""Sending one message to many connections: broadcast."""
+"""Sending one message to many connections: what only tether.asyncio's broadcast does.
+
+It builds one frame for all the connections it can write to directly; a
+failed write is reported. What every API's broadcast shares (closed, slow
+and fragmenting connections skipped) is tested once in
+tests/behaviour/test_broadcast.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,7 +21,6 @@ from tether.asyncio import _direct as direct
 from tether.asyncio.broadcast import broadcast
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.server import Server, ServerConnection
-from tether.exceptions import ConcurrencyError
 from tether.protocol.frames import serialize_frame
 
 from .conftest import ServerFactory, echo, uri_of
@@ -87,80 +91,6 @@ async def test_mixed_compression(start_server: ServerFactory, encodings: list[in
         await close_all(clients)
 
 
-async def test_slow_reader_is_skipped(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    server = await start_server(hold, write_limit=4096, close_timeout=0.05)
-    clients = await open_clients(server, 4)
-    slow_client = clients[0]
-    slow = next(c for c in server.connections if c.remote_address == slow_client.local_address)
-    assert slow_client.transport is not None
-    assert slow.transport is not None
-    slow_client.transport.pause_reading()
-    # Fill the kernel buffers, then the slow connection's own write buffer.
-    chunk = b"x" * 65536
-    for _ in range(2000):
-        if slow.transport.get_write_buffer_size() > slow.write_limit:
-            break
-        broadcast([slow], chunk)
-    assert slow.transport.get_write_buffer_size() > slow.write_limit
-    caplog.set_level(logging.DEBUG, logger="tether.server")
-    try:
-        assert broadcast(server.connections, "first") == 3
-        assert broadcast(server.connections, "second") == 3
-        with pytest.raises(ExceptionGroup) as caught:
-            broadcast(server.connections, "third", raise_exceptions=True)
-        (error,) = caught.value.exceptions
-        assert isinstance(error, BlockingIOError)
-        assert error.__notes__ == [f"connection {slow.id}"]
-        async with asyncio.timeout(TIMEOUT):
-            for ws in clients[1:]:
-                assert [await ws.recv() for _ in range(3)] == ["first", "second", "third"]
-        skips = [r for r in caplog.records if "write buffer full" in r.getMessage()]
-        assert [r.levelno for r in skips] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
-    finally:
-        slow_client.transport.abort()
-        await close_all(clients[1:])
-
-
-async def test_fragmented_send_in_progress_is_skipped(
-    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    middle = asyncio.Event()
-    resume = asyncio.Event()
-
-    async def pieces() -> AsyncIterator[str]:
-        yield "frag"
-        middle.set()
-        await resume.wait()
-        yield "ment"
-
-    async def handler(ws: ServerConnection) -> None:
-        await ws.send(pieces())
-        await ws.wait_closed()
-
-    server = await start_server(handler)
-    (ws,) = await open_clients(server, 1)
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            await middle.wait()
-        caplog.set_level(logging.WARNING, logger="tether.server")
-        assert broadcast(server.connections, "intruder") == 0
-        assert any("fragmented message" in r.getMessage() for r in caplog.records)
-        with pytest.raises(ExceptionGroup) as caught:
-            broadcast(server.connections, "intruder", raise_exceptions=True)
-        (error,) = caught.value.exceptions
-        assert isinstance(error, ConcurrencyError)
-        resume.set()
-        async with asyncio.timeout(TIMEOUT):
-            assert await ws.recv() == "fragment"
-        assert broadcast(server.connections, "welcome now") == 1
-        async with asyncio.timeout(TIMEOUT):
-            assert await ws.recv() == "welcome now"
-    finally:
-        await ws.close()
-
-
 async def test_client_connections_mask_their_own_frames(
     start_server: ServerFactory, encodings: list[int]
 ) -> None:
@@ -176,21 +106,6 @@ async def test_client_connections_mask_their_own_frames(
         assert encodings == []  # Each client built its own masked frame.
     finally:
         await close_all(clients)
-
-
-async def test_closed_connections_are_skipped_silently(start_server: ServerFactory) -> None:
-    server = await start_server(hold)
-    clients = await open_clients(server, 2)
-    conns = list(server.connections)
-    await clients[0].close()
-    async with asyncio.timeout(TIMEOUT):
-        while len(server.connections) > 1:
-            await asyncio.sleep(0.01)
-    assert broadcast(conns, "left", raise_exceptions=True) == 1
-    assert broadcast([clients[0]], "closed client") == 0
-    async with asyncio.timeout(TIMEOUT):
-        assert await clients[1].recv() == "left"
-    await clients[1].close()
 
 
 async def test_write_error_is_reported(
@@ -219,15 +134,6 @@ async def test_write_error_is_reported(
     finally:
         monkeypatch.undo()
         await close_all(clients)
-
-
-async def test_nothing_to_send_to() -> None:
-    assert broadcast([], "nobody") == 0
-
-
-async def test_wrong_message_type() -> None:
-    with pytest.raises(TypeError, match="cannot broadcast int"):
-        broadcast([], 42)  # type: ignore[arg-type]
 
 
 async def test_websockets_client_reads_uncompressed_broadcast(start_server: ServerFactory) -> None:

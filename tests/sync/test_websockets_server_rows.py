@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,10 @@ from werkzeug.routing import Map, Rule
 
 import tether.sync
 import tether.sync.server as server_module
-from tether.exceptions import ConcurrencyError, InvalidStatus
+from tether.exceptions import InvalidStatus
 from tether.protocol.events import Ping
 from tether.sync import (
-    ClientConnection,
     ServerConnection,
-    broadcast,
     connect,
     serve,
     unix_connect,
@@ -29,7 +25,7 @@ from tether.sync import (
     unix_serve,
 )
 
-from .conftest import TIMEOUT, RawServer, ServerFactory, bounded, run_server, stop_server, uri_of
+from .conftest import TIMEOUT, RawServer, bounded, run_server, stop_server, uri_of
 
 
 def hold(ws: ServerConnection) -> None:
@@ -86,57 +82,6 @@ def test_unix_serve_connect_and_reconnect(tmp_path: Path) -> None:
             break
     finally:
         stop_server(server, thread)
-
-
-@pytest.fixture
-def clients(
-    start_server: ServerFactory,
-) -> Iterator[tuple[list[ServerConnection], list[ClientConnection]]]:
-    arrived: queue.Queue[ServerConnection] = queue.Queue()
-
-    def handler(ws: ServerConnection) -> None:
-        arrived.put(ws)
-        ws.wait_closed(TIMEOUT)
-
-    server = start_server(handler)
-    opened = [connect(uri_of(server)) for _ in range(3)]
-    # Handlers start in threads of their own, in any order: pair each server
-    # side with its client by address, not by arrival.
-    by_peer = {ws.remote_address: ws for ws in (arrived.get(timeout=TIMEOUT) for _ in opened)}
-    servers = [by_peer[ws.local_address] for ws in opened]
-    yield servers, opened
-    for ws in opened:
-        ws.close()
-
-
-def test_broadcast_skips_closed_and_fragmented(
-    clients: tuple[list[ServerConnection], list[ClientConnection]],
-) -> None:
-    servers, opened = clients
-    opened[0].close()
-    servers[0].wait_closed(TIMEOUT)
-    # A fragmented message in progress on the second connection.
-    pieces: queue.Queue[str | None] = queue.Queue()
-
-    def fragments() -> Iterator[str]:
-        while (piece := pieces.get(timeout=TIMEOUT)) is not None:
-            yield piece
-
-    sender = threading.Thread(target=servers[1].send, args=(fragments(),))
-    sender.start()
-    pieces.put("frag")
-    while not servers[1]._send_mutex.locked():
-        time.sleep(0.001)
-    assert broadcast(servers, "news") == 1
-    with pytest.raises(ExceptionGroup) as info:
-        broadcast(servers, "more news", raise_exceptions=True)
-    (error,) = info.value.exceptions
-    assert isinstance(error, ConcurrencyError)
-    pieces.put(None)
-    sender.join(TIMEOUT)
-    assert opened[1].recv(timeout=TIMEOUT) == "frag"
-    assert opened[2].recv(timeout=TIMEOUT) == "news"
-    assert opened[2].recv(timeout=TIMEOUT) == "more news"
 
 
 @pytest.mark.parametrize("name", ["basic_auth", "broadcast"])
