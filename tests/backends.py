@@ -324,6 +324,16 @@ class Backend:
         """``handler`` as a handler of the API's server."""
         raise NotImplementedError
 
+    def unix_serve(
+        self, handler: Handler, path: str, **options: Any
+    ) -> AbstractAsyncContextManager[None]:
+        """A server on the Unix socket at ``path``, with the API's ``unix_serve``.
+
+        With ``unix=True``, the API's ``serve(..., unix=True, path=path)``
+        instead (tether.asyncio and tether.sync have that spelling too).
+        """
+        raise NotImplementedError
+
     def listen(
         self, start: Callable[..., Any], handling: Any, options: dict[str, Any]
     ) -> AbstractAsyncContextManager[int]:
@@ -465,6 +475,17 @@ class AsyncioBackend(Backend):
             self.server = server
             yield next(iter(server.sockets)).getsockname()[1]
 
+    @asynccontextmanager
+    async def unix_serve(self, handler: Handler, path: str, **options: Any) -> AsyncIterator[None]:
+        server_module = self.module("server")
+        native = self.native(handler)
+        if options.pop("unix", False):
+            server = server_module.serve(native, unix=True, path=path, **options)
+        else:
+            server = server_module.unix_serve(native, path, **options)
+        async with server as self.server:
+            yield
+
     async def connect(self, uri: str, **options: Any) -> Face:
         return Face(await tether.connect(uri, **options))
 
@@ -512,6 +533,23 @@ class ThreadsBackend(AsyncioBackend):
         thread.start()
         try:
             yield server.socket.getsockname()[1]
+        finally:
+            await asyncio.to_thread(server.shutdown)
+            await asyncio.to_thread(thread.join, TIMEOUT)
+            assert not thread.is_alive()
+
+    @asynccontextmanager
+    async def unix_serve(self, handler: Handler, path: str, **options: Any) -> AsyncIterator[None]:
+        native = self.native(handler)
+        if options.pop("unix", False):
+            server = tether.sync.serve(native, unix=True, path=path, **options)
+        else:
+            server = tether.sync.unix_serve(native, path, **options)
+        self.server = server
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield
         finally:
             await asyncio.to_thread(server.shutdown)
             await asyncio.to_thread(thread.join, TIMEOUT)
@@ -587,6 +625,24 @@ class TrioBackend(Backend):
                     yield server.sockets[0].getsockname()[1]
         except BaseExceptionGroup as group:
             # The body raises as it would on the other backends, not in a group.
+            while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+                group = group.exceptions[0]
+            raise group from None
+
+    @asynccontextmanager
+    async def unix_serve(self, handler: Handler, path: str, **options: Any) -> AsyncIterator[None]:
+        native = self.native(handler)
+        try:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    lambda task_status: tether.trio.unix_serve(
+                        native, path, task_status=task_status, **options
+                    )
+                )
+                async with server:
+                    self.server = server
+                    yield
+        except BaseExceptionGroup as group:
             while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
                 group = group.exceptions[0]
             raise group from None

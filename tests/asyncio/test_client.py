@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import uvloop
 
 import tether
 from tether import InvalidURI
-from tether.asyncio.client import parse_unix_uri, unix_connect
+from tether.asyncio.client import parse_unix_uri
 from tether.asyncio.server import Server, ServerConnection
 
 from .conftest import ServerFactory, uri_of
@@ -65,74 +63,6 @@ async def test_write_limit(echo_server: Server) -> None:
 
 
 # Unix sockets
-
-
-@pytest.fixture
-def socket_path(tmp_path: Path) -> str:
-    return str(tmp_path / "tether.sock")
-
-
-class PathLog:
-    """A handler that echoes and keeps the request path and Host of each connection."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str]] = []
-
-    async def __call__(self, ws: ServerConnection) -> None:
-        assert ws.request is not None
-        self.requests.append((ws.request.path, ws.request_headers["Host"]))
-        async for message in ws:
-            await ws.send(message)
-
-
-async def test_unix_true_with_path(start_server: ServerFactory, socket_path: str) -> None:
-    log = PathLog()
-    await start_server(log, unix=True, path=socket_path)
-    async with tether.connect("ws://localhost/chat", unix=True, path=socket_path) as ws:
-        await ws.send("over a unix socket")
-        assert await ws.recv() == "over a unix socket"
-    assert log.requests == [("/chat", "localhost")]
-
-
-async def test_ws_unix_uri(start_server: ServerFactory, socket_path: str) -> None:
-    log = PathLog()
-    await start_server(log, unix=True, path=socket_path)
-    uri = f"ws+unix://{quote(socket_path, safe='')}/chat?room=1"
-    async with tether.connect(uri) as ws:
-        await ws.send("ws+unix")
-        assert await ws.recv() == "ws+unix"
-    # Without a target, the request asks for "/".
-    async with tether.connect(f"ws+unix://{quote(socket_path, safe='')}") as ws:
-        pass
-    # An empty authority leaves the socket path to path=.
-    async with tether.connect("ws+unix:///empty-authority", path=socket_path) as ws:
-        pass
-    assert log.requests == [
-        ("/chat?room=1", "localhost"),
-        ("/", "localhost"),
-        ("/empty-authority", "localhost"),
-    ]
-
-
-async def test_unix_connect(start_server: ServerFactory, socket_path: str) -> None:
-    log = PathLog()
-    await start_server(log, unix=True, path=socket_path)
-    async with unix_connect(socket_path) as ws:
-        await ws.send("unix_connect")
-        assert await ws.recv() == "unix_connect"
-    async with unix_connect(socket_path, "ws://tether.test/api") as ws:
-        pass
-    assert log.requests == [("/", "localhost"), ("/api", "tether.test")]
-
-
-async def test_unix_socket_missing(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        await tether.connect(f"ws+unix://{quote(str(tmp_path / 'absent.sock'), safe='')}/")
-
-
-def test_socket_path_given_twice() -> None:
-    with pytest.raises(ValueError, match="not both"):
-        tether.connect("ws+unix://%2Ftmp%2Fa.sock/", path="/tmp/b.sock")
 
 
 @pytest.mark.parametrize(

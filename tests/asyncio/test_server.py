@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trustme
 
 import tether
-from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
+from tether.asyncio.server import Server, ServerConnection, serve
 from tether.exceptions import ConnectionClosed, InvalidStatus
 from tether.protocol.frames import Opcode, parse_frame
 from tether.protocol.handshake import generate_key
@@ -353,34 +350,6 @@ async def test_given_socket() -> None:
         async with tether.connect(uri_of(server)) as ws:
             await ws.send("sock")
             assert await ws.recv() == "sock"
-
-
-@pytest.fixture
-def unix_path() -> Iterator[str]:
-    # A short directory: Unix socket paths are limited to about 100 bytes.
-    directory = tempfile.mkdtemp(prefix="tether-")
-    path = os.path.join(directory, "ws.sock")
-    yield path
-    if os.path.exists(path):
-        os.unlink(path)
-    os.rmdir(directory)
-
-
-async def test_unix_socket(unix_path: str) -> None:
-    async with serve(echo, unix=True, path=unix_path) as server:
-        assert next(iter(server.sockets)).family == socket.AF_UNIX
-        async with tether.connect("ws://localhost/", unix=True, path=unix_path) as ws:
-            await ws.send("unix")
-            assert await ws.recv() == "unix"
-
-
-async def test_unix_serve(unix_path: str) -> None:
-    async with (
-        unix_serve(echo, unix_path),
-        tether.connect("ws://localhost/", unix=True, path=unix_path) as ws,
-    ):
-        await ws.send("unix_serve")
-        assert await ws.recv() == "unix_serve"
 
 
 async def test_reuse_port() -> None:

@@ -4,16 +4,13 @@ tests/behaviour/test_client.py)."""
 from __future__ import annotations
 
 import socket
-import tempfile
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tether.exceptions import ConnectionClosedError, InvalidStatus, InvalidURI
 from tether.protocol.http11 import Request, Response
-from tether.sync import ClientConnection, Server, ServerConnection, connect, reconnect, serve
+from tether.sync import ClientConnection, Server, ServerConnection, reconnect, serve
 
 from .conftest import TIMEOUT, ServerFactory, run_server, stop_server, uri_of
 
@@ -21,19 +18,6 @@ from .conftest import TIMEOUT, ServerFactory, run_server, stop_server, uri_of
 def echo_once(ws: ClientConnection, message: str = "ping") -> None:
     ws.send(message)
     assert ws.recv(timeout=TIMEOUT) == message
-
-
-@pytest.fixture
-def socket_path() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as directory:
-        yield str(Path(directory) / "ws.sock")
-
-
-def test_unix_socket(start_server: ServerFactory, socket_path: str) -> None:
-    start_server(unix=True, path=socket_path)
-    with connect("ws://localhost/", unix=True, path=socket_path) as ws:
-        echo_once(ws)
-        assert ws.socket.family == socket.AF_UNIX
 
 
 # Reconnecting

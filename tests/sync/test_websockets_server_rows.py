@@ -67,15 +67,12 @@ def test_shutdown_waits_for_handlers() -> None:
     assert (client.close_code, client.close_reason) == (1012, "restart")
 
 
-def test_unix_serve_connect_and_reconnect(tmp_path: Path) -> None:
+def test_unix_reconnect(tmp_path: Path) -> None:
+    # unix_serve and unix_connect are tested on every API in tests/behaviour/test_unix.py.
     path = str(tmp_path / "ws.sock")
     server = unix_serve(lambda ws: ws.send(ws.request.path if ws.request else ""), path)
     thread = run_server(server)
     try:
-        with unix_connect(path) as ws:
-            assert ws.recv(timeout=TIMEOUT) == "/"
-        with unix_connect(path, "ws://localhost/room") as ws:
-            assert ws.recv(timeout=TIMEOUT) == "/room"
         for ws in unix_reconnect(path):
             with ws:
                 assert ws.recv(timeout=TIMEOUT) == "/"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import os
 import ssl
-import tempfile
 
 import pytest
 import trio
@@ -164,24 +162,6 @@ def test_tls(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
                 await tether.trio.connect(uri, host="127.0.0.1")
 
     run()
-
-
-@trio_test
-async def test_unix_socket() -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "ws.sock")
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(functools.partial(tether.trio.unix_serve, echo, path))
-            async with tether.trio.unix_connect(path, "ws://localhost/chat") as ws:
-                await ws.send("over unix")
-                assert await ws.recv() == "over unix"
-                assert ws.request is not None
-                assert ws.request.path == "/chat"
-            encoded = path.replace("/", "%2F")
-            async with tether.trio.connect(f"ws+unix://{encoded}/") as ws:
-                await ws.send(b"again")
-                assert await ws.recv() == b"again"
-            await server.aclose()
 
 
 def test_serve_needs_a_port_or_listeners() -> None:

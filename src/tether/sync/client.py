@@ -20,12 +20,12 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import HeadersLike
 from tether.protocol.http11 import Limits
 from tether.protocol.proxy import Proxy, ProxyConnect, parse_proxy
-from tether.protocol.uri import WebSocketURI, parse_uri
+from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import Backoff, process_exception, raise_unless_retried
 from tether.sync.connection import READ_SIZE, Connection
 from tether.sync.tunnel import relay
-from tether.targets import check_ssl, unix_uri
+from tether.targets import check_ssl, parse_target, unix_uri
 
 __all__ = ["ClientConnection", "connect", "reconnect", "unix_connect", "unix_reconnect"]
 
@@ -166,8 +166,8 @@ def connect(
     Use the connection directly, or with ``with`` to close it on exit. Other
     keywords go to :func:`socket.create_connection` (``source_address``);
     ``host`` and ``port`` reach another address than the URI's; ``sock``
-    gives a connected socket; ``unix=True`` with ``path`` connects to a
-    Unix socket.
+    gives a connected socket; ``unix=True`` with ``path``, or a
+    ``ws+unix://`` URI, connects to a Unix socket.
 
     The options are those of the asyncio :func:`tether.connect`: redirects
     are followed the same way, ``auth`` answers a Digest or Basic
@@ -188,7 +188,7 @@ def connect(
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("give additional_headers or extra_headers, not both")
     extensions = client_extensions(compression, extensions)
-    parsed = parse_uri(uri)
+    parsed, unix, path = parse_target(uri, unix, path)
     check_ssl(parsed, ssl)
     if isinstance(proxy, str):
         parse_proxy(proxy)  # An invalid proxy fails here, not on connecting.
