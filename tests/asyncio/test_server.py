@@ -41,13 +41,6 @@ def port_of(server: Server, family: socket.AddressFamily = socket.AF_INET) -> in
     raise AssertionError(f"no {family.name} socket")
 
 
-async def wait_until_empty(server: Server) -> None:
-    """Wait until the server has no open connection (the client's close reaches it)."""
-    async with asyncio.timeout(TIMEOUT):
-        while server.connections:
-            await asyncio.sleep(0.01)
-
-
 async def raw_handshake(
     port: int, path: str = "/"
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
@@ -130,33 +123,6 @@ async def test_start_serving_later() -> None:
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def test_connections_lists_open_connections(start_server: ServerFactory) -> None:
-    seen: list[ServerConnection] = []
-
-    async def handler(ws: ServerConnection) -> None:
-        seen.append(ws)
-        await echo(ws)
-
-    server = await start_server(handler)
-    assert server.connections == set()
-    async with tether.connect(uri_of(server)) as one, tether.connect(uri_of(server)) as two:
-        await one.send("a")
-        await two.send("b")
-        assert await one.recv() == "a"
-        assert await two.recv() == "b"
-        assert server.connections == set(seen)
-        assert len(seen) == 2
-        assert all(conn.server is server for conn in seen)
-    await wait_until_empty(server)
-
-
-async def test_refused_connection_is_never_listed(start_server: ServerFactory) -> None:
-    server = await start_server(origins=["https://ok"])
-    with pytest.raises(InvalidStatus):
-        await tether.connect(uri_of(server), origin="https://bad")
-    assert server.connections == set()
 
 
 async def test_close_waits_at_most_close_timeout(start_server: ServerFactory) -> None:
