@@ -228,6 +228,9 @@ def test_slow_subscriber(backend: Backend, policy: str) -> None:
             def found_out() -> bool:
                 return bool(topics.stats.dropped if policy == "drop" else topics.stats.closed)
 
+            async def caught_up() -> None:
+                await backend.until(lambda: counts == [published[0]] * 2)
+
             async def publisher() -> None:
                 payload = b"x" * 16384
                 for _ in range(3000):
@@ -235,16 +238,20 @@ def test_slow_subscriber(backend: Backend, policy: str) -> None:
                     published[0] += 1
                     if found_out():
                         break
-                    # Let the fast clients' readers and the writers run.
+                    # Let the fast clients' readers and the writers run; now and
+                    # then, let them catch up, so that only the slow one falls behind.
                     await backend.sleep(0)
+                    if published[0] % 16 == 0:
+                        await caught_up()
                 else:
                     raise AssertionError("the slow subscriber was never found out")
                 if policy == "drop":
                     # More after the first drop: the slow one stays behind, the others don't.
                     for _ in range(20):
+                        await caught_up()
                         await publish(topics, "feed", b"y" * 16384)
                         published[0] += 1
-                await backend.until(lambda: counts == [published[0]] * 2)
+                await caught_up()
                 closes.extend(ws.native.protocol.close_sent for ws in subscribed)
                 for client in fast:
                     await client.close()
