@@ -142,25 +142,6 @@ async def test_close_waits_at_most_close_timeout(start_server: ServerFactory) ->
     writer.close()
 
 
-async def test_close_keeps_connections_open_when_asked(start_server: ServerFactory) -> None:
-    server = await start_server()
-    uri = uri_of(server)
-    ws = await tether.connect(uri)
-    server.close(close_connections=False)
-    await asyncio.sleep(0)
-    with pytest.raises(ConnectionRefusedError):
-        await tether.connect(uri, open_timeout=TIMEOUT)
-    await ws.send("still here")
-    assert await ws.recv() == "still here"
-    waiter = asyncio.create_task(server.wait_closed())
-    await asyncio.sleep(0.01)
-    assert not waiter.done()  # The connection's handler is still running.
-    await ws.close()
-    async with asyncio.timeout(TIMEOUT):
-        await waiter
-    assert ws.close_code == 1000
-
-
 async def test_close_drops_connection_before_its_request(start_server: ServerFactory) -> None:
     server = await start_server()
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))

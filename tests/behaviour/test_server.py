@@ -6,9 +6,11 @@ How each API's server starts and stops (``close`` and ``wait_closed``,
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from tests.backends import Backend, Face
+from tests.backends import TIMEOUT, Backend, Face
 from tether.exceptions import ConnectionClosed, InvalidStatus
 
 
@@ -53,5 +55,54 @@ def test_refused_connection_is_never_listed(backend: Backend) -> None:
             with pytest.raises(InvalidStatus):
                 await backend.connect(f"ws://127.0.0.1:{port}/", origin="https://bad")
             assert set(backend.server.connections) == set()
+
+    backend.run(body)
+
+
+def test_stop_listening_and_keep_connections_open(backend: Backend) -> None:
+    release = threading.Event()
+
+    async def handler(ws: Face) -> None:
+        await backend.in_thread(lambda: release.wait(TIMEOUT))
+        await ws.send("bye")
+
+    async def body() -> None:
+        async with backend.serve(handler) as port:
+            server = backend.server
+            uri = f"ws://127.0.0.1:{port}/"
+            ws = await backend.connect(uri)
+            await backend.until(lambda: server.connections)
+
+            async def stop() -> None:
+                # Each API's spelling: close (asyncio, trio) or shutdown (sync).
+                if backend.api == "sync":
+                    await backend.in_thread(lambda: server.shutdown(close_connections=False))
+                else:
+                    server.close(close_connections=False)
+                    await server.wait_closed()
+                # It returned only once the handler did.
+                assert release.is_set()
+
+            async def talk() -> None:
+                if backend.api == "sync":
+                    await backend.until(lambda: server.socket.fileno() == -1)
+                else:
+                    await backend.until(lambda: not server.is_serving())
+                # Refused: trio's client says so after trying every address.
+                refused = (
+                    (OSError, "all attempts")
+                    if backend.api == "trio"
+                    else (ConnectionRefusedError, None)
+                )
+                with pytest.raises(refused[0], match=refused[1]):
+                    await backend.connect(uri, open_timeout=TIMEOUT)
+                # The open connection is still served; stopping waits for its handler.
+                release.set()
+                assert await ws.recv() == "bye"
+                await ws.wait_closed()
+                assert ws.close_code == 1000
+
+            await backend.together(stop, talk)
+            assert set(server.connections) == set()
 
     backend.run(body)

@@ -12,7 +12,7 @@ import trustme
 import tether.trio
 from tether.exceptions import InvalidStatus
 from tether.protocol.http11 import Request, Response
-from tether.trio import Server, ServerConnection
+from tether.trio import ServerConnection
 
 from .conftest import echo, hold, serving, trio_test, uri_of
 
@@ -29,31 +29,6 @@ async def test_cancelling_the_nursery_closes_connections_with_1001() -> None:
         await ws.wait_closed()
         assert ws.close_code == 1001
         assert [m async for m in ws] == []
-
-
-@trio_test
-async def test_aclose_and_close_connections_false() -> None:
-    release = trio.Event()
-
-    async def handler(ws: ServerConnection) -> None:
-        await release.wait()
-        await ws.send("bye")
-
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(functools.partial(tether.trio.serve, handler, 0))
-        ws = await tether.trio.connect(uri_of(server))
-        while not server.connections:
-            await trio.sleep(0.001)
-        server.close(close_connections=False)
-        assert not server.is_serving()
-        with pytest.raises(OSError, match="all attempts"):
-            await tether.trio.connect(uri_of(server))
-        release.set()
-        assert await ws.recv() == "bye"
-        await server.wait_closed()
-        await ws.wait_closed()
-        assert ws.close_code == 1000
-        await server.aclose()
 
 
 @trio_test
