@@ -290,15 +290,6 @@ async def test_list_of_hosts() -> None:
                 assert await ws.recv() == "x"
 
 
-async def test_given_socket() -> None:
-    sock = socket.create_server(("127.0.0.1", 0))
-    async with serve(echo, sock=sock) as server:
-        assert [s.getsockname() for s in server.sockets] == [sock.getsockname()]
-        async with tether.connect(uri_of(server)) as ws:
-            await ws.send("sock")
-            assert await ws.recv() == "sock"
-
-
 async def test_reuse_port() -> None:
     async with serve(echo, "127.0.0.1", 0, reuse_port=True) as first:
         port = port_of(first)

@@ -1,4 +1,4 @@
-"""The server's list of connections, on every API.
+"""The server on every API: its list of connections, stopping while keeping them, a given socket.
 
 How each API's server starts and stops (``close`` and ``wait_closed``,
 ``shutdown``, a nursery) stays in each API's own tests.
@@ -6,9 +6,12 @@ How each API's server starts and stops (``close`` and ``wait_closed``,
 
 from __future__ import annotations
 
+import socket
 import threading
+from typing import Any
 
 import pytest
+import trio
 
 from tests.backends import TIMEOUT, Backend, Face
 from tether.exceptions import ConnectionClosed, InvalidStatus
@@ -106,3 +109,38 @@ def test_stop_listening_and_keep_connections_open(backend: Backend) -> None:
             assert set(server.connections) == set()
 
     backend.run(body)
+
+
+def test_serve_on_a_given_socket(backend: Backend) -> None:
+    """A listening socket made by the caller: ``sock=`` (``listeners=`` in tether.trio)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = listener.getsockname()
+
+    def start(handling: Any, *host_and_port: Any, **options: Any) -> Any:
+        options.pop("host", None)
+        serve = backend.module("server").serve
+        if backend.api == "trio":
+            given = trio.SocketListener(trio.socket.from_stdlib_socket(listener))
+            return serve(handling, listeners=[given], **options)
+        return serve(handling, sock=listener, **options)
+
+    async def echo(ws: Face) -> None:
+        await ws.send(await ws.recv())
+
+    async def body() -> None:
+        async with backend.listen(start, backend.native(echo), {}) as port:
+            server = backend.server
+            if backend.api == "sync":
+                assert server.socket is listener
+            else:
+                assert [s.getsockname() for s in server.sockets] == [address]
+            assert port == address[1]
+            ws = await backend.connect(f"ws://127.0.0.1:{port}/")
+            await ws.send("given")
+            assert await ws.recv() == "given"
+            await ws.close()
+
+    try:
+        backend.run(body)
+    finally:
+        listener.close()

@@ -50,15 +50,6 @@ def test_dual_stack(start_server: ServerFactory) -> None:
         assert server.socket.family == socket.AF_INET
 
 
-def test_listening_socket_given(start_server: ServerFactory) -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    server = start_server(sock=listener)
-    assert server.socket is listener
-    with connect(uri_of(server)) as ws:
-        ws.send("given")
-        assert ws.recv(timeout=TIMEOUT) == "given"
-
-
 def test_shutdown_from_handler() -> None:
     server = serve(lambda ws: None, "127.0.0.1", 0)
     stopped = threading.Event()
