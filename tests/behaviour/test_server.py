@@ -1,7 +1,8 @@
 """The server on every API: its list of connections, stopping while keeping them, a given socket.
 
-How each API's server starts and stops (``close`` and ``wait_closed``,
-``shutdown``, a nursery) stays in each API's own tests.
+The rest of how each API's server starts and stops (``close`` and
+``wait_closed``, ``shutdown``, a nursery, ``host=None``) stays in each API's
+own tests.
 """
 
 from __future__ import annotations
