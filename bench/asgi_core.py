@@ -22,13 +22,11 @@ import argparse
 import asyncio
 import base64
 import os
-import re
-import subprocess
-import sys
 import time
 from typing import Any
 
 from bench.asgi import WS_IMPLEMENTATIONS, echo_app
+from bench.callgrind import per_operation
 from tether.protocol.frames import Opcode, serialize_frame
 
 CASES = ("message", "handshake")
@@ -155,28 +153,7 @@ def run_case(name: str, case: str, count: int) -> float:
 def instructions(name: str, case: str) -> float:
     """Instructions per operation, from two callgrind runs of different sizes."""
     sizes = (300, 900) if case == "message" else (60, 180)
-    counts = []
-    for size in sizes:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "bench.asgi_core",
-            "--only",
-            name,
-            "--case",
-            case,
-            "--count",
-            str(size),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        match = re.search(r"Collected : (\d+)", done.stderr)
-        if match is None:
-            raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
-        counts.append(int(match.group(1)))
-    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+    return per_operation("bench.asgi_core", ["--only", name, "--case", case], sizes)
 
 
 def main() -> None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import socket
 import subprocess
 import sys
 from typing import Any
 
 import tether
+from bench.callgrind import collected
 
 
 async def echo(websocket: object) -> None:
@@ -124,10 +124,7 @@ def count_instructions(api: str, count: int, size: int, timers: bool = True) -> 
         raise RuntimeError("the server did not start")
     asyncio.run(client(port, count, size))
     _, errors = server.communicate(timeout=120)
-    match = re.search(r"Collected : (\d+)", errors)
-    if match is None:
-        raise RuntimeError(f"no instruction count from callgrind: {errors[-500:]}")
-    return int(match.group(1))
+    return collected(errors)
 
 
 def main() -> None:

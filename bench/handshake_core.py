@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
+from bench.callgrind import per_operation
 from tether.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import State
@@ -99,29 +97,9 @@ def run_case(case: str, count: int) -> float:
 
 def instructions(case: str) -> float:
     """Instructions per handshake, from two callgrind runs of different sizes."""
-    sizes = (1000, 5000)
-    counts = []
-    for size in sizes:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "bench.handshake_core",
-            "--case",
-            case,
-            "--count",
-            str(size),
-        ]
-        # A fixed hash seed: set and dict layouts, and so the counts, repeat.
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-        match = re.search(r"Collected : (\d+)", done.stderr)
-        if match is None:
-            raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
-        counts.append(int(match.group(1)))
-    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+    # A fixed hash seed: set and dict layouts, and so the counts, repeat.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return per_operation("bench.handshake_core", ["--case", case], (1000, 5000), env)
 
 
 def main() -> None:

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import subprocess
-import sys
 import time
 from typing import Any
 
+from bench.callgrind import per_operation
 from tether.asyncio.connection import Connection
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import State
@@ -153,26 +151,7 @@ def run_case(case: str, count: int) -> float:
 def instructions(case: str) -> float:
     """Instructions per operation, from two callgrind runs of different sizes."""
     sizes = (20_000, 60_000) if case == "send" else (5_000, 15_000)
-    counts = []
-    for size in sizes:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "bench.send_core",
-            "--case",
-            case,
-            "--count",
-            str(size),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        match = re.search(r"Collected : (\d+)", done.stderr)
-        if match is None:
-            raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
-        counts.append(int(match.group(1)))
-    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+    return per_operation("bench.send_core", ["--case", case], sizes)
 
 
 def main() -> None:

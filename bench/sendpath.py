@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
 import threading
 from typing import Any
 
+from bench.callgrind import collected
 from bench.peers import ASYNC_CLIENTS, LIBRARIES, SYNC_CLIENTS, run_loop, serve
 from bench.workloads import (
     ASYNC_WORKLOADS,
@@ -187,10 +187,7 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
             server.wait()
     if not callgrind:
         return float(client.stdout.split()[-1]) if side == "client" else cpu_after - cpu_before
-    match = re.search(r"Collected : (\d+)", server_err if side == "server" else client.stderr)
-    if match is None:
-        raise RuntimeError("no instruction count from callgrind")
-    return float(match.group(1))
+    return float(collected(server_err if side == "server" else client.stderr))
 
 
 def instructions(case: str, lib: str) -> float:
