@@ -719,7 +719,9 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
             return
         if self._direct and not (self._reading or self._receiving) and self._spawn is not None:
             try:
-                while not (self._lost or self._cold):
+                # Another task may start reading meanwhile (a recv): it reads
+                # for both, and this one waits for the end below.
+                while not (self._lost or self._cold or self._reading):
                     if self._paused and self.protocol.state is _OPEN:
                         # Nobody makes room in the queue here: wait for recv.
                         self._reader_parked = trio.lowlevel.current_task()
@@ -730,7 +732,7 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
                 if self._cold:
                     # Idle a while: the watcher reads from now on.
                     self._watch()
-                elif not self._lost and not self._watched and not self._queued:
+                elif not (self._lost or self._reading or self._watched or self._queued):
                     self._grace_or_watch()
             if self._lost:
                 return
