@@ -8,6 +8,7 @@ import socket
 
 import pytest
 import trio
+import trio.testing
 
 import tether.trio
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
@@ -233,3 +234,44 @@ async def test_frames_logged_at_debug() -> None:
         logger.setLevel(logging.NOTSET)
     frames = [record.split("] ", 1)[1] for record in records if "] <" in record or "] >" in record]
     assert frames[:2] == ["> TEXT 'hi' [2 bytes]", "< TEXT 'hi' [2 bytes]"]
+
+
+@trio_test
+async def test_wait_closed_leaves_reading_to_a_recv_that_started_meanwhile() -> None:
+    # wait_closed reads while no other task does, and parks once the queue is
+    # full. A recv that empties the queue wakes it, then finds nothing to
+    # read and waits on the socket itself before the woken task runs: the
+    # woken wait_closed must leave the socket to it (a second wait on the
+    # same socket raises trio.BusyResourceError) and wait for the end.
+    async with serving(hold) as server:
+        client = await tether.trio.connect(uri_of(server), max_queue=1)
+        while not server.connections:
+            await trio.sleep(0.001)
+        theirs = next(iter(server.connections))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.wait_closed)
+            await theirs.send("first")
+            # The peer's message fills the queue: wait_closed parks.
+            while not client._paused:
+                await trio.sleep(0.001)
+            await trio.testing.wait_all_tasks_blocked()
+            recv_second = trio.Event()
+            second: list[str | bytes] = []
+
+            async def recv_twice() -> None:
+                # No checkpoint between the two calls: the second one waits
+                # on the socket before wait_closed, rescheduled by the first,
+                # runs again.
+                second.append(await client.recv())
+                recv_second.set()
+                second.append(await client.recv())
+
+            nursery.start_soon(recv_twice)
+            await recv_second.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            await theirs.send("second")
+            while len(second) < 2:
+                await trio.sleep(0.001)
+            assert second == ["first", "second"]
+            await theirs.close()
+        assert client.close_code == 1000
