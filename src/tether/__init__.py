@@ -53,6 +53,7 @@ if _typing.TYPE_CHECKING:
     from tether.asyncio.auth import basic_auth, digest_auth
     from tether.asyncio.broadcast import broadcast
     from tether.asyncio.client import ClientConnection, connect, unix_connect
+    from tether.asyncio.listener import Listener, listen
     from tether.asyncio.router import Router, route, unix_route
     from tether.asyncio.server import Server, ServerConnection, serve, unix_serve
     from tether.asyncio.topics import Topics
@@ -86,6 +87,8 @@ _LAZY = {
     "ClientConnection": "tether.asyncio.client",
     "connect": "tether.asyncio.client",
     "unix_connect": "tether.asyncio.client",
+    "Listener": "tether.asyncio.listener",
+    "listen": "tether.asyncio.listener",
     "Server": "tether.asyncio.server",
     "ServerConnection": "tether.asyncio.server",
     "serve": "tether.asyncio.server",
@@ -185,6 +188,7 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
+    "Listener",
     "LoggerLike",
     "MultipleValuesError",
     "NegotiationError",
@@ -216,6 +220,7 @@ __all__ = [
     "broadcast",
     "connect",
     "digest_auth",
+    "listen",
     "route",
     "serve",
     "unix_connect",

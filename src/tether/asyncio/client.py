@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
 from tether.connecting import AsyncConnect
@@ -26,6 +26,9 @@ from tether.protocol.uri import WebSocketURI
 from tether.proxy import ProxyOption, resolve_proxy, socks_error, socks_proxy
 from tether.reconnecting import process_exception
 from tether.targets import check_client_target, parse_unix_uri, pick_headers, unix_uri
+
+if TYPE_CHECKING:
+    from tether.asyncio.listener import Listener
 
 __all__ = [
     "ClientConnection",
@@ -241,6 +244,11 @@ class connect(AsyncConnect[ClientConnection]):
     * ``create_connection``: what makes the connection, called like
       :class:`ClientConnection` (a subclass of it, or a function taking the
       same arguments).
+    * ``listener``: a :class:`~tether.asyncio.listener.Listener` that receives the messages
+      by callback instead of ``recv`` (see :mod:`tether.asyncio.listener`);
+      each connection made, reconnections included, calls it back.
+      ``create_connection`` is then called with ``listener=`` too, and makes
+      a :class:`~tether.asyncio.listener.ListenerClientConnection`.
 
     Options of the transport:
 
@@ -305,6 +313,7 @@ class connect(AsyncConnect[ClientConnection]):
         limits: Limits | None = None,
         logger: LoggerLike | str | None = None,
         create_connection: Callable[..., ClientConnection] | None = None,
+        listener: Listener | None = None,
         ssl: ssl_module.SSLContext | bool | None = None,
         unix: bool = False,
         path: str | None = None,
@@ -344,6 +353,11 @@ class connect(AsyncConnect[ClientConnection]):
         self.create_connection = (
             ClientConnection if create_connection is None else create_connection
         )
+        if listener is not None:
+            # Imported here: the listener module builds on this one.
+            from tether.asyncio.listener import listener_connection  # noqa: PLC0415
+
+            self.create_connection = listener_connection(listener, create_connection)
         self.ssl = ssl
         self.process_exception = process_exception
         self.reconnect_delays = reconnect_delays

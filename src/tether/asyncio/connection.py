@@ -345,30 +345,12 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
                     send_data(protocol, message, text)  # type: ignore[arg-type]
                 self._flush()
             else:
-                # send_data() and _flush() written out: this runs per message.
+                # send_data() written out: this runs per message.
                 try:
                     protocol.send_message(message, text)  # type: ignore[arg-type]
                 except InvalidState:
                     raise protocol.close_exc() from None
-                output = protocol.data_to_send()
-                transport = self.transport
-                if (
-                    len(output) == 1
-                    and protocol.state is _OPEN
-                    and transport is not None
-                    and not transport.is_closing()
-                ):
-                    if self._tick_pending:
-                        self._gather(output[0])
-                    else:
-                        transport.write(output[0])
-                        if self._sent_since_wait:
-                            self._tick_pending = True
-                            self._loop.call_soon(self._tick)
-                        else:
-                            self._sent_since_wait = True
-                else:
-                    self._flush(output)
+                self._write_message(protocol.data_to_send())
         else:
             # Only fragmented messages ever hold the lock: made for the first.
             if lock is None:
@@ -377,6 +359,51 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
                 await self._send_fragments(message, text)
         if self._writing_paused:
             await self._drain()
+
+    def send_nowait(self, message: Data, text: bool | None = None) -> None:
+        """Send a whole message now, without waiting: ``str`` as text, bytes-like as binary.
+
+        ``text`` forces the opcode as in :meth:`send`. Nothing waits for the
+        write buffer to drain: the message joins it whatever its size, which
+        is what a callback of a :class:`~tether.asyncio.listener.Listener`
+        needs (see :mod:`tether.asyncio.listener` for the backpressure of
+        listener connections). Raise
+        :class:`~tether.exceptions.ConnectionClosed` once the connection is
+        closing, and :class:`~tether.exceptions.ConcurrencyError` while a
+        fragmented message is being sent.
+        """
+        if not isinstance(message, DATA_TYPES):
+            raise TypeError(f"send_nowait sends str or bytes-like, not {type(message).__name__}")
+        lock = self._send_lock
+        if lock is not None and lock.locked():
+            raise ConcurrencyError("a fragmented message is being sent on this connection")
+        protocol = self.protocol
+        try:
+            protocol.send_message(message, text)
+        except InvalidState:
+            raise protocol.close_exc() from None
+        self._write_message(protocol.data_to_send())
+
+    def _write_message(self, output: list[bytes]) -> None:
+        """Write what the engine made of one message: at once, or gathered (see :meth:`_gather`)."""
+        transport = self.transport
+        if (
+            len(output) == 1
+            and self.protocol.state is _OPEN
+            and transport is not None
+            and not transport.is_closing()
+        ):
+            if self._tick_pending:
+                self._gather(output[0])
+            else:
+                transport.write(output[0])
+                if self._sent_since_wait:
+                    self._tick_pending = True
+                    self._loop.call_soon(self._tick)
+                else:
+                    self._sent_since_wait = True
+        else:
+            self._flush(output)
 
     def _gather(self, frame: bytes) -> None:
         """Keep a frame to write with the others sent in this loop iteration.
@@ -483,6 +510,12 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
         The wait lasts at most ``close_timeout`` after the handshake starts;
         then TCP is dropped. Closing a closed connection does nothing.
         """
+        self._start_close(code, reason)
+        while not self._lost:
+            await asyncio.shield(self._change())
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send a close frame, if the connection is open, and read on for the peer's."""
         if self.protocol.state is _OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
@@ -496,8 +529,6 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
                 self._reading_paused = False
                 if not self._replies_paused:
                     self.transport.resume_reading()
-        while not self._lost:
-            await asyncio.shield(self._change())
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""

@@ -136,7 +136,8 @@ class ServerConnection(Connection):
         """Read the PROXY protocol header first, then the WebSocket (asyncio calls this)."""
         header = self._proxy_header
         if header is None:
-            Connection.buffer_updated(self, nbytes)
+            # The class's own: a listener connection has another.
+            type(self).buffer_updated(self, nbytes)
             return
         header += self._read_buffer[:nbytes]
         try:
@@ -202,15 +203,20 @@ class ServerConnection(Connection):
             assert self.transport is not None
             self.transport.abort()
             return
-        # Frames the client sent right after its request are parsed by now:
-        # handle them, or they would wait for the client's next bytes.
-        self._process()
         if response.status_code != 101:
+            self._process()
             self.logger.info("refused connection: HTTP %d", response.status_code)
             return
         self.logger.info("connection open: %s", request.path)
         self._start_keepalive()
-        server._start_handler(self)
+        self._start()
+        # Frames the client sent right after its request are parsed by now:
+        # handle them, or they would wait for the client's next bytes.
+        self._process()
+
+    def _start(self) -> None:
+        """Hand the connection, now open, to the server's handler."""
+        self.server._start_handler(self)
 
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         self.server._handlers.pop(self, None)

@@ -1,0 +1,224 @@
+"""A listener gets the same messages as ``recv()``, however the bytes are split into reads.
+
+Hypothesis draws a server's side of a connection (its handshake response,
+messages whole or in fragments, pings, invalid UTF-8, messages over
+``max_size``, a close frame, with or without permessage-deflate) and the
+read boundaries; the same bytes then feed, in process and read by read
+through ``buffer_updated``, a :class:`ListenerClientConnection` and a plain
+:class:`ClientConnection`, which is then drained with ``recv()``. Both must
+see the same messages, in order, and end with the same close code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tether
+from tether.asyncio.client import ClientConnection
+from tether.asyncio.connection import Connection
+from tether.asyncio.listener import ListenerClientConnection
+from tether.exceptions import ConnectionClosed
+from tether.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+from tether.protocol.client import ClientProtocol
+from tether.protocol.connection import _OPEN
+from tether.protocol.events import RequestReceived
+from tether.protocol.server import ServerProtocol
+
+
+class RecordingTransport(asyncio.Transport):
+    """Keeps what is written; reading and closing are only noted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+@dataclass(frozen=True)
+class Send:
+    data: str | bytes
+    cuts: tuple[int, ...]
+    """Where the message is split into frames (empty: one frame)."""
+    ping: bool
+
+
+@dataclass(frozen=True)
+class BadText:
+    """A text message that is not UTF-8."""
+
+
+Step = Send | BadText
+
+steps = st.lists(
+    st.one_of(
+        st.builds(
+            Send,
+            data=st.one_of(st.text(max_size=200), st.binary(max_size=200)),
+            cuts=st.lists(st.integers(0, 200), max_size=3).map(lambda c: tuple(sorted(c))),
+            ping=st.booleans(),
+        ),
+        st.just(BadText()),
+    ),
+    max_size=25,
+)
+
+
+class Collector(tether.Listener):
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+        self.closed = 0
+
+    def on_message(self, ws: Connection, message: str | bytes) -> None:
+        self.messages.append(message)
+
+    def on_close(self, ws: Connection) -> None:
+        self.closed += 1
+
+
+def server_bytes(request: bytes, compress: bool, script: list[Step], close: int | None) -> bytes:
+    """What a server engine answers to ``request``: its handshake response, then ``script``."""
+    server = ServerProtocol(
+        extensions=[ServerPerMessageDeflateFactory()] if compress else None, max_size=None
+    )
+    server.receive_data(request)
+    (event,) = server.events()
+    assert isinstance(event, RequestReceived)
+    server.send_response(server.accept(event.request))
+    for step in script:
+        if isinstance(step, BadText):
+            server.send_text(b"\xff\xfe not UTF-8")
+            continue
+        data = step.data.encode() if isinstance(step.data, str) else step.data
+        text = isinstance(step.data, str)
+        pieces = [data[a:b] for a, b in zip((0, *step.cuts), (*step.cuts, len(data)), strict=True)]
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            if index == 0:
+                (server.send_text if text else server.send_binary)(piece, fin=last)
+            else:
+                server.send_continuation(piece, fin=last)
+            if step.ping and index == 0:
+                server.send_ping(b"ping")
+    if close is not None and server.state is _OPEN:
+        server.send_close(close)
+    return b"".join(server.data_to_send())
+
+
+def feed(connection: Connection, data: bytes, cuts: list[int]) -> None:
+    """Feed ``data`` to ``connection`` as the event loop would, in reads split at ``cuts``."""
+    bounds = sorted({min(cut, len(data)) for cut in cuts})
+    for start, end in zip([0, *bounds], [*bounds, len(data)], strict=True):
+        if start == end:
+            continue
+        buffer = connection.get_buffer(end - start)
+        buffer[: end - start] = data[start:end]
+        connection.buffer_updated(end - start)
+    connection.eof_received()
+    connection.connection_lost(None)
+
+
+@dataclass(frozen=True)
+class Case:
+    compress: bool
+    max_size: int | None
+    max_queue: int
+    script: list[Step]
+    close: int | None
+    """The code of the server's close frame at the end, if any."""
+    cuts: list[int]
+    """Where the bytes are split into reads."""
+
+
+cases = st.builds(
+    Case,
+    compress=st.booleans(),
+    max_size=st.one_of(st.none(), st.integers(0, 300)),
+    max_queue=st.integers(1, 4),
+    script=steps,
+    close=st.one_of(st.none(), st.sampled_from([1000, 1001, 4000])),
+    cuts=st.lists(st.integers(0, 6000), max_size=30),
+)
+
+
+async def compare(case: Case) -> None:
+    extensions = [ClientPerMessageDeflateFactory()] if case.compress else None
+    received: list[list[str | bytes]] = []
+    codes = []
+    for listening in (True, False):
+        protocol = ClientProtocol(
+            "ws://localhost/", extensions=extensions, max_size=case.max_size, streaming=True
+        )
+        collector = Collector()
+        connection: ClientConnection
+        if listening:
+            connection = ListenerClientConnection(
+                protocol, listener=collector, ping_interval=None, max_queue=case.max_queue
+            )
+        else:
+            connection = ClientConnection(protocol, ping_interval=None, max_queue=None)
+        transport = RecordingTransport()
+        connection.connection_made(transport)
+        request = b"".join(transport.written)
+        feed(connection, server_bytes(request, case.compress, case.script, case.close), case.cuts)
+        if listening:
+            messages = collector.messages
+            assert collector.closed == 1
+        else:
+            messages = []
+            while True:
+                try:
+                    messages.append(await connection.recv())
+                except ConnectionClosed:
+                    break
+        received.append(messages)
+        codes.append(connection.close_code)
+    assert received[0] == received[1]
+    assert codes[0] == codes[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=cases)
+def test_listener_gets_what_recv_gets(case: Case) -> None:
+    asyncio.run(compare(case))
