@@ -68,6 +68,9 @@ class MemoryTransport(asyncio.Transport):
     def write_eof(self) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def pause_reading(self) -> None:
         pass
 

@@ -17,7 +17,7 @@ from bench.asgi import WS_IMPLEMENTATIONS
 from bench.run import Plan, measure, render, rows, run
 from bench.workloads import Workload
 
-from bench import asgi_core, fanout, memory, send_core, sendpath
+from bench import asgi_core, asgi_socket, fanout, memory, send_core, sendpath
 
 
 def test_echo_runs_and_reports(tmp_path: Path) -> None:
@@ -87,6 +87,14 @@ def test_asgi_core_runs() -> None:
     for name in WS_IMPLEMENTATIONS:
         assert asgi_core.run_case(name, "message", 20) > 0
         assert asgi_core.run_case(name, "handshake", 5) > 0
+
+
+def test_asgi_socket_runs() -> None:
+    # tether's class under a real uvicorn, driven over loopback by the row's client.
+    for case in asgi_socket.CASES:
+        user, system = asgi_socket.cpu_split("uvicorn-tether", case, 20)
+        assert user >= 0
+        assert system >= 0
 
 
 def test_send_core_runs() -> None:
