@@ -77,6 +77,36 @@ _DEFLATE = [
 ]
 
 
+def _http_addresses(
+    transport: asyncio.Transport,
+) -> tuple[tuple[str, int | None] | None, tuple[str, int] | None, bool] | None:
+    """The addresses and TLS of the connection, from the HTTP protocol handing it over.
+
+    uvicorn's HTTP protocols read them from the socket when the connection
+    came, and are still the transport's protocol while they call
+    :meth:`WebSocketProtocol.connection_made`: taking them from there saves
+    asking the kernel again. ``None`` when the transport's protocol is not
+    such a protocol.
+    """
+    try:
+        http = transport.get_protocol()
+    except NotImplementedError:
+        return None
+    server = getattr(http, "server", _UNSET)
+    client = getattr(http, "client", _UNSET)
+    scheme = getattr(http, "scheme", None)
+    if (
+        scheme not in ("http", "https")
+        or not (server is None or type(server) is tuple)
+        or not (client is None or type(client) is tuple)
+    ):
+        return None
+    return server, client, scheme == "https"
+
+
+_UNSET = object()
+
+
 def _text(message: Message) -> str:
     """The ``text`` of a ``websocket.send`` without ``bytes``."""
     text = message.get("text")
@@ -124,6 +154,10 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         self.ping_interval: float | None = config.ws_ping_interval or None
         self.ping_timeout: float | None = config.ws_ping_timeout
         self.transport: asyncio.Transport | None = None
+        # The connection's addresses and whether it runs TLS, as the scope gives them.
+        self._server: tuple[str, int | None] | None = None
+        self._client: tuple[str, int] | None = None
+        self._tls = False
         self.scope: dict[str, Any] | None = None
         """The ASGI scope, once the request is read."""
         self._stage = _HANDSHAKE
@@ -150,7 +184,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         """The logger of this connection, ``tether.asgi``, made when first needed."""
         logger = self._logger
         if logger is None:
-            address = get_remote_addr(self.transport) if self.transport is not None else None
+            address = self._client
             label = f"{address[0]}:{address[1]}" if address else "-"
             logger = self._logger = connection_logger(None, LOGGER, label, self)
         return logger
@@ -161,6 +195,13 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         """Take the transport uvicorn switched over (uvicorn calls this)."""
         self.transport = cast(asyncio.Transport, transport)
         self.connections.add(self)
+        handed_over = _http_addresses(self.transport)
+        if handed_over is None:
+            self._server = get_local_addr(self.transport)
+            self._client = get_remote_addr(self.transport)
+            self._tls = is_ssl(self.transport)
+        else:
+            self._server, self._client, self._tls = handed_over
 
     def data_received(self, data: bytes) -> None:
         """Feed the engine (asyncio calls this; uvicorn first, with the request)."""
@@ -292,8 +333,6 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
             self._set_disconnect(close.code, close.reason)
 
     def _request_received(self, request: Request) -> None:
-        transport = self.transport
-        assert transport is not None
         response = self.protocol.accept(request)
         if response.status_code != 101:
             # Not a valid handshake: the engine's answer, the application never sees it.
@@ -304,9 +343,9 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         self.scope = build_scope(
             request,
             asgi_version=self.config.asgi_version,
-            scheme="wss" if is_ssl(transport) else "ws",
-            server=get_local_addr(transport),
-            client=get_remote_addr(transport),
+            scheme="wss" if self._tls else "ws",
+            server=self._server,
+            client=self._client,
             root_path=self.config.root_path,
             state=self.app_state.copy(),
         )
@@ -616,6 +655,10 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
                 self._linger(transport)
             else:
                 transport.close()
+                if not self._tls and not transport.get_write_buffer_size():
+                    # Nothing left to write: the transport is lost right away,
+                    # no timer needed. (TLS first exchanges close_notify.)
+                    return
         self._arm_close_timer(CLOSE_TIMEOUT)
 
     def _pause_for_replies(self) -> None:
