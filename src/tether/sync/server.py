@@ -26,6 +26,7 @@ from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import TrustedProxies, take_proxy_header
 from tether.serving import FAILED, SERVER_HELPERS, check_response, make_engines, server_helper
 from tether.sync.connection import READ_SIZE, Connection
+from tether.sync.threads import LeanThread
 
 if TYPE_CHECKING:
     from tether.sync.auth import basic_auth
@@ -270,7 +271,7 @@ class Server:
                         sock, _ = self.socket.accept()
                     except OSError:  # pragma: no cover - the listener closed under us
                         return
-                    thread = threading.Thread(target=self._serve_one, args=(sock,), daemon=True)
+                    thread = _HandlerThread(self, sock)
                     with self._lock:
                         self._threads.add(thread)
                     thread.start()
@@ -387,6 +388,18 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+class _HandlerThread(LeanThread):
+    """The thread of one connection, from accept to the handler's end."""
+
+    def __init__(self, server: Server, sock: socket.socket) -> None:
+        super().__init__()
+        self.server = server
+        self.sock = sock
+
+    def run(self) -> None:
+        self.server._serve_one(self.sock)
 
 
 def serve(

@@ -1,0 +1,68 @@
+"""Threads that keep less for their whole life than :class:`threading.Thread` does.
+
+A threading server gives each connection a thread, and most of them sit idle
+for hours. CPython's :class:`threading.Thread` keeps, per thread and for its
+whole life, three things such a thread does not need once it has started:
+
+* the event that :meth:`~threading.Thread.start` waits on until the thread
+  runs: an :class:`~threading.Event` with its condition, the condition's
+  deque and a lock, about 1.3 KiB;
+* the closure that hands an uncaught exception to :func:`threading.excepthook`,
+  about 0.4 KiB, though every thread's closure does the same;
+* a weak reference in a set kept for CPython's own test suite, 0.2 KiB.
+
+:class:`LeanThread` is a :class:`threading.Thread` in every public respect:
+:func:`threading.enumerate`, :func:`threading.current_thread`, names, idents,
+``join``, ``is_alive``, daemon threads, :func:`threading.excepthook` and
+the trace and profile hooks (debuggers, coverage) work as for any thread. It
+shares the first two among all lean threads, once each thread has started,
+and leaves the third out. These are attributes that :mod:`threading` keeps
+to itself, so each step happens only where the attribute is what this
+module expects; on an interpreter where it is not, the thread keeps its own
+and is an ordinary thread. A lean thread is always a daemon, and it runs
+:meth:`run`, which subclasses give: it takes no ``target``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["LeanThread"]
+
+# An event that is set, shared by every lean thread once it has started: the
+# thread's own answered start() already, and nothing clears it.
+_STARTED = threading.Event()
+_STARTED.set()
+
+# The closure a lean thread hands its uncaught exception to: each thread's
+# reads threading.excepthook when called, so one serves them all.
+_make_hook = getattr(threading, "_make_invoke_excepthook", None)
+_HOOK = _make_hook() if callable(_make_hook) else None
+
+# Thread.__init__ adds each thread to this set, for CPython's tests only.
+_DANGLING = getattr(threading, "_dangling", None)
+
+# The keyword arguments of a thread whose run() takes none: one dictionary for
+# all, where Thread.__init__ would make an empty one per thread.
+_NO_KWARGS: dict[str, Any] = {}
+
+
+class LeanThread(threading.Thread):
+    """A daemon :class:`threading.Thread` that keeps less memory; subclasses define :meth:`run`."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name, daemon=True, kwargs=_NO_KWARGS)
+        attributes = vars(self)
+        if _HOOK is not None and callable(attributes.get("_invoke_excepthook")):
+            attributes["_invoke_excepthook"] = _HOOK
+        if _DANGLING is not None:
+            _DANGLING.discard(self)
+
+    def start(self) -> None:
+        """Start the thread as :meth:`threading.Thread.start` does; then share its start event."""
+        super().start()
+        attributes = vars(self)
+        started = attributes.get("_started")
+        if type(started) is threading.Event and started.is_set():
+            attributes["_started"] = _STARTED
