@@ -18,13 +18,22 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tether.exceptions import ConnectionClosed
-from tether.protocol.events import Pong
+from tether.protocol.events import Message, Pong
 from tether.sync import ClientConnection, Server, ServerConnection, connect
 from tether.sync import connection as sync_connection
 from tether.sync.connection import WATCH_SOCKET
 from tether.sync.watcher import watcher
 
-from .conftest import TIMEOUT, RawPeer, RawServer, ServerFactory, bounded, start_thread, uri_of
+from .conftest import (
+    TIMEOUT,
+    RawPeer,
+    RawServer,
+    ServerFactory,
+    bounded,
+    raw_client,
+    start_thread,
+    uri_of,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,12 +51,12 @@ def wait_until(condition: Callable[[], bool]) -> bool:
     return True
 
 
-def reader_of(ws: ClientConnection) -> list[threading.Thread]:
+def reader_of(ws: ClientConnection | ServerConnection) -> list[threading.Thread]:
     name = f"tether-reader-{str(ws.id)[:8]}"
     return [thread for thread in threading.enumerate() if thread.name == name]
 
 
-def watched(ws: ClientConnection) -> bool:
+def watched(ws: ClientConnection | ServerConnection) -> bool:
     return ws._watch == WATCH_SOCKET and ws.socket.fileno() in watcher and not reader_of(ws)
 
 
@@ -171,3 +180,73 @@ def test_hand_overs_lose_and_repeat_nothing(start_server: ServerFactory) -> None
                 break
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.01)
+
+
+def served_one(
+    start_server: ServerFactory, handler: Callable[[ServerConnection], None]
+) -> tuple[ServerConnection, RawPeer]:
+    """Serve ``handler`` (after it records its connection) to a raw client; no keepalive."""
+    connections: list[ServerConnection] = []
+
+    def record(ws: ServerConnection) -> None:
+        connections.append(ws)
+        handler(ws)
+
+    server = start_server(record, ping_interval=None, close_timeout=0.1)
+    peer = raw_client(server)
+    assert wait_until(lambda: bool(connections))
+    return connections[0], peer
+
+
+def test_a_handler_waiting_in_recv_reads_its_socket_alone(start_server: ServerFactory) -> None:
+    def echo_until_closed(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    ws, peer = served_one(start_server, echo_until_closed)
+    for i in range(3):
+        # The handler's thread waits for data in recv: the watcher does not
+        # wait for the same socket, and no reader thread starts for it.
+        assert wait_until(lambda: ws._reading)
+        assert ws._watch != WATCH_SOCKET
+        assert ws.socket.fileno() not in watcher
+        assert not reader_of(ws)
+        peer.engine.send_ping(f"ping {i}".encode())
+        peer.flush()
+        assert peer.next_event() == Pong(f"ping {i}".encode())
+        peer.engine.send_text(f"message {i}".encode())
+        peer.flush()
+        assert peer.next_event() == Message(f"message {i}")
+    peer.engine.send_close(1000, "done")
+    peer.flush()
+    assert ws.wait_closed(TIMEOUT)
+    assert ws.close_code == 1000
+    assert wait_until(lambda: ws.socket.fileno() == -1)
+
+
+def test_a_handler_that_stops_reading_gives_its_socket_to_the_watcher(
+    start_server: ServerFactory,
+) -> None:
+    release = threading.Event()
+
+    def read_once(ws: ServerConnection) -> None:
+        ws.recv()
+        release.wait(TIMEOUT)
+
+    ws, peer = served_one(start_server, read_once)
+    try:
+        assert wait_until(lambda: ws._reading)
+        assert ws.socket.fileno() not in watcher
+        peer.engine.send_text(b"first")
+        peer.flush()
+        # recv returned and the handler waits elsewhere: after the grace,
+        # the watcher waits for the socket, and pings are still answered.
+        assert wait_until(lambda: watched(ws))
+        for i in range(3):
+            peer.engine.send_ping(f"ping {i}".encode())
+            peer.flush()
+            assert peer.next_event() == Pong(f"ping {i}".encode())
+            assert wait_until(lambda: watched(ws))
+    finally:
+        release.set()
+    assert ws.wait_closed(TIMEOUT)

@@ -388,6 +388,14 @@ class Connection(ConnectionAttributes):
             deadline = time.monotonic() + timeout
             tls = isinstance(self.socket, ssl.SSLSocket)
         self._recv_state = RECV_READY
+        if timeout is None and self._watch == WATCH_SOCKET:
+            # This thread reads the socket until data comes, however long
+            # that takes (an idle handler): the watcher need not wait for it
+            # too, and would wake a second thread for the data. Leaving
+            # re-arms it (see _after_recv).
+            self._leave_watch(WATCH_SOCKET)
+            self._watch = WATCH_NONE
+            self._reader_parked = True
         tried = False
         try:
             while not (messages.ready if whole else messages.pending):
@@ -504,8 +512,19 @@ class Connection(ConnectionAttributes):
     def _readable(self, timeout: float | None) -> bool:
         """Wait at most ``timeout`` seconds (``None``: as long as it takes) for data or EOF."""
         sock = self.socket
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            # Decrypted bytes wait in the SSL object, where poll does not look.
+        if isinstance(sock, ssl.SSLSocket):
+            if sock.pending():
+                # Decrypted bytes wait in the SSL object, where poll does not look.
+                return True
+        elif timeout is None and sock.gettimeout() is None:
+            # Block in a one-byte peek: while it waits, the thread holds a
+            # byte of buffer rather than a poll object and its dictionary
+            # (nor contextlib.suppress's objects).
+            try:
+                sock.recv(1, socket.MSG_PEEK)
+            except OSError:
+                # The socket is closed or broken: reading it says how.
+                return True
             return True
         poller = select.poll()
         try:
