@@ -10,15 +10,20 @@ peer receives them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+import uvloop
+
+import tether
 from tether.asyncio.connection import GATHER_LIMIT, Connection
 from tether.exceptions import ConnectionClosedOK
 from tether.protocol.events import CloseReceived, Event, Fragment, Message, Ping, Pong
 
 from .conftest import ServerFactory
 from .pairs import Side, open_pair, open_raw_pair
-from .raw_peer import RawPeer
+from .raw_peer import RawPeer, raw_server
 
 
 class CountingTransport:
@@ -208,3 +213,85 @@ async def test_pings_fragments_and_waiting_sends_keep_the_order_of_calls(
             Message(message(3)),
             Pong(b"q"),
         ]
+
+
+async def test_write_limit_counts_the_gathered_frames(
+    start_server: ServerFactory, side: Side
+) -> None:
+    limit = 32 * 1024
+    options = {"compression": None, "write_limit": limit}
+    async with open_raw_pair(start_server, side, **options) as (ours, _):
+        transport = ours.transport
+        assert transport is not None
+        # The peer reads nothing from now on, once its stream's buffer is
+        # full: fill the socket buffers, then the transport's up to 6 KiB
+        # below the limit. Waiting between sends writes each at once.
+        for index in range(10_000):
+            if transport.get_write_buffer_size() >= limit - 6 * 1024:
+                break
+            await ours.send(message(index, 1024))
+            await asyncio.sleep(0)
+        else:
+            raise AssertionError("the socket buffers never filled")
+        assert transport.get_write_buffer_size() <= limit
+        # Sends in one iteration: after the first, they are gathered.
+        size = 256
+        frame = size + 4 + (4 if side == "client" else 0)
+        for index in range(200):
+            sending = ours.send(message(index, size)).__await__()
+            try:
+                next(sending)
+            except StopIteration:
+                continue
+            # This send waits for the buffer to drain: what it holds passed
+            # the limit by at most the frame that made it pass.
+            sending.close()
+            break
+        else:
+            raise AssertionError("send never waited")
+        buffered = transport.get_write_buffer_size()
+        assert limit < buffered <= limit + frame
+
+
+@pytest.mark.parametrize(
+    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_closing_after_the_loop_stopped_in_the_iteration_of_the_sends_writes_them(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # asyncio's loop stops before the iteration that would write the gathered
+    # frames (uvloop runs it first): the connection's close, in the next run,
+    # writes them before its close frame.
+    loop = new_loop()
+    try:
+        serving = raw_server()
+        uri, peers = loop.run_until_complete(serving.__aenter__())
+        client = loop.run_until_complete(tether.connect(uri, compression=None))
+        peer = loop.run_until_complete(peers.get())
+
+        def send_and_stop() -> None:
+            for index in range(10):
+                sending = client.send(message(index)).__await__()
+                with pytest.raises(StopIteration):
+                    next(sending)
+            loop.stop()
+
+        loop.call_soon(send_and_stop)
+        loop.run_forever()
+
+        async def close() -> list[Event]:
+            closing = asyncio.create_task(client.close())
+            events = await received(peer, 11)
+            # The peer answers as a server does: its close frame, then TCP closed.
+            await peer.write(b"\x88\x02\x03\xe8")
+            await peer.close()
+            await closing
+            return events
+
+        events = loop.run_until_complete(close())
+        assert events[:10] == [Message(message(index)) for index in range(10)]
+        assert isinstance(events[10], CloseReceived)
+        assert client.close_code == 1000
+        loop.run_until_complete(serving.__aexit__(None, None, None))
+    finally:
+        loop.close()

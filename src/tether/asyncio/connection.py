@@ -416,11 +416,22 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
         An echo, which waits for input between sends, writes each reply at
         once and schedules nothing. Every other write (:meth:`_flush`) writes
         the gathered frames first, so frames never change order.
+
+        ``write_limit`` counts gathered frames as if they waited in the
+        transport's buffer: they are written as soon as both together reach
+        it, and the transport's own check then makes ``send`` wait.
         """
         gathered = self._gathered
         if gathered is None:
             gathered = self._gathered = [frame]
+            # _gathered_size also counts what the transport's buffer holds
+            # beyond write_limit - gather limit: where it leaves less room
+            # than a full gather, the frames leave earlier.
             size = len(frame)
+            transport: Any = self.transport  # Not None: send() checked it.
+            over = transport.get_write_buffer_size() - (self.write_limit - self._gather_limit)
+            if over > 0:
+                size += over
         else:
             gathered.append(frame)
             size = self._gathered_size + len(frame)
@@ -430,7 +441,12 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
             self._write_gathered()
 
     def _write_gathered(self) -> None:
-        """Write the gathered frames (there are some) in one piece."""
+        """Write the gathered frames (there are some) in one piece; drop them if closed.
+
+        A connection that closes writes them before its close frame
+        (:meth:`_flush`); once its transport is closing or lost they are dropped,
+        as what the transport's buffer holds is on ``abort``.
+        """
         gathered = self._gathered
         assert gathered is not None
         self._gathered = None
@@ -645,6 +661,10 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
                     waiter.set_exception(closed)
                     waiter.exception()  # Nobody may await it: do not log it as lost.
         self._lost = True
+        # Frames gathered for the next loop iteration can never leave: drop
+        # them now (_tick would find the transport closed and drop them too).
+        self._gathered = None
+        self._gathered_size = 0
         self._wake_waiters()
         self._wake_reader()
         if self._on_closed is not None:
