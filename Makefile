@@ -49,11 +49,12 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 # page; redis-server carries topics between processes; iproute2's ip makes
 # the network namespaces of the fault tests; tinyproxy is the HTTP proxy the
 # clients connect through; Apache httpd (apache2-bin: no service) issues
-# Digest challenges. Each test that needs one of them starts its own
+# Digest challenges; zlib1g-dev is zlib's header, which the C accelerator
+# compiles against. Each test that needs one of them starts its own
 # instance on a loopback port (or in a namespace of its own) and stops it.
 # Installed once per machine: only the missing ones, so a machine that has
 # them all asks apt nothing.
-DEBIAN_PACKAGES := chromium nginx iproute2 redis-server tinyproxy apache2-bin
+DEBIAN_PACKAGES := chromium nginx iproute2 redis-server tinyproxy apache2-bin zlib1g-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 debian-packages:

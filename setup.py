@@ -13,6 +13,8 @@ setup(
         Extension(
             "tether._speedups",
             sources=["src/tether/_speedups.c"],
+            # permessage-deflate runs zlib directly (Debian: zlib1g-dev).
+            libraries=["z"],
             optional=True,
             extra_compile_args=["-O3"],
         )

@@ -57,4 +57,4 @@ rm -f "$out"/tether/_speedups*.so
 find "$out/tether" -name __pycache__ -prune -exec rm -rf {} +
 clang -shared -fPIC -O1 -g -fno-omit-frame-pointer -Wall \
     -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined \
-    -I"$include" src/tether/_speedups.c -o "$out/tether/_speedups$suffix"
+    -I"$include" src/tether/_speedups.c -lz -o "$out/tether/_speedups$suffix"

@@ -23,7 +23,8 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
 - ``deflate_frame`` and ``inflate_frame`` equal the twins in
   :mod:`tether.extensions.permessage_deflate`: the same frames from two
   messages compressed in one stream, which inflate back to the messages, and
-  the same output, decompressor state or zlib error on any compressed data.
+  the same output, decompressor state or zlib error on any compressed data;
+  and so do they on the accelerator's own ``Deflater`` and ``Inflater``.
 
 UTF-8 validation has no C version to compare: text messages go through
 CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
@@ -236,24 +237,43 @@ def _check_zlib(source: Input, flags: int) -> None:
     level = source.byte() % 10
     max_length = source.byte() if flags & 0x10 else 0
     data = source.rest()
-    # The rest as compressed data, maybe corrupt: the same output or error.
+    # The rest as compressed data, maybe corrupt: the same output or error,
+    # from zlib's objects and from the accelerator's Inflater.
     for tail in (False, True):
         payload = _views(data, flags >> 6)
-        assert _inflated(True, payload, key, tail, max_length) == _inflated(
-            False, payload, key, tail, max_length
-        )
+        expected = _inflated(False, payload, key, tail, max_length)
+        assert _inflated(True, payload, key, tail, max_length) == expected
+        inflater = _speedups.Inflater(-15)
+        try:
+            direct: tuple[object, ...] = (
+                _speedups.inflate_frame(inflater, payload, key, tail, max_length),
+                inflater.eof,
+                inflater.unused_data,
+            )
+        except zlib.error as exc:
+            direct = ("error", str(exc))
+        # The Inflater keeps no unconsumed_tail: its callers fail beyond max_length.
+        assert direct == expected[:3]
     # The rest as two messages, compressed in one stream by both: the same
     # frames, which read back as the messages.
     encoders = [zlib.compressobj(level, zlib.DEFLATED, -15) for _ in range(2)]
+    deflater = _speedups.Deflater(level, -15, 8, zlib.Z_DEFAULT_STRATEGY)
     decoder = zlib.decompressobj(wbits=-15)
+    inflater = _speedups.Inflater(-15)
     half = len(data) // 2
     for message in (data[:half], data[half:]):
         view = _views(message, flags >> 6)
         frame = _speedups.deflate_frame(encoders[0], first, view, key)
         assert frame == deflate_frame_python(encoders[1], first, view, key)
+        own = _speedups.deflate_frame(deflater, first, view, key)
+        # Level 0's stored blocks follow the output room zlib is given, which
+        # the zlib module sizes its own way: there only the data must match.
+        assert level == 0 or own == frame
         size = {126: 4, 127: 10}.get(frame[1] & 0x7F, 2) + (0 if key is None else 4)
         body = frame[size:]
         assert _speedups.inflate_frame(decoder, body, key, True, 0) == message
+        size = {126: 4, 127: 10}.get(own[1] & 0x7F, 2) + (0 if key is None else 4)
+        assert _speedups.inflate_frame(inflater, own[size:], key, True, 0) == message
 
 
 def TestOneInput(data: bytes) -> None:

@@ -895,6 +895,613 @@ zlib_bytes(PyObject *result)
     return result;
 }
 
+/* ------------------------------------------------------------------------
+ * permessage-deflate on zlib itself.
+ *
+ * Deflater and Inflater hold a z_stream each and answer the few calls
+ * tether.extensions.permessage_deflate makes on zlib.compressobj and
+ * zlib.decompressobj objects (compress, flush with Z_SYNC_FLUSH,
+ * decompress with max_length, eof, unused_data), with the same results and
+ * the same zlib.error messages. The extension makes them, lazily as before,
+ * when this module is in use. deflate_frame and inflate_frame below then
+ * run zlib directly on them: no Python call, no bytes object between zlib
+ * and the frame or the message, and the GIL kept (a message of a few
+ * kilobytes takes microseconds, less than handing the GIL over costs).
+ * ------------------------------------------------------------------------ */
+
+#include <zlib.h>
+
+static PyObject *zlib_error_type;  /* zlib.error */
+
+/* Raise zlib.error as the zlib module words it. */
+static void
+zlib_fail(z_stream *zs, int err, const char *what)
+{
+    const char *zmsg = zs->msg;
+    if (zmsg == NULL) {
+        switch (err) {
+        case Z_BUF_ERROR:
+            zmsg = "incomplete or truncated stream";
+            break;
+        case Z_STREAM_ERROR:
+            zmsg = "inconsistent stream state";
+            break;
+        case Z_DATA_ERROR:
+            zmsg = "invalid input data";
+            break;
+        }
+    }
+    if (zmsg == NULL) {
+        PyErr_Format(zlib_error_type, "Error %d %s", err, what);
+    }
+    else {
+        PyErr_Format(zlib_error_type, "Error %d %s: %.200s", err, what, zmsg);
+    }
+}
+
+/* Where zlib writes: a static area first, which most messages fit, then
+ * memory of its own that doubles. The GIL, held throughout, keeps the static
+ * area to one caller at a time; nothing in between calls back into Python. */
+#define ZBUF_STATIC 65536
+static unsigned char zbuf_area[ZBUF_STATIC];
+
+typedef struct {
+    unsigned char *data;
+    size_t size;  /* bytes written */
+    size_t capacity;
+} zbuf;
+
+static void
+zbuf_init(zbuf *buf)
+{
+    buf->data = zbuf_area;
+    buf->size = 0;
+    buf->capacity = ZBUF_STATIC;
+}
+
+static void
+zbuf_release(zbuf *buf)
+{
+    if (buf->data != zbuf_area) {
+        PyMem_Free(buf->data);
+    }
+    buf->data = NULL;
+}
+
+/* Room for at least one more byte, up to `limit` in all (0: no limit);
+ * -1 with MemoryError. */
+static int
+zbuf_grow(zbuf *buf, size_t limit)
+{
+    size_t capacity = buf->capacity * 2;
+    if (limit && capacity > limit) {
+        capacity = limit;
+    }
+    unsigned char *data;
+    if (buf->data == zbuf_area) {
+        data = PyMem_Malloc(capacity);
+        if (data != NULL) {
+            memcpy(data, zbuf_area, buf->size);
+        }
+    }
+    else {
+        data = PyMem_Realloc(buf->data, capacity);
+    }
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    buf->data = data;
+    buf->capacity = capacity;
+    return 0;
+}
+
+/* Run deflate with `flush` over the input set in `zs` until it is all taken
+ * and, for a flush, all emitted; 0 or -1 with zlib.error. */
+static int
+zbuf_deflate(zbuf *buf, z_stream *zs, int flush)
+{
+    for (;;) {
+        if (buf->size == buf->capacity && zbuf_grow(buf, 0) < 0) {
+            return -1;
+        }
+        size_t room = buf->capacity - buf->size;
+        uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
+        zs->next_out = buf->data + buf->size;
+        zs->avail_out = avail;
+        int err = deflate(zs, flush);
+        buf->size += avail - zs->avail_out;
+        if (err == Z_STREAM_ERROR) {
+            zlib_fail(zs, err, flush == Z_NO_FLUSH ? "while compressing data" : "while flushing");
+            return -1;
+        }
+        /* Output room left over means zlib is done with this call's work. */
+        if (zs->avail_out != 0 && zs->avail_in == 0) {
+            return 0;
+        }
+    }
+}
+
+/* Feed `size` bytes at `data` to deflate, in pieces of at most UINT_MAX. */
+static int
+zbuf_deflate_all(zbuf *buf, z_stream *zs, const unsigned char *data, size_t size)
+{
+    do {
+        uInt piece = size > UINT_MAX ? UINT_MAX : (uInt)size;
+        zs->next_in = (Bytef *)data;
+        zs->avail_in = piece;
+        if (zbuf_deflate(buf, zs, Z_NO_FLUSH) < 0) {
+            return -1;
+        }
+        data += piece;
+        size -= piece;
+    } while (size);
+    return 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    z_stream zs;
+} DeflaterObject;
+
+static PyTypeObject DeflaterType;
+
+static PyObject *
+Deflater_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    int level, wbits, mem_level, strategy;
+    static char *names[] = {"level", "wbits", "memLevel", "strategy", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iiii:Deflater", names, &level, &wbits,
+                                     &mem_level, &strategy)) {
+        return NULL;
+    }
+    DeflaterObject *self = (DeflaterObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    /* tp_alloc zeroed the stream: zalloc, zfree and opaque are Z_NULL. */
+    int err = deflateInit2(&self->zs, level, Z_DEFLATED, wbits, mem_level, strategy);
+    if (err != Z_OK) {
+        /* Not initialized: the deallocator must not end it. */
+        self->zs.state = NULL;
+        if (err == Z_MEM_ERROR) {
+            PyErr_NoMemory();
+        }
+        else if (err == Z_STREAM_ERROR) {
+            PyErr_SetString(PyExc_ValueError, "invalid initialization option");
+        }
+        else {
+            zlib_fail(&self->zs, err, "while creating compression object");
+        }
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Deflater_dealloc(DeflaterObject *self)
+{
+    if (self->zs.state != NULL) {
+        deflateEnd(&self->zs);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The bytes written to `buf`, which is released. */
+static PyObject *
+zbuf_bytes(zbuf *buf)
+{
+    PyObject *result = PyBytes_FromStringAndSize((const char *)buf->data, buf->size);
+    zbuf_release(buf);
+    return result;
+}
+
+static PyObject *
+Deflater_compress(DeflaterObject *self, PyObject *arg)
+{
+    Py_buffer data;
+    zbuf buf;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    zbuf_init(&buf);
+    int failed = zbuf_deflate_all(&buf, &self->zs, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    if (failed) {
+        zbuf_release(&buf);
+        return NULL;
+    }
+    return zbuf_bytes(&buf);
+}
+
+static PyObject *
+Deflater_flush(DeflaterObject *self, PyObject *arg)
+{
+    long mode = PyLong_AsLong(arg);
+    if (mode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (mode != Z_SYNC_FLUSH && mode != Z_FULL_FLUSH) {
+        PyErr_SetString(PyExc_ValueError, "Deflater.flush takes Z_SYNC_FLUSH or Z_FULL_FLUSH");
+        return NULL;
+    }
+    zbuf buf;
+    zbuf_init(&buf);
+    self->zs.next_in = NULL;
+    self->zs.avail_in = 0;
+    if (zbuf_deflate(&buf, &self->zs, (int)mode) < 0) {
+        zbuf_release(&buf);
+        return NULL;
+    }
+    return zbuf_bytes(&buf);
+}
+
+static PyMethodDef Deflater_methods[] = {
+    {"compress", (PyCFunction)Deflater_compress, METH_O,
+     "compress(data) -> bytes\n\nAs zlib's Compress.compress."},
+    {"flush", (PyCFunction)Deflater_flush, METH_O,
+     "flush(mode) -> bytes\n\nAs zlib's Compress.flush, for Z_SYNC_FLUSH or Z_FULL_FLUSH."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(Deflater_doc,
+"Deflater(level, wbits, memLevel, strategy)\n\n"
+"A zlib compressor for permessage-deflate, as zlib.compressobj(level, DEFLATED,\n"
+"wbits, memLevel, strategy) with compress() and flush(Z_SYNC_FLUSH), which\n"
+"deflate_frame drives without Python calls.");
+
+static PyTypeObject DeflaterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tether._speedups.Deflater",
+    .tp_basicsize = sizeof(DeflaterObject),
+    .tp_dealloc = (destructor)Deflater_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = Deflater_doc,
+    .tp_methods = Deflater_methods,
+    .tp_new = Deflater_new,
+};
+
+typedef struct {
+    PyObject_HEAD
+    z_stream zs;
+    char eof;
+    PyObject *unused_data;  /* bytes after the end of the stream */
+} InflaterObject;
+
+static PyTypeObject InflaterType;
+
+static PyObject *
+Inflater_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    int wbits;
+    static char *names[] = {"wbits", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i:Inflater", names, &wbits)) {
+        return NULL;
+    }
+    InflaterObject *self = (InflaterObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->unused_data = PyBytes_FromStringAndSize(NULL, 0);
+    if (self->unused_data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    int err = inflateInit2(&self->zs, wbits);
+    if (err != Z_OK) {
+        self->zs.state = NULL;
+        if (err == Z_MEM_ERROR) {
+            PyErr_NoMemory();
+        }
+        else if (err == Z_STREAM_ERROR) {
+            PyErr_SetString(PyExc_ValueError, "invalid initialization option");
+        }
+        else {
+            zlib_fail(&self->zs, err, "while creating decompression object");
+        }
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Inflater_dealloc(InflaterObject *self)
+{
+    if (self->zs.state != NULL) {
+        inflateEnd(&self->zs);
+    }
+    Py_XDECREF(self->unused_data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Inflate `size` bytes at `data`, masked with `key` (NULL: not masked) from
+ * its byte `phase`, into `buf`, which holds at most `limit` bytes (0: no
+ * limit). Masked input is unmasked a piece at a time on the stack, never
+ * copied whole. Return 1 when the stream ended (the bytes after its end
+ * become unused_data, followed by `more` bytes at `more_data`, unmasked),
+ * 0 when the input is all taken or the limit is reached, -1 with an
+ * exception. */
+static int
+inflate_into(InflaterObject *self, zbuf *buf, const unsigned char *data, size_t size,
+             const unsigned char *key, size_t limit, const unsigned char *more_data,
+             size_t more)
+{
+    z_stream *zs = &self->zs;
+    unsigned char piece[4096];
+    size_t at = 0;
+    while (at < size) {
+        size_t take = size - at;
+        const unsigned char *input = data + at;
+        if (key != NULL) {
+            if (take > sizeof piece) {
+                take = sizeof piece;
+            }
+            /* Pieces of 4096 bytes keep the key's phase at 0. */
+            xor_mask(input, piece, (Py_ssize_t)take, key);
+            input = piece;
+        }
+        else if (take > UINT_MAX) {
+            take = UINT_MAX;
+        }
+        zs->next_in = (Bytef *)input;
+        zs->avail_in = (uInt)take;
+        int err;
+        do {
+            if (buf->size == buf->capacity) {
+                if (limit && buf->size >= limit) {
+                    return 0;
+                }
+                if (zbuf_grow(buf, limit) < 0) {
+                    return -1;
+                }
+            }
+            size_t room = buf->capacity - buf->size;
+            if (limit && room > limit - buf->size) {
+                room = limit - buf->size;
+            }
+            uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
+            zs->next_out = buf->data + buf->size;
+            zs->avail_out = avail;
+            err = inflate(zs, Z_SYNC_FLUSH);
+            buf->size += avail - zs->avail_out;
+            if (err == Z_STREAM_END) {
+                size_t offset = (size_t)(zs->next_in - input);
+                size_t rest = size - at - offset;  /* this call's input after the end */
+                PyObject *unused = PyBytes_FromStringAndSize(NULL, rest + more);
+                if (unused == NULL) {
+                    return -1;
+                }
+                unsigned char *out = (unsigned char *)PyBytes_AS_STRING(unused);
+                if (key != NULL) {
+                    size_t from = at + offset;
+                    unsigned char turned[4];
+                    for (int k = 0; k < 4; k++) {
+                        turned[k] = key[(from + k) & 3];
+                    }
+                    xor_mask(data + from, out, (Py_ssize_t)rest, turned);
+                }
+                else {
+                    memcpy(out, data + at + offset, rest);
+                }
+                if (more) {
+                    memcpy(out + rest, more_data, more);
+                }
+                Py_SETREF(self->unused_data, unused);
+                self->eof = 1;
+                return 1;
+            }
+            if (err != Z_OK && err != Z_BUF_ERROR) {
+                zlib_fail(zs, err, "while decompressing data");
+                return -1;
+            }
+            if (limit && buf->size >= limit) {
+                return 0;
+            }
+        } while (zs->avail_out == 0 || zs->avail_in != 0);
+        at += take;
+    }
+    return 0;
+}
+
+/* Inflate `data` (masked with `key` unless NULL) and then `tail_size` bytes
+ * of `tail`, as one decompress(data + tail, limit) call would. */
+static int
+inflate_message_into(InflaterObject *self, zbuf *buf, const unsigned char *data, size_t size,
+                     const unsigned char *key, const unsigned char *tail, size_t tail_size,
+                     size_t limit)
+{
+    if (self->eof) {
+        /* As zlib's Decompress: input after the end goes to unused_data. */
+        PyObject *unused = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(self->unused_data)
+                                                               + size + tail_size);
+        if (unused == NULL) {
+            return -1;
+        }
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(unused);
+        size_t before = PyBytes_GET_SIZE(self->unused_data);
+        memcpy(out, PyBytes_AS_STRING(self->unused_data), before);
+        if (key != NULL) {
+            xor_mask(data, out + before, (Py_ssize_t)size, key);
+        }
+        else if (size) {
+            memcpy(out + before, data, size);
+        }
+        if (tail_size) {
+            memcpy(out + before + size, tail, tail_size);
+        }
+        Py_SETREF(self->unused_data, unused);
+        return 1;
+    }
+    int done = inflate_into(self, buf, data, size, key, limit, tail, tail_size);
+    if (done != 0 || tail_size == 0 || (limit && buf->size >= limit)) {
+        return done;
+    }
+    return inflate_into(self, buf, tail, tail_size, NULL, limit, NULL, 0);
+}
+
+static PyObject *
+Inflater_decompress(InflaterObject *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    Py_ssize_t max_length = 0;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs + nkw < 1 || nargs + nkw > 2 || nargs < 1
+        || (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                                         "max_length") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "decompress(data, /, max_length=0)");
+        return NULL;
+    }
+    if (nargs + nkw == 2) {
+        max_length = PyLong_AsSsize_t(args[1]);
+        if (max_length == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (max_length < 0) {
+            PyErr_SetString(PyExc_ValueError, "max_length must be non-negative");
+            return NULL;
+        }
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    zbuf buf;
+    zbuf_init(&buf);
+    int done = inflate_message_into(self, &buf, data.buf, (size_t)data.len, NULL, NULL, 0,
+                                    (size_t)max_length);
+    PyBuffer_Release(&data);
+    if (done < 0) {
+        zbuf_release(&buf);
+        return NULL;
+    }
+    return zbuf_bytes(&buf);
+}
+
+static PyObject *
+Inflater_get_eof(InflaterObject *self, void *closure)
+{
+    return PyBool_FromLong(self->eof);
+}
+
+static PyObject *
+Inflater_get_unused_data(InflaterObject *self, void *closure)
+{
+    return Py_NewRef(self->unused_data);
+}
+
+static PyGetSetDef Inflater_getset[] = {
+    {"eof", (getter)Inflater_get_eof, NULL, "Whether the end of the stream was reached.",
+     NULL},
+    {"unused_data", (getter)Inflater_get_unused_data, NULL,
+     "The bytes that came after the end of the stream.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef Inflater_methods[] = {
+    {"decompress", (PyCFunction)(void (*)(void))Inflater_decompress,
+     METH_FASTCALL | METH_KEYWORDS,
+     "decompress(data, /, max_length=0) -> bytes\n\n"
+     "As zlib's Decompress.decompress, except that input left over when\n"
+     "max_length is reached is dropped, not kept in an unconsumed_tail."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(Inflater_doc,
+"Inflater(wbits)\n\n"
+"A zlib decompressor for permessage-deflate, as zlib.decompressobj(wbits) with\n"
+"decompress(), eof and unused_data, which inflate_frame drives without Python\n"
+"calls.");
+
+static PyTypeObject InflaterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tether._speedups.Inflater",
+    .tp_basicsize = sizeof(InflaterObject),
+    .tp_dealloc = (destructor)Inflater_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = Inflater_doc,
+    .tp_methods = Inflater_methods,
+    .tp_getset = Inflater_getset,
+    .tp_new = Inflater_new,
+};
+
+/* deflate_frame on a Deflater: compress and flush into the static area, then
+ * the frame in one allocation, masked as it is copied. */
+static PyObject *
+deflate_frame_direct(DeflaterObject *encoder, unsigned char first, PyObject *data_object,
+                     const unsigned char *key)
+{
+    Py_buffer data;
+    zbuf buf;
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    zbuf_init(&buf);
+    z_stream *zs = &encoder->zs;
+    int failed = 0;
+    /* The calls the Python twin makes: compress when there is data, then
+     * a sync flush, so that the bytes are the same. */
+    if (data.len) {
+        failed = zbuf_deflate_all(&buf, zs, data.buf, (size_t)data.len);
+    }
+    PyBuffer_Release(&data);
+    if (!failed) {
+        zs->next_in = NULL;
+        zs->avail_in = 0;
+        failed = zbuf_deflate(&buf, zs, Z_SYNC_FLUSH);
+    }
+    if (failed) {
+        zbuf_release(&buf);
+        return NULL;
+    }
+    Py_ssize_t total = (Py_ssize_t)buf.size;
+    int tail = total >= 4 && memcmp(buf.data + total - 4, deflate_tail, 4) == 0;
+    Py_ssize_t length = tail ? total - 4 : total + 1;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, header_size(length, key != NULL) + length);
+    if (result != NULL) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        unsigned char *body = out + write_header(out, first, length, key);
+        Py_ssize_t from_buf = tail ? length : total;
+        if (key != NULL) {
+            xor_mask(buf.data, body, from_buf, key);
+            if (!tail) {
+                body[total] = key[total & 3];  /* 0x00 masked */
+            }
+        }
+        else {
+            memcpy(body, buf.data, from_buf);
+            if (!tail) {
+                body[total] = 0x00;
+            }
+        }
+    }
+    zbuf_release(&buf);
+    return result;
+}
+
+/* inflate_frame on an Inflater: the payload unmasked a piece at a time, the
+ * tail fed after it, the output straight into the result. */
+static PyObject *
+inflate_frame_direct(InflaterObject *decoder, PyObject *data_object, const unsigned char *key,
+                     int tail, Py_ssize_t max_length)
+{
+    Py_buffer data;
+    zbuf buf;
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    zbuf_init(&buf);
+    int done = inflate_message_into(decoder, &buf, data.buf, (size_t)data.len, key,
+                                    deflate_tail, tail ? 4 : 0, (size_t)max_length);
+    PyBuffer_Release(&data);
+    if (done < 0) {
+        zbuf_release(&buf);
+        return NULL;
+    }
+    return zbuf_bytes(&buf);
+}
+
 PyDoc_STRVAR(deflate_frame_doc,
 "deflate_frame(encoder, first, data, key) -> bytes\n\n"
 "The frame of a whole message compressed with `encoder` (a zlib compressobj),\n"
@@ -925,6 +1532,11 @@ deflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *key = args[3];
     if (check_key(key) < 0) {
         return NULL;
+    }
+    if (Py_IS_TYPE(encoder, &DeflaterType)) {
+        return deflate_frame_direct((DeflaterObject *)encoder, (unsigned char)first, args[2],
+                                    key == Py_None ? NULL
+                                                   : (const unsigned char *)PyBytes_AS_STRING(key));
     }
     if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
         return NULL;
@@ -1007,6 +1619,20 @@ inflate_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int tail = PyObject_IsTrue(args[3]);
     if (tail < 0) {
         return NULL;
+    }
+    if (Py_IS_TYPE(args[0], &InflaterType)) {
+        Py_ssize_t max_length = PyLong_AsSsize_t(args[4]);
+        if (max_length == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (max_length < 0) {
+            PyErr_SetString(PyExc_ValueError, "max_length must be non-negative");
+            return NULL;
+        }
+        return inflate_frame_direct((InflaterObject *)args[0], args[1],
+                                    key == Py_None ? NULL
+                                                   : (const unsigned char *)PyBytes_AS_STRING(key),
+                                    tail, max_length);
     }
     if (key == Py_None && !tail && PyBytes_CheckExact(args[1])) {
         input = Py_NewRef(args[1]);
@@ -1977,7 +2603,12 @@ speedups_exec(PyObject *module)
         return -1;
     }
     sync_flush = PyObject_GetAttrString(zlib, "Z_SYNC_FLUSH");
+    zlib_error_type = PyObject_GetAttrString(zlib, "error");
     Py_DECREF(zlib);
+    if (zlib_error_type == NULL || PyModule_AddType(module, &DeflaterType) < 0
+        || PyModule_AddType(module, &InflaterType) < 0) {
+        return -1;
+    }
     if (compress_name == NULL || flush_name == NULL || decompress_name == NULL
         || sync_flush == NULL) {
         return -1;

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, NamedTuple, Protocol
 
 from tether.exceptions import (
     DuplicateParameter,
@@ -58,6 +58,8 @@ from tether.protocol.speedups import speedups
 
 __all__ = [
     "ClientPerMessageDeflateFactory",
+    "Compressor",
+    "Decompressor",
     "PerMessageDeflate",
     "ServerPerMessageDeflateFactory",
     "deflate_frame",
@@ -66,6 +68,8 @@ __all__ = [
     "enable_server_permessage_deflate",
     "inflate_frame",
     "inflate_frame_python",
+    "new_compressor",
+    "new_decompressor",
 ]
 
 _NAME: Final = "permessage-deflate"
@@ -118,7 +122,7 @@ def _end_message(output: bytes) -> bytes:
 
 
 def deflate_frame_python(
-    encoder: zlib._Compress, first: int, data: bytes | bytearray | memoryview, key: bytes | None
+    encoder: Compressor, first: int, data: bytes | bytearray | memoryview, key: bytes | None
 ) -> bytes:
     """Build the frame of a whole message compressed with ``encoder``.
 
@@ -137,7 +141,7 @@ def deflate_frame_python(
 
 
 def inflate_frame_python(
-    decoder: zlib._Decompress,
+    decoder: Decompressor,
     data: bytes | bytearray | memoryview,
     key: bytes | None,
     tail: bool,
@@ -156,13 +160,56 @@ def inflate_frame_python(
     return decoder.decompress(payload, max_length)
 
 
+class Compressor(Protocol):
+    """What permessage-deflate calls on a compressor: :func:`zlib.compressobj`'s object."""
+
+    def compress(self, data: bytes | bytearray | memoryview, /) -> bytes:
+        """Compress ``data``; return what is ready."""
+
+    def flush(self, mode: int, /) -> bytes:
+        """Flush what is pending with ``mode`` (here always ``zlib.Z_SYNC_FLUSH``)."""
+
+
+class Decompressor(Protocol):
+    """What permessage-deflate calls on a decompressor: :func:`zlib.decompressobj`'s object."""
+
+    @property
+    def eof(self) -> bool:
+        """Whether the end of the compressed stream was reached."""
+
+    @property
+    def unused_data(self) -> bytes:
+        """The bytes that came after the end of the stream."""
+
+    def decompress(self, data: bytes | bytearray | memoryview, /, max_length: int = 0) -> bytes:
+        """Decompress ``data`` into at most ``max_length`` bytes (0: no bound)."""
+
+
+def _zlib_compressor(level: int, wbits: int, mem_level: int, strategy: int) -> Compressor:
+    return zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, strategy)
+
+
+def _zlib_decompressor(wbits: int) -> Decompressor:
+    return zlib.decompressobj(wbits)
+
+
+# With the accelerator, zlib runs from C on objects of its own, which
+# deflate_frame and inflate_frame drive without Python calls; they give the
+# same bytes and raise the same zlib.error as zlib's objects.
+new_compressor: Callable[[int, int, int, int], Compressor] = (
+    _zlib_compressor if speedups is None else speedups.Deflater
+)
+"""Make a compressor: ``(level, wbits, memLevel, strategy)``, as :func:`zlib.compressobj`."""
+
+new_decompressor: Callable[[int], Decompressor] = (
+    _zlib_decompressor if speedups is None else speedups.Inflater
+)
+"""Make a decompressor for ``wbits``, as :func:`zlib.decompressobj`."""
+
 if TYPE_CHECKING:
-    # zlib's object types exist only for type checkers.
-    DeflateFrame = Callable[
-        [zlib._Compress, int, bytes | bytearray | memoryview, bytes | None], bytes
-    ]
+    DeflateFrame = Callable[[Compressor, int, bytes | bytearray | memoryview, bytes | None], bytes]
     InflateFrame = Callable[
-        [zlib._Decompress, bytes | bytearray | memoryview, bytes | None, bool, int], bytes
+        [Decompressor, bytes | bytearray | memoryview, bytes | None, bool, int], bytes
     ]
 
 deflate_frame: DeflateFrame = deflate_frame_python if speedups is None else speedups.deflate_frame
@@ -245,8 +292,8 @@ class PerMessageDeflate(Extension):
         # Both are created when first needed: a connection that only receives
         # never pays for a compressor, and without context takeover the next
         # one is created only when the next message comes.
-        self._encoder: zlib._Compress | None = None
-        self._decoder: zlib._Decompress | None = None
+        self._encoder: Compressor | None = None
+        self._decoder: Decompressor | None = None
         self._decoding = False
         self._message_empty = True
 
@@ -348,7 +395,7 @@ class PerMessageDeflate(Extension):
             return b""
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = zlib.decompressobj(wbits=self._decoder_wbits)
+            decoder = self._decoder = new_decompressor(self._decoder_wbits)
         try:
             # One byte more than allowed tells "too big" apart from "exactly
             # the limit" without inflating any further; 0 is no limit.
@@ -363,7 +410,7 @@ class PerMessageDeflate(Extension):
         return output
 
     def _restart(
-        self, decoder: zlib._Decompress, output: bytes, tail: bool, max_size: int | None
+        self, decoder: Decompressor, output: bytes, tail: bool, max_size: int | None
     ) -> bytes:
         """Go on with new decompressors after a block with BFINAL set ended zlib's stream.
 
@@ -380,7 +427,7 @@ class PerMessageDeflate(Extension):
                 break
             if max_size is not None and size > max_size:
                 break  # The caller raises PayloadTooBig.
-            decoder = self._decoder = zlib.decompressobj(wbits=self._decoder_wbits)
+            decoder = self._decoder = new_decompressor(self._decoder_wbits)
             output = decoder.decompress(rest, 0 if max_size is None else max_size - size + 1)
             outputs.append(output)
             size += len(output)
@@ -401,10 +448,8 @@ class PerMessageDeflate(Extension):
             self._encoder = None
         return frame
 
-    def _new_encoder(self) -> zlib._Compress:
-        return zlib.compressobj(
-            self._level, zlib.DEFLATED, self._encoder_wbits, self._mem_level, self._strategy
-        )
+    def _new_encoder(self) -> Compressor:
+        return new_compressor(self._level, self._encoder_wbits, self._mem_level, self._strategy)
 
     def encode(self, frame: Frame) -> Frame:
         """Compress a frame of a compressed message; return control frames unchanged.

@@ -1,0 +1,165 @@
+"""What a compressed round trip costs tether over zlib alone: the floor and the overhead.
+
+The payloads are the 1 KiB JSON-like messages of the bench's ``echo 1 KiB JSON
+deflate`` workload (:func:`bench.workloads.text_payloads`), alternating. A
+round trip is what both ends do: the client sends a message, the server
+receives it and sends it back, the client receives the echo. Cases:
+
+- ``zlib``: zlib alone, with the parameters tether's defaults negotiate
+  between a tether client and a tether server (level 6, memLevel 5, a window
+  of 12 bits both ways, the default strategy, context takeover on both
+  sides): 2 compressions with a sync flush and the 4-octet tail removed, and
+  2 decompressions with the tail put back, on ``bytes``. The floor: no
+  library can do less and send the same bytes.
+- ``engine``: two Sans-I/O engines (:class:`tether.protocol.connection.Connection`,
+  client and server) with permessage-deflate as negotiated by default,
+  ``send_message`` / ``receive_data`` / ``events`` and the data to send,
+  the client's frames masked: everything tether's protocol layer does.
+- ``plain``: the same engines without compression (the ``x plain`` baseline).
+
+``python -m bench.deflate_core`` prints CPU microseconds per round trip (all
+cases in one run, so their ratios are comparable); ``--callgrind`` counts
+instructions, from two callgrind runs of different sizes so that start-up
+cancels out (exact on a busy machine). ``engine`` minus ``plain`` minus
+``zlib`` is tether's own work around zlib. ``TETHER_NO_SPEEDUPS=1`` measures
+the pure-Python engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import zlib
+from collections.abc import Callable
+
+from bench.callgrind import per_operation
+from bench.workloads import text_payloads
+from tether.extensions.permessage_deflate import PerMessageDeflate
+from tether.protocol.connection import Connection, Role
+from tether.protocol.events import Message
+
+CASES = ("zlib", "engine", "plain")
+
+# What a tether client and a tether server agree on by default (see
+# enable_client_permessage_deflate and enable_server_permessage_deflate).
+LEVEL = zlib.Z_DEFAULT_COMPRESSION
+MEM_LEVEL = 5
+WINDOW_BITS = 12
+TAIL = b"\x00\x00\xff\xff"
+
+
+def messages() -> tuple[bytes, bytes]:
+    """The two alternating messages, UTF-8."""
+    first, second = text_payloads(1024, True)
+    return first.encode(), second.encode()
+
+
+def zlib_round_trips() -> Callable[[int], None]:
+    """zlib alone, both ends: what a round trip cannot cost less than."""
+    payloads = messages()
+
+    def encoder() -> zlib._Compress:
+        return zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL)
+
+    def decoder() -> zlib._Decompress:
+        return zlib.decompressobj(-WINDOW_BITS)
+
+    client_out, server_out = encoder(), encoder()
+    client_in, server_in = decoder(), decoder()
+
+    def run(count: int) -> None:
+        for index in range(count):
+            data = payloads[index & 1]
+            wire = client_out.compress(data) + client_out.flush(zlib.Z_SYNC_FLUSH)
+            received = server_in.decompress(wire[:-4] + TAIL)
+            wire = server_out.compress(received) + server_out.flush(zlib.Z_SYNC_FLUSH)
+            echoed = client_in.decompress(wire[:-4] + TAIL)
+            if echoed != data:
+                raise RuntimeError("zlib round trip lost data")
+
+    return run
+
+
+def engine_round_trips(deflate: bool) -> Callable[[int], None]:
+    """Two engines, client and server, echoing text messages."""
+    texts = tuple(message.decode() for message in messages())
+
+    def extensions(client: bool) -> list[PerMessageDeflate]:
+        if not deflate:
+            return []
+        return [
+            PerMessageDeflate(
+                remote_no_context_takeover=False,
+                local_no_context_takeover=False,
+                remote_max_window_bits=WINDOW_BITS,
+                local_max_window_bits=WINDOW_BITS,
+                compress_settings={"memLevel": MEM_LEVEL},
+            )
+        ]
+
+    client = Connection(Role.CLIENT, extensions=extensions(True))
+    server = Connection(Role.SERVER, extensions=extensions(False))
+
+    def run(count: int) -> None:
+        for index in range(count):
+            text = texts[index & 1]
+            client.send_message(text)
+            for data in client.data_to_send():
+                server.receive_data(data)
+            (message,) = server.events()
+            if not isinstance(message, Message):
+                raise RuntimeError(f"the server got {message!r}")
+            server.send_message(message.data)
+            for data in server.data_to_send():
+                client.receive_data(data)
+            (echo,) = client.events()
+            if not isinstance(echo, Message) or echo.data != text:
+                raise RuntimeError("engine round trip lost data")
+
+    return run
+
+
+def round_trips(case: str) -> Callable[[int], None]:
+    """The function that runs ``count`` round trips of ``case``."""
+    if case == "zlib":
+        return zlib_round_trips()
+    return engine_round_trips(case == "engine")
+
+
+def cpu_seconds(case: str, count: int) -> float:
+    """CPU seconds per round trip of ``case``, after a warm-up."""
+    run = round_trips(case)
+    run(100)
+    start = time.process_time()
+    run(count)
+    return (time.process_time() - start) / count
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument("--case", choices=CASES, help="one case")
+    parser.add_argument("--count", type=int, help="round trips (default 20000)")
+    args = parser.parse_args()
+    if args.count is not None and args.case is not None and not args.callgrind:
+        # One run, as callgrind starts it: no output needed.
+        round_trips(args.case)(args.count)
+        return
+    results = {}
+    for case in [args.case] if args.case else list(CASES):
+        if args.callgrind:
+            value = per_operation("bench.deflate_core", ["--case", case], (2_000, 6_000))
+            print(f"{case:<7} {value:>10,.0f} instructions per round trip", flush=True)
+        else:
+            value = cpu_seconds(case, args.count or 20_000) * 1e6
+            print(f"{case:<7} {value:>10.2f} CPU us per round trip", flush=True)
+        results[case] = value
+    if len(results) == len(CASES):
+        overhead = results["engine"] - results["plain"] - results["zlib"]
+        print(f"engine - plain - zlib: {overhead:,.2f} (tether's own work around zlib)")
+        print(f"engine / plain: x{results['engine'] / results['plain']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The accelerator's own zlib objects (Deflater, Inflater) answer as zlib's do.
+
+permessage-deflate makes them instead of :func:`zlib.compressobj` and
+:func:`zlib.decompressobj` when the accelerator is in use, and
+``deflate_frame`` / ``inflate_frame`` drive them without Python calls. Each
+test runs the same input through them and through zlib's objects with the
+pure-Python twins, and compares bytes, stream state and errors.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tether._speedups as speedups
+from tether.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    deflate_frame_python,
+    inflate_frame_python,
+    new_compressor,
+    new_decompressor,
+)
+from tether.protocol.masking import apply_mask_python
+from tether.protocol.speedups import speedups as in_use
+
+KEY = b"\x8a\x01\x5c\xf3"
+JSON = b'{"seq": 1, "rows": [' + b'{"id": 7, "symbol": "TTHR", "bid": 101.25}, ' * 40 + b"{}]}"
+
+messages_strategy = st.lists(
+    st.binary(max_size=3000) | st.just(JSON) | st.just(b"ab" * 700), min_size=1, max_size=5
+)
+
+
+def _pair(
+    level: int = 6, wbits: int = -15, mem_level: int = 8, strategy: int = 0
+) -> tuple[speedups.Deflater, zlib._Compress]:
+    return (
+        speedups.Deflater(level, wbits, mem_level, strategy),
+        zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, strategy),
+    )
+
+
+@given(
+    messages=messages_strategy,
+    level=st.integers(min_value=-1, max_value=9),
+    wbits=st.integers(min_value=9, max_value=15),
+    mem_level=st.integers(min_value=1, max_value=9),
+    strategy=st.sampled_from(
+        [zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_FIXED]
+    ),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    first=st.integers(min_value=0, max_value=0xFF),
+)
+@settings(max_examples=200)
+def test_deflate_frame_on_a_deflater_matches_zlib(  # noqa: PLR0917 (hypothesis fills them)
+    messages: list[bytes],
+    level: int,
+    wbits: int,
+    mem_level: int,
+    strategy: int,
+    key: bytes | None,
+    first: int,
+) -> None:
+    ours, theirs = _pair(level, -wbits, mem_level, strategy)
+    for message in messages:
+        expected = deflate_frame_python(theirs, first, message, key)
+        assert speedups.deflate_frame(ours, first, message, key) == expected
+
+
+@given(messages=messages_strategy, cut=st.integers(min_value=0, max_value=3000))
+@settings(max_examples=100)
+def test_deflater_methods_match_zlib(messages: list[bytes], cut: int) -> None:
+    ours, theirs = _pair(wbits=-12, mem_level=5)
+    for message in messages:
+        # In two pieces, then flushed, with both kinds of flush.
+        outputs = [
+            (
+                compressor.compress(message[:cut]),
+                compressor.compress(memoryview(message)[cut:]),
+                compressor.flush(zlib.Z_SYNC_FLUSH),
+                compressor.flush(zlib.Z_FULL_FLUSH),
+            )
+            for compressor in (ours, theirs)
+        ]
+        assert outputs[0] == outputs[1]
+
+
+def test_deflater_output_beyond_the_static_area() -> None:
+    # Random data stays about as long compressed: these sizes cross every
+    # frame length encoding and the 64 KiB static area.
+    for size in (0, 1, 125, 126, 0xFFFF, 0x10000, 200_000):
+        data = os.urandom(size)
+        for key in (None, KEY):
+            ours, theirs = _pair(level=1)
+            frame = speedups.deflate_frame(ours, 0xC2, bytearray(data), key)
+            assert frame == deflate_frame_python(theirs, 0xC2, data, key)
+    ours, theirs = _pair(level=1)
+    data = os.urandom(150_000)
+    assert ours.compress(data) == theirs.compress(data)
+    assert ours.flush(zlib.Z_SYNC_FLUSH) == theirs.flush(zlib.Z_SYNC_FLUSH)
+
+
+def test_deflater_stored_blocks_decompress_to_the_data() -> None:
+    # At level 0 zlib sizes its stored blocks by the output room it is
+    # given, which differs from the zlib module's: the bytes may differ, the
+    # data may not.
+    for size in (0, 100, 70_000, 200_000):
+        data = os.urandom(size)
+        ours = speedups.Deflater(0, -15, 8, 0)
+        payload = ours.compress(data) + ours.flush(zlib.Z_SYNC_FLUSH)
+        assert zlib.decompressobj(-15).decompress(payload) == data
+
+
+def test_deflater_refuses_what_it_does_not_do() -> None:
+    with pytest.raises(ValueError, match="initialization option"):
+        speedups.Deflater(6, -15, 42, 0)
+    with pytest.raises(ValueError, match="initialization option"):
+        speedups.Inflater(99)
+    ours, _ = _pair()
+    with pytest.raises(ValueError, match="Z_SYNC_FLUSH"):
+        ours.flush(zlib.Z_FINISH)
+    with pytest.raises(TypeError):
+        ours.compress("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ours.flush("sync")  # type: ignore[arg-type]
+    decoder = speedups.Inflater(-15)
+    with pytest.raises(ValueError, match="non-negative"):
+        decoder.decompress(b"", -1)
+    with pytest.raises(TypeError):
+        decoder.decompress()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        decoder.decompress(b"", limit=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="non-negative"):
+        speedups.inflate_frame(decoder, b"", None, True, -1)
+    with pytest.raises(TypeError):
+        speedups.inflate_frame(decoder, "text", None, True, 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        speedups.deflate_frame(ours, 0xC1, "text", None)  # type: ignore[arg-type]
+
+
+def _wire(messages: list[bytes], key: bytes | None) -> list[bytes]:
+    """Each message compressed on one stream, sync-flushed, tail removed, masked."""
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -12, 5)
+    wire = []
+    for message in messages:
+        payload = (encoder.compress(message) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        wire.append(payload if key is None else apply_mask_python(payload, key))
+    return wire
+
+
+@given(
+    messages=messages_strategy,
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    cut=st.integers(min_value=0, max_value=3000),
+    max_length=st.integers(min_value=0, max_value=5000),
+)
+@settings(max_examples=200)
+def test_inflate_frame_on_an_inflater_matches_zlib(
+    messages: list[bytes], key: bytes | None, cut: int, max_length: int
+) -> None:
+    decoders = (speedups.Inflater(-12), zlib.decompressobj(-12))
+    for wire in _wire(messages, key):
+        cut = min(cut, len(wire)) & ~3  # The key stays in step at a multiple of 4.
+        for part, tail in ((wire[:cut], False), (wire[cut:], True)):
+            ours = speedups.inflate_frame(decoders[0], part, key, tail, max_length)
+            theirs = inflate_frame_python(decoders[1], part, key, tail, max_length)
+            assert ours == theirs
+            assert decoders[0].eof == decoders[1].eof
+            if decoders[1].unconsumed_tail:
+                # The Inflater drops input beyond max_length (its callers
+                # fail the connection then): the streams part here.
+                return
+
+
+def test_inflater_output_beyond_the_static_area_and_large_masked_input() -> None:
+    messages = [b"ab" * 100_000, os.urandom(20_000), JSON * 50]
+    for key in (None, KEY):
+        wires = _wire(messages, key)
+        for limit in (0, 70_000):
+            decoders = (speedups.Inflater(-12), zlib.decompressobj(-12))
+            for wire in wires:
+                ours = speedups.inflate_frame(decoders[0], wire, key, True, limit)
+                theirs = inflate_frame_python(decoders[1], wire, key, True, limit)
+                assert ours == theirs
+                if len(theirs) == limit:
+                    break
+            else:
+                assert limit == 0
+
+
+@given(
+    data=st.binary(max_size=64),
+    tail=st.booleans(),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+)
+def test_inflater_reports_corrupt_data_as_zlib(data: bytes, tail: bool, key: bytes | None) -> None:
+    outcomes: list[tuple[bytes | str, bool, bytes]] = []
+    for decoder, inflate in (
+        (speedups.Inflater(-15), speedups.inflate_frame),
+        (zlib.decompressobj(-15), inflate_frame_python),
+    ):
+        try:
+            output: bytes | str = inflate(decoder, data, key, tail, 0)
+        except zlib.error as exc:
+            output = str(exc)
+        outcomes.append((output, decoder.eof, decoder.unused_data))
+    assert outcomes[0] == outcomes[1]
+
+
+@given(
+    before=st.binary(max_size=2000),
+    after=st.binary(max_size=100),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    tail=st.booleans(),
+)
+@settings(max_examples=100)
+def test_inflater_ends_its_stream_as_zlib(
+    before: bytes, after: bytes, key: bytes | None, tail: bool
+) -> None:
+    # A block with BFINAL set ends zlib's stream: what follows is unused_data,
+    # tail included, and later input is added to it.
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = encoder.compress(before) + encoder.flush(zlib.Z_FINISH) + after
+    wire = payload if key is None else apply_mask_python(payload, key)
+    results = []
+    for decoder, inflate in (
+        (speedups.Inflater(-15), speedups.inflate_frame),
+        (zlib.decompressobj(-15), inflate_frame_python),
+    ):
+        output = inflate(decoder, wire, key, tail, 0)
+        first = (output, decoder.eof, decoder.unused_data)
+        again = decoder.decompress(b"more")
+        results.append((first, again, decoder.eof, decoder.unused_data))
+    assert results[0] == results[1]
+    assert results[0][0][0] == before
+
+
+def test_inflater_decompress_takes_max_length_by_keyword() -> None:
+    wire = _wire([JSON], None)[0] + b"\x00\x00\xff\xff"
+    assert speedups.Inflater(-12).decompress(wire, max_length=10) == JSON[:10]
+    assert speedups.Inflater(-12).decompress(memoryview(wire)) == JSON
+
+
+def test_permessage_deflate_uses_them_with_the_accelerator() -> None:
+    extension = PerMessageDeflate(False, False, 12, 12)
+    frame = extension.encode_message(0x81, JSON, KEY)
+    if in_use is None:
+        assert type(extension._encoder) is type(zlib.compressobj())
+        assert new_decompressor(-12).__class__ is type(zlib.decompressobj())
+    else:
+        assert type(extension._encoder) is speedups.Deflater
+        assert type(new_decompressor(-12)) is speedups.Inflater
+    assert isinstance(new_compressor(6, -12, 5, 0).compress(b""), bytes)
+    receiver = PerMessageDeflate(False, False, 12, 12)
+    assert receiver.decode_message(frame[6:], KEY, None) == JSON
