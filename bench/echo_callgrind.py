@@ -1,7 +1,8 @@
 """Instructions a server spends per echoed message, counted by callgrind.
 
-``python -m bench.echo_callgrind [--api asyncio|trio] [--size 16]`` runs an
-echo server of the chosen API under ``valgrind --tool=callgrind`` for one
+``python -m bench.echo_callgrind [--api asyncio|trio|listener] [--size 16]``
+runs an echo server of the chosen API (``listener``: a :class:`tether.Listener`
+echoing from ``on_message`` with ``send_nowait``) under ``valgrind --tool=callgrind`` for one
 connection, and an asyncio client outside valgrind that sends ``N``
 messages of ``--size`` bytes one at a time and waits for each echo. It does
 so for two values of ``N`` and prints the difference of the two counts
@@ -68,6 +69,10 @@ def serve_once(api: str, port: int, timers: bool = True) -> None:
         trio.run(trio_main)
         return
 
+    if api == "listener":
+        asyncio.run(listener_main(port, options))
+        return
+
     async def asyncio_main() -> None:
         done = asyncio.get_running_loop().create_future()
 
@@ -80,6 +85,27 @@ def serve_once(api: str, port: int, timers: bool = True) -> None:
             await done
 
     asyncio.run(asyncio_main())
+
+
+class Echo(tether.Listener):
+    """Echo every message from the callback (the ``listener`` server)."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+
+    def on_message(self, ws: tether.asyncio.Connection, message: str | bytes) -> None:
+        ws.send_nowait(message)
+
+    def on_close(self, ws: tether.asyncio.Connection) -> None:
+        self.done.set_result(None)
+
+
+async def listener_main(port: int, options: dict[str, Any]) -> None:
+    """Serve one connection with a :class:`tether.Listener` that echoes."""
+    done = asyncio.get_running_loop().create_future()
+    async with tether.listen(lambda: Echo(done), "127.0.0.1", port, **options):
+        print("ready", flush=True)
+        await done
 
 
 async def client(port: int, count: int, size: int) -> None:
@@ -130,7 +156,7 @@ def count_instructions(api: str, count: int, size: int, timers: bool = True) -> 
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--api", action="append", choices=("asyncio", "trio"))
+    parser.add_argument("--api", action="append", choices=("asyncio", "trio", "listener"))
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--counts", type=int, nargs=2, default=(500, 2500))
     parser.add_argument("--no-timers", action="store_true", help="no watcher timers (trio)")

@@ -13,6 +13,9 @@ recommended set-up); ``websocket-client`` is a client only. ``uvicorn-sansio``,
 ``uvicorn-wsproto`` and ``uvicorn-tether`` are servers only: the same
 Starlette app under uvicorn with each ``--ws`` (:mod:`bench.asgi`), and
 ``granian`` the same app under granian, where it is installed.
+``tether-listener`` is a server only: tether's callback API
+(:func:`tether.listen`, a :class:`tether.Listener` echoing from
+``on_message``) on uvloop.
 
 Each process imports only the library it runs, so one library's import cost
 and memory never show up in another's figures: hence the imports inside
@@ -63,6 +66,7 @@ LIBRARIES = {
     for lib in [
         Library("tether", "asyncio"),
         Library("tether-uvloop", "uvloop"),
+        Library("tether-listener", "uvloop", client=False),
         Library("tether-sync", "sync"),
         Library("websockets", "asyncio"),
         Library("websockets-uvloop", "uvloop"),
@@ -250,6 +254,32 @@ async def serve_picows(ready: Ready) -> None:
     await asyncio.Future()
 
 
+async def serve_tether_listener(ready: Ready) -> None:
+    """tether's callback server: a :class:`tether.Listener` per connection, on uvloop."""
+    import tether.asyncio
+
+    class Echo(tether.asyncio.Listener):
+        def __init__(self) -> None:
+            self.sink: Sink | None = None
+
+        def on_message(self, ws: tether.asyncio.Connection, message: str | bytes) -> None:
+            sink = self.sink
+            if sink is None:
+                if isinstance(message, str) and is_sink(message):
+                    self.sink = Sink(message)
+                else:
+                    ws.send_nowait(message)
+            elif isinstance(message, str):
+                ws.send_nowait(sink.summary())
+                self.sink = None
+            else:
+                sink.feed(message)
+
+    async with tether.asyncio.listen(Echo, "127.0.0.1", 0, max_size=MAX_SIZE) as server:
+        ready(next(iter(server.sockets)).getsockname()[1])
+        await asyncio.Future()
+
+
 def serve_tether_sync(ready: Ready) -> None:
     """tether's threading server."""
     import tether.sync
@@ -312,6 +342,7 @@ ASYNC_SERVERS: dict[str, Callable[[Ready], Coroutine[Any, Any, None]]] = {
     "websockets": serve_websockets,
     "aiohttp": serve_aiohttp,
     "picows": serve_picows,
+    "tether-listener": serve_tether_listener,
     "tether-trio": serve_tether_trio,
     "websockets-trio": serve_websockets_trio,
 }

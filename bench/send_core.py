@@ -11,6 +11,10 @@ Two cases, on uvloop, with a connection whose transport keeps nothing:
 - ``floor``: the same driver and a bare coroutine that waits for one future
   per message and writes what it got, no WebSocket work at all: what the
   ``await`` model itself costs, below which ``echo`` cannot go.
+- ``listener``: the same frames fed to a server connection of
+  :func:`tether.listen`, whose :class:`tether.Listener` echoes each message
+  from ``on_message`` with ``send_nowait``: no future and no task, so the
+  driver needs no loop iteration either.
 
 No kernel and no peer: what is left is the library and the event loop.
 ``python -m bench.send_core`` prints CPU microseconds per operation;
@@ -27,12 +31,14 @@ from typing import Any
 
 from bench.callgrind import per_operation
 from tether.asyncio.connection import Connection
+from tether.asyncio.listener import Listener, ListenerServerConnection
+from tether.asyncio.server import Server, ServerConnection
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import State
 from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.server import ServerProtocol
 
-CASES = ("send", "echo", "floor")
+CASES = ("send", "echo", "floor", "listener")
 
 
 class NullTransport(asyncio.Transport):
@@ -113,6 +119,9 @@ async def _run(case: str, count: int) -> float:
                 await asyncio.sleep(0)
         return (time.process_time() - start) / count
 
+    if case == "listener":
+        return _run_listener(count)
+
     ws, transport = _open(ServerProtocol())
     floor = _Floor()
 
@@ -139,6 +148,34 @@ async def _run(case: str, count: int) -> float:
     elapsed = time.process_time() - start
     task.cancel()
     return elapsed / count
+
+
+class _Echo(Listener):
+    def on_message(self, ws: Connection, message: str | bytes) -> None:
+        ws.send_nowait(message)
+
+
+def _run_listener(count: int) -> float:
+    """The ``listener`` case: each read's echo is written before ``buffer_updated`` returns."""
+    server = Server(
+        _no_handler, process_request=None, process_response=None, open_timeout=None, logger=None
+    )
+    ws = ListenerServerConnection(ServerProtocol(), server, listener=_Echo, ping_interval=None)
+    transport = NullTransport()
+    ws.connection_made(transport)
+    ws.protocol.state = State.OPEN
+    ws._start()
+    frame = serialize_frame(Opcode.BINARY, bytes(16), mask=True)
+    size = len(frame)
+    start = time.process_time()
+    for _ in range(count):
+        ws.get_buffer(-1)[:size] = frame
+        ws.buffer_updated(size)
+    return (time.process_time() - start) / count
+
+
+async def _no_handler(ws: ServerConnection) -> None:
+    """The handler a listener server never runs."""
 
 
 def run_case(case: str, count: int) -> float:

@@ -103,6 +103,21 @@ def test_send_core_runs() -> None:
         assert send_core.run_case(case, 300) > 0
 
 
+def test_listener_server_row_runs() -> None:
+    # tether's callback server against the fixed client: the echo, and the
+    # one-way stream into its sink, whose summary checks every message.
+    workloads = [
+        Workload("echo 16 B", "echo", size=16, count=200, seconds=5),
+        Workload("stream 64 B", "stream", size=64, count=2000, seconds=5),
+    ]
+    with open(os.devnull, "w") as log:
+        measurements = measure("picows", "tether-listener", workloads, reps=1, log=log)
+    for measurement in measurements:
+        assert measurement.error == ""
+        assert measurement.reps[0]["count"] == measurement.workload.count
+        assert measurement.reps[0]["server_cpu"] > 0
+
+
 def test_sendpath_cells_run() -> None:
     # The side under test against picows' real processes, each way; run_once
     # raises if a message was lost or the sink saw one out of order.

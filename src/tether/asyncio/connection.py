@@ -372,8 +372,9 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
         closing, and :class:`~tether.exceptions.ConcurrencyError` while a
         fragmented message is being sent.
         """
-        if not isinstance(message, DATA_TYPES):
-            raise TypeError(f"send_nowait sends str or bytes-like, not {type(message).__name__}")
+        kind = type(message)
+        if kind is not bytes and kind is not str and not isinstance(message, DATA_TYPES):
+            raise TypeError(f"send_nowait sends str or bytes-like, not {kind.__name__}")
         lock = self._send_lock
         if lock is not None and lock.locked():
             raise ConcurrencyError("a fragmented message is being sent on this connection")

@@ -166,32 +166,38 @@ class ListenerConnection(Connection):
     def buffer_updated(self, nbytes: int) -> None:
         """Feed the bytes just read to the engine, and each message to the listener."""
         protocol = self.protocol
-        data = self._read_buffer[:nbytes]
-        # What the callbacks send while this read is handled is written
-        # at its end, in one piece (or as soon as it reaches the gather limit).
-        self._tick_pending = True
-        try:
-            if protocol.extensions:
-                # One read of compressed data inflates into at most max_queue
-                # messages at a time, each handed over before the next are made.
-                protocol.message_budget = self._budget()
-                protocol.receive_data(data)
-                written = self._process()
-                while protocol.held_back and not self._writing_paused:
-                    written += self._parse_held_back()
-            else:
-                written = self._process(protocol.receive_data(data))
-        finally:
-            self._end_read()
-        if written and self._writing_paused:
-            self._limit_replies(written)
-
-    def _end_read(self) -> None:
-        """Write what the callbacks sent during the read."""
-        self._tick_pending = False
+        # As when a reader waits: the first message sent is written at once.
         self._sent_since_wait = False
+        if protocol.extensions:
+            # One read of compressed data inflates into at most max_queue
+            # messages at a time, each handed over before the next are made.
+            protocol.message_budget = self._budget()
+            protocol.receive_data(self._read_buffer[:nbytes])
+            written = self._process()
+            while protocol.held_back and not self._writing_paused:
+                written += self._parse_held_back()
+        elif protocol.receive_data(self._read_buffer[:nbytes]):
+            # Whole messages and nothing else: _process() written out.
+            events = protocol.events()
+            on_message = self._on_message
+            if on_message is not None:
+                for event in events:
+                    try:
+                        on_message(self, event.data)  # type: ignore[union-attr]
+                    except Exception:
+                        self._callback_failed("on_message")
+                        break
+                    if self._on_message is None:
+                        break
+            if self._gathered is not None:
+                self._write_gathered()
+            return
+        else:
+            written = self._process()
         if self._gathered is not None:
             self._write_gathered()
+        if written and self._writing_paused:
+            self._limit_replies(written)
 
     def _parse_held_back(self) -> int:
         protocol = self.protocol
@@ -249,13 +255,11 @@ class ListenerConnection(Connection):
         transport = self.transport
         if resume and transport is not None and not transport.is_closing():
             transport.resume_reading()
-        if self.protocol.held_back:
-            self._tick_pending = True
-            try:
-                while self.protocol.held_back and not self._writing_paused:
-                    self._parse_held_back()
-            finally:
-                self._end_read()
+        self._sent_since_wait = False
+        while self.protocol.held_back and not self._writing_paused:
+            self._parse_held_back()
+        if self._gathered is not None:
+            self._write_gathered()
 
 
 class ListenerServerConnection(ListenerConnection, ServerConnection):
