@@ -2545,6 +2545,175 @@ done:
     return result;
 }
 
+/* ---- Listener connections (tether.asyncio.listener) ----
+ *
+ * A listener connection hands each message of a read to its listener's
+ * on_message as soon as it is parsed: no event, no queue. */
+
+static PyObject *ls_buffer, *ls_partial, *ls_msg_text, *ls_input_done, *ls_expect_mask,
+    *ls_fast_max_size;
+
+static int
+ls_intern(void)
+{
+    if (ls_fast_max_size != NULL) {
+        return 0;
+    }
+#define LS_NAME(var, text)                                                  \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) {                 \
+        return -1;                                                          \
+    }
+    LS_NAME(ls_buffer, "_buffer");
+    LS_NAME(ls_partial, "_partial");
+    LS_NAME(ls_msg_text, "_msg_text");
+    LS_NAME(ls_input_done, "_input_done");
+    LS_NAME(ls_expect_mask, "_expect_mask");
+    LS_NAME(ls_fast_max_size, "_fast_max_size");
+#undef LS_NAME
+    return 0;
+}
+
+/* Whether `engine` is between frames and messages, with nothing buffered
+ * and input not over: 1 if so, 0 if not, -1 on error. */
+static int
+ls_engine_free(PyObject *engine)
+{
+    PyObject *value = PyObject_GetAttr(engine, ls_buffer);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_ssize_t buffered = PyObject_Length(value);
+    Py_DECREF(value);
+    if (buffered != 0) {
+        return buffered < 0 ? -1 : 0;
+    }
+    PyObject *nones[2] = {ls_partial, ls_msg_text};
+    for (int i = 0; i < 2; i++) {
+        if ((value = PyObject_GetAttr(engine, nones[i])) == NULL) {
+            return -1;
+        }
+        Py_DECREF(value);
+        if (value != Py_None) {
+            return 0;
+        }
+    }
+    if ((value = PyObject_GetAttr(engine, ls_input_done)) == NULL) {
+        return -1;
+    }
+    int done = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return done < 0 ? -1 : !done;
+}
+
+PyDoc_STRVAR(deliver_messages_doc,
+"deliver_messages(engine, data, on_message, connection) -> int or (int, exception)\n\n"
+"Hand the whole messages at the start of `data` that each came in one plain\n"
+"frame to on_message(connection, message), one by one, as\n"
+"tether.asyncio.listener.deliver_messages_python does. Return how many bytes\n"
+"they took, for the engine to read the rest; -1, with nothing done, if the\n"
+"engine is not between frames with nothing buffered; or, if on_message\n"
+"raised, a tuple of the bytes taken up to that message included and the\n"
+"exception.");
+
+static PyObject *
+deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "deliver_messages takes 4 arguments");
+        return NULL;
+    }
+    PyObject *engine = args[0], *on_message = args[2], *connection = args[3];
+    if (ls_intern() < 0) {
+        return NULL;
+    }
+    int free = ls_engine_free(engine);
+    if (free <= 0) {
+        return free < 0 ? NULL : PyLong_FromLong(-1);
+    }
+    PyObject *value = PyObject_GetAttr(engine, ls_expect_mask);
+    if (value == NULL) {
+        return NULL;
+    }
+    int expect_mask = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    if (expect_mask < 0 || (value = PyObject_GetAttr(engine, ls_fast_max_size)) == NULL) {
+        return NULL;
+    }
+    /* -1: no bound. */
+    Py_ssize_t max_size = value == Py_None ? -1 : PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    if (max_size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t end = view.len, pos = 0;
+    PyObject *result = NULL;
+    while (pos < end) {
+        const unsigned char *frame = buf + pos;
+        Py_ssize_t available = end - pos;
+        /* FIN set, no RSV bit, text or binary, the expected masking: a
+         * message in one plain frame. Anything else is the engine's. */
+        if (available < 2 || (frame[0] != 0x81 && frame[0] != 0x82)
+            || (frame[1] >> 7) != expect_mask) {
+            break;
+        }
+        unsigned long long length = frame[1] & 0x7F;
+        Py_ssize_t size = 2;
+        if (length == 126) {
+            if (available < 4) {
+                break;
+            }
+            length = ((unsigned long long)frame[2] << 8) | frame[3];
+            size = 4;
+        }
+        else if (length == 127) {
+            if (available < 10 || (frame[2] & 0x80)) {
+                break;
+            }
+            length = 0;
+            for (int k = 2; k < 10; k++) {
+                length = (length << 8) | frame[k];
+            }
+            size = 10;
+        }
+        const unsigned char *key = NULL;
+        if (expect_mask) {
+            key = frame + size;
+            size += 4;
+        }
+        if (available < size || length > (unsigned long long)(available - size)
+            || (max_size >= 0 && length > (unsigned long long)max_size)) {
+            break;
+        }
+        /* NULL without an exception: text that is not UTF-8, the engine's to fail. */
+        PyObject *data = frame_payload(frame + size, (Py_ssize_t)length, key, frame[0] == 0x81);
+        if (data == NULL) {
+            if (PyErr_Occurred()) {
+                goto done;
+            }
+            break;
+        }
+        pos += size + (Py_ssize_t)length;
+        PyObject *call[2] = {connection, data};
+        PyObject *returned = PyObject_Vectorcall(on_message, call, 2, NULL);
+        Py_DECREF(data);
+        if (returned == NULL) {
+            PyObject *exc = take_exception();
+            result = Py_BuildValue("(nN)", pos, exc);
+            goto done;
+        }
+        Py_DECREF(returned);
+    }
+    result = PyLong_FromSsize_t(pos);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -2559,6 +2728,8 @@ static PyMethodDef speedups_methods[] = {
     {"new_frame", (PyCFunction)(void (*)(void))new_frame, METH_FASTCALL, new_frame_doc},
     {"new_payload", new_payload, METH_O, new_payload_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
+    {"deliver_messages", (PyCFunction)(void (*)(void))deliver_messages, METH_FASTCALL,
+     deliver_messages_doc},
     {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
      read_messages_doc},
 #ifndef _WIN32

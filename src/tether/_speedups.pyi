@@ -57,6 +57,12 @@ def parse_header(
     expect_mask: bool,
     allowed_rsv: int,
 ) -> Any: ...
+def deliver_messages(
+    engine: Any,
+    data: bytes | bytearray | memoryview,
+    on_message: Callable[[Any, str | bytes], object],
+    connection: Any,
+) -> int | tuple[int, Exception]: ...
 def read_messages(
     buf: bytes | bytearray | memoryview,
     pos: int,

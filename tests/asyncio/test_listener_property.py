@@ -1,5 +1,7 @@
 """A listener gets the same messages as ``recv()``, however the bytes are split into reads.
 
+And the C ``deliver_messages`` does what its Python twin does, on any bytes.
+
 Hypothesis draws a server's side of a connection (its handshake response,
 messages whole or in fragments, pings, invalid UTF-8, messages over
 ``max_size``, a close frame, with or without permessage-deflate) and the
@@ -19,17 +21,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether
+import tether._speedups as speedups
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.connection import Connection
-from tether.asyncio.listener import ListenerClientConnection
+from tether.asyncio.listener import ListenerClientConnection, deliver_messages_python
 from tether.exceptions import ConnectionClosed
 from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
 from tether.protocol.client import ClientProtocol
-from tether.protocol.connection import _OPEN
+from tether.protocol.connection import _OPEN, Role
+from tether.protocol.connection import Connection as Engine
 from tether.protocol.events import RequestReceived
+from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.server import ServerProtocol
 
 
@@ -222,3 +227,60 @@ async def compare(case: Case) -> None:
 @given(case=cases)
 def test_listener_gets_what_recv_gets(case: Case) -> None:
     asyncio.run(compare(case))
+
+
+# The C deliver_messages and its Python twin.
+
+frames = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.CONT]),
+            st.one_of(st.binary(max_size=300), st.text(max_size=100).map(str.encode)),
+            st.booleans(),
+        ),
+        # Anything at all: a broken frame, or the start of one.
+        st.binary(min_size=1, max_size=12),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=frames,
+    masked=st.booleans(),
+    max_size=st.one_of(st.none(), st.integers(0, 400)),
+    raise_at=st.one_of(st.none(), st.integers(0, 5)),
+    busy=st.booleans(),
+)
+def test_deliver_messages_twins_agree(
+    items: list[Any], masked: bool, max_size: int | None, raise_at: int | None, busy: bool
+) -> None:
+    data = b""
+    for item in items:
+        if isinstance(item, bytes):
+            data += item
+        else:
+            opcode, payload, fin = item
+            data += serialize_frame(opcode, payload, fin=fin, mask=masked)
+    outcomes: list[tuple[int, object, list[Any]]] = []
+    for deliver in (speedups.deliver_messages, deliver_messages_python):
+        engine = Engine(Role.SERVER if masked else Role.CLIENT, max_size=max_size)
+        if busy:
+            # Half a frame buffered: the engine is not free, nothing is delivered.
+            engine.receive_data(serialize_frame(Opcode.BINARY, b"abcd", mask=masked)[:3])
+        got: list[Any] = []
+
+        def on_message(connection: object, message: str | bytes, got: list[Any] = got) -> None:
+            got.append((connection, message))
+            if len(got) - 1 == raise_at:
+                raise ValueError(len(got))
+
+        result = deliver(engine, memoryview(data), on_message, "connection")
+        if isinstance(result, tuple):
+            taken, exc = result
+            assert isinstance(exc, ValueError)
+            outcomes.append((taken, exc.args, got))
+        else:
+            outcomes.append((result, None, got))
+    assert outcomes[0] == outcomes[1]

@@ -24,18 +24,68 @@ from tether.asyncio.server import Server, ServerConnection, serve
 from tether.exceptions import ConcurrencyError, ConnectionClosed
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
+from tether.protocol.connection import Connection as Engine
 from tether.protocol.events import Event, Message, ResponseReceived
+from tether.protocol.frames import read_messages_python
+from tether.protocol.speedups import speedups
 
 __all__ = [
     "Listener",
     "ListenerClientConnection",
     "ListenerConnection",
     "ListenerServerConnection",
+    "deliver_messages",
+    "deliver_messages_python",
     "listen",
     "listener_connection",
 ]
 
 _NOT_HERE = "this connection's messages go to its listener's on_message, not to recv"
+
+
+OnMessage = Callable[[Any, str | bytes], object]
+
+
+def deliver_messages_python(
+    engine: Engine, data: bytes | bytearray | memoryview, on_message: OnMessage, connection: Any
+) -> int | tuple[int, Exception]:
+    """Hand the whole messages at the start of a read to ``on_message``, one by one.
+
+    The messages are those the engine's fast path reads (each whole in one
+    plain frame, within ``max_size``, valid UTF-8 for text: see
+    :func:`~tether.protocol.frames.read_messages_python`), and only while
+    the engine is between frames with nothing buffered; they never become
+    events. ``on_message(connection, message)`` gets each as soon as it is
+    read. Return how many bytes they took: the engine reads the rest. Return
+    -1, with nothing done, when the engine is not free to skip. If
+    ``on_message`` raises, return the bytes taken, its message included, and
+    the exception. The C accelerator's ``deliver_messages`` does the same.
+    """
+    if engine._buffer or engine._partial is not None or engine._msg_text is not None:
+        return -1
+    if engine._input_done:
+        return -1
+    pos = 0
+    messages: list[Event] = []
+    while True:
+        end = read_messages_python(
+            data, pos, engine._expect_mask, engine._fast_max_size, 1, messages, None
+        )
+        if end == pos:
+            return pos
+        pos = end
+        message = messages.pop()
+        assert isinstance(message, Message)
+        try:
+            on_message(connection, message.data)
+        except Exception as exc:
+            return pos, exc
+
+
+deliver_messages: Callable[
+    [Engine, bytes | bytearray | memoryview, OnMessage, Any], int | tuple[int, Exception]
+] = deliver_messages_python if speedups is None else speedups.deliver_messages
+""":func:`deliver_messages_python`, in C when the accelerator is built."""
 
 
 class Listener:
@@ -89,6 +139,7 @@ class ListenerConnection(Connection):
     """The listener this connection calls back, once it is open."""
 
     _on_message: Callable[[Connection, str | bytes], None] | None
+    _plain: bool
 
     def _listening(self, listener: Listener | None) -> None:
         """Set up the state of a listener connection (the subclasses' ``__init__`` call this)."""
@@ -96,6 +147,7 @@ class ListenerConnection(Connection):
         # The listener's on_message while messages go to it: None before
         # on_open and after a callback failed.
         self._on_message = None
+        self._plain = False
         # Messages come whole, never piece by piece.
         self.protocol.streaming = False
 
@@ -125,9 +177,12 @@ class ListenerConnection(Connection):
             self._callback_failed("on_open")
             return
         self._on_message = self.listener.on_message
+        # Reads of plain frames may skip the engine's events: not with an
+        # extension, nor with an engine that logs its frames.
+        self._plain = not self.protocol.extensions and not hasattr(self.protocol, "frame_log")
 
-    def _callback_failed(self, name: str) -> None:
-        """Log the exception being handled and close the connection with 1011.
+    def _callback_failed(self, name: str, exc: BaseException | None = None) -> None:
+        """Log the exception being handled (or ``exc``) and close the connection with 1011.
 
         A :class:`~tether.exceptions.ConnectionClosed` let out once this
         connection is closing is no error (a send after the peer's close),
@@ -135,11 +190,12 @@ class ListenerConnection(Connection):
         listener gets no more messages.
         """
         self._on_message = None
-        exc = sys.exc_info()[1]
+        if exc is None:
+            exc = sys.exc_info()[1]
         if isinstance(exc, ConnectionClosed) and self.protocol.state is not _OPEN:
             self.logger.debug("listener %s ended by the closure: %s", name, exc)
             return
-        self.logger.error("listener %s failed", name, exc_info=True)
+        self.logger.error("listener %s failed", name, exc_info=exc)
         self._start_close(CloseCode.INTERNAL_ERROR, "")
 
     def _deliver(self, events: Sequence[Event]) -> None:
@@ -166,34 +222,32 @@ class ListenerConnection(Connection):
     def buffer_updated(self, nbytes: int) -> None:
         """Feed the bytes just read to the engine, and each message to the listener."""
         protocol = self.protocol
+        data = self._read_buffer[:nbytes]
         # As when a reader waits: the first message sent is written at once.
         self._sent_since_wait = False
         if protocol.extensions:
             # One read of compressed data inflates into at most max_queue
             # messages at a time, each handed over before the next are made.
             protocol.message_budget = self._budget()
-            protocol.receive_data(self._read_buffer[:nbytes])
+            protocol.receive_data(data)
             written = self._process()
             while protocol.held_back and not self._writing_paused:
                 written += self._parse_held_back()
-        elif protocol.receive_data(self._read_buffer[:nbytes]):
-            # Whole messages and nothing else: _process() written out.
-            events = protocol.events()
-            on_message = self._on_message
-            if on_message is not None:
-                for event in events:
-                    try:
-                        on_message(self, event.data)  # type: ignore[union-attr]
-                    except Exception:
-                        self._callback_failed("on_message")
-                        break
-                    if self._on_message is None:
-                        break
-            if self._gathered is not None:
-                self._write_gathered()
-            return
         else:
-            written = self._process()
+            on_message = self._on_message
+            if on_message is not None and self._plain:
+                # The common read, in one call: its messages straight to the listener.
+                taken = deliver_messages(protocol, data, on_message, self)
+                if type(taken) is not int:
+                    taken, exc = taken  # type: ignore[misc]
+                    self._callback_failed("on_message", exc)
+                if taken == nbytes:
+                    if self._gathered is not None:
+                        self._write_gathered()
+                    return
+                if taken > 0:
+                    data = data[taken:]
+            written = self._process(protocol.receive_data(data))
         if self._gathered is not None:
             self._write_gathered()
         if written and self._writing_paused:
@@ -265,7 +319,7 @@ class ListenerConnection(Connection):
 class ListenerServerConnection(ListenerConnection, ServerConnection):
     """The server side of a listener connection, made by :func:`listen`."""
 
-    __slots__ = ("_listener_factory", "_on_message", "listener")
+    __slots__ = ("_listener_factory", "_on_message", "_plain", "listener")
 
     def __init__(
         self,
@@ -296,7 +350,7 @@ class ListenerServerConnection(ListenerConnection, ServerConnection):
 class ListenerClientConnection(ListenerConnection, ClientConnection):
     """The client side of a listener connection, made by ``connect(uri, listener=...)``."""
 
-    __slots__ = ("_on_message", "_opening_listener", "listener")
+    __slots__ = ("_on_message", "_opening_listener", "_plain", "listener")
 
     def __init__(self, protocol: Any, *, listener: Listener, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
