@@ -118,7 +118,7 @@ async def test_write_error_is_reported(
     def fail() -> None:
         raise OSError("write failed")
 
-    monkeypatch.setattr(broken, "_flush", fail)
+    monkeypatch.setattr(broken, "_flush_nowait", fail)
     # The path through the engine and the transport, which TLS connections
     # and others that cannot take a direct write follow.
     monkeypatch.setattr(direct, "_write_shared", None)

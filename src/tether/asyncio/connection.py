@@ -749,10 +749,6 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
             return CLOSED
         return FULL if transport.get_write_buffer_size() > self.write_limit else READY
 
-    def _flush_nowait(self) -> int:
-        """Write what the engine has to send: the transport never waits."""
-        return self._flush()
-
     def _flush(self, data: list[bytes] | None = None) -> int:
         """Write what the engine has to send, or ``data`` taken from it; return how many bytes."""
         transport = self.transport
@@ -784,6 +780,10 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
                     transport.close()
             self._arm_close_timer(self.close_timeout)
         return written
+
+    # Write what the engine has to send: the transport never waits. The same
+    # function, not a call to it: broadcasts and topics call it per connection.
+    _flush_nowait = _flush
 
     def _connection_logger(self) -> ConnectionLogger:
         return self.logger

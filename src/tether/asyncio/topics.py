@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from tether.asyncio._direct import DIRECT, write_direct
 from tether.asyncio.connection import Connection, Data
-from tether.protocol.connection import _OPEN
 from tether.topics.broker import Broker
 from tether.topics.fanout import Prepared
-from tether.topics.registry import BaseTopics, SlowPolicy, skip_slow, write_copy
+from tether.topics.registry import BaseTopics, SlowPolicy
 
 __all__ = ["Topics"]
 
@@ -70,8 +69,6 @@ class Topics(BaseTopics[Connection]):
         subscribers = self._snapshot(topic)
         if not subscribers:
             return 0
-        stats = self.stats
-        policy = self._policies.get(topic, self.slow)
         sent = 0
         if DIRECT:
             # The plain frame straight to the sockets of subscribers without
@@ -79,23 +76,8 @@ class Topics(BaseTopics[Connection]):
             sent, subscribers, _ = write_direct(
                 subscribers, lambda: prepared.plain, plain_only=True
             )
-            stats.shared_frames += sent
-        for connection in subscribers:
-            protocol = connection.protocol
-            transport = connection.transport
-            if protocol.state is not _OPEN or transport is None or transport.is_closing():
-                continue
-            if connection._writing_paused:
-                # Over write_limit: this one does not keep up.
-                skip_slow(stats, policy, topic, connection.logger, connection._fail)
-                continue
-            if not write_copy(stats, prepared, protocol, topic, connection.logger):
-                continue
-            connection._flush()
-            sent += 1
-        stats.delivered += sent
-        stats.compressions += prepared.compressions
-        return sent
+            self.stats.shared_frames += sent
+        return self._publish_async(topic, prepared, subscribers, sent)
 
     def _receive(self, topic: str, prepared: Prepared) -> None:
         """Deliver a message that came through the broker."""

@@ -1,10 +1,12 @@
 """Who subscribes to what, what to do with slow subscribers, and the counters.
 
-:class:`BaseTopics` holds what the asyncio and the threading topics share:
-the subscriptions, the policies and :class:`TopicStats`. Subclasses write to
-connections their own way. A connection leaves every topic when it closes:
-it tells its topics through its ``_on_closed`` hooks, and nothing here keeps
-a reference to it afterwards. A topic exists only while it has subscribers.
+:class:`BaseTopics` holds what the asyncio, trio and threading topics share:
+the subscriptions, the policies and :class:`TopicStats`, and the write to
+the subscribers of the async layers (as a broadcast's, see
+:mod:`tether.broadcasting`); the threading topics write their own way.
+A connection leaves every topic when it closes: it tells its topics through
+its ``_on_closed`` hooks, and nothing here keeps a reference to it
+afterwards. A topic exists only while it has subscribers.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from typing import Generic, Literal, TypeVar
+from collections.abc import Iterable
+from typing import Generic, Literal, Protocol, TypeVar
 
+from tether.broadcasting import CLOSED, FULL, Broadcastable
 from tether.exceptions import InvalidState
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import Connection
+from tether.protocol.connection import _OPEN
 from tether.sending import Closable
 from tether.topics.fanout import Prepared
 
@@ -63,43 +66,15 @@ class TopicStats:
     """Times the broker connection was lost and made again."""
 
 
-def skip_slow(
-    stats: TopicStats,
-    policy: SlowPolicy,
-    topic: str,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
-    fail: Callable[[int, str], object],
-) -> None:
-    """Apply ``policy`` to a subscriber of an async layer that does not keep up."""
-    if policy == "drop":
-        stats.dropped += 1
-        log.debug("dropped a message of %s: too slow", topic)
-    else:
-        stats.closed += 1
-        log.info("closing: too slow for %s", topic)
-        fail(CloseCode.TRY_AGAIN_LATER, "too slow")
+class Subscriber(Broadcastable, Protocol):
+    """What :meth:`BaseTopics._publish_async` needs of a connection.
 
+    A broadcast's needs, and failing the connection.
+    """
 
-def write_copy(
-    stats: TopicStats,
-    prepared: Prepared,
-    protocol: Connection,
-    topic: str,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> bool:
-    """Put ``prepared`` in an open engine's output, counted; ``False`` if it was skipped."""
-    try:
-        shared = prepared.send_to(protocol)
-    except InvalidState:
-        # Open was checked: a fragmented message is on its way out.
-        stats.dropped += 1
-        log.debug("dropped a message of %s: sending fragments", topic)
-        return False
-    if shared:
-        stats.shared_frames += 1
-    else:
-        stats.own_frames += 1
-    return True
+    def _fail(self, code: int, reason: str) -> object:
+        """Close with ``code`` at once, without waiting."""
+        ...
 
 
 C = TypeVar("C", bound=Closable)
@@ -231,6 +206,53 @@ class BaseTopics(Generic[C]):
 
     def _topic_emptied(self, topic: str) -> None:
         """The last subscriber of ``topic`` in this process left."""
+
+    def _publish_async(
+        self, topic: str, prepared: Prepared, subscribers: Iterable[Subscriber], sent: int = 0
+    ) -> int:
+        """Write ``prepared`` to the open subscribers of an async layer that have room; count.
+
+        Each says whether it can take a frame now and writes without
+        waiting, as for a broadcast (see :mod:`tether.broadcasting`). One
+        over its ``write_limit`` is dropped from this message or closed with
+        1013, as the topic's policy says. ``sent`` counts those already
+        written to another way; return the total.
+        """
+        stats = self.stats
+        policy = self._policies.get(topic, self.slow)
+        for connection in subscribers:
+            protocol = connection.protocol
+            if protocol.state is not _OPEN:
+                continue
+            room = connection._write_room()
+            if room == CLOSED:
+                continue
+            if room == FULL:
+                # Over write_limit: this one does not keep up.
+                if policy == "drop":
+                    stats.dropped += 1
+                    connection.logger.debug("dropped a message of %s: too slow", topic)
+                else:
+                    stats.closed += 1
+                    connection.logger.info("closing: too slow for %s", topic)
+                    connection._fail(CloseCode.TRY_AGAIN_LATER, "too slow")
+                continue
+            try:
+                shared = prepared.send_to(protocol)
+            except InvalidState:
+                # Open was checked: a fragmented message is on its way out.
+                stats.dropped += 1
+                connection.logger.debug("dropped a message of %s: sending fragments", topic)
+                continue
+            if shared:
+                stats.shared_frames += 1
+            else:
+                stats.own_frames += 1
+            connection._flush_nowait()
+            sent += 1
+        stats.delivered += sent
+        stats.compressions += prepared.compressions
+        return sent
 
     def _snapshot(self, topic: str) -> Iterable[C]:
         with self._lock:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import trio
 
-from tether.broadcasting import CLOSED, FULL
-from tether.protocol.connection import _OPEN
 from tether.topics.bridge import BrokerThread
 from tether.topics.broker import Broker
 from tether.topics.fanout import Prepared
-from tether.topics.registry import BaseTopics, SlowPolicy, logger, skip_slow, write_copy
+from tether.topics.registry import BaseTopics, SlowPolicy, logger
 from tether.trio.connection import Connection, Data
 
 __all__ = ["Topics"]
@@ -73,26 +71,7 @@ class Topics(BaseTopics[Connection]):
         Return how many connections it was written to.
         """
         prepared = message if isinstance(message, Prepared) else Prepared(message)
-        stats = self.stats
-        policy = self._policies.get(topic, self.slow)
-        sent = 0
-        for connection in self._snapshot(topic):
-            protocol = connection.protocol
-            if protocol.state is not _OPEN:
-                continue
-            room = connection._write_room()
-            if room == CLOSED:
-                continue
-            if room == FULL:
-                skip_slow(stats, policy, topic, connection.logger, connection._fail)
-                continue
-            if not write_copy(stats, prepared, protocol, topic, connection.logger):
-                continue
-            connection._flush_nowait()
-            sent += 1
-        stats.delivered += sent
-        stats.compressions += prepared.compressions
-        return sent
+        return self._publish_async(topic, prepared, self._snapshot(topic))
 
     def _receive(self, topic: str, prepared: Prepared) -> None:
         """Deliver a message that came through the broker."""
