@@ -1112,8 +1112,10 @@ def test_server_engines_make_a_fresh_engine_each_time() -> None:
     assert first is not second
     assert first.streaming
     assert first.max_size == 1024
-    assert first.available_subprotocols == ["a"]
-    assert first.available_extensions == deflate
+    assert first.available_subprotocols == ("a",)
+    assert first.available_extensions == tuple(deflate)
+    # Made once for all the engines of a server.
+    assert second.available_extensions is first.available_extensions
 
 
 def test_server_engines_refuse_a_bad_option_at_once() -> None:

@@ -103,9 +103,10 @@ class ServerProtocol(Connection):
             max_fragments=max_fragments,
             streaming=streaming,
         )
-        self.origins = None if origins is None else list(origins)
-        self.available_extensions = list(extensions or ())
-        self.available_subprotocols = list(subprotocols or ())
+        # Tuples: a server's engines share the ones server_engines made.
+        self.origins = None if origins is None else tuple(origins)
+        self.available_extensions = tuple(extensions or ())
+        self.available_subprotocols = tuple(subprotocols or ())
         self.select_subprotocol = select_subprotocol
         self.server_header = server_header
         self.request: Request | None = None
@@ -384,9 +385,10 @@ def server_engines(
     """
     make = functools.partial(
         ServerProtocol,
-        origins=origins,
-        extensions=extensions,
-        subprotocols=subprotocols,
+        # Made once, so that every engine shares them.
+        origins=None if origins is None else tuple(origins),
+        extensions=tuple(extensions or ()),
+        subprotocols=tuple(subprotocols or ()),
         select_subprotocol=select_subprotocol,
         server_header=server_header,
         max_size=max_size,
