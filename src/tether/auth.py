@@ -51,7 +51,11 @@ class AuthConnection(Protocol):
     """What authentication needs of a server connection; both APIs' connections have it."""
 
     username: str | None
-    logger: ConnectionLogger
+
+    @property
+    def logger(self) -> ConnectionLogger:
+        """The connection's logger."""
+        ...
 
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with a plain-text body."""

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["ConnectionLogger", "LoggerLike", "connection_logger"]
+__all__ = ["ConnectionLogger", "LoggerLike", "base_logger", "connection_logger"]
 
 LoggerLike = logging.Logger | logging.LoggerAdapter[Any]
 """A logger, or an adapter around one."""
@@ -97,11 +97,16 @@ def connection_logger(
     ``label`` ``None`` takes the label from ``websocket.id`` when it is first
     needed.
     """
+    return ConnectionLogger(base_logger(logger, default), label, websocket)
+
+
+def base_logger(logger: LoggerLike | str | None, default: str) -> LoggerLike:
+    """The logger or adapter that a connection's logger wraps, from the ``logger`` option."""
     if logger is None:
         logger = default
     if isinstance(logger, str):
-        logger = _named_logger(logger)
-    return ConnectionLogger(logger, label, websocket)
+        return _named_logger(logger)
+    return logger
 
 
 # getLogger takes the logging module's lock on every call; a logger, once

@@ -6,6 +6,9 @@ attributes) is tested once for all of them in ``tests/behaviour``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from tether.exceptions import ConnectionClosedError
@@ -104,3 +107,77 @@ def test_recv_timeout_while_a_write_is_stuck(raw_server: RawServer) -> None:
         assert not stuck.is_alive()
     assert len(failures) == 1
     assert isinstance(failures[0], ConnectionClosedError)
+
+
+# What an idle connection keeps: nothing it has not needed yet
+
+
+def test_a_connection_is_its_own_iterator(start_server: ServerFactory) -> None:
+    def handler(ws: ServerConnection) -> None:
+        ws.send("one")
+        ws.send(b"two")
+        assert ws.request is not None
+        ws.close(1000 if ws.request.path == "/ok" else 1011)
+
+    server = start_server(handler)
+    with connect(uri_of(server, "/ok"), open_timeout=TIMEOUT) as ws:
+        assert iter(ws) is ws
+        assert list(ws) == ["one", b"two"]
+        with pytest.raises(StopIteration):
+            next(ws)
+    with connect(uri_of(server, "/fail"), open_timeout=TIMEOUT) as ws:
+        assert [next(ws), next(ws)] == ["one", b"two"]
+        with pytest.raises(ConnectionClosedError):
+            next(ws)
+
+
+class Records(logging.Handler):
+    """Keep the records logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def records() -> Iterator[tuple[logging.Logger, Records]]:
+    logger = logging.getLogger("tether.tests.lazy")
+    handler = Records()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield logger, handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+@pytest.mark.parametrize("level", [logging.WARNING, logging.INFO])
+def test_the_logger_is_made_by_the_first_record(
+    start_server: ServerFactory, records: tuple[logging.Logger, Records], level: int
+) -> None:
+    logger, handler = records
+    logger.setLevel(level)
+    made_before: list[bool] = []
+
+    def log_once(ws: ServerConnection) -> None:
+        made_before.append(ws._logger is not None)
+        ws.logger.warning("from the handler")
+        ws.send(str(ws.id))
+
+    server = start_server(log_once, logger=logger)
+    with connect(uri_of(server, "/lazy"), open_timeout=TIMEOUT) as ws:
+        connection_id = ws.recv(timeout=TIMEOUT)
+    # At INFO, the handshake's record made it; at WARNING, nothing did.
+    assert made_before == [level == logging.INFO]
+    messages = [record.getMessage() for record in handler.records]
+    label = f"[{str(connection_id)[:8]}]"
+    expected = [f"{label} from the handler"]
+    if level == logging.INFO:
+        expected.insert(0, f"{label} connection open: /lazy")
+    assert messages[: len(expected)] == expected
+    assert all(str(record.websocket.id) == connection_id for record in handler.records)  # type: ignore[attr-defined]

@@ -47,7 +47,8 @@ def broadcast(
         with connection._mutex:
             if protocol.state is not _OPEN:
                 continue
-            if connection._send_mutex.locked():
+            send_mutex = connection._send_mutex
+            if send_mutex is not None and send_mutex.locked():
                 error = ConcurrencyError("sending a fragmented message")
             elif is_text:
                 protocol.send_text(payload, compress=False)

@@ -45,6 +45,7 @@ what runs there never waits for the write lock nor blocks on a full socket
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import socket
 import ssl
@@ -58,7 +59,7 @@ from typing import Any, Protocol, Self, cast
 from tether.attributes import ConnectionAttributes
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.framelog import enable_frame_log
-from tether.log import ConnectionLogger, LoggerLike, connection_logger
+from tether.log import ConnectionLogger, LoggerLike, base_logger, connection_logger
 from tether.messages import MessageQueue, piece_converter
 from tether.pings import PingTracker, ping_payload
 from tether.protocol.client import ClientProtocol
@@ -169,6 +170,8 @@ class Connection(ConnectionAttributes):
         "_grace",
         "_id",
         "_keepalive",
+        "_logger",
+        "_logger_option",
         "_messages",
         "_mutex",
         "_pings",
@@ -184,7 +187,6 @@ class Connection(ConnectionAttributes):
         "_write_lock",
         "close_timeout",
         "latency",
-        "logger",
         "ping_interval",
         "ping_timeout",
         "protocol",
@@ -221,10 +223,13 @@ class Connection(ConnectionAttributes):
         # Thousands of idle connections each hold what is made here: what
         # most of them never use (a uuid, a waiter's list) is made on first use.
         self._id: uuid.UUID | None = None
-        self.logger: ConnectionLogger = connection_logger(logger, self.default_logger, None, self)
-        """The logger of this connection: records name it."""
+        # The logger option, until the connection's own logger is made: by
+        # the first record that is logged (see logger).
+        self._logger: ConnectionLogger | None = None
+        self._logger_option = logger
         # Asked once per connection: with DEBUG off, frames cost no logging at all.
-        enable_frame_log(protocol, self.logger)
+        if self._base_logger().isEnabledFor(logging.DEBUG):
+            enable_frame_log(protocol, self.logger)
         self.latency = 0.0
         """The round-trip time of the last ping answered, in seconds."""
         self._mutex = threading.Lock()
@@ -233,8 +238,8 @@ class Connection(ConnectionAttributes):
         # The background thread sleeps on this one.
         self._wake_reader = Condition(self._mutex)
         # Held while a fragmented message goes out, piece by piece: other
-        # messages wait for its end.
-        self._send_mutex = threading.Lock()
+        # messages wait for its end. Made by the first such message.
+        self._send_mutex: threading.Lock | None = None
         # Held while writing to the socket; never taken by a thread holding
         # _mutex except with blocking=False.
         self._write_lock = threading.Lock()
@@ -296,6 +301,24 @@ class Connection(ConnectionAttributes):
         return id_
 
     @property
+    def logger(self) -> ConnectionLogger:
+        """The logger of this connection: records name it."""
+        logger = self._logger
+        if logger is None:
+            # Two threads may make one each: either will do.
+            logger = self._logger = connection_logger(
+                self._logger_option, self.default_logger, None, self
+            )
+        return logger
+
+    def _base_logger(self) -> LoggerLike:
+        """The logger that :attr:`logger` wraps, to ask what it logs without making that."""
+        logger = self._logger
+        if logger is not None:
+            return logger
+        return base_logger(self._logger_option, self.default_logger)
+
+    @property
     def local_address(self) -> Any:
         """The local address of the socket."""
         return self.socket.getsockname()
@@ -316,7 +339,11 @@ class Connection(ConnectionAttributes):
         :class:`~tether.exceptions.ConnectionClosed` once the connection is
         closed and every message received before was read.
         """
-        with self._mutex:
+        # Not a with block: it would keep its exit method, an object, for as
+        # long as the thread waits here, which an idle handler does for good.
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self._receiving:
                 raise ConcurrencyError("another thread is already receiving from this connection")
             messages = self._messages
@@ -337,6 +364,8 @@ class Connection(ConnectionAttributes):
                 # be half empty to parse what the engine held back.
                 self._wake()
             return message
+        finally:
+            mutex.release()
 
     def recv_streaming(self, decode: bool | None = None) -> Iterator[str | bytes]:
         """Yield the next message piece by piece, as its frames arrive."""
@@ -365,13 +394,20 @@ class Connection(ConnectionAttributes):
             with self._mutex:
                 self._receiving = False
 
-    def __iter__(self) -> Iterator[str | bytes]:
-        """Iterate over messages; end quietly on 1000 or 1001, raise on other closures."""
+    def __iter__(self) -> Self:
+        """Iterate over messages; end quietly on 1000 or 1001, raise on other closures.
+
+        The connection is its own iterator: a handler idle in ``for message in
+        ws`` holds no generator.
+        """
+        return self
+
+    def __next__(self) -> str | bytes:
+        """Return the next message as :meth:`recv` does; stop once closed with 1000 or 1001."""
         try:
-            while True:
-                yield self.recv()
+            return self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopIteration from None
 
     def _wait_for_data(self, timeout: float | None, *, whole: bool) -> None:
         """Return once a whole message (or, unless ``whole``, a piece) waits; hold the mutex.
@@ -548,9 +584,10 @@ class Connection(ConnectionAttributes):
             # then this message waits for their end.
             mutex = self._mutex
             mutex.acquire()
-            if self._send_mutex.locked():
+            send_mutex = self._send_mutex
+            if send_mutex is not None and send_mutex.locked():
                 mutex.release()
-                with self._send_mutex:
+                with send_mutex:
                     mutex.acquire()
             try:
                 send_data(self.protocol, message, text)  # type: ignore[arg-type]
@@ -565,7 +602,11 @@ class Connection(ConnectionAttributes):
         if not isinstance(message, Iterable):
             raise TypeError("cannot send an async iterable with the threading API")
         pieces = cast(Iterable[Data], message)
-        with self._send_mutex:
+        with self._mutex:
+            send_mutex = self._send_mutex
+            if send_mutex is None:
+                send_mutex = self._send_mutex = threading.Lock()
+        with send_mutex:
             fragments = Fragments(self.protocol, text)
             try:
                 for piece in pieces:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import selectors
 import socket
 import ssl as ssl_module
@@ -198,7 +199,9 @@ class ServerConnection(Connection):
         if response.status_code != 101:
             self.logger.info("refused connection: HTTP %d", response.status_code)
             return False
-        self.logger.info("connection open: %s", request.path)
+        if self._base_logger().isEnabledFor(logging.INFO):
+            # Asked first: the connection's logger is made by its first record.
+            self.logger.info("connection open: %s", request.path)
         self._start()
         return True
 
@@ -283,9 +286,9 @@ class Server:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _serve_connection(self, sock: socket.socket) -> None:
+    def _open(self, sock: socket.socket) -> ServerConnection | None:
+        """Run the opening handshake; return the open connection, or close the socket."""
         opening = OpeningDeadline(self.open_timeout)
-        deadline = opening.when
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -297,13 +300,18 @@ class Server:
             connection = self.create_connection(
                 sock, self.engines(), self, **self.connection_options
             )
-            opened = connection._handshake(deadline)
+            if connection._handshake(opening.when):
+                return connection
         except Exception as exc:
             self.logger.info("opening handshake failed: %s", exc)
-            sock.close()
-            return
-        if not opened:
-            sock.close()
+        sock.close()
+        return None
+
+    def _serve_connection(self, sock: socket.socket) -> None:
+        # The handshake in a function of its own: what it made and no longer
+        # needs goes with its frame, not kept while the handler runs.
+        connection = self._open(sock)
+        if connection is None:
             return
         with self._lock:
             # shutdown() closes the connections it knows, so it must know this one.
