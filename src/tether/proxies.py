@@ -27,13 +27,14 @@ from typing import Any
 
 from tether.log import LoggerLike
 from tether.protocol.headers import Headers
+from tether.protocol.server import ServerProtocol
 
 __all__ = [
     "PROXY_V2_SIGNATURE",
+    "ProxyHeaderReader",
     "TrustedProxies",
     "parse_proxy_header",
     "read_proxy_header",
-    "take_proxy_header",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -146,28 +147,53 @@ def read_proxy_header(
     return parsed
 
 
-def take_proxy_header(
-    header: bytearray, peer: Any, proxies: TrustedProxies | None, logger: LoggerLike
-) -> tuple[bytes, tuple[str, int] | None] | None:
-    """Read the PROXY protocol header that ``peer`` sent, gathered in ``header`` so far.
+class ProxyHeaderReader:
+    """Feeds a server's opening handshake to its engine, the PROXY protocol header first.
 
-    What a server that reads the header itself does with it: return ``None``
-    to refuse the connection (logged at INFO on ``logger``); empty bytes and
-    ``None`` while the header is incomplete; once read, the bytes after it
-    and the client's address (see :func:`read_proxy_header`), with
-    ``header`` emptied.
+    For the servers that read the socket themselves (threading and trio):
+    the header, read with :func:`read_proxy_header`, may come in pieces, and
+    the HTTP request may begin in the read that ends it.
     """
-    try:
-        parsed = read_proxy_header(header, peer, proxies)
-    except ValueError as exc:
-        logger.info("refused: %s", exc)
-        return None
-    if parsed is None:
-        return b"", None
-    length, client = parsed
-    rest = bytes(header[length:])
-    header.clear()
-    return rest, client
+
+    __slots__ = ("_buffer", "_logger", "_peer", "_proxies", "client")
+
+    def __init__(self, peer: Any, proxies: TrustedProxies | None, logger: LoggerLike) -> None:
+        self._buffer: bytearray | None = bytearray()
+        self._peer = peer
+        self._proxies = proxies
+        self._logger = logger
+        self.client: tuple[str, int] | None = None
+        """The client's address that the header gave, once read (``None`` if it gave none)."""
+
+    def feed(self, protocol: ServerProtocol, data: bytes | bytearray) -> bool:
+        """Give ``protocol`` what follows the header in ``data`` (empty: the end of the stream).
+
+        Return ``False`` to refuse the connection (logged at INFO): an
+        invalid header, one from a peer that is not trusted, or the end of
+        the stream before the header's.
+        """
+        buffer = self._buffer
+        if buffer is not None:
+            if not data:
+                return False
+            buffer += data
+            try:
+                parsed = read_proxy_header(buffer, self._peer, self._proxies)
+            except ValueError as exc:
+                self._logger.info("refused: %s", exc)
+                return False
+            if parsed is None:
+                return True  # More of the header to read.
+            length, self.client = parsed
+            self._buffer = None
+            data = bytes(buffer[length:])
+            if not data:
+                return True
+        if data:
+            protocol.receive_data(data)
+        else:
+            protocol.receive_eof()
+        return True
 
 
 def parse_proxy_header(data: bytes | bytearray) -> tuple[int, tuple[str, int] | None] | None:

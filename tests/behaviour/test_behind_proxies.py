@@ -109,6 +109,33 @@ def test_proxy_protocol(backend: Backend, header: bytes) -> None:
     backend.run(body)
 
 
+def test_proxy_protocol_header_and_request_in_one_read(backend: Backend) -> None:
+    request = (
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+    async def body() -> None:
+        options = {"trusted_proxies": ["127.0.0.1"], "proxy_protocol": True}
+        async with backend.serve(tell_address, **options) as port:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                # The server reads the request from the bytes after the header.
+                sock.sendall(PROXY_V1 + request)
+
+                def read() -> bytes:
+                    data = b""
+                    while b"5555" not in data and (chunk := sock.recv(1024)):
+                        data += chunk
+                    return data
+
+                data = await backend.in_thread(read)
+        assert data.startswith(b"HTTP/1.1 101 ")
+        # The handler's message: the client's address from the header.
+        assert b"\x81\x11198.51.100.1 5555" in data
+
+    backend.run(body)
+
+
 @pytest.mark.parametrize(
     ("trusted", "header"),
     [(["10.0.0.1"], PROXY_V1), (["127.0.0.1"], b"GET / HTTP/1.1\r\n"), (["127.0.0.1"], b"")],

@@ -24,7 +24,7 @@ from tether.protocol.events import RequestReceived
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol
-from tether.proxies import TrustedProxies, take_proxy_header
+from tether.proxies import ProxyHeaderReader, TrustedProxies
 from tether.serving import FAILED, SERVER_HELPERS, check_response, make_engines, server_helper
 from tether.sync.connection import READ_SIZE, Connection
 from tether.sync.threads import LeanThread
@@ -116,11 +116,14 @@ class ServerConnection(Connection):
     def _read_request(self, deadline: float | None) -> Request | None:
         protocol = self.protocol
         proxies = self.server.proxies
-        # With the PROXY protocol, the bytes before its header is complete.
-        header = bytearray() if self.server.proxy_protocol else None
+        header = None
+        if self.server.proxy_protocol:
+            header = ProxyHeaderReader(super().remote_address, proxies, self.logger)
         while True:
             for event in protocol.events():
                 if isinstance(event, RequestReceived):
+                    if header is not None:
+                        self._client = header.client
                     if proxies is not None and self._client is None:
                         peer = super().remote_address
                         self._client = proxies.client(peer, event.request.headers)
@@ -136,33 +139,12 @@ class ServerConnection(Connection):
                 self.socket.settimeout(remaining)
             data = self.socket.recv(READ_SIZE)
             if header is not None:
-                if not data:
+                if not header.feed(protocol, data):
                     return None
-                header += data
-                rest = self._proxy_header(header)
-                if rest is None:
-                    return None
-                if not header:
-                    header = None  # Read: what follows is HTTP.
-                if not rest:
-                    continue
-                data = rest
-            if data:
+            elif data:
                 protocol.receive_data(data)
             else:
                 protocol.receive_eof()
-
-    def _proxy_header(self, header: bytearray) -> bytes | None:
-        """Read the PROXY protocol header from ``header``; give the bytes after it.
-
-        Empty bytes while the header is incomplete; ``None`` to refuse the
-        connection. Once read, ``header`` is emptied.
-        """
-        taken = take_proxy_header(header, super().remote_address, self.server.proxies, self.logger)
-        if taken is None:
-            return None
-        rest, self._client = taken
-        return rest
 
     def _handshake(self, deadline: float | None) -> bool:
         """Read the request, answer it, and tell whether the connection is open."""

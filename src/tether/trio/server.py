@@ -19,7 +19,7 @@ from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol
-from tether.proxies import TrustedProxies, take_proxy_header
+from tether.proxies import ProxyHeaderReader, TrustedProxies
 from tether.serving import (
     SERVER_HELPERS,
     handshake_response,
@@ -92,18 +92,6 @@ class ServerConnection(Connection):
         client = self._client
         return super().remote_address if client is None else client
 
-    def _proxy_header(self, header: bytearray) -> bytes | None:
-        """Read the PROXY protocol header from ``header``; give the bytes after it.
-
-        Empty bytes while the header is incomplete; ``None`` to refuse the
-        connection. Once read, ``header`` is emptied.
-        """
-        taken = take_proxy_header(header, super().remote_address, self.server.proxies, self.logger)
-        if taken is None:
-            return None
-        rest, self._client = taken
-        return rest
-
     def respond(self, status: int, text: str) -> Response:
         """Build an HTTP response with a plain-text body, for ``process_request`` to return.
 
@@ -125,26 +113,18 @@ class ServerConnection(Connection):
         """Read the request, run the hooks and answer; return whether the connection is open."""
         protocol = self.protocol
         server = self.server
-        # With the PROXY protocol, the bytes before its header is complete.
-        header = bytearray() if server.proxy_protocol else None
+        header = None
+        if server.proxy_protocol:
+            header = ProxyHeaderReader(super().remote_address, server.proxies, self.logger)
         while protocol.request is None and protocol.state is _CONNECTING:
             try:
                 data = await self.stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if header is not None:
-                if not data:
+                if not header.feed(protocol, data):
                     return False
-                header += data
-                rest = self._proxy_header(header)
-                if rest is None:
-                    return False
-                if not header:
-                    header = None  # Read: what follows is HTTP.
-                if not rest:
-                    continue
-                data = rest
-            if data:
+            elif data:
                 protocol.receive_data(data)
             else:
                 protocol.receive_eof()
@@ -155,6 +135,8 @@ class ServerConnection(Connection):
             # Unreadable (the engine answered it) or gone.
             await self._write_all()
             return False
+        if header is not None:
+            self._client = header.client
         if server.proxies is not None and self._client is None:
             self._client = server.proxies.client(super().remote_address, request.headers)
         response = await handshake_response(
