@@ -126,6 +126,17 @@ def message(seq: int) -> str:
     return head + "x" * (SIZE - len(head))
 
 
+def timed_broadcast(
+    broadcast: Callable[[Any, str], int], connections: Any, seq: int
+) -> dict[str, float]:
+    """Broadcast message ``seq``: to how many, and how long (wall, CPU ms) it held the thread."""
+    text = message(seq)
+    start, cpu_start = time.perf_counter(), time.thread_time()
+    sent = broadcast(connections, text)
+    held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
+    return {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+
+
 def options(deflate: bool) -> dict[str, Any]:
     return {"compression": "deflate" if deflate else None}
 
@@ -206,11 +217,7 @@ async def serve_process(deflate: bool) -> None:
             if not command or command[0] == "stop":
                 break
             if command[0] == "broadcast":
-                text = message(int(command[1]))
-                start, cpu_start = time.perf_counter(), time.thread_time()
-                sent = tether.broadcast(server.connections, text)
-                held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
-                answer = {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+                answer = timed_broadcast(tether.broadcast, server.connections, int(command[1]))
                 print(json.dumps(answer), flush=True)
             elif command[0] in FLOOR_METHODS:
                 if floor is None:
@@ -247,11 +254,7 @@ def serve_threads(deflate: bool) -> None:
             if not command or command[0] == "stop":
                 break
             if command[0] == "broadcast":
-                text = message(int(command[1]))
-                start, cpu_start = time.perf_counter(), time.thread_time()
-                sent = tether.sync.broadcast(server.connections, text)
-                held, cpu_held = time.perf_counter() - start, time.thread_time() - cpu_start
-                answer = {"sent": sent, "loop_ms": held * 1000, "cpu_ms": cpu_held * 1000}
+                answer = timed_broadcast(tether.sync.broadcast, server.connections, int(command[1]))
                 print(json.dumps(answer), flush=True)
             else:
                 print(json.dumps({"connections": len(server.connections)}), flush=True)
@@ -510,12 +513,14 @@ class Clients:
         stack: contextlib.ExitStack,
         port: int,
         total: int,
+        args: argparse.Namespace,
         *,
-        processes: int,
         deflate: bool,
-        lean: bool,
         env: dict[str, str],
     ) -> None:
+        """Start ``args.client_processes`` processes (lean ones with ``args.lean_clients``)."""
+        processes = args.client_processes
+        lean = getattr(args, "lean_clients", False)
         self.total = total
         self.kind = "lean" if lean else "tether"
         self.client_cpu_us: float | None = None
@@ -607,15 +612,7 @@ def run_process(
         )
         port = answer(server, deadline)["port"]
         empty = rss(server.pid)
-        clients = Clients(
-            stack,
-            port,
-            total,
-            processes=args.client_processes,
-            deflate=deflate,
-            lean=getattr(args, "lean_clients", False),
-            env=env,
-        )
+        clients = Clients(stack, port, total, args, deflate=deflate, env=env)
         rate = clients.ready(deadline)
         send(server, "count")
         held = answer(server, deadline)["connections"]
@@ -742,15 +739,7 @@ def run_machine(args: argparse.Namespace, deflate: bool, redis: str, deadline: f
         if len(workers) != args.workers:
             raise RuntimeError(f"c100k: {len(workers)} of {args.workers} workers found")
         empty = {pid: rss(pid) for pid in workers}
-        clients = Clients(
-            stack,
-            port,
-            total,
-            processes=args.client_processes,
-            deflate=deflate,
-            lean=getattr(args, "lean_clients", False),
-            env=env,
-        )
+        clients = Clients(stack, port, total, args, deflate=deflate, env=env)
         rate = clients.ready(deadline)
         with redis_py.Redis.from_url(redis) as client:
             while True:

@@ -19,6 +19,7 @@ import resource
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bench.peers import ASYNC_CLIENTS, LIBRARIES, SYNC_CLIENTS, run_loop, serve
@@ -98,8 +99,10 @@ def checkpoint() -> None:
         raise BenchError("the runner went away")
 
 
-def run_job(name: str, url: str, workload: Workload) -> Result:
-    """Run one workload with client library ``name``."""
+def run_job(
+    name: str, url: str, workload: Workload, checkpoint: Callable[[], None] = checkpoint
+) -> Result:
+    """Run one workload with client library ``name``, calling ``checkpoint`` at its checkpoints."""
     if name in SYNC_CLIENTS:
         if workload.kind not in SYNC_WORKLOADS:
             raise BenchError(f"{name} does not run {workload.kind}")

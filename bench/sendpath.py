@@ -37,15 +37,9 @@ import threading
 from typing import Any
 
 from bench.callgrind import collected
-from bench.peers import ASYNC_CLIENTS, LIBRARIES, SYNC_CLIENTS, run_loop, serve
-from bench.workloads import (
-    ASYNC_WORKLOADS,
-    SYNC_WORKLOADS,
-    AsyncConnect,
-    Result,
-    Workload,
-    cpu_seconds,
-)
+from bench.child import run_job
+from bench.peers import LIBRARIES, serve
+from bench.workloads import Result, Workload, cpu_seconds
 
 # case: (side under test, workload, fixed peer, sizes for callgrind, size for CPU)
 CASES: dict[str, tuple[str, Workload, str, tuple[int, int], int]] = {
@@ -96,21 +90,7 @@ def _workload(case: str, count: int) -> Workload:
 
 def run_client(name: str, url: str, workload: Workload) -> Result:
     """Run ``workload`` with client library ``name`` (no checkpoints)."""
-
-    def checkpoint() -> None:
-        pass
-
-    if name in SYNC_CLIENTS:
-        return SYNC_WORKLOADS[workload.kind](workload, SYNC_CLIENTS[name](url), checkpoint)
-    client = ASYNC_CLIENTS[name.removesuffix("-uvloop")]
-
-    async def main() -> Result:
-        async with client(url) as connect:
-            typed: AsyncConnect = connect
-            return await ASYNC_WORKLOADS[workload.kind](workload, typed, checkpoint)
-
-    flavor = LIBRARIES[name].flavor
-    return run_loop(main(), flavor == "uvloop", flavor == "trio")
+    return run_job(name, url, workload, lambda: None)
 
 
 def _server_main(name: str) -> None:
