@@ -10,14 +10,18 @@ fragment by fragment with pauses in between.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
-from tether.protocol.connection import Connection, Role
+from tests.behaviour.raw import (
+    EngineSide,
+    accept_response,
+    check_accepted,
+    client_request,
+    split_head,
+)
+from tether.protocol.connection import Role
 from tether.protocol.events import Event
-from tether.protocol.handshake import accept_key
 
 __all__ = ["RawPeer", "raw_client", "raw_server"]
 
@@ -25,7 +29,7 @@ READ_TIMEOUT = 5.0
 """How long the peer waits for bytes before the test is declared stuck."""
 
 
-class RawPeer:
+class RawPeer(EngineSide):
     """One end of a WebSocket connection driven by the test, after the handshake."""
 
     def __init__(
@@ -37,17 +41,7 @@ class RawPeer:
     ) -> None:
         self.reader = reader
         self.writer = writer
-        self.engine = Connection(role, streaming=True, max_size=None)
-        """Encodes what the test sends and decodes what the peer receives."""
-        self._pending: list[Event] = []
-        if leftover:
-            self._feed(leftover)
-
-    def _feed(self, data: bytes) -> None:
-        self.engine.receive_data(data)
-        self._pending.extend(self.engine.events())
-        # Whatever the engine wants to answer stays unsent: the peer is silent.
-        self.engine.data_to_send()
+        super().__init__(role, leftover)
 
     async def flush(self) -> None:
         """Write the frames the test put into the engine with its send methods."""
@@ -97,42 +91,22 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[list[str], bytes]:
     """Read an HTTP head; return its lines and the bytes that came after it."""
     buffer = b""
     async with asyncio.timeout(READ_TIMEOUT):
-        while b"\r\n\r\n" not in buffer:
+        while (head := split_head(buffer)) is None:
             data = await reader.read(4096)
             if not data:
                 raise EOFError("connection closed during the handshake")
             buffer += data
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    return head.decode("latin-1").split("\r\n"), rest
-
-
-def _header(lines: list[str], name: str) -> str:
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        if key.strip().lower() == name.lower():
-            return value.strip()
-    raise KeyError(name)
+    return head
 
 
 async def raw_client(host: str, port: int, path: str = "/") -> RawPeer:
     """Open a connection to a WebSocket server and do the client's handshake by hand."""
     reader, writer = await asyncio.open_connection(host, port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET {path} HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\n"
-            "Upgrade: websocket\r\n"
-            "Connection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n"
-            "\r\n"
-        ).encode()
-    )
+    request, key = client_request(host, port, path)
+    writer.write(request)
     await writer.drain()
     lines, rest = await _read_head(reader)
-    assert lines[0].startswith("HTTP/1.1 101 "), lines[0]
-    assert _header(lines, "Sec-WebSocket-Accept") == accept_key(key)
+    check_accepted(lines, key)
     return RawPeer(reader, writer, Role.CLIENT, rest)
 
 
@@ -154,16 +128,7 @@ async def raw_server(
         lines, rest = await _read_head(reader)
         if on_request is not None:
             on_request(lines)
-        key = _header(lines, "Sec-WebSocket-Key")
-        writer.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\n"
-                "Upgrade: websocket\r\n"
-                "Connection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
-                "\r\n"
-            ).encode()
-        )
+        writer.write(accept_response(lines))
         await writer.drain()
         peer = RawPeer(reader, writer, Role.SERVER, rest)
         accepted.append(peer)

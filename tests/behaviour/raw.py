@@ -5,6 +5,11 @@ end of a connection whose frames are encoded and decoded by a bare engine,
 whose automatic answers (pongs, the echo of a close frame) are never written
 unless the test calls :meth:`RawPeer.flush`: it can stay silent and read
 nothing.
+
+The handshake written and checked by hand (:func:`client_request`,
+:func:`split_head`, :func:`check_accepted`, :func:`accept_response`) and the
+engine's side of a peer (:class:`EngineSide`) do no I/O: the asyncio tests'
+peer (``tests/asyncio/raw_peer.py``) uses them too.
 """
 
 from __future__ import annotations
@@ -17,17 +22,64 @@ from tether.protocol.events import Event
 from tether.protocol.frames import serialize_frame
 from tether.protocol.handshake import accept_key, generate_key
 
-__all__ = ["TIMEOUT", "RawClient", "RawPeer", "accept_raw", "exchange", "raw_client"]
+__all__ = [
+    "TIMEOUT",
+    "EngineSide",
+    "RawClient",
+    "RawPeer",
+    "accept_raw",
+    "accept_response",
+    "check_accepted",
+    "client_request",
+    "exchange",
+    "header",
+    "raw_client",
+    "split_head",
+]
 
 TIMEOUT = 10.0
 """How long a raw peer waits for bytes before the test fails."""
 
 
-def _request(port: int, path: str = "/") -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {generate_key()}\r\n"
+def client_request(host: str, port: int, path: str = "/") -> tuple[bytes, str]:
+    """A client's opening handshake request, and the key it sends."""
+    key = generate_key()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    return request, key
+
+
+def split_head(buffer: bytes) -> tuple[list[str], bytes] | None:
+    """An HTTP head's lines and the bytes after it; ``None`` while ``buffer`` holds part of it."""
+    head, found, rest = buffer.partition(b"\r\n\r\n")
+    if not found:
+        return None
+    return head.decode("latin-1").split("\r\n"), rest
+
+
+def header(lines: list[str], name: str) -> str:
+    """The value of header ``name`` in an HTTP head split into lines."""
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    raise KeyError(name)
+
+
+def check_accepted(lines: list[str], key: str) -> None:
+    """Check that a server's response head accepts the handshake of ``key``."""
+    assert lines[0].startswith("HTTP/1.1 101 "), lines[0]
+    assert header(lines, "Sec-WebSocket-Accept") == accept_key(key)
+
+
+def accept_response(lines: list[str]) -> bytes:
+    """The server's answer accepting the handshake request of ``lines``."""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(header(lines, 'Sec-WebSocket-Key'))}\r\n\r\n"
     ).encode()
 
 
@@ -46,7 +98,7 @@ class RawClient:
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.sock.sendall(_request(port))
+        self.sock.sendall(client_request("127.0.0.1", port)[0])
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(1)
@@ -97,12 +149,14 @@ class RawClient:
         self.sock.close()
 
 
-class RawPeer:
-    """One end of a WebSocket connection that does only what the test tells it."""
+class EngineSide:
+    """The engine of a raw peer: it encodes what the test sends and decodes what comes.
 
-    def __init__(self, sock: socket.socket, role: Role, leftover: bytes = b"") -> None:
-        self.sock = sock
-        sock.settimeout(TIMEOUT)
+    Its automatic answers (pongs, the echo of a close frame) are dropped: the
+    peer writes only what the test puts into the engine.
+    """
+
+    def __init__(self, role: Role, leftover: bytes = b"") -> None:
         self.engine = Connection(role, streaming=True, max_size=None)
         """Encodes what the test sends and decodes what the other side sends."""
         self._pending: list[Event] = []
@@ -113,6 +167,15 @@ class RawPeer:
         self._pending.extend(self.engine.events())
         # Whatever the engine would answer stays unsent: the peer is silent.
         self.engine.data_to_send()
+
+
+class RawPeer(EngineSide):
+    """One end of a WebSocket connection that does only what the test tells it."""
+
+    def __init__(self, sock: socket.socket, role: Role, leftover: bytes = b"") -> None:
+        self.sock = sock
+        sock.settimeout(TIMEOUT)
+        super().__init__(role, leftover)
 
     def flush(self) -> None:
         """Write the frames the test put into the engine with its send methods."""
@@ -155,35 +218,21 @@ class RawPeer:
 
 def _read_head(sock: socket.socket) -> tuple[list[str], bytes]:
     buffer = b""
-    while b"\r\n\r\n" not in buffer:
+    while (head := split_head(buffer)) is None:
         data = sock.recv(4096)
         if not data:
             raise EOFError("TCP closed during the handshake")
         buffer += data
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    return head.decode("latin-1").split("\r\n"), rest
+    return head
 
 
-def _header(lines: list[str], name: str) -> str:
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        if key.strip().lower() == name.lower():
-            return value.strip()
-    raise KeyError(name)
-
-
-def raw_client(port: int, path: str = "/") -> RawPeer:
+def raw_client(port: int, path: str = "/", host: str = "127.0.0.1") -> RawPeer:
     """Connect to the server on ``port`` and do the client's handshake by hand."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    key = generate_key()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    request, key = client_request(host, port, path)
+    sock.sendall(request)
     lines, rest = _read_head(sock)
-    assert lines[0].startswith("HTTP/1.1 101 "), lines[0]
-    assert _header(lines, "Sec-WebSocket-Accept") == accept_key(key)
+    check_accepted(lines, key)
     return RawPeer(sock, Role.CLIENT, rest)
 
 
@@ -192,9 +241,5 @@ def accept_raw(listener: socket.socket) -> RawPeer:
     sock, _ = listener.accept()
     sock.settimeout(TIMEOUT)
     lines, rest = _read_head(sock)
-    key = _header(lines, "Sec-WebSocket-Key")
-    sock.sendall(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
-    )
+    sock.sendall(accept_response(lines))
     return RawPeer(sock, Role.SERVER, rest)

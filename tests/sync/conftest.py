@@ -7,8 +7,6 @@ test instead of hanging it.
 
 from __future__ import annotations
 
-import base64
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -16,9 +14,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tether.protocol.connection import Connection, Role
-from tether.protocol.events import Event
-from tether.protocol.handshake import accept_key
+from tests.behaviour import raw
+from tests.behaviour.raw import RawPeer
 from tether.sync import Server, ServerConnection, serve
 
 T = TypeVar("T")
@@ -107,94 +104,14 @@ def echo_server(start_server: ServerFactory) -> Server:
     return start_server()
 
 
-# A hand-driven peer, for behaviour no real library shows on demand.
-
-
-class RawPeer:
-    """One end of a WebSocket connection that does only what the test tells it.
-
-    Frames are encoded and decoded with a bare engine whose automatic answers
-    (pongs, the echo of a close frame) are never written unless the test
-    calls :meth:`flush`: the peer can stay silent and read nothing.
-    """
-
-    def __init__(self, sock: socket.socket, role: Role, leftover: bytes = b"") -> None:
-        self.sock = sock
-        sock.settimeout(TIMEOUT)
-        self.engine = Connection(role, streaming=True, max_size=None)
-        self._pending: list[Event] = []
-        if leftover:
-            self._feed(leftover)
-
-    def _feed(self, data: bytes) -> None:
-        self.engine.receive_data(data)
-        self._pending.extend(self.engine.events())
-        self.engine.data_to_send()
-
-    def flush(self) -> None:
-        """Write the frames the test put into the engine with its send methods."""
-        self.sock.sendall(b"".join(self.engine.data_to_send()))
-
-    def next_event(self) -> Event:
-        """Return the next event the other side sent; raise EOFError if it closed TCP."""
-        while not self._pending:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("the other side closed the connection")
-            self._feed(data)
-        return self._pending.pop(0)
-
-    def wait_eof(self) -> None:
-        """Read until the other side closes TCP."""
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                return
-            if not data:
-                return
-
-    def close(self) -> None:
-        """Close TCP."""
-        self.sock.close()
-
-
-def _read_head(sock: socket.socket) -> tuple[list[str], bytes]:
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        data = sock.recv(4096)
-        if not data:
-            raise EOFError("connection closed during the handshake")
-        buffer += data
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    return head.decode("latin-1").split("\r\n"), rest
-
-
-def header(lines: list[str], name: str) -> str:
-    """The value of header ``name`` in an HTTP head split into lines."""
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        if key.strip().lower() == name.lower():
-            return value.strip()
-    raise KeyError(name)
+# A hand-driven peer, for behaviour no real library shows on demand: see
+# tests/behaviour/raw.py.
 
 
 def raw_client(server: Server, path: str = "/") -> RawPeer:
     """Connect to ``server`` and do the client's handshake by hand."""
     host, port = server.socket.getsockname()[:2]
-    sock = socket.create_connection((host, port), timeout=TIMEOUT)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    lines, rest = _read_head(sock)
-    assert lines[0].startswith("HTTP/1.1 101 "), lines[0]
-    assert header(lines, "Sec-WebSocket-Accept") == accept_key(key)
-    return RawPeer(sock, Role.CLIENT, rest)
+    return raw.raw_client(port, path, host)
 
 
 class RawServer:
@@ -214,17 +131,7 @@ class RawServer:
         return f"ws://{host}:{port}/"
 
     def _accept_one(self) -> None:
-        sock, _ = self.listener.accept()
-        sock.settimeout(TIMEOUT)
-        lines, rest = _read_head(sock)
-        key = header(lines, "Sec-WebSocket-Key")
-        sock.sendall(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
-            ).encode()
-        )
-        self.peers.append(RawPeer(sock, Role.SERVER, rest))
+        self.peers.append(raw.accept_raw(self.listener))
         self._ready.release()
 
     def peer(self) -> RawPeer:

@@ -28,6 +28,7 @@ from typing import Any, cast
 import pytest
 import trustme
 
+from tests.behaviour.raw import RawPeer
 from tether.exceptions import ConcurrencyError, ConnectionClosedOK
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import Close
@@ -36,7 +37,7 @@ from tether.protocol.uri import parse_uri
 from tether.sync import ClientConnection, Server, ServerConnection, connect
 from tether.sync.connection import JOIN_LIMIT, Connection
 
-from .conftest import TIMEOUT, RawPeer, RawServer, ServerFactory, bounded, start_thread, uri_of
+from .conftest import TIMEOUT, RawServer, ServerFactory, bounded, start_thread, uri_of
 
 
 def open_raw(raw_server: RawServer) -> tuple[ClientConnection, RawPeer]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.behaviour.raw import RawPeer
 from tether.exceptions import ConnectionClosed
 from tether.protocol.events import Message, Pong
 from tether.sync import ClientConnection, Server, ServerConnection, connect
@@ -26,7 +27,6 @@ from tether.sync.watcher import watcher
 
 from .conftest import (
     TIMEOUT,
-    RawPeer,
     RawServer,
     ServerFactory,
     bounded,
