@@ -233,10 +233,26 @@ class ListenerConnection(Connection, asyncio.Protocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         """Feed a read to the engine, and each message to the listener (uvloop calls this)."""
-        protocol = self.protocol
-        nbytes = len(data)
         # As when a reader waits: the first message sent is written at once.
         self._sent_since_wait = False
+        on_message = self._on_message
+        if self._plain and on_message is not None:
+            # The common read, in one call: its messages straight to the listener.
+            taken = deliver_messages(self.protocol, data, on_message, self)
+            if taken == len(data):
+                if self._gathered is not None:
+                    self._write_gathered()
+                return
+            if type(taken) is not int:
+                taken, exc = taken  # type: ignore[misc]
+                self._callback_failed("on_message", exc)
+            if taken > 0:
+                data = data[taken:]
+        self._receive(data)
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        """Feed a read to the engine's general path, and each message to the listener."""
+        protocol = self.protocol
         if protocol.extensions:
             # One read of compressed data inflates into at most max_queue
             # messages at a time, each handed over before the next are made.
@@ -246,19 +262,6 @@ class ListenerConnection(Connection, asyncio.Protocol):
             while protocol.held_back and not self._writing_paused:
                 written += self._parse_held_back()
         else:
-            on_message = self._on_message
-            if on_message is not None and self._plain:
-                # The common read, in one call: its messages straight to the listener.
-                taken = deliver_messages(protocol, data, on_message, self)
-                if type(taken) is not int:
-                    taken, exc = taken  # type: ignore[misc]
-                    self._callback_failed("on_message", exc)
-                if taken == nbytes:
-                    if self._gathered is not None:
-                        self._write_gathered()
-                    return
-                if taken > 0:
-                    data = data[taken:]
             written = self._process(protocol.receive_data(data))
         if self._gathered is not None:
             self._write_gathered()
