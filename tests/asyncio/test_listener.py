@@ -34,7 +34,7 @@ from tether.protocol.connection import Role, State
 from tether.protocol.events import CloseReceived, Message, Pong
 
 from .pairs import until, uri_of
-from .raw_peer import raw_client
+from .raw_peer import RawPeer, raw_client
 
 
 class Recorder(tether.Listener):
@@ -75,6 +75,12 @@ async def listening(
         yield server
 
 
+async def raw_peer(server: Server) -> RawPeer:
+    """A hand-driven client of ``server``, its handshake done."""
+    host, port = next(iter(server.sockets)).getsockname()[:2]
+    return await raw_client(host, port)
+
+
 class Made:
     """A factory that keeps every listener it made."""
 
@@ -113,10 +119,9 @@ async def test_echo_text_and_binary() -> None:
 async def test_messages_sent_with_the_handshake_come_after_on_open() -> None:
     made = Made()
     async with listening(made) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
         # The frame goes out in the same write as the request's end: the
         # server reads both at once.
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         peer.engine.send_text(b"first")
         await peer.flush()
         event = await peer.next_event()
@@ -129,8 +134,7 @@ async def test_messages_sent_with_the_handshake_come_after_on_open() -> None:
 async def test_fragmented_messages_arrive_whole() -> None:
     made = Made()
     async with listening(made) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         peer.engine.send_text("hé".encode()[:2], fin=False)
         await peer.flush()
         peer.engine.send_continuation("hé".encode()[2:] + b"llo", fin=False)
@@ -179,8 +183,7 @@ async def test_message_over_max_size_closes_with_1009() -> None:
 async def test_fragmented_message_over_max_size_closes_with_1009() -> None:
     made = Made()
     async with listening(made, max_size=10) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         peer.engine.send_binary(bytes(6), fin=False)
         peer.engine.send_continuation(bytes(6), fin=True)
         await peer.flush()
@@ -196,8 +199,7 @@ async def test_fragmented_message_over_max_size_closes_with_1009() -> None:
 async def test_invalid_utf8_closes_with_1007() -> None:
     made = Made()
     async with listening(made) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         peer.engine.send_text(b"fine")
         await peer.flush()
         event = await peer.next_event()
@@ -266,8 +268,7 @@ async def test_ping_and_pong_both_ways() -> None:
 async def test_keepalive_closes_a_silent_peer_with_1011() -> None:
     made = Made()
     async with listening(made, ping_interval=0.05, ping_timeout=0.05) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         # The peer reads pings but never answers them.
         while not isinstance(event := await peer.next_event(), CloseReceived):
             assert not isinstance(event, Message)
@@ -353,8 +354,7 @@ async def test_server_close_closes_listener_connections_with_1001() -> None:
 async def test_dropped_tcp_calls_on_close() -> None:
     made = Made()
     async with listening(made) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         listener = await made.first()
         peer.abort()
         await asyncio.wait_for(listener.closed.wait(), 5)
@@ -525,8 +525,7 @@ MAX_READ = 256 * 1024
 async def test_a_peer_that_never_reads_stops_being_read() -> None:
     made = Made()
     async with listening(made, write_limit=WRITE_LIMIT, compression=None) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         listener = await made.first()
         ws = listener.ws
         assert ws is not None
@@ -562,8 +561,7 @@ async def test_close_reads_the_peers_close_while_paused() -> None:
     async with listening(
         made, write_limit=WRITE_LIMIT, compression=None, close_timeout=5
     ) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         listener = await made.first()
         ws = listener.ws
         assert ws is not None
@@ -764,8 +762,7 @@ async def test_reconnecting_client_reuses_its_listener() -> None:
 async def test_a_ping_is_answered_before_the_echo_that_follows_it() -> None:
     made = Made()
     async with listening(made, compression=None) as server:
-        host, port = next(iter(server.sockets)).getsockname()[:2]
-        peer = await raw_client(host, port)
+        peer = await raw_peer(server)
         peer.engine.send_ping(b"p")
         peer.engine.send_binary(b"payload")
         await peer.flush()
