@@ -248,9 +248,9 @@ class ListenerConnection(Connection, asyncio.Protocol):
                 self._callback_failed("on_message", exc)
             if taken > 0:
                 data = data[taken:]
-        self._receive(data)
+        self._feed_engine(data)
 
-    def _receive(self, data: bytes | memoryview) -> None:
+    def _feed_engine(self, data: bytes | memoryview) -> None:
         """Feed a read to the engine's general path, and each message to the listener."""
         protocol = self.protocol
         if protocol.extensions:
