@@ -165,7 +165,7 @@ class ProxyHeaderReader:
         self.client: tuple[str, int] | None = None
         """The client's address that the header gave, once read (``None`` if it gave none)."""
 
-    def feed(self, protocol: ServerProtocol, data: bytes | bytearray) -> bool:
+    def feed(self, protocol: ServerProtocol, data: bytes | bytearray | memoryview) -> bool:
         """Give ``protocol`` what follows the header in ``data`` (empty: the end of the stream).
 
         Return ``False`` to refuse the connection (logged at INFO): an

@@ -8,7 +8,10 @@ import threading
 import pytest
 
 from tether.exceptions import ConnectionClosedOK
+from tether.protocol.frames import Opcode, serialize_frame
+from tether.protocol.handshake import generate_key
 from tether.sync import ServerConnection, connect, serve
+from tether.sync.server import HANDSHAKE_READ_SIZE
 
 from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
 
@@ -67,3 +70,44 @@ def test_shutdown_from_handler() -> None:
                 ws.recv(timeout=TIMEOUT)
     finally:
         stop_server(server, thread)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_request_longer_than_a_handshake_read(start_server: ServerFactory, split: bool) -> None:
+    # The handshake reads HANDSHAKE_READ_SIZE bytes at most at once: this
+    # request takes three reads, and a frame sent right behind it still comes
+    # through as the first message.
+    seen: list[tuple[str, str | bytes]] = []
+    done = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        padding = "".join(ws.request.headers.get_all("X-Padding"))
+        seen.append((padding, ws.recv(timeout=TIMEOUT)))
+        done.set()
+
+    server = start_server(handler, compression=None)
+    # Lines of 3,000 bytes: under max_line, more than two reads in all.
+    lines = ["p" * 3000] * (2 * HANDSHAKE_READ_SIZE // 3000 + 1)
+    padding = "".join(lines)
+    head = (
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {generate_key()}\r\nSec-WebSocket-Version: 13\r\n"
+        + "".join(f"X-Padding: {line}\r\n" for line in lines)
+        + "\r\n"
+    ).encode()
+    frame = serialize_frame(Opcode.TEXT, b"right behind", mask=True)
+    with socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT) as sock:
+        if split:
+            # In pieces that straddle the reads' edges.
+            for start in range(0, len(head), 1000):
+                sock.sendall(head[start : start + 1000])
+            sock.sendall(frame)
+        else:
+            sock.sendall(head + frame)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 101 ")
+        assert done.wait(TIMEOUT)
+    assert seen == [(padding, "right behind")]

@@ -26,7 +26,7 @@ from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import ProxyHeaderReader, TrustedProxies
 from tether.serving import FAILED, SERVER_HELPERS, check_response, make_engines, server_helper
-from tether.sync.connection import READ_SIZE, Connection
+from tether.sync.connection import Connection
 from tether.sync.threads import LeanThread
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from tether.sync.broadcast import broadcast
 
 __all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
+
+HANDSHAKE_READ_SIZE = 4096
+"""Bytes read at most at once during the opening handshake; a longer request takes more reads."""
 
 Handler = Callable[["ServerConnection"], None]
 """A connection handler: a function taking the connection."""
@@ -119,6 +122,12 @@ class ServerConnection(Connection):
         header = None
         if self.server.proxy_protocol:
             header = ProxyHeaderReader(super().remote_address, proxies, self.logger)
+        # Read into a buffer of this handshake's own, dropped with it: a recv
+        # would make each read a bytes object of glibc's heap, which the
+        # engine frees on this thread, and glibc keeps small freed chunks in
+        # the freeing thread's cache, for the life of the connection.
+        buffer = bytearray(HANDSHAKE_READ_SIZE)
+        view = memoryview(buffer)
         while True:
             for event in protocol.events():
                 if isinstance(event, RequestReceived):
@@ -137,7 +146,7 @@ class ServerConnection(Connection):
                 if remaining <= 0:
                     raise TimeoutError("timed out during the opening handshake")
                 self.socket.settimeout(remaining)
-            data = self.socket.recv(READ_SIZE)
+            data: bytes | memoryview = view[: self.socket.recv_into(buffer)]
             if header is not None:
                 if not header.feed(protocol, data):
                     return None
