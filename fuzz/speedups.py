@@ -20,6 +20,10 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
   the same messages and the same stopping point, for any limits, and every
   frame it takes is one the general path would take as a whole message; with
   permessage-deflate, the same messages or the same error;
+- ``deliver_messages`` equals
+  :func:`~tether.asyncio.listener.deliver_messages_python`: the same
+  messages handed to the callback, the same stopping point (that of
+  ``read_messages``) and, when the callback raises, the same bytes taken;
 - ``deflate_frame`` and ``inflate_frame`` equal the twins in
   :mod:`tether.extensions.permessage_deflate`: the same frames from two
   messages compressed in one stream, which inflate back to the messages, and
@@ -33,15 +37,18 @@ CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from fuzz._common import Input, run
 from tether import _speedups
+from tether.asyncio.listener import deliver_messages_python
 from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.permessage_deflate import (
     PerMessageDeflate,
     deflate_frame_python,
     inflate_frame_python,
 )
+from tether.protocol.connection import Connection, Role
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
     RSV_BITS,
@@ -216,6 +223,44 @@ def _check_messages(source: Input, flags: int) -> None:
             payload = apply_mask_python(payload, header.mask)
         assert event.data == (payload.decode() if header.opcode == 1 else payload)
     assert pos == stop
+    _check_deliver(
+        buf,
+        expect_mask=expect_mask,
+        max_size=max_size,
+        fail_at=size_byte % 4,
+        messages=python,
+        stop=stop,
+    )
+
+
+def _check_deliver(
+    buf: bytes | bytearray | memoryview,
+    *,
+    expect_mask: bool,
+    max_size: int | None,
+    fail_at: int,
+    messages: list[Event],
+    stop: int,
+) -> None:
+    """deliver_messages and its twin, on a fresh engine, with a callback raising at ``fail_at``."""
+    outcomes = []
+    for deliver in (_speedups.deliver_messages, deliver_messages_python):
+        engine = Connection(Role.SERVER if expect_mask else Role.CLIENT, max_size=max_size)
+        got: list[str | bytes] = []
+
+        def on_message(connection: object, message: str | bytes, got: list[Any] = got) -> None:
+            got.append(message)
+            if len(got) > fail_at:
+                raise ValueError(len(got))
+
+        result = deliver(engine, buf, on_message, None)
+        failed = isinstance(result, tuple)
+        outcomes.append((result[0] if isinstance(result, tuple) else result, failed, got))
+    assert outcomes[0] == outcomes[1]
+    taken, failed, got = outcomes[0]
+    # Up to the failing message, the messages read_messages reads.
+    assert got == [message.data for message in messages[: len(got)]]  # type: ignore[union-attr]
+    assert failed or (taken == stop and len(got) == len(messages))
 
 
 def _inflated(
