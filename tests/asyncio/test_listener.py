@@ -351,6 +351,20 @@ async def test_server_close_closes_listener_connections_with_1001() -> None:
         assert made.made[0].calls == ["open", "close"]
 
 
+async def test_awaited_server_serves_forever_until_closed() -> None:
+    made = Made()
+    server = await tether.listen(made, "127.0.0.1", 0)
+    serving = asyncio.create_task(server.serve_forever())
+    async with tether.connect(uri_of(server)) as ws:
+        await ws.send("served")
+        assert await ws.recv() == "served"
+        assert [connection.id for connection in server.connections] == [made.made[0].ws.id]  # type: ignore[union-attr]
+        server.close()
+        await asyncio.wait_for(serving, 5)
+    assert ws.close_code == CloseCode.GOING_AWAY
+    assert made.made[0].calls == ["open", "message", "close"]
+
+
 async def test_dropped_tcp_calls_on_close() -> None:
     made = Made()
     async with listening(made) as server:
