@@ -77,9 +77,11 @@ _DEFLATE = [
 ]
 
 
-def _http_addresses(
-    transport: asyncio.Transport,
-) -> tuple[tuple[str, int | None] | None, tuple[str, int] | None, bool] | None:
+_Addresses = tuple[tuple[str, int | None] | None, tuple[str, int] | None, bool]
+"""The server's address, the client's, and whether the connection runs TLS."""
+
+
+def _http_addresses(transport: asyncio.Transport) -> _Addresses | None:
     """The addresses and TLS of the connection, from the HTTP protocol handing it over.
 
     uvicorn's HTTP protocols read them from the socket when the connection
@@ -142,8 +144,10 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         self.app = cast(ASGIApp, config.loaded_app)
         self._loop = _loop or asyncio.get_event_loop()
         self.app_state = app_state
-        self.connections: set[Any] = server_state.connections
-        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        # Attributes are kept to 30 at most: past that, CPython stops sharing
+        # the keys of instance dictionaries, and every attribute read on the
+        # per-message path gets slower (uvicorn's sets of connections and
+        # tasks are read through server_state for that reason).
         self.server_state = server_state
         self.protocol = ServerProtocol(
             extensions=_DEFLATE if config.ws_per_message_deflate else None,
@@ -154,10 +158,8 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         self.ping_interval: float | None = config.ws_ping_interval or None
         self.ping_timeout: float | None = config.ws_ping_timeout
         self.transport: asyncio.Transport | None = None
-        # The connection's addresses and whether it runs TLS, as the scope gives them.
-        self._server: tuple[str, int | None] | None = None
-        self._client: tuple[str, int] | None = None
-        self._tls = False
+        # The server's and the client's addresses and whether TLS runs, for the scope.
+        self._addresses: _Addresses = (None, None, False)
         self.scope: dict[str, Any] | None = None
         """The ASGI scope, once the request is read."""
         self._stage = _HANDSHAKE
@@ -184,7 +186,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         """The logger of this connection, ``tether.asgi``, made when first needed."""
         logger = self._logger
         if logger is None:
-            address = self._client
+            address = self._addresses[1]
             label = f"{address[0]}:{address[1]}" if address else "-"
             logger = self._logger = connection_logger(None, LOGGER, label, self)
         return logger
@@ -194,14 +196,13 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Take the transport uvicorn switched over (uvicorn calls this)."""
         self.transport = cast(asyncio.Transport, transport)
-        self.connections.add(self)
-        handed_over = _http_addresses(self.transport)
-        if handed_over is None:
-            self._server = get_local_addr(self.transport)
-            self._client = get_remote_addr(self.transport)
-            self._tls = is_ssl(self.transport)
-        else:
-            self._server, self._client, self._tls = handed_over
+        connections: set[Any] = self.server_state.connections  # typed for uvicorn's classes
+        connections.add(self)
+        addresses = _http_addresses(self.transport)
+        if addresses is None:
+            transport = self.transport
+            addresses = (get_local_addr(transport), get_remote_addr(transport), is_ssl(transport))
+        self._addresses = addresses
 
     def data_received(self, data: bytes) -> None:
         """Feed the engine (asyncio calls this; uvicorn first, with the request)."""
@@ -233,7 +234,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Report the disconnect to the application (asyncio calls this)."""
         self._lost = True
-        self.connections.discard(self)
+        self.server_state.connections.discard(self)
         keepalive.cancel(self)
         self._cancel_close_timer()
         if self.protocol.state is not _CLOSED:
@@ -340,18 +341,20 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
             self._send_response(add_default_headers(response, self.server_state.default_headers))
             return
         self._response = response
+        server, client, tls = self._addresses
         self.scope = build_scope(
             request,
             asgi_version=self.config.asgi_version,
-            scheme="wss" if self._tls else "ws",
-            server=self._server,
-            client=self._client,
+            scheme="wss" if tls else "ws",
+            server=server,
+            client=client,
             root_path=self.config.root_path,
             state=self.app_state.copy(),
         )
         task = self._loop.create_task(self._run_asgi(self.scope))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        tasks = self.server_state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     # Running the application
 
@@ -655,7 +658,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
                 self._linger(transport)
             else:
                 transport.close()
-                if not self._tls and not transport.get_write_buffer_size():
+                if not self._addresses[2] and not transport.get_write_buffer_size():
                     # Nothing left to write: the transport is lost right away,
                     # no timer needed. (TLS first exchanges close_notify.)
                     return
