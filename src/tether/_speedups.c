@@ -2418,6 +2418,107 @@ head_start_line(const unsigned char *buf, Py_ssize_t size, Py_ssize_t max_line)
     return length;
 }
 
+/* The start line of a request, checked as head_start_line measured it:
+ * GET SP origin-form SP HTTP/1.1, whose target has no space, so that the
+ * line has exactly three parts. Put the path in parts; return how many parts
+ * (1), 0 to leave the head to the Python parser, -1 with an exception set. */
+static int
+head_request_line(const unsigned char *buf, Py_ssize_t length, int proxy, PyObject **parts)
+{
+    (void)proxy;
+    if (length < 14 || memcmp(buf, "GET /", 5) != 0
+        || memcmp(buf + length - 9, " HTTP/1.1", 9) != 0) {
+        return 0;
+    }
+    for (Py_ssize_t i = 5; i < length - 9; i++) {
+        if (!(head_class[buf[i]] & HEAD_TARGET)) {
+            return 0;
+        }
+    }
+    parts[0] = PyUnicode_DecodeASCII((const char *)buf + 4, length - 13, NULL);
+    return parts[0] == NULL ? -1 : 1;
+}
+
+/* The status line of a response, as head_request_line: HTTP-version SP
+ * 3DIGIT, then SP reason-phrase or nothing; HTTP/1.0 too with proxy. Put the
+ * status code and the reason phrase in parts (2). */
+static int
+head_status_line(const unsigned char *buf, Py_ssize_t length, int proxy, PyObject **parts)
+{
+    if (length < 12
+        || !(memcmp(buf, "HTTP/1.1 ", 9) == 0 || (proxy && memcmp(buf, "HTTP/1.0 ", 9) == 0))
+        || buf[9] < '1' || buf[9] > '9' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0'
+        || buf[11] > '9' || (length > 12 && buf[12] != ' ')) {
+        return 0;
+    }
+    Py_ssize_t reason = length > 12 ? 13 : 12;
+    for (Py_ssize_t i = reason; i < length; i++) {
+        if (!(head_class[buf[i]] & HEAD_VALUE)) {
+            return 0;
+        }
+    }
+    long code = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    parts[0] = PyLong_FromLong(code);
+    if (parts[0] == NULL) {
+        return -1;
+    }
+    parts[1] = PyUnicode_DecodeLatin1((const char *)buf + reason, length - reason, NULL);
+    return parts[1] == NULL ? -1 : 2;
+}
+
+/* What read_request_head and read_response_head share: the arguments (the
+ * response's sixth says whether a proxy answers), the start line, the fields,
+ * and the tuple of the start line's parts, the fields and the offset past
+ * the head. */
+static PyObject *
+read_head(PyObject *const *args, Py_ssize_t nargs, const char *name, int request)
+{
+    Py_buffer view;
+    Py_ssize_t size, max_line, max_headers, end;
+    Py_ssize_t expected = request ? 5 : 6;
+
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, expected);
+        return NULL;
+    }
+    int proxy = request ? 0 : PyObject_IsTrue(args[5]);
+    if (proxy < 0 || head_arguments(args, &view, &size, &max_line, &max_headers) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    PyObject *result = NULL;
+    PyObject *parts[2] = {NULL, NULL};
+    Py_ssize_t length = head_start_line(buf, size, max_line);
+    int count = (request ? head_request_line : head_status_line)(buf, length, proxy, parts);
+    if (count <= 0) {
+        result = count < 0 ? NULL : Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *fields = head_fields(buf, length + 2, size, max_line, max_headers, request, &end);
+    if (fields == NULL || fields == Py_None) {
+        result = fields;
+        goto done;
+    }
+    PyObject *offset = PyLong_FromSsize_t(end);
+    result = offset == NULL ? NULL : PyTuple_New(count + 2);
+    if (result == NULL) {
+        Py_XDECREF(offset);
+        Py_DECREF(fields);
+        goto done;
+    }
+    for (int i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(result, i, parts[i]);
+        parts[i] = NULL;
+    }
+    PyTuple_SET_ITEM(result, count, fields);
+    PyTuple_SET_ITEM(result, count + 1, offset);
+done:
+    Py_XDECREF(parts[0]);
+    Py_XDECREF(parts[1]);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 PyDoc_STRVAR(read_request_head_doc,
 "read_request_head(buf, max_line, max_headers, max_size, common)\n--\n\n"
 "Read the opening handshake request at the start of buf in one call, as\n"
@@ -2430,52 +2531,7 @@ PyDoc_STRVAR(read_request_head_doc,
 static PyObject *
 read_request_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer view;
-    Py_ssize_t size, max_line, max_headers, end;
-
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "read_request_head takes 5 arguments");
-        return NULL;
-    }
-    if (head_arguments(args, &view, &size, &max_line, &max_headers) < 0) {
-        return NULL;
-    }
-    const unsigned char *buf = (const unsigned char *)view.buf;
-    PyObject *result = NULL;
-    /* GET SP origin-form SP HTTP/1.1: the target has no space, so the
-     * line has exactly three parts. */
-    Py_ssize_t length = head_start_line(buf, size, max_line);
-    if (length < 14 || memcmp(buf, "GET /", 5) != 0
-        || memcmp(buf + length - 9, " HTTP/1.1", 9) != 0) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    for (Py_ssize_t i = 5; i < length - 9; i++) {
-        if (!(head_class[buf[i]] & HEAD_TARGET)) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-    }
-    PyObject *fields = head_fields(buf, length + 2, size, max_line, max_headers, 1, &end);
-    if (fields == NULL || fields == Py_None) {
-        result = fields;
-        goto done;
-    }
-    PyObject *path = PyUnicode_DecodeASCII((const char *)buf + 4, length - 13, NULL);
-    PyObject *offset = path == NULL ? NULL : PyLong_FromSsize_t(end);
-    result = offset == NULL ? NULL : PyTuple_New(3);
-    if (result == NULL) {
-        Py_XDECREF(path);
-        Py_XDECREF(offset);
-        Py_DECREF(fields);
-        goto done;
-    }
-    PyTuple_SET_ITEM(result, 0, path);
-    PyTuple_SET_ITEM(result, 1, fields);
-    PyTuple_SET_ITEM(result, 2, offset);
-done:
-    PyBuffer_Release(&view);
-    return result;
+    return read_head(args, nargs, "read_request_head", 1);
 }
 
 PyDoc_STRVAR(read_response_head_doc,
@@ -2489,60 +2545,7 @@ PyDoc_STRVAR(read_response_head_doc,
 static PyObject *
 read_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer view;
-    Py_ssize_t size, max_line, max_headers, end;
-
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "read_response_head takes 6 arguments");
-        return NULL;
-    }
-    int proxy = PyObject_IsTrue(args[5]);
-    if (proxy < 0 || head_arguments(args, &view, &size, &max_line, &max_headers) < 0) {
-        return NULL;
-    }
-    const unsigned char *buf = (const unsigned char *)view.buf;
-    PyObject *result = NULL;
-    /* HTTP-version SP 3DIGIT, then SP reason-phrase or nothing. */
-    Py_ssize_t length = head_start_line(buf, size, max_line);
-    if (length < 12
-        || !(memcmp(buf, "HTTP/1.1 ", 9) == 0 || (proxy && memcmp(buf, "HTTP/1.0 ", 9) == 0))
-        || buf[9] < '1' || buf[9] > '9' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0'
-        || buf[11] > '9' || (length > 12 && buf[12] != ' ')) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    Py_ssize_t reason = length > 12 ? 13 : 12;
-    for (Py_ssize_t i = reason; i < length; i++) {
-        if (!(head_class[buf[i]] & HEAD_VALUE)) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-    }
-    PyObject *fields = head_fields(buf, length + 2, size, max_line, max_headers, 0, &end);
-    if (fields == NULL || fields == Py_None) {
-        result = fields;
-        goto done;
-    }
-    long code = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-    PyObject *status = PyLong_FromLong(code);
-    PyObject *phrase = status == NULL ? NULL : PyUnicode_DecodeLatin1(
-        (const char *)buf + reason, length - reason, NULL);
-    PyObject *offset = phrase == NULL ? NULL : PyLong_FromSsize_t(end);
-    result = offset == NULL ? NULL : PyTuple_New(4);
-    if (result == NULL) {
-        Py_XDECREF(status);
-        Py_XDECREF(phrase);
-        Py_XDECREF(offset);
-        Py_DECREF(fields);
-        goto done;
-    }
-    PyTuple_SET_ITEM(result, 0, status);
-    PyTuple_SET_ITEM(result, 1, phrase);
-    PyTuple_SET_ITEM(result, 2, fields);
-    PyTuple_SET_ITEM(result, 3, offset);
-done:
-    PyBuffer_Release(&view);
-    return result;
+    return read_head(args, nargs, "read_response_head", 0);
 }
 
 /* ---- Listener connections (tether.asyncio.listener) ----
