@@ -665,6 +665,48 @@ whole_payload(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
     return decoded;
 }
 
+/* Whether the frame at `frame` (`available` bytes from there, at least 2)
+ * is all there, masked as `expect_mask` asks, with a 64-bit length whose
+ * top bit is clear: then set *size to its header's size (masking key
+ * included: the key is its last 4 bytes) and *length to its payload's. */
+TETHER_INLINE int
+whole_frame(const unsigned char *frame, Py_ssize_t available, int expect_mask,
+            Py_ssize_t *size, unsigned long long *length)
+{
+    unsigned char second = frame[1];
+    if ((second >> 7) != expect_mask) {
+        return 0;
+    }
+    unsigned long long n = second & 0x7F;
+    Py_ssize_t at = 2;
+    if (n == 126) {
+        if (available < 4) {
+            return 0;
+        }
+        n = ((unsigned long long)frame[2] << 8) | frame[3];
+        at = 4;
+    }
+    else if (n == 127) {
+        if (available < 10 || (frame[2] & 0x80)) {
+            return 0;
+        }
+        n = 0;
+        for (int k = 2; k < 10; k++) {
+            n = (n << 8) | frame[k];
+        }
+        at = 10;
+    }
+    if (expect_mask) {
+        at += 4;
+    }
+    if (available < at || n > (unsigned long long)(available - at)) {
+        return 0;
+    }
+    *size = at;
+    *length = n;
+    return 1;
+}
+
 PyDoc_STRVAR(read_messages_doc,
 "read_messages(buf, pos, expect_mask, max_size, limit, events, whole) -> int\n\n"
 "Read the whole messages at buf[pos:] that each came in one plain frame, or\n"
@@ -724,37 +766,12 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (first != 0x81 && first != 0x82 && !(compressed && whole != Py_None)) {
             break;
         }
-        unsigned char second = frame[1];
-        if ((second >> 7) != expect_mask) {
+        Py_ssize_t size;
+        unsigned long long length;
+        if (!whole_frame(frame, available, expect_mask, &size, &length)) {
             break;
         }
-        unsigned long long length = second & 0x7F;
-        Py_ssize_t size = 2;
-        if (length == 126) {
-            if (available < 4) {
-                break;
-            }
-            length = ((unsigned long long)frame[2] << 8) | frame[3];
-            size = 4;
-        }
-        else if (length == 127) {
-            if (available < 10 || (frame[2] & 0x80)) {
-                break;
-            }
-            length = 0;
-            for (int k = 2; k < 10; k++) {
-                length = (length << 8) | frame[k];
-            }
-            size = 10;
-        }
-        const unsigned char *key = NULL;
-        if (expect_mask) {
-            key = frame + size;
-            size += 4;
-        }
-        if (available < size || length > (unsigned long long)(available - size)) {
-            break;
-        }
+        const unsigned char *key = expect_mask ? frame + size - 4 : NULL;
         PyObject *data;
         if (compressed) {
             /* The bound on a compressed frame, as compressed_frame_limit: deflate
@@ -2066,8 +2083,10 @@ PyDoc_STRVAR(masking_key_doc,
 "masking_key() -> bytes\n\n"
 "A fresh random 4-byte masking key (RFC 6455 section 5.3), from os.urandom.");
 
-static PyObject *
-masking_key(PyObject *self, PyObject *unused)
+/* The next key of the pool, refilled first if it is used up: 4 bytes, or
+ * NULL with an exception set. The caller takes them at once (draw_key). */
+static const unsigned char *
+next_key(void)
 {
     if (key_pool_used + 4 > KEY_POOL) {
         PyObject *fresh = PyObject_CallMethod(os_module, "urandom", "n", (Py_ssize_t)KEY_POOL);
@@ -2083,9 +2102,22 @@ masking_key(PyObject *self, PyObject *unused)
         Py_DECREF(fresh);
         key_pool_used = 0;
     }
-    PyObject *key = PyBytes_FromStringAndSize((const char *)key_pool + key_pool_used, 4);
+    return key_pool + key_pool_used;
+}
+
+/* Mark the key next_key() gave as used. */
+#define draw_key() (key_pool_used += 4)
+
+static PyObject *
+masking_key(PyObject *self, PyObject *unused)
+{
+    const unsigned char *pooled = next_key();
+    if (pooled == NULL) {
+        return NULL;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)pooled, 4);
     if (key != NULL) {
-        key_pool_used += 4;
+        draw_key();
     }
     return key;
 }
@@ -2717,6 +2749,413 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------
+ * The connection core (issue 20): a read's whole messages straight into the
+ * message queue, and one message's frame, each in one call.
+ *
+ * The pure-Python twins, which stay the specification and the fallback, are
+ * Connection.take_messages and Connection.message_frame in
+ * tether/protocol/connection.py, and receive_messages_python in
+ * tether/messages.py. Both functions do their work only in the common case
+ * and otherwise do nothing, leaving the engine's general path to do it.
+ * They read the engine's and the queue's fields in their slots, at offsets
+ * found once from the classes; the classes are looked up at the first call,
+ * when the modules are imported (importing them here would be a cycle).
+ * ------------------------------------------------------------------------- */
+
+/* The engine's fields, in the order of engine_fields. */
+enum {
+    E_STATE, E_INPUT_DONE, E_BUFFER, E_PARTIAL, E_MSG_TEXT, E_BUDGET, E_EXTENSIONS,
+    E_EVENTS, E_EXPECT_MASK, E_FAST_MAX_SIZE, E_SEND_TRANSFORMED, E_OUTPUT, E_MASK,
+    E_COUNT
+};
+static const char *const engine_fields[E_COUNT] = {
+    "state", "_input_done", "_buffer", "_partial", "_msg_text", "message_budget",
+    "extensions", "_events", "_expect_mask", "_fast_max_size", "_send_transformed",
+    "_output", "_mask",
+};
+static Py_ssize_t engine_offsets[E_COUNT];
+static Py_ssize_t queue_items_offset, queue_ready_offset;
+
+static PyTypeObject *core_engine_type;  /* tether.protocol.connection.Connection */
+static PyTypeObject *core_queue_type;   /* tether.messages.MessageQueue */
+static PyObject *core_open;             /* State.OPEN */
+static PyObject *core_deque;            /* collections.deque */
+/* The engine's own methods: a class that overrides one of them (frame
+ * logging does) takes the general path. */
+static PyObject *core_receive_data, *core_send_message, *core_data_to_send;
+static PyObject *receive_data_name, *send_message_name, *data_to_send_name, *append_name,
+    *done_name, *set_result_name;
+
+/* A field of `object` kept in a slot at `offset`: a borrowed reference, or
+ * NULL when it is unset. */
+#define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
+
+static PyObject *
+core_attribute(const char *module_name, const char *name)
+{
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_GetAttrString(module, name);
+    Py_DECREF(module);
+    return value;
+}
+
+/* Find the classes, their slots and the names: 0, or -1 with an exception. */
+static int
+core_init(void)
+{
+    if (core_engine_type != NULL) {
+        return 0;
+    }
+#define CORE_NAME(var, text)                                                \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
+        return -1;                                                          \
+    }
+    CORE_NAME(receive_data_name, "receive_data");
+    CORE_NAME(send_message_name, "send_message");
+    CORE_NAME(data_to_send_name, "data_to_send");
+    CORE_NAME(append_name, "append");
+    CORE_NAME(done_name, "done");
+    CORE_NAME(set_result_name, "set_result");
+#undef CORE_NAME
+    PyObject *engine = NULL, *queue = NULL, *open = NULL, *deque = NULL;
+    PyObject *methods[3] = {NULL, NULL, NULL};
+    Py_ssize_t offsets[E_COUNT], items, ready;
+    if ((engine = core_attribute("tether.protocol.connection", "Connection")) == NULL
+        || (open = core_attribute("tether.protocol.connection", "_OPEN")) == NULL
+        || (queue = core_attribute("tether.messages", "MessageQueue")) == NULL
+        || (deque = core_attribute("collections", "deque")) == NULL) {
+        goto failed;
+    }
+    if (!PyType_Check(engine) || !PyType_Check(queue)) {
+        PyErr_SetString(PyExc_TypeError, "the engine and the queue must be classes");
+        goto failed;
+    }
+    for (int i = 0; i < E_COUNT; i++) {
+        if (slot_offset(engine, "Connection", engine_fields[i], &offsets[i]) < 0) {
+            goto failed;
+        }
+    }
+    if (slot_offset(queue, "MessageQueue", "_items", &items) < 0
+        || slot_offset(queue, "MessageQueue", "ready", &ready) < 0) {
+        goto failed;
+    }
+    PyObject *names[3] = {receive_data_name, send_message_name, data_to_send_name};
+    for (int i = 0; i < 3; i++) {
+        if ((methods[i] = PyObject_GetAttr(engine, names[i])) == NULL) {
+            goto failed;
+        }
+    }
+    memcpy(engine_offsets, offsets, sizeof offsets);
+    queue_items_offset = items;
+    queue_ready_offset = ready;
+    core_queue_type = (PyTypeObject *)queue;
+    core_open = open;
+    core_deque = deque;
+    core_receive_data = methods[0];
+    core_send_message = methods[1];
+    core_data_to_send = methods[2];
+    core_engine_type = (PyTypeObject *)engine;  /* last: the mark of success */
+    return 0;
+failed:
+    Py_XDECREF(engine);
+    Py_XDECREF(queue);
+    Py_XDECREF(open);
+    Py_XDECREF(deque);
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(methods[i]);
+    }
+    return -1;
+}
+
+/* Whether `engine`'s class has `name` as the engine's own `method`. */
+TETHER_INLINE int
+core_own_method(PyObject *engine, PyObject *name, PyObject *method)
+{
+    return _PyType_Lookup(Py_TYPE(engine), name) == method;
+}
+
+/* Whether `engine` is open with nothing under way on the receiving side, as
+ * Connection.take_messages checks it. */
+static int
+engine_takes_messages(PyObject *engine)
+{
+#define FIELD(index) SLOT(engine, engine_offsets[index])
+    PyObject *buffer = FIELD(E_BUFFER), *extensions = FIELD(E_EXTENSIONS),
+             *events = FIELD(E_EVENTS);
+    return FIELD(E_STATE) == core_open && FIELD(E_INPUT_DONE) == Py_False
+           && buffer != NULL && PyByteArray_CheckExact(buffer)
+           && PyByteArray_GET_SIZE(buffer) == 0 && FIELD(E_PARTIAL) == Py_None
+           && FIELD(E_MSG_TEXT) == Py_None && FIELD(E_BUDGET) == Py_None
+           && extensions != NULL && PyList_CheckExact(extensions)
+           && PyList_GET_SIZE(extensions) == 0 && events != NULL && PyList_CheckExact(events)
+           && PyList_GET_SIZE(events) == 0
+           && core_own_method(engine, receive_data_name, core_receive_data);
+#undef FIELD
+}
+
+/* Append `message` to the queue's items, made on the first message as
+ * MessageQueue.extend_whole makes them: 0, or -1 with an exception. */
+static int
+queue_append(PyObject *queue, PyObject *message)
+{
+    PyObject *items = SLOT(queue, queue_items_offset);
+    if (items == Py_None) {
+        PyObject *fresh = PyObject_CallNoArgs(core_deque);
+        if (fresh == NULL) {
+            return -1;
+        }
+        SLOT(queue, queue_items_offset) = fresh;
+        Py_DECREF(items);
+        items = fresh;
+    }
+    PyObject *done = PyObject_CallMethodOneArg(items, append_name, message);
+    if (done == NULL) {
+        return -1;
+    }
+    Py_DECREF(done);
+    return 0;
+}
+
+/* Add `count` to the queue's count of whole messages: 0, or -1. */
+static int
+queue_count(PyObject *queue, Py_ssize_t count)
+{
+    PyObject *ready = SLOT(queue, queue_ready_offset);
+    Py_ssize_t before = PyLong_AsSsize_t(ready);
+    if (before == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *after = PyLong_FromSsize_t(before + count);
+    if (after == NULL) {
+        return -1;
+    }
+    SLOT(queue, queue_ready_offset) = after;
+    Py_DECREF(ready);
+    return 0;
+}
+
+/* Wake `waiter`, a future or None, unless it is done: 0, or -1. */
+static int
+wake(PyObject *waiter)
+{
+    if (waiter == Py_None) {
+        return 0;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(waiter, done_name);
+    if (done == NULL) {
+        return -1;
+    }
+    int finished = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (finished != 0) {
+        return finished;
+    }
+    PyObject *result = PyObject_CallMethodOneArg(waiter, set_result_name, Py_None);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+PyDoc_STRVAR(receive_messages_doc,
+"receive_messages(engine, data, queue, waiter) -> int\n\n"
+"Take the whole messages at the start of data, each in one plain frame, into\n"
+"queue (a MessageQueue), and wake waiter (a future, or None) if there were any,\n"
+"when the engine takes them on its fast path: see\n"
+"tether.messages.receive_messages_python. Return how many bytes were taken,\n"
+"or -1 when the engine is not in the state for it (nothing was done).");
+
+static PyObject *
+receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "receive_messages takes 4 arguments");
+        return NULL;
+    }
+    if (core_init() < 0) {
+        return NULL;
+    }
+    PyObject *engine = args[0], *queue = args[2], *waiter = args[3];
+    if (!PyObject_TypeCheck(engine, core_engine_type)
+        || !PyObject_TypeCheck(queue, core_queue_type)) {
+        PyErr_SetString(PyExc_TypeError, "receive_messages takes an engine and a MessageQueue");
+        return NULL;
+    }
+    PyObject *items = SLOT(queue, queue_items_offset), *ready = SLOT(queue, queue_ready_offset);
+    PyObject *bound = SLOT(engine, engine_offsets[E_FAST_MAX_SIZE]),
+             *mask = SLOT(engine, engine_offsets[E_EXPECT_MASK]);
+    if (!engine_takes_messages(engine) || items == NULL || ready == NULL
+        || !PyLong_CheckExact(ready) || bound == NULL || mask == NULL
+        || (mask != Py_True && mask != Py_False)) {
+        return PyLong_FromLong(-1);
+    }
+    Py_ssize_t max_size = -1;
+    if (bound != Py_None) {
+        max_size = PyLong_AsSsize_t(bound);
+        if (max_size < 0) {
+            /* Not an int the engine would hold: its own path judges. */
+            PyErr_Clear();
+            return PyLong_FromLong(-1);
+        }
+    }
+    int expect_mask = mask == Py_True;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t pos = 0, end = view.len, count = 0;
+    int failed = 0;
+    while (end - pos >= 2) {
+        const unsigned char *frame = buf + pos;
+        unsigned char first = frame[0];
+        Py_ssize_t size;
+        unsigned long long length;
+        if ((first != 0x81 && first != 0x82)
+            || !whole_frame(frame, end - pos, expect_mask, &size, &length)
+            || (max_size >= 0 && length > (unsigned long long)max_size)) {
+            break;
+        }
+        PyObject *data = frame_payload(frame + size, (Py_ssize_t)length,
+                                       expect_mask ? frame + size - 4 : NULL, first == 0x81);
+        if (data == NULL) {
+            /* Invalid UTF-8 (no exception): the general path fails with 1007. */
+            failed = PyErr_Occurred() != NULL;
+            break;
+        }
+        PyObject *message = new_message(data);
+        if (message == NULL || queue_append(queue, message) < 0) {
+            Py_XDECREF(message);
+            failed = 1;
+            break;
+        }
+        Py_DECREF(message);
+        pos += size + (Py_ssize_t)length;
+        count++;
+    }
+    PyBuffer_Release(&view);
+    if (count > 0) {
+        /* What was queued counts, even after a failure. */
+        PyObject *type = NULL, *value = NULL, *traceback = NULL;
+        if (failed) {
+            PyErr_Fetch(&type, &value, &traceback);
+        }
+        if (queue_count(queue, count) < 0 || wake(waiter) < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+            return NULL;
+        }
+        if (failed) {
+            PyErr_Restore(type, value, traceback);
+        }
+    }
+    return failed ? NULL : PyLong_FromSsize_t(pos);
+}
+
+PyDoc_STRVAR(message_frame_doc,
+"message_frame(engine, data, text) -> bytes or None\n\n"
+"The frame of one whole message, sent now by the engine, for the caller to\n"
+"write: what send_message(data, text) then data_to_send() give, in the common\n"
+"case that tether.protocol.connection.Connection.message_frame describes; None\n"
+"otherwise, with nothing done.");
+
+static PyObject *
+message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "message_frame takes 3 arguments");
+        return NULL;
+    }
+    if (core_init() < 0) {
+        return NULL;
+    }
+    PyObject *engine = args[0], *data = args[1], *text = args[2];
+    if (!PyObject_TypeCheck(engine, core_engine_type)) {
+        PyErr_SetString(PyExc_TypeError, "message_frame takes an engine");
+        return NULL;
+    }
+    int is_bytes = PyBytes_CheckExact(data);
+    if (!is_bytes && !PyUnicode_CheckExact(data)) {
+        Py_RETURN_NONE;
+    }
+#define FIELD(index) SLOT(engine, engine_offsets[index])
+    PyObject *extensions = FIELD(E_EXTENSIONS), *output = FIELD(E_OUTPUT),
+             *mask = FIELD(E_MASK);
+    if (FIELD(E_STATE) != core_open || FIELD(E_SEND_TRANSFORMED) != Py_None
+        || extensions == NULL || !PyList_CheckExact(extensions)
+        || PyList_GET_SIZE(extensions) != 0 || output == NULL || !PyList_CheckExact(output)
+        || PyList_GET_SIZE(output) != 0 || (mask != Py_True && mask != Py_False)
+        || !core_own_method(engine, send_message_name, core_send_message)
+        || !core_own_method(engine, data_to_send_name, core_data_to_send)) {
+        Py_RETURN_NONE;
+    }
+#undef FIELD
+    /* The opcode as send_message picks it. */
+    int as_text;
+    if (is_bytes) {
+        as_text = text == Py_None ? 0 : PyObject_IsTrue(text);
+        if (as_text < 0) {
+            return NULL;
+        }
+    }
+    else {
+        as_text = text != Py_False;
+    }
+    PyObject *encoded = NULL;
+    const char *payload;
+    Py_ssize_t length;
+    if (is_bytes) {
+        payload = PyBytes_AS_STRING(data);
+        length = PyBytes_GET_SIZE(data);
+    }
+    else if (PyUnicode_IS_COMPACT_ASCII(data)) {
+        /* ASCII is its own UTF-8. */
+        payload = (const char *)PyUnicode_1BYTE_DATA(data);
+        length = PyUnicode_GET_LENGTH(data);
+    }
+    else {
+        if ((encoded = PyUnicode_AsUTF8String(data)) == NULL) {
+            return NULL;
+        }
+        payload = PyBytes_AS_STRING(encoded);
+        length = PyBytes_GET_SIZE(encoded);
+    }
+    int masked = mask == Py_True;
+    PyObject *result = NULL;
+    /* A large unmasked payload goes out after its header, uncopied: the
+     * engine's general path does that. */
+    if (!masked && length >= 65536) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    const unsigned char *key = NULL;
+    if (masked && (key = next_key()) == NULL) {
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, header_size(length, masked) + length);
+    if (result == NULL) {
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_ssize_t at = write_header(out, as_text ? 0x81 : 0x82, length, key);
+    if (masked) {
+        xor_mask((const unsigned char *)payload, out + at, length, key);
+        draw_key();
+    }
+    else {
+        memcpy(out + at, payload, length);
+    }
+done:
+    Py_XDECREF(encoded);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -2728,6 +3167,8 @@ static PyMethodDef speedups_methods[] = {
     {"forget_keys", forget_keys, METH_NOARGS, forget_keys_doc},
     {"make_message", make_message, METH_O, make_message_doc},
     {"masking_key", masking_key, METH_NOARGS, masking_key_doc},
+    {"message_frame", (PyCFunction)(void (*)(void))message_frame, METH_FASTCALL,
+     message_frame_doc},
     {"new_frame", (PyCFunction)(void (*)(void))new_frame, METH_FASTCALL, new_frame_doc},
     {"new_payload", new_payload, METH_O, new_payload_doc},
     {"parse_header", parse_header, METH_VARARGS, parse_header_doc},
@@ -2735,6 +3176,8 @@ static PyMethodDef speedups_methods[] = {
      deliver_messages_doc},
     {"read_messages", (PyCFunction)(void (*)(void))read_messages, METH_FASTCALL,
      read_messages_doc},
+    {"receive_messages", (PyCFunction)(void (*)(void))receive_messages, METH_FASTCALL,
+     receive_messages_doc},
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif

@@ -40,6 +40,7 @@ def inflate_frame(
 def forget_keys() -> None: ...
 def make_message(data: str | bytes) -> Any: ...
 def masking_key() -> bytes: ...
+def message_frame(engine: Any, data: object, text: bool | None) -> bytes | None: ...
 def new_frame(
     frame_type: type[Any],
     opcode: int,
@@ -71,6 +72,12 @@ def read_messages(
     limit: int | None,
     events: list[Any],
     whole: Any,
+) -> int: ...
+def receive_messages(
+    engine: Any,
+    data: bytes | bytearray | memoryview,
+    queue: Any,
+    waiter: Any,
 ) -> int: ...
 def write_shared(
     connections: Any,

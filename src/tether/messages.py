@@ -13,11 +13,20 @@ import codecs
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from tether.protocol.connection import _OPEN, Connection
 from tether.protocol.events import Event, Fragment, Message
+from tether.protocol.speedups import speedups
 
-__all__ = ["MessageQueue", "convert", "parse_budget", "piece_converter"]
+__all__ = [
+    "MessageQueue",
+    "convert",
+    "parse_budget",
+    "piece_converter",
+    "receive_messages",
+    "receive_messages_python",
+]
 
 
 def convert(data: str | bytes, decode: bool | None) -> str | bytes:
@@ -202,3 +211,37 @@ def parse_budget(messages: MessageQueue, protocol: Connection) -> int | None:
     if max_queue is None or not protocol.extensions or protocol.state is not _OPEN:
         return None
     return max(0, max_queue - messages.ready)
+
+
+def receive_messages_python(
+    engine: Connection,
+    data: bytes | bytearray | memoryview,
+    queue: MessageQueue,
+    waiter: Any,
+) -> int:
+    """Take a read's whole messages straight into ``queue``, when the engine is free to.
+
+    The common case of a read, in one call: the messages at the start of
+    ``data`` that each came whole in one plain frame go to ``queue``, as
+    :meth:`MessageQueue.extend_whole` adds them, without passing through
+    the engine's events, and ``waiter``, a future or ``None``, is woken if
+    there were any (unless it is done). Return how many bytes they took; the
+    caller feeds the rest to ``engine.receive_data``. Return -1, with
+    nothing done, when the engine is not free to
+    (:meth:`~tether.protocol.connection.Connection.take_messages`): the
+    caller feeds the whole read then. The queue's bound is the caller's to
+    check. The C accelerator's ``receive_messages`` does the same.
+    """
+    messages: list[Event] = []
+    taken = engine.take_messages(data, messages)
+    if messages:
+        queue.extend_whole(messages)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+    return taken
+
+
+receive_messages: Callable[[Connection, bytes | bytearray | memoryview, MessageQueue, Any], int] = (
+    receive_messages_python if speedups is None else speedups.receive_messages
+)
+""":func:`receive_messages_python`, in C when the accelerator is built."""

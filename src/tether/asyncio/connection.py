@@ -31,10 +31,10 @@ from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, parse_budget
+from tether.messages import MessageQueue, parse_budget, receive_messages
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
+from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN, message_frame
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
@@ -338,6 +338,16 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
         once the connection is closing.
         """
         lock = self._send_lock
+        if lock is None:
+            # The common case in one call: a whole message's frame, made by
+            # the engine and written here (a fragmented send, which holds the
+            # lock, may be under way otherwise).
+            frame = message_frame(self.protocol, message, text)
+            if frame is not None:
+                self._write_frame(frame)
+                if self._writing_paused:
+                    await self._drain()
+                return
         if isinstance(message, DATA_TYPES) or is_single(message):
             protocol = self.protocol
             if lock is not None and lock.locked():
@@ -379,6 +389,10 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
         if lock is not None and lock.locked():
             raise ConcurrencyError("a fragmented message is being sent on this connection")
         protocol = self.protocol
+        frame = message_frame(protocol, message, text)
+        if frame is not None:
+            self._write_frame(frame)
+            return
         try:
             protocol.send_message(message, text)
         except InvalidState:
@@ -387,24 +401,25 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
 
     def _write_message(self, output: list[bytes]) -> None:
         """Write what the engine made of one message: at once, or gathered (see :meth:`_gather`)."""
-        transport = self.transport
-        if (
-            len(output) == 1
-            and self.protocol.state is _OPEN
-            and transport is not None
-            and not transport.is_closing()
-        ):
-            if self._tick_pending:
-                self._gather(output[0])
-            else:
-                transport.write(output[0])
-                if self._sent_since_wait:
-                    self._tick_pending = True
-                    self._loop.call_soon(self._tick)
-                else:
-                    self._sent_since_wait = True
+        if len(output) == 1 and self.protocol.state is _OPEN:
+            self._write_frame(output[0])
         else:
             self._flush(output)
+
+    def _write_frame(self, frame: bytes) -> None:
+        """Write the frame of one message sent while open: at once, or gathered."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._flush([frame])
+        elif self._tick_pending:
+            self._gather(frame)
+        else:
+            transport.write(frame)
+            if self._sent_since_wait:
+                self._tick_pending = True
+                self._loop.call_soon(self._tick)
+            else:
+                self._sent_since_wait = True
 
     def _gather(self, frame: bytes) -> None:
         """Keep a frame to write with the others sent in this loop iteration.
@@ -614,12 +629,28 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
     def buffer_updated(self, nbytes: int) -> None:
         """Feed the bytes just read into the buffer to the engine (asyncio calls this)."""
         data = self._read_buffer[:nbytes]
+        messages = self._messages
+        # The common read first, in one call: whole messages, queued at once
+        # and the reader woken (see tether.messages.receive_messages).
+        taken = receive_messages(self.protocol, data, messages, self._reader)
+        if taken == nbytes:
+            if messages.ready >= messages.full_at:
+                self._pause_if_full()
+            return
+        self._receive(data[taken:] if taken > 0 else data, taken > 0)
+
+    def _receive(self, data: memoryview, queued: bool) -> None:
+        """Feed a read to the engine's general path; ``queued``: messages of it were queued."""
         protocol = self.protocol
         if protocol.extensions:
             # One read of compressed data must not inflate into more messages
             # than the queue holds: the engine keeps the rest, compressed.
             protocol.message_budget = self._budget()
-        written = self._process(protocol.receive_data(data))
+        only_messages = protocol.receive_data(data)
+        if queued and self._messages.ready >= self._messages.full_at:
+            # Checked once the engine read the rest: not while closing.
+            self._pause_if_full()
+        written = self._process(only_messages)
         if written and self._writing_paused:
             self._limit_replies(written)
 
@@ -707,16 +738,8 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
             if only_messages or len(others) < len(events):
                 # Something was queued: stop reading once max_queue messages
                 # wait, and wake the reader.
-                max_queue = messages.max_queue
-                if (
-                    max_queue is not None
-                    and messages.ready >= max_queue
-                    and not self._reading_paused
-                    and self.transport is not None
-                    and self.protocol.state is _OPEN
-                ):
-                    self._reading_paused = True
-                    self.transport.pause_reading()
+                if messages.ready >= messages.full_at:
+                    self._pause_if_full()
                 reader = self._reader
                 if reader is not None:
                     # _wake_reader() written out: this runs per read.
@@ -735,6 +758,12 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
             return self._flush(data)
         # Mostly the case after reading messages: nothing to write, nothing to close.
         return 0
+
+    def _pause_if_full(self) -> None:
+        """Stop reading: ``max_queue`` messages wait (unless closing, or paused already)."""
+        if not self._reading_paused and self.transport is not None and self.protocol.state is _OPEN:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, Pong):

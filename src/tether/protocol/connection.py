@@ -10,7 +10,7 @@ The engine does no I/O and keeps no clock: timeouts belong to the layer above.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tether.exceptions import (
@@ -51,9 +51,10 @@ from tether.protocol.frames import (
     serialize_frame,
 )
 from tether.protocol.masking import apply_mask, fill_payload, new_payload
+from tether.protocol.speedups import speedups
 from tether.protocol.utf8 import TextDecoder
 
-__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Role", "State"]
+__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Role", "State", "message_frame"]
 
 DEFAULT_MAX_SIZE = 1 << 20
 
@@ -413,6 +414,42 @@ class Connection:
         else:
             self.send_binary(data.encode() if isinstance(data, str) else data)
 
+    def message_frame(self, data: object, text: bool | None = None) -> bytes | None:
+        """Send one whole message and return its frame, for the caller to write now.
+
+        :meth:`send_message` then :meth:`data_to_send` in one call, in the
+        common case: the engine open with no extension, no fragmented message
+        on its way out and nothing waiting in :meth:`data_to_send`; ``data``
+        ``bytes`` or ``str`` (``text`` as :meth:`send_message` takes it); a
+        frame under 64 KiB unless masked (a large unmasked payload goes out
+        after its header, uncopied); and a class that sends the usual way
+        (frame logging does not). Otherwise return ``None`` with nothing done:
+        the caller uses :meth:`send_message`. The C accelerator's
+        ``message_frame(engine, data, text)`` does the same.
+        """
+        kind = type(data)
+        if (
+            self.state is not _OPEN
+            or self._send_transformed is not None
+            or self.extensions
+            or self._output
+            or (kind is not bytes and kind is not str)
+            or type(self).send_message is not Connection.send_message
+            or type(self).data_to_send is not Connection.data_to_send
+        ):
+            return None
+        if kind is str:
+            first = _FIN_BINARY if text is False else _FIN_TEXT
+            payload: bytes = data.encode()  # type: ignore[attr-defined]
+        else:
+            first = _FIN_TEXT if text else _FIN_BINARY
+            payload = data  # type: ignore[assignment]
+        if self._mask:
+            return build_frame(first, payload, masking_key())
+        if len(payload) >= _LARGE_SEND:
+            return None
+        return build_frame(first, payload, None)
+
     def send_text(
         self, data: str | bytes, *, fin: bool = True, compress: bool | None = None
     ) -> None:
@@ -602,6 +639,33 @@ class Connection:
         self.receive_data(b"")
         if self.eof_received and self.state is not _CLOSED and not self.held_back:
             self._end_of_input()
+
+    def take_messages(self, data: bytes | bytearray | memoryview, into: list[Event]) -> int:
+        """Read the messages at the start of ``data`` that each came whole in one plain frame.
+
+        What :meth:`receive_data` does first with a read when nothing else is
+        under way: the engine open, no bytes buffered, no frame or message
+        half received, no :attr:`message_budget`, no extension, no events
+        waiting, and a class that receives the usual way (frame logging does
+        not). The :class:`Message` events go to ``into`` instead of
+        :meth:`events`, and the number of bytes they took is returned. The
+        caller then feeds the rest, ``data[taken:]``, to :meth:`receive_data`,
+        which gives what it would have given for the whole read. Return -1,
+        with nothing done, when the engine is not in that state.
+        """
+        if (
+            self.state is not _OPEN
+            or self._input_done
+            or self._buffer
+            or self._partial is not None
+            or self._msg_text is not None
+            or self.message_budget is not None
+            or self.extensions
+            or self._events
+            or type(self).receive_data is not Connection.receive_data
+        ):
+            return -1
+        return read_messages(data, 0, self._expect_mask, self._fast_max_size, None, into, None)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> bool:
         """Feed bytes read from the network.
@@ -997,3 +1061,9 @@ class Connection:
             else:
                 self.close_rcvd_then_sent = False
             self._closing_handshake_done()
+
+
+message_frame: Callable[[Connection, object, bool | None], bytes | None] = (
+    Connection.message_frame if speedups is None else speedups.message_frame
+)
+""":meth:`Connection.message_frame` as a function of the engine, in C when built."""

@@ -1,0 +1,212 @@
+"""The asyncio connection behaves the same with the connection core's one-call paths and without.
+
+``Connection.buffer_updated`` hands each read to ``receive_messages`` first and
+``send`` a whole message to ``message_frame`` (see
+:mod:`tether.messages` and :mod:`tether.protocol.connection`). A connection
+whose two paths always decline does everything through the engine's general
+path, as before them. The tests run the same random scenario (reads of a
+random frame stream cut anywhere, sends, reads from the queue) on a
+connection with the C functions, one with their Python twins and one with
+the paths declining, each over a transport that records every call, and
+compare the calls, the messages read and how each connection ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from unittest import mock
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import tether._speedups as speedups
+from tests.protocol.connection_helpers import build_frame, parse_all
+from tether.asyncio import connection as connection_module
+from tether.asyncio.connection import Connection
+from tether.exceptions import ConnectionClosed
+from tether.messages import receive_messages_python
+from tether.protocol.client import ClientProtocol
+from tether.protocol.connection import Connection as Engine
+from tether.protocol.connection import State
+from tether.protocol.server import ServerProtocol
+
+PATHS = {
+    "c": (speedups.receive_messages, speedups.message_frame),
+    "python": (receive_messages_python, Engine.message_frame),
+    "general": (lambda *args: -1, lambda *args: None),
+}
+
+
+class RecordingTransport:
+    """A transport that keeps nothing and records what the connection asked of it."""
+
+    def __init__(self, masks: bool) -> None:
+        self.masks = masks
+        self.calls: list[tuple[Any, ...]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", self._frames(bytes(data))))
+
+    def writelines(self, lines: list[bytes]) -> None:
+        self.calls.append(("write", self._frames(b"".join(lines))))
+
+    def _frames(self, data: bytes) -> object:
+        # A client's masking keys are random: compare what the frames carry.
+        return parse_all(data, expect_mask=self.masks) if self.masks else data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+        self.closing = True
+
+    def abort(self) -> None:
+        self.calls.append(("abort",))
+        self.closing = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.calls.append(("write_eof",))
+
+    def pause_reading(self) -> None:
+        self.calls.append(("pause_reading",))
+
+    def resume_reading(self) -> None:
+        self.calls.append(("resume_reading",))
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+_PAYLOADS = st.one_of(
+    st.binary(max_size=30),
+    st.text(max_size=10).map(str.encode),
+    st.sampled_from([b"\xff", b"\xe2\x82", bytes(300), b"x" * 70_000, b"\x03\xe8bye"]),
+)
+# Whole messages mostly, then fragments, control frames (a close among them)
+# and frames the engine refuses.
+_FRAMES = st.tuples(
+    st.sampled_from([0x81, 0x82, 0x82, 0x81, 0x82, 0x01, 0x00, 0x80, 0x89, 0x8A, 0x88, 0xC2]),
+    _PAYLOADS,
+)
+_ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("read"),
+            st.one_of(st.integers(min_value=1, max_value=400), st.just(1 << 20)),
+        ),
+        st.tuples(
+            st.just("send"),
+            st.one_of(st.binary(max_size=20), st.text(max_size=10), st.just(b"y" * 70_000)),
+            st.sampled_from([None, True, False]),
+        ),
+        st.tuples(st.just("recv")),
+    ),
+    max_size=12,
+)
+
+
+async def _scenario(
+    server: bool,
+    stream: bytes,
+    actions: list[tuple[Any, ...]],
+    max_queue: int | None,
+    max_size: int,
+) -> tuple[object, ...]:
+    engine = ServerProtocol(max_size=max_size) if server else ClientProtocol("ws://x/")
+    engine.state = State.OPEN
+    if not server:
+        engine.max_size = engine._fast_max_size = max_size
+    ws = Connection(engine, ping_interval=None, max_queue=max_queue)
+    transport = RecordingTransport(masks=not server)
+    ws.connection_made(transport)  # type: ignore[arg-type]
+    received: list[object] = []
+    pos = 0
+    for action in actions:
+        if action[0] == "read" and pos < len(stream):
+            size = min(action[1], len(stream) - pos)
+            ws.get_buffer(-1)[:size] = stream[pos : pos + size]
+            ws.buffer_updated(size)
+            pos += size
+        elif action[0] == "send":
+            try:
+                await ws.send(action[1], action[2])
+            except ConnectionClosed as exc:
+                received.append(("send refused", str(exc)))
+        elif action[0] == "recv" and ws._messages.ready:
+            received.append(await ws.recv())
+        # The loop runs between actions: gathered frames leave, tasks run.
+        await asyncio.sleep(0)
+    received.extend(ws._messages.get() for _ in range(ws._messages.ready))
+    protocol = ws.protocol
+    return (
+        transport.calls,
+        received,
+        ws._reading_paused,
+        protocol.state,
+        protocol.close_rcvd,
+        protocol.close_sent,
+        protocol.close_code,
+        None if protocol.error is None else str(protocol.error),
+    )
+
+
+@given(
+    server=st.booleans(),
+    frames=st.lists(_FRAMES, max_size=10),
+    actions=_ACTIONS,
+    max_queue=st.sampled_from([None, 1, 2, 16]),
+    max_size=st.sampled_from([1 << 20, 40]),
+)
+@settings(max_examples=150, deadline=None)
+# A read of whole messages that fills the queue: reading pauses.
+@example(True, [(0x82, b"a"), (0x81, b"b")], [("read", 1 << 20)], 1, 1 << 20)
+# Whole messages, then a ping: the rest goes to the engine, and the queue
+# is found full once it has.
+@example(False, [(0x82, b"a"), (0x89, b"p")], [("read", 1 << 20)], 1, 1 << 20)
+# ...then a close: no pause while closing.
+@example(True, [(0x82, b"a"), (0x88, b"\x03\xe8")], [("read", 1 << 20)], 1, 1 << 20)
+# Sends gathered in one iteration, before and after a read.
+@example(
+    False,
+    [(0x82, b"a")],
+    [("send", b"1", None), ("send", "2", None), ("read", 1 << 20), ("send", b"3", True)],
+    None,
+    1 << 20,
+)
+def test_the_core_paths_change_nothing_but_the_cost(
+    server: bool,
+    frames: list[tuple[int, bytes]],
+    actions: list[tuple[Any, ...]],
+    max_queue: int | None,
+    max_size: int,
+) -> None:
+    parts = []
+    for index, (first, payload) in enumerate(frames):
+        if first & 0x08:
+            payload = payload[:125]
+        key = bytes([index, 1, 2, 3]) if server else None
+        parts.append(
+            build_frame(first & 0x0F, payload, fin=bool(first & 0x80), rsv=first & 0x70, key=key)
+        )
+    stream = b"".join(parts)
+    outcomes = {}
+    for name, (receive, frame_of) in PATHS.items():
+        with (
+            mock.patch.object(connection_module, "receive_messages", receive),
+            mock.patch.object(connection_module, "message_frame", frame_of),
+        ):
+            outcomes[name] = asyncio.run(_scenario(server, stream, actions, max_queue, max_size))
+    assert outcomes["c"] == outcomes["general"]
+    assert outcomes["python"] == outcomes["general"]
