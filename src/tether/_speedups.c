@@ -2585,59 +2585,55 @@ read_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * A listener connection hands each message of a read to its listener's
  * on_message as soon as it is parsed: no event, no queue. */
 
-static PyObject *ls_buffer, *ls_partial, *ls_msg_text, *ls_input_done, *ls_expect_mask,
-    *ls_fast_max_size;
+/* The engine's fields that deliver_messages reads, kept in slots: their
+ * offsets are found once per engine type (a few types at most: the server's
+ * and the client's engines), and read directly, as new_frame writes a
+ * Frame's. */
+#define LS_FIELDS 6
+#define LS_TYPES 4
+static const char *const ls_fields[LS_FIELDS] = {
+    "_buffer", "_partial", "_msg_text", "_input_done", "_expect_mask", "_fast_max_size"};
+static struct {
+    PyTypeObject *type;
+    Py_ssize_t offsets[LS_FIELDS];
+} ls_layouts[LS_TYPES];
 
-static int
-ls_intern(void)
+/* The offsets of the fields for `engine`'s type, or NULL (no exception set)
+ * if they are not all slots or too many types came. */
+static const Py_ssize_t *
+ls_offsets(PyObject *engine)
 {
-    if (ls_fast_max_size != NULL) {
-        return 0;
+    PyTypeObject *type = Py_TYPE(engine);
+    int free_entry = -1;
+    for (int i = 0; i < LS_TYPES; i++) {
+        if (ls_layouts[i].type == type) {
+            return ls_layouts[i].offsets;
+        }
+        if (ls_layouts[i].type == NULL && free_entry < 0) {
+            free_entry = i;
+        }
     }
-#define LS_NAME(var, text)                                                  \
-    if ((var = PyUnicode_InternFromString(text)) == NULL) {                 \
-        return -1;                                                          \
+    if (free_entry < 0) {
+        return NULL;
     }
-    LS_NAME(ls_buffer, "_buffer");
-    LS_NAME(ls_partial, "_partial");
-    LS_NAME(ls_msg_text, "_msg_text");
-    LS_NAME(ls_input_done, "_input_done");
-    LS_NAME(ls_expect_mask, "_expect_mask");
-    LS_NAME(ls_fast_max_size, "_fast_max_size");
-#undef LS_NAME
-    return 0;
+    Py_ssize_t offsets[LS_FIELDS];
+    for (int k = 0; k < LS_FIELDS; k++) {
+        if (slot_offset((PyObject *)type, "the engine", ls_fields[k], &offsets[k]) < 0) {
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    Py_INCREF(type);
+    ls_layouts[free_entry].type = type;
+    memcpy(ls_layouts[free_entry].offsets, offsets, sizeof(offsets));
+    return ls_layouts[free_entry].offsets;
 }
 
-/* Whether `engine` is between frames and messages, with nothing buffered
- * and input not over: 1 if so, 0 if not, -1 on error. */
+/* 1 if `value` is true, 0 if false, -1 on error: the bool singletons first. */
 static int
-ls_engine_free(PyObject *engine)
+ls_true(PyObject *value)
 {
-    PyObject *value = PyObject_GetAttr(engine, ls_buffer);
-    if (value == NULL) {
-        return -1;
-    }
-    Py_ssize_t buffered = PyObject_Length(value);
-    Py_DECREF(value);
-    if (buffered != 0) {
-        return buffered < 0 ? -1 : 0;
-    }
-    PyObject *nones[2] = {ls_partial, ls_msg_text};
-    for (int i = 0; i < 2; i++) {
-        if ((value = PyObject_GetAttr(engine, nones[i])) == NULL) {
-            return -1;
-        }
-        Py_DECREF(value);
-        if (value != Py_None) {
-            return 0;
-        }
-    }
-    if ((value = PyObject_GetAttr(engine, ls_input_done)) == NULL) {
-        return -1;
-    }
-    int done = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return done < 0 ? -1 : !done;
+    return value == Py_True ? 1 : value == Py_False ? 0 : PyObject_IsTrue(value);
 }
 
 PyDoc_STRVAR(deliver_messages_doc,
@@ -2658,25 +2654,31 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *engine = args[0], *on_message = args[2], *connection = args[3];
-    if (ls_intern() < 0) {
-        return NULL;
+    const Py_ssize_t *offsets = ls_offsets(engine);
+    if (offsets == NULL) {
+        /* Not an engine whose fields are plain slots: the engine reads it all. */
+        return PyLong_FromLong(-1);
     }
-    int free = ls_engine_free(engine);
-    if (free <= 0) {
-        return free < 0 ? NULL : PyLong_FromLong(-1);
+    PyObject *fields[LS_FIELDS];
+    for (int k = 0; k < LS_FIELDS; k++) {
+        fields[k] = *(PyObject **)((char *)engine + offsets[k]);
+        if (fields[k] == NULL) {
+            return PyLong_FromLong(-1);
+        }
     }
-    PyObject *value = PyObject_GetAttr(engine, ls_expect_mask);
-    if (value == NULL) {
-        return NULL;
+    /* Between frames and messages, nothing buffered, input not over. */
+    Py_ssize_t buffered = PyByteArray_CheckExact(fields[0]) ? PyByteArray_GET_SIZE(fields[0])
+                                                            : PyObject_Length(fields[0]);
+    if (buffered != 0 || fields[1] != Py_None || fields[2] != Py_None) {
+        return buffered < 0 ? NULL : PyLong_FromLong(-1);
     }
-    int expect_mask = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    if (expect_mask < 0 || (value = PyObject_GetAttr(engine, ls_fast_max_size)) == NULL) {
-        return NULL;
+    int done = ls_true(fields[3]);
+    int expect_mask = ls_true(fields[4]);
+    if (done != 0 || expect_mask < 0) {
+        return done < 0 || expect_mask < 0 ? NULL : PyLong_FromLong(-1);
     }
     /* -1: no bound. */
-    Py_ssize_t max_size = value == Py_None ? -1 : PyLong_AsSsize_t(value);
-    Py_DECREF(value);
+    Py_ssize_t max_size = fields[5] == Py_None ? -1 : PyLong_AsSsize_t(fields[5]);
     if (max_size == -1 && PyErr_Occurred()) {
         return NULL;
     }
