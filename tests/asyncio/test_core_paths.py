@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import tether._speedups as speedups
 from tests.protocol.connection_helpers import build_frame, parse_all
 from tether.asyncio import connection as connection_module
-from tether.asyncio.connection import Connection
+from tether.asyncio.connection import READ_BUFFER_SIZE, Connection
 from tether.exceptions import ConnectionClosed
 from tether.messages import receive_messages_python
 from tether.protocol.client import ClientProtocol
@@ -135,7 +135,8 @@ async def _scenario(
     pos = 0
     for action in actions:
         if action[0] == "read" and pos < len(stream):
-            size = min(action[1], len(stream) - pos)
+            # An event loop never reads more than the buffer it was lent holds.
+            size = min(action[1], len(stream) - pos, READ_BUFFER_SIZE)
             ws.get_buffer(-1)[:size] = stream[pos : pos + size]
             ws.buffer_updated(size)
             pos += size
