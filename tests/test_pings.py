@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
+from tether import pings
 from tether.exceptions import ConcurrencyError
 from tether.pings import PingTracker, ping_payload
 
@@ -62,3 +65,32 @@ def test_drain() -> None:
     assert tracker.drain() == ["first", "second"]
     assert len(tracker) == 0
     assert tracker.drain() == []
+
+
+def test_pong_and_drain_without_pings() -> None:
+    tracker: PingTracker[str] = PingTracker()
+    assert tracker.answer(b"unasked", 1.0) == []
+    assert tracker.drain() == []
+    assert len(tracker) == 0
+    assert b"unasked" not in tracker
+
+
+def test_trackers_with_nothing_pending_keep_nothing() -> None:
+    # A connection's keepalive pings and gets its pong every 20 seconds: in
+    # between, its tracker must hold no dictionary's table.
+    only_here = [tracemalloc.Filter(True, pings.__file__)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(only_here)
+        trackers: list[PingTracker[str]] = [PingTracker() for _ in range(100)]
+        for tracker in trackers:
+            tracker.add(b"ping", "waiter", 1.0)
+            tracker.add(b"later", "waiter", 1.5)
+            tracker.answer(b"later", 2.0)
+        after = tracemalloc.take_snapshot().filter_traces(only_here)
+    finally:
+        tracemalloc.stop()
+    kept = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # A table each would be 16 KiB; what is left is the interpreter's free
+    # lists (the lists made while answering).
+    assert kept < 100 * 16

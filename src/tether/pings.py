@@ -50,19 +50,26 @@ class PingTracker(Generic[W]):
     __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._pending: dict[bytes, tuple[W, float]] = {}
+        # None while no ping waits, which is most of the time: a dictionary
+        # that held a ping keeps its table, 160 bytes, for every idle connection.
+        self._pending: dict[bytes, tuple[W, float]] | None = None
 
     def __len__(self) -> int:
-        return len(self._pending)
+        pending = self._pending
+        return 0 if pending is None else len(pending)
 
     def __contains__(self, payload: bytes) -> bool:
-        return payload in self._pending
+        pending = self._pending
+        return pending is not None and payload in pending
 
     def add(self, payload: bytes, waiter: W, sent_at: float) -> None:
         """Record a ping; raise :class:`ConcurrencyError` if one with that payload is pending."""
-        if payload in self._pending:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = {}
+        elif payload in pending:
             raise ConcurrencyError("a ping with the same data is waiting for its pong")
-        self._pending[payload] = (waiter, sent_at)
+        pending[payload] = (waiter, sent_at)
 
     def answer(self, payload: bytes, now: float) -> list[tuple[W, float]]:
         """Take a pong; return the waiters it answers with their round-trip times.
@@ -71,10 +78,15 @@ class PingTracker(Generic[W]):
         section 5.5.3 lets an endpoint answer only the latest ping). A pong
         that matches no ping answers nothing.
         """
-        return answer_pings(self._pending, payload, now)
+        pending = self._pending
+        if pending is None:
+            return []
+        answered = answer_pings(pending, payload, now)
+        if not pending:
+            self._pending = None
+        return answered
 
     def drain(self) -> list[W]:
         """Forget every pending ping and return their waiters, when the connection ends."""
-        waiters = [waiter for waiter, _ in self._pending.values()]
-        self._pending.clear()
-        return waiters
+        pending, self._pending = self._pending, None
+        return [] if pending is None else [waiter for waiter, _ in pending.values()]
