@@ -504,7 +504,7 @@ class Connection(ConnectionAttributes):
                         and timeout is None
                         and self._recv_blocks
                         and sock.gettimeout() is None
-                    ) or self._readable(timeout):
+                    ) or self._readable(timeout, peek=caller):
                         data = sock.recv(READ_SIZE)
                     else:
                         data = None
@@ -545,17 +545,22 @@ class Connection(ConnectionAttributes):
             finally:
                 mutex.acquire()
 
-    def _readable(self, timeout: float | None) -> bool:
-        """Wait at most ``timeout`` seconds (``None``: as long as it takes) for data or EOF."""
+    def _readable(self, timeout: float | None, *, peek: bool = False) -> bool:
+        """Wait at most ``timeout`` seconds (``None``: as long as it takes) for data or EOF.
+
+        ``peek``: the thread is the application's, in ``recv``, and may wait
+        in a peek at the socket rather than in a poll (see below).
+        """
         sock = self.socket
         if isinstance(sock, ssl.SSLSocket):
             if sock.pending():
                 # Decrypted bytes wait in the SSL object, where poll does not look.
                 return True
-        elif timeout is None and sock.gettimeout() is None:
-            # Block in a one-byte peek: while it waits, the thread holds a
-            # byte of buffer rather than a poll object and its dictionary
-            # (nor contextlib.suppress's objects).
+        elif peek and timeout is None and sock.gettimeout() is None:
+            # An idle handler waits here for good. It blocks in a one-byte
+            # peek: while it waits, the thread holds a byte of buffer rather
+            # than a poll object and its dictionary (nor contextlib.suppress's
+            # objects). The reader thread, which polled already, polls.
             try:
                 sock.recv(1, socket.MSG_PEEK)
             except OSError:
