@@ -82,7 +82,7 @@ def test_trackers_with_nothing_pending_keep_nothing() -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot().filter_traces(only_here)
-        trackers: list[PingTracker[str]] = [PingTracker() for _ in range(100)]
+        trackers: list[PingTracker[str]] = [PingTracker() for _ in range(1000)]
         for tracker in trackers:
             tracker.add(b"ping", "waiter", 1.0)
             tracker.add(b"later", "waiter", 1.5)
@@ -91,6 +91,6 @@ def test_trackers_with_nothing_pending_keep_nothing() -> None:
     finally:
         tracemalloc.stop()
     kept = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    # A table each would be 16 KiB; what is left is the interpreter's free
-    # lists (the lists made while answering).
-    assert kept < 100 * 16
+    # A table each would be 160 KiB; what is left is bounded by the
+    # interpreter's free lists (of the lists made while answering).
+    assert kept < 1000 * 16
