@@ -17,6 +17,7 @@ import pytest
 import trustme
 
 from tests.asgi.servers import Uvicorn, UvicornConfig
+from tests.topics.servers import RedisServer
 
 from .proxy_servers import certificate_files, pproxy, tinyproxy
 from .soak_results import append
@@ -69,6 +70,17 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return context
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own on a free loopback port, stopped afterwards."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -187,10 +187,8 @@ async def test_two_pages_chat_through_the_demo_server(
 
 
 async def test_two_pages_on_different_workers_chat_through_redis(
-    devtools: DevTools, tmp_path: Path
+    devtools: DevTools, redis_server: RedisServer
 ) -> None:
-    redis_server = RedisServer(tmp_path)
-    redis_server.start()
     server = start_demo_server("--workers", "2", "--redis", redis_server.url)
     try:
         joined = "document.getElementById('status')?.dataset.state === 'open'"
@@ -219,4 +217,3 @@ async def test_two_pages_on_different_workers_chat_through_redis(
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait(WAIT)
-        redis_server.stop()

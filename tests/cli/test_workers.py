@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ import tether
 from tests.cli.conftest import WAIT, DemoServer, start_demo_server, stop_demo_server
 from tests.topics.servers import RedisServer
 from tether.asyncio.client import ClientConnection
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def workers_of(server: DemoServer) -> set[int]:

@@ -8,24 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 import tether
 from tests.docs.programs import EXAMPLE_PORT, EXAMPLES, WAIT, free_port, source, wait_listening
 from tests.topics.servers import RedisServer
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_workers_example(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures of the topic tests: a real redis-server per test."""
+"""Fixtures of the topic tests: a real Redis Cluster per test (redis_server: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import RedisClusterServers, RedisServer
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, stopped afterwards."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from .servers import RedisClusterServers
 
 
 @pytest.fixture
