@@ -146,7 +146,7 @@ async def handshake_response(
     500, and the error is logged; one that raises the deprecated
     :class:`~tether.legacy.AbortHandshake` gets its response. ``serving()``
     tells whether the server still accepts connections: a 101 becomes a 503
-    once it does not.
+    once it does not, also when it stopped while a hook ran.
     """
     try:
         response = None
@@ -165,6 +165,9 @@ async def handshake_response(
     except Exception:
         connection.logger.error("opening handshake failed", exc_info=True)
         response = connection.respond(500, FAILED)
+    if response.status_code == 101 and not serving():
+        # The server closed while a hook ran.
+        response = connection.respond(503, SHUTTING_DOWN)
     return response
 
 

@@ -12,7 +12,7 @@ import trustme
 
 import tether
 from tether.asyncio.server import Server, ServerConnection, serve
-from tether.exceptions import ConnectionClosed, InvalidStatus
+from tether.exceptions import ConnectionClosed
 from tether.protocol.frames import Opcode, parse_frame
 from tether.protocol.handshake import generate_key
 
@@ -153,62 +153,6 @@ async def test_close_drops_connection_before_its_request(start_server: ServerFac
         await server.wait_closed()
         assert await reader.read() == b""
     writer.close()
-
-
-async def test_close_refuses_handshake_in_progress_with_503(start_server: ServerFactory) -> None:
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow(connection: ServerConnection, request: object) -> None:
-        entered.set()
-        await release.wait()
-
-    server = await start_server(process_request=slow)
-
-    async def connect() -> None:
-        await tether.connect(uri_of(server))
-
-    client = asyncio.create_task(connect())
-    async with asyncio.timeout(TIMEOUT):
-        await entered.wait()
-    server.close()
-    await asyncio.sleep(0)
-    release.set()
-    with pytest.raises(InvalidStatus) as caught:
-        async with asyncio.timeout(TIMEOUT):
-            await client
-    assert caught.value.response.status_code == 503
-    async with asyncio.timeout(TIMEOUT):
-        await server.wait_closed()
-
-
-async def test_close_during_process_response_refuses_with_503(
-    start_server: ServerFactory,
-) -> None:
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow(connection: ServerConnection, request: object, response: object) -> None:
-        entered.set()
-        await release.wait()
-
-    server = await start_server(process_response=slow)
-
-    async def connect() -> None:
-        await tether.connect(uri_of(server))
-
-    client = asyncio.create_task(connect())
-    async with asyncio.timeout(TIMEOUT):
-        await entered.wait()
-    server.close()
-    await asyncio.sleep(0)
-    release.set()
-    with pytest.raises(InvalidStatus) as caught:
-        async with asyncio.timeout(TIMEOUT):
-            await client
-    assert caught.value.response.status_code == 503
-    async with asyncio.timeout(TIMEOUT):
-        await server.wait_closed()
 
 
 async def _no_change(connection: ServerConnection, request: object) -> None:

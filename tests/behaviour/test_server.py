@@ -1,5 +1,7 @@
 """The server on every API: its list of connections, stopping while keeping them, a given socket.
 
+And on the async APIs, a 503 for a handshake whose hook runs while the server closes.
+
 The rest of how each API's server starts and stops (``close`` and
 ``wait_closed``, ``shutdown``, a nursery, ``host=None``) stays in each API's
 own tests.
@@ -107,6 +109,41 @@ def test_stop_listening_and_keep_connections_open(backend: Backend) -> None:
                 assert ws.close_code == 1000
 
             await backend.together(stop, talk)
+            assert set(server.connections) == set()
+
+    backend.run(body)
+
+
+@pytest.mark.apis("asyncio", "trio")
+@pytest.mark.parametrize("hook", ["process_request", "process_response"])
+def test_closing_during_a_handshake_hook_refuses_with_503(backend: Backend, hook: str) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    async def hold(ws: Face) -> None:
+        await ws.wait_closed()
+
+    async def slow(*args: Any) -> None:
+        entered.set()
+        await backend.in_thread(lambda: release.wait(TIMEOUT))
+
+    async def body() -> None:
+        async with backend.serve(hold, **{hook: slow}) as port:
+            server = backend.server
+
+            async def attempt() -> None:
+                with pytest.raises(InvalidStatus) as caught:
+                    await backend.connect(f"ws://127.0.0.1:{port}/")
+                assert caught.value.response.status_code == 503
+
+            async def stop() -> None:
+                await backend.in_thread(lambda: entered.wait(TIMEOUT))
+                # The server closes while the hook runs: the 101 becomes a 503.
+                server.close()
+                release.set()
+                await server.wait_closed()
+
+            await backend.together(attempt, stop)
             assert set(server.connections) == set()
 
     backend.run(body)

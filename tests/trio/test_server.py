@@ -32,31 +32,6 @@ async def test_cancelling_the_nursery_closes_connections_with_1001() -> None:
 
 
 @trio_test
-async def test_connection_in_its_hooks_gets_503_when_the_server_closes() -> None:
-    waiting = trio.Event()
-    release = trio.Event()
-
-    async def process_request(connection: ServerConnection, request: Request) -> None:
-        waiting.set()
-        await release.wait()
-
-    async with (
-        serving(hold, process_request=process_request) as server,
-        trio.open_nursery() as nursery,
-    ):
-
-        async def attempt() -> None:
-            with pytest.raises(InvalidStatus) as caught:
-                await tether.trio.connect(uri_of(server))
-            assert caught.value.response.status_code == 503
-
-        nursery.start_soon(attempt)
-        await waiting.wait()
-        server.close()
-        release.set()
-
-
-@trio_test
 async def test_async_hooks_and_select_subprotocol() -> None:
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         await trio.sleep(0)

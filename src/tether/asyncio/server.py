@@ -192,11 +192,8 @@ class ServerConnection(Connection):
 
     def _answer(self, request: Request, response: Response) -> None:
         """Send the handshake response; on a 101, start keepalive and the handler."""
-        server = self.server
         if self.protocol.state is not _CONNECTING:
             return  # The client went away meanwhile.
-        if response.status_code == 101 and not server.is_serving():
-            response = self.respond(503, "Server is shutting down.\n")
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
