@@ -17,6 +17,12 @@ not per message, which valgrind's slowness would spread over the messages
 as if it were theirs. ``--no-timers`` sets both timers beyond the run, to
 count the message path alone.
 
+``--json`` sends the bench's 1 KiB JSON-like text messages instead
+(:func:`bench.workloads.text_payloads`), ``--deflate`` turns permessage-deflate
+on at both ends, and ``--uvloop`` runs the asyncio server on uvloop, as the
+bench's ``tether-uvloop`` does: ``--json --deflate`` against ``--json`` is the
+cost of compression in a whole server process.
+
 ``--server API PORT`` is the child's entry point (the server itself).
 """
 
@@ -31,6 +37,7 @@ from typing import Any
 
 import tether
 from bench.callgrind import collected
+from bench.workloads import text_payloads
 
 
 async def echo(websocket: object) -> None:
@@ -39,9 +46,14 @@ async def echo(websocket: object) -> None:
         await websocket.send(message)  # type: ignore[attr-defined]
 
 
-def serve_once(api: str, port: int, timers: bool = True) -> None:
+def serve_once(
+    api: str, port: int, timers: bool = True, deflate: bool = False, use_uvloop: bool = False
+) -> None:
     """Serve one connection on ``port`` with the ``api`` server, then return."""
-    options: dict[str, Any] = {"compression": None, "ping_interval": None}
+    options: dict[str, Any] = {
+        "compression": "deflate" if deflate else None,
+        "ping_interval": None,
+    }
     if api == "trio":
         # Only the trio server process imports trio.
         import trio  # noqa: PLC0415
@@ -70,7 +82,12 @@ def serve_once(api: str, port: int, timers: bool = True) -> None:
         return
 
     if api == "listener":
-        asyncio.run(listener_main(port, options))
+        if use_uvloop:
+            import uvloop  # noqa: PLC0415  (bench processes import what they run)
+
+            uvloop.run(listener_main(port, options))
+        else:
+            asyncio.run(listener_main(port, options))
         return
 
     async def asyncio_main() -> None:
@@ -84,7 +101,12 @@ def serve_once(api: str, port: int, timers: bool = True) -> None:
             print("ready", flush=True)
             await done
 
-    asyncio.run(asyncio_main())
+    if use_uvloop:
+        import uvloop  # noqa: PLC0415  (bench processes import what they run)
+
+        uvloop.run(asyncio_main())
+    else:
+        asyncio.run(asyncio_main())
 
 
 class Echo(tether.Listener):
@@ -108,13 +130,21 @@ async def listener_main(port: int, options: dict[str, Any]) -> None:
         await done
 
 
-async def client(port: int, count: int, size: int) -> None:
-    """Send ``count`` messages of ``size`` bytes, one at a time, each echoed."""
-    ws = await tether.connect(f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None)
-    payload = bytes(size)
-    for _ in range(20 + count):
+async def client(
+    port: int, count: int, size: int, json_like: bool = False, deflate: bool = False
+) -> None:
+    """Send ``count`` messages of ``size`` bytes (or JSON-like text), one at a time, each echoed."""
+    ws = await tether.connect(
+        f"ws://127.0.0.1:{port}/",
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+    )
+    payloads: tuple[bytes | str, ...] = text_payloads(size, True) if json_like else (bytes(size),)
+    for index in range(20 + count):
+        payload = payloads[index % len(payloads)]
         await ws.send(payload)
-        await ws.recv()
+        if await ws.recv() != payload:
+            raise RuntimeError("the echo differs")
     await ws.close()
 
 
@@ -125,7 +155,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def count_instructions(api: str, count: int, size: int, timers: bool = True) -> int:
+def count_instructions(  # noqa: PLR0917 (the command line's options)
+    api: str,
+    count: int,
+    size: int,
+    timers: bool = True,
+    json_like: bool = False,
+    deflate: bool = False,
+    use_uvloop: bool = False,
+) -> int:
     """The server's instructions for one connection carrying ``count`` (+ 20) messages."""
     port = free_port()
     server = subprocess.Popen(
@@ -140,6 +178,8 @@ def count_instructions(api: str, count: int, size: int, timers: bool = True) -> 
             api,
             str(port),
             *([] if timers else ["--no-timers"]),
+            *(["--deflate"] if deflate else []),
+            *(["--uvloop"] if use_uvloop else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -148,7 +188,7 @@ def count_instructions(api: str, count: int, size: int, timers: bool = True) -> 
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":
         raise RuntimeError("the server did not start")
-    asyncio.run(client(port, count, size))
+    asyncio.run(client(port, count, size, json_like, deflate))
     _, errors = server.communicate(timeout=120)
     return collected(errors)
 
@@ -160,17 +200,25 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--counts", type=int, nargs=2, default=(500, 2500))
     parser.add_argument("--no-timers", action="store_true", help="no watcher timers (trio)")
+    parser.add_argument("--json", action="store_true", help="1 KiB JSON-like text messages")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on")
+    parser.add_argument("--uvloop", action="store_true", help="the asyncio server on uvloop")
     parser.add_argument("--server", nargs=2, metavar=("API", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.server:
-        serve_once(args.server[0], int(args.server[1]), not args.no_timers)
+        serve_once(
+            args.server[0], int(args.server[1]), not args.no_timers, args.deflate, args.uvloop
+        )
         return
     low, high = args.counts
+    size = 1024 if args.json else args.size
+    what = f"{'JSON ' if args.json else ''}{size} B{' deflate' if args.deflate else ''}"
     for api in args.api or ["asyncio", "trio"]:
-        a = count_instructions(api, low, args.size, not args.no_timers)
-        b = count_instructions(api, high, args.size, not args.no_timers)
+        flags = (not args.no_timers, args.json, args.deflate, args.uvloop)
+        a = count_instructions(api, low, size, *flags)
+        b = count_instructions(api, high, size, *flags)
         per = (b - a) / (high - low)
-        print(f"{api:<8} echo {args.size} B: {per:,.0f} instructions per message")
+        print(f"{api:<8} echo {what}: {per:,.0f} instructions per message")
 
 
 if __name__ == "__main__":

@@ -607,6 +607,31 @@ take_exception(void)
 #endif
 }
 
+/* The text of a decompressed message, or NULL with ProtocolError (1007)
+ * when it is not UTF-8. */
+static PyObject *
+utf8_message(const char *data, Py_ssize_t size)
+{
+    PyObject *decoded = PyUnicode_DecodeUTF8(data, size, NULL);
+    if (decoded == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        /* Chained as the Python twin's `raise ... from exc` does. */
+        PyObject *cause = take_exception();
+        fail_with(protocol_error, "invalid UTF-8 in text message", 1007);
+        PyObject *error = take_exception();
+        PyException_SetCause(error, cause);
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+    }
+    return decoded;
+}
+
+/* In the permessage-deflate section below: the message of a compressed
+ * frame decompressed without calling decode_message, or Py_NotImplemented
+ * (borrowed) when it must be called. */
+static PyObject *whole_payload_direct(PyObject *whole, const unsigned char *payload,
+                                      Py_ssize_t length, const unsigned char *key, int text,
+                                      PyObject *max_size_object, Py_ssize_t max_size);
+
 /* The message of a frame compressed by `whole`, the connection's only
  * extension: its payload, unmasked, goes to whole.decode_message(payload,
  * None, max_size), whose result must stay within max_size (-1: no bound)
@@ -616,6 +641,11 @@ whole_payload(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
               const unsigned char *key, int text, PyObject *max_size_object,
               Py_ssize_t max_size)
 {
+    PyObject *direct = whole_payload_direct(whole, payload, length, key, text, max_size_object,
+                                            max_size);
+    if (direct != Py_NotImplemented) {
+        return direct;
+    }
     PyObject *raw = PyBytes_FromStringAndSize(NULL, length);
     if (raw == NULL) {
         return NULL;
@@ -651,17 +681,8 @@ whole_payload(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
     if (!text) {
         return data;
     }
-    PyObject *decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL);
+    PyObject *decoded = utf8_message(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     Py_DECREF(data);
-    if (decoded == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        /* Chained as the Python twin's `raise ... from exc` does. */
-        PyObject *cause = take_exception();
-        fail_with(protocol_error, "invalid UTF-8 in text message", 1007);
-        PyObject *error = take_exception();
-        PyException_SetCause(error, cause);
-        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
-        Py_DECREF(error);
-    }
     return decoded;
 }
 
@@ -1238,8 +1259,8 @@ Inflater_dealloc(InflaterObject *self)
  * limit). Masked input is unmasked a piece at a time on the stack, never
  * copied whole. Return 1 when the stream ended (the bytes after its end
  * become unused_data, followed by `more` bytes at `more_data`, unmasked),
- * 0 when the input is all taken or the limit is reached, -1 with an
- * exception. */
+ * 0 when the input is all taken, 2 when the limit left some unread, -1 with
+ * an exception. */
 static int
 inflate_into(InflaterObject *self, zbuf *buf, const unsigned char *data, size_t size,
              const unsigned char *key, size_t limit, const unsigned char *more_data,
@@ -1266,17 +1287,19 @@ inflate_into(InflaterObject *self, zbuf *buf, const unsigned char *data, size_t 
         zs->avail_in = (uInt)take;
         int err;
         do {
-            if (buf->size == buf->capacity) {
-                if (limit && buf->size >= limit) {
-                    return 0;
-                }
-                if (zbuf_grow(buf, limit) < 0) {
+            size_t room = 0;
+            /* At the limit, inflate still takes what gives no output (the
+             * empty block of a flush, say), as zlib's decompress does within
+             * its last call over input it has whole: the pieces here and
+             * the tail after the payload are that one input to it. */
+            if (!limit || buf->size < limit) {
+                if (buf->size == buf->capacity && zbuf_grow(buf, limit) < 0) {
                     return -1;
                 }
-            }
-            size_t room = buf->capacity - buf->size;
-            if (limit && room > limit - buf->size) {
-                room = limit - buf->size;
+                room = buf->capacity - buf->size;
+                if (limit && room > limit - buf->size) {
+                    room = limit - buf->size;
+                }
             }
             uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
             zs->next_out = buf->data + buf->size;
@@ -1313,8 +1336,11 @@ inflate_into(InflaterObject *self, zbuf *buf, const unsigned char *data, size_t 
                 zlib_fail(zs, err, "while decompressing data");
                 return -1;
             }
-            if (limit && buf->size >= limit) {
-                return 0;
+            if (avail == 0) {
+                if (zs->avail_in != 0) {
+                    return 2;  /* It needs room for output: the rest stays unread. */
+                }
+                break;
             }
         } while (zs->avail_out == 0 || zs->avail_in != 0);
         at += take;
@@ -1352,10 +1378,10 @@ inflate_message_into(InflaterObject *self, zbuf *buf, const unsigned char *data,
         return 1;
     }
     int done = inflate_into(self, buf, data, size, key, limit, tail, tail_size);
-    if (done != 0 || tail_size == 0 || (limit && buf->size >= limit)) {
-        return done;
+    if (done == 0 && tail_size) {
+        done = inflate_into(self, buf, tail, tail_size, NULL, limit, NULL, 0);
     }
-    return inflate_into(self, buf, tail, tail_size, NULL, limit, NULL, 0);
+    return done == 2 ? 0 : done;
 }
 
 static PyObject *
@@ -1517,6 +1543,150 @@ inflate_frame_direct(InflaterObject *decoder, PyObject *data_object, const unsig
         return NULL;
     }
     return zbuf_bytes(&buf);
+}
+
+/* Whole compressed messages without Python calls. The engine's fast path
+ * (read_messages) hands a frame with RSV1 to the connection's extension; when
+ * that is permessage-deflate itself (the class registered by
+ * register_deflate, not a subclass) and its decompressor an Inflater in the
+ * middle of its stream, what PerMessageDeflate.decode_message does is done
+ * here, with the same results and errors: anything else still calls it. */
+static PyTypeObject *deflate_extension_type;
+static PyObject *decoder_attr, *encoder_attr, *remote_no_context_attr, *local_no_context_attr,
+    *restart_name;
+
+PyDoc_STRVAR(register_deflate_doc,
+"register_deflate(cls)\n\n"
+"Name tether.extensions.permessage_deflate.PerMessageDeflate, whose whole\n"
+"messages read_messages decompresses without calling decode_message.");
+
+static PyObject *
+register_deflate(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "register_deflate takes a class");
+        return NULL;
+    }
+    Py_XSETREF(deflate_extension_type, (PyTypeObject *)Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+/* Raise ProtocolError("invalid compressed data: ...", 1007) from the
+ * zlib.error being raised, as PerMessageDeflate._decompress does; any other
+ * exception is left as it is. */
+static void
+invalid_compressed_data(void)
+{
+    if (!PyErr_ExceptionMatches(zlib_error_type)) {
+        return;
+    }
+    PyObject *cause = take_exception();
+    PyObject *exc = PyObject_CallFunction(protocol_error, "Ni",
+                                          PyUnicode_FromFormat("invalid compressed data: %S",
+                                                               cause),
+                                          1007);
+    if (exc == NULL) {
+        Py_DECREF(cause);
+        return;
+    }
+    PyException_SetCause(exc, cause);  /* steals cause */
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+}
+
+/* Return the message's payload, bytes, or NULL with an exception, or
+ * Py_NotImplemented (borrowed) when decode_message must be called. The
+ * output stays in `buf` (its caller releases it) unless `*owned` is set to
+ * a bytes object, when the stream ended and _restart went on. */
+static PyObject *
+inflate_whole(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
+              const unsigned char *key, PyObject *max_size_object, Py_ssize_t max_size,
+              zbuf *buf, PyObject **owned)
+{
+    *owned = NULL;
+    if (length == 0 || deflate_extension_type == NULL
+        || !Py_IS_TYPE(whole, deflate_extension_type)) {
+        return Py_NotImplemented;
+    }
+    PyObject *decoder = PyObject_GetAttr(whole, decoder_attr);
+    if (decoder == NULL) {
+        return NULL;
+    }
+    if (!Py_IS_TYPE(decoder, &InflaterType) || ((InflaterObject *)decoder)->eof) {
+        Py_DECREF(decoder);
+        return Py_NotImplemented;
+    }
+    /* One byte more than allowed tells "too big" apart from "exactly the limit". */
+    size_t limit = max_size >= 0 ? (size_t)max_size + 1 : 0;
+    int done = inflate_message_into((InflaterObject *)decoder, buf, payload, (size_t)length, key,
+                                    deflate_tail, 4, limit);
+    if (done == 1) {
+        /* A block with BFINAL set ended the stream: _restart goes on. */
+        PyObject *output = PyBytes_FromStringAndSize((const char *)buf->data, buf->size);
+        if (output == NULL) {
+            Py_DECREF(decoder);
+            return NULL;
+        }
+        *owned = PyObject_CallMethodObjArgs(whole, restart_name, decoder, output, Py_True,
+                                            max_size_object, NULL);
+        Py_DECREF(output);
+        if (*owned != NULL && !PyBytes_Check(*owned)) {
+            Py_CLEAR(*owned);
+            PyErr_SetString(PyExc_TypeError, "_restart did not return bytes");
+        }
+        done = *owned == NULL ? -1 : 0;
+    }
+    Py_DECREF(decoder);
+    if (done < 0) {
+        invalid_compressed_data();
+        return NULL;
+    }
+    Py_ssize_t size = *owned != NULL ? PyBytes_GET_SIZE(*owned) : (Py_ssize_t)buf->size;
+    if (max_size >= 0 && size > max_size) {
+        /* PayloadTooBig(None, max_size), as _decompress raises it. */
+        PyObject *exc = PyObject_CallFunction(payload_too_big, "On", Py_None, max_size);
+        if (exc != NULL) {
+            PyErr_SetObject(payload_too_big, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    PyObject *reset = PyObject_GetAttr(whole, remote_no_context_attr);
+    int truth = reset == NULL ? -1 : PyObject_IsTrue(reset);
+    Py_XDECREF(reset);
+    if (truth < 0 || (truth && PyObject_SetAttr(whole, decoder_attr, Py_None) < 0)) {
+        return NULL;
+    }
+    return *owned != NULL ? *owned : Py_None;
+}
+
+static PyObject *
+whole_payload_direct(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
+                     const unsigned char *key, int text, PyObject *max_size_object,
+                     Py_ssize_t max_size)
+{
+    zbuf buf;
+    PyObject *owned;
+    zbuf_init(&buf);
+    PyObject *done = inflate_whole(whole, payload, length, key, max_size_object, max_size, &buf,
+                                   &owned);
+    PyObject *result = done;
+    if (done != NULL && done != Py_NotImplemented) {
+        const char *data = owned != NULL ? PyBytes_AS_STRING(owned) : (const char *)buf.data;
+        Py_ssize_t size = owned != NULL ? PyBytes_GET_SIZE(owned) : (Py_ssize_t)buf.size;
+        if (text) {
+            result = utf8_message(data, size);
+        }
+        else if (owned != NULL) {
+            result = Py_NewRef(owned);
+        }
+        else {
+            result = PyBytes_FromStringAndSize(data, size);
+        }
+    }
+    Py_XDECREF(owned);
+    zbuf_release(&buf);
+    return result;
 }
 
 PyDoc_STRVAR(deflate_frame_doc,
@@ -3167,6 +3337,7 @@ static PyMethodDef speedups_methods[] = {
     {"inflate_frame", (PyCFunction)(void (*)(void))inflate_frame, METH_FASTCALL,
      inflate_frame_doc},
     {"forget_keys", forget_keys, METH_NOARGS, forget_keys_doc},
+    {"register_deflate", register_deflate, METH_O, register_deflate_doc},
     {"make_message", make_message, METH_O, make_message_doc},
     {"masking_key", masking_key, METH_NOARGS, masking_key_doc},
     {"message_frame", (PyCFunction)(void (*)(void))message_frame, METH_FASTCALL,
@@ -3223,6 +3394,16 @@ speedups_exec(PyObject *module)
     }
     sync_flush = PyObject_GetAttrString(zlib, "Z_SYNC_FLUSH");
     zlib_error_type = PyObject_GetAttrString(zlib, "error");
+    decoder_attr = PyUnicode_InternFromString("_decoder");
+    encoder_attr = PyUnicode_InternFromString("_encoder");
+    remote_no_context_attr = PyUnicode_InternFromString("remote_no_context_takeover");
+    local_no_context_attr = PyUnicode_InternFromString("local_no_context_takeover");
+    restart_name = PyUnicode_InternFromString("_restart");
+    if (decoder_attr == NULL || encoder_attr == NULL || remote_no_context_attr == NULL
+        || local_no_context_attr == NULL || restart_name == NULL) {
+        Py_DECREF(zlib);
+        return -1;
+    }
     Py_DECREF(zlib);
     if (zlib_error_type == NULL || PyModule_AddType(module, &DeflaterType) < 0
         || PyModule_AddType(module, &InflaterType) < 0) {

@@ -145,3 +145,30 @@ def test_budget_counts_messages_that_extensions_decode() -> None:
     assert server.events() == [Message("b")]
     assert server.message_budget == 0
     assert not server.held_back
+
+
+def test_a_read_within_the_budget_is_only_messages() -> None:
+    # The fast path: whole messages in one frame each, compressed or not,
+    # counted off the budget; receive_data promises only Message events.
+    for extensions in ([], [PerMessageDeflate(False, False, 15, 15)]):
+        client = Connection(Role.CLIENT, extensions=extensions)
+        client.send_text("a")
+        client.send_binary(b"b")
+        server = Connection(Role.SERVER, extensions=[PerMessageDeflate(False, False, 15, 15)])
+        server.message_budget = 3
+        assert server.receive_data(b"".join(client.data_to_send())) is True
+        assert server.events() == [Message("a"), Message(b"b")]
+        assert server.message_budget == 1
+        assert server.data_to_send() == []
+
+
+def test_a_spent_budget_holds_back_a_new_read() -> None:
+    server = Connection(Role.SERVER)
+    server.message_budget = 0
+    assert server.receive_data(wire("a")) is False
+    assert server.events() == []
+    assert server.held_back
+    server.message_budget = 1
+    server.resume_parsing()
+    assert server.events() == [Message("a")]
+    assert not server.held_back

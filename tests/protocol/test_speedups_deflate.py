@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
+from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.permessage_deflate import (
     PerMessageDeflate,
     deflate_frame_python,
@@ -24,6 +25,8 @@ from tether.extensions.permessage_deflate import (
     new_compressor,
     new_decompressor,
 )
+from tether.protocol.events import Event, Message
+from tether.protocol.frames import build_frame_python, read_messages_python
 from tether.protocol.masking import apply_mask_python
 from tether.protocol.speedups import speedups as in_use
 
@@ -257,3 +260,113 @@ def test_permessage_deflate_uses_them_with_the_accelerator() -> None:
     assert isinstance(new_compressor(6, -12, 5, 0).compress(b""), bytes)
     receiver = PerMessageDeflate(False, False, 12, 12)
     assert receiver.decode_message(frame[6:], KEY, None) == JSON
+
+
+# Whole compressed messages read by the C fast path (read_messages) without
+# calling decode_message, against the Python twin, which calls it.
+
+
+def _stream_frames(
+    messages: list[bytes | str], key: bytes | None, *, reset: bool = False
+) -> list[bytes]:
+    """One frame per message from one compressor (a new one each time with ``reset``)."""
+    sender = PerMessageDeflate(False, reset, 12, 12, {"memLevel": 5})
+    frames = []
+    for message in messages:
+        text = isinstance(message, str)
+        data = message.encode() if isinstance(message, str) else message
+        frames.append(sender.encode_message(0x81 if text else 0x82, data, key))
+    return frames
+
+
+def _read_both(
+    buf: bytes,
+    key: bytes | None,
+    max_size: int | None,
+    reset: bool = False,
+    limit: int | None = None,
+) -> tuple[object, ...]:
+    outcomes: list[tuple[object, ...]] = []
+    for read in (speedups.read_messages, read_messages_python):
+        events: list[Event] = []
+        extension = PerMessageDeflate(reset, False, 12, 12)
+        try:
+            stop = read(buf, 0, key is not None, max_size, limit, events, extension)
+        except (ProtocolError, PayloadTooBig) as exc:
+            cause = exc.__cause__
+            outcomes.append(
+                ("error", type(exc), str(exc), exc.code, type(cause), str(cause), events)
+            )
+        else:
+            state = extension._decoder is None
+            outcomes.append((stop, events, state))
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0]
+
+
+@given(
+    messages=st.lists(
+        st.binary(max_size=2000) | st.text(max_size=500) | st.just(JSON), min_size=1, max_size=6
+    ),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    max_size=st.none() | st.integers(min_value=0, max_value=2500),
+    reset=st.booleans(),
+    limit=st.none() | st.integers(min_value=1, max_value=6),
+    corrupt=st.none() | st.integers(min_value=0),
+)
+@settings(max_examples=300)
+def test_read_messages_decompresses_as_decode_message(  # noqa: PLR0917 (hypothesis fills them)
+    messages: list[bytes | str],
+    key: bytes | None,
+    max_size: int | None,
+    reset: bool,
+    limit: int | None,
+    corrupt: int | None,
+) -> None:
+    buf = bytearray(b"".join(_stream_frames(messages, key, reset=reset)))
+    if corrupt is not None:
+        buf[corrupt % len(buf)] ^= 0x5A
+    _read_both(bytes(buf), key, max_size, reset, limit)
+
+
+def test_read_messages_decompresses_at_the_limit() -> None:
+    frames = _stream_frames([JSON, JSON, b"\x00", b"x" * 3000], None)
+    for max_size in (0, 1, len(JSON) - 1, len(JSON), 2999, 3000):
+        _read_both(b"".join(frames), None, max_size)
+
+
+def test_read_messages_goes_on_after_a_stream_ends() -> None:
+    # A sender may end its stream (BFINAL) and start afresh: the C path hands
+    # the rest to _restart as decode_message does.
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -12)
+    first = encoder.compress(JSON) + encoder.flush(zlib.Z_FINISH)
+    again = zlib.compressobj(6, zlib.DEFLATED, -12)
+    second = (again.compress(b"more") + again.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    priming = _stream_frames([b"prime"], KEY)
+    for payload in (first, first + second):
+        frame = build_frame_python(0xC2, payload, KEY)
+        outcome = _read_both(priming[0] + frame, KEY, None)
+        assert outcome[0] == len(priming[0]) + len(frame)
+    assert _read_both(priming[0] + frame, KEY, 100)[0] == "error"
+
+
+class Counting(PerMessageDeflate):
+    """A subclass: its decode_message is called for every message, C path or not."""
+
+    calls = 0
+
+    def decode_message(
+        self, data: bytes | bytearray | memoryview, key: bytes | None, max_size: int | None
+    ) -> bytes:
+        Counting.calls += 1
+        return super().decode_message(data, key, max_size)
+
+
+def test_read_messages_calls_a_subclass_decode_message() -> None:
+    buf = b"".join(_stream_frames([JSON, b"two", "three"], None))
+    events: list[Event] = []
+    Counting.calls = 0
+    stop = speedups.read_messages(buf, 0, False, None, None, events, Counting(False, False, 12, 12))
+    assert stop == len(buf)
+    assert Counting.calls == 3
+    assert events == [Message(JSON), Message(b"two"), Message("three")]

@@ -481,6 +481,13 @@ class PerMessageDeflate(Extension):
         return new_frame(opcode, output, frame.fin, opcode != _CONT, frame.rsv2, frame.rsv3)
 
 
+if speedups is not None:
+    # The engine's C fast path then decompresses a whole message of this
+    # class itself (not of a subclass, which may change decode_message),
+    # without calling decode_message, when its decompressor is an Inflater.
+    speedups.register_deflate(PerMessageDeflate)
+
+
 class _Params(NamedTuple):
     server_no_context_takeover: bool
     client_no_context_takeover: bool

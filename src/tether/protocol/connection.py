@@ -671,7 +671,7 @@ class Connection:
         """Feed bytes read from the network.
 
         Return ``True`` when the bytes were nothing but whole messages, each
-        in one plain frame, with nothing buffered before them: then the new
+        in one frame, with nothing buffered before them: then the new
         events are all :class:`Message` events and the engine has nothing new
         to send, so a layer above may skip looking for anything else. The
         usual answer is ``False``, which promises nothing.
@@ -690,25 +690,39 @@ class Connection:
             elif data:
                 source = data
                 start = 0
-                if (
-                    self._partial is None
-                    and self._msg_text is None
-                    and self.message_budget is None
-                    and not self._frame_extensions
-                ):
+                if self._partial is None and self._msg_text is None and not self._frame_extensions:
                     # The common case, before any other work: the read holds
                     # messages that each came whole in one frame.
-                    start = read_messages(
-                        data,
-                        0,
-                        self._expect_mask,
-                        self._fast_max_size,
-                        None,
-                        self._events,
-                        self._whole,
-                    )
-                    if start == len(data):
-                        return True
+                    budget = self.message_budget
+                    if budget is None:
+                        start = read_messages(
+                            data,
+                            0,
+                            self._expect_mask,
+                            self._fast_max_size,
+                            None,
+                            self._events,
+                            self._whole,
+                        )
+                        if start == len(data):
+                            return True
+                    elif budget:
+                        # Compressed connections have a budget: so many more
+                        # messages at most, each counted off it.
+                        events = self._events
+                        count = len(events)
+                        start = read_messages(
+                            data,
+                            0,
+                            self._expect_mask,
+                            self._fast_max_size,
+                            budget,
+                            events,
+                            self._whole,
+                        )
+                        self.message_budget = budget - (len(events) - count)
+                        if start == len(data):
+                            return True
             else:
                 return False
             used = self._parse(source, start)
