@@ -1553,7 +1553,7 @@ inflate_frame_direct(InflaterObject *decoder, PyObject *data_object, const unsig
  * here, with the same results and errors: anything else still calls it. */
 static PyTypeObject *deflate_extension_type;
 static PyObject *decoder_attr, *encoder_attr, *remote_no_context_attr, *local_no_context_attr,
-    *restart_name;
+    *restart_name, *encode_message_name;
 
 PyDoc_STRVAR(register_deflate_doc,
 "register_deflate(cls)\n\n"
@@ -1687,6 +1687,58 @@ whole_payload_direct(PyObject *whole, const unsigned char *payload, Py_ssize_t l
     Py_XDECREF(owned);
     zbuf_release(&buf);
     return result;
+}
+
+PyDoc_STRVAR(encode_whole_doc,
+"encode_whole(whole, first, data, key) -> bytes\n\n"
+"whole.encode_message(first, data, key): for permessage-deflate itself (the\n"
+"registered class) whose compressor is a Deflater, done here without Python\n"
+"calls; otherwise that method is called.");
+
+static PyObject *
+encode_whole(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "encode_whole takes 4 arguments");
+        return NULL;
+    }
+    PyObject *whole = args[0];
+    if (deflate_extension_type != NULL && Py_IS_TYPE(whole, deflate_extension_type)) {
+        PyObject *encoder = PyObject_GetAttr(whole, encoder_attr);
+        if (encoder == NULL) {
+            return NULL;
+        }
+        if (Py_IS_TYPE(encoder, &DeflaterType)) {
+            long first = PyLong_AsLong(args[1]);
+            PyObject *key = args[3];
+            PyObject *frame = NULL;
+            if (!(first == -1 && PyErr_Occurred()) && check_key(key) == 0) {
+                if (first < 0 || first > 0xFF) {
+                    PyErr_SetString(PyExc_ValueError, "first header byte out of range");
+                }
+                else {
+                    /* encode_message adds RSV1. */
+                    frame = deflate_frame_direct(
+                        (DeflaterObject *)encoder, (unsigned char)(first | 0x40), args[2],
+                        key == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(key));
+                }
+            }
+            Py_DECREF(encoder);
+            if (frame == NULL) {
+                return NULL;
+            }
+            PyObject *reset = PyObject_GetAttr(whole, local_no_context_attr);
+            int truth = reset == NULL ? -1 : PyObject_IsTrue(reset);
+            Py_XDECREF(reset);
+            if (truth < 0 || (truth && PyObject_SetAttr(whole, encoder_attr, Py_None) < 0)) {
+                Py_DECREF(frame);
+                return NULL;
+            }
+            return frame;
+        }
+        Py_DECREF(encoder);
+    }
+    return PyObject_VectorcallMethod(encode_message_name, args, 4, NULL);
 }
 
 PyDoc_STRVAR(deflate_frame_doc,
@@ -3336,6 +3388,8 @@ static PyMethodDef speedups_methods[] = {
     {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL, fill_payload_doc},
     {"inflate_frame", (PyCFunction)(void (*)(void))inflate_frame, METH_FASTCALL,
      inflate_frame_doc},
+    {"encode_whole", (PyCFunction)(void (*)(void))encode_whole, METH_FASTCALL,
+     encode_whole_doc},
     {"forget_keys", forget_keys, METH_NOARGS, forget_keys_doc},
     {"register_deflate", register_deflate, METH_O, register_deflate_doc},
     {"make_message", make_message, METH_O, make_message_doc},
@@ -3399,8 +3453,9 @@ speedups_exec(PyObject *module)
     remote_no_context_attr = PyUnicode_InternFromString("remote_no_context_takeover");
     local_no_context_attr = PyUnicode_InternFromString("local_no_context_takeover");
     restart_name = PyUnicode_InternFromString("_restart");
+    encode_message_name = PyUnicode_InternFromString("encode_message");
     if (decoder_attr == NULL || encoder_attr == NULL || remote_no_context_attr == NULL
-        || local_no_context_attr == NULL || restart_name == NULL) {
+        || local_no_context_attr == NULL || restart_name == NULL || encode_message_name == NULL) {
         Py_DECREF(zlib);
         return -1;
     }

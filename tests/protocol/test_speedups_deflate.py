@@ -26,9 +26,13 @@ from tether.extensions.permessage_deflate import (
     new_decompressor,
 )
 from tether.protocol.events import Event, Message
-from tether.protocol.frames import build_frame_python, read_messages_python
+from tether.protocol.frames import build_frame_python, encode_whole_python, read_messages_python
 from tether.protocol.masking import apply_mask_python
 from tether.protocol.speedups import speedups as in_use
+
+# The C fast paths take this class only once registered, which importing the
+# extension does when the accelerator is in use: also here without it.
+speedups.register_deflate(PerMessageDeflate)
 
 KEY = b"\x8a\x01\x5c\xf3"
 JSON = b'{"seq": 1, "rows": [' + b'{"id": 7, "symbol": "TTHR", "bid": 101.25}, ' * 40 + b"{}]}"
@@ -370,3 +374,61 @@ def test_read_messages_calls_a_subclass_decode_message() -> None:
     assert stop == len(buf)
     assert Counting.calls == 3
     assert events == [Message(JSON), Message(b"two"), Message("three")]
+
+
+# Whole compressed messages sent in one C call (encode_whole), against the
+# Python twin, which calls encode_message.
+
+
+@given(
+    messages=st.lists(st.binary(max_size=2000) | st.just(JSON), min_size=1, max_size=5),
+    key=st.none() | st.binary(min_size=4, max_size=4),
+    reset=st.booleans(),
+    first=st.sampled_from([0x81, 0x82, 0x01, 0x02]),
+)
+@settings(max_examples=100)
+def test_encode_whole_matches_encode_message(
+    messages: list[bytes], key: bytes | None, reset: bool, first: int
+) -> None:
+    ours = PerMessageDeflate(False, reset, 12, 12, {"memLevel": 5})
+    theirs = PerMessageDeflate(False, reset, 12, 12, {"memLevel": 5})
+    for message in messages:
+        frame = speedups.encode_whole(ours, first, message, key)
+        assert frame == encode_whole_python(theirs, first, message, key)
+        assert (ours._encoder is None) is reset
+
+
+class CountingSends(PerMessageDeflate):
+    """A subclass: its encode_message is called for every message."""
+
+    calls = 0
+
+    def encode_message(self, first: int, data: bytes, key: bytes | None) -> bytes:
+        CountingSends.calls += 1
+        return super().encode_message(first, data, key)
+
+
+def test_encode_whole_calls_a_subclass_encode_message() -> None:
+    CountingSends.calls = 0
+    extension = CountingSends(False, False, 12, 12)
+    receiver = PerMessageDeflate(False, False, 12, 12)
+    for message in (JSON, b"two"):
+        frame = speedups.encode_whole(extension, 0x82, message, None)
+        assert receiver.decode_message(frame[2 if len(frame) < 128 else 4 :], None, None) == message
+    assert CountingSends.calls == 2
+
+
+def test_encode_whole_refuses_bad_arguments() -> None:
+    extension = PerMessageDeflate(False, False, 12, 12)
+    # The accelerator's compressor, also when the suite runs without it.
+    extension._encoder = speedups.Deflater(-1, -12, 8, 0)
+    with pytest.raises(TypeError, match="4 arguments"):
+        speedups.encode_whole(extension, 0x81, b"")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="out of range"):
+        speedups.encode_whole(extension, 256, b"", None)
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.encode_whole(extension, 0x81, b"", b"abc")
+    with pytest.raises(TypeError):
+        speedups.encode_whole(extension, "x", b"", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        speedups.encode_whole(extension, 0x81, "text", None)  # type: ignore[arg-type]

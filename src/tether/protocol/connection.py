@@ -42,6 +42,7 @@ from tether.protocol.frames import (
     Opcode,
     build_frame,
     compressed_frame_limit,
+    encode_whole,
     frame_header,
     masking_key,
     new_frame,
@@ -393,7 +394,7 @@ class Connection:
                 else:
                     first = _FIN_TEXT if text else _FIN_BINARY
                 key = masking_key() if self._mask else None
-                self._output.append(self._whole.encode_message(first, data, key))  # type: ignore[arg-type]
+                self._output.append(encode_whole(self._whole, first, data, key))  # type: ignore[arg-type]
                 return
             else:
                 first = 0

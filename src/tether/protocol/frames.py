@@ -34,6 +34,8 @@ __all__ = [
     "build_frame",
     "build_frame_python",
     "compressed_frame_limit",
+    "encode_whole",
+    "encode_whole_python",
     "frame_header",
     "masking_key",
     "masking_key_python",
@@ -324,6 +326,24 @@ ReadMessages = Callable[
 
 read_messages: ReadMessages = read_messages_python if speedups is None else speedups.read_messages
 """:func:`read_messages_python`, in C when the accelerator is built."""
+
+
+def encode_whole_python(
+    whole: Extension, first: int, data: bytes | bytearray | memoryview, key: bytes | None
+) -> bytes:
+    """The frame of a whole message sent through ``whole``: its ``encode_message``.
+
+    The C twin builds the frame of permessage-deflate itself (not of a
+    subclass) without a Python call when its compressor is the
+    accelerator's, with the same bytes.
+    """
+    return whole.encode_message(first, data, key)  # type: ignore[arg-type]
+
+
+encode_whole: Callable[[Extension, int, bytes | bytearray | memoryview, bytes | None], bytes] = (
+    encode_whole_python if speedups is None else speedups.encode_whole
+)
+""":func:`encode_whole_python`, in C when the accelerator is built."""
 
 
 def parse_header(
