@@ -105,7 +105,9 @@ def test_invalid_patterns(pattern: str, message: str) -> None:
         ("/chat/lobby", ("lobby", {})),  # First match wins.
         ("/chat/kitchen?since=3", ("chat", {"room": "kitchen"})),
         ("/chat/caf%C3%A9%20au%2Flait", ("chat", {"room": "café au/lait"})),
+        ("/users/ann/files/a", ("files", {"user": "ann", "rest": "a"})),
         ("/users/ann/files/a/b/c.txt", ("files", {"user": "ann", "rest": "a/b/c.txt"})),
+        ("/users/ann/files/a%2Fb", ("files", {"user": "ann", "rest": "a/b"})),
     ],
 )
 def test_match(path: str, expected: tuple[str, dict[str, str]]) -> None:
@@ -113,10 +115,30 @@ def test_match(path: str, expected: tuple[str, dict[str, str]]) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/nope", "/echo/", "//echo", "/chat/", "/users/ann/files/", "", "echo", "*", "?/echo"]
+    "path",
+    [
+        "/nope",
+        "/echo/",  # A trailing slash counts.
+        "/echo/more",
+        "//echo",
+        "/chat",
+        "/chat/",  # {room} needs a non-empty segment.
+        "/chat/a/b",
+        "/users/ann/files",
+        "/users/ann/files/",  # {rest:path} needs something.
+        "/users//files/a",
+        "",
+        "echo",
+        "*",
+        "?/echo",
+    ],
 )
 def test_no_match(path: str) -> None:
     assert Router(ROUTES).match(path) is None
+
+
+def test_literal_is_compared_decoded() -> None:
+    assert Router({"/a b": "index"}).match("/a%20b") == ("index", {})
 
 
 def test_routes_are_kept_and_checked() -> None:
