@@ -12,11 +12,15 @@ their close), and counts the server's work in one of two ways:
 - ``--callgrind``: the server's instructions in user space, under
   ``valgrind --tool=callgrind``;
 - ``--cpu``: the server's user and system CPU time per operation, from
-  ``/proc``, both implementations in turn in the same run (a CPU time, so
-  only a ratio within one run means something on a shared machine).
+  ``/proc``, the servers in turn in the same run (a CPU time, so only a
+  ratio within one run means something on a shared machine).
 
-Each count is taken at two sizes and the difference is divided by the extra
-operations, so start-up and shutdown cancel out. Counts do not depend on the
+``--only`` also takes the benchmark's plain asyncio servers, ``picows`` (in C
+on uvloop, no ASGI) and ``tether-uvloop``: the same counts for them are the
+floors under the uvicorn rows, what the event loop and the kernel cost.
+
+Each count (but ``--cpu``) is taken at two sizes and the difference is divided
+by the extra operations, so start-up and shutdown cancel out. Counts do not depend on the
 machine's load. ``python -m bench.asgi_socket --strace`` prints one table
 per case (``--only`` and ``--case`` pick one); a run takes a minute or two.
 """
@@ -39,23 +43,30 @@ from typing import IO
 
 import uvloop
 
-from bench.asgi import WS_IMPLEMENTATIONS
 from bench.callgrind import VALGRIND, collected
+from bench.peers import LIBRARIES
 
 CASES = ("message", "handshake")
+SERVERS = sorted(
+    name
+    for name, library in LIBRARIES.items()
+    if library.server and library.flavor in ("asgi", "asyncio", "uvloop")
+)
+"""The servers this harness runs: uvicorn's ``--ws`` classes, and for the floors under
+them the asyncio servers of the benchmark (``picows``, in C on uvloop; ``tether-uvloop``)."""
 SIZES = {"message": (200, 1200), "handshake": (50, 250)}
 
 
 def serve(name: str) -> None:
-    """The server process: uvicorn with ``name``'s ``--ws``, its port on standard output."""
-    from bench.asgi import serve_uvicorn  # noqa: PLC0415
+    """The server process: ``name``'s echo server, its port on standard output."""
+    from bench.peers import serve as serve_library  # noqa: PLC0415
 
     def ready(port: int) -> None:
         print(port, flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        # uvicorn stops on SIGINT, then raises it again.
-        serve_uvicorn(name, ready)
+        # uvicorn stops on SIGINT, then raises it again; the others just raise it.
+        serve_library(name, ready)
 
 
 async def drive(port: int, case: str, count: int) -> None:
@@ -173,12 +184,12 @@ def callgrind_per_operation(name: str, case: str) -> float:
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--serve", choices=sorted(WS_IMPLEMENTATIONS), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     parser.add_argument("--strace", action="store_true", help="count system calls")
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
     parser.add_argument("--cpu", action="store_true", help="user and system CPU time")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --cpu")
-    parser.add_argument("--only", choices=sorted(WS_IMPLEMENTATIONS), nargs="*")
+    parser.add_argument("--only", choices=SERVERS, nargs="*")
     parser.add_argument("--case", choices=CASES)
     args = parser.parse_args()
     if args.serve:
