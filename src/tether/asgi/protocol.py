@@ -30,7 +30,7 @@ from tether.log import ConnectionLogger, connection_logger
 from tether.messages import MessageQueue
 from tether.pings import PingTracker
 from tether.protocol.close import CloseCode
-from tether.protocol.connection import _CLOSED, _CONNECTING, _OPEN
+from tether.protocol.connection import _CLOSED, _CONNECTING, _OPEN, message_frame
 from tether.protocol.events import CloseReceived, Event, Pong, RequestReceived
 from tether.protocol.http11 import Request, Response
 from tether.protocol.server import ServerProtocol
@@ -439,18 +439,20 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
             elif type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
                 raise TypeError(f"websocket.send: 'bytes' must be bytes, got {type(data).__name__}")
             protocol = self.protocol
+            transport = self.transport
+            assert transport is not None
+            frame = message_frame(protocol, data, None)
+            if frame is not None:
+                if not transport.is_closing():
+                    transport.write(frame)
+                return
             try:
                 protocol.send_message(data)
             except InvalidState:
                 raise ClientDisconnected() from None
             output = protocol.data_to_send()
-            transport = self.transport
-            assert transport is not None
             if not transport.is_closing():
-                if len(output) == 1:
-                    transport.write(output[0])
-                else:
-                    transport.writelines(output)
+                transport.writelines(output)
         elif stage == _ACCEPTED:
             if kind == "websocket.close":
                 self._close(message.get("code", CloseCode.NORMAL_CLOSURE), message.get("reason"))
