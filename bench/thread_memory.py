@@ -17,16 +17,25 @@ more of them (2,000 by default), split by kind of mapping read from
 The cases:
 
 * ``thread``: a bare :class:`threading.Thread` blocked on an :class:`~threading.Event`;
-* ``thread-poll``: the same, blocked in :meth:`select.poll.poll` on a socket,
-  as an idle handler of :func:`tether.sync.serve` is;
-* ``start``: a thread of :func:`_thread.start_new_thread` blocked on a lock;
-* ``poll``: the same, blocked in :meth:`select.poll.poll` on a socket;
+* ``thread-poll``: the same, blocked in :meth:`select.poll.poll` on a socket;
+* ``lean``: a :class:`tether.sync.threads.LeanThread`, as a handler's thread
+  of :func:`tether.sync.serve` is, blocked in a one-byte ``MSG_PEEK`` read
+  of a socket, as an idle handler is;
+* ``start``: a thread of :func:`_thread.start_new_thread` blocked on a lock
+  it calls directly: no Python frame runs in it, so this is the floor of any
+  thread of the interpreter (its C stack, CPython's thread state, glibc's
+  per-thread cache);
+* ``poll``: the same thread blocked in :meth:`select.poll.poll` on a socket,
+  from a Python function: the floor of a thread that runs Python code;
 * ``server``: :func:`tether.sync.serve` with the handler ``for _ in ws:
   pass``, default options but compression off (and keepalive pings an hour
   apart, so that none is due during the run), and ``N`` connections opened
   by raw sockets from the parent process (so the clients' memory is not
   counted); ``server-deflate`` is the same with permessage-deflate, and
   ``server-tls`` over TLS (a certificate of :mod:`trustme`).
+
+``--stack-size`` sets :func:`threading.stack_size` in the children: it
+changes nothing, as only the pages a thread touched are resident.
 
 ``--trace`` runs the server cases again under :mod:`tracemalloc` (started
 after the warm-up) and prints the Python allocations per connection and the
@@ -99,6 +108,8 @@ def child_threads(case: str, count: int) -> None:
     import _thread  # noqa: PLC0415
     import select  # noqa: PLC0415
 
+    from tether.sync.threads import LeanThread  # noqa: PLC0415
+
     event = threading.Event()
     lock = _thread.allocate_lock()
     lock.acquire()
@@ -108,6 +119,14 @@ def child_threads(case: str, count: int) -> None:
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         poller.poll()
+
+    class Peek(LeanThread):
+        def __init__(self, sock: socket.socket) -> None:
+            super().__init__()
+            self.sock = sock
+
+        def run(self) -> None:
+            self.sock.recv(1, socket.MSG_PEEK)
 
     def start() -> None:
         if case == "thread":
@@ -119,6 +138,8 @@ def child_threads(case: str, count: int) -> None:
             pairs.append(pair)
             if case == "thread-poll":
                 threading.Thread(target=block_poll, args=(pair[0],), daemon=True).start()
+            elif case == "lean":
+                Peek(pair[0]).start()
             else:
                 _thread.start_new_thread(block_poll, (pair[0],))
 
@@ -251,8 +272,9 @@ def run_server(count: int, deflate: bool, trace: bool, tls: bool = False) -> dic
             child.kill()
 
 
-def run_threads(case: str, count: int) -> dict[str, Any]:
+def run_threads(case: str, count: int, stack_size: int = 0) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.thread_memory", "child-threads", case, str(count)]
+    command.append(str(stack_size))
     output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
     result: dict[str, Any] = json.loads(output.stdout)
     return result
@@ -267,13 +289,18 @@ def show(label: str, result: dict[str, Any]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child-threads":
+        if int(sys.argv[4]):
+            threading.stack_size(int(sys.argv[4]))
         child_threads(sys.argv[2], int(sys.argv[3]))
     if len(sys.argv) > 1 and sys.argv[1] == "child-server":
         child_server(sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4] == "1")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--trace", action="store_true", help="Python allocations too")
-    parser.add_argument("--cases", default="thread,thread-poll,start,poll,server,server-deflate")
+    parser.add_argument(
+        "--cases", default="start,poll,thread,thread-poll,lean,server,server-deflate"
+    )
+    parser.add_argument("--stack-size", type=int, default=0, help="threading.stack_size")
     args = parser.parse_args()
     print(f"RSS growth per thread or connection, over {args.count:,} more (KiB)")
     for case in args.cases.split(","):
@@ -281,7 +308,7 @@ def main() -> None:
             deflate, tls = case == "server-deflate", case == "server-tls"
             show(case, run_server(args.count, deflate, trace=False, tls=tls))
         else:
-            show(case, run_threads(case, args.count))
+            show(case, run_threads(case, args.count, args.stack_size))
     if args.trace:
         for deflate in (False, True):
             result = run_server(min(args.count, 500), deflate, trace=True)
