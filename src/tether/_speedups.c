@@ -3283,7 +3283,7 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(message_frame_doc,
-"message_frame(engine, data, text) -> bytes or None\n\n"
+"message_frame(engine, data, text)\n--\n\n"
 "The frame of one whole message, sent now by the engine, for the caller to\n"
 "write: what send_message(data, text) then data_to_send() give, in the common\n"
 "case that tether.protocol.connection.Connection.message_frame describes; None\n"
