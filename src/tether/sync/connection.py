@@ -69,6 +69,7 @@ from tether.protocol.events import Event, Fragment, Message, Pong
 from tether.protocol.server import ServerProtocol
 from tether.sending import Data, Fragments, is_single, run_closed_hooks, send_data
 from tether.sync.scheduler import Timer, scheduler
+from tether.sync.threads import LeanThread
 from tether.sync.waiting import Condition, Flag
 from tether.sync.watcher import watcher
 
@@ -149,6 +150,17 @@ class _KeepalivePong:
     def set(self) -> None:
         self.answered = True
         self.connection._keepalive_answered()
+
+
+class _Reader(LeanThread):
+    """The background reader thread of a connection."""
+
+    def __init__(self, connection: Connection, name: str) -> None:
+        super().__init__(name)
+        self.connection = connection
+
+    def run(self) -> None:
+        self.connection._background_read()
 
 
 class Connection(ConnectionAttributes):
@@ -859,9 +871,8 @@ class Connection(ConnectionAttributes):
     def _start_reader(self) -> None:
         """Start a reader thread for this connection; hold the mutex."""
         self._watch = WATCH_THREAD
-        threading.Thread(
-            target=self._background_read, name=f"tether-reader-{str(self.id)[:8]}", daemon=True
-        ).start()
+        # A lean thread: a TLS connection keeps its reader for good.
+        _Reader(self, f"tether-reader-{str(self.id)[:8]}").start()
 
     def _rearm(self, readable: bool = False) -> None:
         """Choose who reads while no reader thread does; hold the mutex.
