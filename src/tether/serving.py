@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
@@ -25,6 +25,7 @@ from tether.protocol.server import Origin, ServerProtocol, server_engines
 __all__ = [
     "SERVER_HELPERS",
     "HookConnection",
+    "ServerSide",
     "check_response",
     "handshake_response",
     "make_engines",
@@ -108,6 +109,62 @@ class HookConnection(Protocol):
 
 
 Conn = TypeVar("Conn", bound=HookConnection)
+
+
+if TYPE_CHECKING:
+
+    class _Peer:
+        """For the type checker: the connection class after ServerSide has this."""
+
+        @property
+        def remote_address(self) -> Any:
+            return None
+
+else:
+    _Peer = object
+
+
+class ServerSide(_Peer):
+    """What the server connections of every API add to their connection class.
+
+    Put first among the bases: :attr:`remote_address` reads the connection's
+    own, unless a trusted proxy gave the client's address.
+    """
+
+    __slots__ = ()
+
+    protocol: ServerProtocol
+    server: Any
+    # The client's address that a trusted proxy gave, if any.
+    _client: tuple[str, int] | None
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
+
+        A proxy's word counts only if its address is in ``trusted_proxies``
+        (see :mod:`tether.proxies`); the port is 0 when a header gave the
+        address.
+        """
+        client = self._client
+        return super().remote_address if client is None else client
+
+    def respond(self, status: int, text: str) -> Response:
+        """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``.
+
+        Add headers to the response's ``headers`` before returning it, if
+        needed.
+        """
+        return self.protocol.reject(status, text)
+
+    def _accept(self, request: Request) -> Response:
+        select = self.server.select_subprotocol
+        if select is None:
+            return self.protocol.accept(request)
+        # The user's hook gets this connection rather than the engine.
+        return self.protocol.accept(
+            request, select_subprotocol=lambda _, offered: select(self, offered)
+        )
 
 
 def check_response(response: object, hook: str) -> None:

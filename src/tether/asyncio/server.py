@@ -21,6 +21,7 @@ from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import TrustedProxies, read_proxy_header
 from tether.serving import (
     SERVER_HELPERS,
+    ServerSide,
     default_response,
     handshake_response,
     make_engines,
@@ -55,7 +56,7 @@ It gets the connection, as websockets' does; raising
 """
 
 
-class ServerConnection(Connection):
+class ServerConnection(ServerSide, Connection):
     """The server side of a connection, given to the handler by :func:`serve`."""
 
     protocol: ServerProtocol
@@ -87,34 +88,6 @@ class ServerConnection(Connection):
             # keeps the base class's, without a call more on each read.
             self._proxy_header = bytearray()
             self.buffer_updated = self._read_proxy_header  # type: ignore[method-assign]
-
-    def respond(self, status: int, text: str) -> Response:
-        """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``.
-
-        Add headers to the response's ``headers`` before returning it, if
-        needed.
-        """
-        return self.protocol.reject(status, text)
-
-    def _accept(self, request: Request) -> Response:
-        select = self.server.select_subprotocol
-        if select is None:
-            return self.protocol.accept(request)
-        # The user's hook gets this connection rather than the engine.
-        return self.protocol.accept(
-            request, select_subprotocol=lambda _, offered: select(self, offered)
-        )
-
-    @property
-    def remote_address(self) -> Any:
-        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
-
-        A proxy's word counts only if its address is in ``trusted_proxies``
-        (see :mod:`tether.proxies`); the port is 0 when a header gave the
-        address.
-        """
-        client = self._client
-        return super().remote_address if client is None else client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""

@@ -25,7 +25,14 @@ from tether.protocol.handshake import USER_AGENT
 from tether.protocol.http11 import Limits, Request, Response
 from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import ProxyHeaderReader, TrustedProxies
-from tether.serving import FAILED, SERVER_HELPERS, check_response, make_engines, server_helper
+from tether.serving import (
+    FAILED,
+    SERVER_HELPERS,
+    ServerSide,
+    check_response,
+    make_engines,
+    server_helper,
+)
 from tether.sync.connection import Connection
 from tether.sync.threads import LeanThread
 
@@ -55,7 +62,7 @@ It gets the connection, as websockets' does; raising
 """
 
 
-class ServerConnection(Connection):
+class ServerConnection(ServerSide, Connection):
     """The server side of a connection, given to the handler by :func:`serve`."""
 
     __slots__ = ("server", "username")
@@ -93,28 +100,6 @@ class ServerConnection(Connection):
         self.server = server
         self.username: str | None = None
         """The user that :func:`~tether.sync.auth.basic_auth` let in, if any."""
-
-    @property
-    def remote_address(self) -> Any:
-        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
-
-        See ``trusted_proxies`` of :func:`serve` and :mod:`tether.proxies`.
-        """
-        client = self._client
-        return super().remote_address if client is None else client
-
-    def respond(self, status: int, text: str) -> Response:
-        """Build an HTTP response with ``text`` as its plain-text body, for ``process_request``."""
-        return self.protocol.reject(status, text)
-
-    def _accept(self, request: Request) -> Response:
-        select = self.server.select_subprotocol
-        if select is None:
-            return self.protocol.accept(request)
-        # The user's hook gets this connection rather than the engine.
-        return self.protocol.accept(
-            request, select_subprotocol=lambda _, offered: select(self, offered)
-        )
 
     def _read_request(self, deadline: float | None) -> Request | None:
         protocol = self.protocol

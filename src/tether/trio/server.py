@@ -22,6 +22,7 @@ from tether.protocol.server import Origin, ServerProtocol
 from tether.proxies import ProxyHeaderReader, TrustedProxies
 from tether.serving import (
     SERVER_HELPERS,
+    ServerSide,
     handshake_response,
     make_engines,
     run_handler,
@@ -63,7 +64,7 @@ It gets the connection, as websockets' does.
 """
 
 
-class ServerConnection(Connection):
+class ServerConnection(ServerSide, Connection):
     """The server side of a connection, given to the handler by :func:`serve`."""
 
     __slots__ = ("_client", "server", "username")
@@ -81,33 +82,6 @@ class ServerConnection(Connection):
         """The :class:`Server` that accepted this connection."""
         self.username: str | None = None
         """The user that :func:`~tether.trio.auth.basic_auth` let in, if any."""
-
-    @property
-    def remote_address(self) -> Any:
-        """The client's address: that of the socket's peer, or the one a trusted proxy gave.
-
-        See ``trusted_proxies`` of :func:`serve` and :mod:`tether.proxies`;
-        the port is 0 when a header gave the address.
-        """
-        client = self._client
-        return super().remote_address if client is None else client
-
-    def respond(self, status: int, text: str) -> Response:
-        """Build an HTTP response with a plain-text body, for ``process_request`` to return.
-
-        Add headers to the response's ``headers`` before returning it, if
-        needed.
-        """
-        return self.protocol.reject(status, text)
-
-    def _accept(self, request: Request) -> Response:
-        select = self.server.select_subprotocol
-        if select is None:
-            return self.protocol.accept(request)
-        # The user's hook gets this connection rather than the engine.
-        return self.protocol.accept(
-            request, select_subprotocol=lambda _, offered: select(self, offered)
-        )
 
     async def _handshake(self) -> bool:
         """Read the request, run the hooks and answer; return whether the connection is open."""
