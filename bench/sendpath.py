@@ -170,9 +170,13 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
     return float(collected(server_err if side == "server" else client.stderr))
 
 
-def instructions(case: str, lib: str) -> float:
-    """Instructions per operation of the side under test, from two run lengths."""
-    small, large = CASES[case][3]
+def instructions(case: str, lib: str, sizes: tuple[int, int] | None = None) -> float:
+    """Instructions per operation of the side under test, from two run lengths.
+
+    ``sizes`` replaces the case's two lengths: longer runs spread a garbage
+    collection that falls in one of them over more operations.
+    """
+    small, large = CASES[case][3] if sizes is None else sizes
     a = run_once(case, lib, small, callgrind=True)
     b = run_once(case, lib, large, callgrind=True)
     return (b - a) / (large - small)
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--case", nargs="*", choices=sorted(CASES), help="some cases")
     parser.add_argument("--lib", nargs="*", help=f"libraries (default: {' '.join(DEFAULT_LIBS)})")
     parser.add_argument("--reps", type=int, default=3, help="CPU runs per cell (median)")
+    parser.add_argument(
+        "--sizes", type=int, nargs=2, help="two run lengths for --callgrind (default: the case's)"
+    )
     parser.add_argument("--side", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         figures: dict[str, Any] = {}
         if args.callgrind:
             for lib in runnable:
-                figures[lib] = instructions(case, lib)
+                figures[lib] = instructions(case, lib, args.sizes)
         else:
             count = CASES[case][4]
             runs: dict[str, list[float]] = {lib: [] for lib in runnable}

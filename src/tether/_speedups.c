@@ -2859,7 +2859,7 @@ ls_true(PyObject *value)
 }
 
 PyDoc_STRVAR(deliver_messages_doc,
-"deliver_messages(engine, data, on_message, connection) -> int or (int, exception)\n\n"
+"deliver_messages(engine, data, on_message, connection)\n--\n\n"
 "Hand the whole messages at the start of `data` that each came in one plain\n"
 "frame to on_message(connection, message), one by one, as\n"
 "tether.asyncio.listener.deliver_messages_python does. Return how many bytes\n"
