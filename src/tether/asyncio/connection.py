@@ -444,7 +444,7 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
             # beyond write_limit - gather limit: where it leaves less room
             # than a full gather, the frames leave earlier.
             size = len(frame)
-            transport: Any = self.transport  # Not None: send() checked it.
+            transport: Any = self.transport  # Not None: _write_frame checked it.
             over = transport.get_write_buffer_size() - (self.write_limit - self._gather_limit)
             if over > 0:
                 size += over
