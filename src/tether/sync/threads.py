@@ -30,6 +30,10 @@ from typing import Any
 
 __all__ = ["LeanThread"]
 
+# What threading.Thread calls the attributes that lean threads share.
+_STARTED_ATTRIBUTE = "_started"
+_HOOK_ATTRIBUTE = "_invoke_excepthook"
+
 # An event that is set, shared by every lean thread once it has started: the
 # thread's own answered start() already, and nothing clears it.
 _STARTED = threading.Event()
@@ -53,16 +57,16 @@ class LeanThread(threading.Thread):
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name=name, daemon=True, kwargs=_NO_KWARGS)
-        attributes = vars(self)
-        if _HOOK is not None and callable(attributes.get("_invoke_excepthook")):
-            attributes["_invoke_excepthook"] = _HOOK
+        # By getattr and setattr, not vars(self), which would give the thread
+        # a dictionary object where CPython keeps its attributes' values alone.
+        if _HOOK is not None and callable(getattr(self, _HOOK_ATTRIBUTE, None)):
+            setattr(self, _HOOK_ATTRIBUTE, _HOOK)
         if _DANGLING is not None:
             _DANGLING.discard(self)
 
     def start(self) -> None:
         """Start the thread as :meth:`threading.Thread.start` does; then share its start event."""
         super().start()
-        attributes = vars(self)
-        started = attributes.get("_started")
+        started = getattr(self, _STARTED_ATTRIBUTE, None)
         if type(started) is threading.Event and started.is_set():
-            attributes["_started"] = _STARTED
+            setattr(self, _STARTED_ATTRIBUTE, _STARTED)
