@@ -131,6 +131,21 @@ async def test_messages_sent_with_the_handshake_come_after_on_open() -> None:
         peer.abort()
 
 
+async def test_frame_logs_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    # With DEBUG on, the engine logs every frame: messages take its general path.
+    caplog.set_level(logging.DEBUG, logger="tether")
+    made = Made()
+    async with (
+        listening(made, compression=None) as server,
+        tether.connect(uri_of(server), compression=None) as ws,
+    ):
+        await ws.send("logged")
+        assert await ws.recv() == "logged"
+    frames = [r.getMessage() for r in caplog.records if r.name.startswith("tether.server")]
+    assert any(frame.endswith("< TEXT 'logged' [6 bytes]") for frame in frames)
+    assert any(frame.endswith("> TEXT 'logged' [6 bytes]") for frame in frames)
+
+
 async def test_fragmented_messages_arrive_whole() -> None:
     made = Made()
     async with listening(made) as server:
