@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tether.exceptions import ConnectionClosedError
+from tether.log import ConnectionLogger
 from tether.sync import ClientConnection, Server, ServerConnection, connect
 
 from .conftest import (
@@ -181,3 +183,26 @@ def test_the_logger_is_made_by_the_first_record(
         expected.insert(0, f"{label} connection open: /lazy")
     assert messages[: len(expected)] == expected
     assert all(str(record.websocket.id) == connection_id for record in handler.records)  # type: ignore[attr-defined]
+
+
+def test_a_subclass_may_set_its_own_logger(
+    start_server: ServerFactory, records: tuple[logging.Logger, Records]
+) -> None:
+    logger, handler = records
+    logger.setLevel(logging.INFO)
+
+    class Labelled(ServerConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.logger = ConnectionLogger(logger, "mine", self)
+
+    def greet(ws: ServerConnection) -> None:
+        ws.logger.info("hello")
+
+    server = start_server(greet, create_connection=Labelled)
+    with connect(uri_of(server), open_timeout=TIMEOUT) as ws:
+        ws.wait_closed(TIMEOUT)
+    assert [record.getMessage() for record in handler.records] == [
+        "[mine] connection open: /",
+        "[mine] hello",
+    ]

@@ -323,6 +323,11 @@ class Connection(ConnectionAttributes):
             )
         return logger
 
+    @logger.setter
+    def logger(self, logger: ConnectionLogger) -> None:
+        # As when it was a plain attribute: a subclass may set its own.
+        self._logger = logger
+
     def _base_logger(self) -> LoggerLike:
         """The logger that :attr:`logger` wraps, to ask what it logs without making that."""
         logger = self._logger
