@@ -2865,8 +2865,9 @@ PyDoc_STRVAR(deliver_messages_doc,
 "tether.asyncio.listener.deliver_messages_python does. Return how many bytes\n"
 "they took, for the engine to read the rest; -1, with nothing done, if the\n"
 "engine is not between frames with nothing buffered; or, if on_message\n"
-"raised, a tuple of the bytes taken up to that message included and the\n"
-"exception.");
+"raised an Exception, a tuple of the bytes taken up to that message included\n"
+"and the exception. Any other exception (KeyboardInterrupt, SystemExit) is\n"
+"raised on.");
 
 static PyObject *
 deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -2961,6 +2962,11 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *returned = PyObject_Vectorcall(on_message, call, 2, NULL);
         Py_DECREF(data);
         if (returned == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                /* KeyboardInterrupt, SystemExit, CancelledError: raised on,
+                 * as the Python twin lets them through. */
+                goto done;
+            }
             PyObject *exc = take_exception();
             result = Py_BuildValue("(nN)", pos, exc);
             goto done;

@@ -17,6 +17,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -284,3 +285,25 @@ def test_deliver_messages_twins_agree(
         else:
             outcomes.append((result, None, got))
     assert outcomes[0] == outcomes[1]
+
+
+class Interrupt(BaseException):
+    """Not an Exception: what KeyboardInterrupt or SystemExit are to a callback."""
+
+
+@pytest.mark.parametrize("deliver", [speedups.deliver_messages, deliver_messages_python])
+def test_deliver_messages_lets_what_is_not_an_exception_through(deliver: Any) -> None:
+    # The listener closes with 1011 after an Exception from on_message; a
+    # KeyboardInterrupt or SystemExit goes on up to the event loop instead, as
+    # from the engine's general path (Listener._deliver catches Exception only).
+    data = b"".join(serialize_frame(Opcode.BINARY, bytes([n]), mask=True) for n in range(3))
+    got: list[object] = []
+
+    def on_message(connection: object, message: str | bytes) -> None:
+        got.append(message)
+        if len(got) == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        deliver(Engine(Role.SERVER), data, on_message, None)
+    assert got == [b"\x00", b"\x01"]
