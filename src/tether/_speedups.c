@@ -77,16 +77,19 @@ xor_mask(const unsigned char *src, unsigned char *dst, Py_ssize_t size,
     uint64_t wide;
     unsigned char pattern[32];
 
-    for (int k = 0; k < 32; k++) {
-        pattern[k] = key[k & 3];
-    }
-#ifdef TETHER_AVX2
-    if (have_avx2 && size >= 128) {
-        i = xor_mask_avx2(src, dst, size, pattern);
-    }
-#endif
+    /* The key repeated: built in full only for payloads that use vectors,
+     * so that a small message's unmasking costs little more than its XOR. */
+    memcpy(pattern, key, 4);
+    memcpy(pattern + 4, key, 4);
 #ifdef TETHER_VECTORS
-    {
+    if (size >= 16) {
+        memcpy(pattern + 8, pattern, 8);
+        memcpy(pattern + 16, pattern, 16);
+#ifdef TETHER_AVX2
+        if (have_avx2 && size >= 128) {
+            i = xor_mask_avx2(src, dst, size, pattern);
+        }
+#endif
         v16 wide16;
         memcpy(&wide16, pattern, 16);
         XOR_STEPS(v16, wide16, src, dst, size, i)

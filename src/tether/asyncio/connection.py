@@ -64,12 +64,23 @@ def read_buffer() -> memoryview:
     return shared_read_buffer()
 
 
-class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio.BufferedProtocol):
+class Connection(
+    AsyncConnection,
+    ConnectionAttributes,
+    TransportEnding,
+    asyncio.BufferedProtocol,
+    asyncio.Protocol,
+):
     """An open WebSocket connection, on the client or the server side.
 
     It is made by :func:`tether.connect` or given to a handler by
     :func:`tether.serve`; applications do not create it themselves.
     """
+
+    # A buffered protocol and a plain one: asyncio's own loops see the first
+    # and lend it the shared read buffer (get_buffer, buffer_updated); uvloop
+    # sees the second and hands each read over in one call (data_received)
+    # instead of two, each of which takes the GIL and enters a context.
 
     # Slots rather than a dictionary per instance: more than 30 attributes
     # make CPython give each connection a dictionary of its own, 1.5 KiB
@@ -627,19 +638,22 @@ class Connection(AsyncConnection, ConnectionAttributes, TransportEnding, asyncio
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        """Feed the bytes just read into the buffer to the engine (asyncio calls this)."""
-        data = self._read_buffer[:nbytes]
+        """Feed the bytes just read into the buffer to the engine (asyncio's loops call this)."""
+        self.data_received(self._read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Feed a read to the engine (uvloop calls this)."""
         messages = self._messages
         # The common read first, in one call: whole messages, queued at once
         # and the reader woken (see tether.messages.receive_messages).
         taken = receive_messages(self.protocol, data, messages, self._reader)
-        if taken == nbytes:
+        if taken == len(data):
             if messages.ready >= messages.full_at:
                 self._pause_if_full()
             return
-        self._receive(data[taken:] if taken > 0 else data, taken > 0)
+        self._receive(memoryview(data)[taken:] if taken > 0 else data, taken > 0)
 
-    def _receive(self, data: memoryview, queued: bool) -> None:
+    def _receive(self, data: bytes | memoryview, queued: bool) -> None:
         """Feed a read to the engine's general path; ``queued``: messages of it were queued."""
         protocol = self.protocol
         if protocol.extensions:

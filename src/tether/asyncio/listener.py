@@ -227,10 +227,6 @@ class ListenerConnection(Connection, asyncio.Protocol):
 
     # Receiving from the engine.
 
-    def buffer_updated(self, nbytes: int) -> None:
-        """Feed the bytes just read to the engine, and each message to the listener."""
-        self.data_received(self._read_buffer[:nbytes])
-
     def data_received(self, data: bytes | memoryview) -> None:
         """Feed a read to the engine, and each message to the listener (uvloop calls this)."""
         # As when a reader waits: the first message sent is written at once.
@@ -347,17 +343,6 @@ class ListenerServerConnection(ListenerConnection, ServerConnection):
         super().__init__(protocol, server, **kwargs)
         self._listener_factory = listener
         self._listening(None)
-        if self._proxy_header is not None:
-            # As for buffer_updated (see ServerConnection): only these
-            # connections read through the PROXY header's parser.
-            self.data_received = self._read_proxy_data  # type: ignore[method-assign]
-
-    def _read_proxy_data(self, data: bytes | memoryview) -> None:
-        """Read the PROXY protocol header first, then the WebSocket (uvloop calls this)."""
-        if self._proxy_header is None:
-            type(self).data_received(self, data)
-        else:
-            self._proxy_received(data)
 
     def _start(self) -> None:
         """Make this connection's listener and call its ``on_open``."""

@@ -87,7 +87,7 @@ class ServerConnection(ServerSide, Connection):
             # loop takes the instance's method, and every other connection
             # keeps the base class's, without a call more on each read.
             self._proxy_header = bytearray()
-            self.buffer_updated = self._read_proxy_header  # type: ignore[method-assign]
+            self.data_received = self._read_proxy_data  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server; the client has what TLS left of ``open_timeout`` to finish."""
@@ -105,13 +105,13 @@ class ServerConnection(ServerSide, Connection):
             self.logger.info("opening handshake timed out")
             self.transport.abort()
 
-    def _read_proxy_header(self, nbytes: int) -> None:
-        """Read the PROXY protocol header first, then the WebSocket (asyncio calls this)."""
+    def _read_proxy_data(self, data: bytes | memoryview) -> None:
+        """Read the PROXY protocol header first, then the WebSocket (see ``data_received``)."""
         if self._proxy_header is None:
             # The class's own: a listener connection has another.
-            type(self).buffer_updated(self, nbytes)
+            type(self).data_received(self, data)
         else:
-            self._proxy_received(self._read_buffer[:nbytes])
+            self._proxy_received(data)
 
     def _proxy_received(self, data: bytes | memoryview) -> None:
         """Add a read to the PROXY protocol header; once it is whole, feed the engine the rest."""
