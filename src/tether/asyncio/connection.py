@@ -355,7 +355,19 @@ class Connection(
             # lock, may be under way otherwise).
             frame = message_frame(self.protocol, message, text)
             if frame is not None:
-                self._write_frame(frame)
+                # _write_frame() written out: this runs per message.
+                transport = self.transport
+                if transport is None or transport.is_closing():
+                    self._flush([frame])
+                elif self._tick_pending:
+                    self._gather(frame)
+                else:
+                    transport.write(frame)
+                    if self._sent_since_wait:
+                        self._tick_pending = True
+                        self._loop.call_soon(self._tick)
+                    else:
+                        self._sent_since_wait = True
                 if self._writing_paused:
                     await self._drain()
                 return
