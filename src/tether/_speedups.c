@@ -731,6 +731,35 @@ whole_frame(const unsigned char *frame, Py_ssize_t available, int expect_mask,
     return 1;
 }
 
+/* A size bound given as None or an int of at least 0: -1 (no bound) for None
+ * and for an int beyond Py_ssize_t, which bounds nothing (no frame or object
+ * is that large; the Python twins take such a bound as it is); the int
+ * otherwise. -2 with an exception for anything else. */
+static Py_ssize_t
+size_bound(PyObject *bound)
+{
+    if (bound == Py_None) {
+        return -1;
+    }
+    if (!PyLong_Check(bound)) {
+        PyErr_SetString(PyExc_TypeError, "a size bound must be None or an int");
+        return -2;
+    }
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(bound, &overflow);
+    if (value == -1 && PyErr_Occurred()) {
+        return -2;
+    }
+    if (overflow > 0 || value > PY_SSIZE_T_MAX) {
+        return -1;
+    }
+    if (overflow < 0 || value < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative position, size or limit");
+        return -2;
+    }
+    return (Py_ssize_t)value;
+}
+
 PyDoc_STRVAR(read_messages_doc,
 "read_messages(buf, pos, expect_mask, max_size, limit, events, whole) -> int\n\n"
 "Read the whole messages at buf[pos:] that each came in one plain frame, or\n"
@@ -750,18 +779,18 @@ read_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     int expect_mask = PyObject_IsTrue(args[2]);
     /* -1 stands for None (no bound) from here on: a negative argument is refused. */
-    Py_ssize_t max_size = args[3] == Py_None ? 0 : PyLong_AsSsize_t(args[3]);
     Py_ssize_t limit = args[4] == Py_None ? 0 : PyLong_AsSsize_t(args[4]);
     PyObject *events = args[5];
     if (PyErr_Occurred() || expect_mask < 0) {
         return NULL;
     }
-    if (pos < 0 || max_size < 0 || limit < 0) {
+    if (pos < 0 || limit < 0) {
         PyErr_SetString(PyExc_ValueError, "negative position, size or limit");
         return NULL;
     }
-    if (args[3] == Py_None) {
-        max_size = -1;
+    Py_ssize_t max_size = size_bound(args[3]);
+    if (max_size == -2) {
+        return NULL;
     }
     if (args[4] == Py_None) {
         limit = -1;
@@ -2904,8 +2933,8 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return done < 0 || expect_mask < 0 ? NULL : PyLong_FromLong(-1);
     }
     /* -1: no bound. */
-    Py_ssize_t max_size = fields[5] == Py_None ? -1 : PyLong_AsSsize_t(fields[5]);
-    if (max_size == -1 && PyErr_Occurred()) {
+    Py_ssize_t max_size = size_bound(fields[5]);
+    if (max_size == -2) {
         return NULL;
     }
     Py_buffer view;
@@ -3227,14 +3256,11 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || (mask != Py_True && mask != Py_False)) {
         return PyLong_FromLong(-1);
     }
-    Py_ssize_t max_size = -1;
-    if (bound != Py_None) {
-        max_size = PyLong_AsSsize_t(bound);
-        if (max_size < 0) {
-            /* Not an int the engine would hold: its own path judges. */
-            PyErr_Clear();
-            return PyLong_FromLong(-1);
-        }
+    Py_ssize_t max_size = size_bound(bound);
+    if (max_size == -2) {
+        /* Not a bound the engine would hold: its own path judges. */
+        PyErr_Clear();
+        return PyLong_FromLong(-1);
     }
     int expect_mask = mask == Py_True;
     Py_buffer view;

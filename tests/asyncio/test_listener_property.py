@@ -307,3 +307,12 @@ def test_deliver_messages_lets_what_is_not_an_exception_through(deliver: Any) ->
     with pytest.raises(Interrupt):
         deliver(Engine(Role.SERVER), data, on_message, None)
     assert got == [b"\x00", b"\x01"]
+
+
+@pytest.mark.parametrize("deliver", [speedups.deliver_messages, deliver_messages_python])
+def test_deliver_messages_with_a_bound_past_what_an_object_holds(deliver: Any) -> None:
+    data = serialize_frame(Opcode.TEXT, b"hi", mask=True)
+    got: list[object] = []
+    engine = Engine(Role.SERVER, max_size=1 << 64)
+    assert deliver(engine, data, lambda ws, message: got.append(message), None) == len(data)
+    assert got == ["hi"]

@@ -14,6 +14,8 @@ connection ended.
 from __future__ import annotations
 
 import itertools
+import sys
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -403,3 +405,40 @@ def test_message_frame_refuses_what_is_not_an_engine() -> None:
 
     with pytest.raises(ValueError, match="no truth"):
         speedups.message_frame(Connection(Role.SERVER), b"", Truthless())  # type: ignore[arg-type]
+
+
+def _restarted_stream(first: bytes, second: bytes) -> bytes:
+    """Compressed data whose first block ends zlib's stream (BFINAL), a new stream after it."""
+    ended = zlib.compressobj(wbits=-15)
+    fresh = zlib.compressobj(wbits=-15)
+    data = ended.compress(first) + ended.flush() + fresh.compress(second)
+    return (data + fresh.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize("max_size", [sys.maxsize - 1, sys.maxsize, 1 << 64])
+def test_a_bound_past_what_an_object_holds_bounds_nothing(max_size: int) -> None:
+    # max_size takes any int: the C fast paths read it as no bound, and
+    # zlib's max_length, which stops at sys.maxsize, gets none either.
+    server = Connection(
+        Role.SERVER, max_size=max_size, extensions=[PerMessageDeflate(False, False, 15, 15)]
+    )
+    client = Connection(Role.CLIENT, extensions=[PerMessageDeflate(False, False, 15, 15)])
+    client.send_text(b"plain", compress=False)
+    client.send_message(b"\x00" * 70_000)
+    stream = b"".join(client.data_to_send())
+    stream += build_frame(0x2, _restarted_stream(b"one ", b"two"), rsv=0x40, key=b"abcd")
+    server.receive_data(stream)
+    events = server.events()
+    messages = [event.data for event in events if isinstance(event, Message)]
+    assert len(messages) == len(events)
+    assert messages == ["plain", b"\x00" * 70_000, b"one two"]
+    assert server.state is State.OPEN
+
+
+@pytest.mark.parametrize("receive", RECEIVERS, ids=IDS)
+def test_receive_messages_with_a_bound_past_what_an_object_holds(receive: Receive) -> None:
+    engine = Connection(Role.SERVER, max_size=1 << 64)
+    queue = MessageQueue()
+    data = build_frame(0x1, b"hi", key=b"abcd")
+    assert receive(engine, data, queue, None) == len(data)
+    assert queue.get() == "hi"

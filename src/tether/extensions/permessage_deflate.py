@@ -34,6 +34,7 @@ compress with 9 when 8 was agreed.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Final, Literal, NamedTuple, Protocol
@@ -119,6 +120,16 @@ def _end_message(output: bytes) -> bytes:
     7.2.3.6.
     """
     return output[:-4] if output.endswith(_TAIL) else output + b"\x00"
+
+
+def _output_limit(room: int | None) -> int:
+    """zlib's ``max_length`` for at most ``room`` bytes of output (``None``: no bound).
+
+    One byte more than allowed tells "too big" apart from "exactly the
+    limit" without inflating any further. 0 is no limit: for ``None``, and
+    for a bound past ``sys.maxsize``, which zlib refuses and no output reaches.
+    """
+    return 0 if room is None or room >= sys.maxsize else room + 1
 
 
 def deflate_frame_python(
@@ -397,10 +408,7 @@ class PerMessageDeflate(Extension):
         if decoder is None:
             decoder = self._decoder = new_decompressor(self._decoder_wbits)
         try:
-            # One byte more than allowed tells "too big" apart from "exactly
-            # the limit" without inflating any further; 0 is no limit.
-            limit = 0 if max_size is None else max_size + 1
-            output = inflate_frame(decoder, data, key, tail, limit)
+            output = inflate_frame(decoder, data, key, tail, _output_limit(max_size))
             if decoder.eof:
                 output = self._restart(decoder, output, tail, max_size)
         except zlib.error as exc:
@@ -428,7 +436,9 @@ class PerMessageDeflate(Extension):
             if max_size is not None and size > max_size:
                 break  # The caller raises PayloadTooBig.
             decoder = self._decoder = new_decompressor(self._decoder_wbits)
-            output = decoder.decompress(rest, 0 if max_size is None else max_size - size + 1)
+            output = decoder.decompress(
+                rest, _output_limit(None if max_size is None else max_size - size)
+            )
             outputs.append(output)
             size += len(output)
         return b"".join(outputs)
