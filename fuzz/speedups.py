@@ -223,14 +223,7 @@ def _check_messages(source: Input, flags: int) -> None:
             payload = apply_mask_python(payload, header.mask)
         assert event.data == (payload.decode() if header.opcode == 1 else payload)
     assert pos == stop
-    _check_deliver(
-        buf,
-        expect_mask=expect_mask,
-        max_size=max_size,
-        fail_at=size_byte % 4,
-        messages=python,
-        stop=stop,
-    )
+    _check_deliver(buf, expect_mask=expect_mask, max_size=max_size, fail_at=size_byte % 4)
 
 
 def _check_deliver(
@@ -239,10 +232,13 @@ def _check_deliver(
     expect_mask: bool,
     max_size: int | None,
     fail_at: int,
-    messages: list[Event],
-    stop: int,
 ) -> None:
-    """deliver_messages and its twin, on a fresh engine, with a callback raising at ``fail_at``."""
+    """deliver_messages and its twin, on a fresh engine, with a callback raising at ``fail_at``.
+
+    Both read what ``read_messages`` reads with no limit.
+    """
+    messages: list[Event] = []
+    stop = read_messages_python(buf, 0, expect_mask, max_size, None, messages, None)
     outcomes = []
     for deliver in (_speedups.deliver_messages, deliver_messages_python):
         engine = Connection(Role.SERVER if expect_mask else Role.CLIENT, max_size=max_size)
