@@ -176,6 +176,13 @@ parse_header(PyObject *self, PyObject *args)
                           &expect_mask, &allowed_rsv)) {
         return NULL;
     }
+    /* Six items are set in what header_type allocates: a tuple type only. */
+    if (!PyType_Check(header_type)
+        || !PyType_FastSubclass((PyTypeObject *)header_type, Py_TPFLAGS_TUPLE_SUBCLASS)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "header_type must be a tuple type");
+        return NULL;
+    }
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t available = view.len - pos;
     if (pos < 0) {

@@ -240,6 +240,14 @@ def test_read_messages_stops_at_the_limit() -> None:
     assert _both_read(frame * 3, 0, False, None, 0) == (0, [])
 
 
+@pytest.mark.parametrize("header_type", [int, dict, "not a type", None])
+def test_parse_header_takes_only_a_tuple_type(header_type: Any) -> None:
+    # It fills six items of what header_type allocates: anything but a tuple
+    # type was written past or through (int made a corrupt number).
+    with pytest.raises(TypeError, match="tuple type"):
+        speedups.parse_header(header_type, b"\x81\x00", 0, False, 0x70)
+
+
 def test_read_messages_rejects_bad_arguments() -> None:
     for pos, max_size, limit in [(-1, None, None), (0, -1, None), (0, None, -1)]:
         with pytest.raises(ValueError, match="negative"):
