@@ -17,6 +17,11 @@ receives it and sends it back, the client receives the echo. Cases:
   the client's frames masked: everything tether's protocol layer does.
 - ``plain``: the same engines without compression (the ``x plain`` baseline).
 
+``--level``, ``--mem-level`` and ``--window-bits`` change the compressor's
+settings for every case (aiohttp's defaults: ``--level 1 --mem-level 8
+--window-bits 15``); ``--sizes`` prints the compressed size of each message
+at these settings.
+
 ``python -m bench.deflate_core`` prints CPU microseconds per round trip (all
 cases in one run, so their ratios are comparable); ``--callgrind`` counts
 instructions, from two callgrind runs of different sizes so that start-up
@@ -41,10 +46,9 @@ from tether.protocol.events import Message
 CASES = ("zlib", "engine", "plain")
 
 # What a tether client and a tether server agree on by default (see
-# enable_client_permessage_deflate and enable_server_permessage_deflate).
-LEVEL = zlib.Z_DEFAULT_COMPRESSION
-MEM_LEVEL = 5
-WINDOW_BITS = 12
+# enable_client_permessage_deflate and enable_server_permessage_deflate);
+# the command line may change them.
+SETTINGS = {"level": zlib.Z_DEFAULT_COMPRESSION, "mem_level": 5, "window_bits": 12}
 TAIL = b"\x00\x00\xff\xff"
 
 
@@ -58,11 +62,13 @@ def zlib_round_trips() -> Callable[[int], None]:
     """zlib alone, both ends: what a round trip cannot cost less than."""
     payloads = messages()
 
+    bits = SETTINGS["window_bits"]
+
     def encoder() -> zlib._Compress:
-        return zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL)
+        return zlib.compressobj(SETTINGS["level"], zlib.DEFLATED, -bits, SETTINGS["mem_level"])
 
     def decoder() -> zlib._Decompress:
-        return zlib.decompressobj(-WINDOW_BITS)
+        return zlib.decompressobj(-bits)
 
     client_out, server_out = encoder(), encoder()
     client_in, server_in = decoder(), decoder()
@@ -91,9 +97,9 @@ def engine_round_trips(deflate: bool) -> Callable[[int], None]:
             PerMessageDeflate(
                 remote_no_context_takeover=False,
                 local_no_context_takeover=False,
-                remote_max_window_bits=WINDOW_BITS,
-                local_max_window_bits=WINDOW_BITS,
-                compress_settings={"memLevel": MEM_LEVEL},
+                remote_max_window_bits=SETTINGS["window_bits"],
+                local_max_window_bits=SETTINGS["window_bits"],
+                compress_settings={"level": SETTINGS["level"], "memLevel": SETTINGS["mem_level"]},
             )
         ]
 
@@ -119,6 +125,15 @@ def engine_round_trips(deflate: bool) -> Callable[[int], None]:
     return run
 
 
+def print_sizes() -> None:
+    """The compressed size of each message, alone and after the other (context takeover)."""
+    bits = SETTINGS["window_bits"]
+    encoder = zlib.compressobj(SETTINGS["level"], zlib.DEFLATED, -bits, SETTINGS["mem_level"])
+    for index, message in enumerate(messages() * 2):
+        size = len(encoder.compress(message) + encoder.flush(zlib.Z_SYNC_FLUSH)) - 4
+        print(f"message {index}: {len(message)} -> {size} bytes")
+
+
 def round_trips(case: str) -> Callable[[int], None]:
     """The function that runs ``count`` round trips of ``case``."""
     if case == "zlib":
@@ -141,7 +156,17 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
     parser.add_argument("--case", choices=CASES, help="one case")
     parser.add_argument("--count", type=int, help="round trips (default 20000)")
+    parser.add_argument("--level", type=int, default=SETTINGS["level"])
+    parser.add_argument("--mem-level", type=int, default=SETTINGS["mem_level"])
+    parser.add_argument("--window-bits", type=int, default=SETTINGS["window_bits"])
+    parser.add_argument("--sizes", action="store_true", help="compressed sizes")
     args = parser.parse_args()
+    SETTINGS.update(level=args.level, mem_level=args.mem_level, window_bits=args.window_bits)
+    settings = [f"--level={args.level}", f"--mem-level={args.mem_level}"]
+    settings.append(f"--window-bits={args.window_bits}")
+    if args.sizes:
+        print_sizes()
+        return
     if args.count is not None and args.case is not None and not args.callgrind:
         # One run, as callgrind starts it: no output needed.
         round_trips(args.case)(args.count)
@@ -149,7 +174,7 @@ def main() -> None:
     results = {}
     for case in [args.case] if args.case else list(CASES):
         if args.callgrind:
-            value = per_operation("bench.deflate_core", ["--case", case], (2_000, 6_000))
+            value = per_operation("bench.deflate_core", ["--case", case, *settings], (2_000, 6_000))
             print(f"{case:<7} {value:>10,.0f} instructions per round trip", flush=True)
         else:
             value = cpu_seconds(case, args.count or 20_000) * 1e6
