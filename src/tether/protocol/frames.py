@@ -340,9 +340,9 @@ def encode_whole_python(
     return whole.encode_message(first, data, key)  # type: ignore[arg-type]
 
 
-encode_whole: Callable[[Extension, int, bytes | bytearray | memoryview, bytes | None], bytes] = (
-    encode_whole_python if speedups is None else speedups.encode_whole
-)
+EncodeWhole = Callable[["Extension", int, bytes | bytearray | memoryview, bytes | None], bytes]
+
+encode_whole: EncodeWhole = encode_whole_python if speedups is None else speedups.encode_whole
 """:func:`encode_whole_python`, in C when the accelerator is built."""
 
 
