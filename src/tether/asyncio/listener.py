@@ -13,7 +13,6 @@ A peer that does not read what it is sent is not read from either.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sys
 from collections.abc import Callable, Sequence
@@ -123,7 +122,7 @@ class Listener:
         """
 
 
-class ListenerConnection(Connection, asyncio.Protocol):
+class ListenerConnection(Connection):
     """A connection that hands its messages to a :class:`Listener` instead of a queue.
 
     The receiving side of the coroutine API (``recv``, ``recv_streaming``,
@@ -131,13 +130,6 @@ class ListenerConnection(Connection, asyncio.Protocol):
     sending, ``ping``, ``close`` and ``wait_closed`` work as on any
     connection. :class:`ListenerServerConnection` and
     :class:`ListenerClientConnection` are the two sides.
-
-    It is an :class:`asyncio.Protocol` as well as a buffered one: asyncio's
-    own loops see the buffered protocol first and lend it the shared read
-    buffer; uvloop sees a plain protocol and hands each read over in one call
-    (:meth:`data_received`) instead of two (``get_buffer``, then
-    ``buffer_updated``), each of which takes the GIL and enters a context:
-    about 1,700 instructions less per read.
     """
 
     # A mixin of the server and client connections: their slots hold the state.
