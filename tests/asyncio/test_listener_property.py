@@ -23,9 +23,15 @@ from hypothesis import strategies as st
 
 import tether
 import tether._speedups as speedups
+from tests.protocol.connection_helpers import parse_all
+from tether.asyncio import listener as listener_module
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.connection import Connection
-from tether.asyncio.listener import ListenerClientConnection, deliver_messages_python
+from tether.asyncio.listener import (
+    ListenerClientConnection,
+    ListenerConnection,
+    deliver_messages_python,
+)
 from tether.exceptions import ConnectionClosed
 from tether.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -316,3 +322,62 @@ def test_deliver_messages_with_a_bound_past_what_an_object_holds(deliver: Any) -
     engine = Engine(Role.SERVER, max_size=1 << 64)
     assert deliver(engine, data, lambda ws, message: got.append(message), None) == len(data)
     assert got == ["hi"]
+
+
+class Reentrant(tether.Listener):
+    """A listener whose on_message acts on its own connection in the middle of a read."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.messages: list[str | bytes] = []
+
+    def on_message(self, ws: Connection, message: str | bytes) -> None:
+        self.messages.append(message)
+        if self.action == "send":
+            ws.send_nowait(message)
+        elif len(self.messages) == 1 and self.action == "close":
+            ws._start_close(4000, "from on_message")
+        elif len(self.messages) == 1 and self.action == "drop":
+            # The last reference to the listener but the bound on_message.
+            assert isinstance(ws, ListenerConnection)
+            ws.listener = None
+        elif len(self.messages) == 2 and self.action == "raise":
+            raise ValueError("on purpose")
+
+
+@pytest.mark.parametrize("action", ["send", "close", "drop", "raise"])
+async def test_callbacks_acting_on_their_connection_in_a_read(
+    action: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One read: four messages, a ping, one more. The C deliver_messages, its
+    # Python twin and the engine's general path (which parses the whole read
+    # before the first callback) give the same messages, replies and state;
+    # only the pong may come before the replies on the general path.
+    frames = [serialize_frame(Opcode.BINARY, bytes([n]) * 3, mask=False) for n in range(4)]
+    frames += [serialize_frame(Opcode.PING, b"p", mask=False)]
+    frames += [serialize_frame(Opcode.TEXT, b"last", mask=False)]
+    outcomes = []
+    for deliver in (speedups.deliver_messages, deliver_messages_python, None):
+        listener = Reentrant(action)
+        connection = ListenerClientConnection(
+            ClientProtocol("ws://localhost/"), listener=listener, ping_interval=None
+        )
+        transport = RecordingTransport()
+        connection.connection_made(transport)
+        request = b"".join(transport.written)
+        transport.written.clear()
+        connection.data_received(server_bytes(request, False, [], None))
+        assert connection.listener is listener
+        if deliver is None:
+            # The general path alone: as with an engine that logs its frames.
+            connection._plain = False
+        else:
+            monkeypatch.setattr(listener_module, "deliver_messages", deliver)
+        connection.data_received(b"".join(frames))
+        written = parse_all(b"".join(transport.written), expect_mask=True)
+        pongs = [frame for frame in written if frame.opcode is Opcode.PONG]
+        others = [frame for frame in written if frame.opcode is not Opcode.PONG]
+        outcomes.append((listener.messages, pongs, others, connection.protocol.state))
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    expected = [b"\x00" * 3, b"\x01" * 3, b"\x02" * 3, b"\x03" * 3, "last"]
+    assert outcomes[0][0] == (expected[:2] if action == "raise" else expected)
