@@ -32,13 +32,19 @@ class TransportEnding:
         raise NotImplementedError
 
     def _linger(self, transport: asyncio.Transport) -> None:
-        """Half-close after failing on the peer's data; read and drop until it closes TCP.
+        """Half-close, then read and drop until the peer closes TCP.
 
-        The peer is likely still sending. Closing the socket with its bytes
-        unread makes the kernel answer with a RST, and the peer's kernel may
-        then discard our close frame before the peer reads it: the peer would
-        see an abnormal closure instead of, say, 1009. The engine ignores the
-        input; EOF from the peer or the close timer ends the connection.
+        Used after failing on the peer's data, and by a server after the
+        closing handshake (RFC 6455 section 7.1.1: the server closes TCP first).
+        The peer may still be sending: the rest of a message after an error,
+        or a pong answering a ping that crossed its close frame. Bytes that
+        reach a closed socket, or wait unread in it as it closes, make the
+        kernel answer with a RST, which drops our unacknowledged bytes (the
+        close frame, if lost once, is never sent again) and may make the
+        peer's kernel discard it before the peer reads it: the peer would see
+        an abnormal closure (1006) instead of, say, 1000 or 1009. The engine
+        ignores the input; EOF from the peer or the close timer ends the
+        connection.
         """
         if self._eof_written:
             return
