@@ -8,7 +8,7 @@ STAMP_BENCH := $(VENV)/.installed-bench
 # The editable install builds the C accelerator: built again when it changes.
 BUILD_INPUTS := pyproject.toml setup.py src/tether/_speedups.c
 
-.PHONY: run test lint types docs pytest debian-packages bench bench-quick bench-fanout bench-c100k soak fuzz fuzz-merge fuzz-native clean
+.PHONY: run test lint types docs pytest debian-packages build-packages bench bench-quick bench-fanout bench-c100k soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,14 @@ $(STAMP_RUN): $(BUILD_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(STAMP_DEV): $(BUILD_INPUTS) | $(BIN)/python
+# The tests' and the bench's installs build the accelerator with zlib's header
+# there (build-packages): without it the optional build would quietly leave
+# the pure-Python fallback in place of the C code under test.
+$(STAMP_DEV): $(BUILD_INPUTS) | $(BIN)/python build-packages
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
-$(STAMP_BENCH): $(BUILD_INPUTS) | $(BIN)/python
+$(STAMP_BENCH): $(BUILD_INPUTS) | $(BIN)/python build-packages
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@ $(STAMP_DEV) $(STAMP_RUN)
 
@@ -54,16 +57,25 @@ $(STAMP_NODE): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
 # instance on a loopback port (or in a namespace of its own) and stops it.
 # Installed once per machine: only the missing ones, so a machine that has
 # them all asks apt nothing.
-DEBIAN_PACKAGES := chromium nginx iproute2 redis-server tinyproxy apache2-bin zlib1g-dev
+BUILD_PACKAGES := zlib1g-dev
+DEBIAN_PACKAGES := chromium nginx iproute2 redis-server tinyproxy apache2-bin $(BUILD_PACKAGES)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-debian-packages:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call apt-missing,PACKAGES): install those of PACKAGES not there yet.
+define apt-missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages for the tests (once per machine):" $$missing; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+debian-packages:
+	$(call apt-missing,$(DEBIAN_PACKAGES))
+
+build-packages:
+	$(call apt-missing,$(BUILD_PACKAGES))
 
 # Whether atheris has a wheel for this Python: the marker of atheris in the
 # dev extra of pyproject.toml. Where it has none, the brief fuzzing runs of
