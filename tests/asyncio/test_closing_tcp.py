@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import tether
+import tether.sync
 from tether.asyncio.server import ServerConnection
 from tether.protocol.connection import Connection, Role
 from tether.protocol.events import CloseReceived, Message
 from tether.protocol.frames import Opcode, serialize_frame
+from tether.sync.server import ServerConnection as SyncServerConnection
 
 from .raw_peer import READ_TIMEOUT, RawPeer, raw_client
 
@@ -80,3 +83,51 @@ async def test_pong_after_the_clients_close_frame_does_not_reset_tcp() -> None:
         async with asyncio.timeout(READ_TIMEOUT):
             await server_side.wait_closed()
         assert server_side.close_code == 1000
+
+
+async def test_threading_server_also_reads_on_after_the_closing_handshake() -> None:
+    handler_ended = threading.Event()
+    connections: list[SyncServerConnection] = []
+
+    def echo_sync(ws: SyncServerConnection) -> None:
+        connections.append(ws)
+        try:
+            for data in ws:
+                ws.send(data)
+        finally:
+            handler_ended.set()
+
+    server = tether.sync.serve(echo_sync, "127.0.0.1", 0, compression=None)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    loop = asyncio.get_running_loop()
+    try:
+        client = await slow_reading_client(server.socket.getsockname()[1])
+        payload = bytes(range(256)) * (ECHO_SIZE // 256)
+        client.engine.send_binary(payload)
+        await client.flush()
+        # The echo is on its way: the handler's send now waits for a client
+        # that reads no more, and the server's reader takes the close frame.
+        async with asyncio.timeout(READ_TIMEOUT):
+            first = await client.reader.read(65536)
+        client.engine.send_close(1000, "done")
+        await client.flush()
+        async with asyncio.timeout(READ_TIMEOUT):
+            while not connections or connections[0].protocol.close_rcvd is None:
+                await asyncio.sleep(0.01)
+        await client.write(serialize_frame(Opcode.PONG.value, b"", mask=True))
+        received = first + await client.wait_eof()
+        decoder = Connection(Role.CLIENT, max_size=None)
+        decoder.receive_data(received)
+        message, close = decoder.events()
+        assert isinstance(message, Message)
+        assert message.data == payload
+        assert isinstance(close, CloseReceived)
+        assert close.close.code == 1000
+        await client.close()
+        assert await loop.run_in_executor(None, handler_ended.wait, READ_TIMEOUT)
+        (server_side,) = connections
+        assert server_side.close_code == 1000
+    finally:
+        await loop.run_in_executor(None, server.shutdown)
+        serving.join(READ_TIMEOUT)

@@ -747,10 +747,13 @@ class Connection(ConnectionAttributes):
         """Send EOF after the close frame, and keep reading until the peer closes.
 
         After failing on the peer's data, the rest of what it sent may still be
-        coming: closing with input unread makes the kernel reset the
-        connection, and the peer may lose the close frame just sent. Reading
-        goes on, dropping the rest, for ``close_timeout`` at most. TLS cannot
-        half-close, so a TLS socket is shut down whole.
+        coming; after the closing handshake, a server may still get a pong
+        answering a ping that crossed the client's close frame. Input that
+        reaches a socket shut down for reading, or waits unread as it closes,
+        makes the kernel reset the connection, and the peer may lose the
+        close frame just sent. Reading goes on, dropping the rest, for
+        ``close_timeout`` at most. TLS cannot half-close, so a TLS socket is
+        shut down whole.
         """
         if isinstance(self.socket, ssl.SSLSocket):
             self._shutdown()
@@ -1081,7 +1084,15 @@ class Connection(ConnectionAttributes):
                 break
             data = None
         if shutdown:
-            if error is None and self.protocol.error is not None:
+            protocol = self.protocol
+            if error is None and (
+                protocol.error is not None
+                or (protocol.state is _CLOSING and protocol.close_rcvd is not None)
+            ):
+                # After failing on the peer's data, or after the closing
+                # handshake (the server closes TCP first), the peer may still
+                # be sending: a pong answering a ping that crossed its close
+                # frame. Shutting down reading now would reset TCP.
                 self._half_close()
             else:
                 self._shutdown()
