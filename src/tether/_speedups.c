@@ -3054,7 +3054,7 @@ static PyObject *core_deque;            /* collections.deque */
  * logging does) takes the general path. */
 static PyObject *core_receive_data, *core_send_message, *core_data_to_send;
 static PyObject *receive_data_name, *send_message_name, *data_to_send_name, *append_name,
-    *done_name, *set_result_name;
+    *popleft_name, *done_name, *set_result_name;
 
 /* A field of `object` kept in a slot at `offset`: a borrowed reference, or
  * NULL when it is unset. */
@@ -3087,6 +3087,7 @@ core_init(void)
     CORE_NAME(send_message_name, "send_message");
     CORE_NAME(data_to_send_name, "data_to_send");
     CORE_NAME(append_name, "append");
+    CORE_NAME(popleft_name, "popleft");
     CORE_NAME(done_name, "done");
     CORE_NAME(set_result_name, "set_result");
 #undef CORE_NAME
@@ -3324,6 +3325,54 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return failed ? NULL : PyLong_FromSsize_t(pos);
 }
 
+PyDoc_STRVAR(take_message_doc,
+"take_message(queue) -> str, bytes or None\n\n"
+"Remove and return the first message of queue (a MessageQueue) when it is a\n"
+"whole Message event, as queue.get() does then; None otherwise, with nothing\n"
+"done: see tether.messages.take_message_python.");
+
+static PyObject *
+take_message(PyObject *self, PyObject *queue)
+{
+    if (core_init() < 0) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(queue, core_queue_type)) {
+        PyErr_SetString(PyExc_TypeError, "take_message takes a MessageQueue");
+        return NULL;
+    }
+    PyObject *items = SLOT(queue, queue_items_offset), *ready = SLOT(queue, queue_ready_offset);
+    if (items == NULL || items == Py_None || ready == NULL || !PyLong_CheckExact(ready)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t length = PyObject_Length(items);
+    if (length <= 0) {
+        if (length < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *first = PySequence_GetItem(items, 0);
+    if (first == NULL) {
+        return NULL;
+    }
+    PyObject *data = Py_TYPE(first) == message_type ? SLOT(first, message_data_offset) : NULL;
+    if (data == NULL) {
+        Py_DECREF(first);
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(data);
+    Py_DECREF(first);
+    PyObject *popped = PyObject_CallMethodNoArgs(items, popleft_name);
+    if (popped == NULL || queue_count(queue, -1) < 0) {
+        Py_XDECREF(popped);
+        Py_DECREF(data);
+        return NULL;
+    }
+    Py_DECREF(popped);
+    return data;
+}
+
 PyDoc_STRVAR(message_frame_doc,
 "message_frame(engine, data, text)\n--\n\n"
 "The frame of one whole message, sent now by the engine, for the caller to\n"
@@ -3447,6 +3496,7 @@ static PyMethodDef speedups_methods[] = {
      read_messages_doc},
     {"receive_messages", (PyCFunction)(void (*)(void))receive_messages, METH_FASTCALL,
      receive_messages_doc},
+    {"take_message", take_message, METH_O, take_message_doc},
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif

@@ -83,6 +83,7 @@ def receive_messages(
     queue: Any,
     waiter: Any,
 ) -> int: ...
+def take_message(queue: Any) -> str | bytes | None: ...
 def write_shared(
     connections: Any,
     make_frame: Callable[[], bytes],

@@ -26,6 +26,8 @@ __all__ = [
     "piece_converter",
     "receive_messages",
     "receive_messages_python",
+    "take_message",
+    "take_message_python",
 ]
 
 
@@ -245,3 +247,25 @@ receive_messages: Callable[[Connection, bytes | bytearray | memoryview, MessageQ
     receive_messages_python if speedups is None else speedups.receive_messages
 )
 """:func:`receive_messages_python`, in C when the accelerator is built."""
+
+
+def take_message_python(queue: MessageQueue) -> str | bytes | None:
+    """Remove and return the first message of ``queue`` when it came whole, as ``get()`` does.
+
+    The common case of :meth:`MessageQueue.get` with no ``decode``, for a
+    reader that takes many: the first item is a whole :class:`Message`.
+    Return ``None``, with nothing done, otherwise (nothing waits, or the
+    first message came in pieces): the caller uses ``get()`` then. The C
+    accelerator's ``take_message`` does the same.
+    """
+    items = queue._items
+    if not items or type(items[0]) is not Message:
+        return None
+    queue.ready -= 1
+    return items.popleft().data
+
+
+take_message: Callable[[MessageQueue], str | bytes | None] = (
+    take_message_python if speedups is None else speedups.take_message
+)
+""":func:`take_message_python`, in C when the accelerator is built."""

@@ -30,7 +30,7 @@ from tests.protocol.connection_helpers import build_frame, parse_all
 from tether.exceptions import InvalidState
 from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.framelog import enable_frame_log
-from tether.messages import MessageQueue, receive_messages_python
+from tether.messages import MessageQueue, receive_messages_python, take_message_python
 from tether.protocol.connection import Connection, Role, State
 from tether.protocol.events import Event, Fragment, Message
 
@@ -442,3 +442,49 @@ def test_receive_messages_with_a_bound_past_what_an_object_holds(receive: Receiv
     data = build_frame(0x1, b"hi", key=b"abcd")
     assert receive(engine, data, queue, None) == len(data)
     assert queue.get() == "hi"
+
+
+# Taking messages from the queue
+
+TAKERS = [take_message_python, speedups.take_message]
+
+_ITEMS = st.lists(
+    st.one_of(
+        st.binary(max_size=5).map(Message),
+        st.text(max_size=5).map(Message),
+        st.tuples(st.text(max_size=3), st.booleans()).map(
+            lambda piece: Fragment(piece[0], True, piece[1])
+        ),
+    ),
+    max_size=5,
+)
+
+
+def _queue_of(items: list[Message | Fragment]) -> MessageQueue:
+    queue = MessageQueue(None)
+    for item in items:
+        queue.put(item)
+    return queue
+
+
+@pytest.mark.parametrize("take", TAKERS, ids=IDS)
+@given(items=_ITEMS)
+def test_take_message_takes_what_get_gives(
+    take: Callable[[MessageQueue], str | bytes | None], items: list[Message | Fragment]
+) -> None:
+    queue, reference = _queue_of(items), _queue_of(items)
+    taken = take(queue)
+    if taken is None:
+        # Declined, nothing done: nothing ready, or the first message in pieces.
+        assert not items or type(items[0]) is not Message
+        assert (_items(queue), queue.ready) == (_items(reference), reference.ready)
+    else:
+        assert type(items[0]) is Message
+        assert taken == reference.get()
+        assert (_items(queue), queue.ready) == (_items(reference), reference.ready)
+
+
+def test_take_message_takes_only_queues() -> None:
+    with pytest.raises(TypeError, match="MessageQueue"):
+        speedups.take_message([])
+    assert speedups.take_message(MessageQueue()) is None

@@ -31,7 +31,7 @@ from tether.broadcasting import CLOSED, FULL, READY
 from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, connection_logger
-from tether.messages import MessageQueue, parse_budget, receive_messages
+from tether.messages import MessageQueue, parse_budget, receive_messages, take_message
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN, message_frame
@@ -266,7 +266,9 @@ class Connection(
                 self._sent_since_wait = False
                 reader = self._reader = self._loop.create_future()
                 await reader
-            message = messages.get()
+            message = take_message(messages)
+            if message is None:
+                message = messages.get()
             if self._reading_paused or self.protocol.message_budget is not None:
                 self._maybe_resume_reading()
             return message
