@@ -343,11 +343,14 @@ class Harness:
     async def end_tcp(self, peer: Peer) -> None:
         """After the closing handshake, check who closes TCP, and close it if it's the peer.
 
-        A tether server closes TCP first (RFC 6455 section 7.1.1); a tether
-        client waits for the server, sending nothing more meanwhile.
+        A tether server closes TCP first (RFC 6455 section 7.1.1), with a
+        half-close, and reads on until the peer closes its side, as a client
+        does once it sees the server's end; a tether client waits for the
+        server, sending nothing more meanwhile.
         """
         if self.tether_is_server:
             await peer.expect_eof()
+            peer.close_tcp()
         else:
             await peer.expect_no_eof()
             peer.check_quiet()
