@@ -611,10 +611,13 @@ async def test_close_reads_the_peers_close_while_paused() -> None:
         answer = ProtocolConnection(Role.CLIENT)
         answer.send_close(event.close.code)
         await peer.write(b"".join(answer.data_to_send()))
+        # The server ends TCP first (a half-close) and reads on until the
+        # peer's end, which the peer, as a client does, sends once it sees it.
+        await peer.wait_eof(5)
+        await peer.close()
         await asyncio.wait_for(closing, 5)
         assert ws.close_code == 1000
         await asyncio.wait_for(listener.closed.wait(), 5)
-        peer.abort()
 
 
 # Many connections, other peers.
