@@ -3326,7 +3326,7 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(take_message_doc,
-"take_message(queue) -> str, bytes or None\n\n"
+"take_message(queue) -> str | bytes | None\n\n"
 "Remove and return the first message of queue (a MessageQueue) when it is a\n"
 "whole Message event, as queue.get() does then; None otherwise, with nothing\n"
 "done: see tether.messages.take_message_python.");
