@@ -118,6 +118,10 @@ async def test_many_small_decompression_bombs() -> None:
         # The close comes after the handler has read every message (120 MB
         # to inflate): the case's DEADLINE, not the peer's wait for a frame.
         await peer.expect_close(1000, DEADLINE)
+        # The server ends TCP first and reads on until the peer's end, which
+        # ends the handler's iteration: the peer sends it, as a client does.
+        await peer.expect_eof(DEADLINE)
+        peer.close_tcp()
         await wait_event(done)
         assert len(received) == count
 
