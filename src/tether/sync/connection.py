@@ -938,7 +938,11 @@ class Connection(ConnectionAttributes):
     def _on_readable(self) -> None:
         """The socket is readable: read on a thread of this connection (on the watcher thread)."""
         with self._mutex:
-            if self._watch != WATCH_SOCKET:
+            if self._watch != WATCH_SOCKET or self.socket.fileno() in watcher:
+                # Stale: recv took the socket from the watcher after it had
+                # picked this call, and the socket was watched again since
+                # (the watcher forgets a socket before calling): that newer
+                # watch calls in turn.
                 return
             # The watcher forgot the socket already.
             self._watch = WATCH_NONE
