@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 import threading
+import time
+from typing import Any
 
 import pytest
+import trustme
 
 from tether.exceptions import ConnectionClosedOK
 from tether.protocol.frames import Opcode, serialize_frame
@@ -13,7 +18,7 @@ from tether.protocol.handshake import generate_key
 from tether.sync import ServerConnection, connect, serve
 from tether.sync.server import HANDSHAKE_READ_SIZE
 
-from .conftest import TIMEOUT, ServerFactory, bounded, run_server, stop_server, uri_of
+from .conftest import TIMEOUT, ServerFactory, bounded, echo, run_server, stop_server, uri_of
 
 
 def test_serve_forever_and_context_manager() -> None:
@@ -111,3 +116,44 @@ def test_a_request_longer_than_a_handshake_read(start_server: ServerFactory, spl
         assert response.startswith(b"HTTP/1.1 101 ")
         assert done.wait(TIMEOUT)
     assert seen == [(padding, "right behind")]
+
+
+@pytest.mark.parametrize("opening", ["request", "proxy header", "tls"])
+def test_shutdown_ends_handshakes_still_reading(opening: str) -> None:
+    # A client that connected and sends nothing more (a slowloris) holds its
+    # handshake until open_timeout: never, here. shutdown() must not wait for
+    # it: it ends the handshakes that still read, as asyncio's close() does.
+    options: dict[str, Any] = {"open_timeout": None}
+    if opening == "proxy header":
+        options.update(proxy_protocol=True, trusted_proxies=["127.0.0.1"])
+    elif opening == "tls":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("localhost").configure_cert(context)
+        options["ssl"] = context
+    server = serve(echo, "127.0.0.1", 0, **options)
+    thread = run_server(server)
+    peers = []
+    try:
+        for _ in range(3):
+            peer = socket.create_connection(server.socket.getsockname()[:2], timeout=TIMEOUT)
+            peers.append(peer)
+            if opening == "request":
+                peer.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            elif opening == "proxy header":
+                peer.sendall(b"PROXY TCP4 192.0.2.1 ")
+        deadline = time.monotonic() + TIMEOUT
+        while len(server._threads) < len(peers):
+            # Each has its thread, reading.
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        bounded(server.shutdown, timeout=5)
+        assert not server._threads
+        for peer in peers:
+            # Dropped without an answer (a reset, if it came before the
+            # server read what the peer sent).
+            with contextlib.suppress(ConnectionResetError):
+                assert peer.recv(4096) == b""
+    finally:
+        for peer in peers:
+            peer.close()
+        stop_server(server, thread)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -220,6 +221,10 @@ class Server:
         self._connections: set[ServerConnection] = set()
         # The threads of connections, from accept to the handler's end.
         self._threads: set[threading.Thread] = set()
+        # The sockets of connections in their opening handshake, from accept
+        # on: shutdown() ends those, which a client that sends nothing would
+        # otherwise hold until open_timeout (or for good, without one).
+        self._opening: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopped = threading.Event()
@@ -253,6 +258,7 @@ class Server:
                     thread = _HandlerThread(self, sock)
                     with self._lock:
                         self._threads.add(thread)
+                        self._opening.add(sock)
                     thread.start()
 
     def _serve_one(self, sock: socket.socket) -> None:
@@ -266,18 +272,35 @@ class Server:
         """Run the opening handshake; return the open connection, or close the socket."""
         opening = OpeningDeadline(self.open_timeout)
         try:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.ssl is not None:
-                # A socket's timeout bounds the whole TLS handshake, however
-                # slowly the bytes come; the HTTP handshake gets what is left.
-                sock.settimeout(opening.tls_handshake_timeout())
-                sock = self.ssl.wrap_socket(sock, server_side=True)
-            connection = self.create_connection(
-                sock, self.engines(), self, **self.connection_options
-            )
-            if connection._handshake(opening.when):
-                return connection
+            try:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.ssl is not None:
+                    # A socket's timeout bounds the whole TLS handshake, however
+                    # slowly the bytes come; the HTTP handshake gets what is left.
+                    sock.settimeout(opening.tls_handshake_timeout())
+                    plain = sock
+                    sock = self.ssl.wrap_socket(
+                        sock, server_side=True, do_handshake_on_connect=False
+                    )
+                    # The TLS socket took the file descriptor over: shutdown()
+                    # must find it, or know that it could not.
+                    with self._lock:
+                        self._opening.discard(plain)
+                        self._opening.add(sock)
+                        if self._stopped.is_set():
+                            raise ConnectionAbortedError("the server is shutting down")
+                    sock.do_handshake()
+                connection = self.create_connection(
+                    sock, self.engines(), self, **self.connection_options
+                )
+                if connection._handshake(opening.when):
+                    return connection
+            finally:
+                # Before the socket is closed: shutdown() must never reach a
+                # file descriptor whose number was given to another socket.
+                with self._lock:
+                    self._opening.discard(sock)
         except Exception as exc:
             self.logger.info("opening handshake failed: %s", exc)
         sock.close()
@@ -326,8 +349,9 @@ class Server:
     ) -> None:
         """Stop accepting connections and close open ones with ``code`` (1001), unless told not to.
 
-        Return once :meth:`serve_forever` returned and every connection's
-        thread ended: its handler returned and the connection is closed.
+        Connections still in their opening handshake are dropped. Return once
+        :meth:`serve_forever` returned and every connection's thread ended:
+        its handler returned and the connection is closed.
         Calling it from a handler does not wait for that handler's own
         thread. Shutting down again does nothing.
         """
@@ -341,6 +365,14 @@ class Server:
             self.socket.close()
             self._wake_r.close()
             self._wake_w.close()
+        with self._lock:
+            # End the opening handshakes: a blocked read returns EOF, and
+            # the connection's thread drops it.
+            for sock in self._opening:
+                with contextlib.suppress(OSError):
+                    # socket.socket's own: an SSL socket's would drop its
+                    # SSL object under the thread reading it.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
         if close_connections:
             with self._lock:
                 connections = list(self._connections)
