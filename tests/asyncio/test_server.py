@@ -258,3 +258,27 @@ async def test_tls() -> None:
             assert await ws.recv() == "secret"
             assert ws.transport is not None
             assert ws.transport.get_extra_info("ssl_object") is not None
+
+
+@pytest.mark.parametrize("how", ["raised", "task cancelled"])
+async def test_cancelled_handler_closes_its_connection(
+    start_server: ServerFactory, how: str
+) -> None:
+    # A handler cancelled, or letting a CancelledError out, leaves nobody to
+    # read its connection: it closes with 1011, as when the handler fails,
+    # rather than stay open until the client leaves.
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        if how == "raised":
+            raise asyncio.CancelledError
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(10)
+
+    server = await start_server(handler)
+    async with tether.connect(uri_of(server)) as ws:
+        await ws.send("go")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1011

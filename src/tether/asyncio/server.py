@@ -195,6 +195,10 @@ class ServerConnection(ServerSide, Connection):
 
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         self.server._handlers.pop(self, None)
+        if task.cancelled():
+            # run_handler closes the connection when the handler returns or
+            # fails, not when it is cancelled: nobody would read it anymore.
+            self._start_close(CloseCode.INTERNAL_ERROR, "")
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Unregister from the server, then wrap up."""
