@@ -120,3 +120,26 @@ def test_serve_needs_a_port_or_listeners() -> None:
             await tether.trio.serve(echo)
 
     trio.run(main)
+
+
+def test_close_drops_connections_in_their_tls_handshake(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    # A client that connects and never starts TLS holds its handshake until
+    # open_timeout: never, here. Closing the server must not wait for it.
+    server_context, _ = tls
+
+    @trio_test
+    async def run() -> None:
+        async with serving(echo, ssl=server_context, open_timeout=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            # Until the server's task for it waits in the TLS handshake.
+            await trio.sleep(0.1)
+            with trio.fail_after(5):
+                await server.aclose()
+            # Dropped without a TLS answer.
+            assert await stream.receive_some() == b""
+            await stream.aclose()
+
+    run()

@@ -200,6 +200,7 @@ class Server:
         # Every connection from accept to close, and the scopes of handshakes.
         self._connections: set[ServerConnection] = set()
         self._handshakes: dict[ServerConnection, trio.CancelScope] = {}
+        self._tls_handshakes: set[trio.CancelScope] = set()
         self._handler_nursery: trio.Nursery | None = None
         # Given to every connection: one bound method, not one each.
         self._spawner = self._spawn
@@ -269,10 +270,17 @@ class Server:
             timeout = self.open_timeout
             with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 if self.ssl is not None:
+                    if self._closing:
+                        return
                     stream = trio.SSLStream(
                         stream, self.ssl, server_side=True, https_compatible=True
                     )
-                    await stream.do_handshake()
+                    # close() drops a connection still in its TLS handshake.
+                    self._tls_handshakes.add(scope)
+                    try:
+                        await stream.do_handshake()
+                    finally:
+                        self._tls_handshakes.discard(scope)
                 connection = self._create_connection(
                     stream, self._engines(), self, **self._connection_options
                 )
@@ -319,10 +327,10 @@ class Server:
     ) -> None:
         """Stop listening, and close open connections with ``code`` (1001) unless told not to.
 
-        Connections whose request has not arrived are dropped; those in the
-        middle of their hooks are refused with 503. With
-        ``close_connections=False`` open connections stay open until their
-        handlers return. :meth:`wait_closed` waits until everything is over.
+        Connections whose request (or TLS handshake) has not arrived are
+        dropped; those in the middle of their hooks are refused with 503.
+        With ``close_connections=False`` open connections stay open until
+        their handlers return. :meth:`wait_closed` waits until everything is over.
         Closing again does nothing.
         """
         if self._closing:
@@ -334,6 +342,8 @@ class Server:
         for connection, scope in list(self._handshakes.items()):
             if connection.protocol.request is None:
                 scope.cancel()
+        for scope in self._tls_handshakes:
+            scope.cancel()
         if close_connections and self._handler_nursery is not None:
             for connection in self.connections:
                 self._handler_nursery.start_soon(connection.close, code, reason)
