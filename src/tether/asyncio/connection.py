@@ -405,7 +405,9 @@ class Connection(
         listener connections). Raise
         :class:`~tether.exceptions.ConnectionClosed` once the connection is
         closing, and :class:`~tether.exceptions.ConcurrencyError` while a
-        fragmented message is being sent.
+        fragmented message is being sent. Like the event loop's own methods,
+        it is not thread-safe: call it in the connection's event loop (from
+        another thread, through :meth:`~asyncio.loop.call_soon_threadsafe`).
         """
         kind = type(message)
         if kind is not bytes and kind is not str and not isinstance(message, DATA_TYPES):
