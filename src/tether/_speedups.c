@@ -3471,6 +3471,237 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------
+ * Sending on an asyncio connection (issue 20): a whole message written at
+ * once or gathered, in one call.
+ *
+ * tether.asyncio.connection.write_message_python is the pure-Python twin and
+ * the specification: message_frame above, then what Connection._write_frame
+ * and Connection._gather do with the frame. The connection's fields are read
+ * and set in their slots, at offsets found once from the class.
+ * ------------------------------------------------------------------------- */
+
+/* The asyncio connection's fields, in the order of send_fields. */
+enum {
+    S_SEND_LOCK, S_TRANSPORT, S_PROTOCOL, S_TICK_PENDING, S_SENT_SINCE_WAIT, S_GATHERED,
+    S_GATHERED_SIZE, S_GATHER_LIMIT, S_WRITE_LIMIT, S_WRITING_PAUSED, S_LOOP, S_COUNT
+};
+static const char *const send_fields[S_COUNT] = {
+    "_send_lock", "transport", "protocol", "_tick_pending", "_sent_since_wait", "_gathered",
+    "_gathered_size", "_gather_limit", "write_limit", "_writing_paused", "_loop",
+};
+static Py_ssize_t send_offsets[S_COUNT];
+static PyTypeObject *send_connection_type;  /* tether.asyncio.connection.Connection */
+static PyObject *is_closing_name, *write_name, *get_write_buffer_size_name, *call_soon_name,
+    *tick_name, *write_gathered_name;
+
+/* Find the class and its slots: 0, or -1 with an exception. */
+static int
+send_init(void)
+{
+    if (send_connection_type != NULL) {
+        return 0;
+    }
+#define SEND_NAME(var, text)                                                \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
+        return -1;                                                          \
+    }
+    SEND_NAME(is_closing_name, "is_closing");
+    SEND_NAME(write_name, "write");
+    SEND_NAME(get_write_buffer_size_name, "get_write_buffer_size");
+    SEND_NAME(call_soon_name, "call_soon");
+    SEND_NAME(tick_name, "_tick");
+    SEND_NAME(write_gathered_name, "_write_gathered");
+#undef SEND_NAME
+    PyObject *type = core_attribute("tether.asyncio.connection", "Connection");
+    if (type == NULL) {
+        return -1;
+    }
+    if (!PyType_Check(type)) {
+        Py_DECREF(type);
+        PyErr_SetString(PyExc_TypeError, "the asyncio connection must be a class");
+        return -1;
+    }
+    Py_ssize_t offsets[S_COUNT];
+    for (int i = 0; i < S_COUNT; i++) {
+        if (slot_offset(type, "Connection", send_fields[i], &offsets[i]) < 0) {
+            Py_DECREF(type);
+            return -1;
+        }
+    }
+    memcpy(send_offsets, offsets, sizeof offsets);
+    send_connection_type = (PyTypeObject *)type;  /* last: the mark of success */
+    return 0;
+}
+
+/* Set the slot `index` of `connection` to `value` (a new reference, stolen). */
+TETHER_INLINE void
+send_set(PyObject *connection, int index, PyObject *value)
+{
+    Py_XSETREF(SLOT(connection, send_offsets[index]), value);
+}
+
+/* A Python int as a Py_ssize_t, or -1 with an exception (a negative value is
+ * refused: no size or limit here is negative). */
+static Py_ssize_t
+send_size(PyObject *value)
+{
+    Py_ssize_t size = PyLong_AsSsize_t(value);
+    if (size < 0 && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "a negative size");
+    }
+    return size;
+}
+
+/* Connection._gather: keep `frame` (stolen) with the frames gathered in this
+ * loop iteration, and write them all once they reach the gather limit.
+ * 0, or -1 with an exception. */
+static int
+send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
+{
+#define FIELD(index) SLOT(connection, send_offsets[index])
+    Py_ssize_t limit = send_size(FIELD(S_GATHER_LIMIT));
+    if (limit < 0) {
+        Py_DECREF(frame);
+        return -1;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(frame);
+    PyObject *gathered = FIELD(S_GATHERED);
+    if (gathered == Py_None) {
+        PyObject *list = PyList_New(1);
+        if (list == NULL) {
+            Py_DECREF(frame);
+            return -1;
+        }
+        PyList_SET_ITEM(list, 0, frame);
+        send_set(connection, S_GATHERED, list);
+        /* What the transport's buffer holds beyond write_limit - gather
+         * limit counts too. */
+        PyObject *buffered = PyObject_CallMethodNoArgs(transport, get_write_buffer_size_name);
+        if (buffered == NULL) {
+            return -1;
+        }
+        Py_ssize_t held = send_size(buffered);
+        Py_DECREF(buffered);
+        Py_ssize_t write_limit = held < 0 ? -1 : send_size(FIELD(S_WRITE_LIMIT));
+        if (write_limit < 0) {
+            return -1;
+        }
+        Py_ssize_t over = held - (write_limit - limit);
+        if (over > 0) {
+            size += over;
+        }
+    }
+    else {
+        int appended = PyList_Append(gathered, frame);
+        Py_DECREF(frame);
+        Py_ssize_t before = appended < 0 ? -1 : send_size(FIELD(S_GATHERED_SIZE));
+        if (before < 0) {
+            return -1;
+        }
+        size += before;
+    }
+    if (size < limit) {
+        PyObject *total = PyLong_FromSsize_t(size);
+        if (total == NULL) {
+            return -1;
+        }
+        send_set(connection, S_GATHERED_SIZE, total);
+        return 0;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(connection, write_gathered_name);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+#undef FIELD
+}
+
+PyDoc_STRVAR(write_message_doc,
+"write_message(connection, data, text)\n--\n\n"
+"Send one whole message on an asyncio connection in the common case: its\n"
+"frame, made as message_frame makes it, written at once or gathered as\n"
+"Connection._write_frame does. Return whether writing is paused (the sender\n"
+"then waits for the buffer to drain), or None with nothing done when the\n"
+"common case does not apply: see\n"
+"tether.asyncio.connection.write_message_python, the pure-Python twin.");
+
+static PyObject *
+write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_message takes 3 arguments");
+        return NULL;
+    }
+    if (send_init() < 0) {
+        return NULL;
+    }
+    PyObject *connection = args[0];
+    if (!PyObject_TypeCheck(connection, send_connection_type)) {
+        PyErr_SetString(PyExc_TypeError, "write_message takes an asyncio connection");
+        return NULL;
+    }
+#define FIELD(index) SLOT(connection, send_offsets[index])
+    for (int i = 0; i < S_COUNT; i++) {
+        if (FIELD(i) == NULL) {
+            Py_RETURN_NONE;  /* not initialized: the general path raises */
+        }
+    }
+    PyObject *transport = FIELD(S_TRANSPORT), *gathered = FIELD(S_GATHERED);
+    if (FIELD(S_SEND_LOCK) != Py_None || transport == Py_None
+        || (gathered != Py_None && !PyList_CheckExact(gathered))) {
+        Py_RETURN_NONE;
+    }
+    PyObject *closing = PyObject_CallMethodNoArgs(transport, is_closing_name);
+    if (closing == NULL) {
+        return NULL;
+    }
+    int is_closing = PyObject_IsTrue(closing);
+    Py_DECREF(closing);
+    if (is_closing != 0) {
+        return is_closing < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *frame_args[3] = {FIELD(S_PROTOCOL), args[1], args[2]};
+    PyObject *frame = message_frame(NULL, frame_args, 3);
+    if (frame == NULL || frame == Py_None) {
+        return frame;
+    }
+    /* The fields may have changed in message_frame's Python calls (a text
+     * argument's __bool__, os.urandom): read them again. */
+    transport = FIELD(S_TRANSPORT);
+    Py_INCREF(transport);
+    int failed;
+    if (FIELD(S_TICK_PENDING) == Py_True) {
+        failed = send_gather(connection, transport, frame);
+    }
+    else {
+        PyObject *written = PyObject_CallMethodOneArg(transport, write_name, frame);
+        Py_DECREF(frame);
+        failed = written == NULL;
+        Py_XDECREF(written);
+        if (!failed && FIELD(S_SENT_SINCE_WAIT) == Py_True) {
+            /* A second send before waiting for input: gather the next ones
+             * until the next loop iteration. */
+            send_set(connection, S_TICK_PENDING, Py_NewRef(Py_True));
+            PyObject *tick = PyObject_GetAttr(connection, tick_name);
+            PyObject *handle =
+                tick == NULL ? NULL
+                             : PyObject_CallMethodOneArg(FIELD(S_LOOP), call_soon_name, tick);
+            Py_XDECREF(tick);
+            failed = handle == NULL;
+            Py_XDECREF(handle);
+        }
+        else if (!failed) {
+            send_set(connection, S_SENT_SINCE_WAIT, Py_NewRef(Py_True));
+        }
+    }
+    Py_DECREF(transport);
+    if (failed) {
+        return NULL;
+    }
+    PyObject *paused = FIELD(S_WRITING_PAUSED);
+    return Py_NewRef(paused != NULL ? paused : Py_None);
+#undef FIELD
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -3497,6 +3728,8 @@ static PyMethodDef speedups_methods[] = {
     {"receive_messages", (PyCFunction)(void (*)(void))receive_messages, METH_FASTCALL,
      receive_messages_doc},
     {"take_message", take_message, METH_O, take_message_doc},
+    {"write_message", (PyCFunction)(void (*)(void))write_message, METH_FASTCALL,
+     write_message_doc},
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif

@@ -1,10 +1,11 @@
 """The asyncio connection behaves the same with the connection core's one-call paths and without.
 
-``Connection.buffer_updated`` hands each read to ``receive_messages`` first and
-``send`` a whole message to ``message_frame`` (see
-:mod:`tether.messages` and :mod:`tether.protocol.connection`). A connection
-whose two paths always decline does everything through the engine's general
-path, as before them. The tests run the same random scenario (reads of a
+``Connection.buffer_updated`` hands each read to ``receive_messages`` first,
+``send`` and ``send_nowait`` a whole message to ``write_message``, and the
+general path tries ``message_frame`` (see :mod:`tether.messages`,
+:mod:`tether.asyncio.connection` and :mod:`tether.protocol.connection`). A
+connection whose paths always decline does everything through the engine's
+general path, as before them. The tests run the same random scenario (reads of a
 random frame stream cut anywhere, sends, reads from the queue) on a
 connection with the C functions, one with their Python twins and one with
 the paths declining, each over a transport that records every call, and
@@ -14,27 +15,30 @@ compare the calls, the messages read and how each connection ended.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
 from tests.protocol.connection_helpers import build_frame, parse_all
 from tether.asyncio import connection as connection_module
-from tether.asyncio.connection import READ_BUFFER_SIZE, Connection
+from tether.asyncio.connection import READ_BUFFER_SIZE, Connection, write_message_python
 from tether.exceptions import ConnectionClosed
 from tether.messages import receive_messages_python
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import Connection as Engine
 from tether.protocol.connection import State
+from tether.protocol.frames import Frame, Opcode
 from tether.protocol.server import ServerProtocol
 
 PATHS = {
-    "c": (speedups.receive_messages, speedups.message_frame),
-    "python": (receive_messages_python, Engine.message_frame),
-    "general": (lambda *args: -1, lambda *args: None),
+    "c": (speedups.receive_messages, speedups.message_frame, speedups.write_message),
+    "python": (receive_messages_python, Engine.message_frame, write_message_python),
+    "general": (lambda *args: -1, lambda *args: None, lambda *args: None),
 }
 
 
@@ -45,6 +49,7 @@ class RecordingTransport:
         self.masks = masks
         self.calls: list[tuple[Any, ...]] = []
         self.closing = False
+        self.buffered = 0
 
     def write(self, data: bytes) -> None:
         self.calls.append(("write", self._frames(bytes(data))))
@@ -83,7 +88,7 @@ class RecordingTransport:
         pass
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -112,6 +117,21 @@ _ACTIONS = st.lists(
             st.sampled_from([None, True, False]),
         ),
         st.tuples(st.just("recv")),
+        # Sends in one loop iteration: gathered, and written together at
+        # the gather limit (16 KiB, less what the transport holds beyond
+        # write_limit less that) or at the next iteration.
+        st.tuples(
+            st.just("burst"),
+            st.lists(
+                st.one_of(st.binary(max_size=20), st.text(max_size=10), st.just(bytes(6000))),
+                min_size=1,
+                max_size=6,
+            ),
+            st.sampled_from([0, 20_000, 40_000]),
+        ),
+        st.tuples(st.just("nowait"), st.one_of(st.binary(max_size=20), st.text(max_size=10))),
+        # The transport starts closing on its own: what is sent is dropped.
+        st.tuples(st.just("closing")),
     ),
     max_size=12,
 )
@@ -145,6 +165,20 @@ async def _scenario(
                 await ws.send(action[1], action[2])
             except ConnectionClosed as exc:
                 received.append(("send refused", str(exc)))
+        elif action[0] == "burst":
+            transport.buffered = action[2]
+            try:
+                for message in action[1]:
+                    await ws.send(message)
+            except ConnectionClosed as exc:
+                received.append(("send refused", str(exc)))
+        elif action[0] == "nowait":
+            try:
+                ws.send_nowait(action[1])
+            except ConnectionClosed as exc:
+                received.append(("send refused", str(exc)))
+        elif action[0] == "closing":
+            transport.closing = True
         elif action[0] == "recv" and ws._messages.ready:
             received.append(await ws.recv())
         # The loop runs between actions: gathered frames leave, tasks run.
@@ -203,11 +237,41 @@ def test_the_core_paths_change_nothing_but_the_cost(
         )
     stream = b"".join(parts)
     outcomes = {}
-    for name, (receive, frame_of) in PATHS.items():
+    for name, (receive, frame_of, write) in PATHS.items():
         with (
             mock.patch.object(connection_module, "receive_messages", receive),
             mock.patch.object(connection_module, "message_frame", frame_of),
+            mock.patch.object(connection_module, "write_message", write),
         ):
             outcomes[name] = asyncio.run(_scenario(server, stream, actions, max_queue, max_size))
     assert outcomes["c"] == outcomes["general"]
     assert outcomes["python"] == outcomes["general"]
+
+
+def test_write_message_refuses_what_is_not_an_asyncio_connection() -> None:
+    with pytest.raises(TypeError, match="asyncio connection"):
+        speedups.write_message(ClientProtocol("ws://x/"), b"", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="3 arguments"):
+        speedups.write_message(object(), b"")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "write", [speedups.write_message, write_message_python], ids=["c", "python"]
+)
+def test_write_message_declines_until_the_connection_has_a_transport(
+    write: Callable[[Connection, object, bool | None], bool | None],
+) -> None:
+    async def scenario() -> tuple[bool | None, bool | None, list[tuple[Any, ...]]]:
+        engine = ClientProtocol("ws://x/")
+        engine.state = State.OPEN
+        ws = Connection(engine, ping_interval=None)
+        before = write(ws, b"early", None)
+        transport = RecordingTransport(masks=True)
+        ws.connection_made(transport)  # type: ignore[arg-type]
+        after = write(ws, b"now", None)
+        return before, after, transport.calls
+
+    before, after, calls = asyncio.run(scenario())
+    assert before is None
+    assert after is False
+    assert calls == [("write", [Frame(Opcode.BINARY, b"now")])]

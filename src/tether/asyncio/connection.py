@@ -37,10 +37,11 @@ from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN, message_frame
 from tether.protocol.events import CloseReceived, Event, Pong
 from tether.protocol.server import ServerProtocol
+from tether.protocol.speedups import speedups
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
 from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 
-__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer"]
+__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer", "write_message_python"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
@@ -350,49 +351,32 @@ class Connection(
         ``write_limit``. Raise :class:`~tether.exceptions.ConnectionClosed`
         once the connection is closing.
         """
-        lock = self._send_lock
-        if lock is None:
-            # The common case in one call: a whole message's frame, made by
-            # the engine and written here (a fragmented send, which holds the
-            # lock, may be under way otherwise).
-            frame = message_frame(self.protocol, message, text)
-            if frame is not None:
-                # _write_frame() written out: this runs per message.
-                transport = self.transport
-                if transport is None or transport.is_closing():
-                    self._flush([frame])
-                elif self._tick_pending:
-                    self._gather(frame)
+        # The common case in one call: a whole message's frame, made by the
+        # engine and written or gathered (see write_message_python).
+        paused = write_message(self, message, text)
+        if paused is None:
+            lock = self._send_lock
+            if isinstance(message, DATA_TYPES) or is_single(message):
+                protocol = self.protocol
+                if lock is not None and lock.locked():
+                    async with lock:
+                        send_data(protocol, message, text)  # type: ignore[arg-type]
+                    self._flush()
                 else:
-                    transport.write(frame)
-                    if self._sent_since_wait:
-                        self._tick_pending = True
-                        self._loop.call_soon(self._tick)
-                    else:
-                        self._sent_since_wait = True
-                if self._writing_paused:
-                    await self._drain()
-                return
-        if isinstance(message, DATA_TYPES) or is_single(message):
-            protocol = self.protocol
-            if lock is not None and lock.locked():
-                async with lock:
-                    send_data(protocol, message, text)  # type: ignore[arg-type]
-                self._flush()
+                    # send_data() written out: this runs per message.
+                    try:
+                        protocol.send_message(message, text)  # type: ignore[arg-type]
+                    except InvalidState:
+                        raise protocol.close_exc() from None
+                    self._write_message(protocol.data_to_send())
             else:
-                # send_data() written out: this runs per message.
-                try:
-                    protocol.send_message(message, text)  # type: ignore[arg-type]
-                except InvalidState:
-                    raise protocol.close_exc() from None
-                self._write_message(protocol.data_to_send())
-        else:
-            # Only fragmented messages ever hold the lock: made for the first.
-            if lock is None:
-                lock = self._send_lock = asyncio.Lock()
-            async with lock:
-                await self._send_fragments(message, text)
-        if self._writing_paused:
+                # Only fragmented messages ever hold the lock: made for the first.
+                if lock is None:
+                    lock = self._send_lock = asyncio.Lock()
+                async with lock:
+                    await self._send_fragments(message, text)
+            paused = self._writing_paused
+        if paused:
             await self._drain()
 
     def send_nowait(self, message: Data, text: bool | None = None) -> None:
@@ -409,6 +393,8 @@ class Connection(
         it is not thread-safe: call it in the connection's event loop (from
         another thread, through :meth:`~asyncio.loop.call_soon_threadsafe`).
         """
+        if write_message(self, message, text) is not None:
+            return
         kind = type(message)
         if kind is not bytes and kind is not str and not isinstance(message, DATA_TYPES):
             raise TypeError(f"send_nowait sends str or bytes-like, not {kind.__name__}")
@@ -852,3 +838,31 @@ class Connection(
 
     def _connection_logger(self) -> ConnectionLogger:
         return self.logger
+
+
+def write_message_python(connection: Connection, data: object, text: bool | None) -> bool | None:
+    """Send one whole message on ``connection`` in the common case, in one call.
+
+    The common case is the engine's (see
+    :meth:`tether.protocol.connection.Connection.message_frame`), on a
+    connection with no fragmented message ever sent (no lock) and a transport
+    that is not closing. Then the frame is written at once or gathered, as
+    :meth:`Connection._write_frame` does, and the result says whether writing
+    is paused: a sender waits for the buffer to drain. Otherwise return
+    ``None`` with nothing done, and the caller takes its general path. The C
+    accelerator's ``write_message(connection, data, text)`` does the same.
+    """
+    transport = connection.transport
+    if connection._send_lock is not None or transport is None or transport.is_closing():
+        return None
+    frame = message_frame(connection.protocol, data, text)
+    if frame is None:
+        return None
+    connection._write_frame(frame)
+    return connection._writing_paused
+
+
+write_message: Callable[[Connection, object, bool | None], bool | None] = (
+    write_message_python if speedups is None else speedups.write_message
+)
+""":func:`write_message_python`, in C when built."""
