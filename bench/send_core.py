@@ -3,7 +3,10 @@
 Two cases, on uvloop, with a connection whose transport keeps nothing:
 
 - ``send``: a client connection sends 64-byte binary messages, pipelined
-  (the library's share of the cell "client sending pipelined 64 B messages").
+  (the library's share of the cell "client sending pipelined 64 B messages");
+  ``send-text`` sends 64-character ASCII text messages the same way, and
+  ``nowait`` and ``nowait-text`` send them with ``send_nowait``, the callback
+  API's send, letting the loop run as often.
 - ``echo``: a server connection is fed a masked 16-byte frame as uvloop
   feeds it (``data_received``, or ``get_buffer`` and ``buffer_updated`` for
   a connection that is only a buffered protocol), and its handler
@@ -39,7 +42,8 @@ from tether.protocol.connection import State
 from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.server import ServerProtocol
 
-CASES = ("send", "echo", "floor", "listener")
+CASES = ("send", "send-text", "nowait", "nowait-text", "echo", "floor", "listener")
+SENDS = ("send", "send-text", "nowait", "nowait-text")
 
 
 class NullTransport(asyncio.Transport):
@@ -111,16 +115,27 @@ class _Floor(asyncio.Protocol):
 async def _run(case: str, count: int) -> float:
     """Run ``count`` operations of ``case``; return CPU seconds for each."""
     loop = asyncio.get_running_loop()
-    if case == "send":
+    if case in SENDS:
         ws, _ = _open(ClientProtocol("ws://localhost/"))
-        messages = (b"\x00" + bytes(63), b"\x01" + bytes(63))
-        send = ws.send
+        messages: tuple[str | bytes, str | bytes] = (
+            ("a" * 64, "b" * 64)
+            if case.endswith("text")
+            else (b"\x00" + bytes(63), b"\x01" + bytes(63))
+        )
         start = time.process_time()
-        for index in range(count):
-            await send(messages[index & 1])
-            if not index & 255:
-                # Let the gathered frames go, as a real loop would.
-                await asyncio.sleep(0)
+        if case.startswith("nowait"):
+            send_nowait = ws.send_nowait
+            for index in range(count):
+                send_nowait(messages[index & 1])
+                if not index & 255:
+                    await asyncio.sleep(0)
+        else:
+            send = ws.send
+            for index in range(count):
+                await send(messages[index & 1])
+                if not index & 255:
+                    # Let the gathered frames go, as a real loop would.
+                    await asyncio.sleep(0)
         return (time.process_time() - start) / count
 
     if case == "listener":
@@ -197,7 +212,7 @@ def run_case(case: str, count: int) -> float:
 
 def instructions(case: str) -> float:
     """Instructions per operation, from two callgrind runs of different sizes."""
-    sizes = (20_000, 60_000) if case == "send" else (5_000, 15_000)
+    sizes = (20_000, 60_000) if case in SENDS else (5_000, 15_000)
     return per_operation("bench.send_core", ["--case", case], sizes)
 
 
@@ -214,10 +229,10 @@ def main() -> None:
         return
     for case in [args.case] if args.case else list(CASES):
         if args.callgrind:
-            print(f"{case:<6} {instructions(case):>10,.0f} instructions", flush=True)
+            print(f"{case:<11} {instructions(case):>10,.0f} instructions", flush=True)
         else:
-            value = run_case(case, args.count or (100_000 if case == "send" else 20_000))
-            print(f"{case:<6} {value * 1e6:>10.2f} CPU us", flush=True)
+            value = run_case(case, args.count or (100_000 if case in SENDS else 20_000))
+            print(f"{case:<11} {value * 1e6:>10.2f} CPU us", flush=True)
 
 
 if __name__ == "__main__":
