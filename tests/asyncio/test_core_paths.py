@@ -250,7 +250,7 @@ def test_the_core_paths_change_nothing_but_the_cost(
 
 def test_write_message_refuses_what_is_not_an_asyncio_connection() -> None:
     with pytest.raises(TypeError, match="asyncio connection"):
-        speedups.write_message(ClientProtocol("ws://x/"), b"", None)  # type: ignore[arg-type]
+        speedups.write_message(ClientProtocol("ws://x/"), b"", None)
     with pytest.raises(TypeError, match="3 arguments"):
         speedups.write_message(object(), b"")  # type: ignore[call-arg]
 

@@ -41,7 +41,7 @@ from tether.protocol.speedups import speedups
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
 from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 
-__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer", "write_message_python"]
+__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
@@ -847,7 +847,7 @@ def write_message_python(connection: Connection, data: object, text: bool | None
     :meth:`tether.protocol.connection.Connection.message_frame`), on a
     connection with no fragmented message ever sent (no lock) and a transport
     that is not closing. Then the frame is written at once or gathered, as
-    :meth:`Connection._write_frame` does, and the result says whether writing
+    ``Connection._write_frame`` does, and the result says whether writing
     is paused: a sender waits for the buffer to drain. Otherwise return
     ``None`` with nothing done, and the caller takes its general path. The C
     accelerator's ``write_message(connection, data, text)`` does the same.
