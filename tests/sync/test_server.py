@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import sys
 import threading
 import time
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import trustme
 
-from tether.exceptions import ConnectionClosedOK
+from tether.exceptions import ConnectionClosed, ConnectionClosedOK
 from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.handshake import generate_key
 from tether.sync import ServerConnection, connect, serve
@@ -157,3 +158,27 @@ def test_shutdown_ends_handshakes_still_reading(opening: str) -> None:
         for peer in peers:
             peer.close()
         stop_server(server, thread)
+
+
+# The SystemExit ends the handler's thread, as it should: pytest reports it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_handler_calling_sys_exit_closes_its_connection(start_server: ServerFactory) -> None:
+    # sys.exit() in a handler ends its thread only (threading ignores
+    # SystemExit): the connection closes with 1011, as when the handler
+    # fails, rather than stay open with nobody to read it.
+    threads = []
+
+    def handler(ws: ServerConnection) -> None:
+        threads.append(threading.current_thread())
+        ws.recv()
+        sys.exit(0)
+
+    server = start_server(handler)
+    with connect(uri_of(server)) as ws:
+        ws.send("exit")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.close_code == 1011
+    # The thread ends, with its SystemExit, within this test.
+    threads[0].join(TIMEOUT)
+    assert not threads[0].is_alive()

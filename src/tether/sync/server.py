@@ -335,6 +335,11 @@ class Server:
         except Exception:
             connection.logger.exception("connection handler failed")
             connection.close(CloseCode.INTERNAL_ERROR)
+        except BaseException:
+            # sys.exit() in a handler ends its thread only: nobody would
+            # read the connection, nor would shutdown() know it anymore.
+            connection.close(CloseCode.INTERNAL_ERROR)
+            raise
         else:
             connection.close()
         finally:
