@@ -16,6 +16,7 @@ import trustme
 from tether.exceptions import ConnectionClosed, ConnectionClosedOK
 from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.handshake import generate_key
+from tether.protocol.http11 import Request
 from tether.sync import ServerConnection, connect, serve
 from tether.sync.server import HANDSHAKE_READ_SIZE
 
@@ -182,3 +183,26 @@ def test_handler_calling_sys_exit_closes_its_connection(start_server: ServerFact
     # The thread ends, with its SystemExit, within this test.
     threads[0].join(TIMEOUT)
     assert not threads[0].is_alive()
+
+
+def test_shutdown_during_a_hook_lets_the_handshake_end() -> None:
+    # Once its request is read, a handshake is left to end: the client gets
+    # its response, then a close frame with 1001, not a dropped connection.
+    def hook(ws: ServerConnection, request: Request) -> None:
+        while not server._stopped.is_set():
+            time.sleep(0.01)
+        # Give shutdown() time to end the handshakes still reading.
+        time.sleep(0.1)
+
+    server = serve(echo, "127.0.0.1", 0, process_request=hook)
+    thread = run_server(server)
+    try:
+        stopping = threading.Timer(0.2, server.shutdown)
+        stopping.start()
+        with connect(uri_of(server), open_timeout=TIMEOUT) as ws:
+            with pytest.raises(ConnectionClosedOK):
+                ws.recv(timeout=TIMEOUT)
+            assert ws.close_code == 1001
+        stopping.join(TIMEOUT)
+    finally:
+        stop_server(server, thread)

@@ -147,6 +147,9 @@ class ServerConnection(ServerSide, Connection):
         if request is None:
             return False
         server = self.server
+        # Read: from now on shutdown() lets the handshake end, and the
+        # connection then closes with 1001 rather than lose its response.
+        server._request_read(self.socket)
         try:
             response = None
             if server.process_request is not None:
@@ -260,6 +263,10 @@ class Server:
                         self._threads.add(thread)
                         self._opening.add(sock)
                     thread.start()
+
+    def _request_read(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._opening.discard(sock)
 
     def _serve_one(self, sock: socket.socket) -> None:
         try:
