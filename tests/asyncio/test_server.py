@@ -282,3 +282,24 @@ async def test_cancelled_handler_closes_its_connection(
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 1011
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"max_queue": 0},
+        {"max_queue": (4, 8)},
+        {"write_limit": -1},
+        {"write_limit": (10, 20)},
+        {"write_limit": (100, -5)},
+    ],
+)
+async def test_limits_no_connection_can_take_are_refused_at_once(option: dict[str, Any]) -> None:
+    # Not by each connection as it is made: a server would fail every one
+    # it accepts (or, for write_limit, leave it unregistered), in the loop's log.
+    with pytest.raises(ValueError, match=r"max_queue|write_limit"):
+        serve(echo, "127.0.0.1", 0, **option)
+    with pytest.raises(ValueError, match=r"max_queue|write_limit"):
+        tether.listen(tether.Listener, "127.0.0.1", 0, **option)
+    with pytest.raises(ValueError, match=r"max_queue|write_limit"):
+        tether.connect("ws://127.0.0.1/", **option)

@@ -7,7 +7,7 @@ import ssl as ssl_module
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
+from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection, check_limits
 from tether.connecting import AsyncConnect
 from tether.exceptions import InvalidMessage, InvalidProxyMessage
 from tether.extensions.base import ClientExtensionFactory
@@ -326,6 +326,7 @@ class connect(AsyncConnect[ClientConnection]):
     ) -> None:
         headers = pick_headers(additional_headers, extra_headers)
         extensions = client_extensions(compression, extensions)
+        check_limits(max_queue, write_limit)
         self.uri = uri
         self.ws_uri, self.unix, self.path = check_client_target(uri, unix, path, ssl, auth)
         if isinstance(proxy, str):

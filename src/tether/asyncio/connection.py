@@ -41,7 +41,7 @@ from tether.protocol.speedups import speedups
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
 from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 
-__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "read_buffer"]
+__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "check_limits", "read_buffer"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
@@ -53,6 +53,22 @@ GATHER_LIMIT = 16 * 1024
 # Windows' proactor loop lends the buffer to a read that completes later,
 # while other connections start theirs: there, each connection needs its own.
 _SHARED_READS = sys.platform != "win32"
+
+
+def check_limits(
+    max_queue: int | tuple[int | None, int | None] | None,
+    write_limit: int | tuple[int, int | None],
+) -> None:
+    """Raise :class:`ValueError` for a ``max_queue`` or ``write_limit`` no connection can take.
+
+    :func:`~tether.asyncio.server.serve` and :func:`~tether.asyncio.client.connect`
+    check them when called: a server would otherwise fail each connection
+    it accepts, in the event loop's log.
+    """
+    MessageQueue(max_queue)
+    high, low = write_limit if isinstance(write_limit, tuple) else (write_limit, None)
+    if high < 0 or (low is not None and not 0 <= low <= high):
+        raise ValueError("write_limit must be at least 0, and its low mark between 0 and it")
 
 
 def read_buffer() -> memoryview:

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from tether import legacy
-from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection
+from tether.asyncio.connection import DEFAULT_WRITE_LIMIT, Connection, check_limits
 from tether.extensions.base import ServerExtensionFactory
 from tether.log import LoggerLike, connection_logger
 from tether.opening import OpeningDeadline, tls_handshake_timeout
@@ -456,6 +456,7 @@ class serve:
         proxy_protocol: bool = False,
         **kwargs: Any,
     ) -> None:
+        check_limits(max_queue, write_limit)
         self.handler = legacy.adapt_handler(handler)
         self.create_connection = create_connection or ServerConnection
         self.host = host
