@@ -1508,26 +1508,22 @@ static PyTypeObject InflaterType = {
     .tp_new = Inflater_new,
 };
 
-/* deflate_frame on a Deflater: compress and flush into the static area, then
- * the frame in one allocation, masked as it is copied. */
+/* The frame of `size` bytes at `data` compressed with a Deflater: compress
+ * and flush into the static area, then the frame in one allocation, masked
+ * with `key` (NULL: not masked) as it is copied. */
 static PyObject *
-deflate_frame_direct(DeflaterObject *encoder, unsigned char first, PyObject *data_object,
-                     const unsigned char *key)
+deflate_frame_bytes(DeflaterObject *encoder, unsigned char first, const unsigned char *data,
+                    size_t size, const unsigned char *key)
 {
-    Py_buffer data;
     zbuf buf;
-    if (PyObject_GetBuffer(data_object, &data, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
     zbuf_init(&buf);
     z_stream *zs = &encoder->zs;
     int failed = 0;
     /* The calls the Python twin makes: compress when there is data, then
      * a sync flush, so that the bytes are the same. */
-    if (data.len) {
-        failed = zbuf_deflate_all(&buf, zs, data.buf, (size_t)data.len);
+    if (size) {
+        failed = zbuf_deflate_all(&buf, zs, data, size);
     }
-    PyBuffer_Release(&data);
     if (!failed) {
         zs->next_in = NULL;
         zs->avail_in = 0;
@@ -1559,6 +1555,20 @@ deflate_frame_direct(DeflaterObject *encoder, unsigned char first, PyObject *dat
         }
     }
     zbuf_release(&buf);
+    return result;
+}
+
+/* deflate_frame on a Deflater, for any bytes-like `data_object`. */
+static PyObject *
+deflate_frame_direct(DeflaterObject *encoder, unsigned char first, PyObject *data_object,
+                     const unsigned char *key)
+{
+    Py_buffer data;
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *result = deflate_frame_bytes(encoder, first, data.buf, (size_t)data.len, key);
+    PyBuffer_Release(&data);
     return result;
 }
 
@@ -1728,6 +1738,44 @@ whole_payload_direct(PyObject *whole, const unsigned char *payload, Py_ssize_t l
     return result;
 }
 
+/* What PerMessageDeflate.encode_message(first, data, key) gives, for the
+ * registered class whose compressor is a Deflater, done here: the frame of
+ * `size` bytes at `data`, with `first` | RSV1 and masked with `key` (NULL:
+ * not masked), or NULL with an exception. Py_NotImplemented (borrowed) with
+ * nothing done when encode_message must be called: another class, or no
+ * Deflater (none yet: encode_message makes it). */
+static PyObject *
+deflate_whole(PyObject *whole, unsigned char first, const unsigned char *data, size_t size,
+              const unsigned char *key)
+{
+    if (deflate_extension_type == NULL || !Py_IS_TYPE(whole, deflate_extension_type)) {
+        return Py_NotImplemented;
+    }
+    PyObject *encoder = PyObject_GetAttr(whole, encoder_attr);
+    if (encoder == NULL) {
+        return NULL;
+    }
+    if (!Py_IS_TYPE(encoder, &DeflaterType)) {
+        Py_DECREF(encoder);
+        return Py_NotImplemented;
+    }
+    /* encode_message adds RSV1. */
+    PyObject *frame = deflate_frame_bytes((DeflaterObject *)encoder, first | 0x40, data, size,
+                                          key);
+    Py_DECREF(encoder);
+    if (frame == NULL) {
+        return NULL;
+    }
+    PyObject *reset = PyObject_GetAttr(whole, local_no_context_attr);
+    int truth = reset == NULL ? -1 : PyObject_IsTrue(reset);
+    Py_XDECREF(reset);
+    if (truth < 0 || (truth && PyObject_SetAttr(whole, encoder_attr, Py_None) < 0)) {
+        Py_DECREF(frame);
+        return NULL;
+    }
+    return frame;
+}
+
 PyDoc_STRVAR(encode_whole_doc,
 "encode_whole(whole, first, data, key) -> bytes\n\n"
 "whole.encode_message(first, data, key): for permessage-deflate itself (the\n"
@@ -1743,39 +1791,26 @@ encode_whole(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *whole = args[0];
     if (deflate_extension_type != NULL && Py_IS_TYPE(whole, deflate_extension_type)) {
-        PyObject *encoder = PyObject_GetAttr(whole, encoder_attr);
-        if (encoder == NULL) {
+        long first = PyLong_AsLong(args[1]);
+        PyObject *key = args[3];
+        if ((first == -1 && PyErr_Occurred()) || check_key(key) < 0) {
             return NULL;
         }
-        if (Py_IS_TYPE(encoder, &DeflaterType)) {
-            long first = PyLong_AsLong(args[1]);
-            PyObject *key = args[3];
-            PyObject *frame = NULL;
-            if (!(first == -1 && PyErr_Occurred()) && check_key(key) == 0) {
-                if (first < 0 || first > 0xFF) {
-                    PyErr_SetString(PyExc_ValueError, "first header byte out of range");
-                }
-                else {
-                    /* encode_message adds RSV1. */
-                    frame = deflate_frame_direct(
-                        (DeflaterObject *)encoder, (unsigned char)(first | 0x40), args[2],
-                        key == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(key));
-                }
-            }
-            Py_DECREF(encoder);
-            if (frame == NULL) {
-                return NULL;
-            }
-            PyObject *reset = PyObject_GetAttr(whole, local_no_context_attr);
-            int truth = reset == NULL ? -1 : PyObject_IsTrue(reset);
-            Py_XDECREF(reset);
-            if (truth < 0 || (truth && PyObject_SetAttr(whole, encoder_attr, Py_None) < 0)) {
-                Py_DECREF(frame);
-                return NULL;
-            }
+        if (first < 0 || first > 0xFF) {
+            PyErr_SetString(PyExc_ValueError, "first header byte out of range");
+            return NULL;
+        }
+        Py_buffer data;
+        if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        PyObject *frame = deflate_whole(
+            whole, (unsigned char)first, data.buf, (size_t)data.len,
+            key == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(key));
+        PyBuffer_Release(&data);
+        if (frame != Py_NotImplemented) {
             return frame;
         }
-        Py_DECREF(encoder);
     }
     return PyObject_VectorcallMethod(encode_message_name, args, 4, NULL);
 }
@@ -2841,6 +2876,144 @@ read_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return read_head(args, nargs, "read_response_head", 0);
 }
 
+/* ---- Compressed messages on the one-call paths (issue 20) ----
+ *
+ * receive_messages, deliver_messages and message_frame below take the
+ * messages of a connection whose only extension takes whole messages
+ * (Connection._whole: permessage-deflate) as they take plain ones: a
+ * message compressed in one frame is inflated (whole_payload) or deflated
+ * (deflate_whole) within the same call. What differs from plain frames:
+ * - a compressed frame is consumed whatever comes of it (its decompressor
+ *   moved on), so its errors cannot be left to the engine's general path to
+ *   find again: invalid data or a message over max_size fails the engine
+ *   here, as receive_data would (whole_message);
+ * - one read may inflate into many messages, so at most as many are taken
+ *   as the queue has room for (queue_room), as the engine's message_budget
+ *   bounds them on the general path.
+ * The Python twins are Connection.take_messages and Connection.message_frame
+ * in tether/protocol/connection.py, and deliver_messages_python in
+ * tether/asyncio/listener.py. */
+
+static PyObject *fail_with_name, *full_at_name, *ready_name;
+
+/* The bound on a compressed frame's payload for messages of at most
+ * `max_size` bytes, as compressed_frame_limit: deflate may grow
+ * incompressible data a little. */
+TETHER_INLINE unsigned long long
+compressed_limit(Py_ssize_t max_size)
+{
+    return (unsigned long long)max_size + (unsigned long long)(max_size >> 10) + 64;
+}
+
+/* The names used below: 0, or -1 with an exception. */
+static int
+whole_names(void)
+{
+    if (fail_with_name == NULL
+        && ((full_at_name = PyUnicode_InternFromString("full_at")) == NULL
+            || (ready_name = PyUnicode_InternFromString("ready")) == NULL
+            || (fail_with_name = PyUnicode_InternFromString("_fail_with")) == NULL)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* The message of the compressed frame at `payload` (masked with `key`
+ * unless NULL) of `engine`, through its extension `whole`: str for text,
+ * bytes otherwise (see whole_payload; `bound` is the engine's bound as an
+ * object, `max_size` as a number). NULL with no exception set when the
+ * frame failed the engine (invalid compressed data or UTF-8: 1007; a
+ * message over max_size: 1009) by its _fail_with, as receive_data fails it;
+ * NULL with an exception for anything else. Call whole_names() first. */
+static PyObject *
+whole_message(PyObject *engine, PyObject *whole, const unsigned char *payload,
+              Py_ssize_t length, const unsigned char *key, int text, PyObject *bound,
+              Py_ssize_t max_size)
+{
+    PyObject *data = whole_payload(whole, payload, length, key, text, bound, max_size);
+    if (data != NULL
+        || !(PyErr_ExceptionMatches(protocol_error) || PyErr_ExceptionMatches(payload_too_big))) {
+        return data;
+    }
+    PyObject *exc = take_exception();
+    PyObject *done = PyObject_CallMethodOneArg(engine, fail_with_name, exc);
+    Py_DECREF(exc);
+    Py_XDECREF(done);
+    return NULL;
+}
+
+/* The free room of a MessageQueue, at least 0: how many more messages one
+ * read may inflate into (parse_budget's number on an open connection; a
+ * queue without a bound has sys.maxsize as full_at). -1 with an exception. */
+static Py_ssize_t
+queue_room(PyObject *queue)
+{
+    if (whole_names() < 0) {
+        return -1;
+    }
+    PyObject *full_at = PyObject_GetAttr(queue, full_at_name);
+    if (full_at == NULL) {
+        return -1;
+    }
+    Py_ssize_t full = PyLong_AsSsize_t(full_at);
+    Py_DECREF(full_at);
+    if (full == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *ready_object = PyObject_GetAttr(queue, ready_name);
+    if (ready_object == NULL) {
+        return -1;
+    }
+    Py_ssize_t ready = PyLong_AsSsize_t(ready_object);
+    Py_DECREF(ready_object);
+    if (ready == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return full > ready ? full - ready : 0;
+}
+
+/* The frame of one whole message sent through `whole`: `length` bytes at
+ * `payload` (the UTF-8 or the bytes of `data`, a str or bytes), first byte
+ * `first` without RSV1, masked with a fresh key if `masked`. What
+ * encode_whole(whole, first, payload, key) gives; NULL with an exception. */
+static PyObject *
+whole_message_frame(PyObject *whole, unsigned char first, PyObject *data, const char *payload,
+                    Py_ssize_t length, int masked)
+{
+    unsigned char key[4];
+    if (masked) {
+        /* Taken now: encode_message, in Python, may draw keys too. */
+        const unsigned char *pooled = next_key();
+        if (pooled == NULL) {
+            return NULL;
+        }
+        memcpy(key, pooled, 4);
+        draw_key();
+    }
+    PyObject *frame = deflate_whole(whole, first, (const unsigned char *)payload, (size_t)length,
+                                    masked ? key : NULL);
+    if (frame != Py_NotImplemented) {
+        return frame;
+    }
+    PyObject *bytes = PyBytes_CheckExact(data)
+                          ? Py_NewRef(data)
+                          : PyBytes_FromStringAndSize(payload, length);
+    PyObject *first_object = PyLong_FromLong(first);
+    PyObject *key_object = masked ? PyBytes_FromStringAndSize((const char *)key, 4)
+                                  : Py_NewRef(Py_None);
+    if (bytes != NULL && first_object != NULL && key_object != NULL) {
+        PyObject *call[4] = {whole, first_object, bytes, key_object};
+        frame = PyObject_VectorcallMethod(encode_message_name, call, 4, NULL);
+    }
+    else {
+        frame = NULL;
+    }
+    Py_XDECREF(bytes);
+    Py_XDECREF(first_object);
+    Py_XDECREF(key_object);
+    return frame;
+}
+
 /* ---- Listener connections (tether.asyncio.listener) ----
  *
  * A listener connection hands each message of a read to its listener's
@@ -2850,10 +3023,11 @@ read_response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * offsets are found once per engine type (a few types at most: the server's
  * and the client's engines), and read directly, as new_frame writes a
  * Frame's. */
-#define LS_FIELDS 6
+#define LS_FIELDS 7
 #define LS_TYPES 4
 static const char *const ls_fields[LS_FIELDS] = {
-    "_buffer", "_partial", "_msg_text", "_input_done", "_expect_mask", "_fast_max_size"};
+    "_buffer",       "_partial",       "_msg_text", "_input_done",
+    "_expect_mask",  "_fast_max_size", "_whole"};
 static struct {
     PyTypeObject *type;
     Py_ssize_t offsets[LS_FIELDS];
@@ -2898,24 +3072,31 @@ ls_true(PyObject *value)
 }
 
 PyDoc_STRVAR(deliver_messages_doc,
-"deliver_messages(engine, data, on_message, connection)\n--\n\n"
+"deliver_messages(engine, data, on_message, connection, limit=None)\n--\n\n"
 "Hand the whole messages at the start of `data` that each came in one plain\n"
-"frame to on_message(connection, message), one by one, as\n"
+"frame, or compressed in one frame through the engine's only extension, to\n"
+"on_message(connection, message), one by one, at most `limit` of them, as\n"
 "tether.asyncio.listener.deliver_messages_python does. Return how many bytes\n"
 "they took, for the engine to read the rest; -1, with nothing done, if the\n"
 "engine is not between frames with nothing buffered; or, if on_message\n"
 "raised an Exception, a tuple of the bytes taken up to that message included\n"
 "and the exception. Any other exception (KeyboardInterrupt, SystemExit) is\n"
-"raised on.");
+"raised on. A compressed message that fails the engine ends the messages\n"
+"taken before its frame.");
 
 static PyObject *
 deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "deliver_messages takes 4 arguments");
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "deliver_messages takes 4 or 5 arguments");
         return NULL;
     }
     PyObject *engine = args[0], *on_message = args[2], *connection = args[3];
+    /* -1: no bound. */
+    Py_ssize_t limit = nargs == 5 ? size_bound(args[4]) : -1;
+    if (limit == -2) {
+        return NULL;
+    }
     const Py_ssize_t *offsets = ls_offsets(engine);
     if (offsets == NULL) {
         /* Not an engine whose fields are plain slots: the engine reads it all. */
@@ -2944,19 +3125,31 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (max_size == -2) {
         return NULL;
     }
+    /* Held: on_message runs Python code between two messages. */
+    PyObject *whole = fields[6] == Py_None ? NULL : Py_NewRef(fields[6]);
+    PyObject *bound = Py_NewRef(fields[5]);
+    if (whole != NULL && whole_names() < 0) {
+        Py_DECREF(whole);
+        Py_DECREF(bound);
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(whole);
+        Py_DECREF(bound);
         return NULL;
     }
     const unsigned char *buf = (const unsigned char *)view.buf;
-    Py_ssize_t end = view.len, pos = 0;
+    Py_ssize_t end = view.len, pos = 0, count = 0;
     PyObject *result = NULL;
-    while (pos < end) {
+    while (pos < end && count != limit) {
         const unsigned char *frame = buf + pos;
         Py_ssize_t available = end - pos;
         /* FIN set, no RSV bit, text or binary, the expected masking: a
-         * message in one plain frame. Anything else is the engine's. */
-        if (available < 2 || (frame[0] != 0x81 && frame[0] != 0x82)
+         * message in one plain frame; with RSV1 too, one for `whole`.
+         * Anything else is the engine's. */
+        int compressed = whole != NULL && (frame[0] == 0xC1 || frame[0] == 0xC2);
+        if (available < 2 || (frame[0] != 0x81 && frame[0] != 0x82 && !compressed)
             || (frame[1] >> 7) != expect_mask) {
             break;
         }
@@ -2985,11 +3178,16 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             size += 4;
         }
         if (available < size || length > (unsigned long long)(available - size)
-            || (max_size >= 0 && length > (unsigned long long)max_size)) {
+            || (max_size >= 0 && length > (compressed ? compressed_limit(max_size)
+                                                      : (unsigned long long)max_size))) {
             break;
         }
-        /* NULL without an exception: text that is not UTF-8, the engine's to fail. */
-        PyObject *data = frame_payload(frame + size, (Py_ssize_t)length, key, frame[0] == 0x81);
+        /* NULL without an exception: text that is not UTF-8, the engine's to
+         * fail; or a compressed message that failed the engine. */
+        PyObject *data =
+            compressed ? whole_message(engine, whole, frame + size, (Py_ssize_t)length, key,
+                                       frame[0] == 0xC1, bound, max_size)
+                       : frame_payload(frame + size, (Py_ssize_t)length, key, frame[0] == 0x81);
         if (data == NULL) {
             if (PyErr_Occurred()) {
                 goto done;
@@ -2997,6 +3195,7 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         pos += size + (Py_ssize_t)length;
+        count++;
         PyObject *call[2] = {connection, data};
         PyObject *returned = PyObject_Vectorcall(on_message, call, 2, NULL);
         Py_DECREF(data);
@@ -3015,6 +3214,8 @@ deliver_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     result = PyLong_FromSsize_t(pos);
 done:
     PyBuffer_Release(&view);
+    Py_XDECREF(whole);
+    Py_DECREF(bound);
     return result;
 }
 
@@ -3036,12 +3237,12 @@ done:
 enum {
     E_STATE, E_INPUT_DONE, E_BUFFER, E_PARTIAL, E_MSG_TEXT, E_BUDGET, E_EXTENSIONS,
     E_EVENTS, E_EXPECT_MASK, E_FAST_MAX_SIZE, E_SEND_TRANSFORMED, E_OUTPUT, E_MASK,
-    E_COUNT
+    E_WHOLE, E_COUNT
 };
 static const char *const engine_fields[E_COUNT] = {
     "state", "_input_done", "_buffer", "_partial", "_msg_text", "message_budget",
     "extensions", "_events", "_expect_mask", "_fast_max_size", "_send_transformed",
-    "_output", "_mask",
+    "_output", "_mask", "_whole",
 };
 static Py_ssize_t engine_offsets[E_COUNT];
 static Py_ssize_t queue_items_offset, queue_ready_offset;
@@ -3149,19 +3350,21 @@ core_own_method(PyObject *engine, PyObject *name, PyObject *method)
 }
 
 /* Whether `engine` is open with nothing under way on the receiving side, as
- * Connection.take_messages checks it. */
+ * Connection.take_messages checks it; an extension only if it takes whole
+ * messages (_whole). */
 static int
 engine_takes_messages(PyObject *engine)
 {
 #define FIELD(index) SLOT(engine, engine_offsets[index])
     PyObject *buffer = FIELD(E_BUFFER), *extensions = FIELD(E_EXTENSIONS),
-             *events = FIELD(E_EVENTS);
+             *events = FIELD(E_EVENTS), *whole = FIELD(E_WHOLE);
     return FIELD(E_STATE) == core_open && FIELD(E_INPUT_DONE) == Py_False
            && buffer != NULL && PyByteArray_CheckExact(buffer)
            && PyByteArray_GET_SIZE(buffer) == 0 && FIELD(E_PARTIAL) == Py_None
            && FIELD(E_MSG_TEXT) == Py_None && FIELD(E_BUDGET) == Py_None
            && extensions != NULL && PyList_CheckExact(extensions)
-           && PyList_GET_SIZE(extensions) == 0 && events != NULL && PyList_CheckExact(events)
+           && (PyList_GET_SIZE(extensions) == 0 || (whole != NULL && whole != Py_None))
+           && events != NULL && PyList_CheckExact(events)
            && PyList_GET_SIZE(events) == 0
            && core_own_method(engine, receive_data_name, core_receive_data);
 #undef FIELD
@@ -3234,9 +3437,10 @@ wake(PyObject *waiter)
 
 PyDoc_STRVAR(receive_messages_doc,
 "receive_messages(engine, data, queue, waiter) -> int\n\n"
-"Take the whole messages at the start of data, each in one plain frame, into\n"
-"queue (a MessageQueue), and wake waiter (a future, or None) if there were any,\n"
-"when the engine takes them on its fast path: see\n"
+"Take the whole messages at the start of data, each in one plain frame (or\n"
+"compressed in one frame, as many as the queue has room for), into queue (a\n"
+"MessageQueue), and wake waiter (a future, or None) if there were any, when\n"
+"the engine takes them on its fast path: see\n"
 "tether.messages.receive_messages_python. Return how many bytes were taken,\n"
 "or -1 when the engine is not in the state for it (nothing was done).");
 
@@ -3271,27 +3475,46 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return PyLong_FromLong(-1);
     }
     int expect_mask = mask == Py_True;
+    /* A compressing extension: held, as decode_message may run Python code. */
+    PyObject *whole = SLOT(engine, engine_offsets[E_WHOLE]);
+    Py_ssize_t limit = -1;  /* no bound */
+    if (whole == Py_None) {
+        whole = NULL;
+    }
+    else if (whole_names() < 0 || (limit = queue_room(queue)) < 0) {
+        return NULL;
+    }
+    Py_XINCREF(whole);
+    Py_INCREF(bound);
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(whole);
+        Py_DECREF(bound);
         return NULL;
     }
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t pos = 0, end = view.len, count = 0;
     int failed = 0;
-    while (end - pos >= 2) {
+    while (end - pos >= 2 && count != limit) {
         const unsigned char *frame = buf + pos;
         unsigned char first = frame[0];
+        int compressed = whole != NULL && (first == 0xC1 || first == 0xC2);
         Py_ssize_t size;
         unsigned long long length;
-        if ((first != 0x81 && first != 0x82)
+        if ((first != 0x81 && first != 0x82 && !compressed)
             || !whole_frame(frame, end - pos, expect_mask, &size, &length)
-            || (max_size >= 0 && length > (unsigned long long)max_size)) {
+            || (max_size >= 0 && length > (compressed ? compressed_limit(max_size)
+                                                      : (unsigned long long)max_size))) {
             break;
         }
-        PyObject *data = frame_payload(frame + size, (Py_ssize_t)length,
-                                       expect_mask ? frame + size - 4 : NULL, first == 0x81);
+        const unsigned char *key = expect_mask ? frame + size - 4 : NULL;
+        PyObject *data =
+            compressed ? whole_message(engine, whole, frame + size, (Py_ssize_t)length, key,
+                                       first == 0xC1, bound, max_size)
+                       : frame_payload(frame + size, (Py_ssize_t)length, key, first == 0x81);
         if (data == NULL) {
-            /* Invalid UTF-8 (no exception): the general path fails with 1007. */
+            /* Invalid UTF-8 (no exception): the general path fails with 1007;
+             * or a compressed message failed the engine. */
             failed = PyErr_Occurred() != NULL;
             break;
         }
@@ -3306,6 +3529,8 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         count++;
     }
     PyBuffer_Release(&view);
+    Py_XDECREF(whole);
+    Py_DECREF(bound);
     if (count > 0) {
         /* What was queued counts, even after a failure. */
         PyObject *type = NULL, *value = NULL, *traceback = NULL;
@@ -3377,8 +3602,9 @@ PyDoc_STRVAR(message_frame_doc,
 "message_frame(engine, data, text)\n--\n\n"
 "The frame of one whole message, sent now by the engine, for the caller to\n"
 "write: what send_message(data, text) then data_to_send() give, in the common\n"
-"case that tether.protocol.connection.Connection.message_frame describes; None\n"
-"otherwise, with nothing done.");
+"case that tether.protocol.connection.Connection.message_frame describes\n"
+"(compressed through the engine's only extension if it takes whole messages);\n"
+"None otherwise, with nothing done.");
 
 static PyObject *
 message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -3401,10 +3627,11 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
 #define FIELD(index) SLOT(engine, engine_offsets[index])
     PyObject *extensions = FIELD(E_EXTENSIONS), *output = FIELD(E_OUTPUT),
-             *mask = FIELD(E_MASK);
+             *mask = FIELD(E_MASK), *whole = FIELD(E_WHOLE);
     if (FIELD(E_STATE) != core_open || FIELD(E_SEND_TRANSFORMED) != Py_None
-        || extensions == NULL || !PyList_CheckExact(extensions)
-        || PyList_GET_SIZE(extensions) != 0 || output == NULL || !PyList_CheckExact(output)
+        || extensions == NULL || !PyList_CheckExact(extensions) || whole == NULL
+        || (PyList_GET_SIZE(extensions) != 0 && whole == Py_None)
+        || output == NULL || !PyList_CheckExact(output)
         || PyList_GET_SIZE(output) != 0 || (mask != Py_True && mask != Py_False)
         || !core_own_method(engine, send_message_name, core_send_message)
         || !core_own_method(engine, data_to_send_name, core_data_to_send)) {
@@ -3443,6 +3670,11 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     int masked = mask == Py_True;
     PyObject *result = NULL;
+    if (whole != Py_None) {
+        /* Compressed by the connection's extension (see whole_message_frame). */
+        result = whole_message_frame(whole, as_text ? 0x81 : 0x82, data, payload, length, masked);
+        goto done;
+    }
     /* A large unmasked payload goes out after its header, uncopied: the
      * engine's general path does that. */
     if (!masked && length >= 65536) {

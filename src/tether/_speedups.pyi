@@ -67,6 +67,7 @@ def deliver_messages(
     data: bytes | bytearray | memoryview,
     on_message: Callable[[Any, str | bytes], object],
     connection: Any,
+    limit: int | None = None,
 ) -> int | tuple[int, Exception]: ...
 def read_messages(
     buf: bytes | bytearray | memoryview,

@@ -224,18 +224,21 @@ def receive_messages_python(
     """Take a read's whole messages straight into ``queue``, when the engine is free to.
 
     The common case of a read, in one call: the messages at the start of
-    ``data`` that each came whole in one plain frame go to ``queue``, as
+    ``data`` that each came whole in one frame (plain, or compressed by the
+    connection's permessage-deflate, as many as the queue has room for:
+    :func:`parse_budget`) go to ``queue``, as
     :meth:`MessageQueue.extend_whole` adds them, without passing through
     the engine's events, and ``waiter``, a future or ``None``, is woken if
     there were any (unless it is done). Return how many bytes they took; the
-    caller feeds the rest to ``engine.receive_data``. Return -1, with
+    caller feeds the rest to ``engine.receive_data`` and sends what the
+    engine has to send (a compressed message may fail the connection). Return -1, with
     nothing done, when the engine is not free to
     (:meth:`~tether.protocol.connection.Connection.take_messages`): the
     caller feeds the whole read then. The queue's bound is the caller's to
     check. The C accelerator's ``receive_messages`` does the same.
     """
     messages: list[Event] = []
-    taken = engine.take_messages(data, messages)
+    taken = engine.take_messages(data, messages, parse_budget(queue, engine))
     if messages:
         queue.extend_whole(messages)
         if waiter is not None and not waiter.done():

@@ -28,6 +28,7 @@ from tests.protocol.connection_helpers import build_frame, parse_all
 from tether.asyncio import connection as connection_module
 from tether.asyncio.connection import READ_BUFFER_SIZE, Connection, write_message_python
 from tether.exceptions import ConnectionClosed
+from tether.extensions.base import Extension
 from tether.messages import receive_messages_python
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import Connection as Engine
@@ -143,11 +144,16 @@ async def _scenario(
     actions: list[tuple[Any, ...]],
     max_queue: int | None,
     max_size: int,
+    *,
+    extension: Callable[[], Extension] | None = None,
 ) -> tuple[object, ...]:
     engine = ServerProtocol(max_size=max_size) if server else ClientProtocol("ws://x/")
     engine.state = State.OPEN
     if not server:
         engine.max_size = engine._fast_max_size = max_size
+    if extension is not None:
+        # As the handshake would have agreed on it.
+        engine._set_extensions([extension()])
     ws = Connection(engine, ping_interval=None, max_queue=max_queue)
     transport = RecordingTransport(masks=not server)
     ws.connection_made(transport)  # type: ignore[arg-type]

@@ -28,11 +28,13 @@ from hypothesis import strategies as st
 import tether._speedups as speedups
 from tests.protocol.connection_helpers import build_frame, parse_all
 from tether.exceptions import InvalidState
+from tether.extensions.base import Extension
 from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.framelog import enable_frame_log
 from tether.messages import MessageQueue, receive_messages_python, take_message_python
 from tether.protocol.connection import Connection, Role, State
 from tether.protocol.events import Event, Fragment, Message
+from tether.protocol.frames import Frame
 
 Receive = Callable[[Connection, Any, MessageQueue, Any], int]
 FrameOf = Callable[[Connection, Any, Any], bytes | None]
@@ -40,6 +42,18 @@ FrameOf = Callable[[Connection, Any, Any], bytes | None]
 RECEIVERS: list[Receive] = [receive_messages_python, speedups.receive_messages]
 FRAMERS: list[FrameOf] = [Connection.message_frame, speedups.message_frame]
 IDS = ["python", "c"]
+
+
+class FrameExtension(Extension):
+    """An extension that takes every frame (no RSV bit of its own), changing none."""
+
+    name = "x-frames"
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        return frame
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
 
 
 class Waiter:
@@ -262,7 +276,8 @@ def test_receive_messages_declines_unless_the_engine_is_free(receive: Receive) -
     budget = server()
     budget.message_budget = 5
     declines(budget, "a message budget")
-    declines(server(extensions=[PerMessageDeflate(False, False, 15, 15)]), "an extension")
+    # permessage-deflate takes whole messages: tests/protocol/test_connection_core_deflate.py.
+    declines(server(extensions=[FrameExtension()]), "an extension that takes frames")
     waiting = server()
     waiting.receive_data(build_frame(0x9, b"", key=b"abcd"))
     declines(waiting, "events waiting")
@@ -316,7 +331,7 @@ def _sent(engine: Connection, output: list[bytes]) -> list[Any]:
     data=_DATA,
     text=st.sampled_from([None, True, False, 0, 1]),
     setup=st.sampled_from(
-        ["open", "closing", "closed", "fragmented", "pending", "deflate", "logged"]
+        ["open", "closing", "closed", "fragmented", "pending", "deflate", "frames", "logged"]
     ),
 )
 @settings(max_examples=300, deadline=None)
@@ -324,7 +339,11 @@ def test_message_frame_sends_what_send_message_sends(
     frame_of: FrameOf, role: Role, data: Any, text: Any, setup: str
 ) -> None:
     def engine() -> Connection:
-        extensions = [PerMessageDeflate(False, False, 15, 15)] if setup == "deflate" else []
+        extensions: list[Extension] = []
+        if setup == "deflate":
+            extensions = [PerMessageDeflate(False, False, 15, 15)]
+        elif setup == "frames":
+            extensions = [FrameExtension()]
         conn = Connection(role, extensions=extensions)
         if setup == "logged":
             enable_frame_log(conn, _DebugLogger())
@@ -359,7 +378,8 @@ def test_message_frame_sends_what_send_message_sends(
         output = core.data_to_send()
     else:
         assert expected_error is None
-        assert setup in ("open", "logged")
+        # permessage-deflate compresses it in the same call.
+        assert setup in ("open", "logged", "deflate")
         output = core.data_to_send()
         assert output == (expected[:-1] if setup == "logged" else [])
         output.append(frame)

@@ -332,6 +332,17 @@ class Connection(
         """The engine's message budget: see :func:`~tether.messages.parse_budget`."""
         return parse_budget(self._messages, self.protocol)
 
+    def _end_budget(self) -> None:
+        """Drop the engine's message budget once it holds nothing back for it.
+
+        The budget bounds one read (or one resumption): left at a number, it
+        would keep the next reads off ``receive_messages``, which bounds
+        compressed messages by the queue's room itself.
+        """
+        protocol = self.protocol
+        if not protocol.held_back:
+            protocol.message_budget = None
+
     def _maybe_resume_reading(self) -> None:
         protocol = self.protocol
         if protocol.held_back and self._messages.low:
@@ -339,6 +350,7 @@ class Connection(
             # room. Waiting for the queue to be half empty parses in batches.
             protocol.message_budget = self._budget()
             protocol.resume_parsing()
+            self._end_budget()
             self._process()
         if (
             self._reading_paused
@@ -678,7 +690,10 @@ class Connection(
             # One read of compressed data must not inflate into more messages
             # than the queue holds: the engine keeps the rest, compressed.
             protocol.message_budget = self._budget()
-        only_messages = protocol.receive_data(data)
+            only_messages = protocol.receive_data(data)
+            self._end_budget()
+        else:
+            only_messages = protocol.receive_data(data)
         if queued and self._messages.ready >= self._messages.full_at:
             # Checked once the engine read the rest: not while closing.
             self._pause_if_full()

@@ -21,7 +21,7 @@ from typing import Any
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.connection import Connection
 from tether.asyncio.server import Server, ServerConnection, serve
-from tether.exceptions import ConcurrencyError, ConnectionClosed
+from tether.exceptions import ConcurrencyError, ConnectionClosed, PayloadTooBig, ProtocolError
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _OPEN
 from tether.protocol.connection import Connection as Engine
@@ -47,43 +47,59 @@ OnMessage = Callable[[Any, str | bytes], object]
 
 
 def deliver_messages_python(
-    engine: Engine, data: bytes | bytearray | memoryview, on_message: OnMessage, connection: Any
+    engine: Engine,
+    data: bytes | bytearray | memoryview,
+    on_message: OnMessage,
+    connection: Any,
+    limit: int | None = None,
 ) -> int | tuple[int, Exception]:
     """Hand the whole messages at the start of a read to ``on_message``, one by one.
 
     The messages are those the engine's fast path reads (each whole in one
-    plain frame, within ``max_size``, valid UTF-8 for text: see
-    :func:`~tether.protocol.frames.read_messages_python`), and only while
-    the engine is between frames with nothing buffered; they never become
-    events. ``on_message(connection, message)`` gets each as soon as it is
-    read. Return how many bytes they took: the engine reads the rest. Return
-    -1, with nothing done, when the engine is not free to skip. If
+    plain frame, within ``max_size``, valid UTF-8 for text, or compressed in
+    one frame through the engine's only extension when it takes whole
+    messages: see :func:`~tether.protocol.frames.read_messages_python`), at
+    most ``limit`` of them (``None``: no bound), and only while the engine
+    is between frames with nothing buffered; they never become events.
+    ``on_message(connection, message)`` gets each as soon as it is read.
+    Return how many bytes they took: the engine reads the rest. Return -1,
+    with nothing done, when the engine is not free to skip. If
     ``on_message`` raises, return the bytes taken, its message included, and
-    the exception. The C accelerator's ``deliver_messages`` does the same.
+    the exception. A compressed message that is invalid or over
+    ``max_size`` fails the engine, as ``receive_data`` would, and the bytes
+    taken end before its frame. The C accelerator's ``deliver_messages``
+    does the same.
     """
     if engine._buffer or engine._partial is not None or engine._msg_text is not None:
         return -1
     if engine._input_done:
         return -1
-    pos = 0
+    pos = count = 0
     messages: list[Event] = []
-    while True:
-        end = read_messages_python(
-            data, pos, engine._expect_mask, engine._fast_max_size, 1, messages, None
-        )
+    while limit is None or count < limit:
+        try:
+            end = read_messages_python(
+                data, pos, engine._expect_mask, engine._fast_max_size, 1, messages, engine._whole
+            )
+        except (ProtocolError, PayloadTooBig) as exc:
+            engine._fail_with(exc)
+            return pos
         if end == pos:
             return pos
         pos = end
+        count += 1
         message = messages.pop()
         assert isinstance(message, Message)
         try:
             on_message(connection, message.data)
         except Exception as exc:
             return pos, exc
+    return pos
 
 
 deliver_messages: Callable[
-    [Engine, bytes | bytearray | memoryview, OnMessage, Any], int | tuple[int, Exception]
+    [Engine, bytes | bytearray | memoryview, OnMessage, Any, int | None],
+    int | tuple[int, Exception],
 ] = deliver_messages_python if speedups is None else speedups.deliver_messages
 """:func:`deliver_messages_python`, in C when the accelerator is built."""
 
@@ -140,6 +156,7 @@ class ListenerConnection(Connection):
 
     _on_message: Callable[[Connection, str | bytes], None] | None
     _plain: bool
+    _deliver_limit: int | None
 
     def _listening(self, listener: Listener | None) -> None:
         """Set up the state of a listener connection (the subclasses' ``__init__`` call this)."""
@@ -148,6 +165,7 @@ class ListenerConnection(Connection):
         # on_open and after a callback failed.
         self._on_message = None
         self._plain = False
+        self._deliver_limit = None
         # Messages come whole, never piece by piece.
         self.protocol.streaming = False
 
@@ -177,9 +195,16 @@ class ListenerConnection(Connection):
             self._callback_failed("on_open")
             return
         self._on_message = self.listener.on_message
-        # Reads of plain frames may skip the engine's events: not with an
-        # extension, nor with an engine that logs its frames.
-        self._plain = not self.protocol.extensions and not hasattr(self.protocol, "frame_log")
+        # Reads of whole messages may skip the engine's events: plain ones,
+        # or compressed by the only extension if it takes whole messages
+        # (permessage-deflate); not with an engine that logs its frames.
+        protocol = self.protocol
+        self._plain = (not protocol.extensions or protocol._whole is not None) and not hasattr(
+            protocol, "frame_log"
+        )
+        # Compressed reads hand over as many messages at a time as the
+        # engine's general path parses (see _feed_engine).
+        self._deliver_limit = self._budget()
 
     def _callback_failed(self, name: str, exc: BaseException | None = None) -> None:
         """Log the exception being handled (or ``exc``) and close the connection with 1011.
@@ -226,7 +251,7 @@ class ListenerConnection(Connection):
         on_message = self._on_message
         if self._plain and on_message is not None:
             # The common read, in one call: its messages straight to the listener.
-            taken = deliver_messages(self.protocol, data, on_message, self)
+            taken = deliver_messages(self.protocol, data, on_message, self, self._deliver_limit)
             if taken == len(data):
                 if self._gathered is not None:
                     self._write_gathered()
@@ -243,8 +268,9 @@ class ListenerConnection(Connection):
         protocol = self.protocol
         if protocol.extensions:
             # One read of compressed data inflates into at most max_queue
-            # messages at a time, each handed over before the next are made.
-            protocol.message_budget = self._budget()
+            # messages at a time, each handed over before the next are made;
+            # none while writing waits (after those deliver_messages took).
+            protocol.message_budget = 0 if self._writing_paused else self._budget()
             protocol.receive_data(data)
             written = self._process()
             while protocol.held_back and not self._writing_paused:
@@ -322,7 +348,7 @@ class ListenerConnection(Connection):
 class ListenerServerConnection(ListenerConnection, ServerConnection):
     """The server side of a listener connection, made by :func:`listen`."""
 
-    __slots__ = ("_listener_factory", "_on_message", "_plain", "listener")
+    __slots__ = ("_deliver_limit", "_listener_factory", "_on_message", "_plain", "listener")
 
     def __init__(
         self,
@@ -353,7 +379,7 @@ class ListenerServerConnection(ListenerConnection, ServerConnection):
 class ListenerClientConnection(ListenerConnection, ClientConnection):
     """The client side of a listener connection, made by ``connect(uri, listener=...)``."""
 
-    __slots__ = ("_on_message", "_opening_listener", "_plain", "listener")
+    __slots__ = ("_deliver_limit", "_on_message", "_opening_listener", "_plain", "listener")
 
     def __init__(self, protocol: Any, *, listener: Listener, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)

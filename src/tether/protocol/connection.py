@@ -419,20 +419,23 @@ class Connection:
         """Send one whole message and return its frame, for the caller to write now.
 
         :meth:`send_message` then :meth:`data_to_send` in one call, in the
-        common case: the engine open with no extension, no fragmented message
-        on its way out and nothing waiting in :meth:`data_to_send`; ``data``
-        ``bytes`` or ``str`` (``text`` as :meth:`send_message` takes it); a
-        frame under 64 KiB unless masked (a large unmasked payload goes out
-        after its header, uncopied); and a class that sends the usual way
-        (frame logging does not). Otherwise return ``None`` with nothing done:
-        the caller uses :meth:`send_message`. The C accelerator's
+        common case: the engine open with no extension (or only one that
+        takes whole messages, such as permessage-deflate, which then
+        compresses the message), no fragmented message on its way out and
+        nothing waiting in :meth:`data_to_send`; ``data`` ``bytes`` or
+        ``str`` (``text`` as :meth:`send_message` takes it); a plain frame
+        under 64 KiB unless masked (a large unmasked payload goes out after
+        its header, uncopied); and a class that sends the usual way (frame
+        logging does not). Otherwise return ``None`` with nothing done: the
+        caller uses :meth:`send_message`. The C accelerator's
         ``message_frame(engine, data, text)`` does the same.
         """
         kind = type(data)
+        whole = self._whole
         if (
             self.state is not _OPEN
             or self._send_transformed is not None
-            or self.extensions
+            or (self.extensions and whole is None)
             or self._output
             or (kind is not bytes and kind is not str)
             or type(self).send_message is not Connection.send_message
@@ -445,6 +448,8 @@ class Connection:
         else:
             first = _FIN_TEXT if text else _FIN_BINARY
             payload = data  # type: ignore[assignment]
+        if whole is not None:
+            return encode_whole(whole, first, payload, masking_key() if self._mask else None)
         if self._mask:
             return build_frame(first, payload, masking_key())
         if len(payload) >= _LARGE_SEND:
@@ -641,19 +646,35 @@ class Connection:
         if self.eof_received and self.state is not _CLOSED and not self.held_back:
             self._end_of_input()
 
-    def take_messages(self, data: bytes | bytearray | memoryview, into: list[Event]) -> int:
-        """Read the messages at the start of ``data`` that each came whole in one plain frame.
+    def take_messages(
+        self,
+        data: bytes | bytearray | memoryview,
+        into: list[Event],
+        budget: int | None = None,
+    ) -> int:
+        """Read the messages at the start of ``data`` that each came whole in one frame.
 
         What :meth:`receive_data` does first with a read when nothing else is
         under way: the engine open, no bytes buffered, no frame or message
-        half received, no :attr:`message_budget`, no extension, no events
-        waiting, and a class that receives the usual way (frame logging does
-        not). The :class:`Message` events go to ``into`` instead of
-        :meth:`events`, and the number of bytes they took is returned. The
-        caller then feeds the rest, ``data[taken:]``, to :meth:`receive_data`,
-        which gives what it would have given for the whole read. Return -1,
-        with nothing done, when the engine is not in that state.
+        half received, no :attr:`message_budget`, no extension but one that
+        takes whole messages (permessage-deflate), no events waiting, and a
+        class that receives the usual way (frame logging does not). At most
+        ``budget`` messages (``None``: no bound) are read, each in one plain
+        frame or, with the extension, compressed in one frame: ``budget`` is
+        what :attr:`message_budget` would be for this read. The
+        :class:`Message` events go to ``into`` instead of :meth:`events`, and
+        the number of bytes they took is returned. The caller then feeds the
+        rest, ``data[taken:]``, to :meth:`receive_data`, which gives what it
+        would have given for the whole read, and sends what
+        :meth:`data_to_send` holds. Return -1, with nothing done, when the
+        engine is not in that state.
+
+        A compressed frame is consumed whatever comes of it: invalid data or
+        a message over ``max_size`` fails the engine here, as
+        :meth:`receive_data` would fail it, and the bytes taken end before
+        that frame (``receive_data`` then ignores the rest).
         """
+        whole = self._whole
         if (
             self.state is not _OPEN
             or self._input_done
@@ -661,12 +682,29 @@ class Connection:
             or self._partial is not None
             or self._msg_text is not None
             or self.message_budget is not None
-            or self.extensions
+            or (self.extensions and whole is None)
             or self._events
             or type(self).receive_data is not Connection.receive_data
         ):
             return -1
-        return read_messages(data, 0, self._expect_mask, self._fast_max_size, None, into, None)
+        if whole is None:
+            return read_messages(
+                data, 0, self._expect_mask, self._fast_max_size, budget, into, None
+            )
+        # One message at a time: where a failing frame starts is where taking ends.
+        pos = taken = 0
+        try:
+            while budget is None or taken < budget:
+                end = read_messages(
+                    data, pos, self._expect_mask, self._fast_max_size, 1, into, whole
+                )
+                if end == pos:
+                    break
+                pos = end
+                taken += 1
+        except (ProtocolError, PayloadTooBig) as exc:
+            self._fail_with(exc)
+        return pos
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> bool:
         """Feed bytes read from the network.
