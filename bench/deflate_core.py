@@ -16,6 +16,11 @@ receives it and sends it back, the client receives the echo. Cases:
   ``send_message`` / ``receive_data`` / ``events`` and the data to send,
   the client's frames masked: everything tether's protocol layer does.
 - ``plain``: the same engines without compression (the ``x plain`` baseline).
+- ``core`` and ``core-plain``: the same two engines, compressed or not, through
+  the one-call paths the asyncio connections take (``message_frame`` to send,
+  ``receive_messages`` into a :class:`~tether.messages.MessageQueue` and
+  ``take_message`` to receive): what a coroutine or listener connection's
+  protocol work costs per round trip.
 
 ``--level``, ``--mem-level`` and ``--window-bits`` change the compressor's
 settings for every case (aiohttp's defaults: ``--level 1 --mem-level 8
@@ -40,10 +45,11 @@ from collections.abc import Callable
 from bench.callgrind import per_operation
 from bench.workloads import text_payloads
 from tether.extensions.permessage_deflate import PerMessageDeflate
-from tether.protocol.connection import Connection, Role
+from tether.messages import MessageQueue, receive_messages, take_message
+from tether.protocol.connection import Connection, Role, message_frame
 from tether.protocol.events import Message
 
-CASES = ("zlib", "engine", "plain")
+CASES = ("zlib", "engine", "plain", "core", "core-plain")
 
 # What a tether client and a tether server agree on by default (see
 # enable_client_permessage_deflate and enable_server_permessage_deflate);
@@ -86,11 +92,10 @@ def zlib_round_trips() -> Callable[[int], None]:
     return run
 
 
-def engine_round_trips(deflate: bool) -> Callable[[int], None]:
-    """Two engines, client and server, echoing text messages."""
-    texts = tuple(message.decode() for message in messages())
+def engines(deflate: bool) -> tuple[Connection, Connection]:
+    """A client engine and a server engine, with permessage-deflate as negotiated or without."""
 
-    def extensions(client: bool) -> list[PerMessageDeflate]:
+    def extensions() -> list[PerMessageDeflate]:
         if not deflate:
             return []
         return [
@@ -103,8 +108,14 @@ def engine_round_trips(deflate: bool) -> Callable[[int], None]:
             )
         ]
 
-    client = Connection(Role.CLIENT, extensions=extensions(True))
-    server = Connection(Role.SERVER, extensions=extensions(False))
+    client = Connection(Role.CLIENT, extensions=extensions())
+    return client, Connection(Role.SERVER, extensions=extensions())
+
+
+def engine_round_trips(deflate: bool) -> Callable[[int], None]:
+    """Two engines, client and server, echoing text messages."""
+    texts = tuple(message.decode() for message in messages())
+    client, server = engines(deflate)
 
     def run(count: int) -> None:
         for index in range(count):
@@ -125,6 +136,28 @@ def engine_round_trips(deflate: bool) -> Callable[[int], None]:
     return run
 
 
+def core_round_trips(deflate: bool) -> Callable[[int], None]:
+    """Two engines echoing text messages through the asyncio connections' one-call paths."""
+    texts = tuple(message.decode() for message in messages())
+    client, server = engines(deflate)
+    client_queue, server_queue = MessageQueue(16), MessageQueue(16)
+
+    def run(count: int) -> None:
+        for index in range(count):
+            text = texts[index & 1]
+            frame = message_frame(client, text, None)
+            if frame is None or receive_messages(server, frame, server_queue, None) != len(frame):
+                raise RuntimeError("the server's one-call path declined")
+            message = take_message(server_queue)
+            frame = message_frame(server, message, None)
+            if frame is None or receive_messages(client, frame, client_queue, None) != len(frame):
+                raise RuntimeError("the client's one-call path declined")
+            if take_message(client_queue) != text:
+                raise RuntimeError("core round trip lost data")
+
+    return run
+
+
 def print_sizes() -> None:
     """The compressed size of each message, alone and after the other (context takeover)."""
     bits = SETTINGS["window_bits"]
@@ -138,6 +171,8 @@ def round_trips(case: str) -> Callable[[int], None]:
     """The function that runs ``count`` round trips of ``case``."""
     if case == "zlib":
         return zlib_round_trips()
+    if case.startswith("core"):
+        return core_round_trips(case == "core")
     return engine_round_trips(case == "engine")
 
 
@@ -175,15 +210,18 @@ def main() -> None:
     for case in [args.case] if args.case else list(CASES):
         if args.callgrind:
             value = per_operation("bench.deflate_core", ["--case", case, *settings], (2_000, 6_000))
-            print(f"{case:<7} {value:>10,.0f} instructions per round trip", flush=True)
+            print(f"{case:<10} {value:>10,.0f} instructions per round trip", flush=True)
         else:
             value = cpu_seconds(case, args.count or 20_000) * 1e6
-            print(f"{case:<7} {value:>10.2f} CPU us per round trip", flush=True)
+            print(f"{case:<10} {value:>10.2f} CPU us per round trip", flush=True)
         results[case] = value
     if len(results) == len(CASES):
         overhead = results["engine"] - results["plain"] - results["zlib"]
         print(f"engine - plain - zlib: {overhead:,.2f} (tether's own work around zlib)")
         print(f"engine / plain: x{results['engine'] / results['plain']:.2f}")
+        overhead = results["core"] - results["core-plain"] - results["zlib"]
+        print(f"core - core-plain - zlib: {overhead:,.2f} (on the one-call paths)")
+        print(f"core / core-plain: x{results['core'] / results['core-plain']:.2f}")
 
 
 if __name__ == "__main__":
