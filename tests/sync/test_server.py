@@ -206,3 +206,12 @@ def test_shutdown_during_a_hook_lets_the_handshake_end() -> None:
         stopping.join(TIMEOUT)
     finally:
         stop_server(server, thread)
+
+
+@pytest.mark.parametrize("max_queue", [0, (4, 8)])
+def test_a_max_queue_no_connection_can_take_is_refused_at_once(max_queue: Any) -> None:
+    # Not by each connection as it is made: the server dropped every one.
+    with pytest.raises(ValueError, match="max_queue"):
+        serve(echo, "127.0.0.1", 0, max_queue=max_queue)
+    with pytest.raises(ValueError, match="max_queue"):
+        connect("ws://127.0.0.1:1/", max_queue=max_queue)

@@ -13,6 +13,7 @@ from tether.extensions.base import ClientExtensionFactory
 from tether.extensions.permessage_deflate import client_extensions
 from tether.follow import Follower
 from tether.log import LoggerLike
+from tether.messages import MessageQueue
 from tether.opening import OpeningDeadline
 from tether.protocol.client import ClientProtocol
 from tether.protocol.connection import _CONNECTING, DEFAULT_MAX_SIZE
@@ -188,6 +189,7 @@ def connect(
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("give additional_headers or extra_headers, not both")
     extensions = client_extensions(compression, extensions)
+    MessageQueue(max_queue)  # Before connecting.
     parsed, unix, path = parse_target(uri, unix, path)
     check_ssl(parsed, ssl)
     if isinstance(proxy, str):

@@ -18,6 +18,7 @@ from tether.exceptions import ConnectionClosed
 from tether.extensions.base import ServerExtensionFactory
 from tether.legacy import AbortHandshake
 from tether.log import LoggerLike, connection_logger
+from tether.messages import MessageQueue
 from tether.opening import OpeningDeadline
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CONNECTING, _OPEN, DEFAULT_MAX_SIZE
@@ -484,6 +485,8 @@ def serve(
     ``trusted_proxies`` and ``proxy_protocol`` take the client's address from
     a reverse proxy, as in :func:`tether.asyncio.server.serve`.
     """
+    # At once, not by each connection it accepts.
+    MessageQueue(max_queue)
     engines = make_engines(
         origins=origins,
         extensions=extensions,
