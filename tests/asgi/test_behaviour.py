@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -26,6 +27,7 @@ import websockets.exceptions
 
 import tether
 from tests.asgi.servers import MAIN_OPTIONS, MAX_SIZE, Uvicorn, UvicornConfig
+from tests.behaviour.raw import ECHO_IN_KERNEL, ECHO_IN_SERVER, close_then_pong
 from tests.conformance.peer import Peer, connect_peer
 from tether.exceptions import ConnectionClosed, InvalidStatus
 from tether.protocol.frames import Opcode
@@ -122,6 +124,27 @@ async def test_client_drops_tcp(server: Uvicorn) -> None:
         {"type": "websocket.receive", "bytes": "bytes:2"},
         {"type": "websocket.disconnect", "code": 1005},
     ]
+
+
+@pytest.mark.parametrize("size", [ECHO_IN_KERNEL, ECHO_IN_SERVER])
+@pytest.mark.parametrize(("http", "loop"), [("h11", "asyncio"), ("httptools", "uvloop")])
+async def test_pong_after_the_clients_close_frame_does_not_reset_tcp(
+    uvicorn_server: Callable[[UvicornConfig], Uvicorn], http: str, loop: str, size: int
+) -> None:
+    # On tether's class only: uvicorn's own close TCP at once, and reset it.
+    server = uvicorn_server(UvicornConfig("tether", http, loop, "starlette", MAIN_OPTIONS))
+    name = _name()
+
+    def close_taken() -> None:
+        # The disconnect reached the application: the close frame was read.
+        deadline = time.monotonic() + TIMEOUT
+        while not any(m.get("type") == "websocket.disconnect" for m in server.seen(name)):
+            assert time.monotonic() < deadline, "the server never read the close frame"
+            time.sleep(0.01)
+
+    await asyncio.to_thread(close_then_pong, server.port, f"/echo?id={name}", size, close_taken)
+    record = await seen(server, name, 4)
+    assert record[3] == {"type": "websocket.disconnect", "code": 1000, "reason": "done"}
 
 
 # Failures on the client's data

@@ -10,7 +10,6 @@ fragment by fragment with pauses in between.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
@@ -100,17 +99,9 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[list[str], bytes]:
     return head
 
 
-async def raw_client(
-    host: str, port: int, path: str = "/", sock: socket.socket | None = None
-) -> RawPeer:
-    """Open a connection to a WebSocket server and do the client's handshake by hand.
-
-    ``sock``, already connected to ``host`` and ``port``, is used instead of a new one.
-    """
-    if sock is None:
-        reader, writer = await asyncio.open_connection(host, port)
-    else:
-        reader, writer = await asyncio.open_connection(sock=sock)
+async def raw_client(host: str, port: int, path: str = "/") -> RawPeer:
+    """Open a connection to a WebSocket server and do the client's handshake by hand."""
+    reader, writer = await asyncio.open_connection(host, port)
     request, key = client_request(host, port, path)
     writer.write(request)
     await writer.drain()

@@ -4,7 +4,8 @@
 end of a connection whose frames are encoded and decoded by a bare engine,
 whose automatic answers (pongs, the echo of a close frame) are never written
 unless the test calls :meth:`RawPeer.flush`: it can stay silent and read
-nothing.
+nothing. :func:`close_then_pong` is the closing case where a server must not
+reset TCP, run against every server.
 
 The handshake written and checked by hand (:func:`client_request`,
 :func:`split_head`, :func:`check_accepted`, :func:`accept_response`) and the
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
+from tether.protocol.close import Close
 from tether.protocol.connection import Connection, Role
-from tether.protocol.events import Event
-from tether.protocol.frames import serialize_frame
+from tether.protocol.events import CloseReceived, Event, Message
+from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.handshake import accept_key, generate_key
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "accept_response",
     "check_accepted",
     "client_request",
+    "close_then_pong",
     "exchange",
     "header",
     "raw_client",
@@ -226,9 +230,21 @@ def _read_head(sock: socket.socket) -> tuple[list[str], bytes]:
     return head
 
 
-def raw_client(port: int, path: str = "/", host: str = "127.0.0.1") -> RawPeer:
-    """Connect to the server on ``port`` and do the client's handshake by hand."""
-    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+def raw_client(
+    port: int, path: str = "/", host: str = "127.0.0.1", receive_buffer: int | None = None
+) -> RawPeer:
+    """Connect to the server on ``port`` and do the client's handshake by hand.
+
+    ``receive_buffer`` sets the socket's ``SO_RCVBUF`` before it connects, so
+    that the window it offers the server stays that small.
+    """
+    if receive_buffer is None:
+        sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(TIMEOUT)
+        sock.connect((host, port))
     request, key = client_request(host, port, path)
     sock.sendall(request)
     lines, rest = _read_head(sock)
@@ -243,3 +259,63 @@ def accept_raw(listener: socket.socket) -> RawPeer:
     lines, rest = _read_head(sock)
     sock.sendall(accept_response(lines))
     return RawPeer(sock, Role.SERVER, rest)
+
+
+ECHO_IN_KERNEL = 12 * 1024
+"""An echo :func:`close_then_pong` asks for that the server's kernel takes at
+once, past the 4 KiB its client's window takes: the server's close frame
+waits, unsent, in the server's kernel."""
+
+ECHO_IN_SERVER = 1_000_000
+"""An echo far larger than the kernel buffers: most of it, and the close frame
+behind it, wait in the server's own buffers (or its writer waits)."""
+
+
+def close_then_pong(port: int, path: str, size: int, close_taken: Callable[[], None]) -> None:
+    """A client's pong that follows its close frame must not make the server reset TCP.
+
+    RFC 6455 section 5.5.2 makes a client answer a ping that reaches it after
+    it sent its close frame, so a pong may follow the client's close frame
+    while the server is already closing. A socket closed with such bytes
+    unread, or one that receives them once closed, makes the kernel reset
+    TCP: it drops what the server had not delivered yet, its close frame
+    included, and the client ends with 1006 instead of 1000 (on a lossy link,
+    a close frame lost once is never sent again). So a server half-closes
+    after the closing handshake and reads on until the client closes TCP.
+
+    Here, on loopback, a client whose receive buffer is 4 KiB has the server
+    at ``path`` echo ``size`` bytes (:data:`ECHO_IN_KERNEL` or
+    :data:`ECHO_IN_SERVER`), waits for the echo's first byte without taking
+    it, sends its close frame, waits for ``close_taken`` (which returns once
+    the server has read the close frame), sends the pong, as if a ping had
+    crossed its close frame, and only then reads: it must get the whole
+    echo, the server's close frame and a clean EOF, with no reset.
+    """
+    peer = raw_client(port, path, receive_buffer=4096)
+    try:
+        payload = bytes(range(256)) * (size // 256)
+        peer.engine.send_binary(payload)
+        peer.flush()
+        # The echo started, so the server has all of it to send back. Peeking
+        # leaves the client's window full.
+        assert peer.sock.recv(1, socket.MSG_PEEK), "the server closed TCP before echoing"
+        peer.engine.send_close(1000, "done")
+        peer.flush()
+        close_taken()
+        peer.sock.sendall(serialize_frame(Opcode.PONG.value, b"", mask=True))
+        received = []
+        try:
+            while chunk := peer.sock.recv(65536):
+                received.append(chunk)
+        except ConnectionResetError:
+            raise AssertionError(
+                f"the server reset TCP after {sum(map(len, received))} bytes"
+            ) from None
+        decoder = Connection(Role.CLIENT, max_size=None)
+        decoder.receive_data(b"".join(received))
+        message, close = decoder.events()
+        assert isinstance(message, Message)
+        assert message.data == payload
+        assert close == CloseReceived(Close(1000, "done"))
+    finally:
+        peer.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 
-from tests.backends import Backend, Face, Side, sided
-from tether.exceptions import ConnectionClosedError, ConnectionClosedOK
+from tests.backends import TIMEOUT, Backend, Face, Side, sided
+from tests.behaviour.raw import ECHO_IN_KERNEL, ECHO_IN_SERVER, close_then_pong
+from tether.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from tether.protocol.close import Close
 from tether.protocol.connection import State
 from tether.protocol.events import CloseReceived
@@ -174,5 +176,32 @@ def test_context_manager_that_raises_closes_with_1011(backend: Backend, raises: 
                         raise RuntimeError("boom")
             await backend.until(lambda: closed)
             assert closed == [(1011, "") if raises else (1000, "")]
+
+    backend.run(body)
+
+
+@pytest.mark.parametrize("size", [ECHO_IN_KERNEL, ECHO_IN_SERVER])
+def test_pong_after_the_clients_close_frame_does_not_reset_tcp(backend: Backend, size: int) -> None:
+    handed: list[Face] = []
+
+    async def echo(ws: Face) -> None:
+        handed.append(ws)
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.send(await ws.recv(timeout=None))
+
+    def close_taken() -> None:
+        # Polled from the client's thread: the server's engine read the close frame.
+        deadline = time.monotonic() + TIMEOUT
+        while not handed or handed[0].native.protocol.close_rcvd is None:
+            assert time.monotonic() < deadline, "the server never read the close frame"
+            time.sleep(0.002)
+
+    async def body() -> None:
+        async with backend.serve(echo, compression=None) as port:
+            await backend.in_thread(lambda: close_then_pong(port, "/", size, close_taken))
+            (server_side,) = handed
+            await backend.within(server_side.wait_closed())
+            assert server_side.close_code == 1000
 
     backend.run(body)

@@ -117,7 +117,7 @@ def test_a_closed_connection_leaves_every_topic(backend: Backend) -> None:
             await client.close()
             await backend.until(lambda: not backend.server.connections)
             # A connection leaves its topics once it is closed, TCP included:
-            # a threading server's connection is no longer open (so not in
+            # a server's connection is no longer open (so not in
             # server.connections) while it waits for the client's EOF.
             await backend.until(lambda: topics.topics() == set())
             assert topics.subscribers("a") == []

@@ -680,11 +680,15 @@ def test_7_1_6_close_reason_invalid_utf8_fails_1007(
 
 def test_7_1_1_server_closes_tcp_first_they_close(role: Role) -> None:
     conn, peer = Connection(role), Peer(role)
+    assert not conn.half_close
     conn.receive_data(peer.close(1000))
     assert conn.close_transport is (role is Role.SERVER)
     assert conn.close_sent == Close(1000)
+    # A server half-closes and reads on: the client may still send a pong.
+    assert conn.half_close
     conn.receive_eof()
     assert conn.close_transport
+    assert not conn.half_close
     assert conn.state is State.CLOSED
 
 
@@ -692,18 +696,39 @@ def test_7_1_1_server_closes_tcp_first_we_close(role: Role) -> None:
     conn, peer = Connection(role), Peer(role)
     conn.send_close(1001, "going")
     assert not conn.close_transport
+    assert not conn.half_close
     conn.receive_data(peer.close(1001))
     assert conn.close_transport is (role is Role.SERVER)
+    assert conn.half_close
     conn.receive_data(peer.text("ignored"))
     assert conn.close_transport is (role is Role.SERVER)
     assert conn.events() == [CloseReceived(Close(1001))]
     conn.receive_eof()
     assert conn.close_transport
+    assert not conn.half_close
     assert conn.eof_received
     assert conn.state is State.CLOSED
     # The close frames stay what they were.
     assert conn.close_code == 1001
     assert conn.close_reason == ""
+
+
+def test_half_close_after_failing_on_the_peers_data(role: Role) -> None:
+    conn, peer = Connection(role), Peer(role)
+    conn.receive_data(peer.frame(Opcode.TEXT, b"\xff"))
+    assert conn.error is not None
+    assert conn.close_transport
+    # The rest of what the peer sends is read and dropped until its EOF.
+    assert conn.half_close
+    conn.receive_eof()
+    assert not conn.half_close
+
+
+def test_no_half_close_after_failing_for_the_layer_above(role: Role) -> None:
+    conn = Connection(role)
+    conn.fail(1011, "keepalive ping timeout")
+    assert conn.close_transport
+    assert not conn.half_close
 
 
 # max_size: incoming messages

@@ -280,7 +280,9 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
             self._read_on()
         elif self._stage == _HANDSHAKE:
             self._reject(500, "Internal Server Error")
-        elif protocol.state is not _OPEN:
+        elif protocol.state is not _OPEN and not self._eof_written:
+            # (Half-closed after the closing handshake, TCP ends with the
+            # client's EOF or the timeout below.)
             transport.close()
             return
         self._arm_close_timer(self._shutdown_timeout())
@@ -656,7 +658,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
             # big, no pong in time): tell the application with the code it sent.
             self._set_disconnect(close.code, close.reason)
         if protocol.close_transport and not transport.is_closing():
-            if protocol.error is not None and protocol.eof_received is False:
+            if protocol.half_close:
                 self._linger(transport)
             else:
                 transport.close()

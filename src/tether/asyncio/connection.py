@@ -850,13 +850,7 @@ class Connection(
             return written
         if state is _CLOSING or state is _CLOSED:
             if self.protocol.close_transport and not transport.is_closing():
-                if state is _CLOSING and (
-                    self.protocol.error is not None or self.protocol.close_rcvd is not None
-                ):
-                    # After failing on the peer's data, or after the closing
-                    # handshake (the server closes TCP first), the peer may
-                    # still be sending: a pong answering a ping that crossed
-                    # its close frame. Closing now would reset TCP.
+                if self.protocol.half_close:
                     self._linger(transport)
                 else:
                     transport.close()

@@ -329,6 +329,28 @@ class Connection:
         return self._close_transport
 
     @property
+    def half_close(self) -> bool:
+        """Whether the layer above, once :attr:`close_transport` is true, half-closes TCP instead.
+
+        True while the connection is closing after failing on the peer's data,
+        and after the closing handshake, until the peer closes TCP. The peer
+        may still be sending: the rest of a message after an error, or a pong
+        answering a ping that crossed its close frame (RFC 6455 section
+        5.5.2). Bytes that reach a closed socket, or wait unread in it as it
+        closes, make the kernel reset TCP, which drops what was not delivered
+        yet, the close frame included: the peer would see an abnormal closure
+        (1006). So the layer above sends EOF, reads and drops what comes
+        until the peer's EOF or its close timeout, then closes. (After the
+        handshake, only a server's engine asks to close TCP: the server closes
+        it first, RFC 6455 section 7.1.1.)
+        """
+        return (
+            self.state is _CLOSING
+            and not self.eof_received
+            and (self.error is not None or self.close_rcvd is not None)
+        )
+
+    @property
     def close_code(self) -> int | None:
         """The close code received; 1006 when the connection ended without one."""
         if self.close_rcvd is not None:

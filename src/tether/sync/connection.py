@@ -1088,15 +1088,7 @@ class Connection(ConnectionAttributes):
                 break
             data = None
         if shutdown:
-            protocol = self.protocol
-            if error is None and (
-                protocol.error is not None
-                or (protocol.state is _CLOSING and protocol.close_rcvd is not None)
-            ):
-                # After failing on the peer's data, or after the closing
-                # handshake (the server closes TCP first), the peer may still
-                # be sending: a pong answering a ping that crossed its close
-                # frame. Shutting down reading now would reset TCP.
+            if error is None and self.protocol.half_close:
                 self._half_close()
             else:
                 self._shutdown()

@@ -38,6 +38,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable
@@ -1014,13 +1015,18 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
         self._take_output()
         if self._writing or self._spawn is None:
             return
+        protocol = self.protocol
         if self._direct and self._out and self._write_now():
-            if not self.protocol.close_transport or self._stream_closed:
+            if not protocol.close_transport or self._stream_closed:
                 return
-            if self.protocol.error is None or self.protocol.state is _CLOSED:
+            if protocol.half_close:
+                self._half_close_now()
+            else:
                 self._close_now()
-                return
-        if self._out or (self.protocol.close_transport and not self._stream_closed):
+            return
+        if self._out or (
+            protocol.close_transport and not self._stream_closed and not self._eof_written
+        ):
             self._writing = True
             self._spawn(self._write_in_task, f"tether writer {self.id}")
 
@@ -1110,7 +1116,7 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
                     raise
             self._replies = 0
             if protocol.close_transport and not self._stream_closed:
-                if protocol.error is not None and protocol.state is not _CLOSED:
+                if protocol.half_close:
                     await self._linger()
                 else:
                     await self._close_stream(forcefully=False)
@@ -1185,12 +1191,18 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
         await event.wait()
 
     async def _linger(self) -> None:
-        """Half-close after failing on the peer's data; the reader drops input until EOF.
+        """Half-close, then read and drop the peer's input until its EOF or the close deadline.
 
-        Closing with the peer's bytes unread would make the kernel answer
-        with a RST, and the peer might lose our close frame.
+        After failing on the peer's data, or after the closing handshake (see
+        :attr:`~tether.protocol.connection.Connection.half_close`): closing
+        with the peer's bytes unread, or with more to come, would make the
+        kernel answer with a RST, and the peer might lose our close frame.
+        TLS cannot half-close: a TLS stream is closed.
         """
         if self._eof_written:
+            return
+        if self._direct:
+            self._half_close_now()
             return
         stream = self.stream
         if not isinstance(stream, trio.SocketStream):
@@ -1202,6 +1214,22 @@ class Connection(AsyncConnection, ConnectionAttributes, trio.abc.AsyncResource):
             await stream.send_eof()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             await self._close_stream(forcefully=True)
+        if self._paused:
+            self._resume()
+        if not (self._reading or self._receiving):
+            # Read until the peer's EOF, even if nobody calls recv.
+            self._watch()
+
+    def _half_close_now(self) -> None:
+        """:meth:`_linger` on a plain socket: send EOF without waiting; the watcher reads on."""
+        self._eof_written = True
+        self._arm_close_deadline()
+        assert self._socket is not None
+        try:
+            self._socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_now()
+            return
         if self._paused:
             self._resume()
         if not (self._reading or self._receiving):
