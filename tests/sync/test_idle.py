@@ -11,6 +11,8 @@ closed once the connection ends.
 from __future__ import annotations
 
 import random
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -141,6 +143,88 @@ def test_socket_closed_by_the_thread_in_recv(idle: tuple[ClientConnection, RawPe
     assert len(errors) == 1
     assert ws.wait_closed(0)
     assert wait_until(lambda: ws.socket.fileno() == -1)
+
+
+class Gate:
+    """A socket pair the shared watcher waits for; its callback holds the watcher's thread.
+
+    The watcher calls back each socket of one ``select`` in turn, after it
+    forgot them all: while a gate's callback waits, the calls picked with it
+    wait too, in the order their sockets became readable (epoll's order).
+    """
+
+    def __init__(self, *, hold: bool = True) -> None:
+        self.reading, self.writing = socket.socketpair()
+        self.hold = hold
+        self.entered = threading.Event()
+        """Set once the watcher calls the gate back."""
+        self.release = threading.Event()
+        """Lets the watcher's thread go on, for a gate that holds it."""
+        watcher.watch(self.reading.fileno(), self._called)
+
+    def _called(self) -> None:
+        self.entered.set()
+        if self.hold:
+            self.release.wait(TIMEOUT)
+
+    def trigger(self) -> None:
+        """Make the socket readable: the watcher calls the gate back on its next turn."""
+        self.writing.send(b"x")
+
+    def close(self) -> None:
+        self.release.set()
+        watcher.forget(self.reading.fileno())
+        self.reading.close()
+        self.writing.close()
+
+
+def test_a_watcher_call_made_stale_by_recv_is_ignored(
+    idle: tuple[ClientConnection, RawPeer],
+) -> None:
+    # The interleaving of the race: (1) the watcher picks the call of the
+    # connection's readable socket; (2) before it runs, recv takes the socket
+    # and reads; (3) recv left, and after the grace the socket is watched
+    # again; (4) the stale call runs. It must change nothing: it used to take
+    # the socket for a reader and watch it a second time later (KeyError
+    # 'already registered' on a shared thread; make soak's threading cases
+    # then lost connections that nobody read).
+    ws, peer = idle
+    fd = ws.socket.fileno()
+    first, second = Gate(), Gate()
+    after = Gate(hold=False)
+    try:
+        first.trigger()
+        assert first.entered.wait(TIMEOUT)
+        # The watcher's thread waits in first's callback. Now second's socket,
+        # then the connection's, become readable: its next turn picks both.
+        second.trigger()
+        peer.engine.send_text(b"taken by recv")
+        peer.flush()
+        assert select.select([ws.socket], [], [], TIMEOUT)[0]
+        first.release.set()
+        assert second.entered.wait(TIMEOUT)
+        # (1) The connection's call is picked and waits behind second's.
+        assert fd not in watcher
+        assert ws._watch == WATCH_SOCKET
+        # (2) recv without a timeout takes the socket from the watcher.
+        assert ws.recv() == "taken by recv"
+        # (3) Watched again once the grace after recv is over.
+        assert wait_until(lambda: watched(ws))
+        # (4) The stale call runs; after's callback runs once it returned.
+        after.trigger()
+        second.release.set()
+        assert after.entered.wait(TIMEOUT)
+        assert watched(ws)
+        # The connection still reads while idle.
+        peer.engine.send_ping(b"still read")
+        peer.flush()
+        assert peer.next_event() == Pong(b"still read")
+        peer.engine.send_text(b"and then")
+        peer.flush()
+        assert ws.recv(timeout=TIMEOUT) == "and then"
+    finally:
+        for gate in (first, second, after):
+            gate.close()
 
 
 def test_close_while_idle(start_server: ServerFactory) -> None:
