@@ -1,7 +1,8 @@
 """The asyncio connection with permessage-deflate: the same with the one-call paths and without.
 
-``receive_messages`` and ``message_frame`` inflate and deflate whole messages
-in the same call on a compressed connection; ``receive_messages`` takes no
+``receive_messages`` and ``message_frame`` (and ``write_message``, which
+sends the frame it makes) inflate and deflate whole messages in the same
+call on a compressed connection; ``receive_messages`` takes no
 more of a read than the queue has room for, and the connection drops the
 engine's message budget once nothing waits behind it, so that the next read
 takes the one-call path again. The scenario of ``test_core_paths`` (reads of
@@ -62,10 +63,11 @@ def test_compressed_connections_change_nothing_but_the_cost(
     stream = _peer_stream(steps, Role.SERVER if server else Role.CLIENT, no_context, 12)
     extension = functools.partial(_deflate, no_context, 12)
     outcomes = {}
-    for name, (receive, frame_of) in PATHS.items():
+    for name, (receive, frame_of, write) in PATHS.items():
         with (
             mock.patch.object(connection_module, "receive_messages", receive),
             mock.patch.object(connection_module, "message_frame", frame_of),
+            mock.patch.object(connection_module, "write_message", write),
         ):
             outcomes[name] = asyncio.run(
                 _scenario(server, stream, actions, max_queue, max_size, extension=extension)
