@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import selectors
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -215,3 +217,51 @@ def test_a_max_queue_no_connection_can_take_is_refused_at_once(max_queue: Any) -
         serve(echo, "127.0.0.1", 0, max_queue=max_queue)
     with pytest.raises(ValueError, match="max_queue"):
         connect("ws://127.0.0.1:1/", max_queue=max_queue)
+
+
+# A server whose process has 8 file descriptors to spare once it listens.
+SERVER_SHORT_OF_FILES = """
+import os, resource
+from tether.sync import serve
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+with serve(echo, "127.0.0.1", 0) as server:
+    used = len(os.listdir("/proc/self/fd"))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (used + 8, hard))
+    print(server.socket.getsockname()[1], flush=True)
+    server.serve_forever()
+"""
+
+
+def test_serving_goes_on_once_file_descriptors_come_back() -> None:
+    # Out of file descriptors, accept() fails (EMFILE): the server waits for
+    # some to come back rather than stop accepting for good.
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SHORT_OF_FILES],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        # More clients than the server has files for, silent: their
+        # handshakes hold what it has, and the rest wait in the backlog.
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        assert server.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.stderr, selectors.EVENT_READ)
+            assert selector.select(TIMEOUT), "the server never ran out of files"
+        assert "Too many open files" in server.stderr.readline()
+        for client in clients:
+            client.close()
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT) as ws:
+            ws.send("still serving")
+            assert ws.recv(timeout=TIMEOUT) == "still serving"
+    finally:
+        server.terminate()
+        server.communicate(timeout=TIMEOUT)

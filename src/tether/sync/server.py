@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import selectors
 import socket
@@ -46,6 +47,12 @@ __all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "un
 
 HANDSHAKE_READ_SIZE = 4096
 """Bytes read at most at once during the opening handshake; a longer request takes more reads."""
+
+ACCEPT_RETRY_DELAY = 1.0
+"""Seconds :meth:`Server.serve_forever` waits when the process is out of file descriptors."""
+
+# accept() errors that say the process or the system has no room for one more connection.
+ACCEPT_PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 Handler = Callable[["ServerConnection"], None]
 """A connection handler: a function taking the connection."""
@@ -257,13 +264,39 @@ class Server:
                         return
                     try:
                         sock, _ = self.socket.accept()
-                    except OSError:  # pragma: no cover - the listener closed under us
-                        return
+                    except OSError as exc:
+                        if self.socket.fileno() == -1:  # pragma: no cover - closed under us
+                            return
+                        if exc.errno in ACCEPT_PAUSE_ERRNOS:
+                            self._pause_accepting(exc)
+                        # Else the client left before its accept: serve the next.
+                        continue
                     thread = _HandlerThread(self, sock)
                     with self._lock:
                         self._threads.add(thread)
                         self._opening.add(sock)
-                    thread.start()
+                    try:
+                        thread.start()
+                    except RuntimeError as exc:
+                        # No thread to be had: drop this client, not the server.
+                        with self._lock:
+                            self._threads.discard(thread)
+                            self._opening.discard(sock)
+                        sock.close()
+                        self._pause_accepting(exc)
+
+    def _pause_accepting(self, exc: BaseException) -> None:
+        """Out of file descriptors, memory or threads: wait for some to come back.
+
+        Serving on is better than ending :meth:`serve_forever`: connections
+        end and give theirs back, while the waiting clients stay in the
+        listening socket's backlog.
+        """
+        self.logger.error(
+            "cannot accept a connection: %s; trying again in %s seconds", exc, ACCEPT_RETRY_DELAY
+        )
+        # shutdown() ends the wait.
+        self._stopped.wait(ACCEPT_RETRY_DELAY)
 
     def _request_read(self, sock: socket.socket) -> None:
         with self._lock:
