@@ -24,6 +24,8 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
   :func:`~tether.asyncio.listener.deliver_messages_python`: the same
   messages handed to the callback, the same stopping point (that of
   ``read_messages``) and, when the callback raises, the same bytes taken;
+  with permessage-deflate and a limit, the same messages, stopping point and
+  failure of the engine (its error and close frame) on corrupt data;
 - ``deflate_frame`` and ``inflate_frame`` equal the twins in
   :mod:`tether.extensions.permessage_deflate`: the same frames from two
   messages compressed in one stream, which inflate back to the messages, and
@@ -37,6 +39,7 @@ CPython's incremental decoder (:mod:`tether.protocol.utf8`) either way.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from fuzz._common import Input, run
@@ -226,6 +229,15 @@ def _check_messages(source: Input, flags: int) -> None:
     _check_deliver(buf, expect_mask=expect_mask, max_size=max_size, fail_at=size_byte % 4)
 
 
+def _collector(messages: list[str | bytes]) -> Callable[[object, str | bytes], None]:
+    """An on_message that keeps every message in ``messages``."""
+
+    def on_message(connection: object, message: str | bytes) -> None:
+        messages.append(message)
+
+    return on_message
+
+
 def _check_deliver(
     buf: bytes | bytearray | memoryview,
     *,
@@ -257,6 +269,24 @@ def _check_deliver(
     # Up to the failing message, the messages read_messages reads.
     assert got == [message.data for message in messages[: len(got)]]  # type: ignore[union-attr]
     assert failed or (taken == stop and len(got) == len(messages))
+    # With permessage-deflate, frames with RSV1 are inflated and delivered
+    # too, at most `limit` of them, and bad ones fail the engine.
+    limit = None if fail_at == 3 else fail_at + 1
+    compressed = []
+    for deliver in (_speedups.deliver_messages, deliver_messages_python):
+        engine = Connection(
+            Role.SERVER if expect_mask else Role.CLIENT,
+            max_size=max_size,
+            extensions=[PerMessageDeflate(False, False, 15, 15)],
+        )
+        inflated: list[str | bytes] = []
+        result = deliver(engine, buf, _collector(inflated), None, limit)
+        assert type(result) is int
+        error = engine.error
+        failure = None if error is None else (type(error), str(error), engine.close_sent)
+        compressed.append((result, inflated, failure))
+    assert compressed[0] == compressed[1]
+    assert limit is None or len(compressed[0][1]) <= limit
 
 
 def _inflated(
