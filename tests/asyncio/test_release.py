@@ -33,6 +33,7 @@ from tether.protocol.connection import Connection as Engine
 from tether.protocol.speedups import speedups
 
 from .pairs import uri_of
+from .raw_peer import RawPeer, raw_client
 
 CLIENTS = 6
 """Clients of each kind (listener or coroutine, compressed or not) per server and round."""
@@ -188,5 +189,56 @@ async def test_no_connection_outlives_its_round() -> None:
         baseline = census()
         await round_of_clients(both)
         await round_of_clients(both)
+        after = census()
+    assert after == baseline
+
+
+ENDINGS_OF_PEERS = ("close, TCP kept", "close, then FIN", "close, then RST", "FIN", "RST", "deaf")
+"""How raw peers end: after their close frame, or without one; "deaf" never
+answers the server's close frame nor ends TCP."""
+
+
+async def round_of_bad_peers(servers: list[Server]) -> None:
+    """Peers end as ENDINGS_OF_PEERS say; wait until the servers let go of every connection."""
+    peers: list[RawPeer] = []
+    for server in servers:
+        host, port = next(iter(server.sockets)).getsockname()[:2]
+        for ending in ENDINGS_OF_PEERS * 2:
+            peer = await raw_client(host, port)
+            peers.append(peer)
+            if ending.startswith("close"):
+                peer.engine.send_close(1000)
+                await peer.flush()
+            elif ending == "deaf":
+                # Both servers close on this message: "raise" fails with 1011.
+                peer.engine.send_text(b"raise")
+                await peer.flush()
+            if ending.endswith("FIN"):
+                peer.writer.write_eof()
+            elif ending.endswith("RST"):
+                peer.abort()
+    try:
+        # Each wait, the half-close after the handshake included, ends by
+        # close_timeout at the latest.
+        async with asyncio.timeout(10):
+            while any(server._connections or server._handlers for server in servers):
+                await asyncio.sleep(0.01)
+    finally:
+        for peer in peers:
+            peer.abort()
+    del peers
+    await asyncio.sleep(0)
+
+
+@pytest.mark.usefixtures("quiet")
+async def test_no_connection_outlives_peers_that_end_badly() -> None:
+    async with (
+        tether.serve(coroutine_echo, "127.0.0.1", 0, close_timeout=0.3) as coroutine_server,
+        tether.listen(ServerEcho, "127.0.0.1", 0, close_timeout=0.3) as listener_server,
+    ):
+        both = [coroutine_server, listener_server]
+        await round_of_bad_peers(both)
+        baseline = census()
+        await round_of_bad_peers(both)
         after = census()
     assert after == baseline
