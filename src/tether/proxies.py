@@ -135,16 +135,17 @@ def read_proxy_header(
 ) -> tuple[int, tuple[str, int] | None] | None:
     """Read the PROXY protocol header that ``peer`` sent at the start of ``data``.
 
-    What every server does with it: :func:`parse_proxy_header`, then the
-    check that ``peer`` is one of the trusted ``proxies``. Return ``None``
+    What every server does with it: the check that ``peer`` is one of the
+    trusted ``proxies``, then :func:`parse_proxy_header`. Return ``None``
     if more bytes are needed, else the header's length and the client's
     address. Raise :class:`ValueError`, saying why, to refuse the
-    connection: an invalid header, or one from a peer that is not trusted.
+    connection: a peer that is not trusted, from its first byte on (the
+    server keeps nothing it sends, where a version 2 header may announce
+    64 KiB), or an invalid header.
     """
-    parsed = parse_proxy_header(data)
-    if parsed is not None and (proxies is None or not proxies.trusts(peer)):
-        raise ValueError(f"a PROXY protocol header from {peer}, not a trusted proxy")
-    return parsed
+    if data and (proxies is None or not proxies.trusts(peer)):
+        raise ValueError(f"{peer} is not a trusted proxy: no PROXY protocol header from it")
+    return parse_proxy_header(data)
 
 
 class ProxyHeaderReader:

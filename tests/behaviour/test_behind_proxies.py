@@ -138,13 +138,19 @@ def test_proxy_protocol_header_and_request_in_one_read(backend: Backend) -> None
 
 @pytest.mark.parametrize(
     ("trusted", "header"),
-    [(["10.0.0.1"], PROXY_V1), (["127.0.0.1"], b"GET / HTTP/1.1\r\n"), (["127.0.0.1"], b"")],
-    ids=["untrusted-peer", "no-header", "nothing"],
+    [
+        (["10.0.0.1"], PROXY_V1),
+        # The start of a header announcing 64 KiB: not waited for.
+        (["10.0.0.1"], PROXY_V2[:14] + b"\xff\xff"),
+        (["127.0.0.1"], b"GET / HTTP/1.1\r\n"),
+        (["127.0.0.1"], b""),
+    ],
+    ids=["untrusted-peer", "untrusted-peer-partial-header", "no-header", "nothing"],
 )
 def test_proxy_protocol_refused(backend: Backend, trusted: list[str], header: bytes) -> None:
     async def body() -> None:
         async with backend.serve(
-            tell_address, trusted_proxies=trusted, proxy_protocol=True
+            tell_address, trusted_proxies=trusted, proxy_protocol=True, open_timeout=None
         ) as port:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(header)
