@@ -1602,7 +1602,27 @@ inflate_frame_direct(InflaterObject *decoder, PyObject *data_object, const unsig
  * here, with the same results and errors: anything else still calls it. */
 static PyTypeObject *deflate_extension_type;
 static PyObject *decoder_attr, *encoder_attr, *remote_no_context_attr, *local_no_context_attr,
-    *restart_name, *encode_message_name;
+    *restart_name, *encode_message_name, *new_decoder_name, *new_encoder_name;
+
+/* The extension's `attr` (_encoder or _decoder), made first by its method
+ * `make` (_new_encoder or _new_decoder) and kept if it is None, as
+ * encode_message and _decompress make them: lazily, for the first message
+ * and for each one without context takeover. A new reference, or NULL with
+ * an exception. */
+static PyObject *
+deflate_coder(PyObject *whole, PyObject *attr, PyObject *make)
+{
+    PyObject *coder = PyObject_GetAttr(whole, attr);
+    if (coder != Py_None) {
+        return coder;
+    }
+    Py_DECREF(coder);
+    coder = PyObject_CallMethodNoArgs(whole, make);
+    if (coder != NULL && PyObject_SetAttr(whole, attr, coder) < 0) {
+        Py_CLEAR(coder);
+    }
+    return coder;
+}
 
 PyDoc_STRVAR(register_deflate_doc,
 "register_deflate(cls)\n\n"
@@ -1657,7 +1677,7 @@ inflate_whole(PyObject *whole, const unsigned char *payload, Py_ssize_t length,
         || !Py_IS_TYPE(whole, deflate_extension_type)) {
         return Py_NotImplemented;
     }
-    PyObject *decoder = PyObject_GetAttr(whole, decoder_attr);
+    PyObject *decoder = deflate_coder(whole, decoder_attr, new_decoder_name);
     if (decoder == NULL) {
         return NULL;
     }
@@ -1742,8 +1762,8 @@ whole_payload_direct(PyObject *whole, const unsigned char *payload, Py_ssize_t l
  * registered class whose compressor is a Deflater, done here: the frame of
  * `size` bytes at `data`, with `first` | RSV1 and masked with `key` (NULL:
  * not masked), or NULL with an exception. Py_NotImplemented (borrowed) with
- * nothing done when encode_message must be called: another class, or no
- * Deflater (none yet: encode_message makes it). */
+ * nothing done but the compressor made when encode_message must be called:
+ * another class, or a compressor that is not a Deflater. */
 static PyObject *
 deflate_whole(PyObject *whole, unsigned char first, const unsigned char *data, size_t size,
               const unsigned char *key)
@@ -1751,7 +1771,7 @@ deflate_whole(PyObject *whole, unsigned char first, const unsigned char *data, s
     if (deflate_extension_type == NULL || !Py_IS_TYPE(whole, deflate_extension_type)) {
         return Py_NotImplemented;
     }
-    PyObject *encoder = PyObject_GetAttr(whole, encoder_attr);
+    PyObject *encoder = deflate_coder(whole, encoder_attr, new_encoder_name);
     if (encoder == NULL) {
         return NULL;
     }
@@ -4011,8 +4031,11 @@ speedups_exec(PyObject *module)
     local_no_context_attr = PyUnicode_InternFromString("local_no_context_takeover");
     restart_name = PyUnicode_InternFromString("_restart");
     encode_message_name = PyUnicode_InternFromString("encode_message");
+    new_decoder_name = PyUnicode_InternFromString("_new_decoder");
+    new_encoder_name = PyUnicode_InternFromString("_new_encoder");
     if (decoder_attr == NULL || encoder_attr == NULL || remote_no_context_attr == NULL
-        || local_no_context_attr == NULL || restart_name == NULL || encode_message_name == NULL) {
+        || local_no_context_attr == NULL || restart_name == NULL || encode_message_name == NULL
+        || new_decoder_name == NULL || new_encoder_name == NULL) {
         Py_DECREF(zlib);
         return -1;
     }

@@ -39,6 +39,7 @@ from tests.protocol.test_connection_core import (
     _sent,
 )
 from tether.exceptions import PayloadTooBig, ProtocolError
+from tether.extensions import permessage_deflate
 from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.messages import MessageQueue, parse_budget
 from tether.protocol.connection import Connection, Role
@@ -302,3 +303,37 @@ def test_message_frame_takes_a_fresh_key_per_frame() -> None:
     frames = [speedups.message_frame(engine, b"same", None) or b"" for _ in range(50)]
     keys = {frame[2:6] for frame in frames}
     assert len(keys) == 50
+
+
+@pytest.mark.parametrize("no_context", [False, True])
+def test_compressors_are_made_in_the_same_call(
+    monkeypatch: pytest.MonkeyPatch, *, no_context: bool
+) -> None:
+    # The first message makes the compressor and the decompressor, and without
+    # context takeover every message does, lazily as before: still without a
+    # call to encode_message or decode_message.
+    def never(*args: object) -> bytes:
+        raise AssertionError("called")
+
+    monkeypatch.setattr(PerMessageDeflate, "encode_message", never)
+    monkeypatch.setattr(PerMessageDeflate, "decode_message", never)
+    # As importing the extension sets it up with the accelerator in use;
+    # here also without it (TETHER_NO_SPEEDUPS=1).
+    speedups.register_deflate(PerMessageDeflate)
+    monkeypatch.setattr(permessage_deflate, "new_compressor", speedups.Deflater)
+    monkeypatch.setattr(permessage_deflate, "new_decompressor", speedups.Inflater)
+    client = _engine(Role.CLIENT, None, no_context, 12)
+    server = _engine(Role.SERVER, None, no_context, 12)
+    (sending,), (receiving,) = client.extensions, server.extensions
+    assert isinstance(sending, PerMessageDeflate)
+    assert isinstance(receiving, PerMessageDeflate)
+    queue = MessageQueue(None)
+    texts = ["{'a': 1}" * 40, "{'a': 2}" * 40]
+    for text in texts:
+        frame = speedups.message_frame(client, text, None)
+        assert frame is not None
+        assert speedups.receive_messages(server, frame, queue, None) == len(frame)
+        # Kept with context takeover, dropped after each message without.
+        assert (sending._encoder is None) is no_context
+        assert (receiving._decoder is None) is no_context
+    assert _items(queue) == [Message(text) for text in texts]

@@ -406,7 +406,7 @@ class PerMessageDeflate(Extension):
             return b""
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = new_decompressor(self._decoder_wbits)
+            decoder = self._decoder = self._new_decoder()
         try:
             output = inflate_frame(decoder, data, key, tail, _output_limit(max_size))
             if decoder.eof:
@@ -435,7 +435,7 @@ class PerMessageDeflate(Extension):
                 break
             if max_size is not None and size > max_size:
                 break  # The caller raises PayloadTooBig.
-            decoder = self._decoder = new_decompressor(self._decoder_wbits)
+            decoder = self._decoder = self._new_decoder()
             output = decoder.decompress(
                 rest, _output_limit(None if max_size is None else max_size - size)
             )
@@ -460,6 +460,9 @@ class PerMessageDeflate(Extension):
 
     def _new_encoder(self) -> Compressor:
         return new_compressor(self._level, self._encoder_wbits, self._mem_level, self._strategy)
+
+    def _new_decoder(self) -> Decompressor:
+        return new_decompressor(self._decoder_wbits)
 
     def encode(self, frame: Frame) -> Frame:
         """Compress a frame of a compressed message; return control frames unchanged.
