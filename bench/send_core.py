@@ -7,6 +7,10 @@ Two cases, on uvloop, with a connection whose transport keeps nothing:
   ``send-text`` sends 64-character ASCII text messages the same way, and
   ``nowait`` and ``nowait-text`` send them with ``send_nowait``, the callback
   API's send, letting the loop run as often.
+- ``burst``: the same client sends three messages per loop iteration, as a
+  server answering each read with three messages does: the second schedules
+  the gathering's tick for the next iteration and the third is gathered
+  (what a tick costs, per message).
 - ``echo``: a server connection is fed a masked 16-byte frame as uvloop
   feeds it (``data_received``, or ``get_buffer`` and ``buffer_updated`` for
   a connection that is only a buffered protocol), and its handler
@@ -42,7 +46,7 @@ from tether.protocol.connection import State
 from tether.protocol.frames import Opcode, serialize_frame
 from tether.protocol.server import ServerProtocol
 
-CASES = ("send", "send-text", "nowait", "nowait-text", "echo", "floor", "listener")
+CASES = ("send", "send-text", "nowait", "nowait-text", "burst", "echo", "floor", "listener")
 SENDS = ("send", "send-text", "nowait", "nowait-text")
 
 
@@ -138,6 +142,20 @@ async def _run(case: str, count: int) -> float:
                     await asyncio.sleep(0)
         return (time.process_time() - start) / count
 
+    if case == "burst":
+        ws, _ = _open(ClientProtocol("ws://localhost/"))
+        message = bytes(64)
+        send = ws.send
+        rounds = count // 3
+        start = time.process_time()
+        for _ in range(rounds):
+            await send(message)
+            await send(message)
+            await send(message)
+            # The next iteration: the tick writes the gathered frame.
+            await asyncio.sleep(0)
+        return (time.process_time() - start) / (rounds * 3)
+
     if case == "listener":
         return _run_listener(count)
 
@@ -212,7 +230,7 @@ def run_case(case: str, count: int) -> float:
 
 def instructions(case: str) -> float:
     """Instructions per operation, from two callgrind runs of different sizes."""
-    sizes = (20_000, 60_000) if case in SENDS else (5_000, 15_000)
+    sizes = (20_000, 60_000) if case in SENDS or case == "burst" else (5_000, 15_000)
     return per_operation("bench.send_core", ["--case", case], sizes)
 
 

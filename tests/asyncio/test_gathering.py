@@ -10,6 +10,8 @@ peer receives them.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,8 @@ import pytest
 import uvloop
 
 import tether
+from tests.behaviour.raw import TIMEOUT, accept_raw
+from tests.behaviour.raw import RawPeer as BlockingPeer
 from tether.asyncio.connection import GATHER_LIMIT, Connection
 from tether.exceptions import ConnectionClosedOK
 from tether.protocol.events import CloseReceived, Event, Fragment, Message, Ping, Pong
@@ -295,3 +299,52 @@ def test_closing_after_the_loop_stopped_in_the_iteration_of_the_sends_writes_the
         loop.run_until_complete(serving.__aexit__(None, None, None))
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_frames_gathered_before_the_loop_stopped_and_closed_reach_the_peer(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # asyncio's loop stops before the iteration that would write the gathered
+    # frames, and closing it drops that iteration's callbacks: the frames are
+    # written then, so that every frame send_nowait() took reaches the
+    # transport, as the first ones, written at once, do.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        port = listener.getsockname()[1]
+        accepted: list[BlockingPeer] = []
+        accepting = threading.Thread(target=lambda: accepted.append(accept_raw(listener)))
+        accepting.start()
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        loop = new_loop()
+        try:
+            client = loop.run_until_complete(
+                tether.connect(
+                    f"ws://127.0.0.1:{port}/", sock=sock, compression=None, ping_interval=None
+                )
+            )
+            accepting.join(TIMEOUT)
+            (peer,) = accepted
+
+            def send_and_stop() -> None:
+                for index in range(10):
+                    client.send_nowait(message(index))
+                loop.stop()
+
+            loop.call_soon(send_and_stop)
+            loop.run_forever()
+        finally:
+            loop.close()
+    # Nothing runs the connection any more: end TCP (uvloop's close did), so
+    # that the peer reads what came, then EOF.
+    sock.close()
+    events: list[Event] = []
+    try:
+        while True:
+            events.append(peer.next_event())
+    except EOFError:
+        pass
+    peer.close()
+    assert events == [Message(message(index)) for index in range(10)]

@@ -10,6 +10,7 @@ already there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import uuid
@@ -123,6 +124,7 @@ class Connection(
         "_replies_paused",
         "_send_lock",
         "_sent_since_wait",
+        "_spare_tick",
         "_tick_pending",
         "_waiters",
         "_writing_paused",
@@ -206,6 +208,8 @@ class Connection(
         # and the frames waiting for it.
         self._sent_since_wait = False
         self._tick_pending = False
+        # The _Tick to schedule next, kept while none is scheduled.
+        self._spare_tick: _Tick | None = None
         self._gathered: list[bytes] | None = None
         self._gathered_size = 0
         self._gather_limit = min(GATHER_LIMIT, write_limit)
@@ -467,9 +471,10 @@ class Connection(
 
         A write to a socket costs a system call, more than building a small
         frame. So a connection that sends again before it waited for input
-        writes its first frame at once and schedules :meth:`_tick` for the next
+        writes its first frame at once and schedules :attr:`_tick` for the next
         loop iteration; what it sends until then is gathered and written in
-        one piece, by ``_tick`` or as soon as it reaches the gather limit.
+        one piece, by ``_tick`` or as soon as it reaches the gather limit (or
+        as a loop closed before that iteration drops ``_tick``).
         An echo, which waits for input between sends, writes each reply at
         once and schedules nothing. Every other write (:meth:`_flush`) writes
         the gathered frames first, so frames never change order.
@@ -512,15 +517,20 @@ class Connection(
         if transport is not None and not transport.is_closing():
             transport.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))
 
-    def _tick(self) -> None:
-        """End the loop iteration's gathering: write what was gathered."""
-        self._tick_pending = False
-        if self._gathered is not None:
-            self._write_gathered()
+    @property
+    def _tick(self) -> _Tick:
+        """What ``call_soon`` runs at the next loop iteration to end the gathering.
+
+        A :class:`_Tick`: only the loop holds it while it is scheduled, and
+        one dropped unrun writes the gathered frames as it goes.
+        """
+        tick = self._spare_tick
+        if tick is None:
+            tick = _Tick()
         else:
-            # Nothing was gathered: the next send is written at once again
-            # and schedules nothing, as if the reader had waited.
-            self._sent_since_wait = False
+            self._spare_tick = None
+        tick.connection = self
+        return tick
 
     async def _drain(self) -> None:
         while self._writing_paused and not self._lost:
@@ -863,6 +873,43 @@ class Connection(
 
     def _connection_logger(self) -> ConnectionLogger:
         return self.logger
+
+
+class _Tick:
+    """The end of one loop iteration's gathering on a connection: see ``Connection._gather``.
+
+    Scheduled with ``call_soon``, it writes what was gathered. While it is
+    scheduled, only the loop holds it; once it ran, its connection keeps it
+    for the next time. A loop stopped in the iteration that scheduled it,
+    then closed, drops it without running it (asyncio's loop does; uvloop
+    runs it before it stops): then its finalizer writes the gathered frames,
+    so that every frame a send took reaches the transport, as a frame
+    written at once does (and as with websockets, which writes each at once).
+    """
+
+    __slots__ = ("connection",)
+
+    connection: Connection | None
+
+    def __call__(self) -> None:
+        connection = self.connection
+        if connection is None:
+            return
+        self.connection = None
+        connection._spare_tick = self
+        connection._tick_pending = False
+        if connection._gathered is not None:
+            connection._write_gathered()
+        else:
+            # Nothing was gathered: the next send is written at once again
+            # and schedules nothing, as if the reader had waited.
+            connection._sent_since_wait = False
+
+    def __del__(self) -> None:
+        if getattr(self, "connection", None) is not None:
+            # Dropped by a closed loop without running. (A finalizer must not raise.)
+            with contextlib.suppress(Exception):
+                self()
 
 
 def write_message_python(connection: Connection, data: object, text: bool | None) -> bool | None:
