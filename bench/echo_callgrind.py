@@ -1,6 +1,6 @@
 """Instructions a server spends per echoed message, counted by callgrind.
 
-``python -m bench.echo_callgrind [--api asyncio|trio|listener] [--size 16]``
+``python -m bench.echo_callgrind [--api asyncio|trio|listener|floor] [--size 16]``
 runs an echo server of the chosen API (``listener``: a :class:`tether.Listener`
 echoing from ``on_message`` with ``send_nowait``) under ``valgrind --tool=callgrind`` for one
 connection, and an asyncio client outside valgrind that sends ``N``
@@ -23,6 +23,13 @@ on at both ends, and ``--uvloop`` runs the asyncio server on uvloop, as the
 bench's ``tether-uvloop`` does: ``--json --deflate`` against ``--json`` is the
 cost of compression in a whole server process.
 
+``--api floor`` is no WebSocket server at all but the floor of the
+coroutine model under it: a bare :class:`asyncio.Protocol` whose
+``data_received`` hands each read to the one future a coroutine waits on,
+and the coroutine writes a reply frame made once (the client's messages are
+all the same zeros), with the handshake and closing done by hand. What
+``--api asyncio`` costs above it is tether's.
+
 ``--server API PORT`` is the child's entry point (the server itself).
 """
 
@@ -38,6 +45,7 @@ from typing import Any
 import tether
 from bench.callgrind import collected
 from bench.workloads import text_payloads
+from tether.protocol.handshake import accept_key
 
 
 async def echo(websocket: object) -> None:
@@ -81,13 +89,14 @@ def serve_once(
         trio.run(trio_main)
         return
 
-    if api == "listener":
+    if api in {"listener", "floor"}:
+        main = listener_main if api == "listener" else floor_main
         if use_uvloop:
             import uvloop  # noqa: PLC0415  (bench processes import what they run)
 
-            uvloop.run(listener_main(port, options))
+            uvloop.run(main(port, options))
         else:
-            asyncio.run(listener_main(port, options))
+            asyncio.run(main(port, options))
         return
 
     async def asyncio_main() -> None:
@@ -128,6 +137,71 @@ async def listener_main(port: int, options: dict[str, Any]) -> None:
     async with tether.listen(lambda: Echo(done), "127.0.0.1", port, **options):
         print("ready", flush=True)
         await done
+
+
+class Floor(asyncio.Protocol):
+    """The floor's protocol: each read goes to the one future waiting for it."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.transport: asyncio.Transport | None = None
+        self.reader: asyncio.Future[bytes] | None = None
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            reader.set_result(data)
+        else:
+            # The handshake's request, before the coroutine waits.
+            self.head += data
+            if self.head.endswith(b"\r\n\r\n"):
+                asyncio.get_running_loop().create_task(self.handle())
+
+    async def handle(self) -> None:
+        """Answer the handshake, then echo one future per message until the close frame."""
+        transport = self.transport
+        assert transport is not None
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in self.head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept_key(key).encode()
+            + b"\r\n\r\n"
+        )
+        loop = asyncio.get_running_loop()
+        while True:
+            reader = self.reader = loop.create_future()
+            data = await reader
+            if data[0] & 0x0F == 0x8:
+                # The client's close frame: answer it and close TCP.
+                transport.write(b"\x88\x02\x03\xe8")
+                transport.close()
+                self.done.set_result(None)
+                return
+            transport.write(FLOOR_REPLY)
+
+
+# What the floor answers each message with: the client's 16 zero bytes, unmasked.
+FLOOR_REPLY = b"\x82\x10" + bytes(16)
+
+
+async def floor_main(port: int, options: dict[str, Any]) -> None:
+    """Serve one connection with the floor's bare protocol (``options`` are ignored)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    server = await loop.create_server(lambda: Floor(done), "127.0.0.1", port)
+    print("ready", flush=True)
+    await done
+    server.close()
 
 
 async def client(
@@ -196,7 +270,7 @@ def count_instructions(  # noqa: PLR0917 (the command line's options)
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--api", action="append", choices=("asyncio", "trio", "listener"))
+    parser.add_argument("--api", action="append", choices=("asyncio", "trio", "listener", "floor"))
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--counts", type=int, nargs=2, default=(500, 2500))
     parser.add_argument("--no-timers", action="store_true", help="no watcher timers (trio)")
@@ -210,6 +284,8 @@ def main() -> None:
             args.server[0], int(args.server[1]), not args.no_timers, args.deflate, args.uvloop
         )
         return
+    if "floor" in (args.api or ()) and (args.json or args.deflate or args.size != 16):
+        parser.error("--api floor echoes 16-byte messages only")
     low, high = args.counts
     size = 1024 if args.json else args.size
     what = f"{'JSON ' if args.json else ''}{size} B{' deflate' if args.deflate else ''}"

@@ -3954,6 +3954,394 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 #undef FIELD
 }
 
+/* ---------------------------------------------------------------------------
+ * The coroutine receive (issue 20): Connection.__anext__ of
+ * tether.asyncio.connection in C, the step of `async for message in ws`.
+ *
+ * The Python method Connection.__anext__ is the specification and the
+ * fallback: this does the same, without a coroutine frame per message. It
+ * returns an awaitable that takes the first whole message of the queue, or
+ * waits for one on a future made by the loop, which the connection's reads
+ * wake (Connection._reader), exactly as the Python method awaits it. Every
+ * case but the common one goes to the connection's own Python methods:
+ * close_exc(), MessageQueue.get() and _maybe_resume_reading().
+ * ------------------------------------------------------------------------- */
+
+enum {
+    A_READING, A_MESSAGES, A_LOST, A_READER, A_LOOP, A_SENT, A_PAUSED, A_PROTOCOL, A_COUNT
+};
+static const char *const anext_fields[A_COUNT] = {
+    "_reading", "_messages", "_lost", "_reader", "_loop", "_sent_since_wait",
+    "_reading_paused", "protocol",
+};
+static Py_ssize_t anext_offsets[A_COUNT];
+static PyTypeObject *anext_connection_type;  /* tether.asyncio.connection.Connection */
+static PyObject *concurrency_error, *connection_closed_ok;
+static PyObject *create_future_name, *future_blocking_name, *result_name, *close_exc_name,
+    *get_name, *maybe_resume_name;
+
+#define CONN(connection, index) SLOT(connection, anext_offsets[index])
+
+/* Set the slot `index` of `connection` to `value` (a new reference is taken). */
+TETHER_INLINE void
+anext_set(PyObject *connection, int index, PyObject *value)
+{
+    PyObject *old = CONN(connection, index);
+    CONN(connection, index) = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *connection;
+    PyObject *waiting;  /* the future the connection's reads wake, while one is awaited */
+    int state;  /* ANEXT_NEW, ANEXT_RECEIVING (the connection's reader) or ANEXT_DONE */
+} NextMessage;
+
+enum { ANEXT_NEW, ANEXT_RECEIVING, ANEXT_DONE };
+
+/* What the Python method's finally does: the connection reads no more. */
+static void
+anext_end(NextMessage *self)
+{
+    Py_CLEAR(self->waiting);
+    if (self->state == ANEXT_RECEIVING && self->connection != NULL) {
+        anext_set(self->connection, A_READING, Py_False);
+        anext_set(self->connection, A_READER, Py_None);
+    }
+    self->state = ANEXT_DONE;
+}
+
+/* End with the exception being raised, as the Python method's except and
+ * finally do: ConnectionClosedOK becomes StopAsyncIteration. */
+static PySendResult
+anext_fail(NextMessage *self)
+{
+    anext_end(self);
+    if (PyErr_ExceptionMatches(connection_closed_ok)) {
+        PyErr_Clear();
+        PyErr_SetNone(PyExc_StopAsyncIteration);
+    }
+    return PYGEN_ERROR;
+}
+
+/* Whether the slot holds True: 1, 0, or -1 with an exception. */
+TETHER_INLINE int
+anext_true(PyObject *value)
+{
+    if (value == Py_True) {
+        return 1;
+    }
+    if (value == Py_False) {
+        return 0;
+    }
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "a field of the connection is unset");
+        return -1;
+    }
+    return PyObject_IsTrue(value);
+}
+
+static PySendResult
+anext_send(NextMessage *self, PyObject *arg, PyObject **result)
+{
+    PyObject *connection = self->connection;
+    *result = NULL;
+    if (self->state == ANEXT_DONE) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited __anext__()");
+        return PYGEN_ERROR;
+    }
+    if (self->state == ANEXT_NEW) {
+        int reading = anext_true(CONN(connection, A_READING));
+        if (reading != 0) {
+            self->state = ANEXT_DONE;
+            if (reading > 0) {
+                PyErr_SetString(concurrency_error,
+                                "another coroutine is already receiving from this connection");
+            }
+            return PYGEN_ERROR;
+        }
+        anext_set(connection, A_READING, Py_True);
+        self->state = ANEXT_RECEIVING;
+    }
+    else if (self->waiting != NULL) {
+        /* Back from the wait: what `await reader` returns or raises. */
+        PyObject *reader = self->waiting;
+        self->waiting = NULL;
+        PyObject *value = PyObject_CallMethodNoArgs(reader, result_name);
+        Py_DECREF(reader);
+        if (value == NULL) {
+            return anext_fail(self);
+        }
+        Py_DECREF(value);
+    }
+    PyObject *messages = CONN(connection, A_MESSAGES);
+    if (messages == NULL || !PyObject_TypeCheck(messages, core_queue_type)) {
+        PyErr_SetString(PyExc_TypeError, "the connection's queue must be a MessageQueue");
+        return anext_fail(self);
+    }
+    PyObject *ready = SLOT(messages, queue_ready_offset);
+    if (ready == NULL || !PyLong_CheckExact(ready)) {
+        PyErr_SetString(PyExc_TypeError, "the queue's count must be an int");
+        return anext_fail(self);
+    }
+    if (PyLong_AsSsize_t(ready) <= 0) {
+        /* Nothing to read: wait for the next read, unless none will come. */
+        int lost = anext_true(CONN(connection, A_LOST));
+        if (lost != 0) {
+            if (lost > 0) {
+                PyObject *engine = CONN(connection, A_PROTOCOL);
+                PyObject *closed = engine == NULL
+                                       ? NULL
+                                       : PyObject_CallMethodNoArgs(engine, close_exc_name);
+                if (closed != NULL) {
+                    PyErr_SetObject((PyObject *)Py_TYPE(closed), closed);
+                    Py_DECREF(closed);
+                }
+            }
+            return anext_fail(self);
+        }
+        anext_set(connection, A_SENT, Py_False);
+        PyObject *loop = CONN(connection, A_LOOP);
+        PyObject *reader = loop == NULL ? NULL
+                                        : PyObject_CallMethodNoArgs(loop, create_future_name);
+        if (reader == NULL) {
+            return anext_fail(self);
+        }
+        anext_set(connection, A_READER, reader);
+        /* What `await` sets on a future it yields to the task. */
+        if (PyObject_SetAttr(reader, future_blocking_name, Py_True) < 0) {
+            Py_DECREF(reader);
+            return anext_fail(self);
+        }
+        self->waiting = Py_NewRef(reader);
+        *result = reader;
+        return PYGEN_NEXT;
+    }
+    PyObject *message = take_message(NULL, messages);
+    if (message == Py_None) {
+        Py_DECREF(message);
+        message = PyObject_CallMethodNoArgs(messages, get_name);
+    }
+    if (message == NULL) {
+        return anext_fail(self);
+    }
+    int paused = anext_true(CONN(connection, A_PAUSED));
+    PyObject *engine = CONN(connection, A_PROTOCOL);
+    if (paused == 0 && engine != NULL && PyObject_TypeCheck(engine, core_engine_type)) {
+        PyObject *budget = SLOT(engine, engine_offsets[E_BUDGET]);
+        paused = budget == NULL || budget != Py_None;
+    }
+    else if (paused == 0) {
+        paused = 1;  /* Not the engine's class: let the method judge. */
+    }
+    if (paused != 0) {
+        PyObject *done =
+            paused < 0 ? NULL : PyObject_CallMethodNoArgs(connection, maybe_resume_name);
+        if (done == NULL) {
+            Py_DECREF(message);
+            return anext_fail(self);
+        }
+        Py_DECREF(done);
+    }
+    anext_end(self);
+    *result = message;
+    return PYGEN_RETURN;
+}
+
+static PyObject *
+anext_iternext(NextMessage *self)
+{
+    PyObject *result;
+    PySendResult status = anext_send(self, Py_None, &result);
+    if (status == PYGEN_RETURN) {
+        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+        Py_DECREF(result);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+        return NULL;
+    }
+    return status == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+anext_send_method(NextMessage *self, PyObject *arg)
+{
+    return anext_iternext(self);
+}
+
+static PyObject *
+anext_throw(NextMessage *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *kind = args[0];
+    if (PyExceptionInstance_Check(kind)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(kind), kind);
+    }
+    else if (PyExceptionClass_Check(kind)) {
+        PyErr_SetObject(kind, nargs > 1 ? args[1] : NULL);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    if (self->state == ANEXT_RECEIVING) {
+        /* Raised where the Python method awaits its future. */
+        anext_fail(self);
+    }
+    else {
+        self->state = ANEXT_DONE;
+    }
+    return NULL;
+}
+
+static PyObject *
+anext_close(NextMessage *self, PyObject *unused)
+{
+    anext_end(self);
+    Py_RETURN_NONE;
+}
+
+static int
+anext_traverse(NextMessage *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->connection);
+    Py_VISIT(self->waiting);
+    return 0;
+}
+
+static int
+anext_clear(NextMessage *self)
+{
+    /* Dropped while waiting: as when a suspended coroutine is collected,
+     * the connection reads no more. */
+    anext_end(self);
+    Py_CLEAR(self->connection);
+    return 0;
+}
+
+static void
+anext_dealloc(NextMessage *self)
+{
+    PyObject_GC_UnTrack(self);
+    anext_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+anext_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyAsyncMethods anext_async = {
+    .am_await = anext_await,
+    .am_send = (sendfunc)anext_send,
+};
+
+static PyMethodDef anext_methods[] = {
+    {"send", (PyCFunction)anext_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))anext_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)anext_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject NextMessageType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tether._speedups.NextMessage",
+    .tp_doc = "The awaitable of Connection.__anext__, in C.",
+    .tp_basicsize = sizeof(NextMessage),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)anext_dealloc,
+    .tp_traverse = (traverseproc)anext_traverse,
+    .tp_clear = (inquiry)anext_clear,
+    .tp_as_async = &anext_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)anext_iternext,
+    .tp_methods = anext_methods,
+};
+
+static PyObject *
+next_message(PyObject *connection, PyObject *unused)
+{
+    NextMessage *self = PyObject_GC_New(NextMessage, &NextMessageType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->connection = Py_NewRef(connection);
+    self->waiting = NULL;
+    self->state = ANEXT_NEW;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyMethodDef next_message_def = {
+    "__anext__", next_message, METH_NOARGS,
+    "__anext__($self, /)\n--\n\nThe next message of ``async for``: see Connection.__anext__."
+};
+
+PyDoc_STRVAR(anext_method_doc,
+"anext_method(cls)\n--\n\n"
+"Connection.__anext__ in C, for cls (tether.asyncio.connection.Connection),\n"
+"as a method descriptor to set on the class: what the Python method does.");
+
+static PyObject *
+anext_method(PyObject *module, PyObject *cls)
+{
+    if (core_init() < 0) {
+        return NULL;
+    }
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "anext_method takes a class");
+        return NULL;
+    }
+    Py_ssize_t offsets[A_COUNT];
+    for (int i = 0; i < A_COUNT; i++) {
+        if (slot_offset(cls, "Connection", anext_fields[i], &offsets[i]) < 0) {
+            return NULL;
+        }
+    }
+    if (anext_connection_type == NULL) {
+#define ANEXT_NAME(var, text)                                               \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
+        return NULL;                                                        \
+    }
+        ANEXT_NAME(create_future_name, "create_future");
+        ANEXT_NAME(future_blocking_name, "_asyncio_future_blocking");
+        ANEXT_NAME(result_name, "result");
+        ANEXT_NAME(close_exc_name, "close_exc");
+        ANEXT_NAME(get_name, "get");
+        ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
+#undef ANEXT_NAME
+        if (concurrency_error == NULL
+            && (concurrency_error = core_attribute("tether.exceptions", "ConcurrencyError"))
+                   == NULL) {
+            return NULL;
+        }
+        if (connection_closed_ok == NULL
+            && (connection_closed_ok = core_attribute("tether.exceptions", "ConnectionClosedOK"))
+                   == NULL) {
+            return NULL;
+        }
+        if (PyType_Ready(&NextMessageType) < 0) {
+            return NULL;
+        }
+    }
+    else if (anext_connection_type != (PyTypeObject *)cls) {
+        PyErr_SetString(PyExc_TypeError, "anext_method serves one connection class");
+        return NULL;
+    }
+    memcpy(anext_offsets, offsets, sizeof offsets);
+    Py_XSETREF(anext_connection_type, (PyTypeObject *)Py_NewRef(cls));
+    return PyDescr_NewMethod((PyTypeObject *)cls, &next_message_def);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -3982,6 +4370,7 @@ static PyMethodDef speedups_methods[] = {
     {"take_message", take_message, METH_O, take_message_doc},
     {"write_message", (PyCFunction)(void (*)(void))write_message, METH_FASTCALL,
      write_message_doc},
+    {"anext_method", anext_method, METH_O, anext_method_doc},
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif

@@ -42,7 +42,7 @@ from tether.protocol.speedups import speedups
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
 from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 
-__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "check_limits", "read_buffer"]
+__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "anext_python", "check_limits", "read_buffer"]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
@@ -938,3 +938,14 @@ write_message: Callable[[Connection, object, bool | None], bool | None] = (
     write_message_python if speedups is None else speedups.write_message
 )
 """:func:`write_message_python`, in C when built."""
+
+anext_python = Connection.__anext__
+"""``Connection.__anext__`` as written in Python: the specification of the C one.
+
+With the accelerator, ``async for`` takes each message through
+``tether._speedups.anext_method``: the same steps without a coroutine frame
+per message (the awaitable it returns waits on the same ``_reader`` future).
+"""
+
+if speedups is not None:
+    Connection.__anext__ = speedups.anext_method(Connection)  # type: ignore[method-assign]
