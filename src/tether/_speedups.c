@@ -4267,6 +4267,10 @@ static PyTypeObject NextMessageType = {
     .tp_methods = anext_methods,
 };
 
+PyDoc_STRVAR(next_message_doc,
+"__anext__($self, /)\n--\n\n"
+"The next message of ``async for``: see Connection.__anext__.");
+
 static PyObject *
 next_message(PyObject *connection, PyObject *unused)
 {
@@ -4282,9 +4286,148 @@ next_message(PyObject *connection, PyObject *unused)
 }
 
 static PyMethodDef next_message_def = {
-    "__anext__", next_message, METH_NOARGS,
-    "__anext__($self, /)\n--\n\nThe next message of ``async for``: see Connection.__anext__."
+    "__anext__", next_message, METH_NOARGS, next_message_doc,
 };
+
+/* Connection.data_received: the read's whole messages queued by
+ * receive_messages, the rest to Connection._receive. */
+static PyObject *pause_if_full_name, *receive_name;
+static Py_ssize_t queue_full_at_offset;
+
+PyDoc_STRVAR(connection_data_received_doc,
+"data_received($self, data, /)\n--\n\n"
+"Feed a read to the engine: see Connection.data_received.");
+
+static PyObject *
+connection_data_received(PyObject *connection, PyObject *data)
+{
+    PyObject *args[4] = {CONN(connection, A_PROTOCOL), data, CONN(connection, A_MESSAGES),
+                         CONN(connection, A_READER)};
+    if (args[0] == NULL || args[2] == NULL || args[3] == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "a field of the connection is unset");
+        return NULL;
+    }
+    /* Held for the call: waking the reader may run code. */
+    Py_INCREF(args[0]);
+    Py_INCREF(args[2]);
+    Py_INCREF(args[3]);
+    PyObject *result = NULL, *rest = NULL;
+    PyObject *taken_object = receive_messages(NULL, args, 4);
+    Py_ssize_t taken = -1, length = -1;
+    if (taken_object == NULL) {
+        goto done;
+    }
+    taken = PyLong_AsSsize_t(taken_object);
+    Py_DECREF(taken_object);
+    if ((taken == -1 && PyErr_Occurred()) || (length = PyObject_Length(data)) < 0) {
+        goto done;
+    }
+    if (taken == length) {
+        PyObject *queue = args[2];
+        PyObject *ready = SLOT(queue, queue_ready_offset),
+                 *full_at = SLOT(queue, queue_full_at_offset);
+        int full = ready == NULL || full_at == NULL
+                       ? -1
+                       : PyObject_RichCompareBool(ready, full_at, Py_GE);
+        if (full < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError, "a field of the queue is unset");
+            }
+            goto done;
+        }
+        result = full ? PyObject_CallMethodNoArgs(connection, pause_if_full_name)
+                      : Py_NewRef(Py_None);
+        if (result != NULL) {
+            Py_SETREF(result, Py_NewRef(Py_None));
+        }
+        goto done;
+    }
+    if (taken > 0) {
+        PyObject *view = PyMemoryView_FromObject(data);
+        if (view == NULL) {
+            goto done;
+        }
+        rest = PySequence_GetSlice(view, taken, PY_SSIZE_T_MAX);
+        Py_DECREF(view);
+        if (rest == NULL) {
+            goto done;
+        }
+    }
+    else {
+        rest = Py_NewRef(data);
+    }
+    result = PyObject_CallMethodObjArgs(connection, receive_name, rest,
+                                        taken > 0 ? Py_True : Py_False, NULL);
+done:
+    Py_XDECREF(rest);
+    Py_DECREF(args[0]);
+    Py_DECREF(args[2]);
+    Py_DECREF(args[3]);
+    return result;
+}
+
+static PyMethodDef data_received_def = {
+    "data_received", connection_data_received, METH_O, connection_data_received_doc,
+};
+
+/* Find the connection class's slots and the names both methods use: 0, or
+ * -1 with an exception. */
+static int
+connection_init(PyObject *cls)
+{
+    if (core_init() < 0) {
+        return -1;
+    }
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "a connection class is needed");
+        return -1;
+    }
+    Py_ssize_t offsets[A_COUNT], full_at;
+    for (int i = 0; i < A_COUNT; i++) {
+        if (slot_offset(cls, "Connection", anext_fields[i], &offsets[i]) < 0) {
+            return -1;
+        }
+    }
+    if (slot_offset((PyObject *)core_queue_type, "MessageQueue", "full_at", &full_at) < 0) {
+        return -1;
+    }
+    if (anext_connection_type == NULL) {
+#define ANEXT_NAME(var, text)                                               \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
+        return -1;                                                          \
+    }
+        ANEXT_NAME(create_future_name, "create_future");
+        ANEXT_NAME(future_blocking_name, "_asyncio_future_blocking");
+        ANEXT_NAME(result_name, "result");
+        ANEXT_NAME(close_exc_name, "close_exc");
+        ANEXT_NAME(get_name, "get");
+        ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
+        ANEXT_NAME(pause_if_full_name, "_pause_if_full");
+        ANEXT_NAME(receive_name, "_receive");
+#undef ANEXT_NAME
+        if (concurrency_error == NULL
+            && (concurrency_error = core_attribute("tether.exceptions", "ConcurrencyError"))
+                   == NULL) {
+            return -1;
+        }
+        if (connection_closed_ok == NULL
+            && (connection_closed_ok = core_attribute("tether.exceptions", "ConnectionClosedOK"))
+                   == NULL) {
+            return -1;
+        }
+        if (PyType_Ready(&NextMessageType) < 0) {
+            return -1;
+        }
+    }
+    else if (anext_connection_type != (PyTypeObject *)cls) {
+        PyErr_SetString(PyExc_TypeError, "the accelerator serves one connection class");
+        return -1;
+    }
+    memcpy(anext_offsets, offsets, sizeof offsets);
+    queue_full_at_offset = full_at;
+    Py_XSETREF(anext_connection_type, (PyTypeObject *)Py_NewRef(cls));
+    return 0;
+}
 
 PyDoc_STRVAR(anext_method_doc,
 "anext_method(cls)\n--\n\n"
@@ -4294,52 +4437,24 @@ PyDoc_STRVAR(anext_method_doc,
 static PyObject *
 anext_method(PyObject *module, PyObject *cls)
 {
-    if (core_init() < 0) {
+    if (connection_init(cls) < 0) {
         return NULL;
     }
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "anext_method takes a class");
-        return NULL;
-    }
-    Py_ssize_t offsets[A_COUNT];
-    for (int i = 0; i < A_COUNT; i++) {
-        if (slot_offset(cls, "Connection", anext_fields[i], &offsets[i]) < 0) {
-            return NULL;
-        }
-    }
-    if (anext_connection_type == NULL) {
-#define ANEXT_NAME(var, text)                                               \
-    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
-        return NULL;                                                        \
-    }
-        ANEXT_NAME(create_future_name, "create_future");
-        ANEXT_NAME(future_blocking_name, "_asyncio_future_blocking");
-        ANEXT_NAME(result_name, "result");
-        ANEXT_NAME(close_exc_name, "close_exc");
-        ANEXT_NAME(get_name, "get");
-        ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
-#undef ANEXT_NAME
-        if (concurrency_error == NULL
-            && (concurrency_error = core_attribute("tether.exceptions", "ConcurrencyError"))
-                   == NULL) {
-            return NULL;
-        }
-        if (connection_closed_ok == NULL
-            && (connection_closed_ok = core_attribute("tether.exceptions", "ConnectionClosedOK"))
-                   == NULL) {
-            return NULL;
-        }
-        if (PyType_Ready(&NextMessageType) < 0) {
-            return NULL;
-        }
-    }
-    else if (anext_connection_type != (PyTypeObject *)cls) {
-        PyErr_SetString(PyExc_TypeError, "anext_method serves one connection class");
-        return NULL;
-    }
-    memcpy(anext_offsets, offsets, sizeof offsets);
-    Py_XSETREF(anext_connection_type, (PyTypeObject *)Py_NewRef(cls));
     return PyDescr_NewMethod((PyTypeObject *)cls, &next_message_def);
+}
+
+PyDoc_STRVAR(data_received_method_doc,
+"data_received_method(cls)\n--\n\n"
+"Connection.data_received in C, for cls (tether.asyncio.connection.Connection),\n"
+"as a method descriptor to set on the class: what the Python method does.");
+
+static PyObject *
+data_received_method(PyObject *module, PyObject *cls)
+{
+    if (connection_init(cls) < 0) {
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &data_received_def);
 }
 
 static PyMethodDef speedups_methods[] = {
@@ -4371,6 +4486,7 @@ static PyMethodDef speedups_methods[] = {
     {"write_message", (PyCFunction)(void (*)(void))write_message, METH_FASTCALL,
      write_message_doc},
     {"anext_method", anext_method, METH_O, anext_method_doc},
+    {"data_received_method", data_received_method, METH_O, data_received_method_doc},
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif

@@ -9,7 +9,10 @@ general path, as before them. The tests run the same random scenario (reads of a
 random frame stream cut anywhere, sends, reads from the queue) on a
 connection with the C functions, one with their Python twins and one with
 the paths declining, each over a transport that records every call, and
-compare the calls, the messages read and how each connection ended.
+compare the calls, the messages read and how each connection ended. A
+fourth connection also has the accelerator's ``data_received`` and
+``__anext__`` methods (``data_received_method``, ``anext_method``) in place
+of the Python ones, which the others keep.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from hypothesis import strategies as st
 import tether._speedups as speedups
 from tests.protocol.connection_helpers import build_frame, parse_all
 from tether.asyncio import connection as connection_module
-from tether.asyncio.connection import READ_BUFFER_SIZE, Connection, write_message_python
+from tether.asyncio.connection import (
+    READ_BUFFER_SIZE,
+    Connection,
+    anext_python,
+    data_received_python,
+    write_message_python,
+)
 from tether.exceptions import ConnectionClosed
 from tether.extensions.base import Extension
 from tether.messages import receive_messages_python
@@ -36,10 +45,31 @@ from tether.protocol.connection import State
 from tether.protocol.frames import Frame, Opcode
 from tether.protocol.server import ServerProtocol
 
+# Each path: receive_messages, message_frame, write_message,
+# Connection.data_received (which calls the first; the C method calls the C
+# function whatever the first) and Connection.__anext__.
+C_METHODS = (speedups.data_received_method(Connection), speedups.anext_method(Connection))
+PYTHON_METHODS = (data_received_python, anext_python)
 PATHS = {
-    "c": (speedups.receive_messages, speedups.message_frame, speedups.write_message),
-    "python": (receive_messages_python, Engine.message_frame, write_message_python),
-    "general": (lambda *args: -1, lambda *args: None, lambda *args: None),
+    "c": (
+        speedups.receive_messages,
+        speedups.message_frame,
+        speedups.write_message,
+        *PYTHON_METHODS,
+    ),
+    "c methods": (
+        speedups.receive_messages,
+        speedups.message_frame,
+        speedups.write_message,
+        *C_METHODS,
+    ),
+    "python": (
+        receive_messages_python,
+        Engine.message_frame,
+        write_message_python,
+        *PYTHON_METHODS,
+    ),
+    "general": (lambda *args: -1, lambda *args: None, lambda *args: None, *PYTHON_METHODS),
 }
 
 
@@ -118,6 +148,7 @@ _ACTIONS = st.lists(
             st.sampled_from([None, True, False]),
         ),
         st.tuples(st.just("recv")),
+        st.tuples(st.just("next")),
         # Sends in one loop iteration: gathered, and written together at
         # the gather limit (16 KiB, less what the transport holds beyond
         # write_limit less that) or at the next iteration.
@@ -187,6 +218,11 @@ async def _scenario(
             transport.closing = True
         elif action[0] == "recv" and ws._messages.ready:
             received.append(await ws.recv())
+        elif action[0] == "next" and ws._messages.ready:
+            try:
+                received.append(await anext(ws))
+            except StopAsyncIteration:
+                received.append("stopped")
         # The loop runs between actions: gathered frames leave, tasks run.
         await asyncio.sleep(0)
     received.extend(ws._messages.get() for _ in range(ws._messages.ready))
@@ -243,14 +279,17 @@ def test_the_core_paths_change_nothing_but_the_cost(
         )
     stream = b"".join(parts)
     outcomes = {}
-    for name, (receive, frame_of, write) in PATHS.items():
+    for name, (receive, frame_of, write, data_received, next_message) in PATHS.items():
         with (
             mock.patch.object(connection_module, "receive_messages", receive),
             mock.patch.object(connection_module, "message_frame", frame_of),
             mock.patch.object(connection_module, "write_message", write),
+            mock.patch.object(Connection, "data_received", data_received),
+            mock.patch.object(Connection, "__anext__", next_message),
         ):
             outcomes[name] = asyncio.run(_scenario(server, stream, actions, max_queue, max_size))
     assert outcomes["c"] == outcomes["general"]
+    assert outcomes["c methods"] == outcomes["general"]
     assert outcomes["python"] == outcomes["general"]
 
 

@@ -26,7 +26,7 @@ import tether._speedups as speedups
 from tests.asyncio.test_core_paths import _ACTIONS, PATHS, RecordingTransport, _scenario
 from tests.protocol.test_connection_core_deflate import _STEPS, _deflate, _peer_stream
 from tether.asyncio import connection as connection_module
-from tether.asyncio.connection import Connection
+from tether.asyncio.connection import Connection, data_received_python
 from tether.protocol.connection import Connection as Engine
 from tether.protocol.connection import Role, State
 from tether.protocol.server import ServerProtocol
@@ -63,16 +63,19 @@ def test_compressed_connections_change_nothing_but_the_cost(
     stream = _peer_stream(steps, Role.SERVER if server else Role.CLIENT, no_context, 12)
     extension = functools.partial(_deflate, no_context, 12)
     outcomes = {}
-    for name, (receive, frame_of, write) in PATHS.items():
+    for name, (receive, frame_of, write, data_received, next_message) in PATHS.items():
         with (
             mock.patch.object(connection_module, "receive_messages", receive),
             mock.patch.object(connection_module, "message_frame", frame_of),
             mock.patch.object(connection_module, "write_message", write),
+            mock.patch.object(Connection, "data_received", data_received),
+            mock.patch.object(Connection, "__anext__", next_message),
         ):
             outcomes[name] = asyncio.run(
                 _scenario(server, stream, actions, max_queue, max_size, extension=extension)
             )
     assert outcomes["c"] == outcomes["general"]
+    assert outcomes["c methods"] == outcomes["general"]
     assert outcomes["python"] == outcomes["general"]
 
 
@@ -106,6 +109,11 @@ def test_a_read_after_the_general_path_takes_the_one_call_path_again() -> None:
         assert engine.message_budget is None
         return [await ws.recv(), await ws.recv()]
 
-    with mock.patch.object(connection_module, "receive_messages", receive):
+    with (
+        mock.patch.object(connection_module, "receive_messages", receive),
+        # The Python method, which calls receive_messages through the module
+        # (the accelerator's calls the C function itself).
+        mock.patch.object(Connection, "data_received", data_received_python),
+    ):
         assert asyncio.run(run()) == ["one", "two"]
     assert taken == [0, len(reads[1]), len(reads[2])]

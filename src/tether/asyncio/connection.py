@@ -42,7 +42,15 @@ from tether.protocol.speedups import speedups
 from tether.read_buffer import READ_BUFFER_SIZE, shared_read_buffer
 from tether.sending import DATA_TYPES, Data, is_single, run_closed_hooks, send_data
 
-__all__ = ["READ_BUFFER_SIZE", "Connection", "Data", "anext_python", "check_limits", "read_buffer"]
+__all__ = [
+    "READ_BUFFER_SIZE",
+    "Connection",
+    "Data",
+    "anext_python",
+    "check_limits",
+    "data_received_python",
+    "read_buffer",
+]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
 
@@ -939,13 +947,20 @@ write_message: Callable[[Connection, object, bool | None], bool | None] = (
 )
 """:func:`write_message_python`, in C when built."""
 
-anext_python = Connection.__anext__
-"""``Connection.__anext__`` as written in Python: the specification of the C one.
+# With the accelerator, two methods run per message are replaced by their C
+# versions (tether._speedups): the same steps without a Python frame, and
+# for __anext__ without a coroutine per message (the awaitable it returns
+# waits on the same _reader future). The Python methods stay the
+# specification and the fallback.
 
-With the accelerator, ``async for`` takes each message through
-``tether._speedups.anext_method``: the same steps without a coroutine frame
-per message (the awaitable it returns waits on the same ``_reader`` future).
-"""
+anext_python = Connection.__anext__
+"""``Connection.__anext__`` as written in Python: the specification of the C one."""
+
+data_received_python = Connection.data_received
+"""``Connection.data_received`` as written in Python: the specification of the C one."""
 
 if speedups is not None:
     Connection.__anext__ = speedups.anext_method(Connection)  # type: ignore[method-assign]
+    Connection.data_received = speedups.data_received_method(  # type: ignore[method-assign]
+        Connection
+    )
