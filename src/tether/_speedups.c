@@ -3977,8 +3977,8 @@ static const char *const anext_fields[A_COUNT] = {
 static Py_ssize_t anext_offsets[A_COUNT];
 static PyTypeObject *anext_connection_type;  /* tether.asyncio.connection.Connection */
 static PyObject *concurrency_error, *connection_closed_ok;
-static PyObject *create_future_name, *future_blocking_name, *result_name, *close_exc_name,
-    *get_name, *maybe_resume_name;
+static PyObject *create_future_name, *await_name, *close_exc_name, *get_name,
+    *maybe_resume_name;
 
 #define CONN(connection, index) SLOT(connection, anext_offsets[index])
 
@@ -3994,7 +3994,7 @@ anext_set(PyObject *connection, int index, PyObject *value)
 typedef struct {
     PyObject_HEAD
     PyObject *connection;
-    PyObject *waiting;  /* the future the connection's reads wake, while one is awaited */
+    PyObject *waiting;  /* while waiting: what `await` on the reader future iterates */
     int state;  /* ANEXT_NEW, ANEXT_RECEIVING (the connection's reader) or ANEXT_DONE */
 } NextMessage;
 
@@ -4066,11 +4066,16 @@ anext_send(NextMessage *self, PyObject *arg, PyObject **result)
     }
     else if (self->waiting != NULL) {
         /* Back from the wait: what `await reader` returns or raises. */
-        PyObject *reader = self->waiting;
+        PyObject *waiting = self->waiting, *value;
+        PySendResult status = PyIter_Send(waiting, arg, &value);
+        if (status == PYGEN_NEXT) {
+            /* Not done yet (a step driven by hand): wait on. */
+            *result = value;
+            return PYGEN_NEXT;
+        }
         self->waiting = NULL;
-        PyObject *value = PyObject_CallMethodNoArgs(reader, result_name);
-        Py_DECREF(reader);
-        if (value == NULL) {
+        Py_DECREF(waiting);
+        if (status == PYGEN_ERROR) {
             return anext_fail(self);
         }
         Py_DECREF(value);
@@ -4109,14 +4114,30 @@ anext_send(NextMessage *self, PyObject *arg, PyObject **result)
             return anext_fail(self);
         }
         anext_set(connection, A_READER, reader);
-        /* What `await` sets on a future it yields to the task. */
-        if (PyObject_SetAttr(reader, future_blocking_name, Py_True) < 0) {
-            Py_DECREF(reader);
+        /* `await reader`: its iterator yields it to the task (marked as
+         * awaited), then gives its result or raises. */
+        PyAsyncMethods *methods = Py_TYPE(reader)->tp_as_async;
+        PyObject *waiting = methods != NULL && methods->am_await != NULL
+                                ? methods->am_await(reader)
+                                : PyObject_CallMethodNoArgs(reader, await_name);
+        Py_DECREF(reader);
+        if (waiting == NULL) {
             return anext_fail(self);
         }
-        self->waiting = Py_NewRef(reader);
-        *result = reader;
-        return PYGEN_NEXT;
+        PyObject *yielded;
+        PySendResult status = PyIter_Send(waiting, Py_None, &yielded);
+        if (status == PYGEN_NEXT) {
+            self->waiting = waiting;
+            *result = yielded;
+            return PYGEN_NEXT;
+        }
+        Py_DECREF(waiting);
+        if (status == PYGEN_ERROR) {
+            return anext_fail(self);
+        }
+        /* Done already (woken from elsewhere in the meantime): look again. */
+        Py_DECREF(yielded);
+        return anext_send(self, Py_None, result);
     }
     PyObject *message = take_message(NULL, messages);
     if (message == Py_None) {
@@ -4397,8 +4418,7 @@ connection_init(PyObject *cls)
         return -1;                                                          \
     }
         ANEXT_NAME(create_future_name, "create_future");
-        ANEXT_NAME(future_blocking_name, "_asyncio_future_blocking");
-        ANEXT_NAME(result_name, "result");
+        ANEXT_NAME(await_name, "__await__");
         ANEXT_NAME(close_exc_name, "close_exc");
         ANEXT_NAME(get_name, "get");
         ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
