@@ -3390,11 +3390,16 @@ engine_takes_messages(PyObject *engine)
 #undef FIELD
 }
 
-/* Append `message` to the queue's items, made on the first message as
- * MessageQueue.extend_whole makes them: 0, or -1 with an exception. */
+/* Append a whole message to the queue's items, made on the first message as
+ * MessageQueue.extend_whole makes them: 0, or -1 with an exception. The
+ * queue keeps a whole message as its data alone; `message` is that data,
+ * or a Message event, whose data is taken. */
 static int
 queue_append(PyObject *queue, PyObject *message)
 {
+    if (Py_TYPE(message) == message_type) {
+        message = SLOT(message, message_data_offset);
+    }
     PyObject *items = SLOT(queue, queue_items_offset);
     if (items == Py_None) {
         PyObject *fresh = PyObject_CallNoArgs(core_deque);
@@ -3538,13 +3543,12 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             failed = PyErr_Occurred() != NULL;
             break;
         }
-        PyObject *message = new_message(data);
-        if (message == NULL || queue_append(queue, message) < 0) {
-            Py_XDECREF(message);
+        if (queue_append(queue, data) < 0) {
+            Py_DECREF(data);
             failed = 1;
             break;
         }
-        Py_DECREF(message);
+        Py_DECREF(data);
         pos += size + (Py_ssize_t)length;
         count++;
     }
@@ -3573,7 +3577,7 @@ receive_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 PyDoc_STRVAR(take_message_doc,
 "take_message(queue) -> str | bytes | None\n\n"
 "Remove and return the first message of queue (a MessageQueue) when it is a\n"
-"whole Message event, as queue.get() does then; None otherwise, with nothing\n"
+"whole message, as queue.get() does then; None otherwise, with nothing\n"
 "done: see tether.messages.take_message_python.");
 
 static PyObject *
@@ -3597,24 +3601,21 @@ take_message(PyObject *self, PyObject *queue)
         }
         Py_RETURN_NONE;
     }
+    /* A whole message waits as its data: bytes or str (see MessageQueue). */
     PyObject *first = PySequence_GetItem(items, 0);
     if (first == NULL) {
         return NULL;
     }
-    PyObject *data = Py_TYPE(first) == message_type ? SLOT(first, message_data_offset) : NULL;
-    if (data == NULL) {
-        Py_DECREF(first);
+    int whole = PyBytes_CheckExact(first) || PyUnicode_CheckExact(first);
+    Py_DECREF(first);
+    if (!whole) {
         Py_RETURN_NONE;
     }
-    Py_INCREF(data);
-    Py_DECREF(first);
-    PyObject *popped = PyObject_CallMethodNoArgs(items, popleft_name);
-    if (popped == NULL || queue_count(queue, -1) < 0) {
-        Py_XDECREF(popped);
-        Py_DECREF(data);
+    PyObject *data = PyObject_CallMethodNoArgs(items, popleft_name);
+    if (data == NULL || queue_count(queue, -1) < 0) {
+        Py_XDECREF(data);
         return NULL;
     }
-    Py_DECREF(popped);
     return data;
 }
 

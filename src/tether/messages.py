@@ -64,8 +64,11 @@ def piece_converter(decode: bool | None) -> Callable[[str | bytes, bool], str | 
 class MessageQueue:
     """Messages received and not read yet, in arrival order.
 
-    ``max_queue`` is the number of whole messages that may wait before the
-    reader should stop reading from the network; ``None`` means no bound.
+    A whole message waits as its data alone (``str`` or ``bytes``), the
+    pieces of a fragmented one as their :class:`Fragment` events: no event
+    object is kept per message. ``max_queue`` is the number of whole
+    messages that may wait before the reader should stop reading from the
+    network; ``None`` means no bound.
     Reading resumes once at most half of them wait, or as many as the low
     mark of a ``(high, low)`` pair, websockets' spelling. Pieces of a
     message still arriving do not count: the engine bounds them by
@@ -93,7 +96,7 @@ class MessageQueue:
         """The queue is low up to this many whole messages."""
         # Made on the first message: an empty deque takes 600 bytes, which
         # thousands of idle connections would hold for nothing.
-        self._items: deque[Message | Fragment] | None = None
+        self._items: deque[str | bytes | Fragment] | None = None
         self.ready = 0
         """The number of whole messages ready to be read (also ``len(queue)``)."""
 
@@ -106,9 +109,13 @@ class MessageQueue:
         items = self._items
         if items is None:
             items = self._items = deque()
-        items.append(event)
-        if isinstance(event, Message) or event.last:
+        if isinstance(event, Message):
+            items.append(event.data)
             self.ready += 1
+        else:
+            items.append(event)
+            if event.last:
+                self.ready += 1
 
     def extend(self, events: list[Event]) -> Sequence[Event]:
         """Add the messages and pieces among ``events``, in order; return the other events.
@@ -126,9 +133,13 @@ class MessageQueue:
                     # Made on the first message, as in put(): a batch of
                     # handshake events alone must not make one.
                     items = self._items = deque()
-                items.append(event)  # type: ignore[arg-type]
-                if kind is Message or event.last:  # type: ignore[union-attr]
+                if kind is Message:
+                    items.append(event.data)  # type: ignore[union-attr]
                     ready += 1
+                else:
+                    items.append(event)  # type: ignore[arg-type]
+                    if event.last:  # type: ignore[union-attr]
+                        ready += 1
             elif others is None:
                 others = [event]
             else:
@@ -145,7 +156,7 @@ class MessageQueue:
         items = self._items
         if items is None:
             items = self._items = deque()
-        items.extend(messages)  # type: ignore[arg-type]
+        items.extend([message.data for message in messages])  # type: ignore[union-attr]
         self.ready += len(messages)
 
     @property
@@ -169,9 +180,11 @@ class MessageQueue:
         assert items is not None, "get() called with no message ready"
         first = items.popleft()
         self.ready -= 1
-        if type(first) is Message:
-            return first.data if decode is None else convert(first.data, decode)
-        assert isinstance(first, Fragment)
+        if type(first) is not Fragment:
+            # A whole message: its data.
+            if decode is None:
+                return first  # type: ignore[return-value]
+            return convert(first, decode)  # type: ignore[arg-type]
         parts = [first.data]
         while not first.last:
             first = items.popleft()
@@ -193,9 +206,9 @@ class MessageQueue:
         if not items:
             return None
         item = items.popleft()
-        if isinstance(item, Message):
+        if type(item) is not Fragment:
             self.ready -= 1
-            return item.data, True
+            return item, True  # type: ignore[return-value]
         if item.last:
             self.ready -= 1
         return item.data, item.last
@@ -256,16 +269,19 @@ def take_message_python(queue: MessageQueue) -> str | bytes | None:
     """Remove and return the first message of ``queue`` when it came whole, as ``get()`` does.
 
     The common case of :meth:`MessageQueue.get` with no ``decode``, for a
-    reader that takes many: the first item is a whole :class:`Message`.
+    reader that takes many: the first item is a whole message.
     Return ``None``, with nothing done, otherwise (nothing waits, or the
     first message came in pieces): the caller uses ``get()`` then. The C
     accelerator's ``take_message`` does the same.
     """
     items = queue._items
-    if not items or type(items[0]) is not Message:
+    if not items:
+        return None
+    kind = type(items[0])
+    if kind is not bytes and kind is not str:
         return None
     queue.ready -= 1
-    return items.popleft().data
+    return items.popleft()  # type: ignore[return-value]
 
 
 take_message: Callable[[MessageQueue], str | bytes | None] = (
