@@ -3979,7 +3979,7 @@ static Py_ssize_t anext_offsets[A_COUNT];
 static PyTypeObject *anext_connection_type;  /* tether.asyncio.connection.Connection */
 static PyObject *concurrency_error, *connection_closed_ok;
 static PyObject *create_future_name, *await_name, *close_exc_name, *get_name,
-    *maybe_resume_name;
+    *maybe_resume_name, *uvloop_module_name;
 
 #define CONN(connection, index) SLOT(connection, anext_offsets[index])
 
@@ -4041,6 +4041,66 @@ anext_true(PyObject *value)
         return -1;
     }
     return PyObject_IsTrue(value);
+}
+
+/* What loop.create_future() returns for asyncio's and uvloop's loops,
+ * asyncio.Future(loop=loop), made without the keyword argument (and the
+ * dictionary a call with one costs) when `loop` is the running loop, which a
+ * future made without a loop takes. Any other loop's own method is called. */
+static PyObject *future_type, *running_loop_function, *base_create_future,
+    *uvloop_create_future;
+
+/* 1 if `method` is uvloop's Loop.create_future (uvloop imported by then),
+ * 0 if not, -1 with an exception. */
+static int
+is_uvloop_create_future(PyObject *method)
+{
+    if (uvloop_create_future == NULL) {
+        PyObject *module = PyImport_GetModule(uvloop_module_name);
+        if (module == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        PyObject *loop_type = PyObject_GetAttrString(module, "Loop");
+        Py_DECREF(module);
+        if (loop_type == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        PyObject *found =
+            PyType_Check(loop_type) ? _PyType_Lookup((PyTypeObject *)loop_type, create_future_name)
+                                    : NULL;
+        uvloop_create_future = Py_XNewRef(found);
+        Py_DECREF(loop_type);
+        if (uvloop_create_future == NULL) {
+            return 0;
+        }
+    }
+    return method == uvloop_create_future;
+}
+
+static PyObject *
+new_reader(PyObject *loop)
+{
+    if (loop == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "a field of the connection is unset");
+        return NULL;
+    }
+    PyObject *method = _PyType_Lookup(Py_TYPE(loop), create_future_name);
+    int plain = method != NULL && method == base_create_future;
+    if (!plain && method != NULL && (plain = is_uvloop_create_future(method)) < 0) {
+        return NULL;
+    }
+    if (plain) {
+        PyObject *running = PyObject_CallNoArgs(running_loop_function);
+        if (running == NULL) {
+            return NULL;
+        }
+        Py_DECREF(running);
+        if (running == loop) {
+            return PyObject_CallNoArgs(future_type);
+        }
+    }
+    return PyObject_CallMethodNoArgs(loop, create_future_name);
 }
 
 static PySendResult
@@ -4108,9 +4168,7 @@ anext_send(NextMessage *self, PyObject *arg, PyObject **result)
             return anext_fail(self);
         }
         anext_set(connection, A_SENT, Py_False);
-        PyObject *loop = CONN(connection, A_LOOP);
-        PyObject *reader = loop == NULL ? NULL
-                                        : PyObject_CallMethodNoArgs(loop, create_future_name);
+        PyObject *reader = new_reader(CONN(connection, A_LOOP));
         if (reader == NULL) {
             return anext_fail(self);
         }
@@ -4348,9 +4406,18 @@ connection_data_received(PyObject *connection, PyObject *data)
         PyObject *queue = args[2];
         PyObject *ready = SLOT(queue, queue_ready_offset),
                  *full_at = SLOT(queue, queue_full_at_offset);
-        int full = ready == NULL || full_at == NULL
-                       ? -1
-                       : PyObject_RichCompareBool(ready, full_at, Py_GE);
+        int full;
+        if (ready == NULL || full_at == NULL) {
+            full = -1;
+        }
+        else if (PyLong_CheckExact(ready) && PyLong_CheckExact(full_at)) {
+            /* Both counts fit a Py_ssize_t (full_at is at most sys.maxsize). */
+            Py_ssize_t have = PyLong_AsSsize_t(ready), bound = PyLong_AsSsize_t(full_at);
+            full = (have == -1 || bound == -1) && PyErr_Occurred() ? -1 : have >= bound;
+        }
+        else {
+            full = PyObject_RichCompareBool(ready, full_at, Py_GE);
+        }
         if (full < 0) {
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_AttributeError, "a field of the queue is unset");
@@ -4420,6 +4487,7 @@ connection_init(PyObject *cls)
     }
         ANEXT_NAME(create_future_name, "create_future");
         ANEXT_NAME(await_name, "__await__");
+        ANEXT_NAME(uvloop_module_name, "uvloop.loop");
         ANEXT_NAME(close_exc_name, "close_exc");
         ANEXT_NAME(get_name, "get");
         ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
@@ -4435,6 +4503,30 @@ connection_init(PyObject *cls)
             && (connection_closed_ok = core_attribute("tether.exceptions", "ConnectionClosedOK"))
                    == NULL) {
             return -1;
+        }
+        if (future_type == NULL
+            && (future_type = core_attribute("asyncio", "Future")) == NULL) {
+            return -1;
+        }
+        if (running_loop_function == NULL
+            && (running_loop_function = core_attribute("asyncio", "_get_running_loop"))
+                   == NULL) {
+            return -1;
+        }
+        if (base_create_future == NULL) {
+            PyObject *base = core_attribute("asyncio", "BaseEventLoop");
+            if (base == NULL) {
+                return -1;
+            }
+            base_create_future = PyType_Check(base)
+                                     ? Py_XNewRef(_PyType_Lookup((PyTypeObject *)base,
+                                                                 create_future_name))
+                                     : NULL;
+            Py_DECREF(base);
+            if (base_create_future == NULL) {
+                PyErr_SetString(PyExc_TypeError, "asyncio.BaseEventLoop has no create_future");
+                return -1;
+            }
         }
         if (PyType_Ready(&NextMessageType) < 0) {
             return -1;

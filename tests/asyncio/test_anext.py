@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+import tether
 import tether._speedups as speedups
 from tether.asyncio.connection import Connection, anext_python
 from tether.exceptions import ConcurrencyError, ConnectionClosedError
 
 from .conftest import ServerFactory
-from .pairs import Pair, Side, open_pair, until
+from .pairs import Pair, Side, open_pair, until, uri_of
 
 IMPLEMENTATIONS: dict[str, Callable[[], Any]] = {
     "c": lambda: speedups.anext_method(Connection),
@@ -94,6 +95,10 @@ async def test_a_step_after_the_end_stops_again(pair: Pair) -> None:
 async def test_cancelling_a_waiting_reader_loses_nothing(pair: Pair) -> None:
     task = asyncio.create_task(anext(pair.ours))
     await until(lambda: pair.ours._reader is not None)
+    reader = pair.ours._reader
+    assert reader is not None
+    assert type(reader) is asyncio.Future
+    assert reader.get_loop() is asyncio.get_running_loop()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -194,3 +199,42 @@ async def test_a_full_queue_pauses_reading_until_the_reader_catches_up(
                 received.append(await anext(pair.ours))
         assert received == [str(index) for index in range(12)]
         assert not pair.ours._reading_paused
+
+
+class RecordingLoop(asyncio.SelectorEventLoop):
+    """A loop with a create_future of its own, which keeps what it made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[asyncio.Future[Any]] = []
+
+    def create_future(self) -> asyncio.Future[Any]:
+        future = super().create_future()
+        self.made.append(future)
+        return future
+
+
+def test_a_loop_with_its_own_create_future_makes_the_reader_future(implementation: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, RecordingLoop)
+        handed_over: asyncio.Queue[Connection] = asyncio.Queue()
+
+        async def handler(ws: Connection) -> None:
+            await handed_over.put(ws)
+            async for message in ws:
+                await ws.send(message)
+
+        async with (
+            tether.serve(handler, "127.0.0.1", 0, ping_interval=None) as server,
+            tether.connect(uri_of(server), ping_interval=None) as client,
+        ):
+            ws = await handed_over.get()
+            for index in range(3):
+                await client.send(str(index))
+                assert await client.recv() == str(index)
+                await until(lambda: ws._reader is not None)
+                assert any(future is ws._reader for future in loop.made)
+
+    with asyncio.Runner(loop_factory=RecordingLoop) as runner:
+        runner.run(main())
