@@ -3746,7 +3746,7 @@ static const char *const send_fields[S_COUNT] = {
 static Py_ssize_t send_offsets[S_COUNT];
 static PyTypeObject *send_connection_type;  /* tether.asyncio.connection.Connection */
 static PyObject *is_closing_name, *write_name, *get_write_buffer_size_name, *call_soon_name,
-    *tick_name, *write_gathered_name;
+    *tick_name, *write_gathered_name, *write_frame_name;
 
 /* Find the class and its slots: 0, or -1 with an exception. */
 static int
@@ -3765,6 +3765,7 @@ send_init(void)
     SEND_NAME(call_soon_name, "call_soon");
     SEND_NAME(tick_name, "_tick");
     SEND_NAME(write_gathered_name, "_write_gathered");
+    SEND_NAME(write_frame_name, "_write_frame");
 #undef SEND_NAME
     PyObject *type = core_attribute("tether.asyncio.connection", "Connection");
     if (type == NULL) {
@@ -3795,15 +3796,25 @@ send_set(PyObject *connection, int index, PyObject *value)
 }
 
 /* A Python int as a Py_ssize_t, or -1 with an exception (a negative value is
- * refused: no size or limit here is negative). */
+ * refused: no size or limit here is negative). A value past PY_SSIZE_T_MAX
+ * (a write_limit of 2 ** 64, say) is PY_SSIZE_T_MAX: it bounds nothing, as
+ * the Python twin's arithmetic on it does. */
 static Py_ssize_t
 send_size(PyObject *value)
 {
-    Py_ssize_t size = PyLong_AsSsize_t(value);
-    if (size < 0 && !PyErr_Occurred()) {
-        PyErr_SetString(PyExc_ValueError, "a negative size");
+    int overflow;
+    long long size = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (size == -1 && PyErr_Occurred()) {
+        return -1;
     }
-    return size;
+    if (overflow > 0 || size > PY_SSIZE_T_MAX) {
+        return PY_SSIZE_T_MAX;
+    }
+    if (overflow < 0 || size < 0) {
+        PyErr_SetString(PyExc_ValueError, "a negative size");
+        return -1;
+    }
+    return (Py_ssize_t)size;
 }
 
 /* Connection._gather: keep `frame` (stolen) with the frames gathered in this
@@ -3842,7 +3853,8 @@ send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
         }
         Py_ssize_t over = held - (write_limit - limit);
         if (over > 0) {
-            size += over;
+            /* Saturated: at least the limit either way. */
+            size = over > PY_SSIZE_T_MAX - size ? PY_SSIZE_T_MAX : size + over;
         }
     }
     else {
@@ -3916,6 +3928,18 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *frame = message_frame(NULL, frame_args, 3);
     if (frame == NULL || frame == Py_None) {
         return frame;
+    }
+    if (!PyBytes_CheckExact(frame)) {
+        /* Not bytes: from an extension's encode_message, whose frame the
+         * Python twin writes (its size is not bytes' here). */
+        PyObject *done = PyObject_CallMethodOneArg(connection, write_frame_name, frame);
+        Py_DECREF(frame);
+        if (done == NULL) {
+            return NULL;
+        }
+        Py_DECREF(done);
+        PyObject *paused = FIELD(S_WRITING_PAUSED);
+        return Py_NewRef(paused != NULL ? paused : Py_None);
     }
     /* The fields may have changed in message_frame's Python calls (a text
      * argument's __bool__, os.urandom): read them again. */

@@ -251,11 +251,14 @@ def receive_messages_python(
     check. The C accelerator's ``receive_messages`` does the same.
     """
     messages: list[Event] = []
-    taken = engine.take_messages(data, messages, parse_budget(queue, engine))
-    if messages:
-        queue.extend_whole(messages)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    try:
+        taken = engine.take_messages(data, messages, parse_budget(queue, engine))
+    finally:
+        # The messages read before an extension raised count too, as in C.
+        if messages:
+            queue.extend_whole(messages)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
     return taken
 
 

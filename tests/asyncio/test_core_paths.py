@@ -320,3 +320,76 @@ def test_write_message_declines_until_the_connection_has_a_transport(
     assert before is None
     assert after is False
     assert calls == [("write", [Frame(Opcode.BINARY, b"now")])]
+
+
+class ViewExtension(Extension):
+    """An extension of whole messages whose frames come as memoryviews, not bytes.
+
+    ``encode_message`` promises bytes, but a bytes-like frame goes out as
+    well on the Python path: ``transport.write`` and the gathering take any.
+    """
+
+    name = "x-views"
+    rsv_mask = 0x40
+    whole_messages = True
+
+    def encode_message(self, first: int, data: bytes, key: bytes | None) -> bytes:
+        return memoryview(build_frame(first & 0x0F, data, rsv=0x40, key=key))  # type: ignore[return-value]
+
+    def decode_message(self, data: Any, key: bytes | None, max_size: int | None) -> bytes:
+        return bytes(data)
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        return frame
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
+
+
+Burst = tuple[list[str], list[tuple[str, int | None]]]
+
+
+async def _burst(write_limit: int, extension: Extension | None, sizes: list[int]) -> Burst:
+    """Send messages of ``sizes`` in one loop iteration; what reached the transport."""
+    engine = ServerProtocol()
+    engine.state = State.OPEN
+    if extension is not None:
+        engine._set_extensions([extension])
+    ws = Connection(engine, ping_interval=None, write_limit=write_limit)
+    transport = RecordingTransport(masks=False)
+    ws.connection_made(transport)  # type: ignore[arg-type]
+    outcome: list[str] = []
+    for size in sizes:
+        try:
+            ws.send_nowait(bytes(size))
+        except Exception as exc:  # compared between the twins
+            outcome.append(repr(exc))
+    await asyncio.sleep(0)
+    return outcome, [(call[0], len(call[1]) if len(call) > 1 else None) for call in transport.calls]
+
+
+@pytest.mark.parametrize(
+    ("write_limit", "extension"),
+    [
+        # A write_limit past sys.maxsize bounds nothing: the accelerator
+        # raised OverflowError on each gathered send.
+        (1 << 64, None),
+        # Frames that are not bytes: the accelerator took their size as
+        # bytes' (a memoryview's is not its length) and gathered the 6 KB
+        # frames past the gather limit.
+        (1 << 16, ViewExtension()),
+    ],
+    ids=["huge-write-limit", "memoryview-frames"],
+)
+def test_write_message_gathers_as_its_twin(write_limit: int, extension: Extension | None) -> None:
+    sizes = [10, 10, 6000, 6000, 6000, 6000, 10]
+    outcomes: dict[str, Burst] = {}
+    for name, write in (("c", speedups.write_message), ("python", write_message_python)):
+        with mock.patch.object(connection_module, "write_message", write):
+            outcomes[name] = asyncio.run(_burst(write_limit, extension, sizes))
+    assert outcomes["c"] == outcomes["python"]
+    errors, writes = outcomes["python"]
+    assert errors == []
+    # The first two at once, then the gathered ones once they reach the
+    # gather limit (16 KiB), then the rest at the next loop iteration.
+    assert [size for _, size in writes] == [12, 12, 3 * 6004, 6004 + 12]

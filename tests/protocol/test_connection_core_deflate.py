@@ -40,10 +40,12 @@ from tests.protocol.test_connection_core import (
 )
 from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions import permessage_deflate
+from tether.extensions.base import Extension
 from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.messages import MessageQueue, parse_budget
-from tether.protocol.connection import Connection, Role
+from tether.protocol.connection import Connection, Role, State
 from tether.protocol.events import Message
+from tether.protocol.frames import Frame
 
 FrameOf = Callable[[Connection, Any, Any], bytes | None]
 
@@ -337,3 +339,49 @@ def test_compressors_are_made_in_the_same_call(
         assert (sending._encoder is None) is no_context
         assert (receiving._decoder is None) is no_context
     assert _items(queue) == texts
+
+
+class _FailingExtension(Extension):
+    """Whole messages whose decode_message fails on b"boom" with a bug of its own."""
+
+    name = "x-failing"
+    rsv_mask = 0x40
+    whole_messages = True
+
+    def decode_message(self, data: Any, key: bytes | None, max_size: int | None) -> bytes:
+        if bytes(data) == b"boom":
+            raise LookupError("a bug in the extension")
+        return bytes(data)
+
+    def encode_message(self, first: int, data: bytes, key: bytes | None) -> bytes:
+        return build_frame(first & 0x0F, data, rsv=0x40, key=key)
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        return frame
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
+
+
+@pytest.mark.parametrize("receive", RECEIVERS, ids=IDS)
+def test_receive_messages_queues_what_came_before_an_extension_error(receive: Receive) -> None:
+    # An exception that is not the engine's to handle goes to the caller, and
+    # the messages read before it are queued, the reader woken: the C function
+    # queued them as it went, and its twin lost them.
+    data = b"".join(
+        [
+            build_frame(0x2, b"plain"),
+            build_frame(0x2, b"packed", rsv=0x40),
+            build_frame(0x2, b"boom", rsv=0x40),
+            build_frame(0x2, b"never"),
+        ]
+    )
+    engine = Connection(Role.CLIENT, extensions=[_FailingExtension()])
+    queue = MessageQueue(None)
+    waiter = Waiter()
+    with pytest.raises(LookupError):
+        receive(engine, data, queue, waiter)
+    assert _items(queue) == [b"plain", b"packed"]
+    assert queue.ready == 2
+    assert waiter.woken == 1
+    assert engine.state is State.OPEN
