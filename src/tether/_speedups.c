@@ -3993,11 +3993,12 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * ------------------------------------------------------------------------- */
 
 enum {
-    A_READING, A_MESSAGES, A_LOST, A_READER, A_LOOP, A_SENT, A_PAUSED, A_PROTOCOL, A_COUNT
+    A_READING, A_MESSAGES, A_LOST, A_READER, A_LOOP, A_SENT, A_PAUSED, A_PROTOCOL, A_OPTIONS,
+    A_COUNT
 };
 static const char *const anext_fields[A_COUNT] = {
     "_reading", "_messages", "_lost", "_reader", "_loop", "_sent_since_wait",
-    "_reading_paused", "protocol",
+    "_reading_paused", "protocol", "_reader_options",
 };
 static Py_ssize_t anext_offsets[A_COUNT];
 static PyTypeObject *anext_connection_type;  /* tether.asyncio.connection.Connection */
@@ -4067,12 +4068,14 @@ anext_true(PyObject *value)
     return PyObject_IsTrue(value);
 }
 
-/* What loop.create_future() returns for asyncio's and uvloop's loops,
- * asyncio.Future(loop=loop), made without the keyword argument (and the
- * dictionary a call with one costs) when `loop` is the running loop, which a
- * future made without a loop takes. Any other loop's own method is called. */
-static PyObject *future_type, *running_loop_function, *base_create_future,
-    *uvloop_create_future;
+/* What loop.create_future() returns for asyncio's and uvloop's loops:
+ * asyncio.Future(loop=loop), made here with the keyword arguments kept on
+ * the connection (_reader_options, made on the first wait) rather than a
+ * dictionary made and freed per message. Not asyncio.Future() alone, which
+ * asks for the running loop, and in Python 3.11 the process id with it: a
+ * system call. Any other loop's own method is called. */
+static PyObject *future_type, *base_create_future, *uvloop_create_future, *loop_name,
+    *no_arguments;
 
 /* 1 if `method` is uvloop's Loop.create_future (uvloop imported by then),
  * 0 if not, -1 with an exception. */
@@ -4103,8 +4106,9 @@ is_uvloop_create_future(PyObject *method)
 }
 
 static PyObject *
-new_reader(PyObject *loop)
+new_reader(PyObject *connection)
 {
+    PyObject *loop = CONN(connection, A_LOOP);
     if (loop == NULL) {
         PyErr_SetString(PyExc_AttributeError, "a field of the connection is unset");
         return NULL;
@@ -4114,17 +4118,25 @@ new_reader(PyObject *loop)
     if (!plain && method != NULL && (plain = is_uvloop_create_future(method)) < 0) {
         return NULL;
     }
-    if (plain) {
-        PyObject *running = PyObject_CallNoArgs(running_loop_function);
-        if (running == NULL) {
+    if (!plain) {
+        return PyObject_CallMethodNoArgs(loop, create_future_name);
+    }
+    PyObject *options = CONN(connection, A_OPTIONS);
+    if (options == NULL || !PyDict_CheckExact(options) || PyDict_GET_SIZE(options) != 1
+        || PyDict_GetItemWithError(options, loop_name) != loop) {
+        if (PyErr_Occurred()) {
             return NULL;
         }
-        Py_DECREF(running);
-        if (running == loop) {
-            return PyObject_CallNoArgs(future_type);
+        PyObject *fresh = PyDict_New();
+        if (fresh == NULL || PyDict_SetItem(fresh, loop_name, loop) < 0) {
+            Py_XDECREF(fresh);
+            return NULL;
         }
+        anext_set(connection, A_OPTIONS, fresh);
+        Py_DECREF(fresh);
+        options = fresh;
     }
-    return PyObject_CallMethodNoArgs(loop, create_future_name);
+    return PyObject_Call(future_type, no_arguments, options);
 }
 
 static PySendResult
@@ -4192,7 +4204,7 @@ anext_send(NextMessage *self, PyObject *arg, PyObject **result)
             return anext_fail(self);
         }
         anext_set(connection, A_SENT, Py_False);
-        PyObject *reader = new_reader(CONN(connection, A_LOOP));
+        PyObject *reader = new_reader(connection);
         if (reader == NULL) {
             return anext_fail(self);
         }
@@ -4517,6 +4529,7 @@ connection_init(PyObject *cls)
         ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
         ANEXT_NAME(pause_if_full_name, "_pause_if_full");
         ANEXT_NAME(receive_name, "_receive");
+        ANEXT_NAME(loop_name, "loop");
 #undef ANEXT_NAME
         if (concurrency_error == NULL
             && (concurrency_error = core_attribute("tether.exceptions", "ConcurrencyError"))
@@ -4532,9 +4545,7 @@ connection_init(PyObject *cls)
             && (future_type = core_attribute("asyncio", "Future")) == NULL) {
             return -1;
         }
-        if (running_loop_function == NULL
-            && (running_loop_function = core_attribute("asyncio", "_get_running_loop"))
-                   == NULL) {
+        if (no_arguments == NULL && (no_arguments = PyTuple_New(0)) == NULL) {
             return -1;
         }
         if (base_create_future == NULL) {

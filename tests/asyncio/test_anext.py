@@ -109,6 +109,27 @@ async def test_cancelling_a_waiting_reader_loses_nothing(pair: Pair) -> None:
         assert await anext(pair.ours) == "after"
 
 
+async def test_each_wait_makes_a_fresh_future_on_the_connection_loop(
+    pair: Pair, implementation: str
+) -> None:
+    readers: list[asyncio.Future[None]] = []
+    for index in range(3):
+        task = asyncio.create_task(anext(pair.ours))
+        await until(lambda: pair.ours._reader is not None)
+        reader = pair.ours._reader
+        assert reader is not None
+        assert reader.get_loop() is pair.ours._loop
+        assert all(reader is not before for before in readers)
+        readers.append(reader)
+        await pair.theirs.send(str(index))
+        async with asyncio.timeout(5):
+            assert await task == str(index)
+    # The C method makes them as Future(loop=...) with one keyword dictionary
+    # per connection, not one per message; the Python one asks the loop.
+    options = pair.ours._reader_options
+    assert options == ({"loop": pair.ours._loop} if implementation == "c" else None)
+
+
 async def test_a_timeout_around_a_step_loses_nothing(pair: Pair) -> None:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):

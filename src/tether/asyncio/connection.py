@@ -126,6 +126,7 @@ class Connection(
         "_pings",
         "_read_buffer",
         "_reader",
+        "_reader_options",
         "_reading",
         "_reading_paused",
         "_replies",
@@ -194,6 +195,9 @@ class Connection(
         self._read_buffer = read_buffer()
         self._messages = MessageQueue(max_queue)
         self._reader: asyncio.Future[None] | None = None
+        # The C __anext__'s keyword arguments of the reader future, made on
+        # its first wait ({"loop": self._loop}): see tether._speedups.
+        self._reader_options: dict[str, Any] | None = None
         self._reading = False
         self._reading_paused = False
         self._writing_paused = False
