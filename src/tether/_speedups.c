@@ -3737,11 +3737,11 @@ done:
 /* The asyncio connection's fields, in the order of send_fields. */
 enum {
     S_SEND_LOCK, S_TRANSPORT, S_PROTOCOL, S_TICK_PENDING, S_SENT_SINCE_WAIT, S_GATHERED,
-    S_GATHERED_SIZE, S_GATHER_LIMIT, S_WRITE_LIMIT, S_WRITING_PAUSED, S_LOOP, S_COUNT
+    S_GATHER_ROOM, S_GATHER_LIMIT, S_WRITE_LIMIT, S_WRITING_PAUSED, S_LOOP, S_COUNT
 };
 static const char *const send_fields[S_COUNT] = {
     "_send_lock", "transport", "protocol", "_tick_pending", "_sent_since_wait", "_gathered",
-    "_gathered_size", "_gather_limit", "write_limit", "_writing_paused", "_loop",
+    "_gather_room", "_gather_limit", "write_limit", "_writing_paused", "_loop",
 };
 static Py_ssize_t send_offsets[S_COUNT];
 static PyTypeObject *send_connection_type;  /* tether.asyncio.connection.Connection */
@@ -3818,60 +3818,66 @@ send_size(PyObject *value)
 }
 
 /* Connection._gather: keep `frame` (stolen) with the frames gathered in this
- * loop iteration, and write them all once they reach the gather limit.
- * 0, or -1 with an exception. */
+ * loop iteration, in one buffer, and write them all once they reach the
+ * room of the gather. 0, or -1 with an exception. */
 static int
 send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
 {
 #define FIELD(index) SLOT(connection, send_offsets[index])
-    Py_ssize_t limit = send_size(FIELD(S_GATHER_LIMIT));
-    if (limit < 0) {
-        Py_DECREF(frame);
-        return -1;
-    }
     Py_ssize_t size = PyBytes_GET_SIZE(frame);
     PyObject *gathered = FIELD(S_GATHERED);
     if (gathered == Py_None) {
-        PyObject *list = PyList_New(1);
-        if (list == NULL) {
+        /* The room for this gather: the gather limit, less what the
+         * transport's buffer holds beyond write_limit - gather limit. */
+        Py_ssize_t room = send_size(FIELD(S_GATHER_LIMIT));
+        Py_ssize_t write_limit = room < 0 ? -1 : send_size(FIELD(S_WRITE_LIMIT));
+        PyObject *buffered = write_limit < 0 ? NULL
+            : PyObject_CallMethodNoArgs(transport, get_write_buffer_size_name);
+        Py_ssize_t held = buffered == NULL ? -1 : send_size(buffered);
+        Py_XDECREF(buffered);
+        if (held < 0) {
             Py_DECREF(frame);
             return -1;
         }
-        PyList_SET_ITEM(list, 0, frame);
-        send_set(connection, S_GATHERED, list);
-        /* What the transport's buffer holds beyond write_limit - gather
-         * limit counts too. */
-        PyObject *buffered = PyObject_CallMethodNoArgs(transport, get_write_buffer_size_name);
-        if (buffered == NULL) {
-            return -1;
-        }
-        Py_ssize_t held = send_size(buffered);
-        Py_DECREF(buffered);
-        Py_ssize_t write_limit = held < 0 ? -1 : send_size(FIELD(S_WRITE_LIMIT));
-        if (write_limit < 0) {
-            return -1;
-        }
-        Py_ssize_t over = held - (write_limit - limit);
+        Py_ssize_t over = held - (write_limit - room);
         if (over > 0) {
-            /* Saturated: at least the limit either way. */
-            size = over > PY_SSIZE_T_MAX - size ? PY_SSIZE_T_MAX : size + over;
+            room -= over;
         }
-    }
-    else {
-        int appended = PyList_Append(gathered, frame);
+        if (size >= room) {
+            /* No room for more: the frame leaves alone, uncopied. */
+            PyObject *closing = PyObject_CallMethodNoArgs(transport, is_closing_name);
+            int is_closing = closing == NULL ? -1 : PyObject_IsTrue(closing);
+            Py_XDECREF(closing);
+            PyObject *written = is_closing != 0 ? NULL
+                : PyObject_CallMethodOneArg(transport, write_name, frame);
+            Py_DECREF(frame);
+            Py_XDECREF(written);
+            return is_closing < 0 || (is_closing == 0 && written == NULL) ? -1 : 0;
+        }
+        PyObject *total = PyLong_FromSsize_t(room);
+        PyObject *buffer = total == NULL ? NULL
+            : PyByteArray_FromStringAndSize(PyBytes_AS_STRING(frame), size);
         Py_DECREF(frame);
-        Py_ssize_t before = appended < 0 ? -1 : send_size(FIELD(S_GATHERED_SIZE));
-        if (before < 0) {
+        if (buffer == NULL) {
+            Py_XDECREF(total);
             return -1;
         }
-        size += before;
+        send_set(connection, S_GATHER_ROOM, total);
+        send_set(connection, S_GATHERED, buffer);
+        return 0;
     }
-    if (size < limit) {
-        PyObject *total = PyLong_FromSsize_t(size);
-        if (total == NULL) {
-            return -1;
-        }
-        send_set(connection, S_GATHERED_SIZE, total);
+    Py_ssize_t before = PyByteArray_GET_SIZE(gathered);
+    if (PyByteArray_Resize(gathered, before + size) < 0) {
+        Py_DECREF(frame);
+        return -1;
+    }
+    memcpy(PyByteArray_AS_STRING(gathered) + before, PyBytes_AS_STRING(frame), size);
+    Py_DECREF(frame);
+    Py_ssize_t room = send_size(FIELD(S_GATHER_ROOM));
+    if (room < 0) {
+        return -1;
+    }
+    if (before + size < room) {
         return 0;
     }
     PyObject *done = PyObject_CallMethodNoArgs(connection, write_gathered_name);
@@ -3911,18 +3917,25 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     PyObject *transport = FIELD(S_TRANSPORT), *gathered = FIELD(S_GATHERED);
-    if (FIELD(S_SEND_LOCK) != Py_None || transport == Py_None
-        || (gathered != Py_None && !PyList_CheckExact(gathered))) {
+    if (FIELD(S_SEND_LOCK) != Py_None
+        || (gathered != Py_None && !PyByteArray_CheckExact(gathered))) {
         Py_RETURN_NONE;
     }
-    PyObject *closing = PyObject_CallMethodNoArgs(transport, is_closing_name);
-    if (closing == NULL) {
-        return NULL;
-    }
-    int is_closing = PyObject_IsTrue(closing);
-    Py_DECREF(closing);
-    if (is_closing != 0) {
-        return is_closing < 0 ? NULL : Py_NewRef(Py_None);
+    if (FIELD(S_TICK_PENDING) != Py_True) {
+        /* Written at once: not on a transport that is closing. (Gathered,
+         * a frame is dropped with the others if it is.) */
+        if (transport == Py_None) {
+            Py_RETURN_NONE;
+        }
+        PyObject *closing = PyObject_CallMethodNoArgs(transport, is_closing_name);
+        if (closing == NULL) {
+            return NULL;
+        }
+        int is_closing = PyObject_IsTrue(closing);
+        Py_DECREF(closing);
+        if (is_closing != 0) {
+            return is_closing < 0 ? NULL : Py_NewRef(Py_None);
+        }
     }
     PyObject *frame_args[3] = {FIELD(S_PROTOCOL), args[1], args[2]};
     PyObject *frame = message_frame(NULL, frame_args, 3);
@@ -3944,6 +3957,12 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* The fields may have changed in message_frame's Python calls (a text
      * argument's __bool__, os.urandom): read them again. */
     transport = FIELD(S_TRANSPORT);
+    gathered = FIELD(S_GATHERED);
+    if (transport == Py_None || (gathered != Py_None && !PyByteArray_CheckExact(gathered))) {
+        Py_DECREF(frame);
+        PyErr_SetString(PyExc_RuntimeError, "the connection changed while sending");
+        return NULL;
+    }
     Py_INCREF(transport);
     int failed;
     if (FIELD(S_TICK_PENDING) == Py_True) {

@@ -93,6 +93,33 @@ async def test_gathered_frames_leave_at_the_gather_limit(
         assert events == [Message(message(index, size)) for index in range(count)]
 
 
+async def test_a_frame_that_fills_the_gather_alone_leaves_alone(
+    start_server: ServerFactory, side: Side
+) -> None:
+    header = 2 + (4 if side == "client" else 0)
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        counting = count_writes(ours)
+        await ours.send(message(0))
+        await ours.send(message(1))
+        # Nothing gathered yet, and this frame is over the gather limit: it
+        # is written at once, in a write of its own.
+        await ours.send(message(2, GATHER_LIMIT + 100))
+        assert [len(write) for write in counting.writes] == [
+            64 + header,
+            64 + header,
+            GATHER_LIMIT + 100 + header + 2,
+        ]
+        # The next ones are gathered again, until the next iteration.
+        await ours.send(message(3))
+        await ours.send(message(4))
+        assert len(counting.writes) == 3
+        events = await received(peer, 5)
+        assert events == [
+            Message(message(index, GATHER_LIMIT + 100 if index == 2 else 64)) for index in range(5)
+        ]
+        assert [len(write) for write in counting.writes[3:]] == [2 * (64 + header)]
+
+
 async def test_each_reply_of_an_echo_goes_out_at_once(
     start_server: ServerFactory, side: Side
 ) -> None:

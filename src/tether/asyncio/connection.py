@@ -116,8 +116,8 @@ class Connection(
         "_close_timer",
         "_eof_written",
         "_gather_limit",
+        "_gather_room",
         "_gathered",
-        "_gathered_size",
         "_id",
         "_keepalive",
         "_loop",
@@ -222,8 +222,8 @@ class Connection(
         self._tick_pending = False
         # The _Tick to schedule next, kept while none is scheduled.
         self._spare_tick: _Tick | None = None
-        self._gathered: list[bytes] | None = None
-        self._gathered_size = 0
+        self._gathered: bytearray | None = None
+        self._gather_room = 0
         self._gather_limit = min(GATHER_LIMIT, write_limit)
 
     # Attributes
@@ -465,11 +465,14 @@ class Connection(
 
     def _write_frame(self, frame: bytes) -> None:
         """Write the frame of one message sent while open: at once, or gathered."""
+        if self._tick_pending:
+            # Gathered even if the transport started closing meanwhile: the
+            # gathered frames are then dropped together (_write_gathered).
+            self._gather(frame)
+            return
         transport = self.transport
         if transport is None or transport.is_closing():
             self._flush([frame])
-        elif self._tick_pending:
-            self._gather(frame)
         else:
             transport.write(frame)
             if self._sent_since_wait:
@@ -484,12 +487,13 @@ class Connection(
         A write to a socket costs a system call, more than building a small
         frame. So a connection that sends again before it waited for input
         writes its first frame at once and schedules :attr:`_tick` for the next
-        loop iteration; what it sends until then is gathered and written in
-        one piece, by ``_tick`` or as soon as it reaches the gather limit (or
-        as a loop closed before that iteration drops ``_tick``).
-        An echo, which waits for input between sends, writes each reply at
-        once and schedules nothing. Every other write (:meth:`_flush`) writes
-        the gathered frames first, so frames never change order.
+        loop iteration; what it sends until then is gathered in one buffer
+        and written in one piece, by ``_tick`` or as soon as it reaches the
+        gather limit (or as a loop closed before that iteration drops
+        ``_tick``). An echo, which waits for input between sends, writes
+        each reply at once and schedules nothing. Every other write
+        (:meth:`_flush`) writes the gathered frames first, so frames never
+        change order.
 
         ``write_limit`` counts gathered frames as if they waited in the
         transport's buffer: they are written as soon as both together reach
@@ -497,37 +501,39 @@ class Connection(
         """
         gathered = self._gathered
         if gathered is None:
-            gathered = self._gathered = [frame]
-            # _gathered_size also counts what the transport's buffer holds
-            # beyond write_limit - gather limit: where it leaves less room
-            # than a full gather, the frames leave earlier.
-            size = len(frame)
-            transport: Any = self.transport  # Not None: _write_frame checked it.
-            over = transport.get_write_buffer_size() - (self.write_limit - self._gather_limit)
+            # The room for this gather: the gather limit, less what the
+            # transport's buffer holds beyond write_limit - gather limit.
+            transport: Any = self.transport  # Not None: a first frame was written.
+            room = self._gather_limit
+            over = transport.get_write_buffer_size() - (self.write_limit - room)
             if over > 0:
-                size += over
+                room -= over
+            if len(frame) >= room:
+                # No room for more: the frame leaves alone, uncopied.
+                if not transport.is_closing():
+                    transport.write(frame)
+                return
+            self._gather_room = room
+            self._gathered = bytearray(frame)
         else:
-            gathered.append(frame)
-            size = self._gathered_size + len(frame)
-        if size < self._gather_limit:
-            self._gathered_size = size
-        else:
-            self._write_gathered()
+            gathered += frame
+            if len(gathered) >= self._gather_room:
+                self._write_gathered()
 
     def _write_gathered(self) -> None:
         """Write the gathered frames (there are some) in one piece; drop them if closed.
 
         A connection that closes writes them before its close frame
         (:meth:`_flush`); once its transport is closing or lost they are dropped,
-        as what the transport's buffer holds is on ``abort``.
+        as what the transport's buffer holds is on ``abort``. The buffer goes
+        to the transport, which may keep it: it is never written to again.
         """
         gathered = self._gathered
         assert gathered is not None
         self._gathered = None
-        self._gathered_size = 0
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+            transport.write(gathered)
 
     @property
     def _tick(self) -> _Tick:
@@ -765,7 +771,6 @@ class Connection(
         # Frames gathered for the next loop iteration can never leave: drop
         # them now (_tick would find the transport closed and drop them too).
         self._gathered = None
-        self._gathered_size = 0
         self._wake_waiters()
         self._wake_reader()
         if self._on_closed is not None:
@@ -929,16 +934,20 @@ def write_message_python(connection: Connection, data: object, text: bool | None
 
     The common case is the engine's (see
     :meth:`tether.protocol.connection.Connection.message_frame`), on a
-    connection with no fragmented message ever sent (no lock) and a transport
-    that is not closing. Then the frame is written at once or gathered, as
+    connection with no fragmented message ever sent (no lock) that is
+    gathering its sends or has a transport that is not closing. Then the
+    frame is written at once or gathered, as
     ``Connection._write_frame`` does, and the result says whether writing
     is paused: a sender waits for the buffer to drain. Otherwise return
     ``None`` with nothing done, and the caller takes its general path. The C
     accelerator's ``write_message(connection, data, text)`` does the same.
     """
-    transport = connection.transport
-    if connection._send_lock is not None or transport is None or transport.is_closing():
+    if connection._send_lock is not None:
         return None
+    if not connection._tick_pending:
+        transport = connection.transport
+        if transport is None or transport.is_closing():
+            return None
     frame = message_frame(connection.protocol, data, text)
     if frame is None:
         return None
