@@ -4624,6 +4624,69 @@ data_received_method(PyObject *module, PyObject *cls)
     return PyDescr_NewMethod((PyTypeObject *)cls, &data_received_def);
 }
 
+/* ---------------------------------------------------------------------------
+ * Packed header fields (issue 20, the threading server's idle memory).
+ *
+ * An open connection keeps its handshake's request and response for its
+ * whole life: Headers._pack keeps their fields as one string, which takes
+ * less memory than a list of pairs. The pure-Python twin is _pack_python in
+ * tether/protocol/headers.py. */
+
+PyDoc_STRVAR(pack_fields_doc,
+"pack_fields(fields)\n--\n\n"
+"Join the names and values of fields, a list of (name, value) pairs of str,\n"
+"with a line feed between each two: the string that Headers unpacks by\n"
+"splitting it on line feeds. Return None, for the fields to stay as they\n"
+"are, when fields is empty or not a list of such pairs, or when a name or\n"
+"value holds a line feed or a character past U+00FF.");
+
+static PyObject *
+pack_fields(PyObject *self, PyObject *fields)
+{
+    if (!PyList_CheckExact(fields) || PyList_GET_SIZE(fields) == 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(fields), total = 2 * count - 1;
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *field = PyList_GET_ITEM(fields, i);
+        if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2) {
+            Py_RETURN_NONE;
+        }
+        for (int k = 0; k < 2; k++) {
+            PyObject *text = PyTuple_GET_ITEM(field, k);
+            if (!PyUnicode_CheckExact(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+                Py_RETURN_NONE;
+            }
+            Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+            if (memchr(PyUnicode_1BYTE_DATA(text), '\n', length) != NULL) {
+                Py_RETURN_NONE;
+            }
+            total += length;
+            ascii = ascii && PyUnicode_IS_ASCII(text);
+        }
+    }
+    /* An ASCII string has the smaller header, as the parts most often are. */
+    PyObject *packed = PyUnicode_New(total, ascii ? 127 : 255);
+    if (packed == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(packed);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *field = PyList_GET_ITEM(fields, i);
+        for (int k = 0; k < 2; k++) {
+            PyObject *text = PyTuple_GET_ITEM(field, k);
+            Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+            if (i || k) {
+                *out++ = '\n';
+            }
+            memcpy(out, PyUnicode_1BYTE_DATA(text), length);
+            out += length;
+        }
+    }
+    return packed;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -4661,6 +4724,7 @@ static PyMethodDef speedups_methods[] = {
      read_request_head_doc},
     {"read_response_head", (PyCFunction)(void (*)(void))read_response_head, METH_FASTCALL,
      read_response_head_doc},
+    {"pack_fields", pack_fields, METH_O, pack_fields_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 
 import pytest
 
 from tether.exceptions import WebSocketException
-from tether.protocol.headers import Headers, MultipleValuesError
+from tether.protocol.headers import Headers, MultipleValuesError, _pack_python
 
 
 def test_empty() -> None:
@@ -202,3 +202,130 @@ def test_names_go_on_the_wire_as_given() -> None:
     assert list(headers) == ["sec-websocket-key", "x-custom"]
     assert headers.serialize() == b"Sec-WebSocket-Key: k\r\nX-CUSTOM: v\r\n\r\n"
     assert dict(headers) == {"sec-websocket-key": "k", "x-custom": "v"}
+
+
+# Packed fields (Headers._pack): what an open connection keeps of its
+# handshake. Every reading and every change must give what it gives on the
+# same headers unpacked.
+
+_PACKED_SAMPLES = [
+    [("Host", "example.com")],
+    [
+        ("Host", "h"),
+        ("Set-Cookie", "a=1"),
+        ("set-cookie", "b=2"),
+        ("X-Empty", ""),
+        ("A", "\t x\xff "),
+    ],
+    [("A", ""), ("B", ""), ("a", "3")],
+]
+
+
+def _outcome(operation: Callable[[Headers], object], headers: Headers) -> object:
+    try:
+        return operation(headers)
+    except LookupError as exc:
+        return type(exc), str(exc)
+
+
+def _delete(headers: Headers, name: str) -> list[tuple[str, str]]:
+    del headers[name]
+    return list(headers.raw_items())
+
+
+def _set(headers: Headers) -> list[tuple[str, str]]:
+    headers["Host"] = "other"
+    return list(headers.raw_items())
+
+
+def _clear(headers: Headers) -> list[tuple[str, str]]:
+    headers.clear()
+    return list(headers.raw_items())
+
+
+def _update(headers: Headers) -> list[tuple[str, str]]:
+    headers.update([("X", "1")], Y="2")
+    return list(headers.raw_items())
+
+
+_OPERATIONS: list[Callable[[Headers], object]] = [
+    lambda headers: list(headers.raw_items()),
+    list,
+    len,
+    repr,
+    lambda headers: headers.serialize(),
+    lambda headers: headers["host"],
+    lambda headers: headers["SET-COOKIE"],
+    lambda headers: headers.get("a"),
+    lambda headers: headers.get_all("set-cookie"),
+    lambda headers: headers.get_all("Missing"),
+    lambda headers: "HOST" in headers,
+    lambda headers: "missing" in headers,
+    lambda headers: headers == Headers([("host", "example.com")]),
+    lambda headers: list(headers.copy().raw_items()),
+    lambda headers: _delete(headers, "a"),
+    lambda headers: _delete(headers, "SET-COOKIE"),
+    _set,
+    _clear,
+    _update,
+]
+
+
+@pytest.mark.parametrize("fields", _PACKED_SAMPLES)
+@pytest.mark.parametrize("operation", range(len(_OPERATIONS)))
+def test_packed_reads_and_changes_as_unpacked(
+    fields: list[tuple[str, str]], operation: int
+) -> None:
+    packed = Headers(fields)
+    packed._pack()
+    assert isinstance(packed._fields, str)
+    expected = _outcome(_OPERATIONS[operation], Headers(fields))
+    assert _outcome(_OPERATIONS[operation], packed) == expected
+
+
+def test_packed_equals_unpacked() -> None:
+    for fields in _PACKED_SAMPLES:
+        packed, other = Headers(fields), Headers(fields)
+        packed._pack()
+        other._pack()
+        assert packed == Headers(fields)
+        assert Headers(fields) == other
+        assert packed == other
+
+
+def test_packed_is_headers_and_unpacks_once() -> None:
+    headers = Headers([("A", "1"), ("B", "2")])
+    headers._pack()
+    assert isinstance(headers, Headers)
+    assert isinstance(headers, MutableMapping)
+    packed = headers._fields
+    headers._pack()
+    assert headers._fields is packed
+    assert headers["b"] == "2"
+    assert type(headers) is Headers
+    assert headers._fields == [("A", "1"), ("B", "2")]
+
+
+def test_pack_leaves_some_headers_alone() -> None:
+    empty = Headers()
+    empty._pack()
+    assert type(empty) is Headers
+    assert empty._fields == []
+
+    class Custom(Headers):
+        __slots__ = ()
+
+    custom = Custom([("A", "1")])
+    custom._pack()
+    assert custom._fields == [("A", "1")]
+
+
+def test_pack_python() -> None:
+    # The C twin, speedups.pack_fields, is compared with it in test_speedups.
+    assert _pack_python([("A", "1"), ("b", ""), ("C", "\t x\xff ")]) == "A\n1\nb\n\nC\n\t x\xff "
+    assert _pack_python([("A", "")]) == "A\n"
+    # Nothing to pack, or a line feed that would split where no field ends:
+    # the fields stay as they are.
+    assert _pack_python([]) is None
+    assert _pack_python([("A", "1\n2"), ("B", "3")]) is None
+    assert _pack_python([("A", "1"), ("B\n", "3")]) is None

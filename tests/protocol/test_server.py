@@ -239,6 +239,41 @@ def test_with_a_real_client() -> None:
     assert client.state is server.state is State.OPEN
 
 
+def test_open_connection_keeps_its_handshake_packed() -> None:
+    server = ServerProtocol()
+    request = received(
+        server, request_bytes([*request_headers(), ("X-Custom", "a"), ("x-custom", "")])
+    )
+    response = server.accept(request)
+    response.headers["Set-Cookie"] = "session=1"
+    fields = list(request.headers.raw_items()), list(response.headers.raw_items())
+    server.send_response(response)
+    assert server.request is request
+    assert server.response is response
+    # The request is packed while nobody reads it, as it was once read.
+    assert isinstance(request.headers._fields, str)
+    assert (list(request.headers.raw_items()), list(response.headers.raw_items())) == fields
+    assert request.headers.get_all("x-custom") == ["a", ""]
+    assert response.headers["set-cookie"] == "session=1"
+
+
+def test_response_sent_before_any_request_is_packed_alone() -> None:
+    server = ServerProtocol()
+    response = Response(101, "Switching Protocols", Headers([("Upgrade", "websocket")]))
+    server.send_response(response)
+    assert server.request is None
+    assert state_of(server) is State.OPEN
+    assert response.headers["upgrade"] == "websocket"
+
+
+def test_refused_handshake_is_not_packed() -> None:
+    server = ServerProtocol()
+    request = received(server, request_bytes(without(request_headers(), "Host")))
+    response = server.accept(request)
+    server.send_response(response)
+    assert isinstance(request.headers._fields, list)
+
+
 # Refusing
 
 

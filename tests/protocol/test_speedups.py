@@ -32,6 +32,7 @@ from tether.protocol.frames import (
     read_header_python,
     read_messages_python,
 )
+from tether.protocol.headers import _pack_python
 from tether.protocol.http11 import _SHARED, Limits
 from tether.protocol.masking import apply_mask_python, fill_payload_python, new_payload_python
 
@@ -869,3 +870,29 @@ def test_write_shared_keeps_the_connections_it_was_given() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "[]", "None", "1"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("A", "1"), ("b", ""), ("C", "\t x\xff ")],
+        [("A", "")],
+        [("Host", "example.com")] * 3,
+        [],
+        [("A", "1\n2"), ("B", "3")],
+        [("A", "1"), ("B\n", "3")],
+    ],
+)
+def test_pack_fields_matches(fields: list[tuple[str, str]]) -> None:
+    assert speedups.pack_fields(fields) == _pack_python(fields)
+
+
+def test_pack_fields_refuses_what_it_cannot_pack() -> None:
+    # Not a list of pairs of str, or a character past U+00FF: None, for the
+    # fields to stay as they are (checked fields are never any of these).
+    pack = speedups.pack_fields
+    assert pack(("A", "1")) is None  # type: ignore[arg-type]
+    assert pack([("A", "1", "2")]) is None  # type: ignore[list-item]
+    assert pack([["A", "1"]]) is None  # type: ignore[list-item]
+    assert pack([("A", b"1")]) is None  # type: ignore[list-item]
+    assert pack([("A", "\u20ac")]) is None

@@ -165,7 +165,6 @@ class Connection:
         "_msg_stream",
         "_msg_target",
         "_msg_text",
-        "_msg_text_parts",
         "_msg_transformed",
         "_output",
         "_partial",
@@ -258,11 +257,13 @@ class Connection:
         self._msg_size = 0
         self._msg_frames = 0
         self._msg_decoder: TextDecoder | None = None
-        self._msg_text_parts: list[str] = []
-        # A binary message: small pieces gather in _msg_binary, large ones
-        # wait in _msg_parts as they are, to be joined once at the end.
-        self._msg_binary = bytearray()
-        self._msg_parts: list[bytes] = []
+        # The pieces of a text message, or of a binary message: small binary
+        # pieces gather in _msg_binary, large ones wait in _msg_parts as they
+        # are, to be joined once at the end. Each is made by the message
+        # that needs it and dropped at its end: an idle connection holds
+        # neither.
+        self._msg_parts: list[Any] | None = None
+        self._msg_binary: bytearray | None = None
         # A large binary message in one frame: the payload its bytes are
         # written into as they arrive (see _LARGE_TARGET), or None.
         self._msg_target: bytes | bytearray | None = None
@@ -1029,14 +1030,16 @@ class Connection:
                 if text or first or last:
                     self._events.append(Fragment(text, first, last))
             else:
-                parts = self._msg_text_parts
+                parts = self._msg_parts
                 if text:
+                    if parts is None:
+                        parts = self._msg_parts = []
                     parts.append(text)
                     if len(parts) > _MAX_TEXT_PARTS:
                         parts[:] = ["".join(parts)]
                 if last:
-                    self._events.append(new_message("".join(parts)))
-                    parts.clear()
+                    self._events.append(new_message("" if parts is None else "".join(parts)))
+                    self._msg_parts = None
             if last:
                 self._msg_decoder = None
         elif self._msg_stream:
@@ -1059,12 +1062,16 @@ class Connection:
         binary = self._msg_binary
         parts = self._msg_parts
         if len(data) >= _LARGE_PIECE:
+            if parts is None:
+                parts = self._msg_parts = []
             if binary:
                 parts.append(bytes(binary))
                 binary.clear()
             # A view of the read buffer is copied: keeping it would keep the
             # whole read alive, with whatever else came in it.
             parts.append(data if type(data) is bytes else bytes(data))
+        elif binary is None:
+            binary = self._msg_binary = bytearray(data)
         else:
             binary += data
         if last:
@@ -1073,10 +1080,10 @@ class Connection:
                     parts.append(bytes(binary))
                 # One part is returned as is by join: no copy at all.
                 message = b"".join(parts)
-                parts.clear()
             else:
-                message = bytes(binary)
-            self._msg_binary = bytearray()
+                message = b"" if binary is None else bytes(binary)
+            self._msg_parts = None
+            self._msg_binary = None
             self._events.append(new_message(message))
 
     def _start_target(self, remaining: int, take: int) -> bytes | bytearray | None:
@@ -1097,13 +1104,13 @@ class Connection:
             return None
         target = self._msg_target = new_payload(total)
         at = 0
-        for part in self._msg_parts:
+        for part in self._msg_parts or ():
             fill_payload(target, at, part, None)
             at += len(part)
         if self._msg_binary:
             fill_payload(target, at, self._msg_binary, None)
-            self._msg_binary = bytearray()
-        self._msg_parts.clear()
+        self._msg_parts = None
+        self._msg_binary = None
         return target
 
     def _end_target(self, target: bytes | bytearray) -> None:

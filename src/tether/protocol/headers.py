@@ -9,9 +9,11 @@ may repeat are spelt out in its docstring.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from itertools import chain
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from tether.exceptions import WebSocketException
+from tether.protocol.speedups import speedups
 
 if TYPE_CHECKING:
     from _typeshed import SupportsKeysAndGetItem
@@ -68,7 +70,8 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
     # Only the fields are kept, and lookups scan them: a handshake has a
     # dozen headers (max_headers bounds a hostile one), and an idle
     # connection keeps its request and response, so an index per Headers
-    # would cost more memory than the scans cost time.
+    # would cost more memory than the scans cost time. For the same reason
+    # a connection packs them (see _pack).
     __slots__ = ("_fields",)
 
     def __init__(self, arg: HeadersLike | None = None, /, **kwargs: str) -> None:
@@ -83,6 +86,23 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         headers = cls.__new__(cls)
         headers._fields = fields
         return headers
+
+    def _pack(self) -> None:
+        """Keep the fields as one string until they are next used.
+
+        A connection keeps its handshake's request and response for its
+        whole life, and most never read them again: one string takes less
+        than half the memory of a list of pairs. The headers then belong to
+        a private subclass, whose first use of the fields unpacks them and
+        makes them a :class:`Headers` again, so that the methods of
+        :class:`Headers` itself never check for packed fields. Fields that
+        hold a line feed, which no checked field does, are not packed.
+        """
+        if type(self) is Headers:
+            packed = _pack_fields(self._fields)
+            if packed is not None:
+                self._fields = packed  # type: ignore[assignment]
+                self.__class__ = _PackedHeaders
 
     def __getitem__(self, name: str) -> str:
         values = self.get_all(name)
@@ -196,6 +216,76 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         lines = [f"{name}: {value}\r\n" for name, value in self._fields]
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
+
+
+class _PackedHeaders(Headers):
+    """:class:`Headers` whose fields :meth:`Headers._pack` packed into one string.
+
+    Each method that reads the fields unpacks them first, then runs as
+    :class:`Headers` does; the others go through these.
+    """
+
+    __slots__ = ()
+
+    def _unpack(self) -> None:
+        parts = iter(cast("str", self._fields).split(_SEPARATOR))
+        self._fields = list(zip(parts, parts, strict=True))
+        self.__class__ = Headers  # type: ignore[assignment]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._unpack()
+        self[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        self._unpack()
+        del self[name]
+
+    def _first_spellings(self) -> dict[str, str]:
+        self._unpack()
+        return self._first_spellings()
+
+    def _grouped(self) -> dict[str, list[str]]:
+        self._unpack()
+        return self._grouped()
+
+    def __repr__(self) -> str:
+        self._unpack()
+        return repr(self)
+
+    def get_all(self, name: str) -> list[str]:
+        self._unpack()
+        return self.get_all(name)
+
+    def raw_items(self) -> Iterator[tuple[str, str]]:
+        self._unpack()
+        return self.raw_items()
+
+    def copy(self) -> Headers:
+        self._unpack()
+        return self.copy()
+
+    def clear(self) -> None:
+        self._unpack()
+        self.clear()
+
+    def serialize(self) -> bytes:
+        self._unpack()
+        return self.serialize()
+
+
+# What separates names and values in packed fields: no checked name or value holds it.
+_SEPARATOR = "\n"
+
+
+def _pack_python(fields: list[tuple[str, str]]) -> str | None:
+    """The names and values of ``fields`` joined by line feeds; ``None`` to leave them."""
+    if not fields:
+        return None
+    packed = _SEPARATOR.join(chain.from_iterable(fields))
+    return packed if packed.count(_SEPARATOR) == 2 * len(fields) - 1 else None
+
+
+_pack_fields = _pack_python if speedups is None else speedups.pack_fields
 
 
 HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]

@@ -206,14 +206,20 @@ class Response:
         Raise :class:`ValueError` for a status code outside 100 to 999 or a
         reason phrase with characters HTTP does not allow, such as CR or LF.
         """
-        code = int(self.status_code)
-        if not 100 <= code <= 999:
-            raise ValueError(f"invalid status code: {code}")
-        reason = self.reason_phrase
-        if not _VALUE_CHARS.issuperset(reason):
-            raise ValueError(f"invalid reason phrase: {reason!r}")
-        status_line = f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1")
+        status_line = _STATUS_LINES.get((self.status_code, self.reason_phrase))
+        if status_line is None:
+            code = int(self.status_code)
+            if not 100 <= code <= 999:
+                raise ValueError(f"invalid status code: {code}")
+            reason = self.reason_phrase
+            if not _VALUE_CHARS.issuperset(reason):
+                raise ValueError(f"invalid reason phrase: {reason!r}")
+            status_line = f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1")
         return status_line + self.headers.serialize() + self.body
+
+
+# The status line every opening handshake sends, checked and built once.
+_STATUS_LINES = {(101, "Switching Protocols"): b"HTTP/1.1 101 Switching Protocols\r\n"}
 
 
 _DEFAULT_LIMITS = Limits()

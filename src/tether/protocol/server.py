@@ -269,6 +269,11 @@ class ServerProtocol(Connection):
         self.response = response
         self._output.append(response.serialize())
         if response.status_code == 101:
+            # The connection keeps both for its whole life: packed, they
+            # take less memory until someone reads them again.
+            response.headers._pack()
+            if self.request is not None:
+                self.request.headers._pack()
             self._set_extensions(self._pending_extensions)
             # An open connection keeps only its own list of extensions.
             self._pending_extensions = ()
@@ -395,8 +400,8 @@ def server_engines(
         streaming=True,
         limits=limits,
     )
-    make()
-    return make
+    # The derived bound too: an int past 256 made per engine is one per connection.
+    return functools.partial(make, max_fragments=make().max_fragments)
 
 
 class _UnsupportedVersion(InvalidHeaderValue):
