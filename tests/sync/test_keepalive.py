@@ -56,6 +56,35 @@ def test_scheduler_runs_timers_in_order_and_skips_cancelled() -> None:
     assert wait_until(lambda: not thread_names("tether-test-timers"))
 
 
+def test_scheduler_passes_the_argument_and_forgets_it() -> None:
+    timers = Scheduler("tether-test-timers")
+    ran: list[object] = []
+    done = threading.Event()
+
+    class Target:
+        pass
+
+    target, dropped = Target(), Target()
+    now = time.monotonic()
+    timer = timers.call_at(now + 0.02, ran.append, target)
+    cancelled = timers.call_at(now + 0.01, ran.append, dropped)
+    # A timer is its deadline: timers order themselves as floats do.
+    assert cancelled < timer
+    assert timer == now + 0.02
+    timers.call_at(now + 0.03, done.set)
+    timers.cancel(cancelled)
+    # Cancelled, the timer holds nothing: its argument can go.
+    reference = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert reference() is None
+    assert done.wait(TIMEOUT)
+    assert ran == [target]
+    # Run, likewise.
+    assert timer.callback is None
+    assert timer.argument is None
+
+
 def test_scheduler_survives_a_failing_callback() -> None:
     timers = Scheduler("tether-test-timers")
     done = threading.Event()

@@ -289,7 +289,9 @@ class Connection(ConnectionAttributes):
         with self._mutex:
             self._process()
             if self.ping_interval is not None and not self._closed.is_set():
-                self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
+                self._keepalive = scheduler.call_later(
+                    self.ping_interval, type(self)._keepalive_ping, self
+                )
             if isinstance(self.socket, ssl.SSLSocket):
                 self._start_reader()
             else:
@@ -1239,7 +1241,7 @@ class Connection(ConnectionAttributes):
                 return
             if payload in self._pings:
                 # The application pinged with these four random bytes: try again.
-                self._keepalive = scheduler.call_later(0, self._keepalive_ping)
+                self._keepalive = scheduler.call_later(0, type(self)._keepalive_ping, self)
                 return
             try:
                 self.protocol.send_ping(payload)
@@ -1253,7 +1255,9 @@ class Connection(ConnectionAttributes):
                     self.ping_timeout, lambda: self._keepalive_timed_out(pong)
                 )
             else:
-                self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
+                self._keepalive = scheduler.call_later(
+                    self.ping_interval, type(self)._keepalive_ping, self
+                )
             # The pong is read at once, not after the grace period.
             self._wake()
         # A write stuck behind a peer that stopped reading must not hold up
@@ -1271,7 +1275,7 @@ class Connection(ConnectionAttributes):
         assert self.ping_interval is not None
         if self._keepalive is not None:
             scheduler.cancel(self._keepalive)
-        self._keepalive = scheduler.call_later(self.ping_interval, self._keepalive_ping)
+        self._keepalive = scheduler.call_later(self.ping_interval, type(self)._keepalive_ping, self)
 
     def _keepalive_timed_out(self, pong: _KeepalivePong) -> None:
         with self._mutex:
