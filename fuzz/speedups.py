@@ -26,6 +26,11 @@ pure-Python twin gives, for every buffer type (``bytes``, ``bytearray``, a
   ``read_messages``) and, when the callback raises, the same bytes taken;
   with permessage-deflate and a limit, the same messages, stopping point and
   failure of the engine (its error and close frame) on corrupt data;
+- ``receive_messages`` equals
+  :func:`~tether.messages.receive_messages_python` with the engine reading
+  in Python (:func:`~tether.protocol.frames.read_messages_python`) on a
+  compressed connection whose queue may have little room: the same bytes
+  taken, messages queued, reader woken, and failure of the engine;
 - ``deflate_frame`` and ``inflate_frame`` equal the twins in
   :mod:`tether.extensions.permessage_deflate`: the same frames from two
   messages compressed in one stream, which inflate back to the messages, and
@@ -41,6 +46,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 from fuzz._common import Input, run
 from tether import _speedups
@@ -51,6 +57,8 @@ from tether.extensions.permessage_deflate import (
     deflate_frame_python,
     inflate_frame_python,
 )
+from tether.messages import MessageQueue, receive_messages_python
+from tether.protocol import connection as engine_module
 from tether.protocol.connection import Connection, Role
 from tether.protocol.events import Event, Message
 from tether.protocol.frames import (
@@ -227,6 +235,53 @@ def _check_messages(source: Input, flags: int) -> None:
         assert event.data == (payload.decode() if header.opcode == 1 else payload)
     assert pos == stop
     _check_deliver(buf, expect_mask=expect_mask, max_size=max_size, fail_at=size_byte % 4)
+    # The queue's room bounds the compressed messages a read may take.
+    max_queue = None if limit is None else limit + 1
+    assert _received(True, buf, expect_mask, max_size, max_queue) == _received(
+        False, buf, expect_mask, max_size, max_queue
+    )
+
+
+class _Waiter:
+    """The reader's future, as ``receive_messages`` sees it: woken at most once."""
+
+    def __init__(self) -> None:
+        self.woken = 0
+
+    def done(self) -> bool:
+        return self.woken > 0
+
+    def set_result(self, result: None) -> None:
+        self.woken += 1
+
+
+def _received(
+    c: bool,
+    buf: bytes | bytearray | memoryview,
+    expect_mask: bool,
+    max_size: int | None,
+    max_queue: int | None,
+) -> tuple[object, ...]:
+    """What one receive_messages takes into a fresh queue on a fresh compressed engine.
+
+    The twin's engine reads with :func:`read_messages_python`, so that no C
+    runs on its side.
+    """
+    engine = Connection(
+        Role.SERVER if expect_mask else Role.CLIENT,
+        max_size=max_size,
+        extensions=[PerMessageDeflate(False, False, 15, 15)],
+    )
+    queue = MessageQueue(max_queue)
+    waiter = _Waiter()
+    if c:
+        taken = _speedups.receive_messages(engine, buf, queue, waiter)
+    else:
+        with mock.patch.object(engine_module, "read_messages", read_messages_python):
+            taken = receive_messages_python(engine, buf, queue, waiter)
+    error = engine.error
+    failure = None if error is None else (type(error), str(error), engine.close_sent)
+    return (taken, list(queue._items or ()), queue.ready, waiter.woken, failure)
 
 
 def _collector(messages: list[str | bytes]) -> Callable[[object, str | bytes], None]:

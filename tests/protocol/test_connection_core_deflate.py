@@ -45,7 +45,7 @@ from tether.extensions.permessage_deflate import PerMessageDeflate
 from tether.messages import MessageQueue, parse_budget
 from tether.protocol.connection import Connection, Role, State
 from tether.protocol.events import Message
-from tether.protocol.frames import Frame
+from tether.protocol.frames import Frame, read_messages_python
 
 FrameOf = Callable[[Connection, Any, Any], bytes | None]
 
@@ -385,3 +385,23 @@ def test_receive_messages_queues_what_came_before_an_extension_error(receive: Re
     assert queue.ready == 2
     assert waiter.woken == 1
     assert engine.state is State.OPEN
+
+
+class _ArrayExtension(_FailingExtension):
+    """Whole messages whose decode_message returns a bytearray, not the bytes it promises."""
+
+    def decode_message(self, data: Any, key: bytes | None, max_size: int | None) -> bytes:
+        return bytearray(data)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "read", [speedups.read_messages, read_messages_python], ids=["c", "python"]
+)
+def test_read_messages_refuses_a_decode_message_that_returns_no_bytes(read: Any) -> None:
+    # The C function raised TypeError; its twin (and deliver_messages_python
+    # on it) handed the bytearray on as a message.
+    data = build_frame(0x2, b"plain") + build_frame(0x2, b"packed", rsv=0x40)
+    events: list[Any] = []
+    with pytest.raises(TypeError, match="decode_message did not return bytes"):
+        read(data, 0, False, None, None, events, _ArrayExtension())
+    assert events == [Message(b"plain")]

@@ -279,6 +279,9 @@ def read_messages_python(  # noqa: PLR0917 - positional, as its C twin, which ru
                 break
             packed = bytes(buf[start:stop]) if key is None else apply_mask(buf[start:stop], key)
             data = whole.decode_message(packed, None, max_size)  # type: ignore[union-attr]
+            if not isinstance(data, bytes):
+                # As the C twin refuses it: a message is str or bytes.
+                raise TypeError("decode_message did not return bytes")
             if max_size is not None and len(data) > max_size:
                 raise PayloadTooBig(len(data), max_size)
             if first == 0xC1:
