@@ -3659,18 +3659,20 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
 #undef FIELD
+    /* Held: text's __bool__ is Python code, which may drop the engine's. */
+    Py_INCREF(whole);
+    PyObject *encoded = NULL, *result = NULL;
     /* The opcode as send_message picks it. */
     int as_text;
     if (is_bytes) {
         as_text = text == Py_None ? 0 : PyObject_IsTrue(text);
         if (as_text < 0) {
-            return NULL;
+            goto done;
         }
     }
     else {
         as_text = text != Py_False;
     }
-    PyObject *encoded = NULL;
     const char *payload;
     Py_ssize_t length;
     if (is_bytes) {
@@ -3684,13 +3686,12 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     else {
         if ((encoded = PyUnicode_AsUTF8String(data)) == NULL) {
-            return NULL;
+            goto done;
         }
         payload = PyBytes_AS_STRING(encoded);
         length = PyBytes_GET_SIZE(encoded);
     }
     int masked = mask == Py_True;
-    PyObject *result = NULL;
     if (whole != Py_None) {
         /* Compressed by the connection's extension (see whole_message_frame). */
         result = whole_message_frame(whole, as_text ? 0x81 : 0x82, data, payload, length, masked);
@@ -3721,6 +3722,7 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
 done:
     Py_XDECREF(encoded);
+    Py_DECREF(whole);
     return result;
 }
 
@@ -3937,8 +3939,11 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             return is_closing < 0 ? NULL : Py_NewRef(Py_None);
         }
     }
-    PyObject *frame_args[3] = {FIELD(S_PROTOCOL), args[1], args[2]};
+    /* The engine held for the call: Python code in it (text's __bool__,
+     * an extension's) may set another. */
+    PyObject *frame_args[3] = {Py_NewRef(FIELD(S_PROTOCOL)), args[1], args[2]};
     PyObject *frame = message_frame(NULL, frame_args, 3);
+    Py_DECREF(frame_args[0]);
     if (frame == NULL || frame == Py_None) {
         return frame;
     }

@@ -18,6 +18,9 @@ of the Python ones, which the others keep.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
@@ -393,3 +396,74 @@ def test_write_message_gathers_as_its_twin(write_limit: int, extension: Extensio
     # The first two at once, then the gathered ones once they reach the
     # gather limit (16 KiB), then the rest at the next loop iteration.
     assert [size for _, size in writes] == [12, 12, 3 * 6004, 6004 + 12]
+
+
+_SWAPPED_ENGINE = """
+import asyncio, gc
+from tether.asyncio.connection import Connection
+from tether.extensions.permessage_deflate import PerMessageDeflate
+from tether.protocol.connection import State
+from tether.protocol.server import ServerProtocol
+
+def engine(extensions):
+    made = ServerProtocol()
+    made.state = State.OPEN
+    made._set_extensions(extensions)
+    return made
+
+class Swapping:
+    # A text flag whose truth test gives the connection another engine:
+    # the one the send started with, and its extension, are freed.
+    def __init__(self, ws):
+        self.ws = ws
+    def __bool__(self):
+        self.ws.protocol = engine([])
+        gc.collect()
+        return True
+
+class Transport:
+    def __init__(self):
+        self.written = []
+    def write(self, data):
+        self.written.append(bytes(data))
+    def is_closing(self):
+        return False
+    def set_write_buffer_limits(self, high=None, low=None):
+        pass
+    def get_write_buffer_size(self):
+        return 0
+
+async def main():
+    ws = Connection(engine([PerMessageDeflate(False, False, 12, 12)]), ping_interval=None)
+    transport = Transport()
+    ws.connection_made(transport)
+    ws.send_nowait(b"compressed by the first engine", Swapping(ws))
+    (frame,) = transport.written
+    print(hex(frame[0]))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["c", "python"])
+def test_a_send_whose_text_flag_replaces_the_engine_reads_no_freed_memory(
+    accelerated: bool,
+) -> None:
+    # write_message and message_frame held the engine and its extension by
+    # borrowed references across the text flag's __bool__: the accelerator
+    # crashed (a segmentation fault, with or without the debug allocator).
+    env = {**os.environ, "PYTHONMALLOC": "debug"}
+    env.pop("TETHER_NO_SPEEDUPS", None)
+    if not accelerated:
+        env["TETHER_NO_SPEEDUPS"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", _SWAPPED_ENGINE],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # A compressed text frame, from the extension the send started with.
+    assert result.stdout.split() == ["0xc1"]
