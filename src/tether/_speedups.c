@@ -4633,17 +4633,17 @@ data_received_method(PyObject *module, PyObject *cls)
  * Packed header fields (issue 20, the threading server's idle memory).
  *
  * An open connection keeps its handshake's request and response for its
- * whole life: Headers._pack keeps their fields as one string, which takes
- * less memory than a list of pairs. The pure-Python twin is _pack_python in
- * tether/protocol/headers.py. */
+ * whole life: Headers._pack keeps their fields as their header block, which
+ * takes less memory than a list of pairs. The pure-Python twin is
+ * _pack_python in tether/protocol/headers.py. */
 
 PyDoc_STRVAR(pack_fields_doc,
 "pack_fields(fields)\n--\n\n"
-"Join the names and values of fields, a list of (name, value) pairs of str,\n"
-"with a line feed between each two: the string that Headers unpacks by\n"
-"splitting it on line feeds. Return None, for the fields to stay as they\n"
-"are, when fields is empty or not a list of such pairs, or when a name or\n"
-"value holds a line feed or a character past U+00FF.");
+"The header block of fields, a list of (name, value) pairs of str, as\n"
+"Headers.serialize builds it: a 'name: value' line for each, ended by CRLF,\n"
+"then an empty line. Return None, for the fields to stay as they are, when\n"
+"fields is empty or not a list of such pairs, or when a name or value holds\n"
+"a line feed or a character past U+00FF.");
 
 static PyObject *
 pack_fields(PyObject *self, PyObject *fields)
@@ -4651,8 +4651,9 @@ pack_fields(PyObject *self, PyObject *fields)
     if (!PyList_CheckExact(fields) || PyList_GET_SIZE(fields) == 0) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t count = PyList_GET_SIZE(fields), total = 2 * count - 1;
-    int ascii = 1;
+    /* Each field adds ": " and CRLF to its name and value; the block ends
+     * with CRLF. */
+    Py_ssize_t count = PyList_GET_SIZE(fields), total = 4 * count + 2;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *field = PyList_GET_ITEM(fields, i);
         if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 2) {
@@ -4663,33 +4664,41 @@ pack_fields(PyObject *self, PyObject *fields)
             if (!PyUnicode_CheckExact(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
                 Py_RETURN_NONE;
             }
-            Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-            if (memchr(PyUnicode_1BYTE_DATA(text), '\n', length) != NULL) {
-                Py_RETURN_NONE;
-            }
-            total += length;
-            ascii = ascii && PyUnicode_IS_ASCII(text);
+            total += PyUnicode_GET_LENGTH(text);
         }
     }
-    /* An ASCII string has the smaller header, as the parts most often are. */
-    PyObject *packed = PyUnicode_New(total, ascii ? 127 : 255);
-    if (packed == NULL) {
+    PyObject *block = PyBytes_FromStringAndSize(NULL, total);
+    if (block == NULL) {
         return NULL;
     }
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(packed);
+    char *start = PyBytes_AS_STRING(block), *out = start;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *field = PyList_GET_ITEM(fields, i);
-        for (int k = 0; k < 2; k++) {
-            PyObject *text = PyTuple_GET_ITEM(field, k);
-            Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-            if (i || k) {
-                *out++ = '\n';
-            }
-            memcpy(out, PyUnicode_1BYTE_DATA(text), length);
-            out += length;
-        }
+        PyObject *name = PyTuple_GET_ITEM(field, 0), *value = PyTuple_GET_ITEM(field, 1);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(name);
+        memcpy(out, PyUnicode_1BYTE_DATA(name), length);
+        out += length;
+        *out++ = ':';
+        *out++ = ' ';
+        length = PyUnicode_GET_LENGTH(value);
+        memcpy(out, PyUnicode_1BYTE_DATA(value), length);
+        out += length;
+        *out++ = '\r';
+        *out++ = '\n';
     }
-    return packed;
+    *out++ = '\r';
+    *out++ = '\n';
+    /* One line feed per line and none inside a name or value, or the block
+     * would not read back as these fields: counted once over the block. */
+    Py_ssize_t feeds = 0;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        feeds += start[i] == '\n';
+    }
+    if (feeds != count + 1) {
+        Py_DECREF(block);
+        Py_RETURN_NONE;
+    }
+    return block;
 }
 
 static PyMethodDef speedups_methods[] = {

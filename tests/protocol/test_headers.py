@@ -278,7 +278,7 @@ def test_packed_reads_and_changes_as_unpacked(
 ) -> None:
     packed = Headers(fields)
     packed._pack()
-    assert isinstance(packed._fields, str)
+    assert isinstance(packed._fields, bytes)
     expected = _outcome(_OPERATIONS[operation], Headers(fields))
     assert _outcome(_OPERATIONS[operation], packed) == expected
 
@@ -322,10 +322,29 @@ def test_pack_leaves_some_headers_alone() -> None:
 
 def test_pack_python() -> None:
     # The C twin, speedups.pack_fields, is compared with it in test_speedups.
-    assert _pack_python([("A", "1"), ("b", ""), ("C", "\t x\xff ")]) == "A\n1\nb\n\nC\n\t x\xff "
-    assert _pack_python([("A", "")]) == "A\n"
-    # Nothing to pack, or a line feed that would split where no field ends:
-    # the fields stay as they are.
+    fields = [("A", "1"), ("b", ""), ("C", "\t x\xff ")]
+    assert _pack_python(fields) == b"A: 1\r\nb: \r\nC: \t x\xff \r\n\r\n"
+    assert _pack_python(fields) == Headers(fields).serialize()
+    assert _pack_python([("A", "")]) == b"A: \r\n\r\n"
+    # Nothing to pack, a line feed that would split where no field ends, or
+    # a character past U+00FF: the fields stay as they are.
     assert _pack_python([]) is None
     assert _pack_python([("A", "1\n2"), ("B", "3")]) is None
     assert _pack_python([("A", "1"), ("B\n", "3")]) is None
+    assert _pack_python([("A", "\u20ac")]) is None
+
+
+def test_packed_block_given_is_kept_when_it_reads_back() -> None:
+    headers = Headers([("A", "1"), ("B", "")])
+    block = headers.serialize()
+    headers._pack(block)
+    assert headers._fields is block  # type: ignore[comparison-overlap]
+    # Serializing packed headers gives the block itself, still packed.
+    assert headers.serialize() is block
+    assert type(headers) is not Headers
+    assert list(headers.raw_items()) == [("A", "1"), ("B", "")]
+    # A block with a line feed more than its fields have lines is refused.
+    other = Headers([("A", "1")])
+    other._pack(b"A: 1\r\nB: 2\r\n\r\n")
+    assert other._fields == [("A", "1")]
+    assert type(other) is Headers

@@ -881,6 +881,9 @@ def test_write_shared_keeps_the_connections_it_was_given() -> None:
         [],
         [("A", "1\n2"), ("B", "3")],
         [("A", "1"), ("B\n", "3")],
+        [("A", "1\r"), ("B", "\r2")],
+        [(f"X-Name-{i}", "v" * i) for i in range(60)],
+        [("A", "\n")],
     ],
 )
 def test_pack_fields_matches(fields: list[tuple[str, str]]) -> None:

@@ -271,7 +271,7 @@ class Connection:
         self._msg_stream = False
         # The outgoing fragmented message: None, or whether it is compressed.
         self._send_transformed: bool | None = None
-        self.extensions: list[Extension] = []
+        self.extensions: list[Extension]
         self._set_extensions(extensions)
 
     # Extensions

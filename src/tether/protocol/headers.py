@@ -9,7 +9,6 @@ may repeat are spelt out in its docstring.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from itertools import chain
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from tether.exceptions import WebSocketException
@@ -87,21 +86,27 @@ class Headers(MutableMapping[str, str]):  # noqa: PLW1641
         headers._fields = fields
         return headers
 
-    def _pack(self) -> None:
-        """Keep the fields as one string until they are next used.
+    def _pack(self, block: bytes | None = None) -> None:
+        """Keep the fields as their header block until they are next used.
 
         A connection keeps its handshake's request and response for its
-        whole life, and most never read them again: one string takes less
-        than half the memory of a list of pairs. The headers then belong to
-        a private subclass, whose first use of the fields unpacks them and
-        makes them a :class:`Headers` again, so that the methods of
+        whole life, and most never read them again: the block that
+        :meth:`serialize` builds takes less than half the memory of a list
+        of pairs. ``block`` is that block when the caller has just built
+        it, as a server has for its response. The headers then belong to a
+        private subclass, whose first use of the fields parses the block
+        back and makes them a :class:`Headers` again, so that the methods of
         :class:`Headers` itself never check for packed fields. Fields that
-        hold a line feed, which no checked field does, are not packed.
+        hold a line feed or a character past U+00FF, which no checked field
+        does, are not packed.
         """
         if type(self) is Headers:
-            packed = _pack_fields(self._fields)
-            if packed is not None:
-                self._fields = packed  # type: ignore[assignment]
+            if block is None:
+                block = _pack_fields(self._fields)
+            elif block.count(b"\n") != len(self._fields) + 1:
+                return
+            if block is not None:
+                self._fields = block  # type: ignore[assignment]
                 self.__class__ = _PackedHeaders
 
     def __getitem__(self, name: str) -> str:
@@ -228,8 +233,12 @@ class _PackedHeaders(Headers):
     __slots__ = ()
 
     def _unpack(self) -> None:
-        parts = iter(cast("str", self._fields).split(_SEPARATOR))
-        self._fields = list(zip(parts, parts, strict=True))
+        # One line per field, then the blank line: a checked name is a
+        # token, so the first ": " of a line ends its name.
+        lines = cast("bytes", self._fields).decode("latin-1").split("\r\n")
+        del lines[-2:]
+        fields = (line.partition(": ") for line in lines)
+        self._fields = [(name, value) for name, _, value in fields]
         self.__class__ = Headers  # type: ignore[assignment]
 
     def __setitem__(self, name: str, value: str) -> None:
@@ -269,20 +278,23 @@ class _PackedHeaders(Headers):
         self.clear()
 
     def serialize(self) -> bytes:
-        self._unpack()
-        return self.serialize()
+        # The packed fields are the header block: they stay packed.
+        return cast("bytes", self._fields)
 
 
-# What separates names and values in packed fields: no checked name or value holds it.
-_SEPARATOR = "\n"
+def _pack_python(fields: list[tuple[str, str]]) -> bytes | None:
+    """The header block of ``fields``, as :meth:`Headers.serialize` builds it, or ``None``.
 
-
-def _pack_python(fields: list[tuple[str, str]]) -> str | None:
-    """The names and values of ``fields`` joined by line feeds; ``None`` to leave them."""
+    ``None`` for no fields, and for fields that would not read back the same:
+    a name or value holding a line feed or a character past U+00FF.
+    """
     if not fields:
         return None
-    packed = _SEPARATOR.join(chain.from_iterable(fields))
-    return packed if packed.count(_SEPARATOR) == 2 * len(fields) - 1 else None
+    try:
+        block = Headers._adopt(fields).serialize()
+    except UnicodeEncodeError:
+        return None
+    return block if block.count(b"\n") == len(fields) + 1 else None
 
 
 _pack_fields = _pack_python if speedups is None else speedups.pack_fields

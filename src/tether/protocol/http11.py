@@ -206,6 +206,10 @@ class Response:
         Raise :class:`ValueError` for a status code outside 100 to 999 or a
         reason phrase with characters HTTP does not allow, such as CR or LF.
         """
+        return self._status_line() + self.headers.serialize() + self.body
+
+    def _status_line(self) -> bytes:
+        """The checked status line, with its CRLF: what :meth:`serialize` starts with."""
         status_line = _STATUS_LINES.get((self.status_code, self.reason_phrase))
         if status_line is None:
             code = int(self.status_code)
@@ -215,7 +219,7 @@ class Response:
             if not _VALUE_CHARS.issuperset(reason):
                 raise ValueError(f"invalid reason phrase: {reason!r}")
             status_line = f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1")
-        return status_line + self.headers.serialize() + self.body
+        return status_line
 
 
 # The status line every opening handshake sends, checked and built once.

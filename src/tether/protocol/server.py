@@ -267,20 +267,25 @@ class ServerProtocol(Connection):
         if self.state is not _CONNECTING:
             raise InvalidState(f"cannot send the handshake response while {self.state.name}")
         self.response = response
-        self._output.append(response.serialize())
+        # As response.serialize(), with the header block at hand.
+        status_line = response._status_line()
+        headers = response.headers
+        block = headers.serialize()
+        self._output.append(status_line + block + response.body)
         if response.status_code == 101:
             # The connection keeps both for its whole life: packed, they
             # take less memory until someone reads them again.
-            response.headers._pack()
+            headers._pack(block)
             if self.request is not None:
                 self.request.headers._pack()
             self._set_extensions(self._pending_extensions)
             # An open connection keeps only its own list of extensions.
             self._pending_extensions = ()
             self.state = _OPEN
-            buffered = bytes(self._buffer)
-            self._buffer = bytearray()
-            if buffered:
+            if self._buffer:
+                # Frames that came with the request.
+                buffered = bytes(self._buffer)
+                self._buffer = bytearray()
                 self.receive_data(buffered)
         else:
             if self.handshake_exc is None:
