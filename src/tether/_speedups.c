@@ -4432,6 +4432,9 @@ static PyMethodDef next_message_def = {
 /* Connection.data_received: the read's whole messages queued by
  * receive_messages, the rest to Connection._receive. */
 static PyObject *pause_if_full_name, *receive_name;
+/* Connection.send's (below) */
+static PyObject *drain_name, *throw_name, *close_name, *message_name, *text_name;
+static PyTypeObject SendMessageType, CoroutineMethodType;
 static Py_ssize_t queue_full_at_offset;
 
 PyDoc_STRVAR(connection_data_received_doc,
@@ -4554,6 +4557,11 @@ connection_init(PyObject *cls)
         ANEXT_NAME(pause_if_full_name, "_pause_if_full");
         ANEXT_NAME(receive_name, "_receive");
         ANEXT_NAME(loop_name, "loop");
+        ANEXT_NAME(drain_name, "_drain");
+        ANEXT_NAME(throw_name, "throw");
+        ANEXT_NAME(close_name, "close");
+        ANEXT_NAME(message_name, "message");
+        ANEXT_NAME(text_name, "text");
 #undef ANEXT_NAME
         if (concurrency_error == NULL
             && (concurrency_error = core_attribute("tether.exceptions", "ConcurrencyError"))
@@ -4587,7 +4595,8 @@ connection_init(PyObject *cls)
                 return -1;
             }
         }
-        if (PyType_Ready(&NextMessageType) < 0) {
+        if (PyType_Ready(&NextMessageType) < 0 || PyType_Ready(&SendMessageType) < 0
+            || PyType_Ready(&CoroutineMethodType) < 0) {
             return -1;
         }
     }
@@ -4701,6 +4710,388 @@ pack_fields(PyObject *self, PyObject *fields)
     return block;
 }
 
+/* ---------------------------------------------------------------------------
+ * The coroutine send (issue 20): Connection.send of tether.asyncio.connection
+ * in C, the other half of the coroutine echo.
+ *
+ * The Python method Connection.send (send_python there) is the
+ * specification and the fallback. The C method returns an awaitable that
+ * does, when first resumed, what the Python coroutine does: write_message
+ * takes the common case in one call; if the write buffer is then over
+ * write_limit, it awaits Connection._drain(); if write_message declines, it
+ * awaits the Python coroutine itself, which takes the general path. So
+ * nothing happens until it is awaited, as with a coroutine, and a message
+ * sent at once costs no coroutine frame. The method is set on the class as a
+ * CoroutineMethod: a method descriptor that names the Python method as
+ * __wrapped__, for its name, docstring and signature (inspect, Sphinx).
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *connection, *message, *text;
+    PyObject *fallback;  /* the Python method, for the general path */
+    PyObject *waiting;   /* while waiting: the coroutine awaited (_drain or the Python send) */
+    int state;           /* SEND_NEW, SEND_WAITING or SEND_DONE */
+} SendMessage;
+
+enum { SEND_NEW, SEND_WAITING, SEND_DONE };
+
+static PySendResult
+send_message_send(SendMessage *self, PyObject *arg, PyObject **result)
+{
+    *result = NULL;
+    if (self->state == SEND_DONE) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    }
+    if (self->state == SEND_NEW) {
+        self->state = SEND_DONE;
+        PyObject *args[3] = {self->connection, self->message, self->text};
+        PyObject *paused = write_message(NULL, args, 3);
+        if (paused == NULL) {
+            return PYGEN_ERROR;
+        }
+        PyObject *waiting;
+        if (paused == Py_False) {
+            Py_DECREF(paused);
+            *result = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
+        }
+        if (paused == Py_None) {
+            /* Declined: the Python coroutine takes the general path. */
+            waiting = PyObject_Vectorcall(self->fallback, args, 3, NULL);
+        }
+        else {
+            waiting = PyObject_CallMethodNoArgs(self->connection, drain_name);
+        }
+        Py_DECREF(paused);
+        if (waiting == NULL) {
+            return PYGEN_ERROR;
+        }
+        self->waiting = waiting;
+        self->state = SEND_WAITING;
+        arg = Py_None;
+    }
+    PySendResult status = PyIter_Send(self->waiting, arg, result);
+    if (status != PYGEN_NEXT) {
+        Py_CLEAR(self->waiting);
+        self->state = SEND_DONE;
+    }
+    return status;
+}
+
+static PyObject *
+send_message_iternext(SendMessage *self)
+{
+    PyObject *result;
+    PySendResult status = send_message_send(self, Py_None, &result);
+    if (status == PYGEN_RETURN) {
+        if (result != Py_None) {
+            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+            if (stop != NULL) {
+                PyErr_SetObject(PyExc_StopIteration, stop);
+                Py_DECREF(stop);
+            }
+        }
+        Py_DECREF(result);
+        return NULL;
+    }
+    return status == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+send_message_send_method(SendMessage *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult status = send_message_send(self, arg, &result);
+    if (status == PYGEN_RETURN) {
+        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+        Py_DECREF(result);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+        return NULL;
+    }
+    return status == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+send_message_throw(SendMessage *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    if (self->state == SEND_WAITING) {
+        /* Raised where the coroutine waits: in the one it awaits. */
+        PyObject *method = PyObject_GetAttr(self->waiting, throw_name);
+        PyObject *result = method == NULL ? NULL : PyObject_Vectorcall(method, args, nargs, NULL);
+        Py_XDECREF(method);
+        if (result == NULL) {
+            Py_CLEAR(self->waiting);
+            self->state = SEND_DONE;
+        }
+        return result;
+    }
+    self->state = SEND_DONE;
+    PyObject *kind = args[0];
+    if (PyExceptionInstance_Check(kind)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(kind), kind);
+    }
+    else if (PyExceptionClass_Check(kind)) {
+        PyErr_SetObject(kind, nargs > 1 ? args[1] : NULL);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+    }
+    return NULL;
+}
+
+static PyObject *
+send_message_close(SendMessage *self, PyObject *unused)
+{
+    PyObject *waiting = self->waiting;
+    self->waiting = NULL;
+    self->state = SEND_DONE;
+    if (waiting == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyObject_CallMethodNoArgs(waiting, close_name);
+    Py_DECREF(waiting);
+    return result;
+}
+
+static int
+send_message_traverse(SendMessage *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->connection);
+    Py_VISIT(self->message);
+    Py_VISIT(self->text);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->waiting);
+    return 0;
+}
+
+static int
+send_message_clear(SendMessage *self)
+{
+    Py_CLEAR(self->connection);
+    Py_CLEAR(self->message);
+    Py_CLEAR(self->text);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->waiting);
+    return 0;
+}
+
+static void
+send_message_dealloc(SendMessage *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->state == SEND_NEW) {
+        /* As a coroutine never awaited warns: the message was not sent. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PyErr_WarnEx(PyExc_RuntimeWarning,
+                         "coroutine 'Connection.send' was never awaited", 1) < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        PyErr_Restore(type, value, traceback);
+    }
+    send_message_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyAsyncMethods send_message_async = {
+    .am_await = anext_await,
+    .am_send = (sendfunc)send_message_send,
+};
+
+static PyMethodDef send_message_methods[] = {
+    {"send", (PyCFunction)send_message_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))send_message_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)send_message_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SendMessageType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tether._speedups.SendMessage",
+    .tp_doc = "The awaitable of Connection.send, in C.",
+    .tp_basicsize = sizeof(SendMessage),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)send_message_dealloc,
+    .tp_traverse = (traverseproc)send_message_traverse,
+    .tp_clear = (inquiry)send_message_clear,
+    .tp_as_async = &send_message_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)send_message_iternext,
+    .tp_methods = send_message_methods,
+};
+
+/* The method descriptor: called as a method with the connection first, it
+ * makes a SendMessage. __wrapped__ is the Python method. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *wrapped;
+} CoroutineMethod;
+
+static PyObject *
+coroutine_method_call(CoroutineMethod *self, PyObject *const *args, size_t nargsf,
+                      PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *values[2] = {NULL, NULL};  /* message, text */
+    if (nargs < 1 || !PyObject_TypeCheck(args[0], anext_connection_type)) {
+        PyErr_SetString(PyExc_TypeError, "send() needs an asyncio connection first");
+        return NULL;
+    }
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "send() takes from 2 to 3 positional arguments but %zd were given", nargs);
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        values[i - 1] = args[i];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        int index = PyUnicode_Compare(name, message_name) == 0 ? 0
+                    : PyUnicode_Compare(name, text_name) == 0 ? 1
+                                                               : -1;
+        if (index < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_TypeError, "send() got an unexpected keyword argument '%S'",
+                             name);
+            }
+            return NULL;
+        }
+        if (values[index] != NULL) {
+            PyErr_Format(PyExc_TypeError, "send() got multiple values for argument '%S'", name);
+            return NULL;
+        }
+        values[index] = args[nargs + i];
+    }
+    if (values[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send() missing 1 required positional argument: 'message'");
+        return NULL;
+    }
+    SendMessage *sending = PyObject_GC_New(SendMessage, &SendMessageType);
+    if (sending == NULL) {
+        return NULL;
+    }
+    sending->connection = Py_NewRef(args[0]);
+    sending->message = Py_NewRef(values[0]);
+    sending->text = Py_NewRef(values[1] == NULL ? Py_None : values[1]);
+    sending->fallback = Py_NewRef(self->wrapped);
+    sending->waiting = NULL;
+    sending->state = SEND_NEW;
+    PyObject_GC_Track(sending);
+    return (PyObject *)sending;
+}
+
+static PyObject *
+coroutine_method_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    if (instance == NULL || instance == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, instance);
+}
+
+static PyObject *
+coroutine_method_wrapped_attribute(CoroutineMethod *self, void *name)
+{
+    return PyObject_GetAttrString(self->wrapped, (const char *)name);
+}
+
+static PyObject *
+coroutine_method_wrapped(CoroutineMethod *self, void *unused)
+{
+    return Py_NewRef(self->wrapped);
+}
+
+static PyGetSetDef coroutine_method_getset[] = {
+    {"__wrapped__", (getter)coroutine_method_wrapped, NULL, NULL, NULL},
+    {"__doc__", (getter)coroutine_method_wrapped_attribute, NULL, NULL, "__doc__"},
+    {"__name__", (getter)coroutine_method_wrapped_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)coroutine_method_wrapped_attribute, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)coroutine_method_wrapped_attribute, NULL, NULL, "__module__"},
+    /* What inspect reads of a function: for iscoroutinefunction, signature
+     * and typing.get_type_hints (Sphinx), as of the Python method. */
+    {"__annotations__", (getter)coroutine_method_wrapped_attribute, NULL, NULL,
+     "__annotations__"},
+    {"__code__", (getter)coroutine_method_wrapped_attribute, NULL, NULL, "__code__"},
+    {"__defaults__", (getter)coroutine_method_wrapped_attribute, NULL, NULL, "__defaults__"},
+    {"__kwdefaults__", (getter)coroutine_method_wrapped_attribute, NULL, NULL,
+     "__kwdefaults__"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int
+coroutine_method_traverse(CoroutineMethod *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->wrapped);
+    return 0;
+}
+
+static void
+coroutine_method_dealloc(CoroutineMethod *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->wrapped);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject CoroutineMethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tether._speedups.CoroutineMethod",
+    .tp_doc = NULL,
+    .tp_basicsize = sizeof(CoroutineMethod),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(CoroutineMethod, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dealloc = (destructor)coroutine_method_dealloc,
+    .tp_traverse = (traverseproc)coroutine_method_traverse,
+    .tp_descr_get = coroutine_method_get,
+    .tp_getset = coroutine_method_getset,
+};
+
+PyDoc_STRVAR(send_method_doc,
+"send_method(cls, send)\n--\n\n"
+"Connection.send in C, for cls (tether.asyncio.connection.Connection), as a\n"
+"method descriptor to set on the class: what the Python coroutine method send\n"
+"does, which it takes the general path with and names as __wrapped__.");
+
+static PyObject *
+send_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "send_method takes 2 arguments");
+        return NULL;
+    }
+    if (connection_init(args[0]) < 0) {
+        return NULL;
+    }
+    if (!PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "send_method needs the Python method");
+        return NULL;
+    }
+    CoroutineMethod *self = PyObject_GC_New(CoroutineMethod, &CoroutineMethodType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)coroutine_method_call;
+    self->wrapped = Py_NewRef(args[1]);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
@@ -4731,6 +5122,7 @@ static PyMethodDef speedups_methods[] = {
      write_message_doc},
     {"anext_method", anext_method, METH_O, anext_method_doc},
     {"data_received_method", data_received_method, METH_O, data_received_method_doc},
+    {"send_method", (PyCFunction)(void (*)(void))send_method, METH_FASTCALL, send_method_doc},
 #ifndef _WIN32
     {"write_shared", (PyCFunction)(void (*)(void))write_shared, METH_FASTCALL, write_shared_doc},
 #endif

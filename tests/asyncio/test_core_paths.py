@@ -37,6 +37,7 @@ from tether.asyncio.connection import (
     Connection,
     anext_python,
     data_received_python,
+    send_python,
     write_message_python,
 )
 from tether.exceptions import ConnectionClosed
@@ -50,9 +51,14 @@ from tether.protocol.server import ServerProtocol
 
 # Each path: receive_messages, message_frame, write_message,
 # Connection.data_received (which calls the first; the C method calls the C
-# function whatever the first) and Connection.__anext__.
-C_METHODS = (speedups.data_received_method(Connection), speedups.anext_method(Connection))
-PYTHON_METHODS = (data_received_python, anext_python)
+# function whatever the first), Connection.__anext__ and Connection.send (the
+# C method calls the C write_message whatever the third).
+C_METHODS = (
+    speedups.data_received_method(Connection),
+    speedups.anext_method(Connection),
+    speedups.send_method(Connection, send_python),
+)
+PYTHON_METHODS = (data_received_python, anext_python, send_python)
 PATHS = {
     "c": (
         speedups.receive_messages,
@@ -282,13 +288,14 @@ def test_the_core_paths_change_nothing_but_the_cost(
         )
     stream = b"".join(parts)
     outcomes = {}
-    for name, (receive, frame_of, write, data_received, next_message) in PATHS.items():
+    for name, (receive, frame_of, write, data_received, next_message, send) in PATHS.items():
         with (
             mock.patch.object(connection_module, "receive_messages", receive),
             mock.patch.object(connection_module, "message_frame", frame_of),
             mock.patch.object(connection_module, "write_message", write),
             mock.patch.object(Connection, "data_received", data_received),
             mock.patch.object(Connection, "__anext__", next_message),
+            mock.patch.object(Connection, "send", send),
         ):
             outcomes[name] = asyncio.run(_scenario(server, stream, actions, max_queue, max_size))
     assert outcomes["c"] == outcomes["general"]

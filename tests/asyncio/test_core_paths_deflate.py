@@ -63,13 +63,14 @@ def test_compressed_connections_change_nothing_but_the_cost(
     stream = _peer_stream(steps, Role.SERVER if server else Role.CLIENT, no_context, 12)
     extension = functools.partial(_deflate, no_context, 12)
     outcomes = {}
-    for name, (receive, frame_of, write, data_received, next_message) in PATHS.items():
+    for name, (receive, frame_of, write, data_received, next_message, send) in PATHS.items():
         with (
             mock.patch.object(connection_module, "receive_messages", receive),
             mock.patch.object(connection_module, "message_frame", frame_of),
             mock.patch.object(connection_module, "write_message", write),
             mock.patch.object(Connection, "data_received", data_received),
             mock.patch.object(Connection, "__anext__", next_message),
+            mock.patch.object(Connection, "send", send),
         ):
             outcomes[name] = asyncio.run(
                 _scenario(server, stream, actions, max_queue, max_size, extension=extension)

@@ -50,6 +50,7 @@ __all__ = [
     "check_limits",
     "data_received_python",
     "read_buffer",
+    "send_python",
 ]
 
 DEFAULT_WRITE_LIMIT = 32 * 1024
@@ -960,11 +961,13 @@ write_message: Callable[[Connection, object, bool | None], bool | None] = (
 )
 """:func:`write_message_python`, in C when built."""
 
-# With the accelerator, two methods run per message are replaced by their C
+# With the accelerator, three methods run per message are replaced by their C
 # versions (tether._speedups): the same steps without a Python frame, and
-# for __anext__ without a coroutine per message (the awaitable it returns
-# waits on the same _reader future). The Python methods stay the
-# specification and the fallback.
+# for __anext__ and send without a coroutine per message (the awaitable
+# __anext__ returns waits on the same _reader future; the one send returns
+# writes when first awaited, as the coroutine does, and awaits _drain() or
+# the Python send itself when that has more to do). The Python methods stay
+# the specification and the fallback.
 
 anext_python = Connection.__anext__
 """``Connection.__anext__`` as written in Python: the specification of the C one."""
@@ -972,8 +975,12 @@ anext_python = Connection.__anext__
 data_received_python = Connection.data_received
 """``Connection.data_received`` as written in Python: the specification of the C one."""
 
+send_python = Connection.send
+"""``Connection.send`` as written in Python: the specification of the C one."""
+
 if speedups is not None:
     Connection.__anext__ = speedups.anext_method(Connection)  # type: ignore[method-assign]
     Connection.data_received = speedups.data_received_method(  # type: ignore[method-assign]
         Connection
     )
+    Connection.send = speedups.send_method(Connection, send_python)  # type: ignore[method-assign]
