@@ -3271,6 +3271,9 @@ static PyTypeObject *core_engine_type;  /* tether.protocol.connection.Connection
 static PyTypeObject *core_queue_type;   /* tether.messages.MessageQueue */
 static PyObject *core_open;             /* State.OPEN */
 static PyObject *core_deque;            /* collections.deque */
+/* deque's append and popleft, called on an exact deque without looking
+ * them up by name per message. */
+static PyObject *deque_append, *deque_popleft;
 /* The engine's own methods: a class that overrides one of them (frame
  * logging does) takes the general path. */
 static PyObject *core_receive_data, *core_send_message, *core_data_to_send;
@@ -3346,6 +3349,8 @@ core_init(void)
     core_queue_type = (PyTypeObject *)queue;
     core_open = open;
     core_deque = deque;
+    deque_append = Py_XNewRef(_PyType_Lookup((PyTypeObject *)deque, append_name));
+    deque_popleft = Py_XNewRef(_PyType_Lookup((PyTypeObject *)deque, popleft_name));
     core_receive_data = methods[0];
     core_send_message = methods[1];
     core_data_to_send = methods[2];
@@ -3410,7 +3415,10 @@ queue_append(PyObject *queue, PyObject *message)
         Py_DECREF(items);
         items = fresh;
     }
-    PyObject *done = PyObject_CallMethodOneArg(items, append_name, message);
+    PyObject *args[2] = {items, message};
+    PyObject *done = deque_append != NULL && Py_TYPE(items) == (PyTypeObject *)core_deque
+                         ? PyObject_Vectorcall(deque_append, args, 2, NULL)
+                         : PyObject_CallMethodOneArg(items, append_name, message);
     if (done == NULL) {
         return -1;
     }
@@ -3436,6 +3444,12 @@ queue_count(PyObject *queue, Py_ssize_t count)
     return 0;
 }
 
+/* asyncio.Future and its own done and set_result, found when the asyncio
+ * connection's methods are made (connection_init): a waiter of exactly that
+ * type is woken through them, without looking them up by name. */
+static PyTypeObject *wake_future_type;
+static PyObject *future_done, *future_set_result;
+
 /* Wake `waiter`, a future or None, unless it is done: 0, or -1. */
 static int
 wake(PyObject *waiter)
@@ -3443,7 +3457,10 @@ wake(PyObject *waiter)
     if (waiter == Py_None) {
         return 0;
     }
-    PyObject *done = PyObject_CallMethodNoArgs(waiter, done_name);
+    int exact = wake_future_type != NULL && Py_TYPE(waiter) == wake_future_type;
+    PyObject *args[2] = {waiter, Py_None};
+    PyObject *done = exact ? PyObject_Vectorcall(future_done, args, 1, NULL)
+                           : PyObject_CallMethodNoArgs(waiter, done_name);
     if (done == NULL) {
         return -1;
     }
@@ -3452,7 +3469,8 @@ wake(PyObject *waiter)
     if (finished != 0) {
         return finished;
     }
-    PyObject *result = PyObject_CallMethodOneArg(waiter, set_result_name, Py_None);
+    PyObject *result = exact ? PyObject_Vectorcall(future_set_result, args, 2, NULL)
+                             : PyObject_CallMethodOneArg(waiter, set_result_name, Py_None);
     if (result == NULL) {
         return -1;
     }
@@ -3611,7 +3629,9 @@ take_message(PyObject *self, PyObject *queue)
     if (!whole) {
         Py_RETURN_NONE;
     }
-    PyObject *data = PyObject_CallMethodNoArgs(items, popleft_name);
+    PyObject *data = deque_popleft != NULL && Py_TYPE(items) == (PyTypeObject *)core_deque
+                         ? PyObject_Vectorcall(deque_popleft, &items, 1, NULL)
+                         : PyObject_CallMethodNoArgs(items, popleft_name);
     if (data == NULL || queue_count(queue, -1) < 0) {
         Py_XDECREF(data);
         return NULL;
@@ -4576,6 +4596,18 @@ connection_init(PyObject *cls)
         if (future_type == NULL
             && (future_type = core_attribute("asyncio", "Future")) == NULL) {
             return -1;
+        }
+        if (wake_future_type == NULL && PyType_Check(future_type)) {
+            /* The methods of asyncio's C future (its Python one has
+             * functions instead: those are called by name). */
+            PyObject *done = _PyType_Lookup((PyTypeObject *)future_type, done_name),
+                     *set_result = _PyType_Lookup((PyTypeObject *)future_type, set_result_name);
+            if (done != NULL && set_result != NULL && Py_IS_TYPE(done, &PyMethodDescr_Type)
+                && Py_IS_TYPE(set_result, &PyMethodDescr_Type)) {
+                future_done = Py_NewRef(done);
+                future_set_result = Py_NewRef(set_result);
+                wake_future_type = (PyTypeObject *)Py_NewRef(future_type);
+            }
         }
         if (no_arguments == NULL && (no_arguments = PyTuple_New(0)) == NULL) {
             return -1;
