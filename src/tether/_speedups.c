@@ -4947,6 +4947,19 @@ static PyMethodDef send_message_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* What a task's repr names the awaitable by, as it names a coroutine. */
+static PyObject *
+send_message_label(PyObject *self, void *name)
+{
+    return PyUnicode_FromString((const char *)name);
+}
+
+static PyGetSetDef send_message_getset[] = {
+    {"__name__", (getter)send_message_label, NULL, NULL, "send"},
+    {"__qualname__", (getter)send_message_label, NULL, NULL, "Connection.send"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject SendMessageType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tether._speedups.SendMessage",
@@ -4960,6 +4973,7 @@ static PyTypeObject SendMessageType = {
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)send_message_iternext,
     .tp_methods = send_message_methods,
+    .tp_getset = send_message_getset,
 };
 
 /* The method descriptor: called as a method with the connection first, it

@@ -126,7 +126,9 @@ async def test_a_send_never_awaited_warns_and_sends_nothing(pair: Pair) -> None:
 
 
 async def test_it_runs_as_a_task_and_under_wait_for(pair: Pair) -> None:
-    await asyncio.create_task(pair.ours.send("in a task"))
+    task = asyncio.create_task(pair.ours.send("in a task"))
+    assert "Connection.send" in repr(task)
+    await task
     await asyncio.wait_for(pair.ours.send("under wait_for"), 5)
     await asyncio.gather(pair.ours.send("gathered"))
     assert [await pair.theirs.recv() for _ in range(3)] == [
