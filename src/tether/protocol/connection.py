@@ -1070,9 +1070,9 @@ class Connection:
             # A view of the read buffer is copied: keeping it would keep the
             # whole read alive, with whatever else came in it.
             parts.append(data if type(data) is bytes else bytes(data))
-        elif binary is None:
-            binary = self._msg_binary = bytearray(data)
         else:
+            if binary is None:
+                binary = self._msg_binary = bytearray()
             binary += data
         if last:
             if parts:
