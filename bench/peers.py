@@ -15,7 +15,9 @@ Starlette app under uvicorn with each ``--ws`` (:mod:`bench.asgi`), and
 ``granian`` the same app under granian, where it is installed.
 ``tether-listener`` is a server only: tether's callback API
 (:func:`tether.listen`, a :class:`tether.Listener` echoing from
-``on_message``) on uvloop.
+``on_message``) on uvloop. ``tether-nowait`` is a client only, on uvloop:
+tether's client sending with ``send_nowait``, the callback API's send, as
+picows' client sends (see :func:`tether_nowait_client`).
 
 Each process imports only the library it runs, so one library's import cost
 and memory never show up in another's figures: hence the imports inside
@@ -67,6 +69,7 @@ LIBRARIES = {
         Library("tether", "asyncio"),
         Library("tether-uvloop", "uvloop"),
         Library("tether-listener", "uvloop", client=False),
+        Library("tether-nowait", "uvloop", server=False),
         Library("tether-sync", "sync"),
         Library("websockets", "asyncio"),
         Library("websockets-uvloop", "uvloop"),
@@ -390,6 +393,33 @@ async def tether_client(url: str) -> AsyncIterator[AsyncConnect]:
 
 
 @contextlib.asynccontextmanager
+async def tether_nowait_client(url: str) -> AsyncIterator[AsyncConnect]:
+    """tether's asyncio client sending with ``send_nowait``, the callback API's send.
+
+    Each send waits first while the write buffer is over ``write_limit``
+    (the connection's own flag and wait, which ``send`` uses), then sends
+    without a coroutine of tether's: the adapter of :func:`picows_client`,
+    whose sends wait on its ``pause_writing`` the same way.
+    """
+    import tether.asyncio
+
+    async def connect(compress: bool) -> AsyncConn:
+        ws = await tether.asyncio.connect(
+            url, compression="deflate" if compress else None, max_size=MAX_SIZE
+        )
+        send_nowait = ws.send_nowait
+
+        async def send(message: Data) -> None:
+            if ws._writing_paused:
+                await ws._drain()
+            send_nowait(message)
+
+        return AsyncConn(send, send, ws.recv, ws.close)
+
+    yield connect
+
+
+@contextlib.asynccontextmanager
 async def websockets_client(url: str) -> AsyncIterator[AsyncConnect]:
     """websockets' asyncio client."""
     import websockets.asyncio.client
@@ -582,6 +612,7 @@ async def websockets_trio_client(url: str) -> AsyncIterator[AsyncConnect]:
 
 ASYNC_CLIENTS: dict[str, Callable[[str], contextlib.AbstractAsyncContextManager[AsyncConnect]]] = {
     "tether": tether_client,
+    "tether-nowait": tether_nowait_client,
     "websockets": websockets_client,
     "aiohttp": aiohttp_client,
     "picows": picows_client,

@@ -6,7 +6,8 @@ and the loops of :mod:`bench.workloads`, the side under test against picows
 
 - ``send64``: the client under test streams pipelined 64-byte binary messages
   to picows' server (the cell "client sending pipelined 64 B messages");
-  figures per message.
+  figures per message. ``tether-nowait`` is tether's client sending with
+  ``send_nowait`` (the callback API's send) rather than ``await send``.
 - ``echo16``: the server under test echoes 16-byte binary messages for
   picows' client (the cell "server echo 16 B"); figures per round trip.
 - ``client16``: the client under test makes 16-byte round trips against
@@ -80,7 +81,7 @@ CASES: dict[str, tuple[str, Workload, str, tuple[int, int], int]] = {
         5_000,
     ),
 }
-DEFAULT_LIBS = ("tether-uvloop", "picows")
+DEFAULT_LIBS = ("tether-uvloop", "tether-nowait", "picows")
 
 
 def _workload(case: str, count: int) -> Workload:
@@ -207,7 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     for case in cases:
         side = CASES[case][0]
         print(f"{case} ({side} under test, {unit} per operation)", flush=True)
-        runnable = [lib for lib in libs if LIBRARIES[lib].deflate or not CASES[case][1].compress]
+        runnable = [
+            lib
+            for lib in libs
+            if (LIBRARIES[lib].deflate or not CASES[case][1].compress)
+            and (LIBRARIES[lib].client if side == "client" else LIBRARIES[lib].server)
+        ]
         figures: dict[str, Any] = {}
         if args.callgrind:
             for lib in runnable:

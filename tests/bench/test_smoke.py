@@ -125,6 +125,13 @@ def test_sendpath_cells_run() -> None:
         assert sendpath.run_once(case, "tether-uvloop", count, callgrind=False) >= 0
 
 
+def test_nowait_client_row_runs() -> None:
+    # The client sending with send_nowait: the stream (every message checked
+    # by picows' sink) and the echo.
+    for case, count in (("send64", 2000), ("client16", 100)):
+        assert sendpath.run_once(case, "tether-nowait", count, callgrind=False) >= 0
+
+
 def test_unknown_workload_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown workloads: no such"):
         run(False, tmp_path / "out.json", {"tether"}, {"no such"})
