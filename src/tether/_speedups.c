@@ -3647,24 +3647,66 @@ PyDoc_STRVAR(message_frame_doc,
 "(compressed through the engine's only extension if it takes whole messages);\n"
 "None otherwise, with nothing done.");
 
-static PyObject *
-message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* What message_frame needs to make a frame: see frame_parts. */
+typedef struct {
+    PyObject *whole;    /* the engine's whole-message extension, or None (held) */
+    PyObject *encoded;  /* the UTF-8 of a non-ASCII str (owned), or NULL */
+    const char *payload;
+    Py_ssize_t length;
+    unsigned char first;  /* FIN and the opcode */
+    int masked;
+} FrameParts;
+
+/* The last engine class found to have the engine's own send_message and
+ * data_to_send, and its version tag then: CPython gives a class a new tag
+ * (never one used before) whenever it or a base class changes, and 0 until
+ * it has one, so the same class and tag mean the same methods. */
+static PyTypeObject *frame_checked_type;
+static unsigned int frame_checked_tag;
+
+/* Whether the engine class `type` has the engine's own send_message and
+ * data_to_send (a class that overrides them takes the general path). */
+static int
+frame_own_methods(PyTypeObject *type)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "message_frame takes 3 arguments");
-        return NULL;
+    if (type == frame_checked_type && type->tp_version_tag == frame_checked_tag
+        && frame_checked_tag != 0) {
+        return 1;
     }
+    if (_PyType_Lookup(type, send_message_name) != core_send_message
+        || _PyType_Lookup(type, data_to_send_name) != core_data_to_send) {
+        return 0;
+    }
+    /* The lookups gave the class a tag, unless CPython ran out of them. */
+    frame_checked_type = type;
+    frame_checked_tag = type->tp_version_tag;
+    return 1;
+}
+
+/* Drop what frame_parts holds in `parts`. */
+TETHER_INLINE void
+frame_parts_release(FrameParts *parts)
+{
+    Py_CLEAR(parts->encoded);
+    Py_CLEAR(parts->whole);
+}
+
+/* Read what message_frame makes of (engine, data, text) into `parts`: 1
+ * when it makes a frame (then frame_parts_release(parts) after), 0 when it
+ * declines (None), -1 with an exception. */
+static int
+frame_parts(PyObject *engine, PyObject *data, PyObject *text, FrameParts *parts)
+{
     if (core_init() < 0) {
-        return NULL;
+        return -1;
     }
-    PyObject *engine = args[0], *data = args[1], *text = args[2];
     if (!PyObject_TypeCheck(engine, core_engine_type)) {
         PyErr_SetString(PyExc_TypeError, "message_frame takes an engine");
-        return NULL;
+        return -1;
     }
     int is_bytes = PyBytes_CheckExact(data);
     if (!is_bytes && !PyUnicode_CheckExact(data)) {
-        Py_RETURN_NONE;
+        return 0;
     }
 #define FIELD(index) SLOT(engine, engine_offsets[index])
     PyObject *extensions = FIELD(E_EXTENSIONS), *output = FIELD(E_OUTPUT),
@@ -3674,75 +3716,112 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || (PyList_GET_SIZE(extensions) != 0 && whole == Py_None)
         || output == NULL || !PyList_CheckExact(output)
         || PyList_GET_SIZE(output) != 0 || (mask != Py_True && mask != Py_False)
-        || !core_own_method(engine, send_message_name, core_send_message)
-        || !core_own_method(engine, data_to_send_name, core_data_to_send)) {
-        Py_RETURN_NONE;
+        || !frame_own_methods(Py_TYPE(engine))) {
+        return 0;
     }
 #undef FIELD
     /* Held: text's __bool__ is Python code, which may drop the engine's. */
-    Py_INCREF(whole);
-    PyObject *encoded = NULL, *result = NULL;
+    parts->whole = Py_NewRef(whole);
+    parts->encoded = NULL;
     /* The opcode as send_message picks it. */
     int as_text;
     if (is_bytes) {
         as_text = text == Py_None ? 0 : PyObject_IsTrue(text);
         if (as_text < 0) {
-            goto done;
+            Py_DECREF(whole);
+            return -1;
         }
     }
     else {
         as_text = text != Py_False;
     }
-    const char *payload;
-    Py_ssize_t length;
     if (is_bytes) {
-        payload = PyBytes_AS_STRING(data);
-        length = PyBytes_GET_SIZE(data);
+        parts->payload = PyBytes_AS_STRING(data);
+        parts->length = PyBytes_GET_SIZE(data);
     }
     else if (PyUnicode_IS_COMPACT_ASCII(data)) {
         /* ASCII is its own UTF-8. */
-        payload = (const char *)PyUnicode_1BYTE_DATA(data);
-        length = PyUnicode_GET_LENGTH(data);
+        parts->payload = (const char *)PyUnicode_1BYTE_DATA(data);
+        parts->length = PyUnicode_GET_LENGTH(data);
     }
     else {
-        if ((encoded = PyUnicode_AsUTF8String(data)) == NULL) {
-            goto done;
+        if ((parts->encoded = PyUnicode_AsUTF8String(data)) == NULL) {
+            Py_DECREF(whole);
+            return -1;
         }
-        payload = PyBytes_AS_STRING(encoded);
-        length = PyBytes_GET_SIZE(encoded);
+        parts->payload = PyBytes_AS_STRING(parts->encoded);
+        parts->length = PyBytes_GET_SIZE(parts->encoded);
     }
-    int masked = mask == Py_True;
-    if (whole != Py_None) {
+    parts->first = as_text ? 0x81 : 0x82;
+    parts->masked = mask == Py_True;
+    if (whole == Py_None && !parts->masked && parts->length >= 65536) {
+        /* A large unmasked payload goes out after its header, uncopied: the
+         * engine's general path does that. */
+        frame_parts_release(parts);
+        return 0;
+    }
+    return 1;
+}
+
+/* Write the plain frame of `parts` at `out` (frame_size(parts) bytes),
+ * masked with `key` if it masks (NULL otherwise). */
+TETHER_INLINE void
+frame_write(const FrameParts *parts, unsigned char *out, const unsigned char *key)
+{
+    Py_ssize_t at = write_header(out, parts->first, parts->length, key);
+    if (key != NULL) {
+        xor_mask((const unsigned char *)parts->payload, out + at, parts->length, key);
+    }
+    else {
+        memcpy(out + at, parts->payload, parts->length);
+    }
+}
+
+/* The size of the plain frame of `parts`. */
+TETHER_INLINE Py_ssize_t
+frame_size(const FrameParts *parts)
+{
+    return header_size(parts->length, parts->masked) + parts->length;
+}
+
+/* The frame of `parts` (for `data`) as bytes, or NULL with an exception. */
+static PyObject *
+frame_bytes(const FrameParts *parts, PyObject *data)
+{
+    if (parts->whole != Py_None) {
         /* Compressed by the connection's extension (see whole_message_frame). */
-        result = whole_message_frame(whole, as_text ? 0x81 : 0x82, data, payload, length, masked);
-        goto done;
-    }
-    /* A large unmasked payload goes out after its header, uncopied: the
-     * engine's general path does that. */
-    if (!masked && length >= 65536) {
-        result = Py_NewRef(Py_None);
-        goto done;
+        return whole_message_frame(parts->whole, parts->first, data, parts->payload,
+                                   parts->length, parts->masked);
     }
     const unsigned char *key = NULL;
-    if (masked && (key = next_key()) == NULL) {
-        goto done;
+    if (parts->masked && (key = next_key()) == NULL) {
+        return NULL;
     }
-    result = PyBytes_FromStringAndSize(NULL, header_size(length, masked) + length);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, frame_size(parts));
     if (result == NULL) {
-        goto done;
+        return NULL;
     }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    Py_ssize_t at = write_header(out, as_text ? 0x81 : 0x82, length, key);
-    if (masked) {
-        xor_mask((const unsigned char *)payload, out + at, length, key);
+    frame_write(parts, (unsigned char *)PyBytes_AS_STRING(result), key);
+    if (key != NULL) {
         draw_key();
     }
-    else {
-        memcpy(out + at, payload, length);
+    return result;
+}
+
+static PyObject *
+message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "message_frame takes 3 arguments");
+        return NULL;
     }
-done:
-    Py_XDECREF(encoded);
-    Py_DECREF(whole);
+    FrameParts parts;
+    int found = frame_parts(args[0], args[1], args[2], &parts);
+    if (found <= 0) {
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *result = frame_bytes(&parts, args[1]);
+    frame_parts_release(&parts);
     return result;
 }
 
@@ -3766,6 +3845,11 @@ static const char *const send_fields[S_COUNT] = {
     "_gather_room", "_gather_limit", "write_limit", "_writing_paused", "_loop",
 };
 static Py_ssize_t send_offsets[S_COUNT];
+/* A gathered buffer's first allocation (see gather_new): at least this, and
+ * at most the room of its gather and this slack, for the frame that ends
+ * the gather past its room. */
+#define GATHER_MIN_CAPACITY 256
+#define GATHER_SLACK 256
 static PyTypeObject *send_connection_type;  /* tether.asyncio.connection.Connection */
 static PyObject *is_closing_name, *write_name, *get_write_buffer_size_name, *call_soon_name,
     *tick_name, *write_gathered_name, *write_frame_name;
@@ -3839,6 +3923,87 @@ send_size(PyObject *value)
     return (Py_ssize_t)size;
 }
 
+/* The gathered buffer of a gather of at most about `room` bytes, holding
+ * `size` bytes at `start` first. It is allocated with room for more frames
+ * (four times the first, at least GATHER_MIN_CAPACITY bytes, at most the
+ * room and a little), and gather_extend doubles its allocation when a frame
+ * does not fit: so the frames joining it are written in place, and the
+ * buffer, which the transport may keep, is never more than twice its
+ * contents. */
+static PyObject *
+gather_new(const char *start, Py_ssize_t size, Py_ssize_t room)
+{
+    Py_ssize_t capacity = size < PY_SSIZE_T_MAX / 4 ? 4 * size : size;
+    if (capacity < GATHER_MIN_CAPACITY) {
+        capacity = GATHER_MIN_CAPACITY;
+    }
+    if (room < PY_SSIZE_T_MAX - GATHER_SLACK && capacity > room + GATHER_SLACK) {
+        capacity = room + GATHER_SLACK;
+    }
+    if (capacity < size) {
+        capacity = size;
+    }
+    PyObject *buffer = PyByteArray_FromStringAndSize(NULL, capacity);
+    if (buffer == NULL) {
+        return NULL;
+    }
+    PyByteArrayObject *array = (PyByteArrayObject *)buffer;
+    memcpy(array->ob_bytes, start, size);
+    /* The allocation stays; the bytearray holds the frame alone. */
+    Py_SET_SIZE(array, size);
+    array->ob_bytes[size] = '\0';
+    return buffer;
+}
+
+/* Make `size` more bytes at the end of the gathered bytearray `buffer` and
+ * return where they start, or NULL with an exception: in its allocation
+ * when there is room (as PyByteArray_Resize does then, without its call),
+ * otherwise in an allocation doubled by PyByteArray_Resize. */
+static unsigned char *
+gather_extend(PyObject *buffer, Py_ssize_t size)
+{
+    PyByteArrayObject *array = (PyByteArrayObject *)buffer;
+    Py_ssize_t used = Py_SIZE(array);
+    if (size > PY_SSIZE_T_MAX / 2 - used) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (array->ob_exports != 0 || array->ob_start != array->ob_bytes) {
+        /* Not as gather_new made it: the ordinary way. */
+        if (PyByteArray_Resize(buffer, used + size) < 0) {
+            return NULL;
+        }
+        return (unsigned char *)PyByteArray_AS_STRING(buffer) + used;
+    }
+    if (size >= array->ob_alloc - used) {
+        /* Resized past one and an eighth of its allocation, a bytearray is
+         * allocated for exactly that size (and its terminating zero). */
+        if (PyByteArray_Resize(buffer, 2 * (used + size)) < 0) {
+            return NULL;
+        }
+    }
+    Py_SET_SIZE(array, used + size);
+    array->ob_bytes[used + size] = '\0';
+    return (unsigned char *)array->ob_bytes + used;
+}
+
+/* After a frame joined the gathered frames (`gathered`): write them all once
+ * they fill the room of the gather. 0, or -1 with an exception. */
+static int
+gather_check(PyObject *connection, PyObject *gathered)
+{
+    Py_ssize_t room = send_size(SLOT(connection, send_offsets[S_GATHER_ROOM]));
+    if (room < 0) {
+        return -1;
+    }
+    if (PyByteArray_GET_SIZE(gathered) < room) {
+        return 0;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(connection, write_gathered_name);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
 /* Connection._gather: keep `frame` (stolen) with the frames gathered in this
  * loop iteration, in one buffer, and write them all once they reach the
  * room of the gather. 0, or -1 with an exception. */
@@ -3878,7 +4043,7 @@ send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
         }
         PyObject *total = PyLong_FromSsize_t(room);
         PyObject *buffer = total == NULL ? NULL
-            : PyByteArray_FromStringAndSize(PyBytes_AS_STRING(frame), size);
+            : gather_new(PyBytes_AS_STRING(frame), size, room);
         Py_DECREF(frame);
         if (buffer == NULL) {
             Py_XDECREF(total);
@@ -3888,23 +4053,12 @@ send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
         send_set(connection, S_GATHERED, buffer);
         return 0;
     }
-    Py_ssize_t before = PyByteArray_GET_SIZE(gathered);
-    if (PyByteArray_Resize(gathered, before + size) < 0) {
-        Py_DECREF(frame);
-        return -1;
+    unsigned char *out = gather_extend(gathered, size);
+    if (out != NULL) {
+        memcpy(out, PyBytes_AS_STRING(frame), size);
     }
-    memcpy(PyByteArray_AS_STRING(gathered) + before, PyBytes_AS_STRING(frame), size);
     Py_DECREF(frame);
-    Py_ssize_t room = send_size(FIELD(S_GATHER_ROOM));
-    if (room < 0) {
-        return -1;
-    }
-    if (before + size < room) {
-        return 0;
-    }
-    PyObject *done = PyObject_CallMethodNoArgs(connection, write_gathered_name);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
+    return out == NULL ? -1 : gather_check(connection, gathered);
 #undef FIELD
 }
 
@@ -3961,11 +4115,46 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     /* The engine held for the call: Python code in it (text's __bool__,
      * an extension's) may set another. */
-    PyObject *frame_args[3] = {Py_NewRef(FIELD(S_PROTOCOL)), args[1], args[2]};
-    PyObject *frame = message_frame(NULL, frame_args, 3);
-    Py_DECREF(frame_args[0]);
-    if (frame == NULL || frame == Py_None) {
-        return frame;
+    PyObject *engine = Py_NewRef(FIELD(S_PROTOCOL));
+    FrameParts parts;
+    int found = frame_parts(engine, args[1], args[2], &parts);
+    if (found <= 0) {
+        Py_DECREF(engine);
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (parts.whole == Py_None) {
+        /* A plain frame joining a gather: made in the gathered buffer
+         * itself. The key first: drawing it may call os.urandom. */
+        const unsigned char *key = NULL;
+        if (parts.masked && (key = next_key()) == NULL) {
+            frame_parts_release(&parts);
+            Py_DECREF(engine);
+            return NULL;
+        }
+        gathered = FIELD(S_GATHERED);
+        if (FIELD(S_TICK_PENDING) == Py_True && FIELD(S_TRANSPORT) != Py_None
+            && PyByteArray_CheckExact(gathered)) {
+            unsigned char *out = gather_extend(gathered, frame_size(&parts));
+            if (out != NULL) {
+                frame_write(&parts, out, key);
+                if (key != NULL) {
+                    draw_key();
+                }
+            }
+            frame_parts_release(&parts);
+            Py_DECREF(engine);
+            if (out == NULL || gather_check(connection, gathered) < 0) {
+                return NULL;
+            }
+            PyObject *paused = FIELD(S_WRITING_PAUSED);
+            return Py_NewRef(paused != NULL ? paused : Py_None);
+        }
+    }
+    PyObject *frame = frame_bytes(&parts, args[1]);
+    frame_parts_release(&parts);
+    Py_DECREF(engine);
+    if (frame == NULL) {
+        return NULL;
     }
     if (!PyBytes_CheckExact(frame)) {
         /* Not bytes: from an extension's encode_message, whose frame the

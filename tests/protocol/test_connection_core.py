@@ -414,6 +414,34 @@ def test_message_frame_common_cases(frame_of: FrameOf) -> None:
     assert len(masked) == 70_000 + 14
 
 
+@pytest.mark.parametrize("frame_of", FRAMERS, ids=IDS)
+def test_message_frame_sees_a_class_change_after_it_sent(frame_of: FrameOf) -> None:
+    # The C function remembers the last engine class it checked: a method
+    # given to that class, or to its base, afterwards takes effect at once.
+    class Engine(Connection):
+        pass
+
+    class Subclass(Engine):
+        pass
+
+    for cls, changed in ((Engine, Engine), (Subclass, Engine)):
+        conn = cls(Role.SERVER)
+        assert frame_of(conn, b"hi", None) == b"\x82\x02hi"
+        sent: list[object] = []
+
+        def send_message(self: Connection, data: object, text: object = None) -> None:
+            sent.append(data)  # noqa: B023 - called within this iteration
+
+        changed.send_message = send_message  # type: ignore[method-assign]
+        try:
+            assert frame_of(conn, b"hi", None) is None
+        finally:
+            del changed.send_message
+        assert frame_of(conn, b"hi", None) == b"\x82\x02hi"
+        # Nothing was sent: a declined call does nothing.
+        assert sent == []
+
+
 def test_message_frame_refuses_what_is_not_an_engine() -> None:
     with pytest.raises(TypeError, match="engine"):
         speedups.message_frame(object(), b"", None)
