@@ -17,7 +17,7 @@ from bench.asgi import WS_IMPLEMENTATIONS
 from bench.run import Plan, measure, render, rows, run
 from bench.workloads import Workload
 
-from bench import asgi_core, asgi_socket, fanout, memory, send_core, sendpath
+from bench import asgi_core, asgi_socket, echo_cpu, fanout, memory, send_core, sendpath
 
 
 def test_echo_runs_and_reports(tmp_path: Path) -> None:
@@ -130,6 +130,14 @@ def test_nowait_client_row_runs() -> None:
     # by picows' sink) and the echo.
     for case, count in (("send64", 2000), ("client16", 100)):
         assert sendpath.run_once(case, "tether-nowait", count, callgrind=False) >= 0
+
+
+def test_echo_cpu_runs() -> None:
+    # Two servers taking turns, each echoing every message (the client
+    # checks each echo); a CPU time per echo for each round.
+    results = echo_cpu.measure(["tether-uvloop", "tether-listener"], 1, (20, 120))
+    assert set(results) == {"tether-uvloop", "tether-listener"}
+    assert all(len(figures) == 1 for figures in results.values())
 
 
 def test_unknown_workload_names_are_refused(tmp_path: Path) -> None:
