@@ -313,6 +313,54 @@ def test_write_message_refuses_what_is_not_an_asyncio_connection() -> None:
 @pytest.mark.parametrize(
     "write", [speedups.write_message, write_message_python], ids=["c", "python"]
 )
+def test_write_message_gathers_frames_of_every_size_in_order(
+    write: Callable[[Connection, object, bool | None], bool | None],
+) -> None:
+    # The C function builds gathered frames in the gathered buffer itself,
+    # which it allocates ahead and grows: frames small and large, masked,
+    # text and binary, leave in order and intact, and a buffer someone holds
+    # a view of is not written to (BufferError, as bytearray's += raises).
+    messages: list[str | bytes] = [b"a", "b" * 200, bytes(70_000), "é" * 300, b"c" * 5000]
+
+    async def scenario() -> tuple[list[tuple[Any, ...]], type[BaseException] | None]:
+        engine = ClientProtocol("ws://x/")
+        engine.state = State.OPEN
+        ws = Connection(engine, ping_interval=None)
+        transport = RecordingTransport(masks=True)
+        ws.connection_made(transport)  # type: ignore[arg-type]
+        for _ in range(3):
+            for message in messages:
+                assert write(ws, message, None) is False
+        assert ws._gathered is not None
+        view = memoryview(ws._gathered)
+        raised: type[BaseException] | None = None
+        try:
+            write(ws, b"held", None)
+        except BufferError as exc:
+            raised = type(exc)
+        view.release()
+        await asyncio.sleep(0)
+        return transport.calls, raised
+
+    calls, raised = asyncio.run(scenario())
+    assert raised is BufferError
+    frames = [frame for call in calls for frame in call[1]]
+    expected = [
+        Frame(
+            Opcode.BINARY if isinstance(m, bytes) else Opcode.TEXT,
+            m if isinstance(m, bytes) else m.encode(),
+        )
+        for m in messages * 3
+    ]
+    assert frames == expected
+    # Written at once twice, then in gathers of at most about 16 KiB, but for
+    # the frames larger than that.
+    assert 4 < len(calls) < len(expected)
+
+
+@pytest.mark.parametrize(
+    "write", [speedups.write_message, write_message_python], ids=["c", "python"]
+)
 def test_write_message_declines_until_the_connection_has_a_transport(
     write: Callable[[Connection, object, bool | None], bool | None],
 ) -> None:
