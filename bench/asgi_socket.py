@@ -43,7 +43,7 @@ from typing import IO
 
 import uvloop
 
-from bench.callgrind import VALGRIND, collected
+from bench.callgrind import VALGRIND, collected, seeded
 from bench.peers import LIBRARIES
 
 CASES = ("message", "handshake")
@@ -89,13 +89,18 @@ async def drive(port: int, case: str, count: int) -> None:
 
 @contextlib.contextmanager
 def _server(wrapper: list[str], name: str, report: IO[str] | None) -> Iterator[tuple[int, int]]:
-    """Run the server under ``wrapper`` (its standard error to ``report``).
+    """Run the server under ``wrapper`` (its standard error to ``report``), with a fixed hash seed.
 
     Yield its port and the process id of the wrapper (of the server without one).
     """
     command = [*wrapper, sys.executable, "-m", "bench.asgi_socket", "--serve", name]
     server = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=report, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=report,
+        text=True,
+        start_new_session=True,
+        env=seeded(),
     )
     try:
         assert server.stdout is not None

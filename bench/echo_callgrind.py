@@ -9,7 +9,8 @@ so for two values of ``N`` and prints the difference of the two counts
 divided by the difference of ``N``: the server's instructions per message,
 with start-up, the handshake and the closing cancelled out. The count is
 exact and does not depend on the machine's load, so a change to a server's
-message path can be measured on a busy machine.
+message path can be measured on a busy machine; the server runs with a fixed
+hash seed (:func:`bench.callgrind.seeded`), so that it repeats from run to run.
 
 The trio server's watcher also wakes on timers while a connection is
 active (:data:`tether.trio.watcher.GRACE` and ``IDLE``): a cost per second,
@@ -43,7 +44,7 @@ import sys
 from typing import Any
 
 import tether
-from bench.callgrind import collected
+from bench.callgrind import VALGRIND, collected, seeded
 from bench.workloads import text_payloads
 from tether.protocol.handshake import accept_key
 
@@ -242,9 +243,7 @@ def count_instructions(  # noqa: PLR0917 (the command line's options)
     port = free_port()
     server = subprocess.Popen(
         [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
+            *VALGRIND,
             sys.executable,
             "-m",
             "bench.echo_callgrind",
@@ -258,6 +257,7 @@ def count_instructions(  # noqa: PLR0917 (the command line's options)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=seeded(),
     )
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":

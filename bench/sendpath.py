@@ -19,8 +19,9 @@ and the loops of :mod:`bench.workloads`, the side under test against picows
 ``python -m bench.sendpath --callgrind`` counts the user-space instructions of
 the side under test with ``valgrind --tool=callgrind``: it runs the case at
 two sizes and divides the difference by the extra operations, so start-up,
-handshake and closing cancel out. The count is exact and repeats from run to
-run whatever else the machine does; the kernel (a system call per write, for
+handshake and closing cancel out. The count is exact and, with the hash seed
+fixed (:func:`bench.callgrind.seeded`), repeats from run to run whatever else
+the machine does; the kernel (a system call per write, for
 instance) is not in it. Without ``--callgrind`` it reports CPU microseconds
 (user + system, from ``getrusage``) per operation of the side under test, the
 libraries taking turns in the same run: on a shared machine only the ratios
@@ -37,7 +38,7 @@ import sys
 import threading
 from typing import Any
 
-from bench.callgrind import collected
+from bench.callgrind import VALGRIND, collected, seeded
 from bench.child import run_job
 from bench.peers import LIBRARIES, serve
 from bench.workloads import Result, Workload, cpu_seconds
@@ -116,7 +117,7 @@ def _client_main(name: str, case: str, count: int, port: int) -> None:
 def _command(role: str, name: str, *args: str, callgrind: bool = False) -> list[str]:
     command = [sys.executable, "-m", "bench.sendpath", "--side", role, name, *args]
     if callgrind:
-        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
+        command = [*VALGRIND, *command]
     return command
 
 
@@ -128,12 +129,14 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
     """
     side, _, peer, _, _ = CASES[case]
     server_name, client_name = (lib, peer) if side == "server" else (peer, lib)
+    env = seeded()
     server = subprocess.Popen(
         _command("server", server_name, callgrind=callgrind and side == "server"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     assert server.stdin is not None
     assert server.stdout is not None
@@ -155,6 +158,7 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
             text=True,
             check=False,
             timeout=600,
+            env=env,
         )
         if client.returncode:
             raise RuntimeError(f"client failed: {client.stderr[-800:]}")

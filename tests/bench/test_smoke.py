@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import subprocess
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 from bench.asgi import WS_IMPLEMENTATIONS
+from bench.callgrind import seeded
 from bench.run import Plan, measure, render, rows, run
 from bench.workloads import Workload
 
@@ -153,3 +156,22 @@ def test_trio_adapters_run(tmp_path: Path) -> None:
             (measurement,) = measure(library, library, [workload], reps=1, log=log)
             assert measurement.error == "", library
             assert measurement.reps[0]["count"] == 50
+
+
+def test_counted_processes_hash_strings_alike_run_after_run() -> None:
+    # bench.callgrind.seeded fixes the hash seed of the processes counted
+    # under callgrind, so that dict and set layouts, and the counts, repeat.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONHASHSEED"}
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", "print(hash('tether'))"],
+            env=seeded(env),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(hashes) == 1
+    # A seed chosen on purpose is kept.
+    assert seeded({"PYTHONHASHSEED": "7"})["PYTHONHASHSEED"] == "7"
