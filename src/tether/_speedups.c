@@ -4831,6 +4831,17 @@ connection_init(PyObject *cls)
     return 0;
 }
 
+/* The method `def` of the connection class `cls`, as a descriptor to set on
+ * it, once the connection's offsets are read (run once, at import). */
+static PyObject *
+connection_method(PyObject *cls, PyMethodDef *def)
+{
+    if (connection_init(cls) < 0) {
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, def);
+}
+
 PyDoc_STRVAR(anext_method_doc,
 "anext_method(cls)\n--\n\n"
 "Connection.__anext__ in C, for cls (tether.asyncio.connection.Connection),\n"
@@ -4839,10 +4850,7 @@ PyDoc_STRVAR(anext_method_doc,
 static PyObject *
 anext_method(PyObject *module, PyObject *cls)
 {
-    if (connection_init(cls) < 0) {
-        return NULL;
-    }
-    return PyDescr_NewMethod((PyTypeObject *)cls, &next_message_def);
+    return connection_method(cls, &next_message_def);
 }
 
 PyDoc_STRVAR(data_received_method_doc,
@@ -4853,10 +4861,7 @@ PyDoc_STRVAR(data_received_method_doc,
 static PyObject *
 data_received_method(PyObject *module, PyObject *cls)
 {
-    if (connection_init(cls) < 0) {
-        return NULL;
-    }
-    return PyDescr_NewMethod((PyTypeObject *)cls, &data_received_def);
+    return connection_method(cls, &data_received_def);
 }
 
 /* ---------------------------------------------------------------------------
