@@ -96,7 +96,37 @@ def side(request: pytest.FixtureRequest) -> Side:
 
 
 @pytest.fixture
-async def pair(start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
+def implementation() -> str:
+    """Which implementation of a connection method the pairs use: here the class's own.
+
+    A module that runs its tests with the accelerator's method and with the
+    Python one overrides this fixture with :func:`.pairs.method_fixture`;
+    ``pair`` and ``stalled`` then open their connections once with each.
+    """
+    return "default"
+
+
+@pytest.fixture
+async def pair(implementation: str, start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
     """A connected pair with default options."""
     async with open_pair(start_server, side) as connected:
+        yield connected
+
+
+@pytest.fixture
+async def stalled(
+    implementation: str, start_server: ServerFactory, side: Side
+) -> AsyncIterator[Pair]:
+    """A pair whose ``theirs`` reads nothing beyond one waiting message.
+
+    ``ours`` has a ``write_limit`` of 16 KiB and no compression, so a few
+    :data:`.flow.CHUNK` messages fill its write buffer.
+    """
+    async with open_pair(
+        start_server,
+        side,
+        both={"compression": None},
+        ours={"write_limit": 16 * 1024},
+        theirs={"max_queue": 1},
+    ) as connected:
         yield connected

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import pytest
+
 import tether
 from tether.asyncio.client import ClientConnection
 from tether.asyncio.connection import Connection
@@ -25,6 +27,7 @@ __all__ = [
     "Pair",
     "ServerFactory",
     "Side",
+    "method_fixture",
     "open_pair",
     "open_raw_pair",
     "until",
@@ -156,3 +159,20 @@ async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.001)
+
+
+def method_fixture(attribute: str, implementations: dict[str, Callable[[], Any]]) -> Any:
+    """An ``implementation`` fixture: ``Connection.<attribute>`` is each of ``implementations``.
+
+    Each test using it (or ``pair`` and ``stalled``, which use it) runs once
+    per name of ``implementations``, whose value makes the method: the
+    accelerator's and the Python one, whose behaviour must be the same.
+    """
+
+    @pytest.fixture(params=sorted(implementations))
+    def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        """Which method the connections use: each test runs with each implementation."""
+        monkeypatch.setattr(Connection, attribute, implementations[request.param]())
+        return request.param  # type: ignore[no-any-return]
+
+    return implementation

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -23,26 +22,11 @@ from tether.asyncio.connection import Connection, anext_python
 from tether.exceptions import ConcurrencyError, ConnectionClosedError
 
 from .conftest import ServerFactory
-from .pairs import Pair, Side, open_pair, until, uri_of
+from .pairs import Pair, Side, method_fixture, open_pair, until, uri_of
 
-IMPLEMENTATIONS: dict[str, Callable[[], Any]] = {
-    "c": lambda: speedups.anext_method(Connection),
-    "python": lambda: anext_python,
-}
-
-
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which ``__anext__`` the connections use: each test runs with both."""
-    monkeypatch.setattr(Connection, "__anext__", IMPLEMENTATIONS[request.param]())
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def pair(implementation: str, start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
-    """A connected pair, with the chosen ``__anext__``."""
-    async with open_pair(start_server, side) as connected:
-        yield connected
+implementation = method_fixture(
+    "__anext__", {"c": lambda: speedups.anext_method(Connection), "python": lambda: anext_python}
+)
 
 
 async def collect(ws: Connection, into: list[str | bytes]) -> None:

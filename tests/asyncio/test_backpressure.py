@@ -9,7 +9,7 @@ back on the peer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,48 +18,11 @@ from tether.protocol.connection import State
 from tether.protocol.events import Message, Pong
 
 from .conftest import ServerFactory
+from .flow import CHUNK, MAX_MESSAGES, blocks, numbered, send_until_blocked
 from .pairs import Pair, Side, open_pair, open_raw_pair, until
-
-CHUNK = 32 * 1024
-"""Message size for the flooding tests; no compression, so it is the frame size too."""
 
 MAX_READ = 256 * 1024
 """The most either event loop reads from a socket at once."""
-
-MAX_MESSAGES = 2000
-"""Upper bound on messages a test sends before the buffers must push back."""
-
-
-def numbered(index: int, size: int = CHUNK) -> bytes:
-    return index.to_bytes(4, "big") + bytes(size - 4)
-
-
-async def blocks(task: asyncio.Task[None]) -> bool:
-    """Whether ``task`` is still waiting after the loop had a moment to run it."""
-    done, _ = await asyncio.wait({task}, timeout=0.05)
-    return not done
-
-
-async def send_until_blocked(ws: Connection) -> tuple[int, asyncio.Task[None]]:
-    """Send numbered messages until one send() waits; return the count and that send."""
-    for index in range(MAX_MESSAGES):
-        sending = asyncio.create_task(ws.send(numbered(index)))
-        if await blocks(sending):
-            return index + 1, sending
-    raise AssertionError(f"{MAX_MESSAGES} sends of {CHUNK} bytes never waited")
-
-
-@pytest.fixture
-async def stalled(start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
-    """A pair whose ``theirs`` reads nothing beyond one waiting message."""
-    async with open_pair(
-        start_server,
-        side,
-        both={"compression": None},
-        ours={"write_limit": 16 * 1024},
-        theirs={"max_queue": 1},
-    ) as pair:
-        yield pair
 
 
 async def test_send_waits_while_the_peer_does_not_read(stalled: Pair) -> None:

@@ -16,8 +16,7 @@ import asyncio
 import gc
 import inspect
 import warnings
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -25,54 +24,13 @@ import tether._speedups as speedups
 from tether.asyncio.connection import Connection, send_python
 from tether.exceptions import ConnectionClosedOK
 
-from .conftest import ServerFactory
-from .pairs import Pair, Side, open_pair, until
+from .flow import numbered, send_until_blocked
+from .pairs import Pair, method_fixture, until
 
-IMPLEMENTATIONS: dict[str, Callable[[], Any]] = {
-    "c": lambda: speedups.send_method(Connection, send_python),
-    "python": lambda: send_python,
-}
-
-CHUNK = 32 * 1024
-
-
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which ``send`` the connections use: each test runs with both."""
-    monkeypatch.setattr(Connection, "send", IMPLEMENTATIONS[request.param]())
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def pair(implementation: str, start_server: ServerFactory, side: Side) -> AsyncIterator[Pair]:
-    """A connected pair, with the chosen ``send``."""
-    async with open_pair(start_server, side) as connected:
-        yield connected
-
-
-@pytest.fixture
-async def stalled(
-    implementation: str, start_server: ServerFactory, side: Side
-) -> AsyncIterator[Pair]:
-    """A pair whose ``theirs`` stops reading after one waiting message."""
-    async with open_pair(
-        start_server,
-        side,
-        both={"compression": None},
-        ours={"write_limit": 16 * 1024},
-        theirs={"max_queue": 1},
-    ) as connected:
-        yield connected
-
-
-async def fill(ws: Connection) -> tuple[int, asyncio.Task[None]]:
-    """Send until a send waits for the write buffer; return how many were sent, and that send."""
-    for count in range(1, 2001):
-        sending = asyncio.create_task(ws.send(bytes(CHUNK)))
-        done, _ = await asyncio.wait({sending}, timeout=0.05)
-        if not done:
-            return count, sending
-    raise AssertionError("the write buffer never filled")
+implementation = method_fixture(
+    "send",
+    {"c": lambda: speedups.send_method(Connection, send_python), "python": lambda: send_python},
+)
 
 
 async def test_every_kind_of_message_arrives_in_order(pair: Pair) -> None:
@@ -101,8 +59,10 @@ async def test_every_kind_of_message_arrives_in_order(pair: Pair) -> None:
     ]
 
 
-async def test_nothing_is_written_until_it_is_awaited(pair: Pair) -> None:
+async def test_nothing_is_written_until_it_is_awaited(pair: Pair, implementation: str) -> None:
     first = pair.ours.send("first")
+    # The accelerator's is an awaitable of its own, the Python one a coroutine.
+    assert inspect.iscoroutine(first) == (implementation == "python")
     await pair.ours.send("second")
     await first
     assert await pair.theirs.recv() == "second"
@@ -164,10 +124,10 @@ async def test_a_closed_connection_raises_when_awaited_not_when_called(pair: Pai
 
 async def test_a_full_buffer_makes_it_wait_until_the_peer_reads(stalled: Pair) -> None:
     ours, theirs = stalled.ours, stalled.theirs
-    count, sending = await fill(ours)
+    count, sending = await send_until_blocked(ours)
     assert ours._writing_paused
-    for _ in range(count):
-        assert await theirs.recv() == bytes(CHUNK)
+    for index in range(count):
+        assert await theirs.recv() == numbered(index)
     async with asyncio.timeout(5):
         await sending
     await ours.send(b"after the wait")
@@ -178,7 +138,7 @@ async def test_a_waiting_send_cancelled_or_thrown_into_leaves_the_connection_usa
     stalled: Pair,
 ) -> None:
     ours, theirs = stalled.ours, stalled.theirs
-    count, blocked = await fill(ours)
+    count, blocked = await send_until_blocked(ours)
     # Cancelled while it waits: its message went into the buffer already.
     # (A server's handler may wait for the closing on _waiters as well.)
     waiting_before = len(ours._waiters or ())
@@ -197,8 +157,8 @@ async def test_a_waiting_send_cancelled_or_thrown_into_leaves_the_connection_usa
     step = ours.send(b"closed").__await__()
     step.send(None)
     step.close()
-    for _ in range(count):
-        assert await theirs.recv() == bytes(CHUNK)
+    for index in range(count):
+        assert await theirs.recv() == numbered(index)
     async with asyncio.timeout(5):
         await blocked
     assert await theirs.recv() == b"cancelled"
