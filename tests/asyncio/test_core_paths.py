@@ -18,10 +18,7 @@ of the Python ones, which the others keep.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from unittest import mock
 
@@ -31,6 +28,7 @@ from hypothesis import strategies as st
 
 import tether._speedups as speedups
 from tests.protocol.connection_helpers import build_frame, parse_all
+from tests.scripts import script_output
 from tether.asyncio import connection as connection_module
 from tether.asyncio.connection import (
     READ_BUFFER_SIZE,
@@ -287,6 +285,15 @@ def test_the_core_paths_change_nothing_but_the_cost(
             build_frame(first & 0x0F, payload, fin=bool(first & 0x80), rsv=first & 0x70, key=key)
         )
     stream = b"".join(parts)
+    assert_every_path_alike(lambda: _scenario(server, stream, actions, max_queue, max_size))
+
+
+def assert_every_path_alike(scenario: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    """Run the coroutine ``scenario()`` makes with each of :data:`PATHS`, each in a fresh loop.
+
+    Its outcome with the C functions, with the C methods and with the Python
+    twins must be its outcome on the general path.
+    """
     outcomes = {}
     for name, (receive, frame_of, write, data_received, next_message, send) in PATHS.items():
         with (
@@ -297,7 +304,7 @@ def test_the_core_paths_change_nothing_but_the_cost(
             mock.patch.object(Connection, "__anext__", next_message),
             mock.patch.object(Connection, "send", send),
         ):
-            outcomes[name] = asyncio.run(_scenario(server, stream, actions, max_queue, max_size))
+            outcomes[name] = asyncio.run(scenario())
     assert outcomes["c"] == outcomes["general"]
     assert outcomes["c methods"] == outcomes["general"]
     assert outcomes["python"] == outcomes["general"]
@@ -507,18 +514,6 @@ def test_a_send_whose_text_flag_replaces_the_engine_reads_no_freed_memory(
     # write_message and message_frame held the engine and its extension by
     # borrowed references across the text flag's __bool__: the accelerator
     # crashed (a segmentation fault, with or without the debug allocator).
-    env = {**os.environ, "PYTHONMALLOC": "debug"}
-    env.pop("TETHER_NO_SPEEDUPS", None)
-    if not accelerated:
-        env["TETHER_NO_SPEEDUPS"] = "1"
-    result = subprocess.run(
-        [sys.executable, "-c", _SWAPPED_ENGINE],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    output = script_output(_SWAPPED_ENGINE, accelerated=accelerated, debug_allocator=True)
     # A compressed text frame, from the extension the send started with.
-    assert result.stdout.split() == ["0xc1"]
+    assert output == ["0xc1"]

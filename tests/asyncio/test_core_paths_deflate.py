@@ -23,7 +23,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
-from tests.asyncio.test_core_paths import _ACTIONS, PATHS, RecordingTransport, _scenario
+from tests.asyncio.test_core_paths import (
+    _ACTIONS,
+    RecordingTransport,
+    _scenario,
+    assert_every_path_alike,
+)
 from tests.protocol.test_connection_core_deflate import _STEPS, _deflate, _peer_stream
 from tether.asyncio import connection as connection_module
 from tether.asyncio.connection import Connection, data_received_python
@@ -62,22 +67,9 @@ def test_compressed_connections_change_nothing_but_the_cost(
 ) -> None:
     stream = _peer_stream(steps, Role.SERVER if server else Role.CLIENT, no_context, 12)
     extension = functools.partial(_deflate, no_context, 12)
-    outcomes = {}
-    for name, (receive, frame_of, write, data_received, next_message, send) in PATHS.items():
-        with (
-            mock.patch.object(connection_module, "receive_messages", receive),
-            mock.patch.object(connection_module, "message_frame", frame_of),
-            mock.patch.object(connection_module, "write_message", write),
-            mock.patch.object(Connection, "data_received", data_received),
-            mock.patch.object(Connection, "__anext__", next_message),
-            mock.patch.object(Connection, "send", send),
-        ):
-            outcomes[name] = asyncio.run(
-                _scenario(server, stream, actions, max_queue, max_size, extension=extension)
-            )
-    assert outcomes["c"] == outcomes["general"]
-    assert outcomes["c methods"] == outcomes["general"]
-    assert outcomes["python"] == outcomes["general"]
+    assert_every_path_alike(
+        lambda: _scenario(server, stream, actions, max_queue, max_size, extension=extension)
+    )
 
 
 def test_a_read_after_the_general_path_takes_the_one_call_path_again() -> None:

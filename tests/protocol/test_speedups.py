@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import array
 import os
-import subprocess
-import sys
 import zlib
 from typing import Any, ClassVar
 
@@ -15,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
+from tests.scripts import script_output
 from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.base import Extension
 from tether.extensions.permessage_deflate import (
@@ -337,11 +336,7 @@ def test_environment_variable_selects_the_fallback() -> None:
         " pmd.inflate_frame is pmd.inflate_frame_python,"
         " frames.masking_key is frames.masking_key_python)"
     )
-    env = {**os.environ, "TETHER_NO_SPEEDUPS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    assert result.stdout.split() == ["True"] * 9
+    assert script_output(code, accelerated=False) == ["True"] * 9
 
 
 @given(
@@ -859,17 +854,8 @@ def test_write_shared_keeps_the_connections_it_was_given() -> None:
     # A connection list changed by code that write_shared runs (attribute
     # lookups, the transport's methods) must not leave it reading freed
     # memory: Python's debug allocator makes such a read crash.
-    env = {**os.environ, "PYTHONMALLOC": "debug"}
-    result = subprocess.run(
-        [sys.executable, "-c", _SHRINKING_CONNECTIONS],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "[]", "None", "1"]
+    output = script_output(_SHRINKING_CONNECTIONS, debug_allocator=True)
+    assert output == ["0", "[]", "None", "1"]
 
 
 @pytest.mark.parametrize(
