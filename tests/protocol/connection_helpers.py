@@ -2,12 +2,14 @@
 
 A :class:`Peer` builds the frames the other end would send; :func:`feed`
 delivers bytes to an engine in a chosen chunking; :func:`sent_frames` parses
-what an engine wrote, checking that a client masks and a server does not.
+what an engine wrote, checking that a client masks and a server does not;
+:func:`deflated` compresses messages as permessage-deflate sends them.
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterator
 from typing import Literal
 
@@ -15,7 +17,7 @@ from tether.protocol.close import Close
 from tether.protocol.connection import Connection, Role, State, truncate_reason
 from tether.protocol.events import Event, Fragment, Message
 from tether.protocol.frames import RSV_BITS, Frame, Opcode, parse_frame, serialize_frame
-from tether.protocol.masking import apply_mask
+from tether.protocol.masking import apply_mask, apply_mask_python
 
 Chunking = Literal["whole", "bytewise", "random"]
 CHUNKINGS: tuple[Chunking, ...] = ("whole", "bytewise", "random")
@@ -168,3 +170,15 @@ def reassemble(events: list[Event]) -> list[Event]:
             started = False
     assert not started, "message left open"
     return result
+
+
+def deflated(encoder: zlib._Compress, messages: list[bytes], key: bytes | None) -> list[bytes]:
+    """Each message compressed on ``encoder``'s stream, sync-flushed, tail removed, masked.
+
+    As permessage-deflate puts them in frames: the payloads to inflate, in order.
+    """
+    payloads = []
+    for message in messages:
+        payload = (encoder.compress(message) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        payloads.append(payload if key is None else apply_mask_python(payload, key))
+    return payloads

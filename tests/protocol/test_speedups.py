@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
+from tests.protocol.connection_helpers import deflated
 from tests.scripts import script_output
 from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.base import Extension
@@ -426,12 +427,8 @@ def test_deflate_frame_at_every_length_encoding() -> None:
 def test_inflate_frame_matches(
     messages: list[bytes], key: bytes | None, cut: int, max_length: int
 ) -> None:
-    encoder = zlib.compressobj(6, zlib.DEFLATED, -15)
     decoders = [zlib.decompressobj(wbits=-15) for _ in range(2)]
-    for message in messages:
-        payload = encoder.compress(message) + encoder.flush(zlib.Z_SYNC_FLUSH)
-        payload = payload[:-4]
-        wire = payload if key is None else apply_mask_python(payload, key)
+    for wire in deflated(zlib.compressobj(6, zlib.DEFLATED, -15), messages, key):
         cut = min(cut, len(wire)) & ~3  # The key stays in step at a multiple of 4.
         for part, tail in ((wire[:cut], False), (wire[cut:], True)):
             outputs = [

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
+from tests.protocol.connection_helpers import deflated
 from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.permessage_deflate import (
     PerMessageDeflate,
@@ -150,13 +151,8 @@ def test_deflater_refuses_what_it_does_not_do() -> None:
 
 
 def _wire(messages: list[bytes], key: bytes | None) -> list[bytes]:
-    """Each message compressed on one stream, sync-flushed, tail removed, masked."""
-    encoder = zlib.compressobj(6, zlib.DEFLATED, -12, 5)
-    wire = []
-    for message in messages:
-        payload = (encoder.compress(message) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
-        wire.append(payload if key is None else apply_mask_python(payload, key))
-    return wire
+    """:func:`deflated` on one stream of 12 window bits, memory level 5."""
+    return deflated(zlib.compressobj(6, zlib.DEFLATED, -12, 5), messages, key)
 
 
 @given(
