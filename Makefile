@@ -19,14 +19,17 @@ $(STAMP_RUN): $(BUILD_INPUTS) | $(BIN)/python
 	touch $@
 
 # The tests' and the bench's installs build the accelerator with zlib's header
-# there (build-packages): without it the optional build would quietly leave
-# the pure-Python fallback in place of the C code under test.
+# there (build-packages), and require it (TETHER_REQUIRE_SPEEDUPS, read by
+# setup.py): a failed C build stops them, where a user's install would go on
+# in pure Python and the tests would run the fallback in place of the C code.
+REQUIRE_C := TETHER_REQUIRE_SPEEDUPS=1
+
 $(STAMP_DEV): $(BUILD_INPUTS) | $(BIN)/python build-packages
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(REQUIRE_C) $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
 $(STAMP_BENCH): $(BUILD_INPUTS) | $(BIN)/python build-packages
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(REQUIRE_C) $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@ $(STAMP_DEV) $(STAMP_RUN)
 
 # The demo server: a chat page for a browser, /chat and /echo for `tether ws://...`.

@@ -14,6 +14,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The module keeps its state (interned names, the classes and methods it
+ * checks against, caches keyed by type version tags) in C statics that the
+ * GIL guards. A free-threaded CPython would run it without one: setup.py
+ * does not build it there, and this stops any other build. */
+#ifdef Py_GIL_DISABLED
+#error "tether._speedups needs the GIL: free-threaded CPython runs tether in pure Python"
+#endif
+
 /* Unmasking runs over every byte a server receives, so it gets the widest
  * registers the compiler and the processor offer. GCC and clang vector types
  * give 16-byte operations on any target with SIMD (SSE2 on every x86-64),
@@ -5379,6 +5387,15 @@ speedups_exec(PyObject *module)
 {
     PyObject *exceptions;
 
+    /* The C statics hold objects of the interpreter that set them, and one
+     * set serves one tether: a subinterpreter (which has its own tether
+     * modules and classes) would overwrite them and leave them dangling when
+     * it ends. Subinterpreters run tether in pure Python instead. */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "tether._speedups is for the main interpreter only");
+        return -1;
+    }
 #ifdef TETHER_AVX2
     __builtin_cpu_init();
     have_avx2 = __builtin_cpu_supports("avx2");
@@ -5439,6 +5456,11 @@ speedups_exec(PyObject *module)
 
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, speedups_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12 lets a module declare it (the default is "supported"); the
+     * check in speedups_exec covers 3.11. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
     {0, NULL},
 };
 
