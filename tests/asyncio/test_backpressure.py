@@ -42,6 +42,28 @@ async def test_send_waits_while_the_peer_does_not_read(stalled: Pair) -> None:
     assert ours.state is State.OPEN
 
 
+BIG = 256 * 1024
+"""A message the engine hands over as two chunks, header and payload: one ``writelines``."""
+
+
+async def test_send_of_big_messages_waits_while_the_peer_does_not_read(stalled: Pair) -> None:
+    # The transport's writelines must pause the protocol as write does: on
+    # CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 it did not (CPython gh-127655),
+    # and send() never waited. Bounded: 32 of them are 8 MiB.
+    ours, theirs = stalled.ours, stalled.theirs
+    for count in range(1, 33):
+        sending = asyncio.create_task(ours.send(numbered(count, BIG)))
+        if await blocks(sending):
+            break
+    else:
+        raise AssertionError(f"{count} sends of {BIG} bytes never waited")
+    assert ours.transport is not None
+    assert ours.transport.get_write_buffer_size() <= ours.write_limit + BIG + 16
+    for index in range(1, count + 1):
+        assert await theirs.recv() == numbered(index, BIG)
+    await sending
+
+
 async def test_fragmented_send_waits_between_fragments(
     start_server: ServerFactory, side: Side
 ) -> None:

@@ -23,6 +23,7 @@ from tether.asgi.responses import Denial, add_default_headers
 from tether.asgi.scope import build_scope
 from tether.asyncio import keepalive
 from tether.asyncio._closing import TransportEnding
+from tether.asyncio._writing import write_chunks
 from tether.asyncio.keepalive import Bucket
 from tether.exceptions import InvalidState
 from tether.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -454,7 +455,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
                 raise ClientDisconnected() from None
             output = protocol.data_to_send()
             if not transport.is_closing():
-                transport.writelines(output)
+                write_chunks(transport, output)
         elif stage == _ACCEPTED:
             if kind == "websocket.close":
                 self._close(message.get("code", CloseCode.NORMAL_CLOSURE), message.get("reason"))
@@ -644,7 +645,7 @@ class WebSocketProtocol(TransportEnding, asyncio.Protocol):
         if output is None:
             output = protocol.data_to_send()
         if output and not transport.is_closing():
-            transport.writelines(output)
+            write_chunks(transport, output)
             if replies and self._writing_paused:
                 # The engine answered pings of a client that does not read:
                 # stop reading until the buffer drains, or pongs pile up.

@@ -26,6 +26,7 @@ from typing import Any, cast
 from tether.async_connection import AsyncConnection
 from tether.asyncio import keepalive
 from tether.asyncio._closing import TransportEnding
+from tether.asyncio._writing import write_chunks
 from tether.asyncio.keepalive import Bucket
 from tether.attributes import ConnectionAttributes
 from tether.broadcasting import CLOSED, FULL, READY
@@ -872,7 +873,7 @@ class Connection(
             transport.write(frame)
         else:
             written = sum(map(len, data))
-            transport.writelines(data)
+            write_chunks(transport, data)
         state = protocol.state
         if state is _OPEN:
             return written
