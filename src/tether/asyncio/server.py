@@ -300,12 +300,14 @@ class Server:
         if self._closing is not None:
             return
         self.logger.info("server closing")
+        # Stop listening now, not in the task: from here on is_serving() is
+        # False, and a new connection must be refused, not accepted and dropped.
+        if self.server is not None:
+            self.server.close()
         self._closing = self._loop.create_task(self._close(close_connections, code, reason))
 
     async def _close(self, close_connections: bool, code: int, reason: str) -> None:
         try:
-            if self.server is not None:
-                self.server.close()
             # Let connections accepted just before close() reach connection_made.
             await asyncio.sleep(0)
             closing = []
