@@ -7,7 +7,8 @@ workloads it reads, one JSON object a line (the workload and the server's
 URL), and prints each result; at the
 checkpoints of a workload it prints ``{"checkpoint": true}`` and waits for
 ``go``, so the runner can sample the server in between. Both pin themselves
-to CPU ``CORE``. With ``BENCH_PROFILE=path`` a server runs under cProfile and
+to CPU ``CORE`` (:data:`NO_CORE`: not pinned). :func:`start_server` starts
+such a server for a bench of its own. With ``BENCH_PROFILE=path`` a server runs under cProfile and
 writes its statistics to ``path`` when told to quit.
 """
 
@@ -17,9 +18,10 @@ import json
 import os
 import resource
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.peers import ASYNC_CLIENTS, LIBRARIES, SYNC_CLIENTS, run_loop, serve
@@ -43,9 +45,13 @@ def emit(message: dict[str, Any]) -> None:
         sys.stdout.flush()
 
 
+NO_CORE = -1
+"""The ``CORE`` of a process that is not pinned."""
+
+
 def prepare(core: int) -> None:
     """Pin to ``core`` (when the machine has it) and allow as many files as the hard limit."""
-    if core < (os.cpu_count() or 1):
+    if 0 <= core < (os.cpu_count() or 1):
         os.sched_setaffinity(0, {core})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
@@ -90,6 +96,42 @@ def run_server(name: str) -> None:
         profiler.disable()
         profiler.dump_stats(profile_path)
     os._exit(0)
+
+
+def start_server(
+    name: str,
+    core: int = NO_CORE,
+    wrapper: Sequence[str] = (),
+    stderr: int | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[str], int]:
+    """Start ``python -m bench.child server NAME CORE`` under ``wrapper`` (valgrind, say).
+
+    Return the process, whose standard input takes ``stats`` and ``quit``,
+    and the port it serves on; the process is killed if it names none.
+    """
+    command = [*wrapper, sys.executable, "-m", "bench.child", "server", name, str(core)]
+    server = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+    )
+    assert server.stdout is not None
+    try:
+        port = int(json.loads(server.stdout.readline())["port"])
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, port
+
+
+def server_stats(server: subprocess.Popen[str]) -> dict[str, Any]:
+    """Ask a server :func:`start_server` started for its CPU seconds and resident bytes."""
+    assert server.stdin is not None
+    assert server.stdout is not None
+    server.stdin.write("stats\n")
+    server.stdin.flush()
+    stats: dict[str, Any] = json.loads(server.stdout.readline())
+    return stats
 
 
 def checkpoint() -> None:

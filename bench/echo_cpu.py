@@ -22,27 +22,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
-import sys
 
+from bench.child import start_server
 from bench.echo_callgrind import client
 
 
 def server_cpu(library: str, count: int, size: int, core: int) -> float:
     """CPU seconds of one ``library`` server process that echoed ``count`` (+ 20) messages."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.child", "server", library, str(core)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = start_server(library, core)
     assert server.stdin is not None
-    assert server.stdout is not None
     try:
-        port = int(json.loads(server.stdout.readline())["port"])
         asyncio.run(client(port, count, size))
         server.stdin.write("quit\n")
         server.stdin.flush()

@@ -31,17 +31,15 @@ within one run mean something. ``--lib`` and ``--case`` pick some.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import threading
 from typing import Any
 
 from bench.callgrind import VALGRIND, collected, seeded
-from bench.child import run_job
-from bench.peers import LIBRARIES, serve
-from bench.workloads import Result, Workload, cpu_seconds
+from bench.child import run_job, server_stats, start_server
+from bench.peers import LIBRARIES
+from bench.workloads import Result, Workload
 
 # case: (side under test, workload, fixed peer, sizes for callgrind, size for CPU)
 CASES: dict[str, tuple[str, Workload, str, tuple[int, int], int]] = {
@@ -95,18 +93,6 @@ def run_client(name: str, url: str, workload: Workload) -> Result:
     return run_job(name, url, workload, lambda: None)
 
 
-def _server_main(name: str) -> None:
-    """Serve; print the port, then the CPU seconds used whenever a line arrives; exit at EOF."""
-
-    def control() -> None:
-        for _ in sys.stdin:
-            print(cpu_seconds(), flush=True)
-        os._exit(0)
-
-    threading.Thread(target=control, daemon=True).start()
-    serve(name, lambda port: print(port, flush=True))
-
-
 def _client_main(name: str, case: str, count: int, port: int) -> None:
     result = run_client(name, f"ws://127.0.0.1:{port}/", _workload(case, count))
     if result["count"] != count:
@@ -114,11 +100,9 @@ def _client_main(name: str, case: str, count: int, port: int) -> None:
     print(result["cpu"], flush=True)
 
 
-def _command(role: str, name: str, *args: str, callgrind: bool = False) -> list[str]:
-    command = [sys.executable, "-m", "bench.sendpath", "--side", role, name, *args]
-    if callgrind:
-        command = [*VALGRIND, *command]
-    return command
+def _client_command(name: str, *args: str, callgrind: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "bench.sendpath", "--side", "client", name, *args]
+    return [*VALGRIND, *command] if callgrind else command
 
 
 def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
@@ -130,24 +114,17 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
     side, _, peer, _, _ = CASES[case]
     server_name, client_name = (lib, peer) if side == "server" else (peer, lib)
     env = seeded()
-    server = subprocess.Popen(
-        _command("server", server_name, callgrind=callgrind and side == "server"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    server, port = start_server(
+        server_name,
+        wrapper=VALGRIND if callgrind and side == "server" else (),
         stderr=subprocess.PIPE,
-        text=True,
         env=env,
     )
     assert server.stdin is not None
-    assert server.stdout is not None
     try:
-        port = int(server.stdout.readline())
-        server.stdin.write("\n")
-        server.stdin.flush()
-        cpu_before = float(server.stdout.readline())
+        cpu_before = float(server_stats(server)["cpu"])
         client = subprocess.run(
-            _command(
-                "client",
+            _client_command(
                 client_name,
                 case,
                 str(count),
@@ -162,10 +139,8 @@ def run_once(case: str, lib: str, count: int, callgrind: bool) -> float:
         )
         if client.returncode:
             raise RuntimeError(f"client failed: {client.stderr[-800:]}")
-        server.stdin.write("\n")
-        server.stdin.flush()
-        cpu_after = float(server.stdout.readline())
-        _, server_err = server.communicate(timeout=120)
+        cpu_after = float(server_stats(server)["cpu"])
+        _, server_err = server.communicate("quit\n", timeout=120)
     finally:
         if server.poll() is None:
             server.kill()
@@ -200,11 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--side", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
-        role, name, *rest = args.side
-        if role == "server":
-            _server_main(name)
-        else:
-            _client_main(name, rest[0], int(rest[1]), int(rest[2]))
+        _, name, *rest = args.side
+        _client_main(name, rest[0], int(rest[1]), int(rest[2]))
         return
     cases = args.case or list(CASES)
     libs = args.lib or list(DEFAULT_LIBS)
