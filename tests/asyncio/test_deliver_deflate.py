@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether._speedups as speedups
+from tests.asyncio.test_listener_property import delivered
 from tests.protocol.test_connection_core import _outcome, _sent
 from tests.protocol.test_connection_core_deflate import _STEPS, _engine, _peer_stream
 from tether.asyncio.listener import deliver_messages_python
@@ -50,21 +51,7 @@ def test_deliver_messages_twins_agree_on_compressed_messages(
     outcomes = []
     for deliver in DELIVERS:
         engine = _engine(role, max_size, no_context, 12)
-        got: list[Any] = []
-
-        def on_message(connection: object, message: str | bytes, got: list[Any] = got) -> None:
-            got.append((connection, message))
-            if len(got) - 1 == raise_at:
-                raise ValueError(len(got))
-
-        result = deliver(engine, memoryview(data), on_message, "connection", limit)
-        raised: tuple[Any, ...] | None = None
-        if isinstance(result, tuple):
-            taken, exc = result
-            assert isinstance(exc, ValueError)
-            raised = exc.args
-        else:
-            taken = result
+        taken, raised, got = delivered(deliver, engine, data, raise_at, limit)
         if limit is not None:
             assert len(got) <= limit
         # The engine reads the rest, as the listener connection has it do.

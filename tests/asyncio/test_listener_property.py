@@ -276,21 +276,33 @@ def test_deliver_messages_twins_agree(
         if busy:
             # Half a frame buffered: the engine is not free, nothing is delivered.
             engine.receive_data(serialize_frame(Opcode.BINARY, b"abcd", mask=masked)[:3])
-        got: list[Any] = []
-
-        def on_message(connection: object, message: str | bytes, got: list[Any] = got) -> None:
-            got.append((connection, message))
-            if len(got) - 1 == raise_at:
-                raise ValueError(len(got))
-
-        result = deliver(engine, memoryview(data), on_message, "connection")
-        if isinstance(result, tuple):
-            taken, exc = result
-            assert isinstance(exc, ValueError)
-            outcomes.append((taken, exc.args, got))
-        else:
-            outcomes.append((result, None, got))
+        outcomes.append(delivered(deliver, engine, data, raise_at))
     assert outcomes[0] == outcomes[1]
+
+
+def delivered(
+    deliver: Any, engine: Engine, data: bytes, raise_at: int | None, *limit: int | None
+) -> tuple[int, tuple[Any, ...] | None, list[Any]]:
+    """What ``deliver`` (``deliver_messages`` or its twin) does with ``data`` on ``engine``.
+
+    Its ``on_message`` keeps each connection and message it gets, and raises
+    ValueError at message number ``raise_at`` (from 0). Return how many
+    bytes were taken, the ValueError's arguments (``None``: none raised) and
+    what ``on_message`` got. ``limit``, if given, is deliver's last argument.
+    """
+    got: list[Any] = []
+
+    def on_message(connection: object, message: str | bytes) -> None:
+        got.append((connection, message))
+        if len(got) - 1 == raise_at:
+            raise ValueError(len(got))
+
+    result = deliver(engine, memoryview(data), on_message, "connection", *limit)
+    if isinstance(result, tuple):
+        taken, exc = result
+        assert isinstance(exc, ValueError)
+        return taken, exc.args, got
+    return result, None, got
 
 
 class Interrupt(BaseException):
