@@ -8,7 +8,7 @@ STAMP_BENCH := $(VENV)/.installed-bench
 # The editable install builds the C accelerator: built again when it changes.
 BUILD_INPUTS := pyproject.toml setup.py src/tether/_speedups.c
 
-.PHONY: run test lint types docs pytest debian-packages build-packages bench bench-quick bench-fanout bench-c100k soak fuzz fuzz-merge fuzz-native clean
+.PHONY: run test test-python lint types docs pytest debian-packages build-packages bench bench-quick bench-fanout bench-c100k soak fuzz fuzz-merge fuzz-native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,37 @@ pytest: $(STAMP_DEV) $(STAMP_NODE) debian-packages
 	TETHER_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q tests/protocol tests/conformance --cov --cov-append --cov-report=
 	$(BIN)/python -m coverage report
 	$(BIN)/python -m coverage report --include='src/tether/protocol/*' --fail-under=100
+
+# The suite's core on another CPython, for the accelerator's C and the
+# versions' differences (CI runs only the venv's Python): `make test-python
+# PY=python3.13` makes .venv-3.13 with that interpreter, installs the dev
+# extra with the accelerator required, checks that the module imported is
+# the one just built, then runs each of TEST_PYTHON_MODULES with the
+# accelerator and again with TETHER_NO_SPEEDUPS=1, and names what failed.
+# Not part of `make test`.
+TEST_PYTHON_MODULES := tests/test_accelerator_build.py tests/protocol tests/asyncio tests/sync \
+	tests/behaviour tests/trio tests/asgi tests/fuzz
+
+test-python: $(STAMP_NODE) debian-packages
+	@test -n "$(PY)" || { echo "usage: make test-python PY=python3.13 (a CPython's name or path)"; exit 2; }
+	@set -e; \
+	version=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	venv=.venv-$$version; \
+	test -x $$venv/bin/python || $(PY) -m venv $$venv; \
+	$$venv/bin/python -m pip install --quiet --upgrade pip; \
+	$(REQUIRE_C) $$venv/bin/python -m pip install --quiet -e '.[dev]'; \
+	$$venv/bin/python -c 'import sys, tether._speedups as m; print(sys.version.split()[0], m.__file__)'; \
+	ignore=$$($$venv/bin/python -c 'import importlib.util as u; print("" if u.find_spec("atheris") else "--ignore=tests/fuzz/test_atheris.py")'); \
+	failed=""; \
+	for modules in $(TEST_PYTHON_MODULES); do \
+		for off in "" 1; do \
+			mode=$${off:+TETHER_NO_SPEEDUPS=1}; mode=$${mode:-accelerator}; \
+			echo "== Python $$version, $$modules, $$mode"; \
+			TETHER_NO_SPEEDUPS=$$off $$venv/bin/python -m pytest -q -p no:cacheprovider $$ignore $$modules \
+				|| failed="$$failed $$modules ($$mode)"; \
+		done; \
+	done; \
+	test -z "$$failed" || { echo "failed on Python $$version:$$failed"; exit 1; }
 
 # The documentation site, from docs/ into build/docs/html: warnings are errors
 # and every cross-reference must resolve (-n). Offline: nothing is fetched.
@@ -216,6 +247,6 @@ fuzz-native: $(STAMP_DEV) $(CLANG)
 		-max_total_time=$(FUZZ_TIME) -artifact_prefix=$(NATIVE)/ -print_final_stats=1
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build src/*.egg-info
+	rm -rf $(VENV) .venv-*/ .mypy_cache .pytest_cache .ruff_cache .coverage build src/*.egg-info
 	rm -f src/tether/*.so
 	rm -rf $(NODE_PEER)/node_modules

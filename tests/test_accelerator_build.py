@@ -1,6 +1,7 @@
 """How the C accelerator is built and loaded: never a stale module, never shared state.
 
-- The accelerator under test is the one built from this tree's source.
+- The accelerator under test is the one built from this tree's source, and
+  that source compiles without a warning against this Python's headers.
 - A failed build of setup.py leaves no module behind (an earlier build would
   otherwise be imported as this one), and fails the install when
   ``TETHER_REQUIRE_SPEEDUPS=1`` (the Makefile's development and CI installs).
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,11 @@ EDITABLE = (
 )
 
 
+def _without(name: str) -> dict[str, str]:
+    """This process's environment without the variable ``name``."""
+    return {key: value for key, value in os.environ.items() if key != name}
+
+
 def test_the_accelerator_is_built_from_this_source() -> None:
     module = Path(tether._speedups.__file__)
     assert module.parent == SOURCE.parent
@@ -36,6 +43,23 @@ def test_the_accelerator_is_built_from_this_source() -> None:
     assert module.stat().st_mtime >= SOURCE.stat().st_mtime, (
         f"{module.name} is older than _speedups.c: build it again (make .venv/.installed-dev)"
     )
+
+
+def test_the_c_source_compiles_without_warnings(tmp_path: Path) -> None:
+    # Against this interpreter's headers: a C API deprecated or changed in
+    # a newer CPython warns here first (make test-python runs it there).
+    compiler = shlex.split(sysconfig.get_config_var("CC"))
+    flags = ["-O2", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"]
+    include = sysconfig.get_paths()["include"]
+    output = tmp_path / "speedups.o"
+    result = subprocess.run(
+        [*compiler, *flags, "-I", include, "-c", str(SOURCE), "-o", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def _project_with_broken_source(tmp_path: Path) -> tuple[Path, Path]:
@@ -58,7 +82,7 @@ def _project_with_broken_source(tmp_path: Path) -> tuple[Path, Path]:
 def _build_editable(
     project: Path, tmp_path: Path, *, required: bool
 ) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != "TETHER_REQUIRE_SPEEDUPS"}
+    env = _without("TETHER_REQUIRE_SPEEDUPS")
     if required:
         env["TETHER_REQUIRE_SPEEDUPS"] = "1"
     wheels = tmp_path / "wheels"
@@ -128,7 +152,7 @@ def test_a_subinterpreter_runs_pure_python_and_leaves_the_accelerator_alone() ->
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONMALLOC": "debug"},
+        env={**_without("TETHER_NO_SPEEDUPS"), "PYTHONMALLOC": "debug"},
         capture_output=True,
         text=True,
         timeout=60,
