@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from tether.protocol.close import Close
@@ -21,6 +21,14 @@ from tether.protocol.masking import apply_mask, apply_mask_python
 
 Chunking = Literal["whole", "bytewise", "random"]
 CHUNKINGS: tuple[Chunking, ...] = ("whole", "bytewise", "random")
+
+Buffer = Callable[[bytes], bytes | bytearray | memoryview]
+"""Makes a kind of buffer the engine takes (bytes, bytearray, memoryview) from bytes."""
+
+
+def other(role: Role) -> Role:
+    """The role of the peer of a ``role`` engine."""
+    return Role.SERVER if role is Role.CLIENT else Role.CLIENT
 
 
 class Peer:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from collections.abc import Callable
 
 import pytest
 
 from tests.protocol.connection_helpers import (
-    CHUNKINGS,
+    Buffer,
     Chunking,
     Peer,
     assert_failed,
@@ -37,30 +36,6 @@ from tether.protocol.connection import (
 )
 from tether.protocol.events import CloseReceived, Event, Fragment, Message, Ping, Pong
 from tether.protocol.frames import Frame, Opcode, serialize_frame
-
-Buffer = Callable[[bytes], bytes | bytearray | memoryview]
-
-
-@pytest.fixture(params=[Role.CLIENT, Role.SERVER], ids=["client", "server"])
-def role(request: pytest.FixtureRequest) -> Role:
-    result: Role = request.param
-    return result
-
-
-@pytest.fixture
-def conn(role: Role) -> Connection:
-    return Connection(role)
-
-
-@pytest.fixture
-def peer(role: Role) -> Peer:
-    return Peer(role)
-
-
-@pytest.fixture(params=CHUNKINGS)
-def chunking(request: pytest.FixtureRequest) -> Chunking:
-    result: Chunking = request.param
-    return result
 
 
 def assert_quiet(conn: Connection) -> None:

@@ -12,9 +12,11 @@ from collections.abc import Callable
 import pytest
 
 from tests.protocol.connection_helpers import (
+    Buffer,
     Peer,
     close_frame,
     header_size,
+    other,
     parse_all,
     sent_frames,
 )
@@ -29,28 +31,6 @@ from tether.protocol.close import MAX_REASON_BYTES, Close
 from tether.protocol.connection import Connection, Role, State, truncate_reason
 from tether.protocol.events import CloseReceived, Message, Ping, Pong
 from tether.protocol.frames import Frame, Opcode
-
-Buffer = Callable[[bytes], bytes | bytearray | memoryview]
-
-
-@pytest.fixture(params=[Role.CLIENT, Role.SERVER], ids=["client", "server"])
-def role(request: pytest.FixtureRequest) -> Role:
-    result: Role = request.param
-    return result
-
-
-@pytest.fixture
-def conn(role: Role) -> Connection:
-    return Connection(role)
-
-
-@pytest.fixture
-def peer(role: Role) -> Peer:
-    return Peer(role)
-
-
-def other(role: Role) -> Role:
-    return Role.SERVER if role is Role.CLIENT else Role.CLIENT
 
 
 def transfer(source: Connection, target: Connection) -> None:

@@ -13,12 +13,12 @@ from typing import ClassVar
 import pytest
 
 from tests.protocol.connection_helpers import (
-    CHUNKINGS,
     Chunking,
     Peer,
     assert_failed,
     feed,
     header_size,
+    other,
     parse_all,
     sent_frames,
 )
@@ -108,27 +108,6 @@ class InvertFrames(Extension):
 
     def encode(self, frame: Frame) -> Frame:
         return Frame(frame.opcode, xor(frame.data, 0xFF), frame.fin, frame.rsv1, frame.rsv2, True)
-
-
-@pytest.fixture(params=[Role.CLIENT, Role.SERVER], ids=["client", "server"])
-def role(request: pytest.FixtureRequest) -> Role:
-    result: Role = request.param
-    return result
-
-
-@pytest.fixture
-def peer(role: Role) -> Peer:
-    return Peer(role)
-
-
-@pytest.fixture(params=CHUNKINGS)
-def chunking(request: pytest.FixtureRequest) -> Chunking:
-    result: Chunking = request.param
-    return result
-
-
-def other(role: Role) -> Role:
-    return Role.SERVER if role is Role.CLIENT else Role.CLIENT
 
 
 def transfer(source: Connection, target: Connection) -> None:

@@ -22,12 +22,6 @@ from tether.protocol.masking import apply_mask
 SIZE = 300_000
 
 
-@pytest.fixture(params=[Role.CLIENT, Role.SERVER], ids=["client", "server"])
-def role(request: pytest.FixtureRequest) -> Role:
-    result: Role = request.param
-    return result
-
-
 def payload_of(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 

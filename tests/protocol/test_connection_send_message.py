@@ -129,12 +129,6 @@ def test_send_message_goes_through_extensions(data: str | bytes) -> None:
 # What receive_data answers
 
 
-@pytest.fixture(params=[Role.CLIENT, Role.SERVER], ids=["client", "server"])
-def role(request: pytest.FixtureRequest) -> Role:
-    result: Role = request.param
-    return result
-
-
 def test_receive_data_true_for_whole_plain_messages(role: Role) -> None:
     conn, peer = Connection(role), Peer(role)
     assert conn.receive_data(peer.text("a") + peer.binary(b"b" * 300))
