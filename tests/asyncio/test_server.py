@@ -8,7 +8,6 @@ import ssl
 from typing import Any
 
 import pytest
-import trustme
 
 import tether
 from tether.asyncio.server import Server, ServerConnection, serve
@@ -245,12 +244,7 @@ async def test_reuse_port() -> None:
                     assert await ws.recv() == "shared"
 
 
-async def test_tls() -> None:
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+async def test_tls(server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> None:
     async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
         uri = uri_of(server).replace("ws://", "wss://")
         async with tether.connect(uri, ssl=client_context) as ws:
