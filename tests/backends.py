@@ -18,7 +18,7 @@ import importlib
 import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, suppress
 from types import ModuleType
 from typing import Any, Literal, TypeVar, cast
 
@@ -29,6 +29,7 @@ import tether
 import tether.sync
 import tether.trio
 from tests.behaviour.raw import RawPeer, accept_raw, raw_client
+from tether.exceptions import ConnectionClosed
 from tether.protocol.connection import State
 
 __all__ = [
@@ -181,6 +182,13 @@ class Face:
     def response_headers(self) -> Any:
         """The handshake response's headers."""
         return self.native.response_headers
+
+
+async def echo_until_closed(ws: Face) -> None:
+    """Send every message back until the connection closes: the echo handler of the tests."""
+    with suppress(ConnectionClosed):
+        while True:
+            await ws.send(await ws.recv(timeout=None))
 
 
 class PongWaiter:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.backends import TIMEOUT, Backend, Face
+from tests.backends import TIMEOUT, Backend, Face, echo_until_closed
 from tether.exceptions import ConcurrencyError, ConnectionClosed
 
 
@@ -92,15 +92,8 @@ def test_broadcast_reaches_every_open_connection(backend: Backend) -> None:
 
 
 def test_broadcast_from_clients(backend: Backend) -> None:
-    async def echo(ws: Face) -> None:
-        try:
-            while True:
-                await ws.send(await ws.recv(timeout=None))
-        except ConnectionClosed:
-            pass
-
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             clients = [await backend.connect(f"ws://127.0.0.1:{port}/") for _ in range(3)]
             # Each client masks its own frame; the server echoes what it unmasked.
             assert await broadcast(backend, [ws.native for ws in clients], "from clients") == 3

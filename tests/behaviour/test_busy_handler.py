@@ -9,9 +9,7 @@ connection for longer than the client would wait.
 
 from __future__ import annotations
 
-import contextlib
-
-from tests.backends import Backend, Face
+from tests.backends import Backend, Face, echo_until_closed
 from tether.exceptions import ConnectionClosed
 
 BUSY = 1.0
@@ -23,9 +21,7 @@ def test_pings_and_keepalive_are_answered_while_the_handler_does_not_read(
 ) -> None:
     async def busy_then_echo(ws: Face) -> None:
         await backend.sleep(BUSY)
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await ws.send(await ws.recv(timeout=None))
+        await echo_until_closed(ws)
 
     async def body() -> None:
         # The server's keepalive pings wait 0.2 s at most for their pong: it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import ssl
@@ -12,9 +11,9 @@ import pytest
 import trio
 import trustme
 
-from tests.backends import Backend, Face
+from tests.backends import Backend, Face, echo_until_closed
 from tests.behaviour.tls import client_context, over_tls, server_context
-from tether.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from tether.exceptions import InvalidStatus, InvalidURI
 from tether.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from tether.protocol.handshake import USER_AGENT
 from tether.protocol.headers import Headers
@@ -31,9 +30,7 @@ class Seen:
     async def __call__(self, ws: Face) -> None:
         self.headers.append(ws.native.request_headers)
         self.paths.append(ws.native.request.path)
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await ws.send(await ws.recv(timeout=None))
+        await echo_until_closed(ws)
 
     @property
     def last(self) -> Headers:

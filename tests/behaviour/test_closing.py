@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from tests.backends import TIMEOUT, Backend, Face, Side, sided
+from tests.backends import TIMEOUT, Backend, Face, Side, echo_until_closed, sided
 from tests.behaviour.raw import ECHO_IN_KERNEL, ECHO_IN_SERVER, close_then_pong
-from tether.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from tether.exceptions import ConnectionClosedError, ConnectionClosedOK
 from tether.protocol.close import Close
 from tether.protocol.connection import State
 from tether.protocol.events import CloseReceived
@@ -186,9 +186,7 @@ def test_pong_after_the_clients_close_frame_does_not_reset_tcp(backend: Backend,
 
     async def echo(ws: Face) -> None:
         handed.append(ws)
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await ws.send(await ws.recv(timeout=None))
+        await echo_until_closed(ws)
 
     def close_taken() -> None:
         # Polled from the client's thread: the server's engine read the close frame.

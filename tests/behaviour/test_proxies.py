@@ -5,7 +5,6 @@ The proxies are started once for the module by the fixtures of tests/conftest.py
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import sys
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.backends import Backend, Face
+from tests.backends import Backend, Face, echo_until_closed
 from tests.behaviour.tls import client_context, over_tls, server_context
 from tests.proxy_servers import misbehaving_proxy, pproxy, tinyproxy
 from tether.exceptions import (
-    ConnectionClosed,
     InvalidHandshake,
     InvalidProxy,
     InvalidProxyMessage,
@@ -28,12 +26,6 @@ from tether.exceptions import (
 )
 
 pytestmark = pytest.mark.usefixtures("no_system_proxy")
-
-
-async def echo(ws: Face) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            await ws.send(await ws.recv(timeout=None))
 
 
 async def echo_once(backend: Backend, uri: str, text: str, **options: Any) -> Face:
@@ -51,7 +43,7 @@ def proxy_log(workdir: Path, proxy: str = "open") -> str:
 
 def test_http_proxy(backend: Backend, http_proxy: str, workdir: Path) -> None:
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             target = f"CONNECT 127.0.0.1:{port} HTTP/1.1"
             uri = f"ws://127.0.0.1:{port}/"
             await echo_once(backend, uri, "through tinyproxy", proxy=http_proxy)
@@ -62,7 +54,7 @@ def test_http_proxy(backend: Backend, http_proxy: str, workdir: Path) -> None:
 
 def test_http_proxy_credentials(backend: Backend, auth_proxy: str, tmp_path: Path) -> None:
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             uri = f"ws://127.0.0.1:{port}/"
             proxy = auth_proxy.replace("http://", "http://alice:s3cret@")
             await echo_once(backend, uri, "authenticated", proxy=proxy)
@@ -85,7 +77,9 @@ def test_http_proxy_credentials(backend: Backend, auth_proxy: str, tmp_path: Pat
 
 def test_wss_through_http_proxy(backend: Backend, server_ca: trustme.CA, http_proxy: str) -> None:
     async def body() -> None:
-        async with backend.serve(echo, ssl=server_context(server_ca, "localhost")) as port:
+        async with backend.serve(
+            echo_until_closed, ssl=server_context(server_ca, "localhost")
+        ) as port:
             # The proxy reaches localhost; TLS checks the server's name inside the tunnel.
             uri = f"wss://localhost:{port}/"
             options = {"proxy": http_proxy, "ssl": client_context(server_ca)}
@@ -102,8 +96,8 @@ def test_https_proxy(
 
     async def body() -> None:
         async with (
-            backend.serve(echo) as plain,
-            backend.serve(echo, ssl=server_context(server_ca, "127.0.0.1")) as secure,
+            backend.serve(echo_until_closed) as plain,
+            backend.serve(echo_until_closed, ssl=server_context(server_ca, "127.0.0.1")) as secure,
         ):
             uri = f"ws://127.0.0.1:{plain}/"
             tunnel = {"proxy": proxy, "proxy_ssl": proxy_context}
@@ -135,7 +129,7 @@ def test_https_proxy(
 
 def test_socks_proxies(backend: Backend, socks_ports: dict[str, int], tmp_path: Path) -> None:
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             uri = f"ws://127.0.0.1:{port}/"
             for scheme, which in [
                 ("socks5h", "socks5"),
@@ -161,7 +155,7 @@ def test_system_proxy_from_the_environment(
     backend: Backend, http_proxy: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             target = f"CONNECT 127.0.0.1:{port} HTTP/1.1"
             uri = f"ws://127.0.0.1:{port}/environment"
             for variable in ("HTTP_PROXY", "all_proxy"):
@@ -197,7 +191,7 @@ MISBEHAVIOURS: list[tuple[str, type[Exception] | tuple[type[Exception], ...]]] =
 
 def test_misbehaving_proxies(backend: Backend) -> None:
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             uri = f"ws://127.0.0.1:{port}/"
             for behaviour, expected in MISBEHAVIOURS:
                 # Only the stalling proxy waits for open_timeout: it needs no more.

@@ -7,7 +7,6 @@ depends on how long anything took.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Iterator
@@ -15,15 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.backends import Backend, Face
-from tether.exceptions import ConnectionClosed, InvalidStatus
+from tests.backends import Backend, echo_until_closed
+from tether.exceptions import InvalidStatus
 from tether.protocol.http11 import Request, Response
-
-
-async def echo(ws: Face) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            await ws.send(await ws.recv(timeout=None))
 
 
 def refusing(answers: dict[int, tuple[int, str | None]]) -> Any:
@@ -85,7 +78,7 @@ def test_reconnect_delays_replace_the_backoff_and_start_over_after_a_success(
     refuse = refusing({1: busy, 2: busy, 4: busy, 5: busy})
 
     async def body() -> None:
-        async with backend.serve(echo, process_request=refuse) as port:
+        async with backend.serve(echo_until_closed, process_request=refuse) as port:
             await connect_times(backend, port, 2, reconnect_delays=delays)
 
     backend.run(body)
@@ -103,7 +96,7 @@ def test_429_is_retried_and_retry_after_waits_at_least_as_asked_up_to_the_maximu
     refuse = refusing({1: (429, None), 2: (429, "30"), 3: (503, None)})
 
     async def body() -> None:
-        async with backend.serve(echo, process_request=refuse) as port:
+        async with backend.serve(echo_until_closed, process_request=refuse) as port:
             await connect_times(
                 backend, port, 1, backoff_initial_delay=0.001, backoff_max_delay=0.05
             )
@@ -121,7 +114,7 @@ def test_other_4xx_ends_the_loop(backend: Backend, caplog: pytest.LogCaptureFixt
     refuse = refusing({1: (503, None), 2: (403, None)})
 
     async def body() -> None:
-        async with backend.serve(echo, process_request=refuse) as port:
+        async with backend.serve(echo_until_closed, process_request=refuse) as port:
             with pytest.raises(InvalidStatus) as caught:
                 await connect_times(backend, port, 1, backoff_initial_delay=0.001)
             assert caught.value.response.status_code == 403

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import uuid
 from typing import Any
@@ -11,8 +10,8 @@ import pytest
 import trio
 from werkzeug.routing import Map, Rule
 
-from tests.backends import Backend, Face, RouteHandler
-from tether.exceptions import ConnectionClosed, InvalidStatus
+from tests.backends import Backend, Face, RouteHandler, echo_until_closed
+from tether.exceptions import InvalidStatus
 from tether.protocol.http11 import Request, Response
 
 
@@ -28,15 +27,9 @@ async def index(ws: Face) -> None:
     await ws.send("index")
 
 
-async def echo(ws: Face) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            await ws.send(await ws.recv(timeout=None))
-
-
 ROUTES: dict[str, RouteHandler] = {
     "/": index,
-    "/echo": echo,
+    "/echo": echo_until_closed,
     "/chat/lobby": index,
     "/chat/{room}": chat,
     "/users/{user}/files/{rest:path}": files,
@@ -172,7 +165,7 @@ def test_a_failing_routed_handler_closes_with_1011(backend: Backend) -> None:
 def test_invalid_pattern_is_refused_before_listening(backend: Backend) -> None:
     async def body() -> None:
         with pytest.raises(ValueError, match="start with '/'"):
-            async with backend.route({"echo": echo}):
+            async with backend.route({"echo": echo_until_closed}):
                 pass  # pragma: no cover - not reached
 
     backend.run(body)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import trio
 
-from tests.backends import TIMEOUT, Backend, Face
-from tether.exceptions import ConnectionClosed, InvalidStatus
+from tests.backends import TIMEOUT, Backend, Face, echo_until_closed
+from tether.exceptions import InvalidStatus
 
 
 def test_connections_lists_open_connections(backend: Backend) -> None:
@@ -25,11 +25,7 @@ def test_connections_lists_open_connections(backend: Backend) -> None:
 
     async def handler(ws: Face) -> None:
         seen.append(ws)
-        try:
-            while True:
-                await ws.send(await ws.recv(timeout=None))
-        except ConnectionClosed:
-            pass
+        await echo_until_closed(ws)
 
     async def body() -> None:
         async with backend.serve(handler) as port:

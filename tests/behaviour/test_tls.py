@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from typing import Any
 
 import pytest
 import trustme
 
-from tests.backends import Backend, Face
+from tests.backends import Backend, Face, echo_until_closed
 from tests.behaviour.tls import client_context, over_tls
-from tether.exceptions import ConnectionClosed
-
-
-async def echo(ws: Face) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            await ws.send(await ws.recv(timeout=None))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def test_wss_and_what_tls_checks(
     trusting = client_context(server_ca)
 
     async def body() -> None:
-        async with backend.serve(echo, ssl=names_context) as port:
+        async with backend.serve(echo_until_closed, ssl=names_context) as port:
             ws = await echoed(backend, f"wss://localhost:{port}/secure", "encrypted", ssl=trusting)
             assert over_tls(ws)
             assert ws.native.request_headers["Host"] == f"localhost:{port}"
@@ -72,7 +64,7 @@ def test_wss_and_what_tls_checks(
 
 def test_wss_to_a_plain_server(backend: Backend, server_ca: trustme.CA) -> None:
     async def body() -> None:
-        async with backend.serve(echo) as port:
+        async with backend.serve(echo_until_closed) as port:
             with pytest.raises(ssl.SSLError):
                 await backend.connect(f"wss://localhost:{port}/", ssl=client_context(server_ca))
 
@@ -85,7 +77,7 @@ def test_verification_failure_is_not_retried(
     attempts = 0
 
     async def body() -> None:
-        async with backend.serve(echo, ssl=names_context) as port:
+        async with backend.serve(echo_until_closed, ssl=names_context) as port:
             # SSLCertVerificationError is an OSError, yet trying again cannot heal it.
             loop = backend.reconnect(f"wss://localhost:{port}/", backoff_initial_delay=0.01)
 

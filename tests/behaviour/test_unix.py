@@ -15,8 +15,7 @@ import pytest
 
 import tether
 import tether.sync
-from tests.backends import Backend, Face
-from tether.exceptions import ConnectionClosed
+from tests.backends import Backend, Face, echo_until_closed
 
 
 def test_unix_connect_speaks_plain_http_unless_tls_is_asked_for(
@@ -94,11 +93,7 @@ def serve_and_connect(backend: Backend, socket_path: str, **options: Any) -> Non
     async def echo(ws: Face) -> None:
         request = ws.native.request
         requests.append((request.path, request.headers["Host"]))
-        try:
-            while True:
-                await ws.send(await ws.recv(timeout=None))
-        except ConnectionClosed:
-            pass
+        await echo_until_closed(ws)
 
     async def body() -> None:
         async with backend.unix_serve(echo, socket_path, **options):
