@@ -9,6 +9,7 @@ of those directories pytest is given.
 from __future__ import annotations
 
 import gc
+import hmac
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +49,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="a file to which each soak and fault test appends its numbers, a JSON line each",
     )
+
+
+@pytest.fixture
+def compared_digests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    """Every pair that :func:`hmac.compare_digest` compares during the test, which it still does."""
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    return compared
 
 
 @pytest.fixture(scope="session")
