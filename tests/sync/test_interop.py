@@ -62,17 +62,28 @@ def websockets_server(compression: str | None) -> Iterator[str]:
 
 def test_client_against_websockets(websockets_server: str, compression: Any) -> None:
     with connect(websockets_server, max_size=None, compression=compression) as ws:
-        for message in MESSAGES:
-            ws.send(message)
-            assert ws.recv(timeout=TIMEOUT) == message
-        ws.send(["frag", "mented"])
-        assert ws.recv(timeout=TIMEOUT) == "fragmented"
-        assert ws.ping().wait(TIMEOUT)
-        ws.send("close 4002")
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=TIMEOUT)
-        assert ws.close_code == 4002
-        assert ws.close_reason == "server says bye"
+        converse_with_closing_echo(ws, 4002, ConnectionClosed)
+
+
+def converse_with_closing_echo(ws: Any, code: int, closed: type[Exception]) -> None:
+    """Exchange every kind of message with an echo server, then have it close with ``code``.
+
+    The server closes with "server says bye" when sent ``close <code>``, as
+    :func:`closing_echo` does. ``ws`` is a threading client, tether's or
+    websockets' (whose interface is the same), ``closed`` the exception its
+    ``recv`` raises once closed.
+    """
+    for message in MESSAGES:
+        ws.send(message)
+        assert ws.recv(timeout=TIMEOUT) == message
+    ws.send(["frag", "mented"])
+    assert ws.recv(timeout=TIMEOUT) == "fragmented"
+    assert ws.ping().wait(TIMEOUT)
+    ws.send(f"close {code}")
+    with pytest.raises(closed):
+        ws.recv(timeout=TIMEOUT)
+    assert ws.close_code == code
+    assert ws.close_reason == "server says bye"
 
 
 def test_client_closes_websockets(websockets_server: str) -> None:
@@ -89,17 +100,7 @@ def test_websockets_client(start_server: ServerFactory, compression: Any) -> Non
     with websockets.sync.client.connect(
         uri_of(server), max_size=None, compression=compression, open_timeout=TIMEOUT
     ) as ws:
-        for message in MESSAGES:
-            ws.send(message)
-            assert ws.recv(timeout=TIMEOUT) == message
-        ws.send(["frag", "mented"])
-        assert ws.recv(timeout=TIMEOUT) == "fragmented"
-        assert ws.ping().wait(TIMEOUT)
-        ws.send("close 4004")
-        with pytest.raises(websockets.exceptions.ConnectionClosed):
-            ws.recv(timeout=TIMEOUT)
-        assert ws.close_code == 4004
-        assert ws.close_reason == "server says bye"
+        converse_with_closing_echo(ws, 4004, websockets.exceptions.ConnectionClosed)
 
 
 def test_websockets_client_closes(start_server: ServerFactory) -> None:
