@@ -481,6 +481,16 @@ class NodePeer(Peer):
             self._opened.exception()  # Seen here if nobody waited for the opening.
 
 
+def _websockets_server_options(compression: bool) -> dict[str, Any]:
+    """The options of websockets' servers (asyncio and threading) as peers of tether's clients."""
+    return {
+        "compression": "deflate" if compression else None,
+        "subprotocols": [websockets.Subprotocol(name) for name in SERVER_SUBPROTOCOLS],
+        "max_size": MAX_SIZE,
+        "ping_interval": None,
+    }
+
+
 def _loopback_port(sockets: Any) -> int:
     port: int = next(iter(sockets)).getsockname()[1]
     return port
@@ -633,10 +643,7 @@ async def _serve_peer(
             handler,
             "127.0.0.1",
             0,
-            compression="deflate" if compression else None,
-            subprotocols=[websockets.Subprotocol(name) for name in SERVER_SUBPROTOCOLS],
-            max_size=MAX_SIZE,
-            ping_interval=None,
+            **_websockets_server_options(compression),
         )
         cleanup.push_async_callback(server.wait_closed)
         cleanup.callback(server.close)
@@ -654,10 +661,7 @@ async def _serve_peer(
             sync_handler,
             "127.0.0.1",
             0,
-            compression="deflate" if compression else None,
-            subprotocols=[websockets.Subprotocol(name) for name in SERVER_SUBPROTOCOLS],
-            max_size=MAX_SIZE,
-            ping_interval=None,
+            **_websockets_server_options(compression),
         )
         thread = threading.Thread(target=sync_server.serve_forever, daemon=True)
         thread.start()
