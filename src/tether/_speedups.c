@@ -1131,6 +1131,24 @@ typedef struct {
 
 static PyTypeObject DeflaterType;
 
+/* Raise the error of a deflateInit2 or inflateInit2 that returned `err`, as
+ * zlib's compressobj and decompressobj word it. The stream is marked not
+ * initialized: the deallocator must not end it. */
+static void
+zlib_init_fail(z_stream *zs, int err, const char *what)
+{
+    zs->state = NULL;
+    if (err == Z_MEM_ERROR) {
+        PyErr_NoMemory();
+    }
+    else if (err == Z_STREAM_ERROR) {
+        PyErr_SetString(PyExc_ValueError, "invalid initialization option");
+    }
+    else {
+        zlib_fail(zs, err, what);
+    }
+}
+
 static PyObject *
 Deflater_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -1147,17 +1165,7 @@ Deflater_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     /* tp_alloc zeroed the stream: zalloc, zfree and opaque are Z_NULL. */
     int err = deflateInit2(&self->zs, level, Z_DEFLATED, wbits, mem_level, strategy);
     if (err != Z_OK) {
-        /* Not initialized: the deallocator must not end it. */
-        self->zs.state = NULL;
-        if (err == Z_MEM_ERROR) {
-            PyErr_NoMemory();
-        }
-        else if (err == Z_STREAM_ERROR) {
-            PyErr_SetString(PyExc_ValueError, "invalid initialization option");
-        }
-        else {
-            zlib_fail(&self->zs, err, "while creating compression object");
-        }
+        zlib_init_fail(&self->zs, err, "while creating compression object");
         Py_DECREF(self);
         return NULL;
     }
@@ -1275,16 +1283,7 @@ Inflater_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     int err = inflateInit2(&self->zs, wbits);
     if (err != Z_OK) {
-        self->zs.state = NULL;
-        if (err == Z_MEM_ERROR) {
-            PyErr_NoMemory();
-        }
-        else if (err == Z_STREAM_ERROR) {
-            PyErr_SetString(PyExc_ValueError, "invalid initialization option");
-        }
-        else {
-            zlib_fail(&self->zs, err, "while creating decompression object");
-        }
+        zlib_init_fail(&self->zs, err, "while creating decompression object");
         Py_DECREF(self);
         return NULL;
     }
