@@ -3485,6 +3485,201 @@ wake(PyObject *waiter)
     return 0;
 }
 
+/* ---------------------------------------------------------------------------
+ * The direct wake (issue 20): a connection's read wakes the task waiting in
+ * recv() or `async for` by running its wake-up right there, in the task's
+ * context, rather than through set_result's call_soon (a handle, and a pass
+ * of the loop's ready queue before the task runs). See
+ * tether.asyncio._wake.wake_now_python, the specification and fallback.
+ * ------------------------------------------------------------------------- */
+
+/* The largest read whose whole messages wake their reader directly:
+ * tether.asyncio._wake.DIRECT_WAKE_READ (exported to check it). */
+#define DIRECT_WAKE_READ (16 * 1024)
+
+static PyObject *callbacks_name, *remove_done_callback_name, *call_exception_handler_name,
+    *call_soon_name, *context_kwnames, *current_tasks, *task_type, *message_key,
+    *exception_key;
+
+/* Find what the direct wake uses: 0, or -1 with an exception. */
+static int
+wake_now_init(void)
+{
+    if (context_kwnames != NULL) {
+        return 0;
+    }
+#define WAKE_NAME(var, text)                                                \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
+        return -1;                                                          \
+    }
+    WAKE_NAME(callbacks_name, "_callbacks");
+    WAKE_NAME(remove_done_callback_name, "remove_done_callback");
+    WAKE_NAME(call_exception_handler_name, "call_exception_handler");
+    WAKE_NAME(call_soon_name, "call_soon");
+    WAKE_NAME(message_key, "message");
+    WAKE_NAME(exception_key, "exception");
+#undef WAKE_NAME
+    if (task_type == NULL && (task_type = core_attribute("asyncio", "Task")) == NULL) {
+        return -1;
+    }
+    if (current_tasks == NULL) {
+        /* asyncio's table of the task each loop runs (a dict in CPython
+         * 3.11 to 3.13): without it, no wake is direct. */
+        PyObject *tasks = core_attribute("asyncio.tasks", "_current_tasks");
+        if (tasks == NULL) {
+            PyErr_Clear();
+        }
+        else if (!PyDict_CheckExact(tasks)) {
+            Py_DECREF(tasks);
+        }
+        else {
+            current_tasks = tasks;
+        }
+    }
+    context_kwnames = Py_BuildValue("(s)", "context");
+    return context_kwnames == NULL ? -1 : 0;
+}
+
+/* What asyncio's handle does with a callback's exception: the loop's
+ * exception handler gets it. SystemExit and KeyboardInterrupt go on. */
+static int
+wake_now_report(PyObject *loop, PyObject *callback)
+{
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)
+        || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return -1;
+    }
+    PyObject *exc = take_exception();
+    PyObject *context = PyDict_New(), *done = NULL;
+    PyObject *message = PyUnicode_FromFormat("Exception in callback %R", callback);
+    if (context != NULL && message != NULL && PyDict_SetItem(context, message_key, message) == 0
+        && PyDict_SetItem(context, exception_key, exc) == 0) {
+        done = PyObject_CallMethodOneArg(loop, call_exception_handler_name, context);
+    }
+    Py_XDECREF(message);
+    Py_XDECREF(context);
+    Py_DECREF(exc);
+    if (done == NULL) {
+        return -1;
+    }
+    Py_DECREF(done);
+    return 0;
+}
+
+/* Set the result of `reader` (a future) to None, unless it is done, and run
+ * its one callback, its waiting task's wake-up, now in the task's context,
+ * when no task of `loop` is running (from a protocol callback). Otherwise
+ * set_result schedules it as usual. 1 if it ran now, 0 if not, -1 with an
+ * exception. */
+static int
+wake_now_impl(PyObject *reader, PyObject *loop)
+{
+    if (wake_now_init() < 0) {
+        return -1;
+    }
+    if (wake_future_type == NULL || Py_TYPE(reader) != wake_future_type
+        || current_tasks == NULL) {
+        return wake(reader) < 0 ? -1 : 0;
+    }
+    PyObject *args[2] = {reader, Py_None};
+    PyObject *done = PyObject_Vectorcall(future_done, args, 1, NULL);
+    if (done == NULL) {
+        return -1;
+    }
+    int finished = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (finished != 0) {
+        return finished < 0 ? -1 : 0;
+    }
+    PyObject *running = PyDict_GetItemWithError(current_tasks, loop);
+    if (running != NULL || PyErr_Occurred()) {
+        return running == NULL || wake(reader) < 0 ? -1 : 0;
+    }
+    PyObject *callbacks = PyObject_GetAttr(reader, callbacks_name);
+    if (callbacks == NULL) {
+        return -1;
+    }
+    PyObject *callback = NULL, *context = NULL;
+    if (PyList_CheckExact(callbacks) && PyList_GET_SIZE(callbacks) == 1) {
+        PyObject *item = PyList_GET_ITEM(callbacks, 0);
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2
+            && PyCFunction_Check(PyTuple_GET_ITEM(item, 0))
+            && PyContext_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            PyObject *owner = PyCFunction_GET_SELF(PyTuple_GET_ITEM(item, 0));
+            /* Only a task's wake-up: any other callback is scheduled. */
+            int is_task = owner != NULL && PyObject_IsInstance(owner, task_type);
+            if (is_task < 0) {
+                Py_DECREF(callbacks);
+                return -1;
+            }
+            if (is_task) {
+                callback = Py_NewRef(PyTuple_GET_ITEM(item, 0));
+                context = Py_NewRef(PyTuple_GET_ITEM(item, 1));
+            }
+        }
+    }
+    Py_DECREF(callbacks);
+    if (callback == NULL) {
+        return wake(reader) < 0 ? -1 : 0;
+    }
+    int status = -1;
+    PyObject *removed = PyObject_CallMethodOneArg(reader, remove_done_callback_name, callback);
+    if (removed == NULL) {
+        goto done;
+    }
+    Py_DECREF(removed);
+    PyObject *set = PyObject_Vectorcall(future_set_result, args, 2, NULL);
+    if (set == NULL) {
+        goto done;
+    }
+    Py_DECREF(set);
+    if (PyContext_Enter(context) < 0) {
+        /* The task's context is entered already (it runs somewhere up the
+         * stack): the wake-up waits for the loop, as set_result's would. */
+        PyErr_Clear();
+        PyObject *call[4] = {loop, callback, reader, context};
+        PyObject *handle = PyObject_VectorcallMethod(call_soon_name, call, 3, context_kwnames);
+        if (handle != NULL) {
+            Py_DECREF(handle);
+            status = 0;
+        }
+        goto done;
+    }
+    PyObject *result = PyObject_CallOneArg(callback, reader);
+    if (PyContext_Exit(context) < 0) {
+        Py_XDECREF(result);
+        goto done;
+    }
+    if (result == NULL) {
+        status = wake_now_report(loop, callback) < 0 ? -1 : 1;
+    }
+    else {
+        Py_DECREF(result);
+        status = 1;
+    }
+done:
+    Py_DECREF(callback);
+    Py_DECREF(context);
+    return status;
+}
+
+PyDoc_STRVAR(wake_now_doc,
+"wake_now(reader, loop) -> bool\n\n"
+"Set the result of reader, a future, to None unless it is done, and run its\n"
+"waiting task's wake-up now when no task of loop runs: see\n"
+"tether.asyncio._wake.wake_now_python. Return whether it ran now.");
+
+static PyObject *
+wake_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wake_now takes 2 arguments");
+        return NULL;
+    }
+    int status = wake_now_impl(args[0], args[1]);
+    return status < 0 ? NULL : Py_NewRef(status ? Py_True : Py_False);
+}
+
 PyDoc_STRVAR(receive_messages_doc,
 "receive_messages(engine, data, queue, waiter) -> int\n\n"
 "Take the whole messages at the start of data, each in one plain frame (or\n"
@@ -4670,15 +4865,26 @@ connection_data_received(PyObject *connection, PyObject *data)
     Py_INCREF(args[0]);
     Py_INCREF(args[2]);
     Py_INCREF(args[3]);
-    PyObject *result = NULL, *rest = NULL;
+    PyObject *result = NULL, *rest = NULL, *reader = args[3];
+    Py_ssize_t taken = -1, length = PyObject_Length(data);
+    int direct = 0;
+    if (length < 0) {
+        goto done;
+    }
+    /* A small read's whole messages wake the reader directly, at the end
+     * (see wake_now_impl): receive_messages leaves it. */
+    direct = reader != Py_None && length <= DIRECT_WAKE_READ;
+    if (direct) {
+        args[3] = Py_None;
+    }
     PyObject *taken_object = receive_messages(NULL, args, 4);
-    Py_ssize_t taken = -1, length = -1;
+    args[3] = reader;
     if (taken_object == NULL) {
         goto done;
     }
     taken = PyLong_AsSsize_t(taken_object);
     Py_DECREF(taken_object);
-    if ((taken == -1 && PyErr_Occurred()) || (length = PyObject_Length(data)) < 0) {
+    if (taken == -1 && PyErr_Occurred()) {
         goto done;
     }
     if (taken == length) {
@@ -4727,6 +4933,16 @@ connection_data_received(PyObject *connection, PyObject *data)
     result = PyObject_CallMethodObjArgs(connection, receive_name, rest,
                                         taken > 0 ? Py_True : Py_False, NULL);
 done:
+    if (result != NULL && direct && taken > 0 && CONN(connection, A_READER) == reader) {
+        PyObject *loop = CONN(connection, A_LOOP);
+        anext_set(connection, A_READER, Py_None);
+        if (loop == NULL || wake_now_impl(reader, loop) < 0) {
+            if (loop == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "a field of the connection is unset");
+            }
+            Py_CLEAR(result);
+        }
+    }
     Py_XDECREF(rest);
     Py_DECREF(args[0]);
     Py_DECREF(args[2]);
@@ -5365,6 +5581,7 @@ static PyMethodDef speedups_methods[] = {
     {"receive_messages", (PyCFunction)(void (*)(void))receive_messages, METH_FASTCALL,
      receive_messages_doc},
     {"take_message", take_message, METH_O, take_message_doc},
+    {"wake_now", (PyCFunction)(void (*)(void))wake_now, METH_FASTCALL, wake_now_doc},
     {"write_message", (PyCFunction)(void (*)(void))write_message, METH_FASTCALL,
      write_message_doc},
     {"anext_method", anext_method, METH_O, anext_method_doc},
@@ -5438,6 +5655,9 @@ speedups_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(zlib);
+    if (PyModule_AddIntConstant(module, "DIRECT_WAKE_READ", DIRECT_WAKE_READ) < 0) {
+        return -1;
+    }
     if (zlib_error_type == NULL || PyModule_AddType(module, &DeflaterType) < 0
         || PyModule_AddType(module, &InflaterType) < 0) {
         return -1;

@@ -26,6 +26,7 @@ from typing import Any, cast
 from tether.async_connection import AsyncConnection
 from tether.asyncio import keepalive
 from tether.asyncio._closing import TransportEnding
+from tether.asyncio._wake import DIRECT_WAKE_READ, wake_now
 from tether.asyncio._writing import write_chunks
 from tether.asyncio.keepalive import Bucket
 from tether.attributes import ConnectionAttributes
@@ -704,14 +705,21 @@ class Connection(
     def data_received(self, data: bytes | memoryview) -> None:
         """Feed a read to the engine (uvloop calls this)."""
         messages = self._messages
+        reader = self._reader
+        # A small read's whole messages wake the reader directly, once the
+        # whole read is fed: its task runs here (see tether.asyncio._wake).
+        direct = reader is not None and len(data) <= DIRECT_WAKE_READ
         # The common read first, in one call: whole messages, queued at once
-        # and the reader woken (see tether.messages.receive_messages).
-        taken = receive_messages(self.protocol, data, messages, self._reader)
+        # (see tether.messages.receive_messages).
+        taken = receive_messages(self.protocol, data, messages, None if direct else reader)
         if taken == len(data):
             if messages.ready >= messages.full_at:
                 self._pause_if_full()
-            return
-        self._receive(memoryview(data)[taken:] if taken > 0 else data, taken > 0)
+        else:
+            self._receive(memoryview(data)[taken:] if taken > 0 else data, taken > 0)
+        if direct and taken > 0 and self._reader is reader:
+            self._reader = None
+            wake_now(reader, self._loop)  # type: ignore[arg-type]
 
     def _receive(self, data: bytes | memoryview, queued: bool) -> None:
         """Feed a read to the engine's general path; ``queued``: messages of it were queued."""
