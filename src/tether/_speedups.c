@@ -4700,11 +4700,12 @@ anext_send(NextMessage *self, PyObject *arg, PyObject **result)
     return PYGEN_RETURN;
 }
 
+/* What __next__ or send() of a C awaitable returns for what its am_send gave
+ * (`status` and `result`, which is consumed): the value it yields, or NULL
+ * with StopIteration(result) raised when it returned, or with the error. */
 static PyObject *
-anext_iternext(NextMessage *self)
+sent_value(PySendResult status, PyObject *result)
 {
-    PyObject *result;
-    PySendResult status = anext_send(self, Py_None, &result);
     if (status == PYGEN_RETURN) {
         PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
         Py_DECREF(result);
@@ -4715,6 +4716,14 @@ anext_iternext(NextMessage *self)
         return NULL;
     }
     return status == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+anext_iternext(NextMessage *self)
+{
+    PyObject *result;
+    PySendResult status = anext_send(self, Py_None, &result);
+    return sent_value(status, result);
 }
 
 static PyObject *
@@ -5234,18 +5243,12 @@ send_message_iternext(SendMessage *self)
 {
     PyObject *result;
     PySendResult status = send_message_send(self, Py_None, &result);
-    if (status == PYGEN_RETURN) {
-        if (result != Py_None) {
-            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
-            if (stop != NULL) {
-                PyErr_SetObject(PyExc_StopIteration, stop);
-                Py_DECREF(stop);
-            }
-        }
+    if (status == PYGEN_RETURN && result == Py_None) {
+        /* Exhausted: __next__ may return NULL with no StopIteration set. */
         Py_DECREF(result);
         return NULL;
     }
-    return status == PYGEN_NEXT ? result : NULL;
+    return sent_value(status, result);
 }
 
 static PyObject *
@@ -5253,16 +5256,7 @@ send_message_send_method(SendMessage *self, PyObject *arg)
 {
     PyObject *result;
     PySendResult status = send_message_send(self, arg, &result);
-    if (status == PYGEN_RETURN) {
-        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
-        Py_DECREF(result);
-        if (stop != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, stop);
-            Py_DECREF(stop);
-        }
-        return NULL;
-    }
-    return status == PYGEN_NEXT ? result : NULL;
+    return sent_value(status, result);
 }
 
 static PyObject *
