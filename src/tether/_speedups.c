@@ -22,6 +22,18 @@
 #error "tether._speedups needs the GIL: free-threaded CPython runs tether in pure Python"
 #endif
 
+/* CPython API beyond the public one, checked against the headers and run
+ * by the suite on 3.11, 3.12 and 3.13 (make test-python):
+ * - _PyType_Lookup (cpython/object.h): a class attribute through the MRO
+ *   and the type method cache, returned borrowed, compared by identity. Kept
+ *   for its cost; its public form, PyType_Lookup (3.15), returns a new
+ *   reference.
+ * - tp_version_tag (see frame_own_methods): 0 means none, and a class that
+ *   changes gets a new one, never reused. A class keeps 0 once the tags run
+ *   out, or (3.13) once it changed too often: it is looked up each time then.
+ * Nothing reaches into asyncio's Future or Task structs, frames or
+ * reference counts: futures are driven through their own methods. */
+
 /* Unmasking runs over every byte a server receives, so it gets the widest
  * registers the compiler and the processor offer. GCC and clang vector types
  * give 16-byte operations on any target with SIMD (SSE2 on every x86-64),
