@@ -427,20 +427,34 @@ def test_deflate_frame_at_every_length_encoding() -> None:
 def test_inflate_frame_matches(
     messages: list[bytes], key: bytes | None, cut: int, max_length: int
 ) -> None:
-    decoders = [zlib.decompressobj(wbits=-15) for _ in range(2)]
-    for wire in deflated(zlib.compressobj(6, zlib.DEFLATED, -15), messages, key):
+    wires = deflated(zlib.compressobj(6, zlib.DEFLATED, -15), messages, key)
+    assert_inflates_alike(
+        zlib.decompressobj(wbits=-15), -15, wires, key, cut=cut, max_length=max_length
+    )
+
+
+def assert_inflates_alike(
+    decoder: Any, wbits: int, wires: list[bytes], key: bytes | None, *, cut: int, max_length: int
+) -> None:
+    """The C inflate_frame on ``decoder`` and the twin on a zlib decompressor agree.
+
+    Each payload of ``wires`` is inflated in two parts, cut near ``cut``,
+    with at most ``max_length`` bytes out; the decompressors' ends of stream
+    and, for a zlib ``decoder``, their input left over must agree too. The
+    comparison stops at the first payload whose output is cut short.
+    """
+    twin = zlib.decompressobj(wbits)
+    for wire in wires:
         cut = min(cut, len(wire)) & ~3  # The key stays in step at a multiple of 4.
         for part, tail in ((wire[:cut], False), (wire[cut:], True)):
-            outputs = [
-                inflate(decoder, part, key, tail, max_length)
-                for inflate, decoder in zip(
-                    (speedups.inflate_frame, inflate_frame_python), decoders, strict=True
-                )
-            ]
-            assert outputs[0] == outputs[1]
-            assert decoders[0].unconsumed_tail == decoders[1].unconsumed_tail
-            assert decoders[0].eof == decoders[1].eof
-            if decoders[0].unconsumed_tail:
+            ours = speedups.inflate_frame(decoder, part, key, tail, max_length)
+            assert ours == inflate_frame_python(twin, part, key, tail, max_length)
+            assert decoder.eof == twin.eof
+            if hasattr(decoder, "unconsumed_tail"):
+                assert decoder.unconsumed_tail == twin.unconsumed_tail
+            if twin.unconsumed_tail:
+                # speedups.Inflater drops input beyond max_length (its
+                # callers fail the connection then): the streams part here.
                 return
 
 

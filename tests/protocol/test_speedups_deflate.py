@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import tether._speedups as speedups
 from tests.protocol.connection_helpers import deflated
+from tests.protocol.test_speedups import assert_inflates_alike
 from tether.exceptions import PayloadTooBig, ProtocolError
 from tether.extensions.permessage_deflate import (
     PerMessageDeflate,
@@ -165,18 +166,8 @@ def _wire(messages: list[bytes], key: bytes | None) -> list[bytes]:
 def test_inflate_frame_on_an_inflater_matches_zlib(
     messages: list[bytes], key: bytes | None, cut: int, max_length: int
 ) -> None:
-    decoders = (speedups.Inflater(-12), zlib.decompressobj(-12))
-    for wire in _wire(messages, key):
-        cut = min(cut, len(wire)) & ~3  # The key stays in step at a multiple of 4.
-        for part, tail in ((wire[:cut], False), (wire[cut:], True)):
-            ours = speedups.inflate_frame(decoders[0], part, key, tail, max_length)
-            theirs = inflate_frame_python(decoders[1], part, key, tail, max_length)
-            assert ours == theirs
-            assert decoders[0].eof == decoders[1].eof
-            if decoders[1].unconsumed_tail:
-                # The Inflater drops input beyond max_length (its callers
-                # fail the connection then): the streams part here.
-                return
+    wires = _wire(messages, key)
+    assert_inflates_alike(speedups.Inflater(-12), -12, wires, key, cut=cut, max_length=max_length)
 
 
 def test_inflater_output_beyond_the_static_area_and_large_masked_input() -> None:
