@@ -4052,13 +4052,16 @@ message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* The asyncio connection's fields, in the order of send_fields. */
 enum {
     S_SEND_LOCK, S_TRANSPORT, S_PROTOCOL, S_TICK_PENDING, S_SENT_SINCE_WAIT, S_GATHERED,
-    S_GATHER_ROOM, S_GATHER_LIMIT, S_WRITE_LIMIT, S_WRITING_PAUSED, S_LOOP, S_COUNT
+    S_GATHER_ROOM, S_GATHER_LIMIT, S_WRITE_LIMIT, S_WRITING_PAUSED, S_LOOP, S_SPARE_TICK, S_COUNT
 };
 static const char *const send_fields[S_COUNT] = {
     "_send_lock", "transport", "protocol", "_tick_pending", "_sent_since_wait", "_gathered",
-    "_gather_room", "_gather_limit", "write_limit", "_writing_paused", "_loop",
+    "_gather_room", "_gather_limit", "write_limit", "_writing_paused", "_loop", "_spare_tick",
 };
 static Py_ssize_t send_offsets[S_COUNT];
+/* tether.asyncio.connection._Tick and the offset of its `connection` slot. */
+static PyTypeObject *tick_type;
+static Py_ssize_t tick_connection_offset;
 /* A gathered buffer's first allocation (see gather_new): at least this, and
  * at most the room of its gather and this slack, for the frame that ends
  * the gather past its room. */
@@ -4103,6 +4106,17 @@ send_init(void)
             return -1;
         }
     }
+    PyObject *tick = core_attribute("tether.asyncio.connection", "_Tick");
+    if (tick == NULL || !PyType_Check(tick)
+        || slot_offset(tick, "_Tick", "connection", &tick_connection_offset) < 0) {
+        if (tick != NULL && !PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "_Tick must be a class");
+        }
+        Py_XDECREF(tick);
+        Py_DECREF(type);
+        return -1;
+    }
+    tick_type = (PyTypeObject *)tick;
     memcpy(send_offsets, offsets, sizeof offsets);
     send_connection_type = (PyTypeObject *)type;  /* last: the mark of success */
     return 0;
@@ -4276,6 +4290,22 @@ send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
 #undef FIELD
 }
 
+/* Connection._tick: the connection's spare _Tick, taken from its slot and
+ * given the connection, as the property does; the property itself (which
+ * makes one) when there is no spare one. A new reference, or NULL. */
+static PyObject *
+send_tick(PyObject *connection)
+{
+    PyObject *spare = SLOT(connection, send_offsets[S_SPARE_TICK]);
+    if (spare == NULL || !Py_IS_TYPE(spare, tick_type)) {
+        return PyObject_GetAttr(connection, tick_name);
+    }
+    PyObject *tick = Py_NewRef(spare);
+    send_set(connection, S_SPARE_TICK, Py_NewRef(Py_None));
+    Py_XSETREF(SLOT(tick, tick_connection_offset), Py_NewRef(connection));
+    return tick;
+}
+
 PyDoc_STRVAR(write_message_doc,
 "write_message(connection, data, text)\n--\n\n"
 "Send one whole message on an asyncio connection in the common case: its\n"
@@ -4405,7 +4435,7 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             /* A second send before waiting for input: gather the next ones
              * until the next loop iteration. */
             send_set(connection, S_TICK_PENDING, Py_NewRef(Py_True));
-            PyObject *tick = PyObject_GetAttr(connection, tick_name);
+            PyObject *tick = send_tick(connection);
             PyObject *handle =
                 tick == NULL ? NULL
                              : PyObject_CallMethodOneArg(FIELD(S_LOOP), call_soon_name, tick);

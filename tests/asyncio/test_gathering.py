@@ -77,6 +77,34 @@ async def test_sends_in_one_iteration_leave_in_one_write(
         assert sum(map(len, counting.writes)) == 100 * (64 + 2 + (4 if side == "client" else 0))
 
 
+async def test_bursts_in_many_iterations_reuse_one_tick(
+    start_server: ServerFactory, side: Side
+) -> None:
+    # The tick that ended a gathering is the connection's spare one, which
+    # the next burst schedules again (C's write_message takes it from its
+    # slot, the Python _tick property likewise): one object, each burst
+    # written at the iteration after its sends.
+    async with open_raw_pair(start_server, side, compression=None) as (ours, peer):
+        counting = count_writes(ours)
+        ticks: set[int] = set()
+        for burst in range(5):
+            for index in range(3):
+                await ours.send(message(3 * burst + index))
+            assert ours._tick_pending
+            await asyncio.sleep(0)
+            assert not ours._tick_pending
+            assert ours._spare_tick is not None
+            assert ours._spare_tick.connection is None
+            ticks.add(id(ours._spare_tick))
+        assert len(ticks) == 1
+        # The first burst: two frames at once, the third gathered and written
+        # by the tick. The connection has not waited for input since: each
+        # later burst writes its first frame at once and gathers the others.
+        assert len(counting.writes) == 3 + 4 * 2
+        events = await received(peer, 15)
+        assert events == [Message(message(index)) for index in range(15)]
+
+
 async def test_gathered_frames_leave_at_the_gather_limit(
     start_server: ServerFactory, side: Side
 ) -> None:
