@@ -491,6 +491,17 @@ def _websockets_server_options(compression: bool) -> dict[str, Any]:
     }
 
 
+def _websockets_client_options(compression: bool) -> dict[str, Any]:
+    """The options of websockets' clients (asyncio and threading) as peers of tether's servers."""
+    return {
+        "compression": "deflate" if compression else None,
+        "subprotocols": [websockets.Subprotocol(name) for name in CLIENT_SUBPROTOCOLS],
+        "max_size": MAX_SIZE,
+        "ping_interval": None,
+        "proxy": None,
+    }
+
+
 def _loopback_port(sockets: Any) -> int:
     port: int = next(iter(sockets)).getsockname()[1]
     return port
@@ -570,23 +581,13 @@ async def _connect_peer(
     """Connect a client of ``library`` to ``uri``."""
     if library == "websockets":
         client = await websockets.asyncio.client.connect(
-            uri,
-            compression="deflate" if compression else None,
-            subprotocols=[websockets.Subprotocol(name) for name in CLIENT_SUBPROTOCOLS],
-            max_size=MAX_SIZE,
-            ping_interval=None,
-            proxy=None,
+            uri, **_websockets_client_options(compression)
         )
         return WebsocketsPeer(client)
     if library == "websockets-sync":
+        options = _websockets_client_options(compression)
         sync_client = await asyncio.to_thread(
-            websockets.sync.client.connect,
-            uri,
-            compression="deflate" if compression else None,
-            subprotocols=[websockets.Subprotocol(name) for name in CLIENT_SUBPROTOCOLS],
-            max_size=MAX_SIZE,
-            ping_interval=None,
-            proxy=None,
+            lambda: websockets.sync.client.connect(uri, **options)
         )
         # Entering the context is how websockets 17 wants connect() used; the
         # peer closes the connection itself at teardown.
