@@ -179,16 +179,9 @@ class EngineMachine(RuleBasedStateMachine):
 
     def deliver_all(self, side: int, sizes: list[int]) -> bool:
         """Deliver every pending byte of a link; tell whether there was any."""
-        link = self.links[side]
-        data = bytes(link.wire)
-        link.wire.clear()
-        pos = 0
-        for size in itertools.cycle(sizes):
-            if pos >= len(data):
-                break
-            self.receive(side, data[pos : pos + size])
-            pos += size
-        return bool(data)
+        pending = len(self.links[side].wire)
+        self.deliver(side, pending, sizes)
+        return pending > 0
 
     # Sending
 
