@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -378,18 +378,28 @@ def serve(name: str, ready: Ready) -> None:
 # asyncio clients
 
 
+def _connecting(open_connection: Callable[..., Awaitable[Any]], url: str) -> AsyncConnect:
+    """The adapter of a client whose connections have ``send``, ``recv`` and ``close``.
+
+    ``open_connection(url, compression=..., max_size=...)`` opens one, as
+    tether's and websockets' ``connect`` do.
+    """
+
+    async def connect(compress: bool) -> AsyncConn:
+        ws = await open_connection(
+            url, compression="deflate" if compress else None, max_size=MAX_SIZE
+        )
+        return AsyncConn(ws.send, ws.send, ws.recv, ws.close)
+
+    return connect
+
+
 @contextlib.asynccontextmanager
 async def tether_client(url: str) -> AsyncIterator[AsyncConnect]:
     """tether's asyncio client."""
     import tether.asyncio
 
-    async def connect(compress: bool) -> AsyncConn:
-        ws = await tether.asyncio.connect(
-            url, compression="deflate" if compress else None, max_size=MAX_SIZE
-        )
-        return AsyncConn(ws.send, ws.send, ws.recv, ws.close)
-
-    yield connect
+    yield _connecting(tether.asyncio.connect, url)
 
 
 @contextlib.asynccontextmanager
@@ -424,13 +434,7 @@ async def websockets_client(url: str) -> AsyncIterator[AsyncConnect]:
     """websockets' asyncio client."""
     import websockets.asyncio.client
 
-    async def connect(compress: bool) -> AsyncConn:
-        ws = await websockets.asyncio.client.connect(
-            url, compression="deflate" if compress else None, max_size=MAX_SIZE
-        )
-        return AsyncConn(ws.send, ws.send, ws.recv, ws.close)
-
-    yield connect
+    yield _connecting(websockets.asyncio.client.connect, url)
 
 
 @contextlib.asynccontextmanager
@@ -561,13 +565,7 @@ async def tether_trio_client(url: str) -> AsyncIterator[AsyncConnect]:
     """tether's trio client."""
     import tether.trio
 
-    async def connect(compress: bool) -> AsyncConn:
-        ws = await tether.trio.connect(
-            url, compression="deflate" if compress else None, max_size=MAX_SIZE
-        )
-        return AsyncConn(ws.send, ws.send, ws.recv, ws.close)
-
-    yield connect
+    yield _connecting(tether.trio.connect, url)
 
 
 @contextlib.asynccontextmanager
