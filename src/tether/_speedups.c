@@ -3552,6 +3552,28 @@ wake_now_init(void)
     return context_kwnames == NULL ? -1 : 0;
 }
 
+/* asyncio's C future's _callbacks (a getset) and remove_done_callback (a
+ * method descriptor), found on the first wake: called without a lookup by
+ * name. NULL: by name. */
+static PyGetSetDescrObject *future_callbacks;
+static PyObject *future_remove_done_callback;
+static int future_methods_found;
+
+static void
+wake_now_find_methods(void)
+{
+    future_methods_found = 1;
+    PyObject *callbacks = _PyType_Lookup(wake_future_type, callbacks_name),
+             *remove = _PyType_Lookup(wake_future_type, remove_done_callback_name);
+    if (callbacks != NULL && Py_IS_TYPE(callbacks, &PyGetSetDescr_Type)
+        && ((PyGetSetDescrObject *)callbacks)->d_getset->get != NULL) {
+        future_callbacks = (PyGetSetDescrObject *)Py_NewRef(callbacks);
+    }
+    if (remove != NULL && Py_IS_TYPE(remove, &PyMethodDescr_Type)) {
+        future_remove_done_callback = Py_NewRef(remove);
+    }
+}
+
 /* What asyncio's handle does with a callback's exception: the loop's
  * exception handler gets it. SystemExit and KeyboardInterrupt go on. */
 static int
@@ -3607,7 +3629,13 @@ wake_now_impl(PyObject *reader, PyObject *loop)
     if (running != NULL || PyErr_Occurred()) {
         return running == NULL || wake(reader) < 0 ? -1 : 0;
     }
-    PyObject *callbacks = PyObject_GetAttr(reader, callbacks_name);
+    if (!future_methods_found) {
+        wake_now_find_methods();
+    }
+    PyObject *callbacks =
+        future_callbacks != NULL
+            ? future_callbacks->d_getset->get(reader, future_callbacks->d_getset->closure)
+            : PyObject_GetAttr(reader, callbacks_name);
     if (callbacks == NULL) {
         return -1;
     }
@@ -3635,7 +3663,11 @@ wake_now_impl(PyObject *reader, PyObject *loop)
         return wake(reader) < 0 ? -1 : 0;
     }
     int status = -1;
-    PyObject *removed = PyObject_CallMethodOneArg(reader, remove_done_callback_name, callback);
+    PyObject *remove_args[2] = {reader, callback};
+    PyObject *removed =
+        future_remove_done_callback != NULL
+            ? PyObject_Vectorcall(future_remove_done_callback, remove_args, 2, NULL)
+            : PyObject_CallMethodOneArg(reader, remove_done_callback_name, callback);
     if (removed == NULL) {
         goto done;
     }
