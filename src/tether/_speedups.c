@@ -4322,6 +4322,58 @@ send_gather(PyObject *connection, PyObject *transport, PyObject *frame)
 #undef FIELD
 }
 
+/* The last transport class found to have no instance dictionaries and
+ * plain attribute lookup (uvloop's), its version tag then (see
+ * frame_own_methods), and its is_closing and write: called without a lookup
+ * by name. Any other transport's are looked up by name each time. */
+static PyTypeObject *transport_checked_type;
+static unsigned int transport_checked_tag;
+static PyObject *transport_is_closing, *transport_write;
+
+/* 1 if transport_is_closing and transport_write are `transport`'s methods,
+ * 0 if they are to be looked up by name. */
+static int
+transport_methods(PyObject *transport)
+{
+    PyTypeObject *type = Py_TYPE(transport);
+    if (type == transport_checked_type && type->tp_version_tag == transport_checked_tag
+        && transport_checked_tag != 0) {
+        return 1;
+    }
+    if (type->tp_dictoffset != 0 || type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;  /* an instance may have attributes of its own */
+    }
+    PyObject *is_closing = _PyType_Lookup(type, is_closing_name),
+             *write = _PyType_Lookup(type, write_name);
+    if (is_closing == NULL || write == NULL
+        || !PyType_HasFeature(Py_TYPE(is_closing), Py_TPFLAGS_METHOD_DESCRIPTOR)
+        || !PyType_HasFeature(Py_TYPE(write), Py_TPFLAGS_METHOD_DESCRIPTOR)
+        || type->tp_version_tag == 0) {
+        return 0;
+    }
+    Py_XSETREF(transport_is_closing, Py_NewRef(is_closing));
+    Py_XSETREF(transport_write, Py_NewRef(write));
+    transport_checked_type = type;
+    transport_checked_tag = type->tp_version_tag;
+    return 1;
+}
+
+/* transport.is_closing() and transport.write(frame) (frame NULL: the first). */
+static PyObject *
+transport_call(PyObject *transport, PyObject *frame)
+{
+    if (!transport_methods(transport)) {
+        return frame == NULL ? PyObject_CallMethodNoArgs(transport, is_closing_name)
+                             : PyObject_CallMethodOneArg(transport, write_name, frame);
+    }
+    /* Held for the call, which may change the class. */
+    PyObject *method = Py_NewRef(frame == NULL ? transport_is_closing : transport_write);
+    PyObject *args[2] = {transport, frame};
+    PyObject *result = PyObject_Vectorcall(method, args, frame == NULL ? 1 : 2, NULL);
+    Py_DECREF(method);
+    return result;
+}
+
 /* Connection._tick: the connection's spare _Tick, taken from its slot and
  * given the connection, as the property does; the property itself (which
  * makes one) when there is no spare one. A new reference, or NULL. */
@@ -4379,7 +4431,7 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (transport == Py_None) {
             Py_RETURN_NONE;
         }
-        PyObject *closing = PyObject_CallMethodNoArgs(transport, is_closing_name);
+        PyObject *closing = transport_call(transport, NULL);
         if (closing == NULL) {
             return NULL;
         }
@@ -4459,7 +4511,7 @@ write_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         failed = send_gather(connection, transport, frame);
     }
     else {
-        PyObject *written = PyObject_CallMethodOneArg(transport, write_name, frame);
+        PyObject *written = transport_call(transport, frame);
         Py_DECREF(frame);
         failed = written == NULL;
         Py_XDECREF(written);

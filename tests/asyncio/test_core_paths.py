@@ -387,6 +387,61 @@ def test_write_message_declines_until_the_connection_has_a_transport(
     assert calls == [("write", [Frame(Opcode.BINARY, b"now")])]
 
 
+class SlottedTransport:
+    """A transport without instance dictionaries, as uvloop's: C calls its methods unnamed."""
+
+    __slots__ = ("closing", "written")
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize(
+    "write", [speedups.write_message, write_message_python], ids=["c", "python"]
+)
+def test_write_message_sees_a_transport_class_change(
+    write: Callable[[Connection, object, bool | None], bool | None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # C remembers the last such class's write and is_closing, with the
+    # class's version tag: a class changed since is looked up again.
+    async def send(ws: Connection, message: bytes) -> bool | None:
+        ws._sent_since_wait = False  # as if it waited for input: written at once
+        return write(ws, message, None)
+
+    async def scenario() -> tuple[list[Any], list[bytes], list[bytes]]:
+        engine = ServerProtocol()
+        engine.state = State.OPEN
+        ws = Connection(engine, ping_interval=None)
+        transport = SlottedTransport()
+        ws.connection_made(transport)  # type: ignore[arg-type]
+        results = [await send(ws, b"one")]
+        elsewhere: list[bytes] = []
+        monkeypatch.setattr(SlottedTransport, "write", lambda self, data: elsewhere.append(data))
+        results.append(await send(ws, b"two"))
+        monkeypatch.setattr(SlottedTransport, "is_closing", lambda self: True)
+        results.append(await send(ws, b"three"))  # declined: the transport is closing
+        return results, transport.written, elsewhere
+
+    results, written, elsewhere = asyncio.run(scenario())
+    assert results == [False, False, None]
+    assert written == [b"\x82\x03one"]
+    assert elsewhere == [b"\x82\x03two"]
+
+
 class ViewExtension(Extension):
     """An extension of whole messages whose frames come as memoryviews, not bytes.
 
