@@ -12,6 +12,7 @@ server runs each handler in a lean thread of its own.
 
 from __future__ import annotations
 
+import logging
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -176,3 +177,28 @@ def test_a_handler_runs_in_a_lean_thread_of_its_own(start_server: ServerFactory)
     for thread, _, _ in seen:
         thread.join(TIMEOUT)
         assert not thread.is_alive()
+
+
+def test_a_default_name_is_made_once_when_first_asked_for(go: threading.Event) -> None:
+    # A lean thread made without a name gets threading's default one, "Thread-N",
+    # when it is first asked for: unique, the same at each later look, shown by
+    # repr and by logging, and settable as any thread's.
+    first, second = Blocked(go), Blocked(go)
+    second.start()
+    assert repr(second).startswith(f"<Blocked({second.name}, started daemon")
+    assert first.name.startswith("Thread-")
+    assert first.name != second.name
+    assert first.name is first.name
+    first.name = "renamed"
+    assert first.name == "renamed"
+    assert "renamed" in repr(first)
+    records: list[str] = []
+
+    class Named(LeanThread):
+        def run(self) -> None:
+            records.append(logging.makeLogRecord({}).threadName or "")
+
+    named = Named()
+    named.start()
+    named.join(TIMEOUT)
+    assert records == [named.name]

@@ -61,7 +61,7 @@ from tether.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClos
 from tether.framelog import enable_frame_log
 from tether.log import ConnectionLogger, LoggerLike, base_logger, connection_logger
 from tether.messages import MessageQueue, piece_converter
-from tether.pings import PingTracker, ping_payload
+from tether.pings import answer_pings, ping_payload
 from tether.protocol.client import ClientProtocol
 from tether.protocol.close import CloseCode
 from tether.protocol.connection import _CLOSED, _CLOSING, _OPEN
@@ -245,10 +245,12 @@ class Connection(ConnectionAttributes):
         self.latency = 0.0
         """The round-trip time of the last ping answered, in seconds."""
         self._mutex = threading.Lock()
-        # The receiving thread waits on this one for the background thread.
-        self._changed = Condition(self._mutex)
-        # The background thread sleeps on this one.
-        self._wake_reader = Condition(self._mutex)
+        # The receiving thread waits on this one for the background thread,
+        # and the background thread sleeps on the other one. Each is made by
+        # its first wait (see _wait_changed and _reader_wait): an idle
+        # connection's thread waits on neither.
+        self._changed: Condition | None = None
+        self._wake_reader: Condition | None = None
         # Held while a fragmented message goes out, piece by piece: other
         # messages wait for its end. Made by the first such message.
         self._send_mutex: threading.Lock | None = None
@@ -278,7 +280,9 @@ class Connection(ConnectionAttributes):
         # as if a reader thread ran: nothing watches the handshake's socket.
         self._watch = WATCH_THREAD
         self._grace: Timer | None = None
-        self._pings: PingTracker[_Waiter] = PingTracker()
+        # The pings waiting for their pong, by payload, in sending order
+        # (see answer_pings): None while there is none, most of the time.
+        self._pings: dict[bytes, tuple[_Waiter, float]] | None = None
         self._closed = Flag()
         # The next keepalive step on the shared scheduler: a ping, or the
         # end of the wait for its pong.
@@ -473,13 +477,13 @@ class Connection(ConnectionAttributes):
                     # A TLS read may block on a partial record whatever poll
                     # said: the background thread takes that risk.
                     self._recv_state = RECV_DELEGATED
-                    self._wake_reader.notify()
+                    self._notify_reader()
                 else:
                     self._recv_state = RECV_WAITING
                 try:
                     # With no time left on a plain socket, the background
                     # thread is reading data that is there: wait for it.
-                    self._changed.wait(remaining or None)
+                    self._wait_changed(remaining or None)
                 finally:
                     self._recv_state = RECV_READY
         finally:
@@ -544,7 +548,7 @@ class Connection(ConnectionAttributes):
             self._process()
             closed = protocol.state is _CLOSED
             flush = closed or protocol.close_transport or protocol.pending_output
-            if self._recv_state >= RECV_WAITING:
+            if self._recv_state >= RECV_WAITING and self._changed is not None:
                 self._changed.notify()
         finally:
             if not closed:
@@ -662,11 +666,11 @@ class Connection(ConnectionAttributes):
         event = threading.Event()
         waiter: _Waiter = event if ack_on_close else _PongOnly(event)
         with self._mutex:
-            self._pings.add(payload, waiter, time.monotonic())
+            self._add_ping(payload, waiter)
             try:
                 self.protocol.send_ping(payload)
             except InvalidState:
-                self._pings.answer(payload, time.monotonic())
+                self._answer_pings(payload)
                 raise self.protocol.close_exc() from None
             # The pong is read at once, not after the grace period, so that
             # latency measures the network, not the application.
@@ -816,7 +820,7 @@ class Connection(ConnectionAttributes):
                         # An application thread reads, or may at any time:
                         # polling too would wake two threads per message.
                         self._reader_parked = True
-                        woken = self._wake_reader.wait(linger)
+                        woken = self._reader_wait(linger)
                         if not woken and self._reader_parked and not self._closed.is_set():
                             # Still in recv: when it leaves, it re-arms the
                             # watcher (WATCH_NONE with _reader_parked).
@@ -827,19 +831,19 @@ class Connection(ConnectionAttributes):
                         continue
                     if open_ and (messages.full or protocol.held_back) and not messages.low:
                         # Stop reading: TCP flow control then slows the peer down.
-                        self._wake_reader.wait()
+                        self._reader_wait()
                         continue
                     if protocol.held_back and (messages.low or self._budget() is None):
                         # Parse what the engine held back once the queue is
                         # half empty: in batches, not one message per recv.
                         self._read_once(None)
                         continue
-                    urgent = not open_ or len(self._pings) or recv_state == RECV_DELEGATED
+                    urgent = not open_ or self._pings or recv_state == RECV_DELEGATED
                     if not urgent and self._app_reads != seen:
                         # The application read a moment ago and likely reads
                         # again soon: let it, and look again later.
                         seen = self._app_reads
-                        self._wake_reader.wait(READER_GRACE)
+                        self._reader_wait(READER_GRACE)
                         continue
                     if readable_at == self._app_reads:
                         readable_at = -1
@@ -930,10 +934,48 @@ class Connection(ConnectionAttributes):
             scheduler.cancel(self._grace)
             self._grace = None
 
+    def _wait_changed(self, timeout: float | None) -> bool:
+        """Wait for the background thread to read; hold the mutex."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = Condition(self._mutex)
+        return changed.wait(timeout)
+
+    def _reader_wait(self, timeout: float | None = None) -> bool:
+        """Put the background reader to sleep until woken, or for ``timeout``; hold the mutex."""
+        wake = self._wake_reader
+        if wake is None:
+            wake = self._wake_reader = Condition(self._mutex)
+        return wake.wait(timeout)
+
+    def _notify_reader(self) -> None:
+        """Wake the background reader if it sleeps; hold the mutex."""
+        if self._wake_reader is not None:
+            self._wake_reader.notify()
+
+    def _add_ping(self, payload: bytes, waiter: _Waiter) -> None:
+        """Record a ping sent now; hold the mutex."""
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        elif payload in pings:
+            raise ConcurrencyError("a ping with the same data is waiting for its pong")
+        pings[payload] = (waiter, time.monotonic())
+
+    def _answer_pings(self, payload: bytes) -> list[tuple[_Waiter, float]]:
+        """Take a pong; return the waiters it answers and their round-trip times; hold the mutex."""
+        pings = self._pings
+        if pings is None:
+            return []
+        answered = answer_pings(pings, payload, time.monotonic())
+        if not pings:
+            self._pings = None
+        return answered
+
     def _wake(self) -> None:
         """Make the background reader look again; hold the mutex."""
         if self._watch == WATCH_THREAD:
-            self._wake_reader.notify()
+            self._notify_reader()
         else:
             self._rearm()
 
@@ -963,9 +1005,9 @@ class Connection(ConnectionAttributes):
     def _after_recv(self) -> None:
         """The thread in ``recv`` leaves and the reader waits for that; hold the mutex."""
         if self._watch == WATCH_THREAD:
-            self._wake_reader.notify()
+            self._notify_reader()
         elif self._watch == WATCH_NONE:
-            if self.protocol.state is not _OPEN or self._shut_down or len(self._pings):
+            if self.protocol.state is not _OPEN or self._shut_down or self._pings:
                 self._rearm()
             else:
                 # The application likely calls recv again soon: watching the
@@ -1010,7 +1052,7 @@ class Connection(ConnectionAttributes):
         if isinstance(event, (Message, Fragment)):
             self._messages.put(event)
         elif isinstance(event, Pong):
-            for waiter, latency in self._pings.answer(event.data, time.monotonic()):
+            for waiter, latency in self._answer_pings(event.data):
                 self.latency = latency
                 waiter.set()
 
@@ -1181,11 +1223,14 @@ class Connection(ConnectionAttributes):
             if self.protocol.state is not _CLOSED:
                 self.protocol.receive_eof()
             self._closed.set()
-            for waiter in self._pings.drain():
+            pings, self._pings = self._pings, None
+            for waiter, _ in (pings or {}).values():
                 if not isinstance(waiter, _PongOnly):
                     waiter.set()
-            self._changed.notify_all()
-            self._wake_reader.notify_all()
+            if self._changed is not None:
+                self._changed.notify_all()
+            if self._wake_reader is not None:
+                self._wake_reader.notify_all()
             # Leave the schedule at once: a timer would keep this connection.
             if self._keepalive is not None:
                 scheduler.cancel(self._keepalive)
@@ -1239,7 +1284,7 @@ class Connection(ConnectionAttributes):
         with self._mutex:
             if self._closed.is_set():
                 return
-            if payload in self._pings:
+            if self._pings is not None and payload in self._pings:
                 # The application pinged with these four random bytes: try again.
                 self._keepalive = scheduler.call_later(0, type(self)._keepalive_ping, self)
                 return
@@ -1249,7 +1294,7 @@ class Connection(ConnectionAttributes):
                 # Closing: a pong may never come, and close_timeout bounds that.
                 self._keepalive = None
                 return
-            self._pings.add(payload, pong, time.monotonic())
+            self._add_ping(payload, pong)
             if self.ping_timeout is not None:
                 self._keepalive = scheduler.call_later(
                     self.ping_timeout, lambda: self._keepalive_timed_out(pong)
