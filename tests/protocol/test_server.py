@@ -175,7 +175,9 @@ def test_4_2_2_accept_gives_101() -> None:
     assert server.state is State.CONNECTING
     server.send_response(response)
     assert state_of(server) is State.OPEN
-    assert server.response is response
+    # Packed with the request until read again, then the same at every read.
+    assert server.response == response
+    assert server.response is server.response
     assert not server.close_transport
     (data,) = server.data_to_send()
     assert data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
@@ -248,14 +250,86 @@ def test_open_connection_keeps_its_handshake_packed() -> None:
     response.headers["Set-Cookie"] = "session=1"
     fields = list(request.headers.raw_items()), list(response.headers.raw_items())
     server.send_response(response)
+    # Both are one block of bytes until either is read again.
+    assert isinstance(server._handshake, bytes)
+    assert server._request is None
+    assert server._response is None
+    again = server.response
+    assert again is not None
+    assert server._handshake is None
+    assert server.request is server.request
+    assert server.response is again
+    assert server.request is not None
+    # Their headers stay packed until they are read, as they were once read.
+    assert isinstance(server.request.headers._fields, bytes)
+    assert isinstance(again.headers._fields, bytes)
+    assert server.request == request
+    assert again == response
+    assert (again.status_code, again.reason_phrase, again.body) == (101, "Switching Protocols", b"")
+    assert server.request.path == request.path
+    read = list(server.request.headers.raw_items()), list(again.headers.raw_items())
+    assert read == fields
+    assert server.request.headers.get_all("x-custom") == ["a", ""]
+    assert again.headers["set-cookie"] == "session=1"
+    assert state_of(server) is State.OPEN
+    with pytest.raises(InvalidState):
+        server.send_response(response)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason", "field"),
+    [
+        ("/", "Switching", ("X-Custom", "a")),
+        ("/é", "Switching Protocols", ("X-Custom", "a")),
+        ("/\n", "Switching Protocols", ("X-Custom", "a")),
+        ("/", "Switching Protocols", ("X-Custom", "a\nb")),
+    ],
+)
+def test_handshake_that_would_not_read_back_the_same_keeps_its_objects(
+    path: str, reason: str, field: tuple[str, str]
+) -> None:
+    # A reason phrase of the application's, a path or a field that the block
+    # would not give back: the objects stay, only their headers are packed.
+    server = ServerProtocol()
+    request = received(server, request_bytes(request_headers()))
+    request.path = path
+    response = server.accept(request)
+    response.reason_phrase = reason
+    response.headers._fields.append(field)
+    server.send_response(response)
+    assert server._handshake is None
     assert server.request is request
     assert server.response is response
-    # The request is packed while nobody reads it, as it was once read.
-    assert isinstance(request.headers._fields, bytes)
-    assert isinstance(response.headers._fields, bytes)
-    assert (list(request.headers.raw_items()), list(response.headers.raw_items())) == fields
-    assert request.headers.get_all("x-custom") == ["a", ""]
-    assert response.headers["set-cookie"] == "session=1"
+    assert response.headers.get_all("X-Custom") == [field[1]]
+    assert request.headers["Upgrade"] == "websocket"
+
+
+@pytest.mark.parametrize("fields", [[], [("X-Custom", "€")]])
+def test_request_set_by_the_application_that_cannot_be_packed_stays(
+    fields: list[tuple[str, str]],
+) -> None:
+    # request and response are settable, as attributes; a request with no
+    # fields, or one past Latin-1, is not packed with the response.
+    server = ServerProtocol()
+    request = Request("/", Headers._adopt(fields))
+    response = Response(101, "Switching Protocols", Headers([("Upgrade", "websocket")]))
+    server.request = request
+    server.response = None
+    server.send_response(response)
+    assert server._handshake is None
+    assert server.request is request
+    assert server.response is response
+    assert list(request.headers.raw_items()) == fields
+
+
+def test_request_read_first_unpacks_both() -> None:
+    server, response = answer(request_headers())
+    request = server.request
+    server.send_response(response)
+    assert server._handshake is not None
+    assert server.request == request
+    assert server._handshake is None
+    assert server.response == response
 
 
 def test_response_sent_before_any_request_is_packed_alone() -> None:

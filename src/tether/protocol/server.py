@@ -39,7 +39,7 @@ from tether.protocol.handshake import (
     single_value,
 )
 from tether.protocol.header_values import build_extensions, parse_extensions, parse_subprotocols
-from tether.protocol.headers import Headers, check_header
+from tether.protocol.headers import Headers, _pack_fields, _PackedHeaders, check_header
 from tether.protocol.http11 import Limits, Request, RequestParser, Response, _read_request
 
 __all__ = ["Origin", "ServerProtocol", "SubprotocolSelector", "server_engines"]
@@ -69,15 +69,16 @@ class ServerProtocol(Connection):
     """
 
     __slots__ = (
+        "_handshake",
         "_limits",
         "_parser",
         "_pending_extensions",
+        "_request",
+        "_response",
         "available_extensions",
         "available_subprotocols",
         "handshake_exc",
         "origins",
-        "request",
-        "response",
         "select_subprotocol",
         "server_header",
         "subprotocol",
@@ -109,8 +110,11 @@ class ServerProtocol(Connection):
         self.available_subprotocols = tuple(subprotocols or ())
         self.select_subprotocol = select_subprotocol
         self.server_header = server_header
-        self.request: Request | None = None
-        self.response: Response | None = None
+        self._request: Request | None = None
+        self._response: Response | None = None
+        # An open connection's request and response, packed in one block
+        # until either is read again (see _pack_handshake), or None.
+        self._handshake: bytes | None = None
         self.subprotocol: str | None = None
         self.handshake_exc: InvalidHandshake | None = None
         self._limits = limits
@@ -120,12 +124,91 @@ class ServerProtocol(Connection):
         # The extensions accepted for the response, until it is sent.
         self._pending_extensions: Sequence[Extension] = ()
 
+    # The handshake's request and response
+
+    @property
+    def request(self) -> Request | None:
+        """The client's handshake request, once read; ``None`` until then."""
+        if self._handshake is not None:
+            self._unpack_handshake()
+        return self._request
+
+    @request.setter
+    def request(self, request: Request | None) -> None:
+        self._request = request
+
+    @property
+    def response(self) -> Response | None:
+        """The handshake response, once sent; ``None`` until then."""
+        if self._handshake is not None:
+            self._unpack_handshake()
+        return self._response
+
+    @response.setter
+    def response(self, response: Response | None) -> None:
+        self._response = response
+
+    def _pack_handshake(self, response_block: bytes) -> None:
+        """Keep the request and the 101 response as one block until either is read again.
+
+        An open connection keeps both for its whole life and most never read
+        them again: one block of bytes takes less than half the memory of
+        the two objects, their headers and their fields. ``response_block``
+        is the response's header block, which :meth:`send_response` has
+        just built. The first read of :attr:`request` or :attr:`response`
+        makes both again, with equal contents, and they stay: each is then
+        the same object at every read (two threads reading the first time
+        at once may each get its own, equal, copy). A request and response
+        that would not read back the same (a reason phrase of the
+        application's, a field with a line feed) keep their objects, and
+        only their headers are packed (see :meth:`Headers._pack`).
+        """
+        request, response = self._request, self._response
+        assert response is not None
+        if (
+            request is not None
+            and type(request.headers) is Headers
+            and type(response.headers) is Headers
+            and response.reason_phrase == "Switching Protocols"
+            and not response.body
+            and response_block.count(b"\n") == len(response.headers._fields) + 1
+            and request.path.isascii()
+            and request.path.isprintable()
+        ):
+            request_block = _pack_fields(request.headers._fields)
+            if request_block is not None:
+                path = request.path.encode("ascii")
+                self._handshake = b"%b\r\n%b%b" % (path, request_block, response_block)
+                self._request = self._response = None
+                return
+        response.headers._pack(response_block)
+        if request is not None:
+            request.headers._pack()
+
+    def _unpack_handshake(self) -> None:
+        """Make the request and the response again from the block of :meth:`_pack_handshake`."""
+        block = self._handshake
+        if block is None:  # pragma: no cover - another thread read it meanwhile
+            return
+        # The path's line, then the request's header block, which ends with
+        # the only empty line before the response's.
+        path_end = block.index(b"\r\n")
+        request_end = block.index(b"\r\n\r\n", path_end) + 4
+        request = Request(
+            block[:path_end].decode("latin-1"),
+            _PackedHeaders._adopt(block[path_end + 2 : request_end]),  # type: ignore[arg-type]
+        )
+        headers = _PackedHeaders._adopt(block[request_end:])  # type: ignore[arg-type]
+        self._request = request
+        self._response = Response(101, "Switching Protocols", headers)
+        self._handshake = None
+
     # Reading the request
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        if self.request is not None:
+        if self._request is not None:
             # Bytes after the request, before the response: keep them for later.
             self._keep_early_data(data)
             return
@@ -148,7 +231,7 @@ class ServerProtocol(Connection):
             self._request_read(parser.result, parser.leftover)
 
     def _request_read(self, request: Request, leftover: bytes | bytearray | memoryview) -> None:
-        self.request = request
+        self._request = request
         self._events.append(RequestReceived(request))
         self._keep_early_data(leftover)
 
@@ -166,7 +249,7 @@ class ServerProtocol(Connection):
 
     def receive_eof(self) -> None:
         """Tell the engine the client closed TCP."""
-        if self.state is _CONNECTING and self.request is None and not self._input_done:
+        if self.state is _CONNECTING and self._request is None and not self._input_done:
             self.handshake_exc = InvalidMessage("connection closed during the handshake request")
         super().receive_eof()
 
@@ -262,22 +345,18 @@ class ServerProtocol(Connection):
 
     def send_response(self, response: Response) -> None:
         """Send the handshake response; a 101 opens the connection, anything else ends it."""
-        if self.response is not None:
+        if self._response is not None or self._handshake is not None:
             raise InvalidState("the handshake response was already sent")
         if self.state is not _CONNECTING:
             raise InvalidState(f"cannot send the handshake response while {self.state.name}")
-        self.response = response
+        self._response = response
         # As response.serialize(), with the header block at hand.
         status_line = response._status_line()
         headers = response.headers
         block = headers.serialize()
         self._output.append(status_line + block + response.body)
         if response.status_code == 101:
-            # The connection keeps both for its whole life: packed, they
-            # take less memory until someone reads them again.
-            headers._pack(block)
-            if self.request is not None:
-                self.request.headers._pack()
+            self._pack_handshake(block)
             self._set_extensions(self._pending_extensions)
             # An open connection keeps only its own list of extensions.
             self._pending_extensions = ()
