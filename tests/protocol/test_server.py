@@ -276,31 +276,47 @@ def test_open_connection_keeps_its_handshake_packed() -> None:
         server.send_response(response)
 
 
-@pytest.mark.parametrize(
-    ("path", "reason", "field"),
-    [
-        ("/", "Switching", ("X-Custom", "a")),
-        ("/é", "Switching Protocols", ("X-Custom", "a")),
-        ("/\n", "Switching Protocols", ("X-Custom", "a")),
-        ("/", "Switching Protocols", ("X-Custom", "a\nb")),
-    ],
-)
-def test_handshake_that_would_not_read_back_the_same_keeps_its_objects(
-    path: str, reason: str, field: tuple[str, str]
-) -> None:
-    # A reason phrase of the application's, a path or a field that the block
-    # would not give back: the objects stay, only their headers are packed.
+@pytest.mark.parametrize("path", ["/é€", "/a\r\n\r\nb", "/\udc80", ""])
+def test_any_path_reads_back_the_same(path: str) -> None:
+    # The path ends the block: a hook may have set any string.
     server = ServerProtocol()
     request = received(server, request_bytes(request_headers()))
     request.path = path
     response = server.accept(request)
+    server.send_response(response)
+    assert server._handshake is not None
+    assert server.request == request
+    assert server.request is not None
+    assert server.request.path == path
+    assert server.response == response
+
+
+@pytest.mark.parametrize(
+    ("reason", "fields"),
+    [
+        ("Switching", [("X-Custom", "a")]),
+        ("Switching Protocols", [("X-Custom", "a\nb")]),
+        ("Switching Protocols", None),
+    ],
+)
+def test_handshake_that_would_not_read_back_the_same_keeps_its_objects(
+    reason: str, fields: list[tuple[str, str]] | None
+) -> None:
+    # A reason phrase of the application's, a field that the block would not
+    # give back, no fields: the objects stay, only their headers are packed.
+    server = ServerProtocol()
+    request = received(server, request_bytes(request_headers()))
+    response = server.accept(request)
     response.reason_phrase = reason
-    response.headers._fields.append(field)
+    if fields is None:
+        response.headers._fields.clear()
+    else:
+        response.headers._fields.extend(fields)
     server.send_response(response)
     assert server._handshake is None
     assert server.request is request
     assert server.response is response
-    assert response.headers.get_all("X-Custom") == [field[1]]
+    assert response.headers.get_all("X-Custom") == [value for _, value in fields or []]
     assert request.headers["Upgrade"] == "websocket"
 
 

@@ -160,8 +160,9 @@ class ServerProtocol(Connection):
         the same object at every read (two threads reading the first time
         at once may each get its own, equal, copy). A request and response
         that would not read back the same (a reason phrase of the
-        application's, a field with a line feed) keep their objects, and
-        only their headers are packed (see :meth:`Headers._pack`).
+        application's, a field with a line feed or past Latin-1, no fields)
+        keep their objects, and only their headers are packed (see
+        :meth:`Headers._pack`).
         """
         request, response = self._request, self._response
         assert response is not None
@@ -171,14 +172,14 @@ class ServerProtocol(Connection):
             and type(response.headers) is Headers
             and response.reason_phrase == "Switching Protocols"
             and not response.body
+            and response.headers._fields
             and response_block.count(b"\n") == len(response.headers._fields) + 1
-            and request.path.isascii()
-            and request.path.isprintable()
         ):
             request_block = _pack_fields(request.headers._fields)
             if request_block is not None:
-                path = request.path.encode("ascii")
-                self._handshake = b"%b\r\n%b%b" % (path, request_block, response_block)
+                # The path last: whatever it holds, it ends the block.
+                path = request.path.encode("utf-8", "surrogatepass")
+                self._handshake = request_block + response_block + path
                 self._request = self._response = None
                 return
         response.headers._pack(response_block)
@@ -190,15 +191,15 @@ class ServerProtocol(Connection):
         block = self._handshake
         if block is None:  # pragma: no cover - another thread read it meanwhile
             return
-        # The path's line, then the request's header block, which ends with
-        # the only empty line before the response's.
-        path_end = block.index(b"\r\n")
-        request_end = block.index(b"\r\n\r\n", path_end) + 4
+        # The request's header block and the response's, each ending with its
+        # only empty line, then the path.
+        request_end = block.index(b"\r\n\r\n") + 4
+        response_end = block.index(b"\r\n\r\n", request_end) + 4
         request = Request(
-            block[:path_end].decode("latin-1"),
-            _PackedHeaders._adopt(block[path_end + 2 : request_end]),  # type: ignore[arg-type]
+            block[response_end:].decode("utf-8", "surrogatepass"),
+            _PackedHeaders._adopt(block[:request_end]),  # type: ignore[arg-type]
         )
-        headers = _PackedHeaders._adopt(block[request_end:])  # type: ignore[arg-type]
+        headers = _PackedHeaders._adopt(block[request_end:response_end])  # type: ignore[arg-type]
         self._request = request
         self._response = Response(101, "Switching Protocols", headers)
         self._handshake = None
