@@ -2191,7 +2191,8 @@ ws_check(PyObject *connection, PyObject *open_state, PyObject *protocol_types,
         result = -1;
         goto done;
     }
-    if (!PyList_CheckExact(value) || PyList_GET_SIZE(value) != 0) {
+    /* None or an empty list: the engine's two ways of holding nothing. */
+    if (value != Py_None && (!PyList_CheckExact(value) || PyList_GET_SIZE(value) != 0)) {
         goto done;
     }
     Py_CLEAR(value);
@@ -3408,8 +3409,9 @@ engine_takes_messages(PyObject *engine)
            && FIELD(E_MSG_TEXT) == Py_None && FIELD(E_BUDGET) == Py_None
            && extensions != NULL && PyList_CheckExact(extensions)
            && (PyList_GET_SIZE(extensions) == 0 || (whole != NULL && whole != Py_None))
-           && events != NULL && PyList_CheckExact(events)
-           && PyList_GET_SIZE(events) == 0
+           && events != NULL
+           && (events == Py_None
+               || (PyList_CheckExact(events) && PyList_GET_SIZE(events) == 0))
            && core_own_method(engine, receive_data_name, core_receive_data);
 #undef FIELD
 }
@@ -3960,8 +3962,10 @@ frame_parts(PyObject *engine, PyObject *data, PyObject *text, FrameParts *parts)
     if (FIELD(E_STATE) != core_open || FIELD(E_SEND_TRANSFORMED) != Py_None
         || extensions == NULL || !PyList_CheckExact(extensions) || whole == NULL
         || (PyList_GET_SIZE(extensions) != 0 && whole == Py_None)
-        || output == NULL || !PyList_CheckExact(output)
-        || PyList_GET_SIZE(output) != 0 || (mask != Py_True && mask != Py_False)
+        || output == NULL
+        || (output != Py_None
+            && (!PyList_CheckExact(output) || PyList_GET_SIZE(output) != 0))
+        || (mask != Py_True && mask != Py_False)
         || !frame_own_methods(Py_TYPE(engine))) {
         return 0;
     }

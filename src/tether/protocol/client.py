@@ -149,7 +149,7 @@ class ClientProtocol(Connection):
         if self.state is not _CONNECTING:
             raise InvalidState(f"cannot send the handshake request while {self.state.name}")
         self.request = request
-        self._output.append(request.serialize())
+        self._queue_output(request.serialize())
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -177,7 +177,7 @@ class ClientProtocol(Connection):
         if response is None:
             return
         self.response = response
-        self._events.append(ResponseReceived(response))
+        self._queue_event(ResponseReceived(response))
         try:
             self._process_response(response)
         except InvalidHandshake as exc:

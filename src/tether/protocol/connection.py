@@ -240,8 +240,10 @@ class Connection:
         compressed data cannot inflate into more messages than it can hold.
         """
         self._close_transport = False
-        self._events: list[Event] = []
-        self._output: list[bytes] = []
+        # The events received and the bytes to send, until taken: None while
+        # there are none, so that an idle connection holds no empty lists.
+        self._events: list[Event] | None = None
+        self._output: list[bytes] | None = None
         self._buffer = bytearray()
         # Where the unparsed bytes start in _buffer.
         self._start = 0
@@ -301,8 +303,19 @@ class Connection:
 
     def data_to_send(self) -> list[bytes]:
         """Return and forget the bytes to write, in order."""
-        output, self._output = self._output, []
+        output = self._output
+        if output is None:
+            return []
+        self._output = None
         return output
+
+    def _queue_output(self, data: bytes) -> None:
+        """Add ``data`` to the bytes to write."""
+        output = self._output
+        if output is None:
+            self._output = [data]
+        else:
+            output.append(data)
 
     @property
     def pending_output(self) -> int:
@@ -311,11 +324,30 @@ class Connection:
         The engine answers pings on its own: a layer above that cannot write
         for now reads this to stop reading before the answers pile up.
         """
-        return sum(map(len, self._output))
+        output = self._output
+        return 0 if output is None else sum(map(len, output))
 
     def events(self) -> list[Event]:
         """Return and forget the events received so far, in order."""
-        events, self._events = self._events, []
+        events = self._events
+        if events is None:
+            return []
+        self._events = None
+        return events
+
+    def _queue_event(self, event: Event) -> None:
+        """Add ``event`` to the events received."""
+        events = self._events
+        if events is None:
+            self._events = [event]
+        else:
+            events.append(event)
+
+    def _event_list(self) -> list[Event]:
+        """The list of events received, made if there is none: for read_messages to add to."""
+        events = self._events
+        if events is None:
+            events = self._events = []
         return events
 
     @property
@@ -417,17 +449,17 @@ class Connection:
                 else:
                     first = _FIN_TEXT if text else _FIN_BINARY
                 key = masking_key() if self._mask else None
-                self._output.append(encode_whole(self._whole, first, data, key))  # type: ignore[arg-type]
+                self._queue_output(encode_whole(self._whole, first, data, key))  # type: ignore[arg-type]
                 return
             else:
                 first = 0
             if first:
                 # data is bytes here; type tests would cost calls on this path.
                 if self._mask:
-                    self._output.append(build_frame(first, data, masking_key()))  # type: ignore[arg-type]
+                    self._queue_output(build_frame(first, data, masking_key()))  # type: ignore[arg-type]
                     return
                 if len(data) < _LARGE_SEND:
-                    self._output.append(build_frame(first, data, None))  # type: ignore[arg-type]
+                    self._queue_output(build_frame(first, data, None))  # type: ignore[arg-type]
                     return
                 # Large payloads go out after their header, as _send_data does.
                 text = first == _FIN_TEXT
@@ -523,13 +555,14 @@ class Connection:
             return
         first = FIN | opcode if fin else opcode
         if self._mask:
-            self._output.append(build_frame(first, data, masking_key()))
+            self._queue_output(build_frame(first, data, masking_key()))
         elif type(data) is not bytes or len(data) < _LARGE_SEND:
-            self._output.append(build_frame(first, data, None))
+            self._queue_output(build_frame(first, data, None))
         else:
             # The payload goes out as it is, after its header: no copy.
             # Only bytes, which no one can change before it is written.
-            self._output += (frame_header(first, len(data)), data)
+            self._queue_output(frame_header(first, len(data)))
+            self._queue_output(data)
         if not fin:
             self._send_transformed = False
         elif opcode == _OP_CONT:
@@ -543,7 +576,7 @@ class Connection:
         for extension in self.extensions:
             if transform or extension.rsv_mask is None:
                 frame = extension.encode(frame)
-        self._output.append(frame.serialize(mask=self._mask))
+        self._queue_output(frame.serialize(mask=self._mask))
         self._send_transformed = None if fin else transform
 
     @property
@@ -574,7 +607,7 @@ class Connection:
             raise InvalidState("a fragmented message is still being sent")
         if not self.shares_frames:
             raise InvalidState("this connection cannot send a frame built for another")
-        self._output.append(frame)
+        self._queue_output(frame)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping; the peer answers with a pong carrying the same data."""
@@ -595,9 +628,9 @@ class Connection:
             frame = new_frame(OPCODES[opcode], bytes(data), True, False, False, False)
             for extension in self.extensions:
                 frame = extension.encode(frame)
-            self._output.append(frame.serialize(mask=self._mask))
+            self._queue_output(frame.serialize(mask=self._mask))
         else:
-            self._output.append(serialize_frame(opcode, data, mask=self._mask))
+            self._queue_output(serialize_frame(opcode, data, mask=self._mask))
 
     def send_close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake with ``code`` and ``reason``.
@@ -763,7 +796,7 @@ class Connection:
                             self._expect_mask,
                             self._fast_max_size,
                             None,
-                            self._events,
+                            self._event_list(),
                             self._whole,
                         )
                         if start == len(data):
@@ -771,7 +804,7 @@ class Connection:
                     elif budget:
                         # Compressed connections have a budget: so many more
                         # messages at most, each counted off it.
-                        events = self._events
+                        events = self._event_list()
                         count = len(events)
                         start = read_messages(
                             data,
@@ -823,7 +856,7 @@ class Connection:
                 # at, and raises the errors.
                 budget = self.message_budget
                 if budget != 0:
-                    events = self._events
+                    events = self._event_list()
                     count = len(events)
                     pos = read_messages(
                         buf,
@@ -1010,11 +1043,11 @@ class Connection:
             self.message_budget -= 1
         if text:
             try:
-                self._events.append(new_message(payload.decode()))
+                self._queue_event(new_message(payload.decode()))
             except UnicodeDecodeError as exc:
                 raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
         else:
-            self._events.append(new_message(payload))
+            self._queue_event(new_message(payload))
 
     def _receive_piece(self, data: bytes | memoryview, *, last: bool) -> None:
         """Add a piece of the message in progress; ``last`` ends the message."""
@@ -1028,7 +1061,7 @@ class Connection:
             text = decoder.decode(data, final=last)
             if self._msg_stream:
                 if text or first or last:
-                    self._events.append(Fragment(text, first, last))
+                    self._queue_event(Fragment(text, first, last))
             else:
                 parts = self._msg_parts
                 if text:
@@ -1038,13 +1071,13 @@ class Connection:
                     if len(parts) > _MAX_TEXT_PARTS:
                         parts[:] = ["".join(parts)]
                 if last:
-                    self._events.append(new_message("" if parts is None else "".join(parts)))
+                    self._queue_event(new_message("" if parts is None else "".join(parts)))
                     self._msg_parts = None
             if last:
                 self._msg_decoder = None
         elif self._msg_stream:
             if data or first or last:
-                self._events.append(Fragment(bytes(data), first, last))
+                self._queue_event(Fragment(bytes(data), first, last))
         else:
             self._gather_binary(data, last)
         if last:
@@ -1084,7 +1117,7 @@ class Connection:
                 message = b"" if binary is None else bytes(binary)
             self._msg_parts = None
             self._msg_binary = None
-            self._events.append(new_message(message))
+            self._queue_event(new_message(message))
 
     def _start_target(self, remaining: int, take: int) -> bytes | bytearray | None:
         """Make the payload a large one-frame binary message is written into, once it is due.
@@ -1119,20 +1152,20 @@ class Connection:
         self._msg_text = None
         if self.message_budget is not None:
             self.message_budget -= 1
-        self._events.append(new_message(target if type(target) is bytes else bytes(target)))
+        self._queue_event(new_message(target if type(target) is bytes else bytes(target)))
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _OP_PING:
-            self._events.append(Ping(payload))
+            self._queue_event(Ping(payload))
             # No pong once a close frame arrived (RFC 6455 section 5.5.2);
             # _input_done already stops input then.
             self._send_control(_OP_PONG, payload)
         elif opcode == _OP_PONG:
-            self._events.append(Pong(payload))
+            self._queue_event(Pong(payload))
         else:
             close = Close.parse(payload)
             self.close_rcvd = close
-            self._events.append(CloseReceived(close))
+            self._queue_event(CloseReceived(close))
             if self.state is _OPEN:
                 # Echo the close frame, code and reason, as RFC 6455 section
                 # 5.5.1 suggests and as peers such as websockets do.

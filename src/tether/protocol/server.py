@@ -233,7 +233,7 @@ class ServerProtocol(Connection):
 
     def _request_read(self, request: Request, leftover: bytes | bytearray | memoryview) -> None:
         self._request = request
-        self._events.append(RequestReceived(request))
+        self._queue_event(RequestReceived(request))
         self._keep_early_data(leftover)
 
     def _keep_early_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -355,7 +355,7 @@ class ServerProtocol(Connection):
         status_line = response._status_line()
         headers = response.headers
         block = headers.serialize()
-        self._output.append(status_line + block + response.body)
+        self._queue_output(status_line + block + response.body)
         if response.status_code == 101:
             self._pack_handshake(block)
             self._set_extensions(self._pending_extensions)
