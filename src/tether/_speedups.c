@@ -3404,8 +3404,10 @@ engine_takes_messages(PyObject *engine)
     PyObject *buffer = FIELD(E_BUFFER), *extensions = FIELD(E_EXTENSIONS),
              *events = FIELD(E_EVENTS), *whole = FIELD(E_WHOLE);
     return FIELD(E_STATE) == core_open && FIELD(E_INPUT_DONE) == Py_False
-           && buffer != NULL && PyByteArray_CheckExact(buffer)
-           && PyByteArray_GET_SIZE(buffer) == 0 && FIELD(E_PARTIAL) == Py_None
+           && buffer != NULL
+           && ((PyByteArray_CheckExact(buffer) && PyByteArray_GET_SIZE(buffer) == 0)
+               || (PyBytes_CheckExact(buffer) && PyBytes_GET_SIZE(buffer) == 0))
+           && FIELD(E_PARTIAL) == Py_None
            && FIELD(E_MSG_TEXT) == Py_None && FIELD(E_BUDGET) == Py_None
            && extensions != NULL && PyList_CheckExact(extensions)
            && (PyList_GET_SIZE(extensions) == 0 || (whole != NULL && whole != Py_None))

@@ -1099,3 +1099,43 @@ def test_message_limit_alone_as_a_pair(role: Role) -> None:
 def test_invalid_pairs(role: Role, max_size: tuple[int, int]) -> None:
     with pytest.raises(ValueError, match="at least 0"):
         Connection(role, max_size=max_size)
+
+
+def test_an_idle_engine_holds_no_containers(
+    conn: Connection, peer: Peer, chunking: Chunking
+) -> None:
+    # Between reads, with nothing to send and no event waiting, the engine
+    # keeps no list of events, no list of output and no buffer of its own,
+    # whatever came and went; what it returns is still a new list each time.
+    def assert_idle() -> None:
+        assert conn._events is None
+        assert conn._output is None
+        assert conn._buffer == b""
+        assert type(conn._buffer) is bytes
+
+    assert_idle()
+    first, second = conn.events(), conn.data_to_send()
+    assert first == []
+    assert second == []
+    assert first is not conn.events()
+    assert second is not conn.data_to_send()
+    assert conn.pending_output == 0
+    data = peer.text("hello") + peer.ping(b"p") + peer.binary(b"x" * 70_000)
+    feed(conn, data, chunking)
+    assert conn.events() == [Message("hello"), Ping(b"p"), Message(b"x" * 70_000)]
+    assert conn.pending_output > 0
+    assert sent_frames(conn) == [Frame(Opcode.PONG, b"p")]
+    assert_idle()
+    # Half a frame header waits in a buffer, which goes once the frame is whole.
+    frame = peer.text("again")
+    conn.receive_data(frame[:1])
+    assert conn._buffer == frame[:1]
+    conn.receive_data(frame[1:])
+    assert conn.events() == [Message("again")]
+    assert_idle()
+    conn.send_text(b"out")
+    conn.send_binary(b"y" * 100_000)
+    assert conn.pending_output > 100_000
+    assert len(conn.data_to_send()) >= 2
+    assert_idle()
+    assert_quiet(conn)

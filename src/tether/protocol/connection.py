@@ -244,7 +244,9 @@ class Connection:
         # there are none, so that an idle connection holds no empty lists.
         self._events: list[Event] | None = None
         self._output: list[bytes] | None = None
-        self._buffer = bytearray()
+        # The bytes read and not parsed yet: a bytearray, or the empty bytes
+        # while there are none (no object of the connection's own).
+        self._buffer: bytes | bytearray = b""
         # Where the unparsed bytes start in _buffer.
         self._start = 0
         self._mask = role is _CLIENT
@@ -779,6 +781,7 @@ class Connection:
         buffer = self._buffer
         try:
             if buffer:
+                assert type(buffer) is bytearray
                 buffer += data
                 source: bytes | bytearray | memoryview = buffer
                 start = self._start
@@ -823,16 +826,17 @@ class Connection:
             used = self._parse(source, start)
         except (ProtocolError, PayloadTooBig, TooManyFragments) as exc:
             self._fail_with(exc)
-            self._buffer = bytearray()
+            self._buffer = b""
             self._start = 0
             return False
         if source is buffer:
             if used == len(buffer):
-                self._buffer = bytearray()
+                self._buffer = b""
                 used = 0
             elif used > len(buffer) >> 1:
                 # Drop what was parsed only once it is half the buffer: parsing
                 # held-back messages a few at a time stays linear.
+                assert type(buffer) is bytearray
                 del buffer[:used]
                 used = 0
             self._start = used

@@ -237,10 +237,17 @@ class ServerProtocol(Connection):
         self._keep_early_data(leftover)
 
     def _keep_early_data(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
-        if len(self._buffer) > _MAX_EARLY_DATA:
+        if not data:
+            return
+        buffer = self._buffer
+        if buffer:
+            assert type(buffer) is bytearray
+            buffer += data
+        else:
+            buffer = self._buffer = bytearray(data)
+        if len(buffer) > _MAX_EARLY_DATA:
             # Give up on the client as if it had gone away: no response.
-            self._buffer = bytearray()
+            self._buffer = b""
             self.handshake_exc = SecurityError(
                 f"more than {_MAX_EARLY_DATA} bytes sent before the handshake response"
             )
@@ -365,7 +372,7 @@ class ServerProtocol(Connection):
             if self._buffer:
                 # Frames that came with the request.
                 buffered = bytes(self._buffer)
-                self._buffer = bytearray()
+                self._buffer = b""
                 self.receive_data(buffered)
         else:
             if self.handshake_exc is None:
