@@ -338,6 +338,24 @@ def test_request_set_by_the_application_that_cannot_be_packed_stays(
     assert list(request.headers.raw_items()) == fields
 
 
+def test_request_or_response_set_after_packing_is_what_reads_back() -> None:
+    # Setting either while both are packed keeps the value set, and the
+    # other reads back as sent.
+    server, response = answer(request_headers())
+    server.send_response(response)
+    assert server._handshake is not None
+    other = Request("/other", Headers([("Host", "example.com")]))
+    server.request = other
+    assert server.request is other
+    assert server.response == response
+    server, response = answer(request_headers())
+    request = server.request
+    server.send_response(response)
+    server.response = None
+    assert server.response is None
+    assert server.request == request
+
+
 def test_request_read_first_unpacks_both() -> None:
     server, response = answer(request_headers())
     request = server.request

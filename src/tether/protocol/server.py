@@ -135,6 +135,9 @@ class ServerProtocol(Connection):
 
     @request.setter
     def request(self, request: Request | None) -> None:
+        if self._handshake is not None:
+            # The response set aside with it must read back as sent.
+            self._unpack_handshake()
         self._request = request
 
     @property
@@ -146,6 +149,8 @@ class ServerProtocol(Connection):
 
     @response.setter
     def response(self, response: Response | None) -> None:
+        if self._handshake is not None:
+            self._unpack_handshake()
         self._response = response
 
     def _pack_handshake(self, response_block: bytes) -> None:
