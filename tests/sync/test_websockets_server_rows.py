@@ -14,7 +14,7 @@ from werkzeug.routing import Map, Rule
 import tether.sync
 import tether.sync.server as server_module
 from tether.exceptions import InvalidStatus
-from tether.protocol.events import Ping
+from tether.protocol.events import CloseReceived, Ping
 from tether.sync import (
     ServerConnection,
     connect,
@@ -124,3 +124,20 @@ def test_ping_ack_on_close(raw_server: RawServer, ack_on_close: bool) -> None:
         assert ws.wait_closed(TIMEOUT)
     # As websockets: the closure sets the event only when asked to.
     assert pong.is_set() is ack_on_close
+
+
+def test_a_ping_refused_while_closing_leaves_the_earlier_ones(raw_server: RawServer) -> None:
+    # A ping refused because the connection is closing takes only its own
+    # record back: an earlier one still hears of the closure.
+    with connect(raw_server.uri, ping_interval=None, close_timeout=TIMEOUT) as ws:
+        peer = raw_server.peer()
+        first = ws.ping(b"first", ack_on_close=True)
+        assert isinstance(peer.next_event(), Ping)
+        peer.engine.send_close(1000)
+        peer.flush()
+        assert isinstance(peer.next_event(), CloseReceived)  # ws answered: it is closing
+        with pytest.raises(tether.ConnectionClosed):
+            ws.ping(b"second", ack_on_close=True)
+        peer.close()
+        assert ws.wait_closed(TIMEOUT)
+    assert first.is_set()

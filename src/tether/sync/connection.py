@@ -670,7 +670,9 @@ class Connection(ConnectionAttributes):
             try:
                 self.protocol.send_ping(payload)
             except InvalidState:
-                self._answer_pings(payload)
+                # Withdraw this ping alone: a pong would answer the earlier
+                # ones too, and the closure must still reach them.
+                self._withdraw_ping(payload)
                 raise self.protocol.close_exc() from None
             # The pong is read at once, not after the grace period, so that
             # latency measures the network, not the application.
@@ -961,6 +963,14 @@ class Connection(ConnectionAttributes):
         elif payload in pings:
             raise ConcurrencyError("a ping with the same data is waiting for its pong")
         pings[payload] = (waiter, time.monotonic())
+
+    def _withdraw_ping(self, payload: bytes) -> None:
+        """Forget the ping of ``payload``, which never left; hold the mutex."""
+        pings = self._pings
+        if pings is not None:
+            pings.pop(payload, None)
+            if not pings:
+                self._pings = None
 
     def _answer_pings(self, payload: bytes) -> list[tuple[_Waiter, float]]:
         """Take a pong; return the waiters it answers and their round-trip times; hold the mutex."""
