@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Callable, Iterator, MutableMapping
+from types import FrameType
+from typing import Any
 
 import pytest
 
 from tether.exceptions import WebSocketException
-from tether.protocol.headers import Headers, MultipleValuesError, _pack_python
+from tether.protocol.headers import Headers, MultipleValuesError, _pack_python, _PackedHeaders
 
 
 def test_empty() -> None:
@@ -348,3 +352,50 @@ def test_packed_block_given_is_kept_when_it_reads_back() -> None:
     other._pack(b"A: 1\r\nB: 2\r\n\r\n")
     assert other._fields == [("A", "1")]
     assert type(other) is Headers
+
+
+_READS = [0, 1, 2, 3, 4, 5, 8, 9, 10, 12, 13]
+
+
+@pytest.mark.parametrize("operation", _READS)
+def test_packed_read_while_another_read_unpacks(operation: int) -> None:
+    # Another thread may read the headers while a first read is unpacking
+    # them, between its two steps: it reads them as they are.
+    fields = _PACKED_SAMPLES[1]
+    headers = Headers(fields)
+    headers._pack()
+    read = _OPERATIONS[operation]
+    code = _PackedHeaders._unpack.__code__
+    lines, start = inspect.getsourcelines(code)
+    switch = start + next(i for i, line in enumerate(lines) if "__class__ = Headers" in line)
+    seen: list[object] = []
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == switch and not seen:
+            seen.append(_outcome(read, headers))  # the other thread's read, now
+        return local
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        first = headers.get_all("host")
+    finally:
+        sys.settrace(previous)
+    assert first == ["h"]
+    assert seen == [_outcome(read, Headers(fields))]
+
+
+@pytest.mark.parametrize("operation", _READS)
+def test_packed_headers_unpacked_already_read_as_headers(operation: int) -> None:
+    # What the other thread meets there: the fields a list, the class not yet switched.
+    fields = _PACKED_SAMPLES[1]
+    headers = Headers(fields)
+    headers._pack()
+    headers._fields = list(fields)
+    assert type(headers) is _PackedHeaders
+    assert _outcome(_OPERATIONS[operation], headers) == _outcome(
+        _OPERATIONS[operation], Headers(fields)
+    )

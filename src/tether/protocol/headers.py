@@ -233,12 +233,16 @@ class _PackedHeaders(Headers):
     __slots__ = ()
 
     def _unpack(self) -> None:
-        # One line per field, then the blank line: a checked name is a
-        # token, so the first ": " of a line ends its name.
-        lines = cast("bytes", self._fields).decode("latin-1").split("\r\n")
-        del lines[-2:]
-        fields = (line.partition(": ") for line in lines)
-        self._fields = [(name, value) for name, _, value in fields]
+        packed: object = self._fields
+        # Another thread may be between the two steps below: the fields are
+        # a list already, and only the class is left to switch.
+        if type(packed) is bytes:
+            # One line per field, then the blank line: a checked name is a
+            # token, so the first ": " of a line ends its name.
+            lines = packed.decode("latin-1").split("\r\n")
+            del lines[-2:]
+            fields = (line.partition(": ") for line in lines)
+            self._fields = [(name, value) for name, _, value in fields]
         self.__class__ = Headers  # type: ignore[assignment]
 
     def __setitem__(self, name: str, value: str) -> None:
@@ -279,7 +283,10 @@ class _PackedHeaders(Headers):
 
     def serialize(self) -> bytes:
         # The packed fields are the header block: they stay packed.
-        return cast("bytes", self._fields)
+        packed: object = self._fields
+        if type(packed) is bytes:
+            return packed
+        return Headers.serialize(self)  # unpacked meanwhile, by another thread
 
 
 def _pack_python(fields: list[tuple[str, str]]) -> bytes | None:
