@@ -3524,6 +3524,11 @@ wake_now_init(void)
     if (context_kwnames != NULL) {
         return 0;
     }
+    /* The names wake() calls a future's methods by, when wake_now comes
+     * before any connection's method. */
+    if (core_init() < 0) {
+        return -1;
+    }
 #define WAKE_NAME(var, text)                                                \
     if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
         return -1;                                                          \
@@ -3539,18 +3544,21 @@ wake_now_init(void)
         return -1;
     }
     if (current_tasks == NULL) {
-        /* asyncio's table of the task each loop runs (a dict in CPython
-         * 3.11 to 3.13): without it, no wake is direct. */
-        PyObject *tasks = core_attribute("asyncio.tasks", "_current_tasks");
-        if (tasks == NULL) {
+        /* asyncio's table of the task each loop runs: a dict that its C
+         * tasks keep (CPython 3.11 to 3.13), and asyncio.tasks uses the
+         * same. From 3.14 on, C tasks keep the running task elsewhere and
+         * asyncio.tasks' dict stays empty: trusted, it would let a wake run
+         * a task inside another. Without the C table, no wake is direct. */
+        PyObject *tasks = core_attribute("_asyncio", "_current_tasks");
+        PyObject *used = tasks == NULL ? NULL : core_attribute("asyncio.tasks", "_current_tasks");
+        if (used == NULL) {
             PyErr_Clear();
         }
-        else if (!PyDict_CheckExact(tasks)) {
-            Py_DECREF(tasks);
+        if (tasks != NULL && used == tasks && PyDict_CheckExact(tasks)) {
+            current_tasks = Py_NewRef(tasks);
         }
-        else {
-            current_tasks = tasks;
-        }
+        Py_XDECREF(tasks);
+        Py_XDECREF(used);
     }
     context_kwnames = Py_BuildValue("(s)", "context");
     return context_kwnames == NULL ? -1 : 0;

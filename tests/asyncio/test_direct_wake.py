@@ -24,6 +24,7 @@ import pytest
 import tether
 import tether._speedups as speedups
 import tether.asyncio.connection as connection_module
+from tests.scripts import script_output
 from tether.asyncio._wake import DIRECT_WAKE_READ, wake_now_python
 from tether.asyncio.connection import Connection, data_received_python
 from tether.asyncio.server import ServerConnection
@@ -109,6 +110,58 @@ async def test_from_a_task_the_wake_goes_through_the_loop(wake: Wake) -> None:
     async with asyncio.timeout(5):
         await task
     assert seen == [(task, "task")]
+
+
+# Where asyncio keeps the running task: asyncio.tasks' dictionary is the one
+# C tasks keep on CPython 3.11 to 3.13; from 3.14 on they keep it elsewhere,
+# and that dictionary stays empty. The script gives the module a dictionary
+# of its own, as 3.14 does, before the C wake first looks for it.
+_OTHER_TABLE = """
+import asyncio, asyncio.tasks
+asyncio.tasks._current_tasks = {}
+from tether._speedups import wake_now
+
+async def main():
+    loop = asyncio.get_running_loop()
+    errors = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    reader = loop.create_future()
+
+    async def parked():
+        await reader
+        return "woken"
+
+    task = asyncio.create_task(parked())
+    await asyncio.sleep(0)
+    print(wake_now(reader, loop))
+    await asyncio.wait([task], timeout=2)
+    print(task.result() if task.done() else "stuck", len(errors))
+
+asyncio.run(main())
+"""
+
+
+def test_an_empty_task_table_that_c_tasks_do_not_keep_is_not_trusted() -> None:
+    # From a task (here main's), the wake must go through the loop: a table
+    # that says no task runs when one does would have the wake step the
+    # parked task inside main's, which asyncio refuses (and the task hangs).
+    assert script_output(_OTHER_TABLE) == ["False", "woken", "0"]
+
+
+def test_the_c_wake_before_any_connection() -> None:
+    # wake_now first, before anything made the connection's methods.
+    code = """
+import asyncio
+from tether._speedups import wake_now
+
+async def main():
+    loop = asyncio.get_running_loop()
+    reader = loop.create_future()
+    print(wake_now(reader, loop), reader.done())
+
+asyncio.run(main())
+"""
+    assert script_output(code) == ["False", "True"]
 
 
 async def test_a_done_future_is_left_alone(wake: Wake) -> None:
