@@ -48,6 +48,14 @@ typedef unsigned char v32 __attribute__((vector_size(32)));
 static int have_avx2;
 #endif
 
+/* Interns `text` into the static `var` unless it is made already; on
+ * failure, returns -1 from the (int) init function using it. The inits run
+ * again after a partial failure, so a name made once is kept. */
+#define INTERN_ONCE(var, text)                                              \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
+        return -1;                                                          \
+    }
+
 /* XOR `src` into `dst` from byte `i` on, four vectors of type `vec` at a
  * time, each XORed with `wide` (the key repeated); `i` ends after the last
  * whole step. Four named variables, not an array, so that they stay in
@@ -2052,27 +2060,22 @@ ws_intern(void)
     if (ws_write != NULL) {
         return 0;
     }
-#define WS_NAME(var, text)                                                  \
-    if ((var = PyUnicode_InternFromString(text)) == NULL) {                 \
-        return -1;                                                          \
-    }
-    WS_NAME(ws_protocol, "protocol");
-    WS_NAME(ws_transport, "transport");
-    WS_NAME(ws_state, "state");
-    WS_NAME(ws_mask, "_mask");
-    WS_NAME(ws_frame_extensions, "_frame_extensions");
-    WS_NAME(ws_extensions, "extensions");
-    WS_NAME(ws_send_transformed, "_send_transformed");
-    WS_NAME(ws_output, "_output");
-    WS_NAME(ws_is_closing, "is_closing");
-    WS_NAME(ws_get_write_buffer_size, "get_write_buffer_size");
-    WS_NAME(ws_get_extra_info, "get_extra_info");
-    WS_NAME(ws_socket, "socket");
-    WS_NAME(ws_fileno, "fileno");
-    WS_NAME(ws_gathered, "_gathered");
-    WS_NAME(ws_no_context_takeover, "local_no_context_takeover");
-    WS_NAME(ws_write, "write");
-#undef WS_NAME
+    INTERN_ONCE(ws_protocol, "protocol");
+    INTERN_ONCE(ws_transport, "transport");
+    INTERN_ONCE(ws_state, "state");
+    INTERN_ONCE(ws_mask, "_mask");
+    INTERN_ONCE(ws_frame_extensions, "_frame_extensions");
+    INTERN_ONCE(ws_extensions, "extensions");
+    INTERN_ONCE(ws_send_transformed, "_send_transformed");
+    INTERN_ONCE(ws_output, "_output");
+    INTERN_ONCE(ws_is_closing, "is_closing");
+    INTERN_ONCE(ws_get_write_buffer_size, "get_write_buffer_size");
+    INTERN_ONCE(ws_get_extra_info, "get_extra_info");
+    INTERN_ONCE(ws_socket, "socket");
+    INTERN_ONCE(ws_fileno, "fileno");
+    INTERN_ONCE(ws_gathered, "_gathered");
+    INTERN_ONCE(ws_no_context_takeover, "local_no_context_takeover");
+    INTERN_ONCE(ws_write, "write");
     return 0;
 }
 
@@ -3323,18 +3326,13 @@ core_init(void)
     if (core_engine_type != NULL) {
         return 0;
     }
-#define CORE_NAME(var, text)                                                \
-    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
-        return -1;                                                          \
-    }
-    CORE_NAME(receive_data_name, "receive_data");
-    CORE_NAME(send_message_name, "send_message");
-    CORE_NAME(data_to_send_name, "data_to_send");
-    CORE_NAME(append_name, "append");
-    CORE_NAME(popleft_name, "popleft");
-    CORE_NAME(done_name, "done");
-    CORE_NAME(set_result_name, "set_result");
-#undef CORE_NAME
+    INTERN_ONCE(receive_data_name, "receive_data");
+    INTERN_ONCE(send_message_name, "send_message");
+    INTERN_ONCE(data_to_send_name, "data_to_send");
+    INTERN_ONCE(append_name, "append");
+    INTERN_ONCE(popleft_name, "popleft");
+    INTERN_ONCE(done_name, "done");
+    INTERN_ONCE(set_result_name, "set_result");
     PyObject *engine = NULL, *queue = NULL, *open = NULL, *deque = NULL;
     PyObject *methods[3] = {NULL, NULL, NULL};
     Py_ssize_t offsets[E_COUNT], items, ready;
@@ -3529,17 +3527,12 @@ wake_now_init(void)
     if (core_init() < 0) {
         return -1;
     }
-#define WAKE_NAME(var, text)                                                \
-    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
-        return -1;                                                          \
-    }
-    WAKE_NAME(callbacks_name, "_callbacks");
-    WAKE_NAME(remove_done_callback_name, "remove_done_callback");
-    WAKE_NAME(call_exception_handler_name, "call_exception_handler");
-    WAKE_NAME(call_soon_name, "call_soon");
-    WAKE_NAME(message_key, "message");
-    WAKE_NAME(exception_key, "exception");
-#undef WAKE_NAME
+    INTERN_ONCE(callbacks_name, "_callbacks");
+    INTERN_ONCE(remove_done_callback_name, "remove_done_callback");
+    INTERN_ONCE(call_exception_handler_name, "call_exception_handler");
+    INTERN_ONCE(call_soon_name, "call_soon");
+    INTERN_ONCE(message_key, "message");
+    INTERN_ONCE(exception_key, "exception");
     if (task_type == NULL && (task_type = core_attribute("asyncio", "Task")) == NULL) {
         return -1;
     }
@@ -4124,18 +4117,13 @@ send_init(void)
     if (send_connection_type != NULL) {
         return 0;
     }
-#define SEND_NAME(var, text)                                                \
-    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
-        return -1;                                                          \
-    }
-    SEND_NAME(is_closing_name, "is_closing");
-    SEND_NAME(write_name, "write");
-    SEND_NAME(get_write_buffer_size_name, "get_write_buffer_size");
-    SEND_NAME(call_soon_name, "call_soon");
-    SEND_NAME(tick_name, "_tick");
-    SEND_NAME(write_gathered_name, "_write_gathered");
-    SEND_NAME(write_frame_name, "_write_frame");
-#undef SEND_NAME
+    INTERN_ONCE(is_closing_name, "is_closing");
+    INTERN_ONCE(write_name, "write");
+    INTERN_ONCE(get_write_buffer_size_name, "get_write_buffer_size");
+    INTERN_ONCE(call_soon_name, "call_soon");
+    INTERN_ONCE(tick_name, "_tick");
+    INTERN_ONCE(write_gathered_name, "_write_gathered");
+    INTERN_ONCE(write_frame_name, "_write_frame");
     PyObject *type = core_attribute("tether.asyncio.connection", "Connection");
     if (type == NULL) {
         return -1;
@@ -5125,25 +5113,20 @@ connection_init(PyObject *cls)
         return -1;
     }
     if (anext_connection_type == NULL) {
-#define ANEXT_NAME(var, text)                                               \
-    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) {  \
-        return -1;                                                          \
-    }
-        ANEXT_NAME(create_future_name, "create_future");
-        ANEXT_NAME(await_name, "__await__");
-        ANEXT_NAME(uvloop_module_name, "uvloop.loop");
-        ANEXT_NAME(close_exc_name, "close_exc");
-        ANEXT_NAME(get_name, "get");
-        ANEXT_NAME(maybe_resume_name, "_maybe_resume_reading");
-        ANEXT_NAME(pause_if_full_name, "_pause_if_full");
-        ANEXT_NAME(receive_name, "_receive");
-        ANEXT_NAME(loop_name, "loop");
-        ANEXT_NAME(drain_name, "_drain");
-        ANEXT_NAME(throw_name, "throw");
-        ANEXT_NAME(close_name, "close");
-        ANEXT_NAME(message_name, "message");
-        ANEXT_NAME(text_name, "text");
-#undef ANEXT_NAME
+        INTERN_ONCE(create_future_name, "create_future");
+        INTERN_ONCE(await_name, "__await__");
+        INTERN_ONCE(uvloop_module_name, "uvloop.loop");
+        INTERN_ONCE(close_exc_name, "close_exc");
+        INTERN_ONCE(get_name, "get");
+        INTERN_ONCE(maybe_resume_name, "_maybe_resume_reading");
+        INTERN_ONCE(pause_if_full_name, "_pause_if_full");
+        INTERN_ONCE(receive_name, "_receive");
+        INTERN_ONCE(loop_name, "loop");
+        INTERN_ONCE(drain_name, "_drain");
+        INTERN_ONCE(throw_name, "throw");
+        INTERN_ONCE(close_name, "close");
+        INTERN_ONCE(message_name, "message");
+        INTERN_ONCE(text_name, "text");
         if (concurrency_error == NULL
             && (concurrency_error = core_attribute("tether.exceptions", "ConcurrencyError"))
                    == NULL) {
